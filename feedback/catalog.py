@@ -1,0 +1,113 @@
+"""An in-memory view of the slowly changing tables: units, services, touchpoints, survey versions.
+
+Ingest and the public pages consult it on every request, so it must never touch SQLite on the hot
+path. It reloads (on a reader thread) when a write in this process marks it stale, and at most
+every `ttl` seconds otherwise, so a change made by another process shows up soon too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+
+from feedback.models import SurveyVersion, Touchpoint, Unit
+from feedback.surveys import decode_definition
+
+
+@dataclass
+class Snapshot:
+    units: dict[str, Unit] = field(default_factory=dict)
+    services: dict[str, dict] = field(default_factory=dict)
+    touchpoints: dict[str, Touchpoint] = field(default_factory=dict)
+    short_codes: dict[str, str] = field(default_factory=dict)  # short code -> token
+    retired: set[str] = field(default_factory=set)
+    # slug -> the version in force (the highest published), and every version by (slug, version)
+    current: dict[str, SurveyVersion] = field(default_factory=dict)
+    versions: dict[tuple[str, int], SurveyVersion] = field(default_factory=dict)
+
+    def subtree(self, code: str) -> list[str]:
+        prefix = self.units[code].path
+        return [c for c, u in self.units.items() if u.path.startswith(prefix)]
+
+    def in_subtree(self, code: str, root: str) -> bool:
+        unit, top = self.units.get(code), self.units.get(root)
+        return bool(unit and top and unit.path.startswith(top.path))
+
+    def touchpoint(self, token_or_code: str) -> Touchpoint | None:
+        token = self.short_codes.get(token_or_code.upper(), token_or_code)
+        return self.touchpoints.get(token)
+
+
+def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
+    snap = Snapshot()
+    for row in conn.execute("SELECT code, name, names, parent, lang, tz, path FROM units"):
+        snap.units[row["code"]] = Unit(
+            code=row["code"],
+            name=row["name"],
+            names=msgspec.json.decode(row["names"]) if row["names"] else None,
+            parent=row["parent"],
+            lang=row["lang"],
+            tz=row["tz"],
+            path=row["path"],
+        )
+    for row in conn.execute("SELECT code, name, names, kind, agency FROM services"):
+        snap.services[row["code"]] = dict(row)
+    for row in conn.execute(
+        "SELECT token, short_code, name, unit, lang, survey, kind, counter, service, retired_at"
+        " FROM touchpoints"
+    ):
+        snap.touchpoints[row["token"]] = Touchpoint(
+            token=row["token"],
+            name=row["name"],
+            unit=row["unit"],
+            lang=row["lang"],
+            survey=row["survey"],
+            kind=row["kind"],
+            counter=row["counter"],
+            service=row["service"],
+        )
+        if row["short_code"]:
+            snap.short_codes[row["short_code"].upper()] = row["token"]
+        if row["retired_at"]:
+            snap.retired.add(row["token"])
+    for row in conn.execute(
+        "SELECT slug, version, definition, published_at FROM survey_versions ORDER BY slug, version"
+    ):
+        version = SurveyVersion(
+            slug=row["slug"],
+            version=row["version"],
+            definition=decode_definition(row["definition"]),
+            published_at=row["published_at"],
+        )
+        snap.versions[(row["slug"], row["version"])] = version
+        snap.current[row["slug"]] = version
+    return snap
+
+
+class Catalog:
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._snapshot = Snapshot()
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def needs_reload(self) -> bool:
+        return time.monotonic() - self._loaded_at > self.ttl
+
+    def reload(self, conn: sqlite3.Connection) -> Snapshot:
+        snapshot = load_snapshot(conn)
+        with self._lock:
+            self._snapshot = snapshot
+            self._loaded_at = time.monotonic()
+        return snapshot
+
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0

@@ -1,0 +1,136 @@
+"""`feedback …`: init, demo, serve, token create, plugins, and whatever plugins add."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from feedback import __version__, plugins
+from feedback.db import open_utils
+from feedback.errors import FeedbackError
+from feedback.migrations import apply_all
+
+
+def open_migrated(path: str):
+    db = open_utils(path)
+    apply_all(db)
+    return db
+
+
+def fail(error: FeedbackError) -> None:
+    raise click.ClickException(error.message)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="feedback")
+def cli() -> None:
+    """Citizen and trader satisfaction for ISO 9001 quality systems."""
+
+
+@cli.command()
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
+def init(db_path: str) -> None:
+    """Create or migrate a database."""
+    db = open_migrated(db_path)
+    applied = len(list(db.query("SELECT 1 FROM _sqlite_migrations")))
+    db.close()
+    click.echo(f"{db_path}: schema up to date ({applied} migrations applied)")
+
+
+@cli.command()
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--days", default=90, show_default=True, help="Days of synthetic history")
+@click.option("--seed", default=2024, show_default=True, help="Random seed (the demo is deterministic)")
+@click.option("--force", is_flag=True, help="Replace an existing file")
+def demo(db_path: str, days: int, seed: int, force: bool) -> None:
+    """Build a database with the demo organisations and months of realistic history."""
+    from feedback.demo import build_demo
+
+    path = Path(db_path)
+    if path.exists():
+        if not force and path.stat().st_size > 0:
+            raise click.ClickException(f"{db_path} exists; pass --force to replace it")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    db = open_migrated(db_path)
+    try:
+        summary = build_demo(db, days=days, seed=seed)
+    finally:
+        db.close()
+    click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@cli.command()
+@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Server processes; each has its own writer thread and caches")
+def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
+    """Run the server (granian, ASGI)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    if db_path:
+        os.environ["FEEDBACK_DB"] = str(Path(db_path).resolve())
+    db = open_migrated(os.environ.get("FEEDBACK_DB", "feedback.db"))
+    db.close()
+    os.environ.setdefault("FEEDBACK_PUBLIC_URL", f"http://{host}:{port}")
+    click.echo(f"feedback {__version__} serving {os.environ.get('FEEDBACK_DB')} on http://{host}:{port}", err=True)
+    Granian(
+        "feedback.web.app:create_app_from_env",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host,
+        port=port,
+        workers=workers,
+        log_access=False,
+    ).serve()
+
+
+@cli.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--user", required=True)
+@click.option("--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), default="admin",
+              show_default=True)
+@click.option("--unit", default=None, help="Scope the token to this unit's subtree")
+def token_create(db_path: str, user: str, role: str, unit: str | None) -> None:
+    """Print a new API token, alone, on the last line (creates the user if needed)."""
+    from feedback.auth import create_token
+
+    db = open_migrated(db_path)
+    try:
+        with db.conn:
+            value = create_token(db.conn, user, role, unit)
+    except FeedbackError as error:
+        fail(error)
+    finally:
+        db.close()
+    click.echo(f"token for {user} ({role}{', unit ' + unit if unit else ''}):", err=True)
+    click.echo(value)
+
+
+@cli.command("plugins")
+@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False))
+def plugins_command(db_path: str | None) -> None:
+    """List loaded plugins and the hooks each implements, as JSON."""
+    click.echo(json.dumps(plugins.describe_plugins(), indent=2))
+
+
+plugins.pm.hook.register_commands(cli=cli)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="feedback")
+    except KeyboardInterrupt:
+        sys.exit(130)

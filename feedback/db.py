@@ -1,0 +1,175 @@
+"""The store: one writer thread with group commit, and one read-only connection per reader thread.
+
+Datasette's `database.py` model: the only write connection belongs to a thread fed by a queue.
+The writer takes every job that is waiting, runs each in its own SAVEPOINT inside one
+`BEGIN IMMEDIATE` transaction and commits once (`synchronous=FULL`), so throughput comes from
+batching, never from weaker durability. A job's future resolves only after COMMIT returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+log = logging.getLogger("feedback.db")
+T = TypeVar("T")
+
+_STOP = object()
+
+
+def connect_writer(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    # WAL is switched on outside a transaction; FULL makes every COMMIT durable.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def connect_reader(path: str) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def open_utils(path: str) -> sqlite_utils.Database:
+    """A sqlite-utils handle for schema and admin work (CLI, migrations, demo)."""
+    db = sqlite_utils.Database(path)
+    db.enable_wal()
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=30000")
+    return db
+
+
+class Store:
+    """The async face of the database for the web app and plugins."""
+
+    def __init__(self, path: str, max_batch: int = 256, readers: int = 4) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="feedback-read")
+        self._writer = threading.Thread(target=self._write_loop, name="feedback-write", daemon=True)
+        self._started = False
+        self.batches = 0
+        self.writes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._started:
+            self._writer.start()
+            self._started = True
+
+    def close(self) -> None:
+        if self._started:
+            self._jobs.put(_STOP)
+            self._writer.join(timeout=30)
+            self._started = False
+        self._readers.shutdown(wait=True)
+
+    # -- writes ----------------------------------------------------------------------------
+    def submit_write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue `fn(conn)` for the writer; the future resolves once its batch has committed."""
+        future: Future[T] = Future()
+        self._jobs.put((fn, future))
+        return future
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.submit_write(fn))
+
+    def _write_loop(self) -> None:
+        conn = connect_writer(self.path)
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop_after = False
+                while len(batch) < self.max_batch:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(job)
+                self._run_batch(conn, batch)
+                if stop_after:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
+        outcomes: list[tuple[Future, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, future in batch:
+                if not future.set_running_or_notify_cancel():
+                    continue
+                # Each job in its own savepoint: one failing job rolls back only itself.
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn)
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((future, False, error))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((future, True, result))
+            conn.execute("COMMIT")
+        except BaseException as error:  # noqa: BLE001 - the whole batch failed to commit
+            log.exception("write batch failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _fn, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self.batches += 1
+        self.writes += len(outcomes)
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    # -- reads -----------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect_reader(self.path)
+            self._local.conn = conn
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on a reader thread with its own read-only connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+
+    async def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(row) for row in conn.execute(sql, params)]
+
+        return await self.read(run)
+
+    def query_sync(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        """For threads that are not the event loop (CLI, plugins already off the loop)."""
+        return [dict(row) for row in self._reader().execute(sql, params)]

@@ -1,0 +1,32 @@
+"""Our own exception types; the web layer maps each to one HTTP status, once."""
+
+
+class FeedbackError(Exception):
+    """Base class. `field` names the offending input so clients can point at it."""
+
+    status_code = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(FeedbackError):
+    status_code = 400
+
+
+class NotFound(FeedbackError):
+    status_code = 404
+
+
+class Conflict(FeedbackError):
+    status_code = 409
+
+
+class Unauthorized(FeedbackError):
+    status_code = 401
+
+
+class Forbidden(FeedbackError):
+    status_code = 403

@@ -1,0 +1,364 @@
+"""The one path into the store. Every channel (survey page, kiosk, JSON API, CSV) calls `ingest`.
+
+validate against the survey version in force → score through plugins → store idempotently with
+rollups in the same transaction → acknowledge → fire `track_event` after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from feedback import plugins
+from feedback.catalog import Snapshot
+from feedback.db import Store
+from feedback.errors import Conflict, InvalidInput, NotFound
+from feedback.models import (
+    ChoiceQuestion,
+    ContactQuestion,
+    Event,
+    RatingQuestion,
+    Score,
+    Submission,
+    SurveyDefinition,
+    SurveyVersion,
+    TextQuestion,
+)
+
+# Flags that only annotate a response; every other flag marks it suspect (left out of rates).
+INFORMATIONAL_FLAGS = frozenset({"clock_skew", "scoring_failed"})
+# How far a client clock may be ahead of ours, and how old an offline answer may be, before the
+# client time is distrusted (the server time is used instead and the response flagged).
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+MAX_AGE = timedelta(days=30)
+RECEIPT_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+_hash_encoder = msgspec.json.Encoder(order="sorted")
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    id: str
+    receipt: str
+    created: bool
+    flags: tuple[str, ...] = ()
+    level: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {"id": self.id, "receipt": self.receipt}
+
+
+def new_response_id() -> str:
+    """A time-ordered UUID (v7 layout): B-tree inserts stay local, unlike random v4 keys."""
+    ms = time.time_ns() // 1_000_000
+    raw = bytearray(ms.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def new_receipt() -> str:
+    code = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(8))
+    return f"{code[:4]}-{code[4:]}"
+
+
+def parse_time(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field}: not an RFC 3339 date-time", field) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{field}: an RFC 3339 date-time needs a UTC offset", field)
+    return parsed.astimezone(UTC)
+
+
+def validate_answers(survey: SurveyDefinition, answers: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Check answers against a survey version. Returns (answers to store, contact kept apart)."""
+    cleaned: dict[str, Any] = {}
+    contact: str | None = None
+    for key, value in answers.items():
+        field = f"answers.{key}"
+        question = survey.question(key)
+        if question is None:
+            raise InvalidInput(f"{field}: no such question in survey {survey.slug}", field)
+        if isinstance(value, str) and not value.strip() and not isinstance(question, RatingQuestion):
+            continue  # an empty optional field of a form
+        if isinstance(question, RatingQuestion):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= question.scale:
+                raise InvalidInput(f"{field}: must be a whole number from 1 to {question.scale}", field)
+            cleaned[key] = value
+        elif isinstance(question, ChoiceQuestion):
+            option_keys = {option.key for option in question.options}
+            if question.multiple:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise InvalidInput(f"{field}: must be a list of option keys", field)
+                if len(set(value)) != len(value):
+                    raise InvalidInput(f"{field}: an option is chosen twice", field)
+                unknown = [v for v in value if v not in option_keys]
+                if unknown:
+                    raise InvalidInput(f"{field}: unknown option {unknown[0]!r}", field)
+                if value:
+                    cleaned[key] = list(value)
+            else:
+                if not isinstance(value, str) or value not in option_keys:
+                    raise InvalidInput(f"{field}: must be one of {sorted(option_keys)}", field)
+                cleaned[key] = value
+        elif isinstance(question, TextQuestion | ContactQuestion):
+            if not isinstance(value, str):
+                raise InvalidInput(f"{field}: must be text", field)
+            if len(value) > question.max_length:
+                raise InvalidInput(f"{field}: longer than {question.max_length} characters", field)
+            if isinstance(question, ContactQuestion):
+                contact = value.strip()
+            else:
+                cleaned[key] = value
+        else:  # a plugin's question kind validates its own answers
+            validate = getattr(question, "validate_answer", None)
+            if validate is not None:
+                try:
+                    value = validate(value)
+                except (TypeError, ValueError) as error:
+                    raise InvalidInput(f"{field}: {error}", field) from None
+            cleaned[key] = value
+    for question in survey.questions:
+        if question.required and question.key not in cleaned:
+            if question.show_if is not None and not question.show_if.holds(cleaned):
+                continue
+            field = f"answers.{question.key}"
+            raise InvalidInput(f"{field}: an answer is required", field)
+    if not cleaned and contact is None:
+        raise InvalidInput("answers: at least one answer is needed", "answers")
+    return cleaned, contact
+
+
+def score(version: SurveyVersion, answers: dict[str, Any], submission: Submission) -> tuple[Score, bool]:
+    """Ask the plugins; a failing scorer never loses the response (it is stored unscored)."""
+    result = plugins.call_isolated(
+        "score_response", firstresult=True, survey=version.definition, answers=answers, submission=submission
+    )
+    if isinstance(result, Score):
+        return result, False
+    return Score(level=None, satisfied=False, dissatisfied=False, score=None), True
+
+
+def content_hash(submission: Submission) -> str:
+    """What makes a replay "the same": every field the client sent except the id."""
+    data = msgspec.to_builtins(submission)
+    data.pop("id", None)
+    return hashlib.sha256(_hash_encoder.encode(data)).hexdigest()
+
+
+@dataclass
+class Prepared:
+    """A validated, scored response, ready for the writer."""
+
+    row: dict[str, Any]
+    contact: str | None
+    indicators: dict[str, float]
+    flags: list[str]
+
+
+def prepare(
+    submission: Submission,
+    snapshot: Snapshot,
+    *,
+    flags: list[str] | None = None,
+    now: datetime | None = None,
+) -> Prepared:
+    """Validate and score (no I/O): raises InvalidInput or NotFound naming the field."""
+    touchpoint = snapshot.touchpoint(submission.touchpoint)
+    if touchpoint is None:
+        raise NotFound(f"touchpoint: no touchpoint {submission.touchpoint!r}", "touchpoint")
+    version = snapshot.current.get(touchpoint.survey)
+    if version is None:
+        raise NotFound(f"touchpoint: survey {touchpoint.survey!r} has no published version", "touchpoint")
+    survey = version.definition
+    if submission.id is not None:
+        try:
+            response_id = str(uuid.UUID(submission.id))
+        except ValueError:
+            raise InvalidInput("id: not a UUID", "id") from None
+    else:
+        response_id = new_response_id()
+    lang = submission.lang or touchpoint.lang
+    if lang not in survey.languages:
+        raise InvalidInput(f"lang: must be one of {survey.languages}", "lang")
+    service = submission.service or touchpoint.service
+    if service is not None and service not in snapshot.services:
+        raise InvalidInput(f"service: no service {service!r}", "service")
+    answers, contact = validate_answers(survey, dict(submission.answers))
+
+    now = now or datetime.now(UTC)
+    flags = list(flags or [])
+    occurred = now
+    client_time = None
+    if submission.submitted_at is not None:
+        client = parse_time(submission.submitted_at, "submitted_at")
+        client_time = client.isoformat()
+        if client > now + MAX_CLOCK_AHEAD or client < now - MAX_AGE:
+            flags.append("clock_skew")
+        else:
+            occurred = client
+    result, failed = score(version, answers, submission)
+    if failed:
+        flags.append("scoring_failed")
+    unit = snapshot.units[touchpoint.unit]
+    day = occurred.astimezone(ZoneInfo(unit.tz)).date().isoformat()
+    row = {
+        "id": response_id,
+        "receipt": new_receipt(),
+        "touchpoint": touchpoint.token,
+        "unit": touchpoint.unit,
+        "service": service,
+        "survey": version.slug,
+        "survey_version": version.version,
+        "channel": submission.channel,
+        "transaction_point": submission.transaction_point,
+        "case_ref": submission.case_ref,
+        "counter": submission.counter or touchpoint.counter,
+        "officer": submission.officer,
+        "lang": lang,
+        "answers": _json.encode(answers).decode(),
+        "client_time": client_time,
+        "server_time": now.isoformat(),
+        "occurred_at": occurred.isoformat(),
+        "day": day,
+        "level": result.level,
+        "satisfied": int(result.satisfied),
+        "dissatisfied": int(result.dissatisfied),
+        "score": result.score,
+        "indicators": _json.encode(result.indicators).decode(),
+        "flags": "",  # filled by the writer, which may add duplicate_case
+        "content_hash": content_hash(submission),
+    }
+    return Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags)
+
+
+RESPONSE_COLUMNS = (
+    "id", "receipt", "touchpoint", "unit", "service", "survey", "survey_version", "channel",
+    "transaction_point", "case_ref", "counter", "officer", "lang", "answers", "client_time",
+    "server_time", "occurred_at", "day", "level", "satisfied", "dissatisfied", "score",
+    "indicators", "flags", "content_hash",
+)
+INSERT_RESPONSE = (
+    f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})"
+)
+UPSERT_ROLLUP = """
+INSERT INTO rollups (unit, service, touchpoint, day, n, satisfied, dissatisfied, score_n, score_sum,
+                     l1, l2, l3, l4, l5, suspect)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (unit, service, touchpoint, day) DO UPDATE SET
+  n = n + excluded.n, satisfied = satisfied + excluded.satisfied,
+  dissatisfied = dissatisfied + excluded.dissatisfied, score_n = score_n + excluded.score_n,
+  score_sum = score_sum + excluded.score_sum, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
+  l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
+  suspect = suspect + excluded.suspect
+"""
+UPSERT_INDICATOR = """
+INSERT INTO rollup_indicators (unit, service, touchpoint, day, indicator, n, sum)
+VALUES (?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (unit, service, touchpoint, day, indicator) DO UPDATE SET
+  n = n + 1, sum = sum + excluded.sum
+"""
+
+
+def is_suspect(flags: list[str]) -> bool:
+    return any(flag not in INFORMATIONAL_FLAGS for flag in flags)
+
+
+def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: dict[str, float],
+                   suspect: bool, sign: int = 1) -> None:
+    """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
+    key = (row["unit"], row["service"] or "", row["touchpoint"], row["day"])
+    if suspect:
+        conn.execute(UPSERT_ROLLUP, (*key, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign))
+        return
+    level = row["level"]
+    has_score = row["score"] is not None
+    levels = [sign if level == i else 0 for i in range(1, 6)]
+    conn.execute(
+        UPSERT_ROLLUP,
+        (*key, sign if level is not None else 0, sign * row["satisfied"], sign * row["dissatisfied"],
+         sign if has_score else 0, sign * (row["score"] or 0.0), *levels, 0),
+    )
+    for indicator, value in indicators.items():
+        conn.execute(UPSERT_INDICATOR, (*key, indicator, sign * value))
+
+
+def store_job(prepared: Prepared):
+    """The writer job: idempotent insert + rollups. Returns (IngestResult, stored row or None)."""
+    row = prepared.row
+
+    def job(conn: sqlite3.Connection) -> tuple[IngestResult, dict[str, Any] | None]:
+        existing = conn.execute(
+            "SELECT receipt, content_hash, flags, level FROM responses WHERE id = ?", (row["id"],)
+        ).fetchone()
+        if existing is not None:
+            if existing["content_hash"] != row["content_hash"]:
+                raise Conflict("id: a different response was already stored with this id", "id")
+            stored_flags = tuple(msgspec.json.decode(existing["flags"]))
+            return IngestResult(row["id"], existing["receipt"], False, stored_flags, existing["level"]), None
+        all_flags = list(prepared.flags)
+        if row["case_ref"] and conn.execute(
+            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? LIMIT 1",
+            (row["touchpoint"], row["case_ref"]),
+        ).fetchone():
+            all_flags.append("duplicate_case")
+        row["flags"] = _json.encode(sorted(set(all_flags))).decode()
+        conn.execute(INSERT_RESPONSE, [row[c] for c in RESPONSE_COLUMNS])
+        if prepared.contact:
+            conn.execute(
+                "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
+                (row["id"], prepared.contact, row["server_time"]),
+            )
+        add_to_rollups(conn, row, prepared.indicators, is_suspect(all_flags))
+        result = IngestResult(row["id"], row["receipt"], True, tuple(sorted(set(all_flags))), row["level"])
+        return result, row
+
+    return job
+
+
+def stored_event(row: dict[str, Any], flags: tuple[str, ...]) -> Event:
+    data = {k: row[k] for k in RESPONSE_COLUMNS if k not in ("answers", "indicators", "flags", "content_hash")}
+    data["answers"] = msgspec.json.decode(row["answers"])
+    data["indicators"] = msgspec.json.decode(row["indicators"])
+    data["flags"] = list(flags)
+    data["suspect"] = is_suspect(list(flags))
+    return Event(type="response.stored", id=f"response.stored:{row['id']}", created_at=row["server_time"],
+                 data=data)
+
+
+async def fire_event(event: Event, store: Store) -> None:
+    """Fire `track_event` after commit; each plugin isolated, awaitables awaited."""
+    for result in plugins.call_isolated("track_event", event=event, store=store):
+        try:
+            await plugins.await_me_maybe(result)
+        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+            plugins.failures.record("track_event", "track_event", error)
+
+
+async def ingest(
+    submission: Submission,
+    store: Store,
+    snapshot: Snapshot,
+    *,
+    flags: list[str] | None = None,
+) -> IngestResult:
+    """Validate, score, store durably and idempotently; returns once the commit is on disk."""
+    prepared = prepare(submission, snapshot, flags=flags)
+    result, row = await store.write(store_job(prepared))
+    if row is not None:
+        await fire_event(stored_event(row, result.flags), store)
+    return result

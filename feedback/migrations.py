@@ -1,0 +1,201 @@
+"""The core schema, as a sqlite-utils `Migrations` set. Plugins bring their own sets."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from feedback.plugins import flatten, pm
+
+migrations = sqlite_utils.Migrations("feedback")
+
+LEVELS = ("l1", "l2", "l3", "l4", "l5")
+
+
+@migrations()
+def m001_organisation(db: sqlite_utils.Database) -> None:
+    db.table("units").create(
+        {
+            "code": str,
+            "name": str,
+            "names": str,  # JSON {lang: name}
+            "parent": str,
+            "lang": str,
+            "tz": str,
+            "path": str,  # "/ROOT/CHILD/" - a subtree is one LIKE prefix
+            "created_at": str,
+        },
+        pk="code",
+        not_null=["name", "lang", "tz", "path"],
+        foreign_keys=[("parent", "units", "code")],
+        if_not_exists=True,
+    )
+    db.table("units").create_index(["path"], if_not_exists=True)
+    db.table("services").create(
+        {
+            "code": str,
+            "name": str,
+            "names": str,
+            "kind": str,  # administrative | customs | other
+            "agency": str,  # the root unit that publishes the procedure, if any
+            "created_at": str,
+        },
+        pk="code",
+        not_null=["name"],
+        if_not_exists=True,
+    )
+    db.table("surveys").create(
+        {"slug": str, "title": str, "created_at": str},
+        pk="slug",
+        not_null=["title"],
+        if_not_exists=True,
+    )
+    db.table("survey_versions").create(
+        {"slug": str, "version": int, "definition": str, "published_at": str},
+        pk=("slug", "version"),
+        not_null=["definition", "published_at"],
+        foreign_keys=[("slug", "surveys", "slug")],
+        if_not_exists=True,
+    )
+    # A published version is immutable: the database itself refuses changes.
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS survey_versions_immutable
+        BEFORE UPDATE ON survey_versions
+        BEGIN SELECT RAISE(ABORT, 'published survey versions are immutable'); END"""
+    )
+    db.table("touchpoints").create(
+        {
+            "token": str,
+            "short_code": str,
+            "name": str,
+            "unit": str,
+            "lang": str,
+            "survey": str,
+            "kind": str,  # qr | kiosk
+            "counter": str,
+            "service": str,
+            "created_at": str,
+            "retired_at": str,
+        },
+        pk="token",
+        not_null=["name", "unit", "lang", "survey", "kind"],
+        foreign_keys=[("unit", "units", "code"), ("survey", "surveys", "slug")],
+        if_not_exists=True,
+    )
+    db.table("touchpoints").create_index(["short_code"], unique=True, if_not_exists=True)
+    db.table("touchpoints").create_index(["unit"], if_not_exists=True)
+
+
+@migrations()
+def m002_responses(db: sqlite_utils.Database) -> None:
+    db.table("responses").create(
+        {
+            "id": str,
+            "receipt": str,
+            "touchpoint": str,
+            "unit": str,
+            "service": str,
+            "survey": str,
+            "survey_version": int,
+            "channel": str,
+            "transaction_point": str,
+            "case_ref": str,
+            "counter": str,
+            "officer": str,
+            "lang": str,
+            "answers": str,
+            "client_time": str,
+            "server_time": str,
+            "occurred_at": str,
+            "day": str,
+            "level": int,
+            "satisfied": int,
+            "dissatisfied": int,
+            "score": float,
+            "indicators": str,
+            "flags": str,  # JSON list; non-empty means suspect: stored, left out of rates
+            "content_hash": str,
+        },
+        pk="id",
+        not_null=["receipt", "touchpoint", "unit", "survey", "survey_version", "channel", "lang",
+                  "answers", "server_time", "occurred_at", "day", "flags", "content_hash"],
+        if_not_exists=True,
+    )
+    db.table("responses").create_index(["unit", "day"], if_not_exists=True)
+    db.table("responses").create_index(["touchpoint", "case_ref"], if_not_exists=True)
+    db.table("responses").create_index(["receipt"], if_not_exists=True)
+    # Contact for a call-back lives apart from the answers and is purged when no longer needed.
+    db.table("contacts").create(
+        {"response_id": str, "contact": str, "created_at": str, "purge_after": str},
+        pk="response_id",
+        not_null=["contact", "created_at"],
+        if_not_exists=True,
+    )
+    rollup_key = {"unit": str, "service": str, "touchpoint": str, "day": str}
+    db.table("rollups").create(
+        {
+            **rollup_key,
+            "n": int,  # counted responses (suspect ones excluded)
+            "satisfied": int,
+            "dissatisfied": int,
+            "score_n": int,
+            "score_sum": float,
+            **{level: int for level in LEVELS},
+            "suspect": int,  # stored but left out of rates
+        },
+        pk=("unit", "service", "touchpoint", "day"),
+        not_null=list(rollup_key),
+        defaults={k: 0 for k in ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "suspect",
+                                 *LEVELS)},
+        if_not_exists=True,
+    )
+    db.table("rollups").create_index(["unit", "day"], if_not_exists=True)
+    db.table("rollup_indicators").create(
+        {**rollup_key, "indicator": str, "n": int, "sum": float},
+        pk=("unit", "service", "touchpoint", "day", "indicator"),
+        not_null=list(rollup_key),
+        defaults={"n": 0, "sum": 0.0},
+        if_not_exists=True,
+    )
+    db.table("exposure").create(
+        {"unit": str, "service": str, "day": str, "served": int, "offered": int, "source": str,
+         "updated_at": str},
+        pk=("unit", "service", "day"),
+        not_null=["unit", "service", "day"],
+        if_not_exists=True,
+    )
+
+
+@migrations()
+def m003_access(db: sqlite_utils.Database) -> None:
+    db.table("users").create(
+        {"name": str, "role": str, "unit": str, "email": str, "password_hash": str,
+         "created_at": str, "disabled": int},
+        pk="name",
+        not_null=["role", "created_at"],
+        defaults={"disabled": 0},
+        if_not_exists=True,
+    )
+    db.table("api_tokens").create(
+        {"token_hash": str, "user": str, "role": str, "unit": str, "created_at": str,
+         "revoked_at": str, "hint": str},
+        pk="token_hash",
+        not_null=["user", "role", "created_at"],
+        foreign_keys=[("user", "users", "name")],
+        if_not_exists=True,
+    )
+
+
+def all_migration_sets() -> list[sqlite_utils.Migrations]:
+    """The core set first, then every set a plugin registers."""
+    sets = [migrations]
+    sets.extend(flatten(pm.hook.register_migrations()))
+    names = [m.name for m in sets]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"migration set names registered twice: {sorted(duplicates)}")
+    return sets
+
+
+def apply_all(db: sqlite_utils.Database) -> None:
+    for migration_set in all_migration_sets():
+        migration_set.apply(db)

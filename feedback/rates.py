@@ -1,0 +1,143 @@
+"""Satisfaction rates from rollups: n, satisfied, Wilson 95 % intervals and the minimum-n rule.
+
+Dashboards and the API read rollups only (unit × service × touchpoint × day), never raw responses.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from feedback.catalog import Snapshot
+
+GROUPINGS = ("unit", "service", "touchpoint", "day", "week", "month")
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval: honest at small n and near 0 % or 100 %, unlike the normal one."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class Tally:
+    n: int = 0
+    satisfied: int = 0
+    dissatisfied: int = 0
+    score_n: int = 0
+    score_sum: float = 0.0
+    suspect: int = 0
+    levels: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.n += row["n"]
+        self.satisfied += row["satisfied"]
+        self.dissatisfied += row["dissatisfied"]
+        self.score_n += row["score_n"]
+        self.score_sum += row["score_sum"]
+        self.suspect += row["suspect"]
+        for i in range(5):
+            self.levels[i] += row[f"l{i + 1}"]
+
+    def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
+        interval = wilson(self.satisfied, self.n)
+        not_dissatisfied = self.n - self.dissatisfied
+        return {
+            "key": key,
+            "n": self.n,
+            "satisfied": self.satisfied,
+            "rate": self.satisfied / self.n if self.n else None,
+            "ci95": list(interval) if interval else None,
+            "sufficient": self.n >= min_n,
+            # Beyond the contract: the other honest views of the same responses.
+            "dissatisfied": self.dissatisfied,
+            "not_dissatisfied_rate": not_dissatisfied / self.n if self.n else None,
+            "mean_score": self.score_sum / self.score_n if self.score_n else None,
+            "levels": {str(i + 1): count for i, count in enumerate(self.levels)},
+            "suspect": self.suspect,
+            "raw_n": self.n + self.suspect,
+        }
+
+
+def week_key(day: str) -> str:
+    year, week, _ = date.fromisoformat(day).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def bucket_function(by: str, root: str, snapshot: Snapshot) -> Callable[[dict[str, Any]], str | None]:
+    if by == "unit":
+        # Each direct child's whole subtree rolls up into the child; the unit's own responses
+        # stay under its own code.
+        depth = snapshot.units[root].path.count("/")
+
+        def child_of_root(row: dict[str, Any]) -> str:
+            parts = snapshot.units[row["unit"]].path.strip("/").split("/")
+            return parts[depth - 1] if len(parts) >= depth else root
+
+        return child_of_root
+    if by == "service":
+        return lambda row: row["service"] or None
+    if by == "touchpoint":
+        return lambda row: row["touchpoint"]
+    if by == "day":
+        return lambda row: row["day"]
+    if by == "week":
+        return lambda row: week_key(row["day"])
+    return lambda row: row["day"][:7]
+
+
+def satisfaction(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    date_from: str,
+    date_to: str,
+    by: str,
+    min_n: int,
+    filters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Rates for a unit's subtree between two local days (inclusive), grouped `by`."""
+    units = snapshot.subtree(unit)
+    marks = ",".join("?" for _ in units)
+    sql_group = {"unit": "unit", "service": "service", "touchpoint": "touchpoint"}.get(by, "day")
+    where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
+    params: list[Any] = [*units, date_from, date_to]
+    for column, value in (filters or {}).items():
+        where.append(f"{column} = ?")
+        params.append(value)
+    sql = f"""
+        SELECT {sql_group} AS g, min(unit) AS unit, min(service) AS service, min(touchpoint) AS touchpoint,
+               min(day) AS day, sum(n) AS n, sum(satisfied) AS satisfied, sum(dissatisfied) AS dissatisfied,
+               sum(score_n) AS score_n, sum(score_sum) AS score_sum, sum(l1) AS l1, sum(l2) AS l2,
+               sum(l3) AS l3, sum(l4) AS l4, sum(l5) AS l5, sum(suspect) AS suspect
+        FROM rollups WHERE {" AND ".join(where)} GROUP BY {sql_group}
+    """
+    bucket = bucket_function(by, unit, snapshot)
+    tallies: dict[str | None, Tally] = {}
+    total = Tally()
+    for raw in conn.execute(sql, params):
+        row = dict(raw)
+        row[sql_group] = row["g"]
+        key = bucket(row)
+        tallies.setdefault(key, Tally()).add(row)
+        total.add(row)
+    rows = [tally.as_row(key, min_n) for key, tally in sorted(tallies.items(), key=lambda kv: kv[0] or "")]
+    return {
+        "unit": unit,
+        "from": date_from,
+        "to": date_to,
+        "by": by,
+        "min_n": min_n,
+        "rows": rows,
+        "total": total.as_row(None, min_n),
+    }

@@ -1,0 +1,67 @@
+"""Settings: one Struct, read from the environment (and optionally a TOML file) in one place."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    db: str = "feedback.db"
+    secret: str = ""
+    public_url: str | None = None
+    rate_limit: int = 120
+    smtp_url: str | None = None
+    kiosk_min_interval: float = 2.0
+    webhook_allow_private: bool = False
+    # Below this many responses a rate is "insufficient": it can neither meet nor breach.
+    min_n: int = 30
+    # Plugins switched off by name (comma-separated in FEEDBACK_BLOCK_PLUGINS).
+    block_plugins: list[str] = msgspec.field(default_factory=list)
+    # A folder whose *.py files are loaded as plugins (handy for site-specific rules and tests).
+    plugins_dir: str | None = None
+    # Writes batched into one transaction at most (group commit).
+    max_batch: int = 256
+
+
+_ENV = {
+    "FEEDBACK_DB": "db",
+    "FEEDBACK_SECRET": "secret",
+    "FEEDBACK_PUBLIC_URL": "public_url",
+    "FEEDBACK_RATE_LIMIT": "rate_limit",
+    "FEEDBACK_SMTP_URL": "smtp_url",
+    "FEEDBACK_KIOSK_MIN_INTERVAL": "kiosk_min_interval",
+    "FEEDBACK_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+    "FEEDBACK_MIN_N": "min_n",
+    "FEEDBACK_BLOCK_PLUGINS": "block_plugins",
+    "FEEDBACK_PLUGINS_DIR": "plugins_dir",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from `FEEDBACK_CONFIG` (a TOML file), then `FEEDBACK_*` variables, then overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    config_file = environ.get("FEEDBACK_CONFIG")
+    if config_file:
+        values.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
+    for variable, field in _ENV.items():
+        if variable in environ and environ[variable] != "":
+            raw = environ[variable]
+            if field == "block_plugins":
+                values[field] = [name.strip() for name in raw.split(",") if name.strip()]
+            elif field == "webhook_allow_private":
+                values[field] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[field] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = msgspec.convert(values, Settings, strict=False)
+    if not settings.secret:
+        # A per-process secret keeps hashed rate-limit keys unlinkable; set FEEDBACK_SECRET to
+        # keep signed values valid across restarts.
+        settings.secret = secrets.token_hex(32)
+    return settings

@@ -1,0 +1,181 @@
+"""The JSON API of the public contract (DESIGN.md): responses, surveys, units, touchpoints, rates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+from litestar import Controller, MediaType, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from feedback import __version__, plugins
+from feedback.catalog import Snapshot
+from feedback.errors import InvalidInput, NotFound
+from feedback.ingest import ingest
+from feedback.models import Submission, SurveyVersion
+from feedback.rates import satisfaction
+from feedback.web.security import Principal, current_principal
+
+MAX_RESPONSE_BODY = 64 * 1024
+
+
+async def fresh_snapshot(state: State) -> Snapshot:
+    """The catalog, reloaded on a reader thread when stale (never on the event loop)."""
+    catalog = state.catalog
+    if catalog.needs_reload():
+        return await state.store.read(catalog.reload)
+    return catalog.snapshot
+
+
+class HealthController(Controller):
+    path = "/healthz"
+
+    @get(media_type=MediaType.JSON, summary="Liveness and plugin failure counts")
+    async def health(self, state: State) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "writes": state.store.writes,
+            "batches": state.store.batches,
+            "plugin_failures": plugins.failures.snapshot(),
+        }
+
+
+class ResponsesController(Controller):
+    path = "/api/v1/responses"
+    tags = ["responses"]
+
+    @post(
+        request_max_body_size=MAX_RESPONSE_BODY,
+        summary="Store a response (public, idempotent on id)",
+        description="201 when stored; 200 with the same body for a replay of the same id and content; "
+        "409 when the id was stored with different content.",
+    )
+    async def create(self, data: Submission, state: State) -> Response[dict[str, str]]:
+        snapshot = await fresh_snapshot(state)
+        result = await ingest(data, state.store, snapshot)
+        return Response(result.body(), status_code=201 if result.created else 200)
+
+
+def survey_document(version: SurveyVersion) -> dict[str, Any]:
+    survey = version.definition
+    questions = [msgspec.to_builtins(question) for question in survey.questions]
+    return {
+        "slug": version.slug,
+        "version": version.version,
+        "languages": survey.languages,
+        "title": survey.title,
+        "description": survey.description,
+        "scoring": survey.scoring,
+        "questions": questions,
+    }
+
+
+class TouchpointsController(Controller):
+    path = "/api/v1/touchpoints"
+    tags = ["touchpoints"]
+
+    @get("/{token:str}/survey", summary="The survey version in force at a touchpoint (public)")
+    async def survey(self, token: str, state: State) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoint(token)
+        if touchpoint is None:
+            raise NotFound(f"token: no touchpoint {token!r}", "token")
+        version = snapshot.current.get(touchpoint.survey)
+        if version is None:
+            raise NotFound(f"token: survey {touchpoint.survey!r} has no published version", "token")
+        document = survey_document(version)
+        document["touchpoint"] = {"token": touchpoint.token, "name": touchpoint.name, "unit": touchpoint.unit,
+                                  "lang": touchpoint.lang, "kind": touchpoint.kind, "counter": touchpoint.counter,
+                                  "service": touchpoint.service}
+        return document
+
+    @get(dependencies={"principal": Provide(current_principal)}, summary="Touchpoints the token may see")
+    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
+        snapshot = await fresh_snapshot(state)
+        items = []
+        for tp in sorted(snapshot.touchpoints.values(), key=lambda t: (t.unit, t.token)):
+            if not principal.may_see(tp.unit, snapshot):
+                continue
+            item = {"token": tp.token, "name": tp.name, "unit": tp.unit, "lang": tp.lang, "survey": tp.survey,
+                    "kind": tp.kind, "service": tp.service, "retired": tp.token in snapshot.retired}
+            if tp.counter:
+                item["counter"] = tp.counter
+            code = next((c for c, t in snapshot.short_codes.items() if t == tp.token), None)
+            if code:
+                item["short_code"] = code
+            items.append(item)
+        return items
+
+
+class UnitsController(Controller):
+    path = "/api/v1/units"
+    tags = ["units"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    @get(summary="Units the token may see (its subtree)")
+    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
+        snapshot = await fresh_snapshot(state)
+        items = []
+        for unit in sorted(snapshot.units.values(), key=lambda u: u.path):
+            if not principal.may_see(unit.code, snapshot):
+                continue
+            item: dict[str, Any] = {"code": unit.code, "name": unit.name, "parent": unit.parent,
+                                    "lang": unit.lang, "tz": unit.tz}
+            if unit.names:
+                item["names"] = unit.names
+            items.append(item)
+        return items
+
+
+def parse_day(value: str | None, field: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", field) from None
+
+
+class SatisfactionController(Controller):
+    path = "/api/v1/satisfaction"
+    tags = ["rates"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    @get(summary="Satisfaction rates for a unit's subtree, from rollups")
+    async def rates(
+        self,
+        principal: Principal,
+        state: State,
+        unit: str | None = None,
+        date_from: str | None = Parameter(query="from", default=None),
+        date_to: str | None = Parameter(query="to", default=None),
+        by: Literal["unit", "service", "touchpoint", "day", "week", "month"] = "unit",
+        service: str | None = None,
+        touchpoint: str | None = None,
+    ) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        unit = unit or principal.unit
+        if unit is None:
+            raise InvalidInput("unit: required for a token not bound to a unit", "unit")
+        if unit not in snapshot.units:
+            raise NotFound(f"unit: no unit {unit!r}", "unit")
+        principal.require_unit(unit, snapshot)
+        today = datetime.now(UTC).astimezone(ZoneInfo(snapshot.units[unit].tz)).date()
+        end = parse_day(date_to, "to") or today
+        start = parse_day(date_from, "from") or end - timedelta(days=29)
+        if start > end:
+            raise InvalidInput("from: must not be after 'to'", "from")
+        filters = {k: v for k, v in (("service", service), ("touchpoint", touchpoint)) if v}
+        min_n = state.settings.min_n
+        return await state.store.read(
+            lambda conn: satisfaction(conn, snapshot, unit, start.isoformat(), end.isoformat(), by, min_n, filters)
+        )
+
+
+CONTROLLERS = [HealthController, ResponsesController, TouchpointsController, UnitsController,
+               SatisfactionController]

@@ -1,0 +1,107 @@
+"""The Litestar app factory: store, catalog, plugins, routes, limits and headers in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.datastructures import ResponseHeader, State
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+
+from feedback import __version__, plugins
+from feedback.catalog import Catalog
+from feedback.db import Store, open_utils
+from feedback.migrations import apply_all
+from feedback.settings import Settings, load_settings
+from feedback.web.api import CONTROLLERS
+from feedback.web.errors import EXCEPTION_HANDLERS
+
+log = logging.getLogger("feedback")
+
+# Public endpoints that anyone may post to; everything else needs a token or a session.
+PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/")
+
+SECURITY_HEADERS = [
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(
+        name="Content-Security-Policy",
+        value="default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+]
+
+
+def migrate(path: str) -> None:
+    db = open_utils(path)
+    try:
+        apply_all(db)
+    finally:
+        db.close()
+
+
+def rate_limit_config(settings: Settings) -> RateLimitConfig | None:
+    if settings.rate_limit <= 0:
+        return None
+
+    def client_key(request: Request) -> str:
+        # A keyed hash of the address: the address itself is never kept, not even in memory.
+        host = request.client.host if request.client else "unknown"
+        return hashlib.sha256(f"{settings.secret}:{host}".encode()).hexdigest()[:24]
+
+    async def is_public_write(request: Request) -> bool:
+        return request.method == "POST" and request.url.path.startswith(PUBLIC_WRITE_PREFIXES)
+
+    return RateLimitConfig(
+        rate_limit=("minute", settings.rate_limit),
+        identifier_for_request=client_key,
+        check_throttle_handler=is_public_write,
+        exclude=["/healthz", "/schema"],
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    plugins.block_plugins(settings.block_plugins)
+    store = Store(settings.db, max_batch=settings.max_batch)
+    catalog = Catalog()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate, settings.db)
+        store.start()
+        await store.read(catalog.reload)
+        for result in plugins.call_isolated("startup", store=store, settings=settings):
+            await plugins.await_me_maybe(result)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(store.close)
+
+    route_handlers: list = [*CONTROLLERS]
+    route_handlers.extend(plugins.flatten(plugins.pm.hook.register_routes(settings=settings)))
+    rate_limit = rate_limit_config(settings)
+    return Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        state=State({"settings": settings, "store": store, "catalog": catalog}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[rate_limit.middleware] if rate_limit else [],
+        response_headers=SECURITY_HEADERS,
+        openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
+        response_cache_config=ResponseCacheConfig(default_expiration=60),
+        request_max_body_size=1024 * 1024,
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """The factory `feedback serve` hands to the ASGI server (settings from FEEDBACK_* variables)."""
+    return create_app(load_settings())

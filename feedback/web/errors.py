@@ -1,0 +1,72 @@
+"""Every error leaves as JSON whose message names the offending field; never a 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from feedback.errors import FeedbackError
+
+log = logging.getLogger("feedback.web")
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def error_body(status: int, detail: str, field: str | None = None) -> dict:
+    body: dict = {"status_code": status, "detail": detail}
+    if field:
+        body["field"] = field
+    return body
+
+
+def feedback_error(_: Request, exc: FeedbackError) -> Response:
+    return Response(error_body(exc.status_code, exc.message, exc.field), status_code=exc.status_code,
+                    media_type=MediaType.JSON)
+
+
+def validation_error(_: Request, exc: ValidationException) -> Response:
+    """Litestar/msgspec decode errors: lift the field name into the message."""
+    field = None
+    message = exc.detail
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    if extra and isinstance(extra[0], dict):
+        first = extra[0]
+        field = first.get("key") or None
+        text = str(first.get("message", ""))
+        match = _PATH.search(text)
+        if match and match.group(1):
+            field = match.group(1)
+            text = _PATH.sub("", text).rstrip(" -")
+        named = re.search(r"(?:unknown|required) field `([^`]*)`", text)
+        if named:
+            name = named.group(1)
+            field = name if field in (None, "data", name) else f"{field}.{name}"
+        if field in (None, "data"):
+            field = "body"
+        message = f"{field}: {text}" if field else text or message
+    elif "JSON" in (message or "") or "decode" in (message or "").lower():
+        message = f"body: {message}"
+        field = "body"
+    return Response(error_body(400, message, field), status_code=400, media_type=MediaType.JSON)
+
+
+def http_error(_: Request, exc: HTTPException) -> Response:
+    field = "body" if exc.status_code in (400, 413) else None
+    detail = f"body: {exc.detail}" if field and not exc.detail.startswith("body") else exc.detail
+    return Response(error_body(exc.status_code, detail, field), status_code=exc.status_code,
+                    media_type=MediaType.JSON, headers=exc.headers)
+
+
+def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(error_body(500, "internal error"), status_code=500, media_type=MediaType.JSON)
+
+
+EXCEPTION_HANDLERS = {
+    FeedbackError: feedback_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: server_error,
+}
