@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import sys
 import threading
 import traceback
 from collections import Counter
@@ -60,6 +61,7 @@ def load_plugins_dir(pm: pluggy.PluginManager, folder: str) -> None:
             continue
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # frameworks resolve type hints through the module
         spec.loader.exec_module(module)
         pm.register(module, name=path.stem)
 

@@ -19,7 +19,9 @@ from feedback import auth, organisation, surveys
 from feedback.db import open_utils
 from feedback.migrations import apply_all
 
-FEEDBACK = shutil.which("feedback") or "feedback"
+# The console script beside this interpreter (a venv need not be activated), else the one on PATH.
+_beside = Path(sys.executable).parent / "feedback"
+FEEDBACK = str(_beside) if _beside.exists() else (shutil.which("feedback") or "feedback")
 
 
 @dataclass
@@ -155,5 +157,3 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
     return subprocess.run([FEEDBACK, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
                           input=input, timeout=300, check=False)
 
-
-PYTHON = sys.executable
