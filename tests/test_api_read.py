@@ -103,7 +103,8 @@ def test_satisfaction_counts_the_subtree_with_wilson_intervals(server: Server, s
         submit(server, "tp-a1a", overall=level)
     submit(server, "tp-b", service_time=5, waiting_time=4, staff_courtesy=5, premises=4, information=4)
     today = date.today()
-    params = {"unit": "A", "from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    params = {"unit": "A", "from": (today - timedelta(days=1)).isoformat(),
+              "to": (today + timedelta(days=1)).isoformat()}
     by_unit = get(server, "/api/v1/satisfaction", token, by="unit", **params).json()
     rows = {row["key"]: row for row in by_unit["rows"]}
     # A1a rolls up into A1: both are below A's direct child A1.

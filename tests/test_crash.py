@@ -62,7 +62,7 @@ def test_acknowledged_responses_survive_sigkill_and_replays_are_not_stored_twice
     restarted = Server(org.db).start()
     try:
         with httpx.Client(base_url=restarted.url, timeout=10) as client:
-            for rid, (body, reply) in acknowledged.items():
+            for body, reply in acknowledged.values():
                 again = client.post("/api/v1/responses", json=body)
                 assert again.status_code == 200
                 assert again.json() == reply

@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request
 from litestar.config.response_cache import ResponseCacheConfig
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback import __version__, plugins
 from feedback.catalog import Catalog
@@ -28,15 +29,35 @@ log = logging.getLogger("feedback")
 PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/")
 
 SECURITY_HEADERS = [
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
-    ResponseHeader(name="X-Frame-Options", value="DENY"),
-    ResponseHeader(
-        name="Content-Security-Policy",
-        value="default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
 ]
+
+
+def security_headers(app: ASGIApp) -> ASGIApp:
+    """Adds the strict headers to every HTTP response, errors included (pure ASGI: no per-request objects)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
 
 
 def migrate(path: str) -> None:
@@ -93,8 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings, "store": store, "catalog": catalog}),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[rate_limit.middleware] if rate_limit else [],
-        response_headers=SECURITY_HEADERS,
+        middleware=[security_headers, *([rate_limit.middleware] if rate_limit else [])],
         openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
         response_cache_config=ResponseCacheConfig(default_expiration=60),
         request_max_body_size=1024 * 1024,
