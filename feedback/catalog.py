@@ -44,6 +44,10 @@ class Snapshot:
 
 def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
     snap = Snapshot()
+    # Rows by column name, whatever row factory the caller's connection has.
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    conn = cursor
     for row in conn.execute("SELECT code, name, names, parent, lang, tz, path FROM units"):
         snap.units[row["code"]] = Unit(
             code=row["code"],

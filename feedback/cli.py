@@ -56,9 +56,13 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
             raise click.ClickException(f"{db_path} exists; pass --force to replace it")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    from feedback.auth import create_token
+
     db = open_migrated(db_path)
     try:
         summary = build_demo(db, days=days, seed=seed)
+        with db.conn:
+            summary["admin_token"] = create_token(db.conn, "admin", "admin", None)
     finally:
         db.close()
     click.echo(json.dumps(summary, ensure_ascii=False))

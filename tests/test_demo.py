@@ -1,0 +1,166 @@
+"""`build_demo`: the demo organisation and its history, built through the app's own code paths."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from feedback.cli import open_migrated
+from feedback.demo import BAD_FROM, BAD_TO, build_demo
+from feedback.ingest import is_suspect
+
+TODAY = date(2024, 3, 15)
+DAYS = 21
+SEED = 7
+
+
+def build(path: Path, seed: int = SEED) -> tuple[dict, sqlite3.Connection]:
+    db = open_migrated(str(path))
+    try:
+        summary = build_demo(db, days=DAYS, seed=seed, today=TODAY)
+    finally:
+        db.close()
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    return summary, conn
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, sqlite3.Connection]:
+    summary, conn = build(tmp_path_factory.mktemp("demo") / "demo.db")
+    yield summary, conn
+    conn.close()
+
+
+def test_summary_matches_the_database(demo) -> None:
+    summary, conn = demo
+    assert summary["days"] == DAYS
+    assert summary["units"] == conn.execute("SELECT count(*) FROM units").fetchone()[0]
+    assert summary["touchpoints"] == conn.execute("SELECT count(*) FROM touchpoints").fetchone()[0]
+    assert summary["responses"] == conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+    assert summary["responses"] > 5000
+
+
+def test_six_roots_in_four_languages(demo) -> None:
+    summary, conn = demo
+    roots = {row["code"]: row["lang"] for row in conn.execute("SELECT code, lang FROM units WHERE parent IS NULL")}
+    assert len(roots) == 6
+    assert set(roots) == set(summary["roots"])
+    assert set(roots.values()) == {"vi", "ru", "zh", "en"}
+    for row in conn.execute("SELECT code, names FROM units"):
+        assert set(json.loads(row["names"])) == {"vi", "ru", "zh", "en"}, row["code"]
+
+
+def test_every_root_has_qr_and_kiosk_touchpoints(demo) -> None:
+    _summary, conn = demo
+    kinds = {}
+    for row in conn.execute(
+        "SELECT root.code, t.kind FROM units root JOIN units u ON u.path LIKE root.path || '%'"
+        " JOIN touchpoints t ON t.unit = u.code WHERE root.parent IS NULL"
+    ):
+        kinds.setdefault(row[0], set()).add(row[1])
+    assert len(kinds) == 6
+    assert all(found == {"qr", "kiosk"} for found in kinds.values()), kinds
+
+
+def test_rollups_count_every_scored_response_that_is_not_suspect(demo) -> None:
+    _summary, conn = demo
+    counted = sum(
+        1 for row in conn.execute("SELECT flags, level FROM responses")
+        if row["level"] is not None and not is_suspect(json.loads(row["flags"]))
+    )
+    assert counted > 0
+    assert conn.execute("SELECT sum(n) FROM rollups").fetchone()[0] == counted
+
+
+def test_responses_use_their_touchpoints_survey_and_channel(demo) -> None:
+    _summary, conn = demo
+    mismatched = conn.execute(
+        "SELECT count(*) FROM responses r JOIN touchpoints t ON t.token = r.touchpoint"
+        " WHERE r.survey != t.survey OR r.channel != t.kind OR r.unit != t.unit"
+    ).fetchone()[0]
+    assert mismatched == 0
+
+
+def test_exposure_covers_every_response(demo) -> None:
+    _summary, conn = demo
+    assert conn.execute("SELECT count(*) FROM exposure").fetchone()[0] > 0
+    rows = conn.execute(
+        "SELECT e.unit, e.service, e.day, e.served, e.offered, count(r.id) AS answered FROM exposure e"
+        " LEFT JOIN responses r ON r.unit = e.unit AND r.service = e.service AND r.day = e.day"
+        " GROUP BY e.unit, e.service, e.day"
+    ).fetchall()
+    assert all(row["answered"] <= row["offered"] <= row["served"] for row in rows)
+    served = sum(row["served"] for row in rows)
+    answered = sum(row["answered"] for row in rows)
+    assert 0.1 <= answered / served <= 0.3
+    assert answered == conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+
+
+def test_history_ends_yesterday_and_weekends_are_quiet(demo) -> None:
+    _summary, conn = demo
+    first, last = conn.execute("SELECT min(day), max(day) FROM responses").fetchone()
+    assert first == (TODAY - timedelta(days=DAYS)).isoformat()
+    assert last == (TODAY - timedelta(days=1)).isoformat()
+    by_weekday = dict(conn.execute("SELECT strftime('%w', day), count(*) FROM responses GROUP BY 1").fetchall())
+    assert by_weekday.get("0", 0) * 20 < by_weekday["1"]  # Sunday vs Monday
+
+
+def test_satisfaction_is_high_except_at_one_counter_in_its_bad_fortnight(demo) -> None:
+    summary, conn = demo
+    token = summary["bad_fortnight_touchpoint"]
+    start = (TODAY - timedelta(days=BAD_FROM)).isoformat()
+    end = (TODAY - timedelta(days=BAD_TO)).isoformat()
+    overall = conn.execute("SELECT avg(satisfied) FROM responses WHERE touchpoint != ?", (token,)).fetchone()[0]
+    bad = conn.execute(
+        "SELECT avg(satisfied), count(*) FROM responses WHERE touchpoint = ? AND day BETWEEN ? AND ?",
+        (token, start, end),
+    ).fetchone()
+    after = conn.execute(
+        "SELECT avg(satisfied) FROM responses WHERE touchpoint = ? AND day > ?", (token, end)
+    ).fetchone()[0]
+    assert 0.9 <= overall <= 0.97
+    assert bad[1] > 50 and 0.45 <= bad[0] <= 0.75
+    assert after > 0.85
+
+
+def test_ben_tre_is_too_sparse_to_judge(demo) -> None:
+    _summary, conn = demo
+    n = conn.execute("SELECT count(*) FROM responses r JOIN units u ON u.code = r.unit"
+                     " WHERE u.path LIKE '/BT/%'").fetchone()[0]
+    assert 0 < n < 30
+
+
+def test_case_refs_officers_and_comments_look_real(demo) -> None:
+    _summary, conn = demo
+    refs = {row[0]: row[1] for row in conn.execute("SELECT unit, max(case_ref) FROM responses GROUP BY unit")}
+    assert refs["KG-MC"].startswith("000.00.17.H33-")
+    assert refs["SAK-YS"].startswith("10707090/")
+    assert refs["HP-KV1"].isdigit() and len(refs["HP-KV1"]) == 12
+    assert conn.execute("SELECT count(*) FROM responses WHERE officer IS NOT NULL").fetchone()[0] > 0
+    langs = {row[0] for row in conn.execute("SELECT lang FROM responses WHERE answers LIKE '%\"comment\"%'")}
+    assert langs >= {"vi", "ru", "zh", "en"}
+
+
+def test_users(demo) -> None:
+    _summary, conn = demo
+    users = {row["name"]: row for row in conn.execute("SELECT * FROM users")}
+    assert users["admin"]["role"] == "admin" and users["admin"]["unit"] is None
+    managers = [u for u in users.values() if u["role"] == "manager"]
+    assert {u["unit"] for u in managers} == set(demo[0]["roots"])
+    assert all(u["email"].endswith("@example.org") for u in managers)
+
+
+def test_the_same_seed_gives_the_same_history(demo, tmp_path: Path) -> None:
+    summary, conn = demo
+    again, conn2 = build(tmp_path / "again.db")
+    try:
+        query = "SELECT id, touchpoint, answers, occurred_at, case_ref FROM responses ORDER BY id"
+        assert again == summary
+        assert [tuple(r) for r in conn2.execute(query)] == [tuple(r) for r in conn.execute(query)]
+    finally:
+        conn2.close()
