@@ -18,6 +18,9 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_url: str | None = None
     kiosk_min_interval: float = 2.0
     webhook_allow_private: bool = False
+    # A second response from the same browser to the same touchpoint within this many seconds is
+    # stored flagged (a first-party cookie); 0 turns the check off.
+    repeat_window: int = 3600
     # Below this many responses a rate is "insufficient": it can neither meet nor breach.
     min_n: int = 30
     # Plugins switched off by name (comma-separated in FEEDBACK_BLOCK_PLUGINS).
@@ -39,6 +42,7 @@ _ENV = {
     "FEEDBACK_MIN_N": "min_n",
     "FEEDBACK_BLOCK_PLUGINS": "block_plugins",
     "FEEDBACK_PLUGINS_DIR": "plugins_dir",
+    "FEEDBACK_REPEAT_WINDOW": "repeat_window",
 }
 
 

@@ -7,12 +7,14 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar, Request
 from litestar.config.response_cache import ResponseCacheConfig
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback import __version__, plugins
@@ -22,8 +24,10 @@ from feedback.migrations import apply_all
 from feedback.settings import Settings, load_settings
 from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
+from feedback.web.survey_page import SurveyPageController
 
 log = logging.getLogger("feedback")
+STATIC_DIR = Path(__file__).parent / "static"
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
 PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/")
@@ -106,7 +110,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await asyncio.to_thread(store.close)
 
-    route_handlers: list = [*CONTROLLERS]
+    route_handlers: list = [
+        *CONTROLLERS,
+        SurveyPageController,
+        create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
+                                   cache_control=CacheControlHeader(max_age=86400, public=True)),
+    ]
     route_handlers.extend(plugins.flatten(plugins.pm.hook.register_routes(settings=settings)))
     rate_limit = rate_limit_config(settings)
     return Litestar(

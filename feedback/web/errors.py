@@ -52,7 +52,11 @@ def validation_error(_: Request, exc: ValidationException) -> Response:
     return Response(error_body(400, message, field), status_code=400, media_type=MediaType.JSON)
 
 
-def http_error(_: Request, exc: HTTPException) -> Response:
+def http_error(request: Request, exc: HTTPException) -> Response:
+    if request.url.path.startswith("/s/") and exc.status_code == 429:
+        from feedback.web.survey_page import too_many
+
+        return too_many(request)
     field = "body" if exc.status_code in (400, 413) else None
     detail = f"body: {exc.detail}" if field and not exc.detail.startswith("body") else exc.detail
     return Response(error_body(exc.status_code, detail, field), status_code=exc.status_code,

@@ -1,0 +1,328 @@
+"""The citizen survey page: `GET /s/{token}` renders it, `POST /s/{token}` submits it (JavaScript optional).
+
+A scan must not render a template from scratch: each page variant (touchpoint × language × survey
+version × with/without a case) is rendered once and cached with placeholders; a request only swaps
+in its own form id (generated per render, so a double tap or a resubmit stores one response) and
+its escaped case reference.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import msgspec
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from markupsafe import Markup, escape
+
+from feedback import __version__
+from feedback.catalog import Snapshot
+from feedback.errors import Conflict, InvalidInput
+from feedback.i18n import ENDONYMS, HTML_LANG, gettext_for, negotiate, text_in
+from feedback.ingest import ingest
+from feedback.models import (
+    ChoiceQuestion,
+    ContactQuestion,
+    RatingQuestion,
+    Submission,
+    SurveyVersion,
+    TextQuestion,
+    Touchpoint,
+)
+from feedback.web.api import fresh_snapshot
+
+TEMPLATES = Path(__file__).parent / "templates"
+FORM_ID = "__FORM_ID__"
+CASE_REF = "__CASE_REF__"
+CASE_QUERY = "__CASE_QUERY__"
+MAX_FORM_BODY = 64 * 1024
+MAX_CASE_REF = 128
+# Face per common level 1..5, so a 3-level scale (Vietnam) shows the faces its levels mean. Inline
+# SVG rather than emoji: cheap phones lack some emoji glyphs. (fill colour, mouth path)
+_FACE_PARTS = {
+    1: ("#d84a3a", "M12 29 Q20 21 28 29"),
+    2: ("#ef8a3a", "M13 28 Q20 24 27 28"),
+    3: ("#f2c230", "M13 26 L27 26"),
+    4: ("#8cc152", "M13 24 Q20 29 27 24"),
+    5: ("#3ca35a", "M11 23 Q20 33 29 23"),
+}
+FACES = {
+    level: Markup(
+        '<svg viewBox="0 0 40 40" width="44" height="44" aria-hidden="true" focusable="false">'
+        f'<circle cx="20" cy="20" r="18" fill="{fill}" stroke="#1a1a1a" stroke-width="1.5"/>'
+        '<circle cx="14" cy="16" r="2.4" fill="#1a1a1a"/><circle cx="26" cy="16" r="2.4" fill="#1a1a1a"/>'
+        f'<path d="{mouth}" fill="none" stroke="#1a1a1a" stroke-width="2.6" stroke-linecap="round"/></svg>'
+    )
+    for level, (fill, mouth) in _FACE_PARTS.items()
+}
+REPEAT_COOKIE = "fb_rated"
+
+# Autoescape on everything: comments and names are always rendered escaped.
+jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                    auto_reload=False)
+
+
+class PageCache:
+    """A small LRU of rendered page variants."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.pages: OrderedDict[tuple, str] = OrderedDict()
+
+    def get(self, key: tuple) -> str | None:
+        page = self.pages.get(key)
+        if page is not None:
+            self.pages.move_to_end(key)
+        return page
+
+    def put(self, key: tuple, page: str) -> None:
+        self.pages[key] = page
+        if len(self.pages) > self.size:
+            self.pages.popitem(last=False)
+
+
+page_cache = PageCache()
+
+
+def choose_language(request: Request, touchpoint: Touchpoint, version: SurveyVersion) -> str:
+    """?lang= first, then the touchpoint's language, then Accept-Language, then the survey's first."""
+    available = version.definition.languages
+    asked = request.query_params.get("lang")
+    if asked in available:
+        return asked
+    if touchpoint.lang in available:
+        return touchpoint.lang
+    return negotiate(request.headers.get("accept-language"), available) or available[0]
+
+
+def rating_view(question: RatingQuestion, lang: str) -> list[dict[str, Any]]:
+    labels = (question.labels or {}).get(lang) or (question.labels or {}).get("en") or []
+    options = []
+    for value in range(1, question.scale + 1):
+        level = question.level_of(value)
+        if question.style == "stars":
+            symbol = "★" * value if question.scale <= 5 else str(value)
+        elif question.style == "numbers":
+            symbol = str(value)
+        elif question.style == "thumbs" and question.scale == 2:
+            symbol = FACES[1] if value == 1 else FACES[5]
+        else:
+            symbol = FACES[level]
+        label = labels[value - 1] if len(labels) >= value else str(value)
+        options.append({"value": value, "level": level, "symbol": symbol, "label": label})
+    return options
+
+
+def question_views(version: SurveyVersion, lang: str) -> list[dict[str, Any]]:
+    views = []
+    for question in version.definition.questions:
+        view: dict[str, Any] = {"key": question.key, "text": text_in(question.text, lang),
+                                "required": question.required, "show_if": question.show_if}
+        if isinstance(question, RatingQuestion):
+            view.update(kind="rating", scale=question.scale, style=question.style,
+                        options=rating_view(question, lang))
+        elif isinstance(question, ChoiceQuestion):
+            view.update(kind="choice", multiple=question.multiple,
+                        options=[{"key": o.key, "text": text_in(o.text, lang)} for o in question.options])
+        elif isinstance(question, TextQuestion):
+            view.update(kind="text", max_length=question.max_length)
+        elif isinstance(question, ContactQuestion):
+            view.update(kind="contact", max_length=question.max_length,
+                        consent=text_in(question.consent_text, lang))
+        else:
+            continue  # a plugin's kind has no page widget: it is answered through the API
+        views.append(view)
+    return views
+
+
+def base_context(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, languages: list[str],
+                 path: str) -> dict[str, Any]:
+    unit = snapshot.units[touchpoint.unit]
+    service = snapshot.services.get(touchpoint.service or "") or {}
+    service_names = msgspec.json.decode(service["names"]) if service.get("names") else {}
+    return {
+        "_": gettext_for(lang),
+        "lang": lang,
+        "html_lang": HTML_LANG.get(lang, lang),
+        "asset_version": __version__,
+        "switch_langs": [(code, ENDONYMS.get(code, code)) for code in languages],
+        "base_path": path,
+        "unit_name": (unit.names or {}).get(lang) or unit.name,
+        "service_name": service_names.get(lang) or service.get("name"),
+        "counter": touchpoint.counter,
+    }
+
+
+def render_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str,
+                  *, has_case: bool, values: dict[str, Any] | None = None, error: str | None = None,
+                  error_key: str | None = None) -> str:
+    survey = version.definition
+    context = base_context(snapshot, touchpoint, lang, survey.languages, path)
+    context.update(
+        title=text_in(survey.title, lang),
+        questions=question_views(version, lang),
+        form_id=FORM_ID,
+        has_case=has_case,
+        case_ref=CASE_REF,
+        case_query=CASE_QUERY,
+        values=values or {},
+        error=error,
+        error_key=error_key,
+    )
+    return jinja.get_template("survey.html").render(context)
+
+
+def cached_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str,
+                  has_case: bool) -> str:
+    unit = snapshot.units[touchpoint.unit]
+    key = (touchpoint, unit.name, version.slug, version.version, lang, path, has_case)
+    page = page_cache.get(key)
+    if page is None:
+        page = render_survey(snapshot, touchpoint, version, lang, path, has_case=has_case)
+        page_cache.put(key, page)
+    return page
+
+
+def fill(page: str, case_ref: str | None) -> str:
+    """Swap the per-request values into a cached page."""
+    page = page.replace(FORM_ID, str(uuid.uuid4()))
+    case_query = f"&amp;case={quote(case_ref, safe='')}" if case_ref else ""
+    page = page.replace(CASE_QUERY, case_query)
+    if case_ref:
+        page = page.replace(CASE_REF, str(escape(case_ref)))
+    return page
+
+
+def html(content: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(content, status_code=status, media_type=MediaType.HTML, cookies=cookies or [],
+                    headers={"Cache-Control": "no-store"})
+
+
+def message_page(lang: str, heading: str, message: str, status: int) -> Response[str]:
+    context = {"_": gettext_for(lang), "lang": lang, "html_lang": HTML_LANG.get(lang, lang),
+               "asset_version": __version__, "switch_langs": [], "heading": heading, "message": message}
+    return html(jinja.get_template("message.html").render(context), status)
+
+
+def not_found(request: Request) -> Response[str]:
+    lang = request.query_params.get("lang") or negotiate(request.headers.get("accept-language")) or "en"
+    _ = gettext_for(lang)
+    return message_page(lang, _("Page not found"),
+                        _("This survey page does not exist. Check the code on the poster and try again."), 404)
+
+
+def too_many(request: Request) -> Response[str]:
+    lang = request.query_params.get("lang") or negotiate(request.headers.get("accept-language")) or "en"
+    _ = gettext_for(lang)
+    return message_page(lang, _("Please check your answers."),
+                        _("Too many ratings from this connection. Please try again in a minute."), 429)
+
+
+def form_answers(version: SurveyVersion, form: dict[str, list[str]]) -> dict[str, Any]:
+    """Form fields `q.<key>` → answers as the API takes them. Contact only with its consent box ticked."""
+    answers: dict[str, Any] = {}
+    consent = form.get("contact_consent", [""])[0] == "1"
+    for question in version.definition.questions:
+        values = [v for v in form.get(f"q.{question.key}", []) if v.strip()]
+        if not values:
+            continue
+        if isinstance(question, RatingQuestion):
+            raw = values[0]
+            answers[question.key] = int(raw) if raw.isdigit() and len(raw) < 4 else raw
+        elif isinstance(question, ChoiceQuestion):
+            answers[question.key] = values if question.multiple else values[0]
+        elif isinstance(question, ContactQuestion):
+            if consent:
+                answers[question.key] = values[0]
+        else:
+            answers[question.key] = values[0]
+    return answers
+
+
+class SurveyPageController(Controller):
+    path = "/s"
+    include_in_schema = False
+
+    @get("/{token:str}")
+    async def page(self, token: str, request: Request, state: State) -> Response[str]:
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoint(token)
+        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        if touchpoint is None or version is None:
+            return not_found(request)
+        lang = choose_language(request, touchpoint, version)
+        case_ref = (request.query_params.get("case") or "")[:MAX_CASE_REF] or None
+        page = cached_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None)
+        return html(fill(page, case_ref))
+
+    @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
+    async def submit(self, token: str, request: Request, state: State) -> Response[str]:
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoint(token)
+        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        if touchpoint is None or version is None:
+            return not_found(request)
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+        first = {key: values[0] for key, values in form.items()}
+        lang = first.get("lang") if first.get("lang") in version.definition.languages else None
+        lang = lang or choose_language(request, touchpoint, version)
+        _ = gettext_for(lang)
+        case_ref = (first.get("case_ref") or request.query_params.get("case") or "")[:MAX_CASE_REF] or None
+        answers = form_answers(version, form)
+        flags = []
+        if first.get("website"):
+            flags.append("honeypot")  # a field people never see: only bots fill it
+        if request.cookies.get(f"{REPEAT_COOKIE}_{touchpoint.token}"):
+            flags.append("repeat_device")
+        try:
+            form_id = str(uuid.UUID(first.get("form_id", "")))
+        except ValueError:
+            form_id = None  # an old or tampered page: still accepted, with a new id
+        submission = Submission(
+            touchpoint=touchpoint.token, answers=answers, id=form_id, lang=lang, case_ref=case_ref,
+            channel="qr",
+        )
+        try:
+            result = await ingest(submission, state.store, snapshot, flags=flags)
+        except InvalidInput as error:
+            key = (error.field or "").removeprefix("answers.")
+            question = version.definition.question(key)
+            if question is not None:
+                template = "Please answer: %(question)s" if "required" in error.message else \
+                    "This answer is not valid: %(question)s"
+                message = _(template) % {"question": text_in(question.text, lang)}
+            else:
+                message = _("Please check your answers.")
+            values = {k: v for k, v in answers.items() if not isinstance(version.definition.question(k),
+                                                                            ContactQuestion)}
+            page = render_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None,
+                                 values=values, error=message, error_key=key)
+            return html(fill(page, case_ref).replace(FORM_ID, form_id or str(uuid.uuid4())), 400)
+        except Conflict:
+            # The same form was sent again with other answers: the first stays, as stored.
+            return thanks_page(snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False,
+                               already=True, status=409)
+        cookies = []
+        window = state.settings.repeat_window
+        if window > 0:
+            secure = (state.settings.public_url or "").startswith("https://")
+            cookies.append(Cookie(key=f"{REPEAT_COOKIE}_{touchpoint.token}", value="1", max_age=int(window),
+                                  path="/s", httponly=True, samesite="lax", secure=secure))
+        contact_given = any(isinstance(version.definition.question(k), ContactQuestion) for k in answers)
+        response = thanks_page(snapshot, touchpoint, lang, token, receipt=result.receipt,
+                               low=result.level is not None and result.level <= 2, contact=contact_given,
+                               already=not result.created, status=201 if result.created else 200)
+        response.cookies.extend(cookies)
+        return response
+
+
+def thanks_page(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, token: str, *, receipt: str | None,
+                low: bool, contact: bool, already: bool, status: int) -> Response[str]:
+    context = base_context(snapshot, touchpoint, lang, [], f"/s/{token}")
+    context.update(receipt=receipt or "—", low=low, contact=contact, already=already)
+    return html(jinja.get_template("thanks.html").render(context), status)
