@@ -198,9 +198,10 @@ def fill(page: str, case_ref: str | None) -> str:
     return page
 
 
-def html(content: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
+def html(content: str, status: int = 200, cookies: list[Cookie] | None = None,
+         cache_control: str = "no-store") -> Response[str]:
     return Response(content, status_code=status, media_type=MediaType.HTML, cookies=cookies or [],
-                    headers={"Cache-Control": "no-store"})
+                    headers={"Cache-Control": cache_control})
 
 
 def message_page(lang: str, heading: str, message: str, status: int) -> Response[str]:
@@ -258,7 +259,9 @@ class SurveyPageController(Controller):
         lang = choose_language(request, touchpoint, version)
         case_ref = (request.query_params.get("case") or "")[:MAX_CASE_REF] or None
         page = cached_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None)
-        return html(fill(page, case_ref))
+        # Not "no-store": going back to the form must show the same form (and form id), so that
+        # sending it again is recognised as the same response rather than stored twice.
+        return html(fill(page, case_ref), cache_control="private, no-cache")
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: str, request: Request, state: State) -> Response[str]:
