@@ -130,6 +130,38 @@ def plugins_command(db_path: str | None) -> None:
     click.echo(json.dumps(plugins.describe_plugins(), indent=2))
 
 
+@cli.command("qr")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--unit", required=True, help="Print every live touchpoint of this unit's subtree")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="PDF file to write")
+@click.option("--paper", type=click.Choice(["A4", "A5"], case_sensitive=False), default="A4", show_default=True)
+@click.option("--public-url", default=None, help="Base URL in the codes [default: FEEDBACK_PUBLIC_URL, else "
+              "http://127.0.0.1:8000]")
+def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | None) -> None:
+    """Write printable QR posters (PDF, one page per touchpoint) for a unit, offline."""
+    from feedback.catalog import load_snapshot
+    from feedback.posters import render_posters, unit_tokens
+    from feedback.settings import load_settings
+
+    db = open_migrated(db_path)
+    try:
+        snapshot = load_snapshot(db.conn)
+    finally:
+        db.close()
+    if unit not in snapshot.units:
+        raise click.ClickException(f"unit: no unit {unit!r}")
+    tokens = unit_tokens(snapshot, unit)
+    if not tokens:
+        raise click.ClickException(f"unit: {unit!r} has no touchpoints to print")
+    base = (public_url or load_settings().public_url or "http://127.0.0.1:8000").rstrip("/")
+    try:
+        content = render_posters(snapshot, tokens, base, paper.upper())
+    except FeedbackError as error:
+        fail(error)
+    Path(out).write_bytes(content)
+    click.echo(f"{out}: {len(tokens)} poster(s) on {paper.upper()} for unit {unit}, codes for {base}", err=True)
+
+
 plugins.pm.hook.register_commands(cli=cli)
 
 

@@ -147,7 +147,13 @@ class Poster(FPDF):
         self.centered(unit.name, 24, bold=True)
         place = [service_name(snapshot, touchpoint.service, unit.lang)]
         place.append(_(COUNTER) % {"counter": touchpoint.counter} if touchpoint.counter else touchpoint.name)
-        self.centered(" · ".join(p for p in place if p), 15, color=GREY)
+        place = [part for part in place if part]
+        self.ln(self.pt(1))
+        self.set_font("NotoSans", "", self.pt(15))
+        if self.get_string_width(" · ".join(place)) <= self.epw:
+            place = [" · ".join(place)]
+        for part in place:
+            self.centered(part, 15, color=GREY)
         self.rule(4)
 
         # What: the call to action, large in the touchpoint's language, the others smaller beneath.

@@ -24,6 +24,7 @@ from feedback.migrations import apply_all
 from feedback.settings import Settings, load_settings
 from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
+from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
 
 log = logging.getLogger("feedback")
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     route_handlers: list = [
         *CONTROLLERS,
         SurveyPageController,
+        *QR_CONTROLLERS,
         create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                    cache_control=CacheControlHeader(max_age=86400, public=True)),
     ]

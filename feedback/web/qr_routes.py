@@ -79,8 +79,8 @@ class TouchpointQRController(Controller):
                      ecc: str | None = ECC, case: str | None = CASE) -> Response[bytes]:
         return await image_response("png", request, state, token, size, ecc, case)
 
-    @get("/{token:str}/poster.pdf", media_type="application/pdf", dependencies={"principal": Provide(current_principal)},
-         summary="A printable poster for one touchpoint (PDF)")
+    @get("/{token:str}/poster.pdf", media_type="application/pdf",
+         dependencies={"principal": Provide(current_principal)}, summary="A printable poster for one touchpoint (PDF)")
     async def poster(self, request: Request, state: State, principal: Principal, token: str,
                      paper: str | None = PAPER) -> Response[bytes]:
         size = posters.parse_paper(paper)
