@@ -79,3 +79,12 @@ def text_in(texts: dict[str, str] | None, lang: str, fallback: str = "") -> str:
     if not texts:
         return fallback
     return texts.get(lang) or texts.get("en") or next(iter(texts.values()), fallback)
+
+
+def counter_label(counter: str | None, lang: str) -> str | None:
+    """A counter as people read it: "3" becomes "Counter 3" in the language; "Quầy 3" stays as it is."""
+    if not counter:
+        return None
+    if any(ch.isalpha() for ch in counter):
+        return counter
+    return gettext_for(lang)("Counter %(counter)s") % {"counter": counter}

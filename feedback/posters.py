@@ -19,7 +19,7 @@ import feedback
 from feedback import qr
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput, NotFound
-from feedback.i18n import gettext_for
+from feedback.i18n import counter_label, gettext_for
 from feedback.models import LANGUAGES, Touchpoint
 
 Paper = Literal["A4", "A5"]
@@ -146,7 +146,7 @@ class Poster(FPDF):
         self.set_y(self.pt(16))
         self.centered(unit.name, 24, bold=True)
         place = [service_name(snapshot, touchpoint.service, unit.lang)]
-        place.append(_(COUNTER) % {"counter": touchpoint.counter} if touchpoint.counter else touchpoint.name)
+        place.append(counter_label(touchpoint.counter, touchpoint.lang) or touchpoint.name)
         place = [part for part in place if part]
         self.ln(self.pt(1))
         self.set_font("NotoSans", "", self.pt(15))

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 from feedback import __version__
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, InvalidInput
-from feedback.i18n import ENDONYMS, HTML_LANG, gettext_for, negotiate, text_in
+from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
 from feedback.ingest import ingest
 from feedback.models import (
     ChoiceQuestion,
@@ -154,7 +154,7 @@ def base_context(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, language
         "base_path": path,
         "unit_name": (unit.names or {}).get(lang) or unit.name,
         "service_name": service_names.get(lang) or service.get("name"),
-        "counter": touchpoint.counter,
+        "counter": counter_label(touchpoint.counter, lang),
     }
 
 
