@@ -41,7 +41,8 @@ INFORMATIONAL_FLAGS = frozenset({"clock_skew", "scoring_failed"})
 # client time is distrusted (the server time is used instead and the response flagged).
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 MAX_AGE = timedelta(days=30)
-RECEIPT_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+# 32 symbols without 0/O and 1/I, so a receipt read aloud or typed is hard to get wrong.
+RECEIPT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 _hash_encoder = msgspec.json.Encoder(order="sorted")
 _json = msgspec.json.Encoder()
@@ -69,7 +70,8 @@ def new_response_id() -> str:
 
 
 def new_receipt() -> str:
-    code = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(8))
+    bits = int.from_bytes(secrets.token_bytes(5), "big")  # 40 random bits, 5 per symbol
+    code = "".join(RECEIPT_ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
     return f"{code[:4]}-{code[4:]}"
 
 
@@ -259,7 +261,7 @@ UPSERT_ROLLUP = """
 INSERT INTO rollups (unit, service, touchpoint, day, n, satisfied, dissatisfied, score_n, score_sum,
                      l1, l2, l3, l4, l5, suspect)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (unit, service, touchpoint, day) DO UPDATE SET
+ON CONFLICT (unit, day, service, touchpoint) DO UPDATE SET
   n = n + excluded.n, satisfied = satisfied + excluded.satisfied,
   dissatisfied = dissatisfied + excluded.dissatisfied, score_n = score_n + excluded.score_n,
   score_sum = score_sum + excluded.score_sum, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
@@ -269,7 +271,7 @@ ON CONFLICT (unit, service, touchpoint, day) DO UPDATE SET
 UPSERT_INDICATOR = """
 INSERT INTO rollup_indicators (unit, service, touchpoint, day, indicator, n, sum)
 VALUES (?, ?, ?, ?, ?, 1, ?)
-ON CONFLICT (unit, service, touchpoint, day, indicator) DO UPDATE SET
+ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
   n = n + 1, sum = sum + excluded.sum
 """
 
@@ -359,6 +361,6 @@ async def ingest(
     """Validate, score, store durably and idempotently; returns once the commit is on disk."""
     prepared = prepare(submission, snapshot, flags=flags)
     result, row = await store.write(store_job(prepared))
-    if row is not None:
+    if row is not None and plugins.pm.hook.track_event.get_hookimpls():
         await fire_event(stored_event(row, result.flags), store)
     return result

@@ -130,31 +130,28 @@ def m002_responses(db: sqlite_utils.Database) -> None:
         not_null=["contact", "created_at"],
         if_not_exists=True,
     )
-    rollup_key = {"unit": str, "service": str, "touchpoint": str, "day": str}
-    db.table("rollups").create(
-        {
-            **rollup_key,
-            "n": int,  # counted responses (suspect ones excluded)
-            "satisfied": int,
-            "dissatisfied": int,
-            "score_n": int,
-            "score_sum": float,
-            **{level: int for level in LEVELS},
-            "suspect": int,  # stored but left out of rates
-        },
-        pk=("unit", "service", "touchpoint", "day"),
-        not_null=list(rollup_key),
-        defaults={k: 0 for k in ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "suspect",
-                                 *LEVELS)},
-        if_not_exists=True,
+    # Rollups are read by unit and day range: a WITHOUT ROWID table keyed (unit, day, …) keeps each
+    # unit's days together on disk, so a year of a subtree is a few contiguous range scans.
+    level_columns = ", ".join(f"{level} INTEGER NOT NULL DEFAULT 0" for level in LEVELS)
+    db.execute(
+        f"""CREATE TABLE IF NOT EXISTS rollups (
+            unit TEXT NOT NULL, day TEXT NOT NULL, service TEXT NOT NULL, touchpoint TEXT NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,          -- counted responses (suspect ones excluded)
+            satisfied INTEGER NOT NULL DEFAULT 0,
+            dissatisfied INTEGER NOT NULL DEFAULT 0,
+            score_n INTEGER NOT NULL DEFAULT 0,
+            score_sum REAL NOT NULL DEFAULT 0,
+            {level_columns},
+            suspect INTEGER NOT NULL DEFAULT 0,    -- stored but left out of rates
+            PRIMARY KEY (unit, day, service, touchpoint)
+        ) WITHOUT ROWID"""
     )
-    db.table("rollups").create_index(["unit", "day"], if_not_exists=True)
-    db.table("rollup_indicators").create(
-        {**rollup_key, "indicator": str, "n": int, "sum": float},
-        pk=("unit", "service", "touchpoint", "day", "indicator"),
-        not_null=list(rollup_key),
-        defaults={"n": 0, "sum": 0.0},
-        if_not_exists=True,
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS rollup_indicators (
+            unit TEXT NOT NULL, day TEXT NOT NULL, service TEXT NOT NULL, touchpoint TEXT NOT NULL,
+            indicator TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, sum REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (unit, day, service, touchpoint, indicator)
+        ) WITHOUT ROWID"""
     )
     db.table("exposure").create(
         {"unit": str, "service": str, "day": str, "served": int, "offered": int, "source": str,
