@@ -63,6 +63,14 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
         summary = build_demo(db, days=days, seed=seed)
         with db.conn:
             summary["admin_token"] = create_token(db.conn, "admin", "admin", None)
+        # One survey page per agency, to open in a browser straight away.
+        summary["survey_pages"] = {
+            root: f"/s/{token}"
+            for root, token in db.execute(
+                "SELECT substr(u.path, 2, instr(substr(u.path, 2), '/') - 1) AS root, min(t.token)"
+                " FROM touchpoints t JOIN units u ON u.code = t.unit WHERE t.kind = 'qr' GROUP BY root"
+            ).fetchall()
+        }
     finally:
         db.close()
     click.echo(json.dumps(summary, ensure_ascii=False))
