@@ -73,6 +73,7 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
             kind=row["kind"],
             counter=row["counter"],
             service=row["service"],
+            short_code=row["short_code"],
         )
         if row["short_code"]:
             snap.short_codes[row["short_code"].upper()] = row["token"]
@@ -98,20 +99,28 @@ class Catalog:
         self._snapshot = Snapshot()
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self.reloading = False
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
     def needs_reload(self) -> bool:
-        return time.monotonic() - self._loaded_at > self.ttl
+        """Stale and nobody reloading yet: only one request pays for a reload, the rest go on."""
+        if self.reloading or time.monotonic() - self._loaded_at <= self.ttl:
+            return False
+        self.reloading = True
+        return True
 
     def reload(self, conn: sqlite3.Connection) -> Snapshot:
-        snapshot = load_snapshot(conn)
-        with self._lock:
-            self._snapshot = snapshot
-            self._loaded_at = time.monotonic()
-        return snapshot
+        try:
+            snapshot = load_snapshot(conn)
+            with self._lock:
+                self._snapshot = snapshot
+                self._loaded_at = time.monotonic()
+        finally:
+            self.reloading = False
+        return self._snapshot
 
     def invalidate(self) -> None:
         self._loaded_at = 0.0

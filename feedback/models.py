@@ -171,6 +171,7 @@ class Touchpoint(Struct, frozen=True, kw_only=True):
     kind: Literal["qr", "kiosk"] = "qr"
     counter: str | None = None
     service: str | None = None
+    short_code: str | None = None
 
 
 class Submission(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -105,9 +105,8 @@ class TouchpointsController(Controller):
                     "kind": tp.kind, "service": tp.service, "retired": tp.token in snapshot.retired}
             if tp.counter:
                 item["counter"] = tp.counter
-            code = next((c for c, t in snapshot.short_codes.items() if t == tp.token), None)
-            if code:
-                item["short_code"] = code
+            if tp.short_code:
+                item["short_code"] = tp.short_code
             items.append(item)
         return items
 
