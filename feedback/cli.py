@@ -170,6 +170,30 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
     click.echo(f"{out}: {len(tokens)} poster(s) on {paper.upper()} for unit {unit}, codes for {base}", err=True)
 
 
+@cli.group()
+def kiosk() -> None:
+    """Kiosk tablets."""
+
+
+@kiosk.command("enroll")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--touchpoint", required=True, help="The kiosk touchpoint's token")
+def kiosk_enroll(db_path: str, touchpoint: str) -> None:
+    """Print a one-time 6-digit enrollment code (valid 15 minutes), alone on the last line."""
+    from feedback.kiosks import create_enrollment
+
+    db = open_migrated(db_path)
+    try:
+        with db.conn:
+            code, expires = create_enrollment(db.conn, touchpoint, "cli")
+    except FeedbackError as error:
+        fail(error)
+    finally:
+        db.close()
+    click.echo(f"enter this code at /kiosk/ on the tablet before {expires}:", err=True)
+    click.echo(code)
+
+
 plugins.pm.hook.register_commands(cli=cli)
 
 

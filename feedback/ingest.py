@@ -85,8 +85,13 @@ def parse_time(value: str, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def validate_answers(survey: SurveyDefinition, answers: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Check answers against a survey version. Returns (answers to store, contact kept apart)."""
+def validate_answers(
+    survey: SurveyDefinition, answers: dict[str, Any], *, primary_only: bool = False
+) -> tuple[dict[str, Any], str | None]:
+    """Check answers against a survey version. Returns (answers to store, contact kept apart).
+
+    `primary_only`: a one-tap channel (a kiosk) answers the primary rating; nothing else is required.
+    """
     cleaned: dict[str, Any] = {}
     contact: str | None = None
     for key, value in answers.items():
@@ -133,8 +138,10 @@ def validate_answers(survey: SurveyDefinition, answers: dict[str, Any]) -> tuple
                 except (TypeError, ValueError) as error:
                     raise InvalidInput(f"{field}: {error}", field) from None
             cleaned[key] = value
+    primary = survey.primary_rating()
     for question in survey.questions:
-        if question.required and question.key not in cleaned:
+        required = question is primary if primary_only else question.required
+        if required and question.key not in cleaned:
             if question.show_if is not None and not question.show_if.holds(cleaned):
                 continue
             field = f"answers.{question.key}"
@@ -177,6 +184,7 @@ def prepare(
     *,
     flags: list[str] | None = None,
     now: datetime | None = None,
+    device: str | None = None,
 ) -> Prepared:
     """Validate and score (no I/O): raises InvalidInput or NotFound naming the field."""
     touchpoint = snapshot.touchpoint(submission.touchpoint)
@@ -199,7 +207,7 @@ def prepare(
     service = submission.service or touchpoint.service
     if service is not None and service not in snapshot.services:
         raise InvalidInput(f"service: no service {service!r}", "service")
-    answers, contact = validate_answers(survey, dict(submission.answers))
+    answers, contact = validate_answers(survey, dict(submission.answers), primary_only=device is not None)
 
     now = now or datetime.now(UTC)
     flags = list(flags or [])
@@ -243,6 +251,7 @@ def prepare(
         "indicators": _json.encode(result.indicators).decode(),
         "flags": "",  # filled by the writer, which may add duplicate_case
         "content_hash": content_hash(submission),
+        "device": device,
     }
     return Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags)
 
@@ -251,7 +260,7 @@ RESPONSE_COLUMNS = (
     "id", "receipt", "touchpoint", "unit", "service", "survey", "survey_version", "channel",
     "transaction_point", "case_ref", "counter", "officer", "lang", "answers", "client_time",
     "server_time", "occurred_at", "day", "level", "satisfied", "dissatisfied", "score",
-    "indicators", "flags", "content_hash",
+    "indicators", "flags", "content_hash", "device",
 )
 INSERT_RESPONSE = (
     f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
@@ -333,7 +342,8 @@ def store_job(prepared: Prepared):
 
 
 def stored_event(row: dict[str, Any], flags: tuple[str, ...]) -> Event:
-    data = {k: row[k] for k in RESPONSE_COLUMNS if k not in ("answers", "indicators", "flags", "content_hash")}
+    skip = ("answers", "indicators", "flags", "content_hash")
+    data = {k: row[k] for k in RESPONSE_COLUMNS if k not in skip}
     data["answers"] = msgspec.json.decode(row["answers"])
     data["indicators"] = msgspec.json.decode(row["indicators"])
     data["flags"] = list(flags)

@@ -182,6 +182,52 @@ def m003_access(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_kiosks(db: sqlite_utils.Database) -> None:
+    db.table("kiosks").create(
+        {
+            "id": str,
+            "touchpoint": str,
+            "name": str,
+            "token_hash": str,
+            "enrolled_at": str,
+            "enrolled_by": str,
+            "revoked_at": str,
+            "last_seen": str,
+            "backlog": int,
+            "dead_letters": int,
+            "app_version": str,
+            "last_sync": str,
+            "battery": float,
+            "recent_presses": str,  # JSON list of the latest device press times, for the misuse filter
+            "silent_since": str,  # set when a kiosk.silent event fired; cleared by the next heartbeat
+        },
+        pk="id",
+        not_null=["touchpoint", "token_hash", "enrolled_at"],
+        foreign_keys=[("touchpoint", "touchpoints", "token")],
+        if_not_exists=True,
+    )
+    db.table("kiosks").create_index(["token_hash"], unique=True, if_not_exists=True)
+    db.table("kiosk_enrollments").create(
+        {"code_hash": str, "touchpoint": str, "created_at": str, "created_by": str, "expires_at": str,
+         "used_at": str, "kiosk": str},
+        pk="code_hash",
+        not_null=["touchpoint", "created_at", "expires_at"],
+        if_not_exists=True,
+    )
+    db.table("kiosk_invitations").create(
+        {"id": str, "kiosk": str, "case_ref": str, "service": str, "officer": str, "created_at": str,
+         "created_by": str, "expires_at": str, "delivered_at": str},
+        pk="id",
+        not_null=["kiosk", "case_ref", "created_at", "expires_at"],
+        if_not_exists=True,
+    )
+    db.table("kiosk_invitations").create_index(["kiosk", "delivered_at"], if_not_exists=True)
+    # Which device a kiosk response came from (the misuse filter and fleet health need it).
+    if "device" not in db.table("responses").columns_dict:
+        db.execute("ALTER TABLE responses ADD COLUMN device TEXT")
+
+
 def all_migration_sets() -> list[sqlite_utils.Migrations]:
     """The core set first, then every set a plugin registers."""
     sets = [migrations]

@@ -16,7 +16,16 @@ class Settings(msgspec.Struct, kw_only=True):
     public_url: str | None = None
     rate_limit: int = 120
     smtp_url: str | None = None
+    # Kiosks: presses closer together than this on one device are suspect; 0 turns every kiosk
+    # misuse filter off (bursts too).
     kiosk_min_interval: float = 2.0
+    kiosk_burst_count: int = 10  # this many presses …
+    kiosk_burst_window: float = 60.0  # … within this many seconds on one device: a burst
+    kiosk_thanks_seconds: float = 4.0
+    kiosk_idle_seconds: float = 20.0
+    kiosk_heartbeat_seconds: float = 60.0
+    kiosk_sync_seconds: float = 5.0
+    kiosk_silent_after: float = 600.0  # no heartbeat for this long: a kiosk.silent event
     webhook_allow_private: bool = False
     # A second response from the same browser to the same touchpoint within this many seconds is
     # stored flagged (a first-party cookie); 0 turns the check off.
@@ -38,6 +47,13 @@ _ENV = {
     "FEEDBACK_RATE_LIMIT": "rate_limit",
     "FEEDBACK_SMTP_URL": "smtp_url",
     "FEEDBACK_KIOSK_MIN_INTERVAL": "kiosk_min_interval",
+    "FEEDBACK_KIOSK_BURST_COUNT": "kiosk_burst_count",
+    "FEEDBACK_KIOSK_BURST_WINDOW": "kiosk_burst_window",
+    "FEEDBACK_KIOSK_THANKS_SECONDS": "kiosk_thanks_seconds",
+    "FEEDBACK_KIOSK_IDLE_SECONDS": "kiosk_idle_seconds",
+    "FEEDBACK_KIOSK_HEARTBEAT_SECONDS": "kiosk_heartbeat_seconds",
+    "FEEDBACK_KIOSK_SYNC_SECONDS": "kiosk_sync_seconds",
+    "FEEDBACK_KIOSK_SILENT_AFTER": "kiosk_silent_after",
     "FEEDBACK_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
     "FEEDBACK_MIN_N": "min_n",
     "FEEDBACK_BLOCK_PLUGINS": "block_plugins",

@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+import feedback.kiosk
 from feedback import __version__, plugins
 from feedback.catalog import Catalog
 from feedback.db import Store, open_utils
@@ -24,14 +25,16 @@ from feedback.migrations import apply_all
 from feedback.settings import Settings, load_settings
 from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
+from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
 
 log = logging.getLogger("feedback")
 STATIC_DIR = Path(__file__).parent / "static"
+KIOSK_APP_DIR = Path(feedback.kiosk.__file__).parent
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
-PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/")
+PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll")
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -106,15 +109,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await store.read(catalog.reload)
         for result in plugins.call_isolated("startup", store=store, settings=settings):
             await plugins.await_me_maybe(result)
+        watcher = asyncio.create_task(watch_for_silent_kiosks(store, settings))
         try:
             yield
         finally:
+            watcher.cancel()
             await asyncio.to_thread(store.close)
 
     route_handlers: list = [
         *CONTROLLERS,
         SurveyPageController,
         *QR_CONTROLLERS,
+        *KIOSK_CONTROLLERS,
+        # The tablet app: /kiosk/ serves index.html; the service worker may re-validate everything.
+        create_static_files_router(path="/kiosk", directories=[KIOSK_APP_DIR], html_mode=True,
+                                   include_in_schema=False, cache_control=CacheControlHeader(no_cache=True),
+                                   name="kiosk_app"),
         create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                    cache_control=CacheControlHeader(max_age=86400, public=True)),
     ]

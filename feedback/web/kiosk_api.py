@@ -1,0 +1,371 @@
+"""Kiosk endpoints: `/api/v1/kiosk/…` for the tablet itself (device token), `/api/v1/kiosks/…` for
+managers and counter systems (API token), and the app's shell at `/kiosk/`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from msgspec import Meta, Struct
+
+from feedback import kiosks, plugins
+from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound, Unauthorized
+from feedback.i18n import gettext_for
+from feedback.ingest import Prepared, fire_event, prepare, store_job, stored_event
+from feedback.models import LANGUAGES, Event, Submission
+from feedback.web.api import fresh_snapshot, survey_document
+from feedback.web.security import Principal, current_principal
+
+log = logging.getLogger("feedback.kiosk")
+DEVICE_CACHE_SECONDS = 10.0
+MAX_BATCH = 500
+# Failed enrollment attempts per client before it must wait: 6-digit codes must not be guessable.
+MAX_ENROLL_FAILURES = 10
+ENROLL_FAILURE_WINDOW = 15 * 60
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    touchpoint: str
+
+
+class EnrollBody(Struct, forbid_unknown_fields=True):
+    code: Annotated[str, Meta(max_length=16)]
+    name: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class KioskItem(Struct, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(max_length=64)]
+    answers: dict[Annotated[str, Meta(max_length=64)], Any]
+    submitted_at: Annotated[str, Meta(max_length=64)]
+    lang: str | None = None
+    case_ref: Annotated[str, Meta(max_length=128)] | None = None
+    service: Annotated[str, Meta(max_length=64)] | None = None
+    officer: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class SyncBody(Struct, forbid_unknown_fields=True):
+    items: Annotated[list[KioskItem], Meta(max_length=MAX_BATCH)]
+
+
+class Heartbeat(Struct):
+    queue: Annotated[int, Meta(ge=0)] = 0
+    dead_letters: Annotated[int, Meta(ge=0)] = 0
+    app_version: Annotated[str, Meta(max_length=40)] | None = None
+    last_sync: Annotated[str, Meta(max_length=64)] | None = None
+    battery: Annotated[float, Meta(ge=0, le=1)] | None = None
+
+
+class EnrollRequest(Struct, forbid_unknown_fields=True):
+    touchpoint: Annotated[str, Meta(max_length=64)]
+
+
+class InviteBody(Struct, forbid_unknown_fields=True):
+    case_ref: Annotated[str, Meta(min_length=1, max_length=128)]
+    service: Annotated[str, Meta(max_length=64)] | None = None
+    officer: Annotated[str, Meta(max_length=64)] | None = None
+
+
+_device_cache: dict[str, tuple[Device | None, float]] = {}
+_enroll_failures: dict[str, list[float]] = {}
+# One event per kiosk wakes its long-poll at once when an invitation is posted in this process.
+_invitation_events: dict[str, asyncio.Event] = {}
+
+
+async def current_device(request: Request, state: State) -> Device:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(kiosks.DEVICE_TOKEN_PREFIX):
+        raise Unauthorized("authorization: a kiosk device token is required", "authorization")
+    digest = kiosks.hash_secret(token.strip())
+    cached = _device_cache.get(digest)
+    if cached is None or cached[1] < time.monotonic():
+        rows = await state.store.query(
+            "SELECT id, touchpoint FROM kiosks WHERE token_hash = ? AND revoked_at IS NULL", (digest,))
+        device = Device(rows[0]["id"], rows[0]["touchpoint"]) if rows else None
+        _device_cache[digest] = (device, time.monotonic() + DEVICE_CACHE_SECONDS)
+    else:
+        device = cached[0]
+    if device is None:
+        raise Unauthorized("authorization: unknown or revoked kiosk", "authorization")
+    return device
+
+
+def forget_device_cache() -> None:
+    _device_cache.clear()
+
+
+def client_key(request: Request, secret: str) -> str:
+    host = request.client.host if request.client else "unknown"
+    return hashlib.sha256(f"{secret}:{host}".encode()).hexdigest()[:24]
+
+
+def kiosk_strings() -> dict[str, dict[str, str]]:
+    """Interface text of the tablet app in every language, from the gettext catalogues."""
+    from feedback.kiosk_strings import KIOSK_MESSAGES
+
+    return {lang: {key: gettext_for(lang)(msgid) for key, msgid in KIOSK_MESSAGES.items()} for lang in LANGUAGES}
+
+
+class KioskDeviceController(Controller):
+    """What the tablet calls. Singular: the device itself."""
+
+    path = "/api/v1/kiosk"
+    tags = ["kiosk device"]
+
+    @post("/enroll", summary="Trade a one-time enrollment code for a device token (public)")
+    async def enroll(self, data: EnrollBody, request: Request, state: State) -> Response[dict]:
+        key = client_key(request, state.settings.secret)
+        now = time.monotonic()
+        recent = [t for t in _enroll_failures.get(key, []) if now - t < ENROLL_FAILURE_WINDOW]
+        if len(recent) >= MAX_ENROLL_FAILURES:
+            return Response({"status_code": 429, "detail": "code: too many wrong codes; wait and try again",
+                             "field": "code"}, status_code=429)
+        try:
+            result = await state.store.write(lambda conn: kiosks.redeem_enrollment(conn, data.code.strip(), data.name))
+        except FeedbackError:
+            _enroll_failures[key] = [*recent, now]
+            raise
+        return Response(result, status_code=201)
+
+    @get("/config", dependencies={"device": Provide(current_device)}, summary="The kiosk's touchpoint and survey")
+    async def config(self, device: Device, state: State) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(device.touchpoint)
+        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        if touchpoint is None or version is None:
+            raise NotFound("touchpoint: the kiosk's touchpoint has no survey", "touchpoint")
+        unit = snapshot.units[touchpoint.unit]
+        settings = state.settings
+        return {
+            "kiosk": {"id": device.id, "touchpoint": touchpoint.token, "unit": unit.code, "unit_name": unit.name,
+                      "unit_names": unit.names or {}, "counter": touchpoint.counter},
+            "lang": touchpoint.lang,
+            "survey": survey_document(version),
+            "settings": {
+                "thanks_seconds": settings.kiosk_thanks_seconds,
+                "idle_seconds": settings.kiosk_idle_seconds,
+                "heartbeat_seconds": settings.kiosk_heartbeat_seconds,
+                "sync_seconds": settings.kiosk_sync_seconds,
+            },
+        }
+
+    @post("/sync", dependencies={"device": Provide(current_device)}, status_code=200,
+          request_max_body_size=4 * 1024 * 1024, summary="Store queued taps; a result per item")
+    async def sync(self, data: SyncBody, device: Device, state: State) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        results: list[dict[str, Any] | None] = [None] * len(data.items)
+        prepared: list[tuple[int, Prepared]] = []
+        for index, item in enumerate(data.items):
+            try:
+                submission = Submission(
+                    touchpoint=device.touchpoint, answers=item.answers, id=item.id, lang=item.lang,
+                    case_ref=item.case_ref, service=item.service, officer=item.officer, channel="kiosk",
+                    submitted_at=item.submitted_at,
+                )
+                prepared.append((index, prepare(submission, snapshot, device=device.id)))
+            except FeedbackError as error:
+                results[index] = {"id": item.id, "status": "rejected", "reason": error.message, "field": error.field}
+        settings = state.settings
+        job = sync_job(device.id, prepared, settings.kiosk_min_interval, settings.kiosk_burst_count,
+                       settings.kiosk_burst_window)
+        outcomes, stored_rows = await state.store.write(job)
+        for index, outcome in outcomes.items():
+            results[index] = outcome
+        if plugins.pm.hook.track_event.get_hookimpls():
+            for row, flags in stored_rows:
+                await fire_event(stored_event(row, flags), state.store)
+        return {"results": results}
+
+    @post("/heartbeat", dependencies={"device": Provide(current_device)}, status_code=200,
+          summary="Report queue length, dead letters, app version, battery")
+    async def heartbeat(self, data: Heartbeat, device: Device, state: State) -> dict[str, Any]:
+        seen = datetime.now(UTC).isoformat()
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE kiosks SET last_seen = ?, backlog = ?, dead_letters = ?, app_version = ?,"
+                " last_sync = coalesce(?, last_sync),"
+                " battery = ?, silent_since = NULL WHERE id = ?",
+                (seen, data.queue, data.dead_letters, data.app_version, data.last_sync, data.battery, device.id),
+            )
+
+        await state.store.write(job)
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(device.touchpoint)
+        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        return {"survey_version": version.version if version else None, "time": seen}
+
+    @get("/invitation", dependencies={"device": Provide(current_device)},
+         summary="Long-poll for the next case invitation (answers within `wait` seconds)")
+    async def invitation(self, device: Device, state: State,
+                         wait: Annotated[int, Parameter(ge=0, le=60)] = 20) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        event = _invitation_events.setdefault(device.id, asyncio.Event())
+        while True:
+            pending = await state.store.query(
+                "SELECT 1 FROM kiosk_invitations WHERE kiosk = ? AND delivered_at IS NULL AND expires_at > ?",
+                (device.id, datetime.now(UTC).isoformat()),
+            )
+            if pending:
+                found = await state.store.write(lambda conn: kiosks.take_invitation(conn, device.id))
+                if found:
+                    return {"invitation": found}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {"invitation": None}
+            event.clear()
+            # Woken at once by an invitation posted here; the 1 s re-check covers other processes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
+
+
+def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval: float, burst_count: int,
+             burst_window: float):
+    """One writer job for a batch: misuse flags from device times, then each item in its own savepoint."""
+
+    def job(conn: sqlite3.Connection):
+        row = conn.execute("SELECT recent_presses FROM kiosks WHERE id = ?", (device_id,)).fetchone()
+        recent = kiosks.load_recent(row[0] if row else None)
+        ids = [p.row["id"] for _, p in prepared]
+        marks = ",".join("?" for _ in ids)
+        known = {r[0] for r in conn.execute(f"SELECT id FROM responses WHERE id IN ({marks})", ids)} if ids else set()
+        fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=lambda p: p.row["occurred_at"])
+        press_times = [datetime.fromisoformat(p.row["occurred_at"]) for p in fresh]
+        for item, flags in zip(fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count,
+                                                          burst_window), strict=True):
+            item.flags.extend(flags)
+        outcomes: dict[int, dict[str, Any]] = {}
+        stored: list[tuple[dict, tuple[str, ...]]] = []
+        for index, item in prepared:
+            conn.execute("SAVEPOINT item")
+            try:
+                result, stored_row = store_job(item)(conn)
+            except Conflict as error:
+                conn.execute("ROLLBACK TO item")
+                outcomes[index] = {"id": item.row["id"], "status": "rejected", "reason": error.message,
+                                   "field": error.field}
+            else:
+                outcomes[index] = {"id": result.id, "status": "stored" if result.created else "duplicate",
+                                   "receipt": result.receipt}
+                if stored_row is not None:
+                    stored.append((stored_row, result.flags))
+            conn.execute("RELEASE item")
+        keep = max(burst_count, 2)
+        conn.execute("UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?",
+                     (kiosks.dump_recent(recent, keep), datetime.now(UTC).isoformat(),
+                      datetime.now(UTC).isoformat(), device_id))
+        return outcomes, stored
+
+    return job
+
+
+class KioskFleetController(Controller):
+    """Managers and counter systems. Plural: the fleet."""
+
+    path = "/api/v1/kiosks"
+    tags = ["kiosks"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    async def _kiosk_unit(self, state: State, kiosk_id: str) -> str:
+        rows = await state.store.query(
+            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,))
+        if not rows:
+            raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
+        return rows[0]["unit"]
+
+    @get(summary="Kiosks of the token's subtree with their health")
+    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
+        snapshot = await fresh_snapshot(state)
+        rows = await state.store.query(
+            "SELECT k.id, k.touchpoint, k.name, k.enrolled_at, k.revoked_at, k.last_seen, k.backlog,"
+            " k.dead_letters, k.app_version, k.last_sync, k.battery, k.silent_since, t.unit"
+            " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint ORDER BY k.enrolled_at")
+        silent_after = timedelta(seconds=state.settings.kiosk_silent_after)
+        now = datetime.now(UTC)
+        items = []
+        for row in rows:
+            if not principal.may_see(row["unit"], snapshot):
+                continue
+            last = datetime.fromisoformat(row["last_seen"] or row["enrolled_at"])
+            items.append({
+                "id": row["id"], "touchpoint": row["touchpoint"], "unit": row["unit"], "name": row["name"],
+                "enrolled_at": row["enrolled_at"], "last_seen": row["last_seen"], "backlog": row["backlog"],
+                "dead_letters": row["dead_letters"], "app_version": row["app_version"],
+                "last_sync": row["last_sync"], "battery": row["battery"], "revoked": row["revoked_at"] is not None,
+                "silent": row["revoked_at"] is None and now - last > silent_after,
+            })
+        return items
+
+    @post("/enroll", summary="A one-time 6-digit enrollment code for a kiosk touchpoint")
+    async def enroll(self, data: EnrollRequest, principal: Principal, state: State) -> Response[dict]:
+        principal.require_role("admin", "manager")
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(data.touchpoint)
+        if touchpoint is None:
+            raise NotFound(f"touchpoint: no touchpoint {data.touchpoint!r}", "touchpoint")
+        principal.require_unit(touchpoint.unit, snapshot)
+        code, expires = await state.store.write(
+            lambda conn: kiosks.create_enrollment(conn, data.touchpoint, principal.user))
+        return Response({"code": code, "expires_at": expires, "touchpoint": data.touchpoint}, status_code=201)
+
+    @post("/{kiosk_id:str}/invite", summary="Show the rating screen for a case that just ended")
+    async def invite(self, kiosk_id: str, data: InviteBody, principal: Principal, state: State) -> Response[dict]:
+        principal.require_role("admin", "manager")
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(await self._kiosk_unit(state, kiosk_id), snapshot)
+        if data.service is not None and data.service not in snapshot.services:
+            raise InvalidInput(f"service: no service {data.service!r}", "service")
+        invitation = await state.store.write(lambda conn: kiosks.create_invitation(
+            conn, kiosk_id, data.case_ref, data.service, data.officer, principal.user))
+        event = _invitation_events.get(kiosk_id)
+        if event is not None:
+            event.set()
+        return Response(invitation, status_code=201)
+
+    @post("/{kiosk_id:str}/revoke", status_code=200, summary="Revoke a kiosk's device token")
+    async def revoke(self, kiosk_id: str, principal: Principal, state: State) -> dict[str, Any]:
+        principal.require_role("admin", "manager")
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(await self._kiosk_unit(state, kiosk_id), snapshot)
+        await state.store.write(lambda conn: kiosks.revoke(conn, kiosk_id))
+        forget_device_cache()
+        return {"id": kiosk_id, "revoked": True}
+
+
+@get("/kiosk/strings.json", include_in_schema=False, cache_control=None)
+async def strings_json() -> dict[str, dict[str, str]]:
+    return kiosk_strings()
+
+
+async def watch_for_silent_kiosks(store, settings, interval: float | None = None) -> None:
+    """Fire `kiosk.silent` once for each kiosk whose heartbeats stopped for `kiosk_silent_after` seconds."""
+    interval = interval or max(1.0, min(60.0, settings.kiosk_silent_after / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            cutoff = (datetime.now(UTC) - timedelta(seconds=settings.kiosk_silent_after)).isoformat()
+            marked_at = datetime.now(UTC).isoformat()
+
+            for data in await store.write(lambda conn, c=cutoff, m=marked_at: kiosks.mark_silent(conn, c, m)):
+                event = Event(type="kiosk.silent", id=f"kiosk.silent:{data['kiosk']}:{data['last_seen']}",
+                              created_at=marked_at, data=data)
+                await fire_event(event, store)
+        except Exception:  # noqa: BLE001 - the watcher must outlive a bad round
+            log.exception("silent-kiosk check failed")
+
+
+KIOSK_CONTROLLERS = [KioskDeviceController, KioskFleetController, strings_json]
