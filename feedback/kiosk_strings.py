@@ -3,7 +3,7 @@
 The server serves `/kiosk/strings.json` as `{lang: {key: gettext_for(lang)(msgid)}}`; the
 translations live in `feedback/locales/<locale>/LC_MESSAGES/kiosk.po`. Survey texts (questions,
 labels, options) are not here: the survey document carries its own text per language.
-`{case}` and `{n}` are placeholders the app fills in.
+`{case}` is a placeholder the app fills in.
 """
 
 from __future__ import annotations
@@ -33,5 +33,5 @@ KIOSK_MESSAGES: dict[str, str] = {
     "thanks_title": "Thank you!",
     "thanks_body": "Your answer has been recorded.",
     # For staff and screen readers: the discreet count in the corner.
-    "queue_label": "Answers waiting to be sent: {n}",
+    "queue_label": "Answers waiting to be sent",
 }

@@ -243,8 +243,12 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
         ids = [p.row["id"] for _, p in prepared]
         marks = ",".join("?" for _ in ids)
         known = {r[0] for r in conn.execute(f"SELECT id FROM responses WHERE id IN ({marks})", ids)} if ids else set()
-        fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=lambda p: p.row["occurred_at"])
-        press_times = [datetime.fromisoformat(p.row["occurred_at"]) for p in fresh]
+        # Intervals between presses are judged on the device's own clock, even a wrong one.
+        def pressed(p: Prepared) -> str:
+            return p.row["client_time"] or p.row["occurred_at"]
+
+        fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=pressed)
+        press_times = [datetime.fromisoformat(pressed(p)) for p in fresh]
         for item, flags in zip(fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count,
                                                           burst_window), strict=True):
             item.flags.extend(flags)
