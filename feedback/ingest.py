@@ -267,7 +267,7 @@ INSERT_RESPONSE = (
     f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})"
 )
 UPSERT_ROLLUP = """
-INSERT INTO rollups (unit, service, touchpoint, day, n, satisfied, dissatisfied, score_n, score_sum,
+INSERT INTO rollups (unit, day, service, touchpoint, n, satisfied, dissatisfied, score_n, score_sum,
                      l1, l2, l3, l4, l5, suspect)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unit, day, service, touchpoint) DO UPDATE SET
@@ -277,8 +277,18 @@ ON CONFLICT (unit, day, service, touchpoint) DO UPDATE SET
   l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
   suspect = suspect + excluded.suspect
 """
+UPSERT_UNIT_DAY = """
+INSERT INTO rollups_unit_day (unit, day, n, satisfied, dissatisfied, score_n, score_sum, l1, l2, l3, l4, l5, suspect)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (unit, day) DO UPDATE SET
+  n = n + excluded.n, satisfied = satisfied + excluded.satisfied,
+  dissatisfied = dissatisfied + excluded.dissatisfied, score_n = score_n + excluded.score_n,
+  score_sum = score_sum + excluded.score_sum, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
+  l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
+  suspect = suspect + excluded.suspect
+"""
 UPSERT_INDICATOR = """
-INSERT INTO rollup_indicators (unit, service, touchpoint, day, indicator, n, sum)
+INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
 VALUES (?, ?, ?, ?, ?, 1, ?)
 ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
   n = n + 1, sum = sum + excluded.sum
@@ -292,18 +302,19 @@ def is_suspect(flags: list[str]) -> bool:
 def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: dict[str, float],
                    suspect: bool, sign: int = 1) -> None:
     """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
-    key = (row["unit"], row["service"] or "", row["touchpoint"], row["day"])
+    key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
     if suspect:
-        conn.execute(UPSERT_ROLLUP, (*key, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign))
+        measures = (0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign)
+    else:
+        level = row["level"]
+        has_score = row["score"] is not None
+        levels = [sign if level == i else 0 for i in range(1, 6)]
+        measures = (sign if level is not None else 0, sign * row["satisfied"], sign * row["dissatisfied"],
+                    sign if has_score else 0, sign * (row["score"] or 0.0), *levels, 0)
+    conn.execute(UPSERT_ROLLUP, (*key, *measures))
+    conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
+    if suspect:
         return
-    level = row["level"]
-    has_score = row["score"] is not None
-    levels = [sign if level == i else 0 for i in range(1, 6)]
-    conn.execute(
-        UPSERT_ROLLUP,
-        (*key, sign if level is not None else 0, sign * row["satisfied"], sign * row["dissatisfied"],
-         sign if has_score else 0, sign * (row["score"] or 0.0), *levels, 0),
-    )
     for indicator, value in indicators.items():
         conn.execute(UPSERT_INDICATOR, (*key, indicator, sign * value))
 

@@ -113,17 +113,21 @@ def satisfaction(
     units = snapshot.subtree(unit)
     marks = ",".join("?" for _ in units)
     sql_group = {"unit": "unit", "service": "service", "touchpoint": "touchpoint"}.get(by, "day")
+    # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
+    fine = bool(filters) or by in ("service", "touchpoint")
+    table = "rollups" if fine else "rollups_unit_day"
+    detail = "min(service) AS service, min(touchpoint) AS touchpoint," if fine else ""
     where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
     params: list[Any] = [*units, date_from, date_to]
     for column, value in (filters or {}).items():
         where.append(f"{column} = ?")
         params.append(value)
     sql = f"""
-        SELECT {sql_group} AS g, min(unit) AS unit, min(service) AS service, min(touchpoint) AS touchpoint,
+        SELECT {sql_group} AS g, min(unit) AS unit, {detail}
                min(day) AS day, sum(n) AS n, sum(satisfied) AS satisfied, sum(dissatisfied) AS dissatisfied,
                sum(score_n) AS score_n, sum(score_sum) AS score_sum, sum(l1) AS l1, sum(l2) AS l2,
                sum(l3) AS l3, sum(l4) AS l4, sum(l5) AS l5, sum(suspect) AS suspect
-        FROM rollups WHERE {" AND ".join(where)} GROUP BY {sql_group}
+        FROM {table} WHERE {" AND ".join(where)} GROUP BY {sql_group}
     """
     bucket = bucket_function(by, unit, snapshot)
     tallies: dict[str | None, Tally] = {}

@@ -175,3 +175,11 @@ def test_flagged_responses_are_left_out_of_n_but_shown_as_suspect(server: Server
     assert after["n"] == before["n"] + 1
     assert after["suspect"] == before["suspect"] + 1
     assert after["raw_n"] == after["n"] + after["suspect"]
+
+
+def test_every_grouping_agrees_on_the_total(server: Server, shared_org: Org) -> None:
+    """by=unit/day/week/month read the unit × day rollup, by=service/touchpoint the detailed one."""
+    submit(server, "tp-a1", overall=1)
+    totals = {by: get(server, "/api/v1/satisfaction", shared_org.tokens["admin"], unit="A", by=by).json()["total"]
+              for by in ("unit", "service", "touchpoint", "day", "week", "month")}
+    assert len({(t["n"], t["satisfied"], t["dissatisfied"], t["suspect"]) for t in totals.values()}) == 1
