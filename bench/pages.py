@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args(argv)
-    lines = ["feedback bench/pages.py", *environment(args.workers), f"load average at start: {load_average()}", ""]
+    lines = [line.replace("bench/ingest.py", "bench/pages.py") for line in environment(args.workers)] + [""]
     with tempfile.TemporaryDirectory(prefix="feedback-pages-") as tmp:
         org = make_org(Path(tmp) / "pages.db")
         with serving(org.db, args.workers) as server:
