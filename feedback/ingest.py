@@ -264,7 +264,7 @@ RESPONSE_COLUMNS = (
 )
 INSERT_RESPONSE = (
     f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})"
+    f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
 )
 UPSERT_ROLLUP = """
 INSERT INTO rollups (unit, day, service, touchpoint, n, satisfied, dissatisfied, score_n, score_sum,
@@ -324,22 +324,22 @@ def store_job(prepared: Prepared):
     row = prepared.row
 
     def job(conn: sqlite3.Connection) -> tuple[IngestResult, dict[str, Any] | None]:
-        existing = conn.execute(
-            "SELECT receipt, content_hash, flags, level FROM responses WHERE id = ?", (row["id"],)
-        ).fetchone()
-        if existing is not None:
+        all_flags = list(prepared.flags)
+        if row["case_ref"] and conn.execute(
+            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND id != ? LIMIT 1",
+            (row["touchpoint"], row["case_ref"], row["id"]),
+        ).fetchone():
+            all_flags.append("duplicate_case")
+        row["flags"] = _json.encode(sorted(set(all_flags))).decode()
+        # The common case is a new id: try the insert first and look at the stored row only on a clash.
+        if conn.execute(INSERT_RESPONSE, [row[c] for c in RESPONSE_COLUMNS]).rowcount == 0:
+            existing = conn.execute(
+                "SELECT receipt, content_hash, flags, level FROM responses WHERE id = ?", (row["id"],)
+            ).fetchone()
             if existing["content_hash"] != row["content_hash"]:
                 raise Conflict("id: a different response was already stored with this id", "id")
             stored_flags = tuple(msgspec.json.decode(existing["flags"]))
             return IngestResult(row["id"], existing["receipt"], False, stored_flags, existing["level"]), None
-        all_flags = list(prepared.flags)
-        if row["case_ref"] and conn.execute(
-            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? LIMIT 1",
-            (row["touchpoint"], row["case_ref"]),
-        ).fetchone():
-            all_flags.append("duplicate_case")
-        row["flags"] = _json.encode(sorted(set(all_flags))).decode()
-        conn.execute(INSERT_RESPONSE, [row[c] for c in RESPONSE_COLUMNS])
         if prepared.contact:
             conn.execute(
                 "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
