@@ -117,13 +117,28 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
+        batch = [(fn, future) for fn, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        # Optimistic first: every job in one transaction with no savepoints (they cost as much as the
+        # job itself). Only when a job raises is the batch rolled back and replayed job by job, each
+        # in its own savepoint, so that one bad request cannot take the others down with it.
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [fn(conn) for fn, _ in batch]
+            conn.execute("COMMIT")
+        except BaseException:  # noqa: BLE001 - replayed below, error by error
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._run_isolated(conn, batch)
+            return
+        self._resolve([(future, True, value) for (_, future), value in zip(batch, values, strict=True)])
+
+    def _run_isolated(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
         outcomes: list[tuple[Future, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, future in batch:
-                if not future.set_running_or_notify_cancel():
-                    continue
-                # Each job in its own savepoint: one failing job rolls back only itself.
                 conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn)
@@ -143,6 +158,10 @@ class Store:
                 if not future.done():
                     future.set_exception(error)
             return
+        self._resolve(outcomes)
+
+    def _resolve(self, outcomes: list[tuple[Future, bool, Any]]) -> None:
+        """Answer the callers, only now that their writes are committed."""
         self.batches += 1
         self.writes += len(outcomes)
         for future, ok, value in outcomes:

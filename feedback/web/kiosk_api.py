@@ -9,7 +9,7 @@ import hashlib
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -249,12 +249,14 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
 
         fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=pressed)
         press_times = [datetime.fromisoformat(pressed(p)) for p in fresh]
-        for item, flags in zip(fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count,
-                                                          burst_window), strict=True):
-            item.flags.extend(flags)
+        misuse = {p.row["id"]: flags for p, flags in zip(
+            fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count, burst_window), strict=True)}
         outcomes: dict[int, dict[str, Any]] = {}
         stored: list[tuple[dict, tuple[str, ...]]] = []
-        for index, item in prepared:
+        for index, original in prepared:
+            # A copy: the writer may replay this job, and a replay must not add the flags twice.
+            extra = misuse.get(original.row["id"], [])
+            item = replace(original, row=dict(original.row), flags=[*original.flags, *extra])
             conn.execute("SAVEPOINT item")
             try:
                 result, stored_row = store_job(item)(conn)
