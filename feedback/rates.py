@@ -112,7 +112,8 @@ def satisfaction(
     """Rates for a unit's subtree between two local days (inclusive), grouped `by`."""
     units = snapshot.subtree(unit)
     marks = ",".join("?" for _ in units)
-    sql_group = {"unit": "unit", "service": "service", "touchpoint": "touchpoint"}.get(by, "day")
+    sql_group = {"unit": "unit", "service": "service", "touchpoint": "touchpoint",
+                 "month": "substr(day, 1, 7)"}.get(by, "day")
     # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
     fine = bool(filters) or by in ("service", "touchpoint")
     table = "rollups" if fine else "rollups_unit_day"
@@ -134,7 +135,6 @@ def satisfaction(
     total = Tally()
     for raw in conn.execute(sql, params):
         row = dict(raw)
-        row[sql_group] = row["g"]
         key = bucket(row)
         tallies.setdefault(key, Tally()).add(row)
         total.add(row)
