@@ -133,6 +133,19 @@ class SurveyDefinition(Struct, frozen=True, kw_only=True):
         return None
 
     def primary_rating(self) -> RatingQuestion | None:
+        """The primary rating: marked `primary`, else the first `overall`, else the first rating.
+
+        Asked for on every response, so it is worked out once per survey version."""
+        cached = _PRIMARY.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        primary = self._find_primary()
+        if len(_PRIMARY) > 1024:  # catalog reloads decode surveys anew: keep the cache bounded
+            _PRIMARY.clear()
+        _PRIMARY[id(self)] = (self, primary)
+        return primary
+
+    def _find_primary(self) -> RatingQuestion | None:
         ratings = [q for q in self.questions if isinstance(q, RatingQuestion)]
         for question in ratings:
             if question.primary:
@@ -141,6 +154,10 @@ class SurveyDefinition(Struct, frozen=True, kw_only=True):
             if question.indicator == "overall":
                 return question
         return ratings[0] if ratings else None
+
+
+# id(survey) -> (survey, its primary rating); the survey is kept so the id is never reused.
+_PRIMARY: dict[int, tuple[SurveyDefinition, RatingQuestion | None]] = {}
 
 
 class SurveyVersion(Struct, frozen=True, kw_only=True):

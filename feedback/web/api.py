@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
-from litestar import Controller, MediaType, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -55,10 +56,31 @@ class ResponsesController(Controller):
         description="201 when stored; 200 with the same body for a replay of the same id and content; "
         "409 when the id was stored with different content.",
     )
-    async def create(self, data: Submission, state: State) -> Response[dict[str, str]]:
+    async def create(self, request: Request, state: State) -> Response[dict[str, str]]:
+        data = decode_submission(await request.body())
         snapshot = await fresh_snapshot(state)
         result = await ingest(data, state.store, snapshot)
         return Response(result.body(), status_code=201 if result.created else 200)
+
+
+_submission_decoder = msgspec.json.Decoder(Submission)
+
+
+def decode_submission(body: bytes) -> Submission:
+    """Decode with a prebuilt decoder (the hot path); errors name the field like every other 400."""
+    try:
+        return _submission_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        text = str(error)
+        path = text.rsplit(" - at `$", 1)
+        field = path[1].rstrip("`").lstrip(".") if len(path) == 2 else ""
+        named = re.search(r"(?:unknown|required) field `([^`]*)`", text)
+        if named:
+            field = f"{field}.{named.group(1)}" if field else named.group(1)
+        field = field or "body"
+        raise InvalidInput(f"{field}: {path[0]}", field) from None
+    except msgspec.DecodeError as error:
+        raise InvalidInput(f"body: {error}", "body") from None
 
 
 def survey_document(version: SurveyVersion) -> dict[str, Any]:
