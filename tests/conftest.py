@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +19,13 @@ import pytest
 from feedback import auth, organisation, surveys
 from feedback.db import open_utils
 from feedback.migrations import apply_all
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+# Debian's Chromium, never a downloaded browser; quiet flags for a machine with no outside network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
 
 # The console script beside this interpreter (a venv need not be activated), else the one on PATH.
 _beside = Path(sys.executable).parent / "feedback"
@@ -147,6 +155,27 @@ def start_server():
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright, shared by the tests of one module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def rows(org: Org, sql: str, params: tuple = ()) -> list[dict]:
+    """Rows straight from the SQLite file, as dicts."""
+    conn = sqlite3.connect(org.db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()
 
 
 def auth_header(token: str) -> dict[str, str]:

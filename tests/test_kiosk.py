@@ -11,35 +11,22 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 from feedback_plugins.templates import HAOCHAPING
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from feedback import kiosks as kiosk_store
 from feedback import surveys
 from feedback.kiosk_strings import KIOSK_MESSAGES
-from tests.conftest import Org, Server, auth_header, run_cli
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, rows, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 PORTRAIT = {"width": 800, "height": 1280}
 LANDSCAPE = {"width": 1280, "height": 800}
 FAST = {"FEEDBACK_KIOSK_THANKS_SECONDS": "1", "FEEDBACK_KIOSK_HEARTBEAT_SECONDS": "2"}
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -67,14 +54,6 @@ def serve(servers: list[Server], org: Org, env: dict[str, str], same_as: Server 
                 raise
             time.sleep(0.3)
 
-
-def rows(org: Org, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(org.db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 def kiosk_rows(org: Org) -> list[dict]:

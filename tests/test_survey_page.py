@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.conftest import Org, Server
+from tests.conftest import ARTIFACTS, AXE, Org, Server, rows
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 PHONE = {"width": 360, "height": 640}
 THANKS = {"vi": "Cảm ơn bạn!", "ru": "Спасибо!", "zh": "谢谢您！", "en": "Thank you!"}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -37,14 +23,6 @@ def page(browser: Browser):
     yield page
     context.close()
 
-
-def rows(org: Org, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(org.db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 def shot(page: Page, name: str) -> None:
