@@ -8,7 +8,7 @@
 (function () {
   "use strict";
 
-  var APP_VERSION = "1.0.0"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
+  var APP_VERSION = "1.0.1"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
   var LANGS = ["vi", "ru", "zh", "en"];
   var ENDONYMS = { vi: "Tiếng Việt", ru: "Русский", zh: "中文", en: "English" };
   var HTML_LANG = { vi: "vi", ru: "ru", zh: "zh-Hans", en: "en" };
@@ -980,6 +980,13 @@
     });
   }
 
+  // Ask the browser not to evict the queue under storage pressure: unsent taps live there.
+  function keepStorage() {
+    if (navigator.storage && navigator.storage.persist) {
+      navigator.storage.persist().catch(function () {});
+    }
+  }
+
   function watchBattery() {
     if (!navigator.getBattery) return;
     navigator.getBattery().then(function (manager) { battery = manager; }).catch(function () {});
@@ -992,6 +999,7 @@
     }
     trapBack();
     registerWorker();
+    keepStorage();
     keepAwake();
     watchBattery();
     $("enroll-form").addEventListener("submit", onEnroll);

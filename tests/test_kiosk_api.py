@@ -262,3 +262,13 @@ def test_malformed_sync_is_400_naming_the_field(start_server, org: Org, body: di
     reply = httpx.post(f"{srv.url}/api/v1/kiosk/sync", json=body, headers=auth_header(device))
     assert reply.status_code == 400
     assert reply.json()["field"]
+
+
+def test_kiosk_app_and_its_service_worker_ship_the_same_version() -> None:
+    """The shell cache is named after the version: a changed app must ship a new cache."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "kiosk"
+    app = re.search(r'APP_VERSION = "([^"]+)"', (root / "app.js").read_text()).group(1)
+    worker = re.search(r'var VERSION = "([^"]+)"', (root / "sw.js").read_text()).group(1)
+    assert app == worker
