@@ -63,14 +63,16 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
         summary = build_demo(db, days=days, seed=seed)
         with db.conn:
             summary["admin_token"] = create_token(db.conn, "admin", "admin", None)
-        # One survey page per agency, to open in a browser straight away.
-        summary["survey_pages"] = {
-            root: f"/s/{token}"
-            for root, token in db.execute(
-                "SELECT substr(u.path, 2, instr(substr(u.path, 2), '/') - 1) AS root, min(t.token)"
-                " FROM touchpoints t JOIN units u ON u.code = t.unit WHERE t.kind = 'qr' GROUP BY root"
-            ).fetchall()
-        }
+        # One survey page and one kiosk touchpoint per agency, to try straight away.
+        for key, kind, prefix in (("survey_pages", "qr", "/s/"), ("kiosk_touchpoints", "kiosk", "")):
+            summary[key] = {
+                root: f"{prefix}{token}"
+                for root, token in db.execute(
+                    "SELECT substr(u.path, 2, instr(substr(u.path, 2), '/') - 1) AS root, min(t.token)"
+                    " FROM touchpoints t JOIN units u ON u.code = t.unit WHERE t.kind = ? GROUP BY root",
+                    (kind,),
+                ).fetchall()
+            }
     finally:
         db.close()
     click.echo(json.dumps(summary, ensure_ascii=False))
