@@ -55,6 +55,36 @@ def open_utils(path: str) -> sqlite_utils.Database:
     return db
 
 
+class LoopWaiter:
+    """The writer's handle on an asyncio future: the parts of `concurrent.futures.Future` it uses."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
+        self.loop = loop
+        self.future = future
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.future.cancelled()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_exception(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(_settle, [(self.future, False, error)])
+
+
+def _settle(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    """On the event loop: hand each caller its result (a caller that gave up is skipped)."""
+    for future, ok, value in results:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 class Store:
     """The async face of the database for the web app and plugins."""
 
@@ -90,7 +120,11 @@ class Store:
         return future
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit_write(fn))
+        """Queue `fn(conn)` and wait, without blocking the event loop, until its batch has committed."""
+        loop = asyncio.get_running_loop()
+        waiter = LoopWaiter(loop, loop.create_future())
+        self._jobs.put((fn, waiter))
+        return await waiter.future
 
     def _write_loop(self) -> None:
         conn = connect_writer(self.path)
@@ -164,11 +198,17 @@ class Store:
         """Answer the callers, only now that their writes are committed."""
         self.batches += 1
         self.writes += len(outcomes)
+        # Event-loop callers are woken with one call per loop per batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool, Any]]] = {}
         for future, ok, value in outcomes:
-            if ok:
+            if isinstance(future, LoopWaiter):
+                by_loop.setdefault(future.loop, []).append((future.future, ok, value))
+            elif ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+        for loop, results in by_loop.items():
+            loop.call_soon_threadsafe(_settle, results)
 
     # -- reads -----------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
