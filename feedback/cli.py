@@ -21,8 +21,16 @@ def open_migrated(path: str):
     return db
 
 
-def fail(error: FeedbackError) -> None:
-    raise click.ClickException(error.message)
+def in_transaction(db_path: str, fn):
+    """Run `fn(conn)` in one transaction on a migrated database; our errors become CLI errors."""
+    db = open_migrated(db_path)
+    try:
+        with db.conn:
+            return fn(db.conn)
+    except FeedbackError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        db.close()
 
 
 @click.group()
@@ -121,14 +129,7 @@ def token_create(db_path: str, user: str, role: str, unit: str | None) -> None:
     """Print a new API token, alone, on the last line (creates the user if needed)."""
     from feedback.auth import create_token
 
-    db = open_migrated(db_path)
-    try:
-        with db.conn:
-            value = create_token(db.conn, user, role, unit)
-    except FeedbackError as error:
-        fail(error)
-    finally:
-        db.close()
+    value = in_transaction(db_path, lambda conn: create_token(conn, user, role, unit))
     click.echo(f"token for {user} ({role}{', unit ' + unit if unit else ''}):", err=True)
     click.echo(value)
 
@@ -167,7 +168,7 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
     try:
         content = render_posters(snapshot, tokens, base, paper.upper())
     except FeedbackError as error:
-        fail(error)
+        raise click.ClickException(error.message) from None
     Path(out).write_bytes(content)
     click.echo(f"{out}: {len(tokens)} poster(s) on {paper.upper()} for unit {unit}, codes for {base}", err=True)
 
@@ -184,14 +185,7 @@ def kiosk_enroll(db_path: str, touchpoint: str) -> None:
     """Print a one-time 6-digit enrollment code (valid 15 minutes), alone on the last line."""
     from feedback.kiosks import create_enrollment
 
-    db = open_migrated(db_path)
-    try:
-        with db.conn:
-            code, expires = create_enrollment(db.conn, touchpoint, "cli")
-    except FeedbackError as error:
-        fail(error)
-    finally:
-        db.close()
+    code, expires = in_transaction(db_path, lambda conn: create_enrollment(conn, touchpoint, "cli"))
     click.echo(f"enter this code at /kiosk/ on the tablet before {expires}:", err=True)
     click.echo(code)
 

@@ -266,27 +266,20 @@ INSERT_RESPONSE = (
     f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
 )
-UPSERT_ROLLUP = """
-INSERT INTO rollups (unit, day, service, touchpoint, n, satisfied, dissatisfied, score_n, score_sum,
-                     l1, l2, l3, l4, l5, suspect)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (unit, day, service, touchpoint) DO UPDATE SET
-  n = n + excluded.n, satisfied = satisfied + excluded.satisfied,
-  dissatisfied = dissatisfied + excluded.dissatisfied, score_n = score_n + excluded.score_n,
-  score_sum = score_sum + excluded.score_sum, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
-  l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
-  suspect = suspect + excluded.suspect
-"""
-UPSERT_UNIT_DAY = """
-INSERT INTO rollups_unit_day (unit, day, n, satisfied, dissatisfied, score_n, score_sum, l1, l2, l3, l4, l5, suspect)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (unit, day) DO UPDATE SET
-  n = n + excluded.n, satisfied = satisfied + excluded.satisfied,
-  dissatisfied = dissatisfied + excluded.dissatisfied, score_n = score_n + excluded.score_n,
-  score_sum = score_sum + excluded.score_sum, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
-  l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
-  suspect = suspect + excluded.suspect
-"""
+# What a rollup row adds up, in the order add_to_rollups passes the values.
+ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
+
+
+def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT DO UPDATE that adds one response's measures to a rollup row."""
+    columns = (*key, *ROLLUP_MEASURES)
+    additions = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
+
+
+UPSERT_ROLLUP = rollup_upsert("rollups", ("unit", "day", "service", "touchpoint"))
+UPSERT_UNIT_DAY = rollup_upsert("rollups_unit_day", ("unit", "day"))
 UPSERT_INDICATOR = """
 INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
 VALUES (?, ?, ?, ?, ?, 1, ?)

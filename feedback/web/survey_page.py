@@ -245,15 +245,21 @@ def form_answers(version: SurveyVersion, form: dict[str, list[str]]) -> dict[str
     return answers
 
 
+async def survey_at(state: State, token: str) -> tuple[Snapshot, Touchpoint | None, SurveyVersion | None]:
+    """The touchpoint a token or short code names, and the survey version in force there."""
+    snapshot = await fresh_snapshot(state)
+    touchpoint = snapshot.touchpoint(token)
+    version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+    return snapshot, touchpoint, version
+
+
 class SurveyPageController(Controller):
     path = "/s"
     include_in_schema = False
 
     @get("/{token:str}")
     async def page(self, token: str, request: Request, state: State) -> Response[str]:
-        snapshot = await fresh_snapshot(state)
-        touchpoint = snapshot.touchpoint(token)
-        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        snapshot, touchpoint, version = await survey_at(state, token)
         if touchpoint is None or version is None:
             return not_found(request)
         lang = choose_language(request, touchpoint, version)
@@ -265,9 +271,7 @@ class SurveyPageController(Controller):
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: str, request: Request, state: State) -> Response[str]:
-        snapshot = await fresh_snapshot(state)
-        touchpoint = snapshot.touchpoint(token)
-        version = snapshot.current.get(touchpoint.survey) if touchpoint else None
+        snapshot, touchpoint, version = await survey_at(state, token)
         if touchpoint is None or version is None:
             return not_found(request)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
