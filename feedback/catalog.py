@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from feedback.models import SurveyVersion, Touchpoint, Unit
+from feedback.models import ObjectiveVersion, SurveyVersion, Touchpoint, Unit, User
 from feedback.surveys import decode_definition
 
 
@@ -28,6 +28,23 @@ class Snapshot:
     # slug -> the version in force (the highest published), and every version by (slug, version)
     current: dict[str, SurveyVersion] = field(default_factory=dict)
     versions: dict[tuple[str, int], SurveyVersion] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    # unit -> every version of every objective of that unit, oldest first
+    objective_versions: dict[str, list[ObjectiveVersion]] = field(default_factory=dict)
+
+    def ancestors(self, code: str) -> list[str]:
+        """The unit and every unit above it, nearest first."""
+        return list(reversed(self.units[code].path.strip("/").split("/")))
+
+    def objectives_in_force(self, unit: str, day: str, with_ancestors: bool = True) -> list[ObjectiveVersion]:
+        """The version of each objective in force on a local day, for a unit (and the units above it)."""
+        codes = self.ancestors(unit) if with_ancestors else [unit]
+        found: dict[int, ObjectiveVersion] = {}
+        for code in codes:
+            for version in self.objective_versions.get(code, ()):
+                if version.valid_from <= day and (version.retired_from is None or day < version.retired_from):
+                    found[version.objective] = version  # later versions replace earlier ones
+        return list(found.values())
 
     def subtree(self, code: str) -> list[str]:
         prefix = self.units[code].path
@@ -48,7 +65,9 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
     cursor = conn.cursor()
     cursor.row_factory = sqlite3.Row
     conn = cursor
-    for row in conn.execute("SELECT code, name, names, parent, lang, tz, path FROM units"):
+    for row in conn.execute(
+        "SELECT code, name, names, parent, lang, tz, path, country, owner, action_days, public_results FROM units"
+    ):
         snap.units[row["code"]] = Unit(
             code=row["code"],
             name=row["name"],
@@ -57,7 +76,20 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
             lang=row["lang"],
             tz=row["tz"],
             path=row["path"],
+            country=row["country"],
+            owner=row["owner"],
+            action_days=row["action_days"],
+            public_results=bool(row["public_results"]),
         )
+    for row in conn.execute("SELECT name, role, unit, email, lang FROM users WHERE coalesce(disabled, 0) = 0"):
+        snap.users[row["name"]] = User(**dict(row))
+    for row in conn.execute(
+        "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
+        " ORDER BY v.objective, v.version"
+    ):
+        data = {k: row[k] for k in row if k not in ("created_at", "created_by")}
+        version = msgspec.convert(data, ObjectiveVersion, strict=False)
+        snap.objective_versions.setdefault(version.unit, []).append(version)
     for row in conn.execute("SELECT code, name, names, kind, agency FROM services"):
         snap.services[row["code"]] = dict(row)
     for row in conn.execute(

@@ -141,6 +141,43 @@ def plugins_command(db_path: str | None) -> None:
     click.echo(json.dumps(plugins.describe_plugins(), indent=2))
 
 
+@cli.command("tick")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--now", "now_text", default=None,
+              help="Run as of this RFC 3339 time (catch up a missed day) [default: now]")
+@click.option("--job", "only", multiple=True, help="Run only this job (repeatable)")
+def tick(db_path: str, now_text: str | None, only: tuple[str, ...]) -> None:
+    """Run every periodic job once: objective evaluation, deadlines, effectiveness, deliveries, digests.
+
+    The server runs them by itself; this is for cron (with FEEDBACK_JOBS=0) and for catching up.
+    """
+    import asyncio
+    from datetime import UTC, datetime
+
+    from feedback.catalog import Catalog
+    from feedback.db import Store
+    from feedback.ingest import parse_time
+    from feedback.jobs import run_all
+    from feedback.settings import load_settings
+
+    try:
+        now = parse_time(now_text, "now") if now_text else datetime.now(UTC)
+    except FeedbackError as error:
+        raise click.ClickException(error.message) from None
+    open_migrated(db_path).close()
+    settings = load_settings(db=db_path)
+    store = Store(db_path)
+    store.start()
+    try:
+        results = asyncio.run(run_all(store, settings, Catalog(), now, list(only) or None))
+    finally:
+        store.close()
+    click.echo(json.dumps({"now": now.isoformat(), "jobs": results}, indent=2))
+    if not all(results.values()):
+        failed = ", ".join(name for name, ok in results.items() if not ok)
+        raise click.ClickException(f"jobs failed: {failed} (see the log above)")
+
+
 @cli.command("qr")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
 @click.option("--unit", required=True, help="Print every live touchpoint of this unit's subtree")

@@ -51,3 +51,29 @@ def score_response(survey, answers, submission):
 @hookspec
 def track_event(event, store):
     """React to an `Event` after the write that caused it has committed (mail, webhooks, SSE…)."""
+
+
+@hookspec
+def map_response(response, objectives, snapshot):
+    """Return the ids of the `objectives` (ObjectiveVersion list in force for the response's unit
+    and its ancestors) that a just-scored `response` (StoredResponse) counts towards."""
+
+
+@hookspec
+def evaluate_triggers(response, objective, status, hits, snapshot):
+    """Return `ActionRequest`s (or a list) for corrective actions to open, or None.
+
+    Called for a new response (`response` set, `hits` the objective ids it maps to, `objective` and
+    `status` None) and for each objective evaluation (`objective` an ObjectiveVersion, `status` its
+    status dict with signals; `response` None). Opening is idempotent on `source_key`.
+    """
+
+
+@hookspec(firstresult=True)
+def corrective_action_assignee(action, unit, snapshot):
+    """Return the user name who owns a new corrective action (`action` an ActionRequest, `unit` a Unit)."""
+
+
+@hookspec
+def register_jobs(settings):
+    """Return `Job`s (or a list) to run periodically in the server and once per `feedback tick`."""

@@ -249,6 +249,105 @@ def m005_unit_day_rollups(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m006_quality(db: sqlite_utils.Database) -> None:
+    """Quality objectives, corrective actions (append-only events), the delivery outbox, job runs."""
+    units = db.table("units").columns_dict
+    for column, kind in (("country", "TEXT"), ("owner", "TEXT"), ("action_days", "INTEGER"),
+                         ("public_results", "INTEGER NOT NULL DEFAULT 0")):
+        if column not in units:
+            db.execute(f"ALTER TABLE units ADD COLUMN {column} {kind}")
+    if "lang" not in db.table("users").columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN lang TEXT")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS objectives (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            unit TEXT NOT NULL REFERENCES units(code),
+            created_at TEXT NOT NULL, created_by TEXT,
+            retired_from TEXT,  -- local day from which the objective no longer applies
+            retired_at TEXT, retired_by TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS objectives_unit ON objectives (unit)")
+    # A change is a new version from a day on; past periods keep the target that was in force.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS objective_versions (
+            objective INTEGER NOT NULL REFERENCES objectives(id),
+            version INTEGER NOT NULL,
+            valid_from TEXT NOT NULL,
+            title TEXT, metric TEXT NOT NULL, indicator TEXT, service TEXT,
+            comparator TEXT NOT NULL, target REAL NOT NULL, period TEXT NOT NULL,
+            min_n INTEGER NOT NULL, owner TEXT, method TEXT NOT NULL DEFAULT 'wilson',
+            created_at TEXT NOT NULL, created_by TEXT,
+            PRIMARY KEY (objective, version)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS objective_states (
+            objective INTEGER NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL,
+            value REAL, n INTEGER, low REAL, high REAL, signals TEXT, evaluated_at TEXT NOT NULL,
+            PRIMARY KEY (objective, period)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,               -- work_order | callback | nonconformity | manual
+            source_key TEXT NOT NULL UNIQUE,  -- one action per response id / objective period
+            source_type TEXT NOT NULL,        -- response | objective | manual
+            response_id TEXT, objective_id INTEGER, period TEXT,
+            unit TEXT NOT NULL, service TEXT, touchpoint TEXT, indicator TEXT,
+            title TEXT NOT NULL, status TEXT NOT NULL, owner TEXT,
+            due TEXT,                          -- local day
+            opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT,
+            escalated_to TEXT, escalated_at TEXT, due_soon_at TEXT, overdue_at TEXT,
+            watch_from TEXT, watch_until TEXT, watch_extensions INTEGER NOT NULL DEFAULT 0,
+            target REAL, baseline REAL, reopen_count INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT, data TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS actions_unit_status ON actions (unit, status)")
+    db.execute("CREATE INDEX IF NOT EXISTS actions_status_due ON actions (status, due)")
+    db.execute("CREATE INDEX IF NOT EXISTS actions_response ON actions (response_id)")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS action_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            action INTEGER NOT NULL REFERENCES actions(id),
+            type TEXT NOT NULL, from_status TEXT, to_status TEXT,
+            actor TEXT NOT NULL, at TEXT NOT NULL, note TEXT,
+            correction TEXT, root_cause TEXT, similar_cases TEXT, action_taken TEXT, result TEXT,
+            explanation TEXT, due TEXT, data TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS action_events_action ON action_events (action, seq)")
+    # ISO 9001 7.5: the record of each step is append-only; the database itself refuses edits.
+    for verb in ("UPDATE", "DELETE"):
+        for table in ("action_events", "objective_versions"):
+            db.execute(
+                f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}
+                BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+            )
+    # Mails and webhook deliveries: written durably, then delivered (and retried) by a job.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel TEXT NOT NULL,            -- mail | webhook | a plugin's own
+            dedupe_key TEXT NOT NULL UNIQUE,  -- the same event to the same target is queued once
+            event_id TEXT, event_type TEXT, target TEXT NOT NULL,
+            payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL, claimed_until TEXT,
+            delivered_at TEXT, failed_at TEXT, last_error TEXT, created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (channel, delivered_at, next_attempt_at)")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS job_runs (
+            name TEXT PRIMARY KEY, last_started_at TEXT, last_finished_at TEXT, last_error TEXT,
+            runs INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+
+
 def all_migration_sets() -> list[sqlite_utils.Migrations]:
     """The core set first, then every set a plugin registers."""
     sets = [migrations]

@@ -177,6 +177,18 @@ class Unit(Struct, frozen=True, kw_only=True):
     names: dict[str, str] | None = None
     tz: str = "UTC"
     path: str = ""
+    country: str | None = None  # ISO 3166 code: whose working-day calendar its deadlines follow
+    owner: str | None = None  # the user who answers for the unit (its manager)
+    action_days: int | None = None  # working days to rectify a bad review, where a rule sets one
+    public_results: bool = False
+
+
+class User(Struct, frozen=True, kw_only=True):
+    name: str
+    role: str
+    unit: str | None = None
+    email: str | None = None
+    lang: str | None = None
 
 
 class Touchpoint(Struct, frozen=True, kw_only=True):
@@ -256,6 +268,67 @@ class Event(Struct, frozen=True, kw_only=True):
     id: str
     created_at: str
     data: dict[str, Any]
+
+
+OBJECTIVE_METRICS = (
+    "satisfaction",  # top-2-box share
+    "not_dissatisfied",  # share not rated dissatisfied (Vietnam's Decision 766)
+    "mean_score",  # mean 0-100
+    "bad_review_rate",  # share rated dissatisfied
+    "indicator_mean",  # mean 0-100 of one indicator (waiting time, courtesy…)
+    "response_rate",  # respondents / customers served (exposure)
+    "on_time_rectification",  # corrective actions closed by their due day
+    "callback_rate",  # call-back actions completed
+)
+OBJECTIVE_PERIODS = ("month", "quarter", "rolling_30")
+OBJECTIVE_STATUSES = ("met", "at_risk", "breached", "insufficient_data")
+
+
+class ObjectiveVersion(Struct, frozen=True, kw_only=True):
+    """One version of a quality objective (ISO 9001 6.2), in force from `valid_from` (a local day).
+
+    Shares are fractions 0-1; means (`mean_score`, `indicator_mean`) are on 0-100.
+    """
+
+    objective: int
+    unit: str
+    version: int
+    valid_from: str
+    metric: str
+    comparator: Literal[">=", "<="]
+    target: float
+    period: str
+    min_n: int
+    title: str | None = None
+    indicator: str | None = None
+    service: str | None = None
+    owner: str | None = None
+    method: str = "wilson"
+    retired_from: str | None = None
+
+
+class ActionRequest(Struct, frozen=True, kw_only=True):
+    """What `evaluate_triggers` returns to open a corrective action.
+
+    `source_key` makes it idempotent: one action per key (`response:<id>`, `objective:<id>:<period>`),
+    however often the cause is seen again. The deadline is `due` (a local day) or `working_days`
+    counted on the unit's working-day calendar from the day it opens.
+    """
+
+    kind: str  # work_order | callback | nonconformity | manual (plugins may add kinds)
+    source_key: str
+    unit: str
+    title: str
+    working_days: int | None = None
+    due: str | None = None
+    service: str | None = None
+    touchpoint: str | None = None
+    indicator: str | None = None
+    response_id: str | None = None
+    objective_id: int | None = None
+    period: str | None = None
+    target: float | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 T = TypeVar("T")

@@ -38,6 +38,19 @@ class Settings(msgspec.Struct, kw_only=True):
     plugins_dir: str | None = None
     # Writes batched into one transaction at most (group commit).
     max_batch: int = 256
+    # Periodic jobs (objective evaluation, deadlines, deliveries) run inside the server unless 0.
+    jobs: bool = True
+    # Corrective actions: working days to rectify when neither a rule nor the unit sets a deadline,
+    # how many working days before the deadline the owner is reminded, and how many weeks after
+    # closing the same unit/service/indicator is watched before the action counts as effective.
+    default_action_days: int = 10
+    due_soon_days: int = 2
+    effectiveness_weeks: int = 4
+    # Consented contact is purged when its action closes, or after this many days at the latest.
+    contact_retention_days: int = 90
+    # The weekly digest goes to each unit manager on this weekday (0 = Monday) from this local hour.
+    digest_weekday: int = 0
+    digest_hour: int = 7
 
 
 _ENV = {
@@ -59,7 +72,16 @@ _ENV = {
     "FEEDBACK_BLOCK_PLUGINS": "block_plugins",
     "FEEDBACK_PLUGINS_DIR": "plugins_dir",
     "FEEDBACK_REPEAT_WINDOW": "repeat_window",
+    "FEEDBACK_MAX_BATCH": "max_batch",
+    "FEEDBACK_JOBS": "jobs",
+    "FEEDBACK_DEFAULT_ACTION_DAYS": "default_action_days",
+    "FEEDBACK_DUE_SOON_DAYS": "due_soon_days",
+    "FEEDBACK_EFFECTIVENESS_WEEKS": "effectiveness_weeks",
+    "FEEDBACK_CONTACT_RETENTION_DAYS": "contact_retention_days",
+    "FEEDBACK_DIGEST_WEEKDAY": "digest_weekday",
+    "FEEDBACK_DIGEST_HOUR": "digest_hour",
 }
+_BOOLEAN = {"webhook_allow_private", "jobs"}
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,7 +96,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             raw = environ[variable]
             if field == "block_plugins":
                 values[field] = [name.strip() for name in raw.split(",") if name.strip()]
-            elif field == "webhook_allow_private":
+            elif field in _BOOLEAN:
                 values[field] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[field] = raw

@@ -22,11 +22,14 @@ import feedback.kiosk
 from feedback import __version__, plugins
 from feedback.catalog import Catalog
 from feedback.db import Store, open_utils
+from feedback.jobs import run_forever
 from feedback.migrations import apply_all
 from feedback.settings import Settings, load_settings
+from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
+from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
 
@@ -110,14 +113,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await store.read(catalog.reload)
         for result in plugins.call_isolated("startup", store=store, settings=settings):
             await plugins.await_me_maybe(result)
-        watcher = asyncio.create_task(watch_for_silent_kiosks(store, settings))
+        background = [asyncio.create_task(watch_for_silent_kiosks(store, settings))]
+        if settings.jobs:
+            background.append(asyncio.create_task(run_forever(store, settings, catalog)))
         # Everything loaded at start-up lives as long as the process: keep it out of the collector's
         # scans, which would otherwise show up as pauses in the latency tail.
         gc.freeze()
         try:
             yield
         finally:
-            watcher.cancel()
+            for task in background:
+                task.cancel()
             await asyncio.to_thread(store.close)
 
     route_handlers: list = [
@@ -125,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         SurveyPageController,
         *QR_CONTROLLERS,
         *KIOSK_CONTROLLERS,
+        *OBJECTIVE_CONTROLLERS,
+        *ACTION_CONTROLLERS,
         # The tablet app: /kiosk/ serves index.html; the service worker may re-validate everything.
         create_static_files_router(path="/kiosk", directories=[KIOSK_APP_DIR], html_mode=True,
                                    include_in_schema=False, cache_control=CacheControlHeader(no_cache=True),
