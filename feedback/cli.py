@@ -33,6 +33,24 @@ def in_transaction(db_path: str, fn):
         db.close()
 
 
+def run_jobs(db_path: str, only: list[str] | None = None, now=None) -> dict[str, bool]:
+    """Run periodic jobs once against a database file, with the same store the server uses."""
+    import asyncio
+
+    from feedback.catalog import Catalog
+    from feedback.db import Store
+    from feedback.jobs import run_all
+    from feedback.settings import load_settings
+
+    open_migrated(db_path).close()
+    store = Store(db_path)
+    store.start()
+    try:
+        return asyncio.run(run_all(store, load_settings(db=db_path), Catalog(), now, only))
+    finally:
+        store.close()
+
+
 @click.group()
 @click.version_option(__version__, prog_name="feedback")
 def cli() -> None:
@@ -83,6 +101,8 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
             }
     finally:
         db.close()
+    # Judge the objectives once, so the demo opens with the nonconformities its history deserves.
+    summary["jobs"] = run_jobs(db_path, ["objectives.evaluate", "actions.deadlines"])
     click.echo(json.dumps(summary, ensure_ascii=False))
 
 
@@ -151,27 +171,15 @@ def tick(db_path: str, now_text: str | None, only: tuple[str, ...]) -> None:
 
     The server runs them by itself; this is for cron (with FEEDBACK_JOBS=0) and for catching up.
     """
-    import asyncio
     from datetime import UTC, datetime
 
-    from feedback.catalog import Catalog
-    from feedback.db import Store
     from feedback.ingest import parse_time
-    from feedback.jobs import run_all
-    from feedback.settings import load_settings
 
     try:
         now = parse_time(now_text, "now") if now_text else datetime.now(UTC)
     except FeedbackError as error:
         raise click.ClickException(error.message) from None
-    open_migrated(db_path).close()
-    settings = load_settings(db=db_path)
-    store = Store(db_path)
-    store.start()
-    try:
-        results = asyncio.run(run_all(store, settings, Catalog(), now, list(only) or None))
-    finally:
-        store.close()
+    results = run_jobs(db_path, list(only) or None, now)
     click.echo(json.dumps({"now": now.isoformat(), "jobs": results}, indent=2))
     if not all(results.values()):
         failed = ", ".join(name for name, ok in results.items() if not ok)

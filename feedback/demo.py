@@ -41,6 +41,8 @@ COMMIT_EVERY = 5000
 # Days before `today` of the bad fortnight at one counter (inclusive).
 BAD_FROM, BAD_TO = 30, 16
 BAD_SATISFIED = 0.60
+# Bad reviews of the last this many days open corrective actions (the queue a manager finds).
+ACTIONS_FROM = 14
 
 # Relative traffic by weekday (Monday first): a Monday peak, weekends near zero.
 WEEKDAY = (1.28, 1.06, 1.0, 0.98, 0.9, 0.035, 0.008)
@@ -368,6 +370,39 @@ AGENCIES: list[Agency] = [
 ]
 
 BAD_UNIT, BAD_COUNTER = "HP-KV1", "Quầy 3"
+
+# Whose working-day calendar each agency's deadlines follow, and its days to rectify a bad review
+# (local rules differ: 15 working days in Sichuan, 5 in Dezhou, 7 around Beijing).
+JURISDICTION = {"HP": ("VN", 7), "SAK": ("RU", 3), "KG": ("VN", 7), "BT": ("VN", 7), "GX": ("CN", 5),
+                "US-1": ("US", 10)}
+
+# Quality objectives from the articles and the like, per unit (ISO 9001 6.2).
+OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
+    ("GX", {"title": "满意率 ≥ 99.47 %", "metric": "satisfaction", "target": 0.9947, "period": "month"}),
+    ("GX", {"title": "差评按时整改率 ≥ 95 %", "metric": "on_time_rectification", "target": 0.95,
+            "period": "quarter", "min_n": 5}),
+    ("GX-DT", {"title": "差评率 ≤ 1 %", "metric": "bad_review_rate", "comparator": "<=", "target": 0.01,
+               "period": "month"}),
+    ("KG", {"title": "Xử lý phản ánh đúng hạn ≥ 99,8 %", "metric": "on_time_rectification", "target": 0.998,
+            "period": "quarter", "min_n": 5}),
+    ("KG", {"title": "Tỷ lệ không hài lòng thấp: không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied",
+            "target": 0.95, "period": "quarter"}),
+    ("KG", {"title": "Trả kết quả đúng hẹn (đánh giá) ≥ 85/100", "metric": "indicator_mean",
+            "indicator": "on_time", "target": 85.0, "period": "quarter"}),
+    ("KG-MC", {"title": "Tỷ lệ phản hồi ≥ 15 %", "metric": "response_rate", "target": 0.15, "period": "month"}),
+    ("BT", {"title": "Không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied", "target": 0.95,
+            "period": "month"}),
+    ("HP", {"title": "Mức độ hài lòng ≥ 90 %", "metric": "satisfaction", "target": 0.90, "period": "quarter"}),
+    ("HP-KV1", {"title": "Mức độ hài lòng ≥ 90 % (30 ngày)", "metric": "satisfaction", "target": 0.90,
+                "period": "rolling_30"}),
+    ("SAK", {"title": "Средняя оценка ≥ 80 из 100", "metric": "mean_score", "target": 80.0, "period": "month"}),
+    ("SAK-YS", {"title": "Обратные звонки ≥ 95 %", "metric": "callback_rate", "target": 0.95, "period": "month",
+                "min_n": 5}),
+    ("SAK-YS", {"title": "Время ожидания ≥ 75 из 100", "metric": "indicator_mean", "indicator": "waiting_time",
+                "target": 75.0, "period": "month"}),
+    ("US-1", {"title": "Customer satisfaction ≥ 85 %", "metric": "satisfaction", "target": 0.85,
+              "period": "quarter"}),
+]
 # Officer codes as the queue systems print them, by unit.
 OFFICER_PREFIX = {"HP": "HQHP", "HP-KV1": "KV1", "HP-KV2": "KV2", "HP-KV3": "KV3", "HP-DV": "DVU",
                   "SAK-YS": "ЮСТП", "SAK-KOR": "КТП", "KG-MC": "STC", "BT-MC": "PT", "GX-DT": "GXZJ", "US-1": "NE"}
@@ -590,8 +625,26 @@ def _create_organisation(conn: sqlite3.Connection, rng: random.Random) -> tuple[
                     bad=(spec.code, tp.counter) == (BAD_UNIT, BAD_COUNTER),
                 ))
         ensure_user(conn, agency.manager, "manager", agency.code, f"{agency.manager}@example.org")
+        country, action_days = JURISDICTION[agency.code]
+        for spec in agency.units:
+            owner = agency.manager if spec.parent is None else f"{spec.code.lower()}.lead"
+            if owner != agency.manager:
+                ensure_user(conn, owner, "manager", spec.code, f"{owner}@example.org")
+            conn.execute("UPDATE users SET lang = ? WHERE name = ?", (agency.lang, owner))
+            conn.execute("UPDATE units SET country = ?, owner = ?, action_days = ? WHERE code = ?",
+                         (country, owner, action_days, spec.code))
     ensure_user(conn, "admin", "admin", None, "admin@example.org")
     return points, unit_agency
+
+
+def _create_objectives(conn: sqlite3.Connection, since: date) -> int:
+    from feedback.objectives import create_objective
+
+    for unit, spec in OBJECTIVES:
+        owner = conn.execute("SELECT owner FROM units WHERE code = ?", (unit,)).fetchone()[0]
+        create_objective(conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin",
+                         today=since)
+    return len(OBJECTIVES)
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -611,6 +664,7 @@ def build_demo(db: sqlite_utils.Database, days: int = 90, seed: int = 2024, toda
         _begin(conn)
         try:
             points, unit_agency = _create_organisation(conn, rng)
+            _create_objectives(conn, today - timedelta(days=days))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -729,7 +783,10 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
                         officer=officer,
                         lang=lang,
                     )
-                    result, _row = store_job(prepare(submission, snapshot, now=utc))(conn)
+                    prepared = prepare(submission, snapshot, now=utc)
+                    if ago > ACTIONS_FROM:
+                        prepared.requests = []  # before the system ran: no corrective-action queue yet
+                    result, _row = store_job(prepared)(conn)
                     stored += result.created
                     pending += 1
                 if pending >= COMMIT_EVERY:

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,11 +24,13 @@ from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import (
+    ActionRequest,
     ChoiceQuestion,
     ContactQuestion,
     Event,
     RatingQuestion,
     Score,
+    StoredResponse,
     Submission,
     SurveyDefinition,
     SurveyVersion,
@@ -55,6 +57,7 @@ class IngestResult:
     created: bool
     flags: tuple[str, ...] = ()
     level: int | None = None
+    actions: tuple[dict[str, Any], ...] = ()  # corrective actions this response opened
 
     def body(self) -> dict[str, Any]:
         return {"id": self.id, "receipt": self.receipt}
@@ -176,6 +179,10 @@ class Prepared:
     contact: str | None
     indicators: dict[str, float]
     flags: list[str]
+    # Objectives the response counts towards, and the corrective actions plugins asked to open.
+    hits: list[int] = field(default_factory=list)
+    requests: list[ActionRequest] = field(default_factory=list)
+    snapshot: Snapshot | None = None
 
 
 def prepare(
@@ -253,7 +260,35 @@ def prepare(
         "content_hash": content_hash(submission),
         "device": device,
     }
-    return Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags)
+    prepared = Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot)
+    if _has_impls("map_response") or _has_impls("evaluate_triggers"):
+        prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot)
+    return prepared
+
+
+def _has_impls(hook_name: str) -> bool:
+    return bool(getattr(plugins.pm.hook, hook_name).get_hookimpls())
+
+
+def evaluate_response(prepared: Prepared, answers: dict[str, Any], result: Score,
+                      snapshot: Snapshot) -> tuple[list[int], list[ActionRequest]]:
+    """Ask the plugins which objectives a response counts towards and which actions it opens (no I/O)."""
+    row = prepared.row
+    response = StoredResponse(
+        **{k: row[k] for k in RESPONSE_COLUMNS if k not in ("answers", "indicators", "flags", "content_hash",
+                                                            "satisfied", "dissatisfied", "device")},
+        answers=answers, indicators=result.indicators, flags=list(prepared.flags),
+        satisfied=result.satisfied, dissatisfied=result.dissatisfied,
+    )
+    objectives = snapshot.objectives_in_force(row["unit"], row["day"])
+    hits: list[int] = []
+    if objectives:
+        found = plugins.call_isolated("map_response", response=response, objectives=objectives, snapshot=snapshot)
+        hits = sorted({int(h) for h in plugins.flatten(found) if isinstance(h, int)})
+    found = plugins.call_isolated("evaluate_triggers", response=response, objective=None, status=None, hits=hits,
+                                  snapshot=snapshot)
+    requests = [r for r in plugins.flatten(found) if isinstance(r, ActionRequest)]
+    return hits, requests
 
 
 RESPONSE_COLUMNS = (
@@ -312,8 +347,24 @@ def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: di
         conn.execute(UPSERT_INDICATOR, (*key, indicator, sign * value))
 
 
-def store_job(prepared: Prepared):
-    """The writer job: idempotent insert + rollups. Returns (IngestResult, stored row or None)."""
+def open_requested_actions(conn: sqlite3.Connection, prepared: Prepared, now: datetime,
+                           default_days: int) -> tuple[dict[str, Any], ...]:
+    """Open what the plugins asked for, in the response's own transaction: a crash never leaves a bad
+    review without its action, and a replay never opens a second one (actions are keyed on the id)."""
+    from feedback import actions  # actions build on ingest's rollup helpers
+
+    opened = []
+    for request in prepared.requests:
+        if request.unit not in prepared.snapshot.units:
+            continue
+        action = actions.open_action(conn, request, snapshot=prepared.snapshot, now=now, default_days=default_days)
+        if action is not None:
+            opened.append(action)
+    return tuple(opened)
+
+
+def store_job(prepared: Prepared, default_action_days: int = 10):
+    """The writer job: idempotent insert + rollups + actions. Returns (IngestResult, stored row or None)."""
     row = prepared.row
 
     def job(conn: sqlite3.Connection) -> tuple[IngestResult, dict[str, Any] | None]:
@@ -338,20 +389,26 @@ def store_job(prepared: Prepared):
                 "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
                 (row["id"], prepared.contact, row["server_time"]),
             )
-        add_to_rollups(conn, row, prepared.indicators, is_suspect(all_flags))
-        result = IngestResult(row["id"], row["receipt"], True, tuple(sorted(set(all_flags))), row["level"])
+        suspect = is_suspect(all_flags)
+        add_to_rollups(conn, row, prepared.indicators, suspect)
+        opened: tuple[dict[str, Any], ...] = ()
+        if prepared.requests and not suspect:  # a press burst or a flood opens no work orders
+            opened = open_requested_actions(conn, prepared, datetime.fromisoformat(row["server_time"]),
+                                            default_action_days)
+        result = IngestResult(row["id"], row["receipt"], True, tuple(sorted(set(all_flags))), row["level"], opened)
         return result, row
 
     return job
 
 
-def stored_event(row: dict[str, Any], flags: tuple[str, ...]) -> Event:
+def stored_event(row: dict[str, Any], flags: tuple[str, ...], hits: list[int] | None = None) -> Event:
     skip = ("answers", "indicators", "flags", "content_hash")
     data = {k: row[k] for k in RESPONSE_COLUMNS if k not in skip}
     data["answers"] = msgspec.json.decode(row["answers"])
     data["indicators"] = msgspec.json.decode(row["indicators"])
     data["flags"] = list(flags)
     data["suspect"] = is_suspect(list(flags))
+    data["objectives"] = list(hits or [])
     return Event(type="response.stored", id=f"response.stored:{row['id']}", created_at=row["server_time"],
                  data=data)
 
@@ -365,16 +422,29 @@ async def fire_event(event: Event, store: Store) -> None:
             plugins.failures.record("track_event", "track_event", error)
 
 
+def action_event(action: dict[str, Any], kind: str = "action.opened") -> Event:
+    return Event(type=kind, id=f"{kind}:{action['id']}", created_at=action["opened_at"], data=action)
+
+
+async def after_commit(result: IngestResult, row: dict[str, Any] | None, prepared: Prepared, store: Store) -> None:
+    """The events of a stored response: `response.stored`, then `action.opened` for what it opened."""
+    if row is None or not plugins.pm.hook.track_event.get_hookimpls():
+        return
+    await fire_event(stored_event(row, result.flags, prepared.hits), store)
+    for action in result.actions:
+        await fire_event(action_event(action), store)
+
+
 async def ingest(
     submission: Submission,
     store: Store,
     snapshot: Snapshot,
     *,
     flags: list[str] | None = None,
+    default_action_days: int = 10,
 ) -> IngestResult:
     """Validate, score, store durably and idempotently; returns once the commit is on disk."""
     prepared = prepare(submission, snapshot, flags=flags)
-    result, row = await store.write(store_job(prepared))
-    if row is not None and plugins.pm.hook.track_event.get_hookimpls():
-        await fire_event(stored_event(row, result.flags), store)
+    result, row = await store.write(store_job(prepared, default_action_days))
+    await after_commit(result, row, prepared, store)
     return result

@@ -27,6 +27,9 @@ DEFAULT_PLUGINS = (
     "feedback_plugins.csat",
     "feedback_plugins.templates",
     "feedback_plugins.criteria_mean",
+    "feedback_plugins.quality_rules",
+    "feedback_plugins.haochaping_rules",
+    "feedback_plugins.vash_kontrol_rules",
 )
 
 

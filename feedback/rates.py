@@ -139,6 +139,8 @@ def satisfaction(
         tallies.setdefault(key, Tally()).add(row)
         total.add(row)
     rows = [tally.as_row(key, min_n) for key, tally in sorted(tallies.items(), key=lambda kv: kv[0] or "")]
+    total_row = total.as_row(None, min_n)
+    add_response_rates(conn, units, date_from, date_to, by, bucket, rows, total_row, filters or {})
     return {
         "unit": unit,
         "from": date_from,
@@ -146,5 +148,85 @@ def satisfaction(
         "by": by,
         "min_n": min_n,
         "rows": rows,
-        "total": total.as_row(None, min_n),
+        "total": total_row,
     }
+
+
+def exposure_cells(
+    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, *, by_service: bool = False,
+    service: str | None = None,
+) -> list[dict[str, Any]]:
+    """Cells (unit, day[, service]) that have exposure counts: customers served and respondents.
+
+    Respondents count every stored response, suspect ones too (a person still answered), capped at
+    the customers served that day so a data-entry slip cannot push a response rate over 100 %.
+    Only days with exposure count: a day without counts says nothing about the response rate.
+    """
+    marks = ",".join("?" for _ in units)
+    params: list[Any] = [*units, date_from, date_to]
+    service_filter = ""
+    if service is not None:
+        service_filter = " AND service = ?"
+        params.append(service)
+    keyed = by_service or service is not None
+    group = "unit, service, day" if keyed else "unit, day"
+    served = conn.execute(
+        f"SELECT {group}, sum(served) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
+        f"{service_filter} GROUP BY {group}", params).fetchall()
+    if not served:
+        return []
+    table = "rollups" if keyed else "rollups_unit_day"
+    answered = {
+        tuple(row[:-1]): row[-1] or 0
+        for row in conn.execute(
+            f"SELECT {group}, sum(n + suspect) FROM {table} WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
+            f"{service_filter} GROUP BY {group}", params)
+    }
+    cells = []
+    for row in served:
+        key, count = tuple(row[:-1]), row[-1] or 0
+        cells.append({"unit": key[0], "service": (key[1] or None) if keyed else None, "day": key[-1],
+                      "served": count, "respondents": min(answered.get(key, 0), count)})
+    return cells
+
+
+def response_rate(served: int | None, respondents: int) -> float | None:
+    return respondents / served if served else None
+
+
+def add_response_rates(
+    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, by: str,
+    bucket: Callable[[dict[str, Any]], str | None], rows: list[dict[str, Any]], total: dict[str, Any],
+    filters: dict[str, str],
+) -> None:
+    """Put `served` and `response_rate` beside each rate (null where there is no exposure count).
+
+    A touchpoint is not something customers are counted at, so by=touchpoint (or a touchpoint
+    filter) leaves both null on the rows; the total still carries the subtree's response rate
+    unless a touchpoint filter narrows it.
+    """
+    for row in (*rows, total):
+        row["served"] = None
+        row["response_rate"] = None
+    if "touchpoint" in filters:
+        return
+    cells = exposure_cells(conn, units, date_from, date_to, by_service=by == "service",
+                           service=filters.get("service"))
+    if not cells:
+        return
+    sums: dict[str | None, list[int]] = {}
+    total_served = total_respondents = 0
+    for cell in cells:
+        total_served += cell["served"]
+        total_respondents += cell["respondents"]
+        if by != "touchpoint":
+            pair = sums.setdefault(bucket(cell), [0, 0])
+            pair[0] += cell["served"]
+            pair[1] += cell["respondents"]
+    for row in rows:
+        if row["key"] in sums:
+            served, respondents = sums[row["key"]]
+            row["served"] = served
+            row["response_rate"] = response_rate(served, respondents)
+    total["served"] = total_served
+    total["response_rate"] = response_rate(total_served, total_respondents)

@@ -59,7 +59,8 @@ class ResponsesController(Controller):
     async def create(self, request: Request, state: State) -> Response[dict[str, str]]:
         data = decode_submission(await request.body())
         snapshot = await fresh_snapshot(state)
-        result = await ingest(data, state.store, snapshot)
+        result = await ingest(data, state.store, snapshot,
+                              default_action_days=state.settings.default_action_days)
         return Response(result.body(), status_code=201 if result.created else 200)
 
 

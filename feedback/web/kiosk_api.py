@@ -19,10 +19,10 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 
-from feedback import kiosks, plugins
+from feedback import kiosks
 from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound, Unauthorized
 from feedback.i18n import gettext_for
-from feedback.ingest import Prepared, fire_event, prepare, store_job, stored_event
+from feedback.ingest import IngestResult, Prepared, after_commit, fire_event, prepare, store_job
 from feedback.models import LANGUAGES, Event, Submission
 from feedback.web.api import fresh_snapshot, survey_document
 from feedback.web.security import Principal, current_principal
@@ -180,13 +180,12 @@ class KioskDeviceController(Controller):
                 results[index] = {"id": item.id, "status": "rejected", "reason": error.message, "field": error.field}
         settings = state.settings
         job = sync_job(device.id, prepared, settings.kiosk_min_interval, settings.kiosk_burst_count,
-                       settings.kiosk_burst_window)
+                       settings.kiosk_burst_window, settings.default_action_days)
         outcomes, stored_rows = await state.store.write(job)
         for index, outcome in outcomes.items():
             results[index] = outcome
-        if plugins.pm.hook.track_event.get_hookimpls():
-            for row, flags in stored_rows:
-                await fire_event(stored_event(row, flags), state.store)
+        for row, result, item in stored_rows:
+            await after_commit(result, row, item, state.store)
         return {"results": results}
 
     @post("/heartbeat", dependencies={"device": Provide(current_device)}, status_code=200,
@@ -234,7 +233,7 @@ class KioskDeviceController(Controller):
 
 
 def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval: float, burst_count: int,
-             burst_window: float):
+             burst_window: float, default_action_days: int = 10):
     """One writer job for a batch: misuse flags from device times, then each item in its own savepoint."""
 
     def job(conn: sqlite3.Connection):
@@ -252,14 +251,14 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
         misuse = {p.row["id"]: flags for p, flags in zip(
             fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count, burst_window), strict=True)}
         outcomes: dict[int, dict[str, Any]] = {}
-        stored: list[tuple[dict, tuple[str, ...]]] = []
+        stored: list[tuple[dict, IngestResult, Prepared]] = []
         for index, original in prepared:
             # A copy: the writer may replay this job, and a replay must not add the flags twice.
             extra = misuse.get(original.row["id"], [])
             item = replace(original, row=dict(original.row), flags=[*original.flags, *extra])
             conn.execute("SAVEPOINT item")
             try:
-                result, stored_row = store_job(item)(conn)
+                result, stored_row = store_job(item, default_action_days)(conn)
             except Conflict as error:
                 conn.execute("ROLLBACK TO item")
                 outcomes[index] = {"id": item.row["id"], "status": "rejected", "reason": error.message,
@@ -268,7 +267,7 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
                 outcomes[index] = {"id": result.id, "status": "stored" if result.created else "duplicate",
                                    "receipt": result.receipt}
                 if stored_row is not None:
-                    stored.append((stored_row, result.flags))
+                    stored.append((stored_row, result, item))
             conn.execute("RELEASE item")
         keep = max(burst_count, 2)
         conn.execute("UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?",

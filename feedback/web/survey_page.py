@@ -295,7 +295,8 @@ class SurveyPageController(Controller):
             channel="qr",
         )
         try:
-            result = await ingest(submission, state.store, snapshot, flags=flags)
+            result = await ingest(submission, state.store, snapshot, flags=flags,
+                                    default_action_days=state.settings.default_action_days)
         except InvalidInput as error:
             key = (error.field or "").removeprefix("answers.")
             question = version.definition.question(key)

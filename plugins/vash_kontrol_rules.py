@@ -1,0 +1,39 @@
+"""Russia's «Ваш контроль» practice: any criterion rated below 4 opens a call-back to the respondent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from feedback import hookimpl
+from feedback.i18n import gettext_for
+from feedback.models import ActionRequest, StoredResponse
+
+if TYPE_CHECKING:
+    from feedback.catalog import Snapshot
+
+SURVEYS = frozenset({"vash_kontrol"})
+CALL_BACK_BELOW = 4
+
+
+@hookimpl
+def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> ActionRequest | None:
+    if response is None or response.survey not in SURVEYS:
+        return None
+    low = sorted(key for key, value in response.answers.items()
+                 if isinstance(value, int) and not isinstance(value, bool) and value < CALL_BACK_BELOW)
+    if not low:
+        return None
+    unit = snapshot.units[response.unit]
+    _ = gettext_for(unit.lang)
+    touchpoint = snapshot.touchpoints.get(response.touchpoint)
+    return ActionRequest(
+        kind="callback",
+        source_key=f"response:{response.id}",
+        unit=response.unit,
+        title=_("Call back: rated below 4 at %(place)s") % {
+            "place": touchpoint.name if touchpoint else response.touchpoint},
+        service=response.service,
+        touchpoint=response.touchpoint,
+        response_id=response.id,
+        data={"criteria": low, "case_ref": response.case_ref, "officer": response.officer},
+    )
