@@ -1,7 +1,890 @@
-"""Corrective actions (ISO 9001 10.2): the state machine, opening, deadlines, effectiveness."""
+"""Corrective actions (ISO 9001 10.2): the state machine, opening, deadlines, escalation, effectiveness.
+
+An action is opened by a plugin's `evaluate_triggers` (a bad review, a call-back, a breached
+objective), by the objectives job, or by hand. Every step is an append-only `action_events` row with
+who, when and the ISO 10.2 record (correction, root cause, similar cases, action taken, result).
+Deadlines are counted in working days on the unit's calendar; an overdue action escalates to the
+manager above; after an action is implemented the software watches the same unit / service /
+indicator for some weeks and closes the action when the rate has recovered, or reopens it.
+
+Every function taking `conn` runs inside the caller's transaction (the store's writer or a reader);
+the `async` ones write through the store and fire events on the `track_event` bus after commit.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-def jobs() -> list:
-    return []
+import msgspec
+
+from feedback import plugins
+from feedback.calendars import add_working_days, working_days_between
+from feedback.catalog import Snapshot
+from feedback.db import Store
+from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
+from feedback.i18n import gettext_for
+from feedback.ingest import add_to_rollups, fire_event, is_suspect
+from feedback.jobs import Job, JobContext
+from feedback.models import ActionRequest, Event
+from feedback.rates import wilson
+
+STATES = (
+    "new",
+    "verifying",
+    "corrected",
+    "action_planned",
+    "explained",
+    "appealed",
+    "appeal_upheld",
+    "appeal_rejected",
+    "implemented",
+    "effectiveness_review",
+    "closed",
+    "reopened",
+)
+# What a person may do. `appeal_upheld` is terminal: the action is closed and the response leaves the KPIs.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"verifying"}),
+    "verifying": frozenset({"corrected", "action_planned", "explained", "appealed"}),
+    "corrected": frozenset({"implemented"}),
+    "action_planned": frozenset({"implemented"}),
+    "implemented": frozenset({"effectiveness_review"}),
+    "effectiveness_review": frozenset({"closed"}),
+    "explained": frozenset({"closed"}),
+    "appealed": frozenset({"appeal_upheld", "appeal_rejected"}),
+    "appeal_rejected": frozenset({"verifying"}),
+    "closed": frozenset({"reopened"}),
+    "reopened": frozenset({"verifying"}),
+    "appeal_upheld": frozenset(),
+}
+# What the effectiveness check may do on top: close a recovered action, reopen one that did not recover.
+SYSTEM_TRANSITIONS: dict[str, frozenset[str]] = {
+    "effectiveness_review": frozenset({"closed", "reopened"}),
+    "closed": frozenset({"reopened"}),
+}
+CLOSED_STATES = frozenset({"closed", "appeal_upheld"})
+SYSTEM = "system"
+# The ISO 10.2 record a step may carry, besides `due` (action_planned) and `explanation` (explained).
+RECORD_FIELDS = ("note", "correction", "root_cause", "similar_cases", "action_taken", "result", "explanation")
+MAX_TEXT = 10_000
+BASELINE_DAYS = 90  # the rate before an action opened, the target when the action names none
+MAX_WATCH_EXTENSIONS = 3  # weeks added to a watch that has too few responses, before giving up
+MEAN_METRICS = frozenset({"mean_score", "indicator_mean"})
+EFFECT_METRICS = frozenset({"satisfaction", "not_dissatisfied", "mean_score", "bad_review_rate",
+                            "indicator_mean", "response_rate", "on_time_rectification", "callback_rate"})
+
+_json = msgspec.json.Encoder()
+
+
+def N_(message: str) -> str:
+    """Marks a message for translation; it is translated into the unit's language when written."""
+    return message
+
+
+# System notes are written into the record in the language of the unit that keeps it.
+NOTE_EFFECTIVE = N_("effective: %(rate)s over %(n)s responses from %(start)s to %(end)s, target %(target)s")
+NOTE_NOT_EFFECTIVE = N_(
+    "not effective: %(rate)s over %(n)s responses from %(start)s to %(end)s does not reach the target %(target)s")
+NOTE_CONFIRMED = N_("Still effective after closing: %(rate)s over %(n)s responses from %(start)s to %(end)s, "
+                    "target %(target)s")
+NOTE_EXTENDED = N_("Too few responses (%(n)s) to judge effectiveness; watching until %(until)s")
+NOTE_TOO_FEW = N_("Effectiveness could not be judged: only %(n)s responses from %(start)s to %(end)s")
+NOTE_NO_TARGET = N_("Effectiveness could not be judged: no target and no earlier rate to compare with")
+NOTE_ESCALATED = N_("Overdue since %(due)s; escalated to %(user)s")
+NOTE_NOT_ESCALATED = N_("Overdue since %(due)s; no manager above to escalate to")
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, whatever row factory the caller's connection has."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return [dict(row) for row in cursor.execute(sql, tuple(params))]
+
+
+def _tz(snapshot: Snapshot | None, unit: str) -> str:
+    found = snapshot.units.get(unit) if snapshot else None
+    return found.tz if found else "UTC"
+
+
+def local_day(moment: datetime, tz: str) -> date:
+    return moment.astimezone(ZoneInfo(tz)).date()
+
+
+def _local_day_of(stamp: str | None, tz: str) -> date | None:
+    if not stamp:
+        return None
+    return local_day(datetime.fromisoformat(stamp), tz)
+
+
+def _parse_day(value: Any, field: str) -> date:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", field)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", field) from None
+
+
+def _decode(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return default
+
+
+def _text(unit_lang: str, message: str, **values: Any) -> str:
+    return gettext_for(unit_lang)(message) % values
+
+
+def _lang(snapshot: Snapshot, unit: str) -> str:
+    found = snapshot.units.get(unit)
+    return found.lang if found else "en"
+
+
+def owner_above(snapshot: Snapshot, unit: str, besides: str | None = None) -> str | None:
+    """The owner of the nearest unit strictly above `unit` who is not `besides` (escalation)."""
+    if unit not in snapshot.units:
+        return None
+    for code in snapshot.ancestors(unit)[1:]:
+        owner = snapshot.units[code].owner
+        if owner and owner != besides:
+            return owner
+    return None
+
+
+def default_owner(snapshot: Snapshot, unit: str) -> str | None:
+    """The owner of the unit, else of the nearest unit above it that has one."""
+    for code in snapshot.ancestors(unit):
+        owner = snapshot.units[code].owner
+        if owner:
+            return owner
+    return None
+
+
+# -- the action as the API and the event bus show it -------------------------------------------------
+def action_json(row: dict[str, Any], snapshot: Snapshot | None = None, now: datetime | None = None,
+                tz: str | None = None) -> dict[str, Any]:
+    """An `actions` row in the shape of the public contract (plus watch figures)."""
+    tz = tz or _tz(snapshot, row["unit"])
+    today = local_day(now or datetime.now(UTC), tz)
+    overdue = bool(row["due"]) and row["status"] not in CLOSED_STATES and date.fromisoformat(row["due"]) < today
+    if row["source_type"] == "response":
+        source: dict[str, Any] = {"type": "response", "response_id": row["response_id"]}
+    elif row["source_type"] == "objective":
+        source = {"type": "objective", "objective": row["objective_id"], "period": row["period"]}
+    else:
+        source = {"type": row["source_type"]}
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "unit": row["unit"],
+        "service": row["service"],
+        "touchpoint": row["touchpoint"],
+        "indicator": row["indicator"],
+        "title": row["title"],
+        "status": row["status"],
+        "owner": row["owner"],
+        "due": row["due"],
+        "overdue": overdue,
+        "opened_at": row["opened_at"],
+        "updated_at": row["updated_at"],
+        "closed_at": row["closed_at"],
+        "escalated_to": row["escalated_to"],
+        "source": source,
+        "response_id": row["response_id"],
+        "objective_id": row["objective_id"],
+        "period": row["period"],
+        "watch_from": row["watch_from"],
+        "watch_until": row["watch_until"],
+        "reopen_count": row["reopen_count"],
+        "target": row["target"],
+        "baseline": row["baseline"],
+        "created_by": row["created_by"],
+    }
+
+
+def event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "action": row["action"],
+        "type": row["type"],
+        "from_status": row["from_status"],
+        "to_status": row["to_status"],
+        "actor": row["actor"],
+        "at": row["at"],
+        "note": row["note"],
+        "correction": row["correction"],
+        "root_cause": row["root_cause"],
+        "similar_cases": row["similar_cases"],
+        "action_taken": row["action_taken"],
+        "result": row["result"],
+        "explanation": row["explanation"],
+        "due": row["due"],
+        "data": _decode(row["data"], {}),
+    }
+
+
+def _action_row(conn: sqlite3.Connection, action_id: int) -> dict[str, Any]:
+    found = _rows(conn, "SELECT * FROM actions WHERE id = ?", (action_id,))
+    if not found:
+        raise NotFound(f"id: no corrective action {action_id}", "id")
+    return found[0]
+
+
+def _append_event(conn: sqlite3.Connection, action_id: int, type_: str, *, from_status: str | None,
+                  to_status: str | None, actor: str, at: str, record: dict[str, str] | None = None,
+                  due: str | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One append-only step of the record (the database refuses to change or delete it later)."""
+    record = record or {}
+    columns = ("action", "type", "from_status", "to_status", "actor", "at", *RECORD_FIELDS, "due", "data")
+    values = (action_id, type_, from_status, to_status, actor, at, *(record.get(f) for f in RECORD_FIELDS), due,
+              _json.encode(data or {}).decode())
+    cursor = conn.execute(
+        f"INSERT INTO action_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values)
+    return event_json(_rows(conn, "SELECT * FROM action_events WHERE seq = ?", (cursor.lastrowid,))[0])
+
+
+# -- what "recovered" means: the rate an action is judged on --------------------------------------------
+def effect_spec(row: dict[str, Any], snapshot: Snapshot) -> dict[str, Any]:
+    """Metric, comparator and minimum n an action's effectiveness is judged on.
+
+    The request's data may name `metric` and `comparator`; an action opened for an objective is
+    judged on that objective's metric; otherwise the indicator mean when an indicator is set, else the
+    satisfaction share.
+    """
+    data = row.get("data")
+    data = _decode(data, {}) if isinstance(data, str) else (data or {})
+    metric, comparator, min_n = None, None, None
+    if row.get("objective_id") is not None:
+        versions = [v for v in snapshot.objective_versions.get(row["unit"], ()) if v.objective == row["objective_id"]]
+        if versions:
+            metric, comparator, min_n = versions[-1].metric, versions[-1].comparator, versions[-1].min_n
+    metric = data.get("metric") or metric
+    if metric not in EFFECT_METRICS:
+        metric = "indicator_mean" if row.get("indicator") else "satisfaction"
+    if metric == "indicator_mean" and not row.get("indicator"):
+        metric = "satisfaction"
+    comparator = data.get("comparator") or comparator
+    if comparator not in (">=", "<="):
+        comparator = "<=" if metric == "bad_review_rate" else ">="
+    return {"metric": metric, "comparator": comparator, "min_n": min_n}
+
+
+def normalise_target(target: float | None, metric: str) -> float | None:
+    """Targets of means are written on 0-100; every rate here is a fraction 0-1."""
+    if target is None:
+        return None
+    return target / 100.0 if metric in MEAN_METRICS and target > 1 else target
+
+
+def effect_rate(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, metric: str, date_from: str, date_to: str,
+                *, service: str | None = None, indicator: str | None = None) -> tuple[float, int]:
+    """(successes, n) of a metric over a unit's subtree between two local days, from rollups.
+
+    Means count as shares: the mean 0-100 over n responses is read as mean/100 successes per response.
+    """
+    if metric == "on_time_rectification":
+        return metric_on_time(conn, snapshot, unit, date_from, date_to)
+    if metric == "callback_rate":
+        return metric_callback(conn, snapshot, unit, date_from, date_to)
+    units = snapshot.subtree(unit) if unit in snapshot.units else [unit]
+    marks = ",".join("?" for _ in units)
+    params: list[Any] = [*units, date_from, date_to]
+    service_sql = ""
+    if service:
+        service_sql = " AND service = ?"
+        params.append(service)
+    if metric == "indicator_mean":
+        row = conn.execute(
+            f"SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
+            f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{service_sql} AND indicator = ?",
+            (*params, indicator),
+        ).fetchone()
+        return float(row[1]) / 100.0, int(row[0])
+    table = "rollups" if service else "rollups_unit_day"
+    row = conn.execute(
+        f"SELECT coalesce(sum(n), 0), coalesce(sum(satisfied), 0), coalesce(sum(dissatisfied), 0),"
+        f" coalesce(sum(score_n), 0), coalesce(sum(score_sum), 0)"
+        f" FROM {table} WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{service_sql}",
+        params,
+    ).fetchone()
+    n, satisfied, dissatisfied, score_n, score_sum = int(row[0]), row[1], row[2], int(row[3]), row[4]
+    if metric == "not_dissatisfied":
+        return float(n - dissatisfied), n
+    if metric == "bad_review_rate":
+        return float(dissatisfied), n
+    if metric == "mean_score":
+        return float(score_sum) / 100.0, score_n
+    if metric == "response_rate":
+        served = conn.execute(
+            f"SELECT coalesce(sum(served), 0) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
+            f"{service_sql}", params).fetchone()[0]
+        return float(min(n, served)), int(served)
+    return float(satisfied), n
+
+
+def _baseline(conn: sqlite3.Connection, snapshot: Snapshot, row: dict[str, Any], spec: dict[str, Any]) -> float | None:
+    """The rate over the 90 days before the action opened (None without any response then)."""
+    opened = _local_day_of(row["opened_at"], _tz(snapshot, row["unit"]))
+    start, end = opened - timedelta(days=BASELINE_DAYS), opened - timedelta(days=1)
+    successes, n = effect_rate(conn, snapshot, row["unit"], spec["metric"], start.isoformat(), end.isoformat(),
+                               service=row.get("service"), indicator=row.get("indicator"))
+    return successes / n if n else None
+
+
+# -- opening ---------------------------------------------------------------------------------------------
+def open_action(conn: sqlite3.Connection, request: ActionRequest, *, snapshot: Snapshot, now: datetime,
+                actor: str = SYSTEM, default_days: int = 10, owner: str | None = None,
+                note: str | None = None) -> dict[str, Any] | None:
+    """Open one action in the caller's write transaction; None when its `source_key` was opened before.
+
+    The owner is `owner`, else the `corrective_action_assignee` plugins' answer, else the unit's owner
+    or the nearest one above. The deadline is `request.due`, else the `working_days`-th working day
+    (the request's, else the unit's `action_days`, else `default_days`) after the local opening day.
+    """
+    unit = snapshot.units.get(request.unit)
+    if unit is None:
+        raise NotFound(f"unit: no unit {request.unit!r}", "unit")
+    if conn.execute("SELECT 1 FROM actions WHERE source_key = ?", (request.source_key,)).fetchone():
+        return None  # a replayed cause: one action per key, nothing else to do
+    if owner is None:
+        chosen = plugins.call_isolated("corrective_action_assignee", firstresult=True, action=request, unit=unit,
+                                       snapshot=snapshot)
+        owner = chosen if isinstance(chosen, str) and chosen else default_owner(snapshot, unit.code)
+    opened_day = local_day(now, unit.tz)
+    due = None
+    opening: dict[str, Any] = {"kind": request.kind, "source_key": request.source_key, "owner": owner}
+    if request.due is not None:
+        try:
+            due = date.fromisoformat(request.due)
+        except (TypeError, ValueError):
+            # Opened inside a response's own write: a plugin's malformed day must not lose the response.
+            opening["due_ignored"] = str(request.due)
+    if due is None:
+        days = request.working_days
+        if days is None:
+            days = unit.action_days if unit.action_days is not None else default_days
+        due = add_working_days(opened_day, max(0, days), unit.country)
+    if request.response_id:
+        source_type = "response"
+    elif request.objective_id is not None:
+        source_type = "objective"
+    else:
+        source_type = "manual"
+    stamp = now.isoformat()
+    row = {
+        "kind": request.kind, "source_key": request.source_key, "source_type": source_type,
+        "response_id": request.response_id, "objective_id": request.objective_id, "period": request.period,
+        "unit": unit.code, "service": request.service, "touchpoint": request.touchpoint,
+        "indicator": request.indicator, "title": request.title, "status": "new", "owner": owner,
+        "due": due.isoformat(), "opened_at": stamp, "updated_at": stamp, "target": request.target,
+        "created_by": actor, "data": _json.encode(request.data).decode(),
+    }
+    row["baseline"] = _baseline(conn, snapshot, row, effect_spec(row, snapshot))
+    columns = list(row)
+    cursor = conn.execute(
+        f"INSERT INTO actions ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        " ON CONFLICT (source_key) DO NOTHING",
+        [row[c] for c in columns],
+    )
+    if cursor.rowcount == 0:
+        return None
+    action_id = cursor.lastrowid
+    _append_event(conn, action_id, "opened", from_status=None, to_status="new", actor=actor, at=stamp,
+                  record={"note": note} if note else None, due=row["due"], data=opening)
+    return action_json(_action_row(conn, action_id), snapshot, now)
+
+
+def opened_event(action: dict[str, Any], now: datetime) -> Event:
+    return Event(type="action.opened", id=f"action.opened:{action['id']}", created_at=now.isoformat(), data=action)
+
+
+def changed_event(action: dict[str, Any], event: dict[str, Any], now: datetime, callback: bool = False) -> Event:
+    data = {**action, "event": event}
+    if callback:
+        data["callback"] = True
+    return Event(type="action.changed", id=f"action.changed:{action['id']}:{event['seq']}",
+                 created_at=now.isoformat(), data=data)
+
+
+async def fire_all(events: Iterable[Event], store: Store) -> None:
+    for event in events:
+        await fire_event(event, store)
+
+
+async def open_requested(store: Store, snapshot: Snapshot, requests: list[ActionRequest], now: datetime, *,
+                         default_days: int = 10, actor: str = SYSTEM) -> list[dict[str, Any]]:
+    """Open several actions in one write, then fire `action.opened` for each one actually opened."""
+    if not requests:
+        return []
+
+    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        opened = []
+        for request in requests:
+            action = open_action(conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days)
+            if action is not None:
+                opened.append(action)
+        return opened
+
+    opened = await store.write(job)
+    await fire_all((opened_event(action, now) for action in opened), store)
+    return opened
+
+
+async def open_manual(store: Store, snapshot: Snapshot, request: ActionRequest, now: datetime, *, actor: str,
+                      owner: str | None = None, note: str | None = None, default_days: int = 10) -> dict[str, Any]:
+    """Open one action by hand (the API's POST), then fire `action.opened`."""
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        return open_action(conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days,
+                           owner=owner, note=note)
+
+    action = await store.write(job)
+    if action is None:
+        raise Conflict(f"source_key: an action for {request.source_key!r} exists", "source_key")
+    await fire_event(opened_event(action, now), store)
+    return action
+
+
+# -- the state machine -------------------------------------------------------------------------------------
+def _record(fields: dict[str, Any]) -> dict[str, str]:
+    record = {}
+    for name, value in fields.items():
+        if name == "due" or value is None:
+            continue
+        if name not in RECORD_FIELDS:
+            raise InvalidInput(f"{name}: not a field of a corrective-action step", name)
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name}: must be text", name)
+        if len(value) > MAX_TEXT:
+            raise InvalidInput(f"{name}: longer than {MAX_TEXT} characters", name)
+        if value.strip():
+            record[name] = value.strip()
+    return record
+
+
+def _take_out_of_kpis(conn: sqlite3.Connection, response_id: str) -> None:
+    """An upheld appeal: the response stays on record, flagged, and moves from rates to raw counts."""
+    found = _rows(conn, "SELECT * FROM responses WHERE id = ?", (response_id,))
+    if not found:
+        return
+    row = found[0]
+    flags = list(_decode(row["flags"], []))
+    if "appeal_upheld" in flags:
+        return
+    was_suspect = is_suspect(flags)
+    conn.execute("UPDATE responses SET flags = ? WHERE id = ?",
+                 (_json.encode(sorted({*flags, "appeal_upheld"})).decode(), response_id))
+    if not was_suspect:  # a suspect response was never in the rates: nothing to move
+        add_to_rollups(conn, row, _decode(row["indicators"], {}), suspect=False, sign=-1)
+        add_to_rollups(conn, row, {}, suspect=True, sign=1)
+
+
+def transition(conn: sqlite3.Connection, action_id: int, target: str, *, actor: str, role: str,
+               fields: dict[str, Any], snapshot: Snapshot, now: datetime, weeks: int = 4,
+               data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Move an action to `target` in the caller's write transaction; returns (action, the new event).
+
+    Raises NotFound (unknown id), InvalidInput (unknown state, missing or bad field), Conflict (not
+    allowed from the current state) or Forbidden (a role that may not act; an appeal decided by the
+    rated officer or by the person who appealed). `weeks` is how long an effectiveness review watches.
+    """
+    row = _action_row(conn, action_id)
+    if target not in STATES:
+        raise InvalidInput(f"type: unknown state {target!r}; one of {list(STATES)}", "type")
+    system = actor == SYSTEM and role == SYSTEM
+    if not system and role not in ("admin", "manager"):
+        raise Forbidden(f"role: {role!r} may not change a corrective action", "role")
+    current = row["status"]
+    allowed = TRANSITIONS.get(current, frozenset())
+    if system:
+        allowed = allowed | SYSTEM_TRANSITIONS.get(current, frozenset())
+    if target not in allowed:
+        raise Conflict(f"type: an action in state {current!r} cannot move to {target!r}; allowed: "
+                       f"{sorted(allowed)}", "type")
+    record = _record(fields)
+    tz = _tz(snapshot, row["unit"])
+    today = local_day(now, tz)
+    stamp = now.isoformat()
+    updates: dict[str, Any] = {"status": target, "updated_at": stamp}
+    new_due = None
+    if fields.get("due") is not None and target != "action_planned":
+        raise InvalidInput("due: a due date is set only when moving to 'action_planned'", "due")
+    if target == "action_planned":
+        if fields.get("due") is None:
+            raise InvalidInput("due: planning an action needs its due date", "due")
+        planned = _parse_day(fields["due"], "due")
+        if planned < today:
+            raise InvalidInput(f"due: {planned.isoformat()} is in the past", "due")
+        new_due = updates["due"] = planned.isoformat()
+    if target == "explained" and not record.get("explanation"):
+        raise InvalidInput("explanation: say why there is nothing to rectify", "explanation")
+    if target == "appealed" and (row["source_type"] != "response" or not row["response_id"]):
+        raise Conflict("type: only an action opened by a response can be appealed", "type")
+    if target in ("appeal_upheld", "appeal_rejected"):
+        officer = conn.execute("SELECT officer FROM responses WHERE id = ?", (row["response_id"],)).fetchone()
+        if officer is not None and officer[0] and officer[0] == actor:
+            raise Forbidden("actor: the rated officer may not decide their own appeal", "actor")
+        appellant = conn.execute(
+            "SELECT actor FROM action_events WHERE action = ? AND to_status = 'appealed' ORDER BY seq DESC LIMIT 1",
+            (action_id,)).fetchone()
+        if appellant is not None and appellant[0] == actor:
+            raise Forbidden("actor: an appeal is decided by someone other than the person who appealed", "actor")
+    if target in CLOSED_STATES:
+        updates["closed_at"] = stamp
+    if target == "reopened":
+        updates.update(closed_at=None, reopen_count=row["reopen_count"] + 1, watch_from=None, watch_until=None)
+    if target == "effectiveness_review":
+        updates.update(watch_from=today.isoformat(), watch_until=(today + timedelta(weeks=weeks)).isoformat(),
+                       watch_extensions=0)
+    if target == "appeal_upheld":
+        _take_out_of_kpis(conn, row["response_id"])
+    assignments = ", ".join(f"{column} = ?" for column in updates)
+    conn.execute(f"UPDATE actions SET {assignments} WHERE id = ?", (*updates.values(), action_id))
+    event = _append_event(conn, action_id, target, from_status=current, to_status=target, actor=actor, at=stamp,
+                          record=record, due=new_due, data=data)
+    return action_json(_action_row(conn, action_id), snapshot, now), event
+
+
+def _has_contact(conn: sqlite3.Connection, response_id: str | None) -> bool:
+    if not response_id:
+        return False
+    return conn.execute("SELECT 1 FROM contacts WHERE response_id = ?", (response_id,)).fetchone() is not None
+
+
+async def apply_transition(store: Store, snapshot: Snapshot, action_id: int, target: str, *, actor: str, role: str,
+                           fields: dict[str, Any], now: datetime, settings: Any) -> dict[str, Any]:
+    """Write one step, then fire `action.changed` (with `"callback": true` when a response whose
+    respondent left consented contact reaches `closed`). Returns {"action", "event"}."""
+
+    def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        action, event = transition(conn, action_id, target, actor=actor, role=role, fields=fields,
+                                   snapshot=snapshot, now=now, weeks=settings.effectiveness_weeks)
+        return action, event, target == "closed" and _has_contact(conn, action["response_id"])
+
+    action, event, callback = await store.write(job)
+    await fire_event(changed_event(action, event, now, callback), store)
+    return {"action": action, "event": event}
+
+
+# -- queries -----------------------------------------------------------------------------------------------
+def _today_for(snapshot: Snapshot, unit: str, today: date | None, now: datetime) -> date:
+    return today if today is not None else local_day(now, _tz(snapshot, unit))
+
+
+def list_actions(conn: sqlite3.Connection, snapshot: Snapshot, unit: str | None, status: str | None = None,
+                 overdue: bool | None = None, kind: str | None = None, today: date | None = None,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
+    """The queue of a unit's subtree (every unit when `unit` is None): overdue first, then by due day.
+
+    `status` is a state or "open" (any state but closed / appeal_upheld). Overdue means due before the
+    unit's local today (or `today`) and not closed.
+    """
+    now = now or datetime.now(UTC)
+    where, params = [], []
+    if unit is not None:
+        units = snapshot.subtree(unit)
+        where.append(f"unit IN ({','.join('?' for _ in units)})")
+        params.extend(units)
+    if status == "open":
+        where.append("status NOT IN ('closed', 'appeal_upheld')")
+    elif status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if overdue:
+        where.append("due IS NOT NULL AND status NOT IN ('closed', 'appeal_upheld')")
+    sql = "SELECT * FROM actions" + (f" WHERE {' AND '.join(where)}" if where else "")
+    found = []
+    for row in _rows(conn, sql, params):
+        item = action_json(row, snapshot, now)
+        if today is not None:
+            item["overdue"] = (bool(row["due"]) and row["status"] not in CLOSED_STATES
+                               and date.fromisoformat(row["due"]) < today)
+        if overdue is not None and item["overdue"] != overdue:
+            continue
+        found.append(item)
+    found.sort(key=lambda a: (not a["overdue"], a["due"] is None, a["due"] or "", a["id"]))
+    return found
+
+
+def get_action(conn: sqlite3.Connection, action_id: int, snapshot: Snapshot | None = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """One action with its events, oldest first (NotFound naming "id")."""
+    row = _action_row(conn, action_id)
+    tz = None
+    if snapshot is None or row["unit"] not in snapshot.units:
+        found = conn.execute("SELECT tz FROM units WHERE code = ?", (row["unit"],)).fetchone()
+        tz = found[0] if found else "UTC"
+    action = action_json(row, snapshot, now, tz=tz)
+    action["data"] = _decode(row["data"], {})
+    action["events"] = [event_json(e) for e in _rows(
+        conn, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (action_id,))]
+    return action
+
+
+def contact_of(conn: sqlite3.Connection, action: dict[str, Any]) -> str | None:
+    """The consented contact of the response behind an open action (None once closed or purged)."""
+    if action["status"] in CLOSED_STATES or not action.get("response_id"):
+        return None
+    found = conn.execute("SELECT contact FROM contacts WHERE response_id = ?", (action["response_id"],)).fetchone()
+    return found[0] if found else None
+
+
+class _Tally:
+    __slots__ = ("opened", "closed", "closed_on_time", "overdue_open", "callbacks", "callbacks_done")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def add(self, other: _Tally) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
+        on_time_n = self.closed + self.overdue_open
+        on_time = wilson(self.closed_on_time, on_time_n)
+        callback = wilson(self.callbacks_done, self.callbacks)
+        return {
+            "unit": key,
+            "opened": self.opened,
+            "closed": self.closed,
+            "closed_on_time": self.closed_on_time,
+            "overdue_open": self.overdue_open,
+            "on_time_n": on_time_n,
+            "on_time_rate": self.closed_on_time / on_time_n if on_time_n else None,
+            "on_time_ci95": list(on_time) if on_time else None,
+            "on_time_sufficient": on_time_n >= min_n,
+            "callbacks": self.callbacks,
+            "callbacks_done": self.callbacks_done,
+            "callback_rate": self.callbacks_done / self.callbacks if self.callbacks else None,
+            "callback_ci95": list(callback) if callback else None,
+            "callback_sufficient": self.callbacks >= min_n,
+        }
+
+
+def _tallies(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
+             now: datetime | None) -> dict[str, _Tally]:
+    """Per unit of the subtree: the action counts of a period of local days."""
+    start, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    now = now or datetime.now(UTC)
+    units = snapshot.subtree(unit)
+    # A day of margin either side in UTC; the local days are worked out exactly below.
+    low = datetime.combine(start - timedelta(days=2), datetime.min.time(), UTC).isoformat()
+    high = datetime.combine(end + timedelta(days=2), datetime.min.time(), UTC).isoformat()
+    rows = _rows(
+        conn,
+        f"SELECT unit, kind, status, due, opened_at, closed_at FROM actions WHERE unit IN"
+        f" ({','.join('?' for _ in units)}) AND opened_at < ? AND (closed_at IS NULL OR closed_at >= ?)",
+        (*units, high, low),
+    )
+    tallies = {code: _Tally() for code in units}
+    for row in rows:
+        tz = _tz(snapshot, row["unit"])
+        tally = tallies[row["unit"]]
+        opened = _local_day_of(row["opened_at"], tz)
+        closed = _local_day_of(row["closed_at"], tz)
+        due = date.fromisoformat(row["due"]) if row["due"] else None
+        opened_in = start <= opened <= end
+        tally.opened += opened_in
+        if closed is not None and start <= closed <= end:
+            tally.closed += 1
+            tally.closed_on_time += due is None or closed <= due
+        # Still open at the end of the period (or today, for a period not over yet) and past its due day.
+        reference = min(end, local_day(now, tz))
+        if opened <= end and (closed is None or closed > end) and due is not None and due < reference:
+            tally.overdue_open += 1
+        if row["kind"] == "callback" and opened_in:
+            tally.callbacks += 1
+            tally.callbacks_done += closed is not None and closed <= end
+    return tallies
+
+
+def kpis(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, min_n: int,
+         now: datetime | None = None) -> dict[str, Any]:
+    """Corrective-action KPIs per unit of the subtree (each unit's own actions) and for the subtree.
+
+    on-time rate = closed by the due day / (closed + still open past the due day), call-back rate =
+    call-backs opened in the period and closed / call-backs opened; both with Wilson 95 % intervals.
+    """
+    tallies = _tallies(conn, snapshot, unit, date_from, date_to, now)
+    total = _Tally()
+    for tally in tallies.values():
+        total.add(tally)
+    ordered = sorted(tallies, key=lambda code: snapshot.units[code].path)
+    return {
+        "unit": unit,
+        "from": date_from,
+        "to": date_to,
+        "min_n": min_n,
+        "rows": [tallies[code].as_row(code, min_n) for code in ordered],
+        "total": total.as_row(unit, min_n),
+    }
+
+
+def metric_on_time(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
+                   now: datetime | None = None) -> tuple[int, int]:
+    """On-time rectification over a subtree: (closed by the due day, closed + overdue still open)."""
+    total = _Tally()
+    for tally in _tallies(conn, snapshot, unit, date_from, date_to, now).values():
+        total.add(tally)
+    return total.closed_on_time, total.closed + total.overdue_open
+
+
+def metric_callback(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
+                    now: datetime | None = None) -> tuple[int, int]:
+    """Call-back rate over a subtree: (call-backs opened in the period and done, call-backs opened)."""
+    total = _Tally()
+    for tally in _tallies(conn, snapshot, unit, date_from, date_to, now).values():
+        total.add(tally)
+    return total.callbacks_done, total.callbacks
+
+
+# -- jobs ----------------------------------------------------------------------------------------------------
+def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime, due_soon_days: int) -> list[Event]:
+    """Remind owners of deadlines near, escalate the overdue to the manager above; the events to fire."""
+    events: list[Event] = []
+    stamp = now.isoformat()
+    # Once overdue (and escalated) an action has nothing more to wait for here.
+    rows = _rows(conn, "SELECT * FROM actions WHERE status NOT IN ('closed', 'appeal_upheld') AND due IS NOT NULL"
+                       " AND overdue_at IS NULL ORDER BY id")
+    for row in rows:
+        unit = snapshot.units.get(row["unit"])
+        if unit is None:
+            continue
+        today = local_day(now, unit.tz)
+        due = date.fromisoformat(row["due"])
+        if today > due:
+            target = owner_above(snapshot, unit.code, besides=row["owner"])
+            conn.execute("UPDATE actions SET overdue_at = ?, escalated_to = ?, escalated_at = ? WHERE id = ?",
+                         (stamp, target, stamp if target else None, row["id"]))
+            note = (_text(unit.lang, NOTE_ESCALATED, due=row["due"], user=target) if target
+                    else _text(unit.lang, NOTE_NOT_ESCALATED, due=row["due"]))
+            _append_event(conn, row["id"], "escalated" if target else "overdue", from_status=row["status"],
+                          to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
+                          data={"escalated_to": target, "due": row["due"]})
+            action = action_json(_action_row(conn, row["id"]), snapshot, now)
+            events.append(Event(type="action.overdue", id=f"action.overdue:{row['id']}", created_at=stamp,
+                                data={**action, "escalated_to": target}))
+        elif row["due_soon_at"] is None and working_days_between(today, due, unit.country) <= due_soon_days:
+            conn.execute("UPDATE actions SET due_soon_at = ? WHERE id = ?", (stamp, row["id"]))
+            action = action_json(_action_row(conn, row["id"]), snapshot, now)
+            action["working_days_left"] = working_days_between(today, due, unit.country)
+            events.append(Event(type="action.due_soon", id=f"action.due_soon:{row['id']}", created_at=stamp,
+                                data=action))
+    return events
+
+
+def _figure(value: float, metric: str) -> str:
+    if metric in MEAN_METRICS:
+        return f"{value * 100:.1f}/100"
+    return f"{value * 100:.1f} %"
+
+
+def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime, min_n: int) -> list[Event]:
+    """Judge every watch that has ended: recovered → closed (or confirmed), not recovered → reopened."""
+    events: list[Event] = []
+    stamp = now.isoformat()
+    rows = _rows(conn, "SELECT * FROM actions WHERE watch_until IS NOT NULL"
+                       " AND status IN ('effectiveness_review', 'closed') ORDER BY id")
+    for row in rows:
+        unit = snapshot.units.get(row["unit"])
+        if unit is None:
+            continue
+        today = local_day(now, unit.tz)
+        until = date.fromisoformat(row["watch_until"])
+        if until > today:
+            continue
+        spec = effect_spec(row, snapshot)
+        metric = spec["metric"]
+        watch_from = row["watch_from"] or _local_day_of(row["updated_at"], unit.tz).isoformat()
+        successes, n = effect_rate(conn, snapshot, unit.code, metric, watch_from, row["watch_until"],
+                                   service=row["service"], indicator=row["indicator"])
+        figures: dict[str, Any] = {"metric": metric, "comparator": spec["comparator"], "n": n,
+                                   "rate": successes / n if n else None, "watch_from": watch_from,
+                                   "watch_until": row["watch_until"], "extensions": row["watch_extensions"]}
+        needed = spec["min_n"] or min_n
+        if n < needed:
+            if row["watch_extensions"] >= MAX_WATCH_EXTENSIONS:
+                note = _text(unit.lang, NOTE_TOO_FEW, n=n, start=watch_from, end=row["watch_until"])
+                conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+                _append_event(conn, row["id"], "effectiveness_unknown", from_status=row["status"],
+                              to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
+                              data={"effectiveness": {**figures, "verdict": "unknown", "min_n": needed}})
+            else:
+                later = (until + timedelta(weeks=1)).isoformat()
+                note = _text(unit.lang, NOTE_EXTENDED, n=n, until=later)
+                conn.execute("UPDATE actions SET watch_until = ?, watch_extensions = watch_extensions + 1,"
+                             " updated_at = ? WHERE id = ?", (later, stamp, row["id"]))
+                _append_event(conn, row["id"], "effectiveness_extended", from_status=row["status"],
+                              to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
+                              data={"effectiveness": {**figures, "verdict": "extended", "min_n": needed,
+                                                      "watch_until": later}})
+            continue
+        target, source = normalise_target(row["target"], metric), "target"
+        if target is None:
+            target, source = row["baseline"], "baseline"
+            if target is None:
+                target = _baseline(conn, snapshot, row, spec)
+        if target is None:
+            conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+            _append_event(conn, row["id"], "effectiveness_unknown", from_status=row["status"],
+                          to_status=row["status"], actor=SYSTEM, at=stamp,
+                          record={"note": _text(unit.lang, NOTE_NO_TARGET)},
+                          data={"effectiveness": {**figures, "verdict": "unknown", "target": None}})
+            continue
+        low, high = wilson(successes, n)
+        # Recovered unless the interval lies clearly on the wrong side of the target.
+        recovered = high >= target if spec["comparator"] == ">=" else low <= target
+        figures.update(ci95=[low, high], target=target, target_source=source,
+                       verdict="effective" if recovered else "not_effective")
+        values = {"rate": _figure(successes / n, metric), "n": n, "start": watch_from, "end": row["watch_until"],
+                  "target": _figure(target, metric)}
+        if recovered and row["status"] == "closed":
+            conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+            _append_event(conn, row["id"], "effectiveness_confirmed", from_status="closed", to_status="closed",
+                          actor=SYSTEM, at=stamp, record={"note": _text(unit.lang, NOTE_CONFIRMED, **values)},
+                          data={"effectiveness": figures})
+            continue
+        if recovered:
+            action, event = transition(conn, row["id"], "closed", actor=SYSTEM, role=SYSTEM,
+                                       fields={"result": _text(unit.lang, NOTE_EFFECTIVE, **values)},
+                                       snapshot=snapshot, now=now, data={"effectiveness": figures})
+            conn.execute("UPDATE actions SET watch_until = NULL WHERE id = ?", (row["id"],))
+            action["watch_until"] = None
+            events.append(changed_event(action, event, now, _has_contact(conn, action["response_id"])))
+        else:
+            action, event = transition(conn, row["id"], "reopened", actor=SYSTEM, role=SYSTEM,
+                                       fields={"note": _text(unit.lang, NOTE_NOT_EFFECTIVE, **values)},
+                                       snapshot=snapshot, now=now, data={"effectiveness": figures})
+            events.append(changed_event(action, event, now))
+    return events
+
+
+async def run_deadlines(ctx: JobContext) -> None:
+    snapshot, now, days = ctx.snapshot, ctx.now, ctx.settings.due_soon_days
+    events = await ctx.store.write(lambda conn: check_deadlines(conn, snapshot, now, days))
+    await fire_all(events, ctx.store)
+
+
+async def run_effectiveness(ctx: JobContext) -> None:
+    snapshot, now, min_n = ctx.snapshot, ctx.now, ctx.settings.min_n
+    events = await ctx.store.write(lambda conn: check_effectiveness(conn, snapshot, now, min_n))
+    await fire_all(events, ctx.store)
+
+
+def jobs() -> list[Job]:
+    return [
+        Job("actions.deadlines", 300, run_deadlines),
+        Job("actions.effectiveness", 3600, run_effectiveness),
+    ]

@@ -87,7 +87,9 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
         "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
         " ORDER BY v.objective, v.version"
     ):
-        data = {k: row[k] for k in row if k not in ("created_at", "created_by")}
+        data = dict(row)  # a Row iterates over its values, not its keys
+        data.pop("created_at", None)
+        data.pop("created_by", None)
         version = msgspec.convert(data, ObjectiveVersion, strict=False)
         snap.objective_versions.setdefault(version.unit, []).append(version)
     for row in conn.execute("SELECT code, name, names, kind, agency FROM services"):

@@ -235,6 +235,31 @@ def kiosk_enroll(db_path: str, touchpoint: str) -> None:
     click.echo(code)
 
 
+@cli.group("exposure")
+def exposure_group() -> None:
+    """Exposure counts: customers served and offered a survey, per unit, service and day."""
+
+
+@exposure_group.command("import")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
+def exposure_import(db_path: str, csv_file: str) -> None:
+    """Import a CSV with the header unit,service,day,served[,offered]; all rows or none."""
+    from feedback.catalog import load_snapshot
+    from feedback.exposure import parse_csv, store_items
+
+    try:
+        text = Path(csv_file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise click.ClickException(f"{csv_file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+    def load(conn) -> int:
+        return store_items(conn, parse_csv(text, load_snapshot(conn)), source="csv")
+
+    stored = in_transaction(db_path, load)
+    click.echo(f"{stored} rows stored from {csv_file}")
+
+
 plugins.pm.hook.register_commands(cli=cli)
 
 

@@ -14,12 +14,12 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feedback import plugins
-from feedback.catalog import Catalog, Snapshot
-from feedback.db import Store
-from feedback.settings import Settings
+if TYPE_CHECKING:  # plugins import this module while the plugin manager is still loading
+    from feedback.catalog import Catalog, Snapshot
+    from feedback.db import Store
+    from feedback.settings import Settings
 
 log = logging.getLogger("feedback.jobs")
 
@@ -42,7 +42,7 @@ class Job:
 
 def collect_jobs(settings: Settings) -> list[Job]:
     """The core's jobs, then every plugin's, in that order (evaluation before delivery)."""
-    from feedback import actions, objectives  # the modules that own the work
+    from feedback import actions, objectives, plugins  # the modules that own the work
 
     jobs = [*objectives.jobs(), *actions.jobs()]
     jobs.extend(plugins.flatten(plugins.call_isolated("register_jobs", settings=settings)))
@@ -73,6 +73,8 @@ def _claim(name: str, now: datetime, every: float, force: bool) -> Callable[[sql
 
 async def run_job(job: Job, context: JobContext, *, force: bool = False) -> bool:
     """Run one job if its interval has passed (or `force`); failures are logged, counted and kept."""
+    from feedback import plugins
+
     if not await context.store.write(_claim(job.name, context.now, job.every, force)):
         return False
     error_text = None

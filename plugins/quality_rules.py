@@ -63,15 +63,19 @@ def evaluate_triggers(objective: ObjectiveVersion | None, status: dict | None,
     else:
         title = _("Control chart signal: %(name)s (%(rule)s, week %(week)s)") % {
             "name": name, "rule": bad_signals[0].get("rule", ""), "week": bad_signals[0].get("week", "")}
+    # A rolling window moves every day; one nonconformity per calendar month keeps it to one action.
+    period = status.get("period_key", "")
+    if objective.period == "rolling_30" and status.get("to"):
+        period = status["to"][:7]
     return ActionRequest(
         kind="nonconformity",
-        source_key=f"objective:{objective.objective}:{status.get('period_key', '')}",
+        source_key=f"objective:{objective.objective}:{period}",
         unit=objective.unit,
         title=title,
         service=objective.service,
         indicator=objective.indicator,
         objective_id=objective.objective,
-        period=status.get("period_key"),
+        period=period,
         target=objective.target,
         data={"owner": objective.owner, "status": status.get("status"), "signals": bad_signals,
               "value": status.get("value"), "n": status.get("n")},

@@ -2,4 +2,226 @@
 
 from __future__ import annotations
 
-OBJECTIVE_CONTROLLERS: list = []
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from feedback import exposure, objectives
+from feedback.catalog import Snapshot
+from feedback.control_chart import MAX_WEEKS, p_chart
+from feedback.errors import Forbidden, InvalidInput, NotFound
+from feedback.web.api import fresh_snapshot, parse_day
+from feedback.web.security import Principal, current_principal
+
+WRITERS = ("admin", "manager")
+MAX_EXPOSURE_BODY = 4 * 1024 * 1024
+
+
+def decode_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        raise InvalidInput(f"body: {error}", "body") from None
+
+
+def local_today(snapshot: Snapshot, unit: str) -> date:
+    return datetime.now(UTC).astimezone(ZoneInfo(snapshot.units[unit].tz)).date()
+
+
+def scope_unit(principal: Principal, snapshot: Snapshot, unit: str | None) -> str:
+    """The unit asked about (default: the token's own), which must exist and lie in the token's subtree."""
+    unit = unit or principal.unit
+    if unit is None:
+        raise InvalidInput("unit: required for a token not bound to a unit", "unit")
+    if unit not in snapshot.units:
+        raise NotFound(f"unit: no unit {unit!r}", "unit")
+    principal.require_unit(unit, snapshot)
+    return unit
+
+
+async def objective_unit(state: State, objective_id: int) -> str:
+    rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
+    if not rows:
+        raise NotFound(f"id: no objective {objective_id}", "id")
+    return rows[0]["unit"]
+
+
+class ObjectivesController(Controller):
+    path = "/api/v1/objectives"
+    tags = ["objectives"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    @get(summary="Quality objectives of a unit's subtree, each with the version in force today")
+    async def list(self, principal: Principal, state: State, unit: str | None = None) -> list[dict[str, Any]]:
+        snapshot = await fresh_snapshot(state)
+        if unit is None and principal.unit is None:
+            roots = [code for code, u in snapshot.units.items() if u.parent is None]
+        else:
+            roots = [scope_unit(principal, snapshot, unit)]
+        units = sorted({code for root in roots for code in snapshot.subtree(root)})
+        if not units:
+            return []
+
+        def read(conn) -> list[dict[str, Any]]:
+            items = []
+            for code in units:
+                items.extend(objectives.list_objectives(conn, [code], local_today(snapshot, code)))
+            return items
+
+        return await state.store.read(read)
+
+    @post(summary="Create a quality objective (admin or manager of the unit)")
+    async def create(self, request: Request, principal: Principal, state: State) -> Response[dict[str, Any]]:
+        principal.require_role(*WRITERS)
+        body = decode_body(await request.body())
+        if not isinstance(body, dict):
+            raise InvalidInput("body: must be a JSON object", "body")
+        spec = dict(body)
+        unit = spec.pop("unit", None) or principal.unit
+        if unit is None:
+            raise InvalidInput("unit: required", "unit")
+        snapshot = await fresh_snapshot(state)
+        if not isinstance(unit, str) or unit not in snapshot.units:
+            raise InvalidInput(f"unit: no unit {unit!r}", "unit")
+        principal.require_unit(unit, snapshot)
+        today = local_today(snapshot, unit)
+        objective_id = await state.store.write(lambda conn: objectives.create_objective(
+            conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n))
+        state.catalog.invalidate()
+        document = await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
+        return Response(document, status_code=201)
+
+    @get("/{objective_id:int}", summary="One objective with every version")
+    async def show(self, objective_id: int, principal: Principal, state: State) -> dict[str, Any]:
+        unit = await objective_unit(state, objective_id)
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(unit, snapshot)
+        today = local_today(snapshot, unit)
+        return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
+
+    @put("/{objective_id:int}", summary="A new version of an objective, in force from valid_from (default today)")
+    async def change(self, objective_id: int, request: Request, principal: Principal,
+                     state: State) -> dict[str, Any]:
+        principal.require_role(*WRITERS)
+        unit = await objective_unit(state, objective_id)
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(unit, snapshot)
+        body = decode_body(await request.body())
+        if not isinstance(body, dict):
+            raise InvalidInput("body: must be a JSON object", "body")
+        spec = dict(body)
+        if spec.pop("unit", unit) != unit:
+            raise InvalidInput("unit: an objective's unit cannot change; retire it and create another", "unit")
+        today = local_today(snapshot, unit)
+        await state.store.write(
+            lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today))
+        state.catalog.invalidate()
+        return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
+
+    @post("/{objective_id:int}/retire", status_code=200, summary="Retire an objective from a day on (never deleted)")
+    async def retire(self, objective_id: int, request: Request, principal: Principal,
+                     state: State) -> dict[str, Any]:
+        principal.require_role(*WRITERS)
+        unit = await objective_unit(state, objective_id)
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(unit, snapshot)
+        body = decode_body(await request.body())
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise InvalidInput("body: must be a JSON object", "body")
+        for name in body:
+            if name != "from":
+                raise InvalidInput(f"{name}: unknown field", name)
+        today = local_today(snapshot, unit)
+        from_day = body.get("from") or today.isoformat()
+        await state.store.write(lambda conn: objectives.retire_objective(
+            conn, objective_id, actor=principal.user, from_day=from_day))
+        state.catalog.invalidate()
+        return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
+
+    @get("/{objective_id:int}/status", summary="Value, n, Wilson interval, status and signals on a day")
+    async def status(self, objective_id: int, principal: Principal, state: State,
+                     at: str | None = None) -> dict[str, Any]:
+        unit = await objective_unit(state, objective_id)
+        snapshot = await fresh_snapshot(state)
+        principal.require_unit(unit, snapshot)
+        day = parse_day(at, "at") or local_today(snapshot, unit)
+        return await state.store.read(lambda conn: objectives.status_at(conn, snapshot, objective_id, day))
+
+
+class ControlChartController(Controller):
+    path = "/api/v1/control-chart"
+    tags = ["objectives"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    @get(summary="Weekly p-chart of a unit's subtree: 3-sigma limits and run-of-eight signals")
+    async def chart(
+        self,
+        principal: Principal,
+        state: State,
+        unit: str | None = None,
+        date_to: str | None = Parameter(query="to", default=None),
+        weeks: int = Parameter(default=26, ge=1, le=MAX_WEEKS),
+        metric: str = "satisfaction",
+        service: str | None = None,
+    ) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        unit = scope_unit(principal, snapshot, unit)
+        if service is not None and service not in snapshot.services:
+            raise InvalidInput(f"service: no service {service!r}", "service")
+        end = parse_day(date_to, "to") or local_today(snapshot, unit)
+        return await state.store.read(lambda conn: p_chart(conn, snapshot, unit, end, weeks, service, metric))
+
+
+class ExposureController(Controller):
+    path = "/api/v1/exposure"
+    tags = ["exposure"]
+    dependencies = {"principal": Provide(current_principal)}
+
+    @post(status_code=200, request_max_body_size=MAX_EXPOSURE_BODY,
+          summary="Store customers served / offered a survey per unit, service and day (all or nothing)")
+    async def store(self, request: Request, principal: Principal, state: State) -> dict[str, int]:
+        principal.require_role(*WRITERS)
+        snapshot = await fresh_snapshot(state)
+        body = decode_body(await request.body())
+        if body is None:
+            raise InvalidInput("body: an object or a list of objects is required", "body")
+        items = exposure.parse_body(body, snapshot)
+        for i, item in enumerate(items):
+            if not principal.may_see(item.unit, snapshot):
+                field = f"[{i}].unit" if isinstance(body, list) else "unit"
+                raise Forbidden(f"{field}: {item.unit!r} is outside the token's unit {principal.unit!r}", field)
+        stored = await state.store.write(lambda conn: exposure.store_items(conn, items, source="api"))
+        return {"stored": stored}
+
+    @get(summary="Exposure counts of a unit's subtree between two local days")
+    async def list(
+        self,
+        principal: Principal,
+        state: State,
+        unit: str | None = None,
+        date_from: str | None = Parameter(query="from", default=None),
+        date_to: str | None = Parameter(query="to", default=None),
+    ) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        unit = scope_unit(principal, snapshot, unit)
+        end = parse_day(date_to, "to") or local_today(snapshot, unit)
+        start = parse_day(date_from, "from") or end - timedelta(days=29)
+        if start > end:
+            raise InvalidInput("from: must not be after 'to'", "from")
+        units = snapshot.subtree(unit)
+        rows = await state.store.read(
+            lambda conn: exposure.list_exposure(conn, units, start.isoformat(), end.isoformat()))
+        return {"unit": unit, "from": start.isoformat(), "to": end.isoformat(), "rows": rows,
+                "served": sum(row["served"] or 0 for row in rows)}
+
+
+OBJECTIVE_CONTROLLERS = [ObjectivesController, ControlChartController, ExposureController]
