@@ -54,7 +54,7 @@ def test_hook_map_response(tmp_path: Path, org, start_server) -> None:
     on_a = add_objective(org.db, "A")  # the agency above it
     other_service = add_objective(org.db, "A1", service="S2")
     add_objective(org.db, "B")  # another agency: never in force for A1's responses
-    folder = write_plugin(tmp_path / "p", "mapper", f"""
+    folder = write_plugin(tmp_path / "p", "mapper", """
         from feedback import hookimpl
 
         @hookimpl

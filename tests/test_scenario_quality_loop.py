@@ -91,7 +91,8 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
              "root_cause": "One officer on leave; counter 3 ran with a trainee alone",
              "similar_cases": "Counter 1 checked: no similar drop",
              "action_taken": "Pair trainees with a senior officer; publish the checklist"},
-            {"type": "implemented", "correction": "Trainee paired since Monday", "result": "Queue times back to normal"},
+            {"type": "implemented", "correction": "Trainee paired since Monday",
+             "result": "Queue times back to normal"},
             {"type": "effectiveness_review", "note": "Watch the next weeks"},
         ]
         for step in steps:
