@@ -36,6 +36,17 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def due_at(created_at: str | None) -> datetime:
+    """When an event's deliveries become due: when it happened, never later than now. A job run by
+    `feedback tick --now` in the past or future thus queues what that same clock finds due."""
+    now = datetime.now(UTC)
+    try:
+        happened = datetime.fromisoformat(created_at or "")
+    except ValueError:
+        return now
+    return min(happened, now) if happened.tzinfo else now
+
+
 def enqueue(conn: sqlite3.Connection, *, channel: str, dedupe_key: str, target: str, payload: str,
             event_id: str | None = None, event_type: str | None = None, now: datetime) -> bool:
     """Queue one delivery; False when `dedupe_key` was queued before (nothing is queued twice)."""
@@ -102,15 +113,16 @@ def _has_due(channel: str, now: datetime) -> Callable[[sqlite3.Connection], bool
 
 
 async def deliver_due(store: Store, channel: str, send: Callable[[dict[str, Any]], Awaitable[None]],
-                      now: datetime, *,
+                      now: datetime, *, lease_seconds: float = 60,
                       on_delivered: Callable[[sqlite3.Connection, dict[str, Any]], None] | None = None) -> int:
     """Claim the due rows of a channel, send them concurrently, record each outcome; returns how many
     were delivered. `send` raising means "try again later" (`GiveUp`: never). `on_delivered(conn, row)` runs in the same
-    transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary)."""
+    transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary). A send must
+    finish within `lease_seconds`, or another process may take the row and send it again."""
     # A read first: an idle outbox costs the writer nothing.
     if not await store.read(_has_due(channel, now)):
         return 0
-    rows = await store.write(lambda conn: claim(conn, channel, now))
+    rows = await store.write(lambda conn: claim(conn, channel, now, lease_seconds=lease_seconds))
     started = time.monotonic()
 
     def moment() -> datetime:

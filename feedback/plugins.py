@@ -30,6 +30,8 @@ DEFAULT_PLUGINS = (
     "feedback_plugins.quality_rules",
     "feedback_plugins.haochaping_rules",
     "feedback_plugins.vash_kontrol_rules",
+    "feedback_plugins.mail",
+    "feedback_plugins.webhooks",
 )
 
 

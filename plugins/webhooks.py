@@ -18,14 +18,15 @@ import logging
 import socket
 import sqlite3
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 import sqlite_utils
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -34,11 +35,13 @@ from msgspec import Meta, Struct
 from feedback import __version__, hookimpl
 from feedback.db import Store
 from feedback.errors import Forbidden, InvalidInput, NotFound
-from feedback.jobs import Job, JobContext
 from feedback.models import Event
-from feedback.outbox import GiveUp, Nudger, deliver_due, enqueue, stamp
+from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue, stamp
 from feedback.settings import Settings, load_settings
-from feedback.web.security import Principal, current_principal
+
+if TYPE_CHECKING:
+    from feedback.jobs import Job, JobContext
+    from feedback.web.security import Principal
 
 log = logging.getLogger("feedback.webhooks")
 
@@ -66,10 +69,11 @@ def m001_webhooks(db: sqlite_utils.Database) -> None:
     )
 
 
+@dataclass
 class _State:
     settings: Settings | None = None
-    serving = False  # inside the server (not `feedback tick`): deliver promptly after queueing
-    hooks: list[dict[str, Any]] = []
+    serving: bool = False  # inside the server (not `feedback tick`): deliver promptly after queueing
+    hooks: list[dict[str, Any]] = field(default_factory=list)
     loaded_at: float | None = None
 
 
@@ -144,18 +148,6 @@ def body_of(event: Event) -> str:
     ).decode()
 
 
-def _queue_time(event: Event) -> datetime:
-    """When the delivery becomes due: when the event happened, never later than now."""
-    now = datetime.now(UTC)
-    try:
-        happened = datetime.fromisoformat(event.created_at)
-    except (TypeError, ValueError):
-        return now
-    if happened.tzinfo is None:
-        return now
-    return min(happened, now)
-
-
 async def _enqueue(event: Event, store: Store) -> None:
     if _state.loaded_at is None or time.monotonic() - _state.loaded_at > CACHE_SECONDS:
         _state.hooks = await store.read(_load_hooks)
@@ -164,7 +156,7 @@ async def _enqueue(event: Event, store: Store) -> None:
     if not matching:
         return
     payload = body_of(event)
-    at = _queue_time(event)
+    at = due_at(event.created_at)
 
     def queue(conn: sqlite3.Connection) -> None:
         for hook_id in matching:
@@ -232,6 +224,8 @@ def register_migrations() -> sqlite_utils.Migrations:
 
 @hookimpl
 def register_jobs(settings: Settings) -> list[Job]:
+    from feedback.jobs import Job  # plugins load while feedback.plugins imports: core modules come later
+
     _state.settings = settings
     return [Job("webhooks.deliver", every=2, run=_deliver_job)]
 
@@ -248,6 +242,13 @@ class WebhookBody(Struct, forbid_unknown_fields=True):
     url: Annotated[str, Meta(min_length=1, max_length=2048)]
     secret: Annotated[str, Meta(min_length=1, max_length=256)]
     events: Annotated[list[str], Meta(max_length=len(EVENTS))] | None = None
+
+
+async def _principal(request: Request, state: State) -> Any:
+    # Imported when a request comes: this module loads while feedback.plugins is still importing.
+    from feedback.web.security import current_principal
+
+    return await current_principal(request, state)
 
 
 def _require_admin(principal: Principal) -> None:
@@ -284,7 +285,7 @@ def _delivery_status(row: dict[str, Any]) -> str:
 class WebhooksController(Controller):
     path = "/api/v1/webhooks"
     tags = ["webhooks"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": Provide(_principal)}
 
     async def _get(self, state: State, webhook_id: int) -> dict[str, Any]:
         rows = await state.store.query(
@@ -295,7 +296,7 @@ class WebhooksController(Controller):
 
     @post(summary="Register a webhook (admin)",
           description="Events: " + ", ".join(EVENTS) + "; none or [\"*\"] means all. The secret is never shown again.")
-    async def create(self, data: WebhookBody, principal: Principal, state: State) -> Response[dict[str, Any]]:
+    async def create(self, data: WebhookBody, principal: Any, state: State) -> Response[dict[str, Any]]:
         _require_admin(principal)
         events = _normalise_events(data.events)
         await check_url(data.url, state.settings.webhook_allow_private)
@@ -310,14 +311,14 @@ class WebhooksController(Controller):
                         status_code=201)
 
     @get(summary="Registered webhooks, secrets hidden (admin)")
-    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
+    async def list(self, principal: Any, state: State) -> list[dict[str, Any]]:
         _require_admin(principal)
         rows = await state.store.query(
             "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks ORDER BY id")
         return [_public(row) for row in rows]
 
     @delete("/{webhook_id:int}", status_code=200, summary="Disable a webhook; its record and deliveries stay")
-    async def disable(self, webhook_id: int, principal: Principal, state: State) -> dict[str, Any]:
+    async def disable(self, webhook_id: int, principal: Any, state: State) -> dict[str, Any]:
         _require_admin(principal)
         await self._get(state, webhook_id)
         at = stamp(datetime.now(UTC))
@@ -329,7 +330,7 @@ class WebhooksController(Controller):
 
     @get("/{webhook_id:int}/deliveries", summary="Recent deliveries of a webhook, newest first (admin)")
     async def deliveries(
-        self, webhook_id: int, principal: Principal, state: State,
+        self, webhook_id: int, principal: Any, state: State,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         _require_admin(principal)

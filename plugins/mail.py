@@ -1,0 +1,590 @@
+"""Mail over SMTP (FEEDBACK_SMTP_URL): owners hear of their corrective actions, unit managers get a
+weekly digest, and a respondent who left an email address hears what was done about their
+feedback, after which their contact is purged.
+
+Every mail is a row in the durable outbox (channel "mail"), queued once per event and address, and
+sent by the "mail.deliver" job (and at once after queueing, inside the server). Texts are in the
+recipient's language: the user's own, else their unit's; the respondent's, for a call-back.
+URL forms: smtp://host[:25], smtp+starttls://host[:587], smtps://host[:465], each with an optional
+user:password@.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import smtplib
+import sqlite3
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+from babel.numbers import format_decimal
+
+from feedback import hookimpl
+from feedback.db import Store
+from feedback.i18n import CATALOGUE, gettext_for
+from feedback.models import LANGUAGES, Event, Unit
+from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue
+from feedback.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from feedback.catalog import Snapshot
+    from feedback.jobs import Job, JobContext
+
+log = logging.getLogger("feedback.mail")
+
+CHANNEL = "mail"
+SMTP_TIMEOUT = 30.0
+DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+CLOSED = ("closed", "appeal_upheld")
+# Metrics whose values are means on 0-100; every other metric is a share 0-1.
+MEAN_METRICS = ("mean_score", "indicator_mean")
+COMPARATORS = {">=": "≥", "<=": "≤"}
+EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+@dataclass
+class _State:
+    settings: Settings | None = None
+    serving: bool = False  # inside the server (not `feedback tick`): deliver promptly after queueing
+    said: set[str] = field(default_factory=set)  # log lines written once per process
+
+
+_state = _State()
+_nudger = Nudger()
+
+
+def current_settings() -> Settings:
+    if _state.settings is None:
+        _state.settings = load_settings()
+    return _state.settings
+
+
+def _once(key: str, message: str, *args: Any) -> None:
+    if key not in _state.said:
+        _state.said.add(key)
+        log.warning(message, *args)
+
+
+# -- SMTP --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    scheme: str
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = None
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """`smtp://`, `smtp+starttls://` or `smtps://`, optional `user:password@`, optional port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"smtp_url: scheme must be one of {sorted(DEFAULT_PORTS)}")
+    if not parts.hostname:
+        raise ValueError("smtp_url: has no host")
+    return SmtpTarget(scheme, parts.hostname, parts.port or DEFAULT_PORTS[scheme],
+                      unquote(parts.username) if parts.username else None,
+                      unquote(parts.password) if parts.password else None)
+
+
+def smtp_target(settings: Settings) -> SmtpTarget | None:
+    """The configured server, or None (mail is off: said once in the log)."""
+    if not settings.smtp_url:
+        _once("off", "mail is off: FEEDBACK_SMTP_URL is not set, so no mail is queued")
+        return None
+    try:
+        return parse_smtp_url(settings.smtp_url)
+    except ValueError as error:
+        _once("bad", "mail is off: %s", error)
+        return None
+
+
+def send_message(target: SmtpTarget, message: EmailMessage) -> None:
+    """Blocking: call in a thread."""
+    context = ssl.create_default_context()
+    if target.scheme == "smtps":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(target.host, target.port, timeout=SMTP_TIMEOUT, context=context)
+    else:
+        client = smtplib.SMTP(target.host, target.port, timeout=SMTP_TIMEOUT)
+    with client:
+        if target.scheme == "smtp+starttls":
+            client.starttls(context=context)
+        if target.user:
+            client.login(target.user, target.password or "")
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            # A permanent refusal of the address will not change on retry.
+            if all(code >= 500 for code, _ in error.recipients.values()):
+                raise GiveUp(f"recipient refused: {error.recipients}") from error
+            raise
+
+
+def sender_address(settings: Settings) -> str:
+    host = urlsplit(settings.public_url).hostname if settings.public_url else None
+    return f"feedback@{host or 'localhost'}"
+
+
+def build_message(row: dict[str, Any], sender: str) -> EmailMessage:
+    mail = json.loads(row["payload"])
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = row["target"]
+    message["Subject"] = mail["subject"]
+    message["Date"] = format_datetime(datetime.now(UTC))
+    # The same id on every attempt, so a receiving system can drop a copy it already has.
+    digest = hashlib.sha256(row["dedupe_key"].encode()).hexdigest()[:16]
+    message["Message-ID"] = f"<outbox.{row['id']}.{digest}@{sender.split('@', 1)[1]}>"
+    message["Content-Language"] = mail.get("lang", "en")
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(mail["body"], charset="utf-8")
+    return message
+
+
+def _after_delivery(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """A call-back mail went out: its contact has done its job and is purged (with the outbox copy)."""
+    response_id = json.loads(row["payload"]).get("purge_contact")
+    if not response_id:
+        return
+    purge_contact(conn, response_id, "call-back mail delivered")
+    conn.execute("UPDATE outbox SET target = '(purged)', payload = '{}' WHERE id = ?", (row["id"],))
+
+
+async def deliver(store: Store, now: datetime, settings: Settings) -> int:
+    """One delivery round of the mail outbox."""
+    target = smtp_target(settings)
+    if target is None:
+        return 0
+    sender = sender_address(settings)
+
+    async def send(row: dict[str, Any]) -> None:
+        await asyncio.to_thread(send_message, target, build_message(row, sender))
+
+    # Several SMTP steps, each with its own timeout: a lease long enough for all of them.
+    return await deliver_due(store, CHANNEL, send, now, lease_seconds=SMTP_TIMEOUT * 10,
+                             on_delivered=_after_delivery)
+
+
+def _nudge(store: Store) -> None:
+    if _state.serving:
+        _nudger.nudge(CHANNEL, lambda: deliver(store, datetime.now(UTC), current_settings()))
+
+
+# -- texts -----------------------------------------------------------------------------------------------
+
+def _lang(*candidates: str | None) -> str:
+    for lang in candidates:
+        if lang in LANGUAGES:
+            return lang
+    return "en"
+
+
+def _number(value: float, lang: str) -> str:
+    return format_decimal(value, format="0.0", locale=CATALOGUE.get(lang, "en"))
+
+
+def _measure(value: float | None, metric: str | None, lang: str) -> str:
+    if value is None:
+        return "–"
+    if metric in MEAN_METRICS:
+        return _number(value, lang)
+    return f"{_number(value * 100, lang)} %"
+
+
+def _unit_name(unit: dict[str, Any] | None, lang: str) -> str:
+    if not unit:
+        return ""
+    names = unit.get("names") or {}
+    return names.get(lang) or unit["name"]
+
+
+def _footer(lang: str) -> str:
+    return gettext_for(lang)("This is an automatic message from the feedback service; please do not reply.")
+
+
+def action_mail(kind: str, action: dict[str, Any], unit: dict[str, Any] | None, lang: str) -> tuple[str, str]:
+    """(subject, body) of a mail about a corrective action. `kind`: opened, due_soon, overdue, escalated."""
+    _ = gettext_for(lang)
+    values = {"id": action["id"], "title": action.get("title") or "", "due": action.get("due") or ""}
+    subjects = {
+        "opened": _("Corrective action #%(id)s opened: %(title)s"),
+        "due_soon": _("Corrective action #%(id)s is due on %(due)s: %(title)s"),
+        "overdue": _("Corrective action #%(id)s is overdue: %(title)s"),
+        "escalated": _("Corrective action #%(id)s is overdue: %(title)s"),
+    }
+    intros = {
+        "opened": _("A corrective action has been opened and assigned to you."),
+        "due_soon": _("This corrective action is due soon. Please record what has been done before the deadline."),
+        "overdue": _("This corrective action has passed its deadline and has been escalated."),
+        "escalated": _("A corrective action in your area has passed its deadline and has been escalated to you."),
+    }
+    source = action.get("source") or {}
+    if source.get("type") == "objective":
+        origin = _("Source: quality objective #%(objective)s, period %(period)s") % {
+            "objective": source.get("objective"), "period": source.get("period") or ""}
+    elif source.get("type") == "response" or action.get("response_id"):
+        origin = _("Source: a rating given by a citizen or trader")
+    else:
+        origin = _("Source: opened by hand")
+    lines = [
+        intros[kind],
+        "",
+        _("Action: %(title)s") % values,
+        _("Unit: %(unit)s") % {"unit": _unit_name(unit, lang) or action.get("unit") or ""},
+        _("Owner: %(owner)s") % {"owner": action.get("owner") or "–"},
+        _("Due: %(due)s") % {"due": action.get("due") or _("no deadline")},
+        origin,
+        "",
+        _footer(lang),
+    ]
+    return subjects[kind] % values, "\n".join(lines)
+
+
+def objective_mail(status: dict[str, Any], unit: dict[str, Any] | None, lang: str) -> tuple[str, str]:
+    _ = gettext_for(lang)
+    metric = status.get("metric")
+    title = status.get("title") or metric or str(status.get("objective"))
+    low, high = (status.get("ci95") or (None, None))[:2]
+    lines = [
+        _("A quality objective of your unit has been breached: the measured value misses its target."),
+        "",
+        _("Objective: %(title)s") % {"title": title},
+        _("Unit: %(unit)s") % {"unit": _unit_name(unit, lang) or status.get("unit") or ""},
+        _("Period: %(from)s – %(to)s") % {"from": status.get("from") or "", "to": status.get("to") or ""},
+        _("Target: %(comparator)s %(target)s") % {"comparator": COMPARATORS.get(status.get("comparator"), ""),
+                                                   "target": _measure(status.get("target"), metric, lang)},
+        _("Result: %(value)s (n = %(n)s, 95%% interval %(low)s – %(high)s)") % {
+            "value": _measure(status.get("value"), metric, lang), "n": status.get("n") or 0,
+            "low": _measure(low, metric, lang), "high": _measure(high, metric, lang)},
+        "",
+        _footer(lang),
+    ]
+    return _("Quality objective breached: %(title)s") % {"title": title}, "\n".join(lines)
+
+
+def callback_mail(receipt: str, unit: dict[str, Any] | None, events: list[dict[str, Any]],
+                  lang: str) -> tuple[str, str]:
+    """The short "what we did" message to a respondent, from the action's latest ISO 10.2 record."""
+    _ = gettext_for(lang)
+
+    def latest(*columns: str) -> str | None:
+        for column in columns:
+            for event in events:  # newest first
+                if event.get(column):
+                    return event[column]
+        return None
+
+    done = latest("result", "action_taken", "correction")
+    explanation = latest("explanation")
+    lines = [_("Thank you for your feedback (receipt %(receipt)s) about %(unit)s.") % {
+        "receipt": receipt, "unit": _unit_name(unit, lang)}, ""]
+    lines.append(_("We looked into it and the case is now closed."))
+    if done:
+        lines.append(_("What we did: %(result)s") % {"result": done})
+    if explanation:
+        lines.append(_("Our explanation: %(explanation)s") % {"explanation": explanation})
+    lines += ["", _("Your contact details will now be deleted from our records."), "", _footer(lang)]
+    return _("What we did about your feedback (receipt %(receipt)s)") % {"receipt": receipt}, "\n".join(lines)
+
+
+# -- reacting to events ----------------------------------------------------------------------------------
+
+def _units(conn: sqlite3.Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
+    marks = ",".join("?" for _ in codes)
+    found = {}
+    for row in conn.execute(f"SELECT code, name, names, lang FROM units WHERE code IN ({marks})", codes):
+        unit = dict(row)
+        unit["names"] = json.loads(unit["names"]) if unit["names"] else {}
+        found[unit["code"]] = unit
+    return found
+
+
+def _recipients(conn: sqlite3.Connection, names: list[str]) -> dict[str, dict[str, Any]]:
+    marks = ",".join("?" for _ in names)
+    rows = conn.execute(
+        f"SELECT u.name, u.email, u.lang, coalesce(unit.lang, '') AS unit_lang FROM users u"
+        f" LEFT JOIN units unit ON unit.code = u.unit"
+        f" WHERE u.name IN ({marks}) AND coalesce(u.disabled, 0) = 0 AND u.email IS NOT NULL AND u.email != ''",
+        names,
+    )
+    return {row["name"]: dict(row) for row in rows}
+
+
+async def _notify(event: Event, store: Store) -> None:
+    data = event.data
+    if event.type == "objective.breached":
+        kinds = [(data.get("owner"), "breached")]
+    elif event.type == "action.overdue":
+        kinds = [(data.get("owner"), "overdue"), (data.get("escalated_to"), "escalated")]
+    else:
+        kinds = [(data.get("owner"), event.type.split(".", 1)[1])]
+    unit_code = data.get("unit")
+
+    def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        units = _units(conn, [unit_code]) if unit_code else {}
+        manager = conn.execute("SELECT owner FROM units WHERE code = ?", (unit_code,)).fetchone()
+        names = [name for name, _ in kinds if name] + ([manager[0]] if manager and manager[0] else [])
+        return _recipients(conn, names) if names else {}, units, manager[0] if manager else None
+
+    recipients, units, manager = await store.read(read)
+    if not kinds[0][0] and manager:
+        kinds[0] = (manager, kinds[0][1])  # no owner named: the unit's manager answers for it
+    unit = units.get(unit_code) if unit_code else None
+    at = due_at(event.created_at)
+    queued: list[dict[str, Any]] = []
+    for name, kind in kinds:
+        user = recipients.get(name) if name else None
+        if user is None:
+            continue
+        lang = _lang(user["lang"], user["unit_lang"], unit and unit["lang"])
+        if kind == "breached":
+            subject, body = objective_mail(data, unit, lang)
+        else:
+            subject, body = action_mail(kind, data, unit, lang)
+        queued.append({"to": user["email"], "subject": subject, "body": body, "lang": lang})
+    if not queued:
+        return
+
+    def queue(conn: sqlite3.Connection) -> None:
+        for mail in queued:
+            enqueue(conn, channel=CHANNEL, dedupe_key=f"{event.id}|mail:{mail['to']}", target=mail["to"],
+                    payload=json.dumps(mail, ensure_ascii=False), event_id=event.id, event_type=event.type, now=at)
+
+    await store.write(queue)
+    _nudge(store)
+
+
+def purge_contact(conn: sqlite3.Connection, response_id: str, reason: str) -> bool:
+    purged = conn.execute("DELETE FROM contacts WHERE response_id = ?", (response_id,)).rowcount > 0
+    if purged:
+        log.info("contact of response %s purged: %s", response_id, reason)
+    return purged
+
+
+async def _callback(event: Event, store: Store, mail_on: bool) -> None:
+    action = event.data
+    response_id = action.get("response_id") or (action.get("source") or {}).get("response_id")
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT c.contact, r.lang, r.receipt, r.unit FROM contacts c JOIN responses r ON r.id = c.response_id"
+            " WHERE c.response_id = ?", (response_id,)).fetchone()
+        if row is None:
+            return None
+        found = dict(row)
+        found["unit"] = _units(conn, [row["unit"]]).get(row["unit"])
+        found["events"] = [dict(e) for e in conn.execute(
+            "SELECT result, action_taken, correction, explanation FROM action_events WHERE action = ?"
+            " ORDER BY seq DESC", (action["id"],))]
+        return found
+
+    found = await store.read(read)
+    if found is None:
+        return
+    match = EMAIL.search(found["contact"])
+    if action.get("status") != "closed" or match is None or not mail_on:
+        # A phone number was for the officer's call, which has been made; an upheld appeal needs no
+        # message; with mail off nothing more can be done with the address. Either way it goes now.
+        reason = f"action {action['id']} {action.get('status')}"
+        await store.write(lambda conn: purge_contact(conn, response_id, reason))
+        return
+    address = match.group(0)
+    lang = _lang(found["lang"], found["unit"] and found["unit"]["lang"])
+    subject, body = callback_mail(found["receipt"], found["unit"], found["events"], lang)
+    payload = json.dumps({"to": address, "subject": subject, "body": body, "lang": lang,
+                          "purge_contact": response_id}, ensure_ascii=False)
+    at = due_at(event.created_at)
+    # One call-back per response; the key holds no address, so nothing of the contact outlives it.
+    await store.write(lambda conn: enqueue(conn, channel=CHANNEL, dedupe_key=f"callback:{response_id}",
+                                           target=address, payload=payload, event_id=event.id,
+                                           event_type=event.type, now=at))
+    _nudge(store)
+
+
+@hookimpl
+def track_event(event: Event, store: Store):
+    if event.type in ("action.opened", "action.due_soon", "action.overdue", "objective.breached"):
+        if smtp_target(current_settings()) is None:
+            return None
+        return _notify(event, store)
+    if (event.type == "action.changed" and event.data.get("status") in CLOSED
+            and (event.data.get("response_id") or (event.data.get("source") or {}).get("response_id"))):
+        return _callback(event, store, smtp_target(current_settings()) is not None)
+    return None
+
+
+# -- the weekly digest -----------------------------------------------------------------------------------
+
+def digest_sections(conn: sqlite3.Connection, snapshot: Snapshot, units: list[Unit], today: date,
+                    min_n: int) -> list[dict[str, Any]]:
+    """For each unit (its subtree): last ISO week's satisfaction, objectives at risk or breached, overdue actions."""
+    from feedback.rates import satisfaction
+
+    monday = today - timedelta(days=today.weekday())
+    week_from, week_to = monday - timedelta(days=7), monday - timedelta(days=1)
+    sections = []
+    for unit in units:
+        subtree = snapshot.subtree(unit.code)
+        rate = satisfaction(conn, snapshot, unit.code, week_from.isoformat(), week_to.isoformat(), "unit",
+                            min_n)["total"]
+        objectives = []
+        for code in subtree:
+            for version in snapshot.objectives_in_force(code, today.isoformat(), with_ancestors=False):
+                state = conn.execute(
+                    "SELECT status, value, n FROM objective_states WHERE objective = ?"
+                    " ORDER BY evaluated_at DESC, period DESC LIMIT 1", (version.objective,)).fetchone()
+                if state and state["status"] in ("at_risk", "breached"):
+                    objectives.append({"title": version.title or version.metric, "metric": version.metric,
+                                       "comparator": version.comparator, "target": version.target,
+                                       "status": state["status"], "value": state["value"], "n": state["n"]})
+        marks = ",".join("?" for _ in subtree)
+        overdue = [dict(row) for row in conn.execute(
+            f"SELECT id, title, due, owner FROM actions WHERE unit IN ({marks}) AND due IS NOT NULL AND due < ?"
+            f" AND status NOT IN ('closed', 'appeal_upheld') ORDER BY due, id LIMIT 50",
+            [*subtree, today.isoformat()])]
+        sections.append({"unit": unit, "from": week_from.isoformat(), "to": week_to.isoformat(), "rate": rate,
+                         "objectives": objectives, "overdue": overdue})
+    return sections
+
+
+def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int) -> tuple[str, str]:
+    _ = gettext_for(lang)
+    first = sections[0]
+    lines = [_("Your weekly quality digest for %(from)s – %(to)s.") % {"from": first["from"], "to": first["to"]}]
+    for section in sections:
+        unit: Unit = section["unit"]
+        name = (unit.names or {}).get(lang) or unit.name
+        lines += ["", f"== {name} ({unit.code}) =="]
+        rate = section["rate"]
+        if rate["n"]:
+            low, high = rate["ci95"]
+            lines.append(_("Satisfaction last week: %(rate)s (n = %(n)s, 95%% interval %(low)s – %(high)s)") % {
+                "rate": _measure(rate["rate"], None, lang), "n": rate["n"],
+                "low": _measure(low, None, lang), "high": _measure(high, None, lang)})
+            if not rate["sufficient"]:
+                lines.append(_("Fewer than %(min_n)s responses: too few to judge.") % {"min_n": min_n})
+        else:
+            lines.append(_("Satisfaction last week: no responses"))
+        templates = {
+            "at_risk": _("%(title)s: at risk (%(value)s, target %(comparator)s %(target)s, n = %(n)s)"),
+            "breached": _("%(title)s: breached (%(value)s, target %(comparator)s %(target)s, n = %(n)s)"),
+        }
+        if section["objectives"]:
+            lines.append(_("Objectives at risk or breached:"))
+        else:
+            lines.append(_("No objective is at risk or breached."))
+        for item in section["objectives"]:
+            lines.append("  - " + templates[item["status"]] % {
+                "title": item["title"], "value": _measure(item["value"], item["metric"], lang),
+                "comparator": COMPARATORS.get(item["comparator"], ""),
+                "target": _measure(item["target"], item["metric"], lang),
+                "n": item["n"] or 0})
+        if section["overdue"]:
+            lines.append(_("Overdue corrective actions:"))
+        else:
+            lines.append(_("No corrective action is overdue."))
+        for item in section["overdue"]:
+            lines.append("  - " + _("#%(id)s %(title)s, due %(due)s, owner %(owner)s") % {
+                "id": item["id"], "title": item["title"], "due": item["due"], "owner": item["owner"] or "–"})
+    lines += ["", _footer(lang)]
+    return _("Weekly quality digest, %(week)s") % {"week": week}, "\n".join(lines)
+
+
+async def run_digest(ctx: JobContext) -> int:
+    """Queue this week's digest for each unit owner with an email, on the digest weekday from the digest hour
+    (the owner's first unit's local time). Returns how many were queued."""
+    settings, snapshot = ctx.settings, ctx.snapshot
+    if smtp_target(settings) is None:
+        return 0
+    owned: dict[str, list[Unit]] = {}
+    for unit in sorted(snapshot.units.values(), key=lambda u: u.code):
+        if unit.owner:
+            owned.setdefault(unit.owner, []).append(unit)
+    queued = 0
+    for owner, units in owned.items():
+        user = snapshot.users.get(owner)
+        if user is None or not user.email:
+            continue
+        local = ctx.now.astimezone(ZoneInfo(units[0].tz))
+        if local.weekday() != settings.digest_weekday or local.hour < settings.digest_hour:
+            continue
+        year, week, _ = local.date().isocalendar()
+        week_key = f"{year}-W{week:02d}"
+        key = f"digest:{owner}:{week_key}"
+        if await ctx.store.query("SELECT 1 FROM outbox WHERE dedupe_key = ?", (key,)):
+            continue
+        day = local.date()
+        sections = await ctx.store.read(
+            lambda conn, units=units, day=day: digest_sections(conn, snapshot, units, day, settings.min_n))
+        lang = _lang(user.lang, units[0].lang)
+        subject, body = digest_mail(sections, week_key, lang, settings.min_n)
+        payload = json.dumps({"to": user.email, "subject": subject, "body": body, "lang": lang}, ensure_ascii=False)
+        if await ctx.store.write(lambda conn, k=key, to=user.email, p=payload: enqueue(
+                conn, channel=CHANNEL, dedupe_key=k, target=to, payload=p, event_type="digest", now=ctx.now)):
+            queued += 1
+    if queued:
+        log.info("weekly digest queued for %s owner(s)", queued)
+    return queued
+
+
+# -- contact retention -----------------------------------------------------------------------------------
+
+def purge_expired_contacts(conn: sqlite3.Connection, now: datetime, retention_days: int) -> list[str]:
+    """Purge contacts past their retention whose response has no open corrective action; returns the ids."""
+    cutoff = (now - timedelta(days=retention_days)).astimezone(UTC).isoformat()
+    rows = conn.execute(
+        """SELECT response_id FROM contacts c
+           WHERE (c.created_at < ? OR (c.purge_after IS NOT NULL AND c.purge_after < ?))
+             AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.response_id = c.response_id
+                             AND a.status NOT IN ('closed', 'appeal_upheld'))""",
+        (cutoff, now.astimezone(UTC).isoformat()),
+    ).fetchall()
+    purged = [row[0] for row in rows if purge_contact(conn, row[0], f"older than {retention_days} days")]
+    # A call-back mail that never went out keeps no copy of the address beyond the retention either.
+    conn.execute(
+        "UPDATE outbox SET target = '(purged)', payload = '{}' WHERE channel = ? AND dedupe_key LIKE 'callback:%'"
+        " AND target != '(purged)' AND (failed_at IS NOT NULL OR created_at < ?)",
+        (CHANNEL, cutoff),
+    )
+    return purged
+
+
+async def _purge_job(ctx: JobContext) -> None:
+    now, days = ctx.now, ctx.settings.contact_retention_days
+    await ctx.store.write(lambda conn: purge_expired_contacts(conn, now, days))
+
+
+async def _deliver_job(ctx: JobContext) -> None:
+    await deliver(ctx.store, ctx.now, ctx.settings)
+
+
+@hookimpl
+def register_jobs(settings: Settings) -> list[Job]:
+    from feedback.jobs import Job  # plugins load while feedback.plugins imports: core modules come later
+
+    _state.settings = settings
+    # In this order, so one `feedback tick` queues the digest and then delivers it.
+    return [
+        Job("mail.digest", every=3600, run=run_digest),
+        Job("mail.purge_contacts", every=3600, run=_purge_job),
+        Job("mail.deliver", every=5, run=_deliver_job),
+    ]
+
+
+@hookimpl
+def startup(settings: Settings) -> None:
+    _state.settings = settings
+    _state.serving = True
+    smtp_target(settings)
