@@ -151,8 +151,44 @@ def test_users(demo) -> None:
     users = {row["name"]: row for row in conn.execute("SELECT * FROM users")}
     assert users["admin"]["role"] == "admin" and users["admin"]["unit"] is None
     managers = [u for u in users.values() if u["role"] == "manager"]
-    assert {u["unit"] for u in managers} == set(demo[0]["roots"])
+    assert {u["unit"] for u in managers} >= set(demo[0]["roots"])
     assert all(u["email"].endswith("@example.org") for u in managers)
+    # Every unit has an owner: a manager of that very unit, who gets its mail.
+    for unit in conn.execute("SELECT code, owner, country, action_days FROM units"):
+        owner = users[unit["owner"]]
+        assert (owner["role"], owner["unit"]) == ("manager", unit["code"])
+        assert unit["country"] in ("VN", "RU", "CN", "US") and unit["action_days"] > 0
+
+
+def test_objectives_from_the_articles(demo) -> None:
+    _summary, conn = demo
+    found = {(row["unit"], row["metric"], row["target"]) for row in conn.execute(
+        "SELECT o.unit, v.metric, v.target FROM objectives o JOIN objective_versions v ON v.objective = o.id")}
+    assert ("GX", "satisfaction", 0.9947) in found
+    assert ("KG", "on_time_rectification", 0.998) in found
+    assert ("HP-KV1", "satisfaction", 0.90) in found
+    owners = conn.execute("SELECT count(*) FROM objective_versions WHERE owner IS NULL").fetchone()[0]
+    assert owners == 0
+
+
+def test_recent_bad_reviews_wait_in_the_queue(demo) -> None:
+    _summary, conn = demo
+    actions = [dict(row) for row in conn.execute("SELECT * FROM actions WHERE source_type = 'response'")]
+    assert actions, "no work orders or call-backs from the last fortnight"
+    kinds = {a["kind"] for a in actions}
+    assert kinds == {"work_order", "callback"}
+    first_day = (TODAY - timedelta(days=14)).isoformat()
+    surveys = {row["id"]: (row["survey"], row["day"], row["level"]) for row in conn.execute(
+        "SELECT id, survey, day, level FROM responses WHERE id IN (SELECT response_id FROM actions)")}
+    for action in actions:
+        survey, day, level = surveys[action["response_id"]]
+        assert day >= first_day
+        assert (survey, action["kind"]) in (("haochaping", "work_order"), ("vash_kontrol", "callback"))
+        assert action["owner"] and action["due"] > day
+    # Every recent 好差评 bad review has its work order: none is missed.
+    bad = conn.execute("SELECT count(*) FROM responses WHERE survey = 'haochaping' AND level <= 2 AND day >= ?"
+                       " AND flags = '[]'", (first_day,)).fetchone()[0]
+    assert bad == sum(1 for a in actions if a["kind"] == "work_order")
 
 
 def test_the_same_seed_gives_the_same_history(demo, tmp_path: Path) -> None:
