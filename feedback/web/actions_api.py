@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 from feedback import actions
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import ActionRequest
-from feedback.web.api import fresh_snapshot, parse_day
+from feedback.web.api import day_range, fresh_snapshot, parse_day, scope_unit
 from feedback.web.security import Principal, current_principal
 
 Text = Annotated[str, Meta(max_length=actions.MAX_TEXT)]
@@ -179,17 +179,9 @@ class KpisController(Controller):
         date_to: str | None = Parameter(query="to", default=None),
     ) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
-        unit = unit or principal.unit
-        if unit is None:
-            raise InvalidInput("unit: required for a token not bound to a unit", "unit")
-        if unit not in snapshot.units:
-            raise NotFound(f"unit: no unit {unit!r}", "unit")
-        principal.require_unit(unit, snapshot)
+        unit = scope_unit(principal, snapshot, unit)
+        start, end = day_range(snapshot, unit, date_from, date_to)
         now = datetime.now(UTC)
-        end = parse_day(date_to, "to") or actions.local_day(now, snapshot.units[unit].tz)
-        start = parse_day(date_from, "from") or end - timedelta(days=29)
-        if start > end:
-            raise InvalidInput("from: must not be after 'to'", "from")
         min_n = state.settings.min_n
         return await state.store.read(
             lambda conn: actions.kpis(conn, snapshot, unit, start.isoformat(), end.isoformat(), min_n, now=now))

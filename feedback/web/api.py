@@ -163,6 +163,31 @@ def parse_day(value: str | None, field: str) -> date | None:
         raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", field) from None
 
 
+def local_today(snapshot: Snapshot, unit: str) -> date:
+    return datetime.now(UTC).astimezone(ZoneInfo(snapshot.units[unit].tz)).date()
+
+
+def scope_unit(principal: Principal, snapshot: Snapshot, unit: str | None) -> str:
+    """The unit asked about (default: the token's own), which must exist and lie in the token's subtree."""
+    unit = unit or principal.unit
+    if unit is None:
+        raise InvalidInput("unit: required for a token not bound to a unit", "unit")
+    if unit not in snapshot.units:
+        raise NotFound(f"unit: no unit {unit!r}", "unit")
+    principal.require_unit(unit, snapshot)
+    return unit
+
+
+def day_range(snapshot: Snapshot, unit: str, date_from: str | None, date_to: str | None,
+              default_days: int = 30) -> tuple[date, date]:
+    """`from` and `to` as the unit's local days, inclusive; by default the last `default_days` days."""
+    end = parse_day(date_to, "to") or local_today(snapshot, unit)
+    start = parse_day(date_from, "from") or end - timedelta(days=default_days - 1)
+    if start > end:
+        raise InvalidInput("from: must not be after 'to'", "from")
+    return start, end
+
+
 class SatisfactionController(Controller):
     path = "/api/v1/satisfaction"
     tags = ["rates"]
@@ -181,17 +206,8 @@ class SatisfactionController(Controller):
         touchpoint: str | None = None,
     ) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
-        unit = unit or principal.unit
-        if unit is None:
-            raise InvalidInput("unit: required for a token not bound to a unit", "unit")
-        if unit not in snapshot.units:
-            raise NotFound(f"unit: no unit {unit!r}", "unit")
-        principal.require_unit(unit, snapshot)
-        today = datetime.now(UTC).astimezone(ZoneInfo(snapshot.units[unit].tz)).date()
-        end = parse_day(date_to, "to") or today
-        start = parse_day(date_from, "from") or end - timedelta(days=29)
-        if start > end:
-            raise InvalidInput("from: must not be after 'to'", "from")
+        unit = scope_unit(principal, snapshot, unit)
+        start, end = day_range(snapshot, unit, date_from, date_to)
         filters = {k: v for k, v in (("service", service), ("touchpoint", touchpoint)) if v}
         min_n = state.settings.min_n
         return await state.store.read(

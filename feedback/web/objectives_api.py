@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
@@ -13,10 +11,9 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from feedback import exposure, objectives
-from feedback.catalog import Snapshot
 from feedback.control_chart import MAX_WEEKS, p_chart
 from feedback.errors import Forbidden, InvalidInput, NotFound
-from feedback.web.api import fresh_snapshot, parse_day
+from feedback.web.api import day_range, fresh_snapshot, local_today, parse_day, scope_unit
 from feedback.web.security import Principal, current_principal
 
 WRITERS = ("admin", "manager")
@@ -30,21 +27,6 @@ def decode_body(raw: bytes) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as error:
         raise InvalidInput(f"body: {error}", "body") from None
-
-
-def local_today(snapshot: Snapshot, unit: str) -> date:
-    return datetime.now(UTC).astimezone(ZoneInfo(snapshot.units[unit].tz)).date()
-
-
-def scope_unit(principal: Principal, snapshot: Snapshot, unit: str | None) -> str:
-    """The unit asked about (default: the token's own), which must exist and lie in the token's subtree."""
-    unit = unit or principal.unit
-    if unit is None:
-        raise InvalidInput("unit: required for a token not bound to a unit", "unit")
-    if unit not in snapshot.units:
-        raise NotFound(f"unit: no unit {unit!r}", "unit")
-    principal.require_unit(unit, snapshot)
-    return unit
 
 
 async def objective_unit(state: State, objective_id: int) -> str:
@@ -213,10 +195,7 @@ class ExposureController(Controller):
     ) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         unit = scope_unit(principal, snapshot, unit)
-        end = parse_day(date_to, "to") or local_today(snapshot, unit)
-        start = parse_day(date_from, "from") or end - timedelta(days=29)
-        if start > end:
-            raise InvalidInput("from: must not be after 'to'", "from")
+        start, end = day_range(snapshot, unit, date_from, date_to)
         units = snapshot.subtree(unit)
         rows = await state.store.read(
             lambda conn: exposure.list_exposure(conn, units, start.isoformat(), end.isoformat()))
