@@ -183,6 +183,7 @@ class Prepared:
     hits: list[int] = field(default_factory=list)
     requests: list[ActionRequest] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    answers: dict[str, Any] = field(default_factory=dict)  # decoded, for the event after commit
 
 
 def prepare(
@@ -260,7 +261,8 @@ def prepare(
         "content_hash": content_hash(submission),
         "device": device,
     }
-    prepared = Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot)
+    prepared = Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot,
+                        answers=answers)
     if _has_impls("map_response") or _has_impls("evaluate_triggers"):
         prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot)
     return prepared
@@ -401,11 +403,12 @@ def store_job(prepared: Prepared, default_action_days: int = 10):
     return job
 
 
-def stored_event(row: dict[str, Any], flags: tuple[str, ...], hits: list[int] | None = None) -> Event:
+def stored_event(row: dict[str, Any], flags: tuple[str, ...], hits: list[int] | None = None,
+                 answers: dict[str, Any] | None = None, indicators: dict[str, float] | None = None) -> Event:
     skip = ("answers", "indicators", "flags", "content_hash")
     data = {k: row[k] for k in RESPONSE_COLUMNS if k not in skip}
-    data["answers"] = msgspec.json.decode(row["answers"])
-    data["indicators"] = msgspec.json.decode(row["indicators"])
+    data["answers"] = answers if answers is not None else msgspec.json.decode(row["answers"])
+    data["indicators"] = indicators if indicators is not None else msgspec.json.decode(row["indicators"])
     data["flags"] = list(flags)
     data["suspect"] = is_suspect(list(flags))
     data["objectives"] = list(hits or [])
@@ -430,7 +433,7 @@ async def after_commit(result: IngestResult, row: dict[str, Any] | None, prepare
     """The events of a stored response: `response.stored`, then `action.opened` for what it opened."""
     if row is None or not plugins.pm.hook.track_event.get_hookimpls():
         return
-    await fire_event(stored_event(row, result.flags, prepared.hits), store)
+    await fire_event(stored_event(row, result.flags, prepared.hits, prepared.answers, prepared.indicators), store)
     for action in result.actions:
         await fire_event(action_event(action), store)
 
