@@ -28,7 +28,9 @@ from feedback.settings import Settings, load_settings
 from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
+from feedback.web.exports_api import EXPORT_CONTROLLERS
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
+from feedback.web.manage import MANAGE_ROUTES
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
@@ -133,6 +135,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *KIOSK_CONTROLLERS,
         *OBJECTIVE_CONTROLLERS,
         *ACTION_CONTROLLERS,
+        *EXPORT_CONTROLLERS,
+        *MANAGE_ROUTES,
         # The tablet app: /kiosk/ serves index.html; the service worker may re-validate everything.
         create_static_files_router(path="/kiosk", directories=[KIOSK_APP_DIR], html_mode=True,
                                    include_in_schema=False, cache_control=CacheControlHeader(no_cache=True),
