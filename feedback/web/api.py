@@ -8,7 +8,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ClientException
@@ -21,6 +21,7 @@ from feedback.errors import InvalidInput, NotFound
 from feedback.ingest import ingest
 from feedback.models import Submission, SurveyVersion
 from feedback.rates import satisfaction
+from feedback.unit_settings import update_unit_settings
 from feedback.web.security import Principal, current_principal
 
 MAX_RESPONSE_BODY = 64 * 1024
@@ -197,11 +198,29 @@ class UnitsController(Controller):
             if not principal.may_see(unit.code, snapshot):
                 continue
             item: dict[str, Any] = {"code": unit.code, "name": unit.name, "parent": unit.parent,
-                                    "lang": unit.lang, "tz": unit.tz}
+                                    "lang": unit.lang, "tz": unit.tz, "country": unit.country, "owner": unit.owner,
+                                    "action_days": unit.action_days, "public_results": unit.public_results}
             if unit.names:
                 item["names"] = unit.names
             items.append(item)
         return items
+
+    @patch("/{code:str}", summary="Set a unit's owner, calendar country, rectification days or public page")
+    async def update(self, code: str, request: Request, principal: Principal, state: State) -> dict[str, Any]:
+        snapshot = await fresh_snapshot(state)
+        if code not in snapshot.units:
+            raise NotFound(f"code: no unit {code!r}", "code")
+        principal.require_role("admin", "manager")
+        principal.require_unit(code, snapshot)
+        try:
+            changes = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as error:
+            raise InvalidInput(f"body: {error}", "body") from None
+        if not isinstance(changes, dict):
+            raise InvalidInput("body: a JSON object of settings", "body")
+        result = await state.store.write(lambda conn: update_unit_settings(conn, code, changes))
+        state.catalog.invalidate()
+        return result
 
 
 def parse_day(value: str | None, field: str) -> date | None:
