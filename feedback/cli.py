@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     db = open_migrated(os.environ.get("FEEDBACK_DB", "feedback.db"))
     db.close()
     os.environ.setdefault("FEEDBACK_PUBLIC_URL", f"http://{host}:{port}")
+    # One secret for every worker, so a form rendered by one is accepted by another.
+    if not os.environ.get("FEEDBACK_SECRET"):
+        os.environ["FEEDBACK_SECRET"] = secrets.token_hex(32)
     click.echo(f"feedback {__version__} serving {os.environ.get('FEEDBACK_DB')} on http://{host}:{port}", err=True)
     Granian(
         "feedback.web.app:create_app_from_env",
@@ -258,6 +262,32 @@ def exposure_import(db_path: str, csv_file: str) -> None:
 
     stored = in_transaction(db_path, load)
     click.echo(f"{stored} rows stored from {csv_file}")
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Users of the manager web app."""
+
+
+@user_group.command("add")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--user", "name", required=True, help="User name (the sign-in name)")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input")
+@click.option("--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), required=True)
+@click.option("--unit", default=None, help="The unit whose subtree the user sees (optional for admin)")
+@click.option("--email", default=None)
+@click.option("--lang", type=click.Choice(["vi", "ru", "zh", "en"]), default=None)
+def user_add(db_path: str, name: str, password_stdin: bool, role: str, unit: str | None, email: str | None,
+             lang: str | None) -> None:
+    """Create or update a user; with --password-stdin also set the password (argon2id)."""
+    from feedback.web.manage.auth import save_user
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    in_transaction(db_path, lambda conn: save_user(conn, name, role, unit, password=password, email=email,
+                                                  lang=lang))
+    click.echo(f"user {name} ({role}{', unit ' + unit if unit else ''}) saved", err=True)
 
 
 plugins.pm.hook.register_commands(cli=cli)

@@ -317,6 +317,9 @@ def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
 
 UPSERT_ROLLUP = rollup_upsert("rollups", ("unit", "day", "service", "touchpoint"))
 UPSERT_UNIT_DAY = rollup_upsert("rollups_unit_day", ("unit", "day"))
+# The weekday × hour heatmap: local day and UTC hour of occurred_at (the unit's time zone turns it
+# into a local hour when read).
+UPSERT_HEATMAP = rollup_upsert("heatmap_rollups", ("unit", "day", "hour"))
 UPSERT_INDICATOR = """
 INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
 VALUES (?, ?, ?, ?, ?, 1, ?)
@@ -343,6 +346,7 @@ def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: di
                     sign if has_score else 0, sign * (row["score"] or 0.0), *levels, 0)
     conn.execute(UPSERT_ROLLUP, (*key, *measures))
     conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
+    conn.execute(UPSERT_HEATMAP, (row["unit"], row["day"], int(row["occurred_at"][11:13]), *measures))
     if suspect:
         return
     for indicator, value in indicators.items():

@@ -348,6 +348,69 @@ def m006_quality(db: sqlite_utils.Database) -> None:
     )
 
 
+# Free text in the answers: the "comment" key, and any other string that is not an option key (option
+# keys are identifiers; typed text has spaces, capitals or letters outside a-z).
+COMMENT_TEXT_SQL = """(SELECT group_concat(value, char(10)) FROM json_each({answers})
+    WHERE type = 'text' AND (key = 'comment' OR value GLOB '*[^a-z0-9_]*'))"""
+
+
+@migrations()
+def m008_comment_search(db: sqlite_utils.Database) -> None:
+    """Full-text search over comments (FTS5), and an hourly rollup for the weekday × hour heatmap.
+
+    `comment_search` is keyed by the responses rowid. The trigram tokenizer matches any three
+    characters, so Vietnamese, Russian and Chinese text (no spaces between words) are all found by
+    a substring; shorter search words fall back to LIKE over the unit's responses.
+    `heatmap_rollups` counts responses by unit × local day × UTC hour of occurred_at: the local hour
+    and weekday follow from the unit's time zone when read, so ingest needs nothing but the row.
+    """
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS comment_search USING fts5(body, tokenize = 'trigram')")
+    text = COMMENT_TEXT_SQL.format(answers="new.answers")
+    db.execute(
+        f"""CREATE TRIGGER IF NOT EXISTS responses_comment_search AFTER INSERT ON responses
+        WHEN new.answers GLOB '*"*":"*' AND {text} IS NOT NULL
+        BEGIN INSERT INTO comment_search (rowid, body) VALUES (new.rowid, {text}); END"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS responses_comment_search_delete AFTER DELETE ON responses
+        BEGIN DELETE FROM comment_search WHERE rowid = old.rowid; END"""
+    )
+    db.execute(
+        f"INSERT INTO comment_search (rowid, body) SELECT rowid, {COMMENT_TEXT_SQL.format(answers='answers')}"
+        f" FROM responses WHERE answers GLOB '*\"*\":\"*' AND {COMMENT_TEXT_SQL.format(answers='answers')}"
+        " IS NOT NULL AND rowid NOT IN (SELECT rowid FROM comment_search)"
+    )
+    level_columns = ", ".join(f"{level} INTEGER NOT NULL DEFAULT 0" for level in LEVELS)
+    db.execute(
+        f"""CREATE TABLE IF NOT EXISTS heatmap_rollups (
+            unit TEXT NOT NULL, day TEXT NOT NULL, hour INTEGER NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0, satisfied INTEGER NOT NULL DEFAULT 0,
+            dissatisfied INTEGER NOT NULL DEFAULT 0, score_n INTEGER NOT NULL DEFAULT 0,
+            score_sum REAL NOT NULL DEFAULT 0, {level_columns}, suspect INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (unit, day, hour)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(HEATMAP_BACKFILL)
+
+
+# The same sums add_to_rollups keeps, straight from the responses (suspect: any flag that is not
+# merely informational).
+HEATMAP_BACKFILL = """
+INSERT OR REPLACE INTO heatmap_rollups (unit, day, hour, n, satisfied, dissatisfied, score_n, score_sum,
+                                        l1, l2, l3, l4, l5, suspect)
+SELECT unit, day, hour, count(level) FILTER (WHERE NOT bad), total(satisfied) FILTER (WHERE NOT bad),
+       total(dissatisfied) FILTER (WHERE NOT bad), count(score) FILTER (WHERE NOT bad),
+       total(score) FILTER (WHERE NOT bad), count(*) FILTER (WHERE level = 1 AND NOT bad),
+       count(*) FILTER (WHERE level = 2 AND NOT bad), count(*) FILTER (WHERE level = 3 AND NOT bad),
+       count(*) FILTER (WHERE level = 4 AND NOT bad), count(*) FILTER (WHERE level = 5 AND NOT bad),
+       count(*) FILTER (WHERE bad)
+FROM (SELECT unit, day, CAST(substr(occurred_at, 12, 2) AS INTEGER) AS hour, level, satisfied, dissatisfied,
+             score, EXISTS (SELECT 1 FROM json_each(flags)
+                            WHERE value NOT IN ('clock_skew', 'scoring_failed')) AS bad
+      FROM responses)
+GROUP BY unit, day, hour
+"""
+
 def all_migration_sets() -> list[sqlite_utils.Migrations]:
     """The core set first, then every set a plugin registers."""
     sets = [migrations]
@@ -362,3 +425,30 @@ def all_migration_sets() -> list[sqlite_utils.Migrations]:
 def apply_all(db: sqlite_utils.Database) -> None:
     for migration_set in all_migration_sets():
         migration_set.apply(db)
+
+
+@migrations()
+def m007_manage_sessions(db: sqlite_utils.Database) -> None:
+    # Server-side sessions of the manager web app: the cookie holds a random id, the table only its
+    # SHA-256, so a copy of the database cannot be used to sign in.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS sessions (
+            id TEXT PRIMARY KEY,               -- sha256 of the cookie value
+            user TEXT NOT NULL REFERENCES users(name),
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            lang TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user)")
+    db.execute("CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at)")
+    # Failed sign-ins per (lower-cased) user name, for the lockout; kept in SQLite so every worker
+    # sees the same count. Names that do not exist are counted the same way.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS login_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL,
+            at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS login_attempts_user ON login_attempts (username, at)")

@@ -118,3 +118,31 @@ def set_exposure(
         " offered = excluded.offered, source = excluded.source, updated_at = excluded.updated_at",
         (unit, service or "", day, served, offered, source, now_iso()),
     )
+
+
+def update_unit(
+    conn: sqlite3.Connection,
+    code: str,
+    *,
+    owner: str | None = None,
+    action_days: int | None = None,
+    country: str | None = None,
+    public_results: bool = False,
+) -> None:
+    """Set a unit's owner, rectification deadline, calendar country and public-results switch (all four)."""
+    from feedback.unit_settings import update_unit_settings
+
+    update_unit_settings(conn, code, {"owner": owner, "action_days": action_days, "country": country,
+                                      "public_results": public_results})
+
+
+def retire_touchpoint(conn: sqlite3.Connection, token: str) -> str:
+    """Stop a touchpoint taking ratings; the row and its responses stay. Returns when it was retired."""
+    row = conn.execute("SELECT retired_at FROM touchpoints WHERE token = ?", (token,)).fetchone()
+    if row is None:
+        raise NotFound(f"token: no touchpoint {token!r}", "token")
+    if row[0]:
+        raise Conflict(f"token: touchpoint {token!r} was retired at {row[0]}", "token")
+    retired_at = now_iso()
+    conn.execute("UPDATE touchpoints SET retired_at = ? WHERE token = ?", (retired_at, token))
+    return retired_at

@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "feedback_plugins.vash_kontrol_rules",
     "feedback_plugins.mail",
     "feedback_plugins.webhooks",
+    "feedback.web.live",
 )
 
 

@@ -51,6 +51,11 @@ class Settings(msgspec.Struct, kw_only=True):
     # The weekly digest goes to each unit manager on this weekday (0 = Monday) from this local hour.
     digest_weekday: int = 0
     digest_hour: int = 7
+    # Manager web app: a session lasts this many hours; this many failed sign-ins for one user name
+    # within lockout_minutes lock that name for lockout_minutes.
+    session_hours: float = 12.0
+    lockout_attempts: int = 5
+    lockout_minutes: float = 15.0
 
 
 _ENV = {
@@ -80,6 +85,9 @@ _ENV = {
     "FEEDBACK_CONTACT_RETENTION_DAYS": "contact_retention_days",
     "FEEDBACK_DIGEST_WEEKDAY": "digest_weekday",
     "FEEDBACK_DIGEST_HOUR": "digest_hour",
+    "FEEDBACK_SESSION_HOURS": "session_hours",
+    "FEEDBACK_LOCKOUT_ATTEMPTS": "lockout_attempts",
+    "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
 }
 _BOOLEAN = {"webhook_allow_private", "jobs"}
 

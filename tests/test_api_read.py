@@ -70,7 +70,8 @@ def test_units_list_is_scoped_to_the_token_subtree(server: Server, shared_org: O
     assert [u["code"] for u in everything] == ["A", "A1", "A1a", "B"]
     a1 = next(u for u in everything if u["code"] == "A1")
     assert a1 == {"code": "A1", "name": "Đơn vị A1", "parent": "A", "lang": "vi", "tz": "Asia/Ho_Chi_Minh",
-                  "names": {"vi": "Đơn vị A1", "en": "Unit A1"}}
+                  "names": {"vi": "Đơn vị A1", "en": "Unit A1"}, "country": None, "owner": None,
+                  "action_days": None, "public_results": False}
     scoped = get(server, "/api/v1/units", shared_org.tokens["manager_a1"]).json()
     assert [u["code"] for u in scoped] == ["A1", "A1a"]
 

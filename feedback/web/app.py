@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar, Request
+from litestar.config.csrf import CSRFConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware.rate_limit import RateLimitConfig
@@ -30,7 +31,7 @@ from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
-from feedback.web.manage import MANAGE_ROUTES
+from feedback.web.manage import MANAGE_ROUTES, auth
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
@@ -102,6 +103,22 @@ def rate_limit_config(settings: Settings) -> RateLimitConfig | None:
     )
 
 
+def csrf_config(settings: Settings) -> CSRFConfig:
+    """CSRF tokens on every form of the manager app (/manage); the public survey form, the API and
+    the kiosk have their own protections and are left alone."""
+    return CSRFConfig(
+        secret=settings.secret,
+        cookie_name=auth.CSRF_COOKIE,
+        header_name=auth.CSRF_HEADER,
+        cookie_path="/",
+        cookie_httponly=True,
+        cookie_samesite="lax",
+        cookie_secure=bool(settings.public_url and settings.public_url.startswith("https")),
+        # Everything but /manage; "/" alone stays in (a pattern matching every path makes Litestar warn).
+        exclude=[r"^/(?!manage(/|$))."],
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     plugins.block_plugins(settings.block_plugins)
@@ -150,7 +167,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=route_handlers,
         lifespan=[lifespan],
         state=State({"settings": settings, "store": store, "catalog": catalog}),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=auth.page_exception_handlers(EXCEPTION_HANDLERS),
+        csrf_config=csrf_config(settings),
         middleware=[security_headers, *([rate_limit.middleware] if rate_limit else [])],
         openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
         response_cache_config=ResponseCacheConfig(default_expiration=60),

@@ -26,6 +26,7 @@ from feedback.errors import Conflict, InvalidInput
 from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
 from feedback.ingest import ingest
 from feedback.models import (
+    LANGUAGES,
     ChoiceQuestion,
     ContactQuestion,
     RatingQuestion,
@@ -224,6 +225,33 @@ def too_many(request: Request) -> Response[str]:
                         _("Too many ratings from this connection. Please try again in a minute."), 429)
 
 
+def live_alternatives(snapshot: Snapshot, touchpoint: Touchpoint) -> list[Touchpoint]:
+    """Where to rate instead of a retired touchpoint: the live ones of its unit (same counter first, QR
+    codes before kiosks), else those of the nearest unit above that has any."""
+    for code in snapshot.ancestors(touchpoint.unit):
+        live = [tp for tp in snapshot.touchpoints.values() if tp.unit == code and tp.token not in snapshot.retired]
+        if live:
+            return sorted(live, key=lambda tp: (tp.counter != touchpoint.counter or not tp.counter, tp.kind != "qr",
+                                                tp.name))
+    return []
+
+
+def retired_page(request: Request, snapshot: Snapshot, touchpoint: Touchpoint, token: str) -> Response[str]:
+    """A printed code whose touchpoint was retired: say so politely and point to the current ones."""
+    asked = request.query_params.get("lang")
+    lang = asked if asked in LANGUAGES else touchpoint.lang if touchpoint.lang in LANGUAGES else \
+        negotiate(request.headers.get("accept-language")) or "en"
+    context = base_context(snapshot, touchpoint, lang, list(LANGUAGES), f"/s/{token}")
+    context["alternatives"] = [
+        {"href": f"/s/{quote(tp.token, safe='')}?lang={lang}", "name": tp.name,
+         "counter": counter_label(tp.counter, lang),
+         "unit_name": (snapshot.units[tp.unit].names or {}).get(lang) or snapshot.units[tp.unit].name}
+        for tp in live_alternatives(snapshot, touchpoint)
+    ]
+    # 410: the code is gone for good, and says so to crawlers and link checkers too.
+    return html(jinja.get_template("retired.html").render(context), 410)
+
+
 def form_answers(version: SurveyVersion, form: dict[str, list[str]]) -> dict[str, Any]:
     """Form fields `q.<key>` → answers as the API takes them. Contact only with its consent box ticked."""
     answers: dict[str, Any] = {}
@@ -260,6 +288,8 @@ class SurveyPageController(Controller):
     @get("/{token:str}")
     async def page(self, token: str, request: Request, state: State) -> Response[str]:
         snapshot, touchpoint, version = await survey_at(state, token)
+        if touchpoint is not None and touchpoint.token in snapshot.retired:
+            return retired_page(request, snapshot, touchpoint, token)
         if touchpoint is None or version is None:
             return not_found(request)
         lang = choose_language(request, touchpoint, version)
@@ -272,6 +302,8 @@ class SurveyPageController(Controller):
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: str, request: Request, state: State) -> Response[str]:
         snapshot, touchpoint, version = await survey_at(state, token)
+        if touchpoint is not None and touchpoint.token in snapshot.retired:
+            return retired_page(request, snapshot, touchpoint, token)  # nothing is stored for a retired code
         if touchpoint is None or version is None:
             return not_found(request)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)

@@ -1,5 +1,28 @@
-"""Placeholder: filled in by the manager web app work."""
+"""The admin pages at /manage/admin: units, services, touchpoints, kiosks, surveys and objectives.
+
+Admins see everything; managers only their unit's subtree; auditors and viewers may look but are
+shown no forms and are refused (403) if they post.
+"""
 
 from __future__ import annotations
 
-ROUTES: list = []
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from feedback.web.api import fresh_snapshot
+from feedback.web.manage import admin_fleet, admin_objectives, admin_org, auth
+from feedback.web.manage.admin_common import EXCEPTION_HANDLERS, PREFIX, page, page_lang, unit_name, visible_units
+from feedback.web.security import Principal
+
+
+@get(PREFIX, include_in_schema=False, dependencies={"principal": Provide(auth.current_user)},
+     exception_handlers=EXCEPTION_HANDLERS)
+async def admin_index(request: Request, principal: Principal, state: State) -> Response:
+    snapshot = await fresh_snapshot(state)
+    lang = page_lang(request)
+    units = [(code, unit_name(snapshot, code, lang)) for code in visible_units(principal, snapshot)]
+    return await page(request, principal, "admin_index.html", {"units": units})
+
+
+ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_objectives.ROUTES]

@@ -1,5 +1,259 @@
-"""Placeholder: filled in by the manager web app work."""
+"""The dashboard (/manage/), the unit page (/manage/units/{code}) and its response list.
+
+The figures come from feedback.dashboard_data on a reader thread; the pages carry the chart data
+as a JSON data block that /static/dashboard.js hands to Chart.js, and every chart has a table or a
+text equivalent beside it.
+"""
 
 from __future__ import annotations
 
-ROUTES: list = []
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from feedback import dashboard_data
+from feedback.catalog import Snapshot
+from feedback.errors import InvalidInput, NotFound
+from feedback.i18n import counter_label, gettext_for
+from feedback.web.api import day_range, fresh_snapshot, local_today
+from feedback.web.manage import auth, layout
+from feedback.web.security import Principal
+
+# A longer period would make the page slow and unreadable; the exports serve longer spans.
+MAX_PERIOD_DAYS = 731
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+HEAT_CLASSES = 6
+
+
+def N_(message: str) -> str:
+    """Marks a message id for extraction; the template translates it."""
+    return message
+
+
+STATUS_LABELS = {
+    "met": N_("Met"),
+    "at_risk": N_("At risk"),
+    "breached": N_("Breached"),
+    "insufficient_data": N_("Too few responses"),
+    "retired": N_("Retired"),
+}
+SIGNAL_LABELS = {"beyond_limits": N_("Outside the control limits"), "run_of_eight": N_("Eight weeks on one side")}
+WEEKDAY_LABELS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
+                  N_("Sunday"))
+# The controlled vocabulary of indicators (feedback.models.INDICATORS), as people read it.
+INDICATOR_LABELS = {
+    "overall": N_("Overall"), "waiting_time": N_("Waiting time"), "service_time": N_("Service time"),
+    "on_time": N_("On time"), "staff_courtesy": N_("Staff courtesy"), "staff_competence": N_("Staff competence"),
+    "efficiency": N_("Efficiency"), "information": N_("Information"), "premises": N_("Premises"),
+    "ease": N_("Ease"), "trust": N_("Trust"), "equity": N_("Fair treatment"), "convenience": N_("Convenience"),
+    "visits": N_("Number of visits"), "agencies": N_("Number of agencies"),
+    "feedback_handling": N_("Handling of feedback"), "result": N_("Result"),
+}
+LEVEL_LABELS = (N_("Very dissatisfied"), N_("Dissatisfied"), N_("Neutral"), N_("Satisfied"), N_("Very satisfied"))
+
+
+def _unit_or_404(snapshot: Snapshot, code: str, user: Principal) -> None:
+    if code not in snapshot.units:
+        raise NotFound(f"unit: no unit {code!r}", "unit")
+    user.require_unit(code, snapshot)
+
+
+def _period(snapshot: Snapshot, code: str, date_from: str | None, date_to: str | None) -> tuple[date, date]:
+    start, end = day_range(snapshot, code, date_from or None, date_to or None)
+    if (end - start).days >= MAX_PERIOD_DAYS:
+        raise InvalidInput(f"from: a period of at most {MAX_PERIOD_DAYS} days", "from")
+    return start, end
+
+
+def _translate_statuses(_: Any, objectives: list[dict[str, Any]]) -> None:
+    for objective in objectives:
+        objective["status_label"] = _(STATUS_LABELS.get(objective["status"], objective["status"]))
+
+
+@get("/manage/", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
+async def dashboard_page(request: Request, state: State, user: Principal) -> Response:
+    """The unit tree the user may see, each unit with its last 30 days."""
+    snapshot = await fresh_snapshot(state)
+    roots = dashboard_data.visible_roots(snapshot, user.unit)
+    today = {code: local_today(snapshot, code) for code in dashboard_data.tree_units(snapshot, roots)}
+    min_n = state.settings.min_n
+    rows = await state.store.read(lambda conn: dashboard_data.dashboard(conn, snapshot, roots, today, min_n))
+    lang = layout.choose_language(request)
+    _ = gettext_for(lang)
+    percent = layout.formatters(lang)["fmt_percent"]
+    labels: dict[float | None, str] = {None: "–"}  # whole percentages repeat: format each once
+
+    def whole_percent(rate: float | None) -> str:
+        key = None if rate is None else round(rate, 2)
+        if key not in labels:
+            labels[key] = percent(key, 0)
+        return labels[key]
+
+    for row in rows:
+        row["status_label"] = _(STATUS_LABELS[row["status"]]) if row["status"] else ""
+        rates = [whole_percent(w["rate"]) for w in row["spark"]]
+        row["spark_text"] = _("Weekly satisfaction, last 12 weeks: %(rates)s") % {"rates": ", ".join(rates)}
+    charts = {"sparklines": {row["code"]: [None if w["rate"] is None else round(w["rate"] * 100, 1)
+                                           for w in row["spark"]] for row in rows}}
+    return layout.render(request, "dashboard.html", {"rows": rows, "charts": charts, "min_n": min_n})
+
+
+def _heat_class(n: int, max_n: int) -> str:
+    if not n or not max_n:
+        return "heat-0"
+    return f"heat-{1 + min(HEAT_CLASSES - 2, (n * (HEAT_CLASSES - 1) - 1) // max_n)}"
+
+
+@get("/manage/units/{code:str}", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
+async def unit_page(
+    request: Request,
+    state: State,
+    user: Principal,
+    code: str,
+    date_from: str | None = Parameter(query="from", default=None),
+    date_to: str | None = Parameter(query="to", default=None),
+) -> Response:
+    """Breakdowns, heatmap, p-chart, levels, indicators, raw vs counted, objectives of one unit's subtree."""
+    snapshot = await fresh_snapshot(state)
+    _unit_or_404(snapshot, code, user)
+    start, end = _period(snapshot, code, date_from, date_to)
+    min_n = state.settings.min_n
+    data = await state.store.read(lambda conn: dashboard_data.unit_page(conn, snapshot, code, start, end, min_n))
+    lang = layout.choose_language(request)
+    _ = gettext_for(lang)
+    _translate_statuses(_, data["objectives"])
+    for row in data["by_touchpoint"]:
+        touchpoint = snapshot.touchpoints.get(row["key"])
+        row["name"] = touchpoint.name if touchpoint else row["key"]
+        row["unit"] = touchpoint.unit if touchpoint else None
+    for row in data["by_service"]:
+        service = snapshot.services.get(row["key"] or "")
+        row["name"] = ((service.get("names") and _service_name(service, lang)) or service["name"]) if service \
+            else _("No service")
+    for row in data["by_counter"]:
+        row["name"] = counter_label(row["counter"], lang)
+    chart = data["p_chart"]
+    for signal in chart["signals"]:
+        signal["label"] = _(SIGNAL_LABELS.get(signal["rule"], signal["rule"]))
+    for row in data["indicators"]:
+        known = INDICATOR_LABELS.get(row["indicator"])
+        row["label"] = _(known) if known else row["indicator"]
+    signal_weeks = {s["week"] for s in chart["signals"]}
+    heat = data["heatmap"]
+    heat_rows = [{"label": _(WEEKDAY_LABELS[d]), "cells": [
+        {**cell, "class": _heat_class(cell["n"], heat["max_n"])} for cell in heat["cells"][d]]} for d in range(7)]
+    total = data["total"]
+    levels = [{"level": i, "label": _(LEVEL_LABELS[i - 1]), "count": total["levels"][str(i)]} for i in range(1, 6)]
+    charts = {
+        "levels": {"labels": [f"{lv['level']} · {lv['label']}" for lv in levels],
+                   "values": [lv["count"] for lv in levels], "label": _("Responses")},
+        "p_chart": {
+            "labels": [w["week"] for w in chart["weeks"]],
+            "p": [None if w["p"] is None else round(w["p"] * 100, 2) for w in chart["weeks"]],
+            "ucl": [None if w["ucl"] is None else round(w["ucl"] * 100, 2) for w in chart["weeks"]],
+            "lcl": [None if w["lcl"] is None else round(w["lcl"] * 100, 2) for w in chart["weeks"]],
+            "centre": None if chart["centre"] is None else round(chart["centre"] * 100, 2),
+            "signals": [w["week"] in signal_weeks for w in chart["weeks"]],
+            "names": {"p": _("Weekly satisfaction"), "ucl": _("Upper control limit"),
+                      "lcl": _("Lower control limit"), "centre": _("Centre line")},
+        },
+        "indicators": {"labels": [row["label"] for row in data["indicators"]],
+                       "values": [None if row["mean"] is None else round(row["mean"], 1)
+                                  for row in data["indicators"]], "label": _("Mean (0–100)")},
+    }
+    children = [row for row in data["by_unit"] if row["key"] != code]
+    return layout.render(request, "unit.html", {
+        "code": code, "data": data, "total": total, "levels": levels, "heat": heat, "heat_rows": heat_rows,
+        "chart": chart, "charts": charts, "children": children, "min_n": min_n,
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "responses_url": f"/manage/units/{code}/responses?" + urlencode({"from": start.isoformat(),
+                                                                        "to": end.isoformat()}),
+    })
+
+
+def _service_name(service: dict[str, Any], lang: str) -> str | None:
+    names = service.get("names")
+    if isinstance(names, str):
+        try:
+            names = msgspec.json.decode(names)
+        except msgspec.DecodeError:
+            return None
+    return names.get(lang) if isinstance(names, dict) else None
+
+
+def _level(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 5:
+        raise InvalidInput("level: must be a whole number from 1 to 5", "level")
+    return int(value)
+
+
+def _flagged(value: str | None) -> bool | None:
+    if not value:
+        return None
+    if value not in ("yes", "no"):
+        raise InvalidInput("flagged: must be yes or no", "flagged")
+    return value == "yes"
+
+
+@get("/manage/units/{code:str}/responses", dependencies={"user": Provide(auth.current_user)},
+     include_in_schema=False)
+async def responses_page(
+    request: Request,
+    state: State,
+    user: Principal,
+    code: str,
+    date_from: str | None = Parameter(query="from", default=None),
+    date_to: str | None = Parameter(query="to", default=None),
+    service: str | None = None,
+    touchpoint: str | None = None,
+    level: str | None = None,
+    flagged: str | None = None,
+    q: str | None = None,
+    after: str | None = None,
+) -> Response:
+    """The subtree's responses, 50 a page, with filters and full-text search over comments."""
+    snapshot = await fresh_snapshot(state)
+    _unit_or_404(snapshot, code, user)
+    start, end = _period(snapshot, code, date_from, date_to)
+    subtree = set(snapshot.subtree(code))
+    if service and service not in snapshot.services:
+        raise InvalidInput(f"service: no service {service!r}", "service")
+    if touchpoint and (touchpoint not in snapshot.touchpoints or snapshot.touchpoints[touchpoint].unit not in subtree):
+        raise InvalidInput(f"touchpoint: no touchpoint {touchpoint!r} in this unit", "touchpoint")
+    search = (q or "").strip()[:200]
+    options = {"service": service or None, "touchpoint": touchpoint or None, "level": _level(level),
+               "flagged": _flagged(flagged), "search": search or None, "cursor": after}
+    page = await state.store.read(
+        lambda conn: dashboard_data.list_responses(conn, snapshot, code, start, end, **options))
+    lang = layout.choose_language(request)
+    for item in page["items"]:
+        tp = snapshot.touchpoints.get(item["touchpoint"])
+        item["touchpoint_name"] = tp.name if tp else item["touchpoint"]
+        item["counter_label"] = counter_label(item["counter"], lang)
+        item["tz"] = snapshot.units[item["unit"]].tz
+    filters = {"from": start.isoformat(), "to": end.isoformat(), "service": service or "",
+               "touchpoint": touchpoint or "", "level": level or "", "flagged": flagged or "", "q": search}
+    next_url = None
+    if page["next"]:
+        next_url = f"/manage/units/{code}/responses?" + urlencode({**{k: v for k, v in filters.items() if v},
+                                                                   "after": page["next"]})
+    services = sorted({tp.service for tp in snapshot.touchpoints.values() if tp.unit in subtree and tp.service}
+                      | {s for s in snapshot.services if snapshot.services[s].get("agency") in subtree})
+    touchpoints = sorted((tp for tp in snapshot.touchpoints.values() if tp.unit in subtree), key=lambda t: t.name)
+    return layout.render(request, "responses.html", {
+        "code": code, "items": page["items"], "next_url": next_url, "filters": filters,
+        "first_page_url": f"/manage/units/{code}/responses?" + urlencode({k: v for k, v in filters.items() if v}),
+        "is_later_page": bool(after), "services": services, "touchpoints": touchpoints,
+        "officers": auth.may_see_officers(user), "level_labels": [gettext_for(lang)(x) for x in LEVEL_LABELS],
+    })
+
+
+ROUTES: list = [dashboard_page, unit_page, responses_page]

@@ -1,0 +1,415 @@
+"""Exports as data: response rows, rate rows and the OMB A-11 v2 quarterly table, as CSV or XLSX.
+
+No web code here. Responses are read in bounded pages, keyset over the (unit, day) index (one unit
+of the subtree after another, then day, then rowid), so an export of ten million rows never holds
+more than a page in memory. CSV leaves as a stream; XLSX is written by openpyxl's write-only mode
+into a temporary file, under a row cap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from openpyxl import Workbook
+
+from feedback.catalog import Snapshot
+from feedback.errors import FeedbackError, InvalidInput
+from feedback.ingest import is_suspect
+from feedback.models import ContactQuestion, TextQuestion
+
+PAGE_SIZE = 2000
+XLSX_MAX_ROWS = 1_000_000
+BOM = "\ufeff"  # so Excel opens UTF-8 (Vietnamese, Cyrillic, CJK) without garbling it
+A11_SLUG = "a11_v2"
+A11_SATISFACTION = "satisfaction"
+A11_CHOICES = ("went_well", "could_be_better")
+A11_OPTIONS = ("effectiveness", "ease", "efficiency", "transparency", "humanity", "employee", "other")
+
+RESPONSE_COLUMNS = (
+    "id", "receipt", "day", "occurred_at", "unit", "unit_name", "service", "touchpoint", "counter", "channel",
+    "transaction_point", "case_ref", "survey", "survey_version", "lang", "level", "satisfied", "dissatisfied",
+    "score",
+)
+RATE_COLUMNS = ("key", "name", "n", "satisfied", "rate", "ci95_low", "ci95_high", "sufficient",
+                "not_dissatisfied_rate", "mean_score", "served", "response_rate")
+
+
+class TooLarge(FeedbackError):
+    """More rows than a spreadsheet should hold."""
+
+    status_code = 413
+
+
+@dataclass(frozen=True)
+class ResponseFilter:
+    """Which responses an export holds: a unit's subtree, local days inclusive, and the list filters."""
+
+    units: tuple[str, ...]
+    date_from: str
+    date_to: str
+    service: str | None = None
+    touchpoint: str | None = None
+    level: int | None = None
+    flagged: bool | None = None
+    survey: str | None = None
+
+
+@dataclass
+class Cursor:
+    """Where the previous page stopped: index into the units, then (day, rowid) within the unit."""
+
+    unit_index: int = 0
+    day: str = ""
+    rowid: int = 0
+    done: bool = False
+
+
+def parse_flagged(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise InvalidInput("flagged: must be true or false", "flagged")
+
+
+def parse_level(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 5:
+        raise InvalidInput("level: must be a whole number from 1 to 5", "level")
+    return int(value)
+
+
+def _dict_rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return [dict(row) for row in cursor.execute(sql, tuple(params))]
+
+
+def fetch_page(conn: sqlite3.Connection, flt: ResponseFilter, cursor: Cursor, limit: int = PAGE_SIZE
+               ) -> tuple[list[dict[str, Any]], Cursor]:
+    """The next page of responses after `cursor` (at most `limit` rows scanned) and the cursor after it.
+
+    One unit at a time, `WHERE unit = ? AND day …  ORDER BY day, rowid`, which the (unit, day) index
+    answers in order (its entries carry the rowid), so every page is a short range scan.
+    """
+    while cursor.unit_index < len(flt.units):
+        unit = flt.units[cursor.unit_index]
+        where = ["unit = ?", "day BETWEEN ? AND ?", "(day > ? OR (day = ? AND rowid > ?))"]
+        params: list[Any] = [unit, flt.date_from, flt.date_to, cursor.day, cursor.day, cursor.rowid]
+        for column, value in (("service", flt.service), ("touchpoint", flt.touchpoint), ("level", flt.level),
+                              ("survey", flt.survey)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.flagged:
+            where.append("flags NOT IN ('', '[]')")
+        sql = (f"SELECT rowid AS _rowid, * FROM responses WHERE {' AND '.join(where)}"
+               f" ORDER BY day, rowid LIMIT ?")
+        rows = _dict_rows(conn, sql, [*params, limit])
+        if len(rows) < limit:
+            next_cursor = Cursor(cursor.unit_index + 1)
+        else:
+            next_cursor = Cursor(cursor.unit_index, rows[-1]["day"], rows[-1]["_rowid"])
+        if flt.flagged is not None:
+            rows = [row for row in rows if is_suspect(_flags(row)) == flt.flagged]
+        if rows or next_cursor.unit_index != cursor.unit_index:
+            return rows, next_cursor
+        cursor = next_cursor
+    return [], Cursor(len(flt.units), done=True)
+
+
+def count_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> int:
+    """How many responses the filter holds (the suspect test needs the flags, so it pages)."""
+    if flt.flagged is None:
+        marks = ",".join("?" for _ in flt.units)
+        where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
+        params: list[Any] = [*flt.units, flt.date_from, flt.date_to]
+        for column, value in (("service", flt.service), ("touchpoint", flt.touchpoint), ("level", flt.level),
+                              ("survey", flt.survey)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return conn.execute(f"SELECT count(*) FROM responses WHERE {' AND '.join(where)}", params).fetchone()[0]
+    total, cursor = 0, Cursor()
+    while not cursor.done:
+        rows, cursor = fetch_page(conn, flt, cursor)
+        total += len(rows)
+    return total
+
+
+def iter_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> Iterator[dict[str, Any]]:
+    """Every response of the filter, page by page (for use on a reader thread)."""
+    cursor = Cursor()
+    while not cursor.done:
+        rows, cursor = fetch_page(conn, flt, cursor)
+        yield from rows
+
+
+def _flags(row: dict[str, Any]) -> list[str]:
+    try:
+        return list(msgspec.json.decode(row["flags"])) if row["flags"] else []
+    except msgspec.DecodeError:
+        return []
+
+
+@dataclass
+class ResponseLayout:
+    """The columns of a response export: fixed ones, one per answer key, the comment, flag, officer."""
+
+    answer_keys: list[str] = field(default_factory=list)
+    text_keys: set[str] = field(default_factory=set)
+    with_officer: bool = False
+
+    @property
+    def header(self) -> list[str]:
+        return [*RESPONSE_COLUMNS, *self.answer_keys, "comment", "flag", *(["officer"] if self.with_officer else [])]
+
+
+def response_layout(snapshot: Snapshot, flt: ResponseFilter, with_officer: bool) -> ResponseLayout:
+    """Answer columns: the union of question keys over every version of every survey the subtree's
+    touchpoints (retired ones too) use, in question order. Free-text answers go to `comment`."""
+    units = set(flt.units)
+    slugs = sorted({tp.survey for tp in snapshot.touchpoints.values()
+                    if tp.unit in units and (flt.touchpoint is None or tp.token == flt.touchpoint)})
+    if flt.survey is not None:
+        slugs = [flt.survey]
+    layout = ResponseLayout(with_officer=with_officer)
+    seen: set[str] = set()
+    for (slug, _version), survey in sorted(snapshot.versions.items()):
+        if slug not in slugs:
+            continue
+        for question in survey.definition.questions:
+            if isinstance(question, ContactQuestion):
+                continue
+            if isinstance(question, TextQuestion):
+                layout.text_keys.add(question.key)
+                continue
+            if question.key not in seen:
+                seen.add(question.key)
+                layout.answer_keys.append(question.key)
+    return layout
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return msgspec.json.encode(value).decode()
+    return value
+
+
+def _local_time(stamp: str | None, tz: str) -> str:
+    if not stamp:
+        return ""
+    try:
+        return datetime.fromisoformat(stamp).astimezone(ZoneInfo(tz)).isoformat(timespec="seconds")
+    except ValueError:
+        return stamp
+
+
+def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snapshot) -> list[Any]:
+    """One export row, in `layout.header` order."""
+    unit = snapshot.units.get(row["unit"])
+    try:
+        answers = msgspec.json.decode(row["answers"]) if row["answers"] else {}
+    except msgspec.DecodeError:
+        answers = {}
+    flags = _flags(row)
+    comment = " | ".join(str(answers[key]) for key in sorted(layout.text_keys) if answers.get(key))
+    values: list[Any] = [
+        row["id"], row["receipt"], row["day"], _local_time(row["occurred_at"], unit.tz if unit else "UTC"),
+        row["unit"], unit.name if unit else "", row["service"] or "", row["touchpoint"], row["counter"] or "",
+        row["channel"], row["transaction_point"] or "", row["case_ref"] or "", row["survey"],
+        row["survey_version"], row["lang"], row["level"], row["satisfied"], row["dissatisfied"], row["score"],
+    ]
+    values.extend(_cell(answers.get(key)) for key in layout.answer_keys)
+    values.append(comment)
+    values.append(";".join(flags) if is_suspect(flags) else "")
+    if layout.with_officer:
+        values.append(row["officer"] or "")
+    return values
+
+
+# -- CSV --------------------------------------------------------------------------------------------
+
+
+def csv_text(rows: Iterable[Iterable[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in row])
+    return buffer.getvalue()
+
+
+def response_csv_page(conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout,
+                      cursor: Cursor) -> tuple[bytes, Cursor]:
+    """One page of the response CSV, already encoded (so the event loop only forwards bytes)."""
+    rows, cursor = fetch_page(conn, flt, cursor)
+    return csv_text(response_values(row, layout, snapshot) for row in rows).encode(), cursor
+
+
+# -- XLSX -------------------------------------------------------------------------------------------
+
+
+def write_xlsx(header: list[str], rows: Iterable[list[Any]], sheet: str) -> IO[bytes]:
+    """A workbook in write-only mode (rows go straight to disk), as an open temporary file at offset 0."""
+    workbook = Workbook(write_only=True)
+    worksheet = workbook.create_sheet(sheet[:31])
+    worksheet.append(header)
+    for row in rows:
+        worksheet.append(["" if value is None else value for value in row])
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - the caller streams it, then closes (deletes) it
+    workbook.save(handle)
+    handle.seek(0)
+    return handle
+
+
+def check_xlsx_size(count: int, flt: ResponseFilter, cap: int = XLSX_MAX_ROWS) -> None:
+    if count > cap:
+        raise TooLarge(
+            f"to: {flt.date_from} to {flt.date_to} holds {count} responses, more than the {cap} rows an XLSX"
+            f" export may hold; ask for a shorter period or use responses.csv", "to")
+
+
+def responses_xlsx(conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout,
+                   cap: int = XLSX_MAX_ROWS) -> IO[bytes]:
+    """The response export as XLSX (TooLarge, naming the period, above `cap` rows)."""
+    check_xlsx_size(count_responses(conn, flt), flt, cap)
+    return write_xlsx(layout.header, (response_values(row, layout, snapshot) for row in iter_responses(conn, flt)),
+                      "responses")
+
+
+# -- rates ------------------------------------------------------------------------------------------
+
+
+def key_name(snapshot: Snapshot, by: str, key: str | None) -> str:
+    """A readable name for a rate row's key (unit, service, touchpoint), else the key itself."""
+    if key is None:
+        return ""
+    if by == "unit" and key in snapshot.units:
+        return snapshot.units[key].name
+    if by == "service" and key in snapshot.services:
+        return snapshot.services[key]["name"]
+    if by == "touchpoint" and key in snapshot.touchpoints:
+        return snapshot.touchpoints[key].name
+    return key
+
+
+def rate_values(row: dict[str, Any], name: str, key: str | None) -> list[Any]:
+    interval = row.get("ci95") or [None, None]
+    return [key, name, row["n"], row["satisfied"], row["rate"], interval[0], interval[1], row["sufficient"],
+            row.get("not_dissatisfied_rate"), row.get("mean_score"), row.get("served"), row.get("response_rate")]
+
+
+def rate_table(result: dict[str, Any], snapshot: Snapshot) -> list[list[Any]]:
+    """The rows of a /api/v1/satisfaction result, then its total (key "total")."""
+    by = result["by"]
+    table = [rate_values(row, key_name(snapshot, by, row["key"]), row["key"]) for row in result["rows"]]
+    table.append(rate_values(result["total"], "", "total"))
+    return table
+
+
+# -- OMB A-11 §280 v2 -------------------------------------------------------------------------------
+
+
+def quarter_of(day: str) -> str:
+    year, month = int(day[:4]), int(day[5:7])
+    return f"{year}-Q{(month - 1) // 3 + 1}"
+
+
+def quarter_bounds(key: str, date_from: str, date_to: str) -> tuple[str, str]:
+    """The part of a quarter that lies inside the export's period."""
+    year, quarter = int(key[:4]), int(key[-1])
+    first = date(year, 3 * quarter - 2, 1)
+    last = date(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1).toordinal() - 1
+    return max(first.isoformat(), date_from), min(date.fromordinal(last).isoformat(), date_to)
+
+
+def a11_header() -> list[str]:
+    header = ["service", "service_name", "quarter", "period_start", "period_end", "customers_served",
+              "surveys_offered", "respondents"]
+    header.extend(f"satisfaction_{answer}" for answer in range(1, 6))
+    for question in A11_CHOICES:
+        header.extend(f"{question}_{option}" for option in A11_OPTIONS)
+    return header
+
+
+def a11_rows(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], date_from: str, date_to: str
+             ) -> list[list[Any]]:
+    """Per service and quarter: customers served, offered the survey, respondents, and the counts of
+    each satisfaction answer 1–5 and each "what went well / could be better" option.
+
+    Respondents are the a11_v2 responses counted in rates (suspect ones left out), so they equal the
+    sum of the satisfaction counts; served and offered come from the exposure counts of the service.
+    """
+    cells: dict[tuple[str, str], dict[str, int]] = {}
+
+    def cell(service: str, quarter: str) -> dict[str, int]:
+        return cells.setdefault((service, quarter), {})
+
+    flt = ResponseFilter(tuple(units), date_from, date_to, survey=A11_SLUG, flagged=False)
+    for row in iter_responses(conn, flt):
+        try:
+            answers = msgspec.json.decode(row["answers"])
+        except msgspec.DecodeError:
+            continue
+        counts = cell(row["service"] or "", quarter_of(row["day"]))
+        counts["respondents"] = counts.get("respondents", 0) + 1
+        rating = answers.get(A11_SATISFACTION)
+        if isinstance(rating, int) and 1 <= rating <= 5:
+            counts[f"satisfaction_{rating}"] = counts.get(f"satisfaction_{rating}", 0) + 1
+        for question in A11_CHOICES:
+            chosen = answers.get(question) or []
+            for option in chosen if isinstance(chosen, list) else [chosen]:
+                if option in A11_OPTIONS:
+                    name = f"{question}_{option}"
+                    counts[name] = counts.get(name, 0) + 1
+    # Exposure of the services that answer A-11 v2 here (those with responses, or with an a11_v2 touchpoint).
+    unit_set = set(units)
+    services = {service for service, _ in cells}
+    services.update(tp.service or "" for tp in snapshot.touchpoints.values()
+                    if tp.unit in unit_set and tp.survey == A11_SLUG)
+    if services:
+        marks = ",".join("?" for _ in units)
+        service_marks = ",".join("?" for _ in services)
+        for service, day, served, offered in conn.execute(
+                f"SELECT service, day, served, offered FROM exposure WHERE unit IN ({marks})"
+                f" AND day BETWEEN ? AND ? AND service IN ({service_marks})",
+                [*units, date_from, date_to, *sorted(services)]):
+            counts = cell(service or "", quarter_of(day))
+            counts["served"] = counts.get("served", 0) + (served or 0)
+            counts["offered"] = counts.get("offered", 0) + (offered or 0)
+    header = a11_header()
+    table = []
+    for (service, quarter), counts in sorted(cells.items()):
+        start, end = quarter_bounds(quarter, date_from, date_to)
+        name = snapshot.services[service]["name"] if service in snapshot.services else ""
+        row: list[Any] = [service, name, quarter, start, end, counts.get("served"), counts.get("offered"),
+                          counts.get("respondents", 0)]
+        row.extend(counts.get(column, 0) for column in header[8:])
+        table.append(row)
+    return table
+
+
+def filename(kind: str, unit: str, date_from: str, date_to: str, extension: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in unit)
+    return f"{kind}_{safe}_{date_from}_{date_to}.{extension}"
+
+
+def iter_csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    """A whole (small) CSV with the BOM."""
+    return (BOM + csv_text([header, *rows])).encode()
+

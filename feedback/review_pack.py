@@ -1,0 +1,387 @@
+"""The management-review pack (ISO 9001 9.3) of a unit and period, as a PDF (fpdf2).
+
+Sections: cover (unit, period), customer-satisfaction results (total, by child unit, by service,
+with n, Wilson interval and the minimum-n flag), objective attainment at the period end, monthly
+trend, corrective actions (opened, closed, overdue, effectiveness) and response rates. Every
+figure is real text in Noto Sans with Droid Sans Fallback for CJK, so the PDF is searchable and its
+text layer can be checked. `gather` collects the figures (a reader thread), `render` draws them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal, format_percent
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+import feedback
+from feedback import actions, objectives
+from feedback.catalog import Snapshot
+from feedback.i18n import CATALOGUE, gettext_for
+from feedback.models import LANGUAGES
+from feedback.posters import FONTS_DIR, PDF_LANG
+from feedback.rates import satisfaction
+
+INK = (25, 25, 25)
+GREY = (95, 95, 95)
+ACCENT = (18, 62, 120)
+HEAD_FILL = (225, 232, 242)
+ROW_FILL = (245, 247, 250)
+COMPARATOR = {">=": ">=", "<=": "<="}  # Noto Sans here has no ≥ ≤ glyphs
+MAX_ACTIONS_LISTED = 60
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated at render time."""
+    return message
+
+
+STATUS_TEXT = {
+    "met": N_("met"),
+    "at_risk": N_("at risk"),
+    "breached": N_("breached"),
+    "insufficient_data": N_("insufficient data"),
+    "retired": N_("retired"),
+}
+METRIC_TEXT = {
+    "satisfaction": N_("Satisfaction rate"),
+    "not_dissatisfied": N_("Not dissatisfied rate"),
+    "bad_review_rate": N_("Bad review rate"),
+    "mean_score": N_("Mean score (0-100)"),
+    "indicator_mean": N_("Indicator mean (0-100)"),
+    "response_rate": N_("Response rate"),
+    "on_time_rectification": N_("On-time rectification"),
+    "callback_rate": N_("Call-back rate"),
+}
+ACTION_STATUS_TEXT = {
+    "new": N_("new"), "verifying": N_("verifying"), "corrected": N_("corrected"),
+    "action_planned": N_("action planned"), "explained": N_("explained"), "appealed": N_("appealed"),
+    "appeal_upheld": N_("appeal upheld"), "appeal_rejected": N_("appeal rejected"),
+    "implemented": N_("implemented"), "effectiveness_review": N_("effectiveness review"), "closed": N_("closed"),
+    "reopened": N_("reopened"),
+}
+
+
+def babel_locale(lang: str) -> str:
+    return CATALOGUE.get(lang, "en")
+
+
+def fmt_share(value: float | None, lang: str) -> str:
+    """A fraction as a percentage with one decimal, in the language's notation ("—" when unknown)."""
+    if value is None:
+        return "—"
+    return format_percent(value, "#,##0.0%", locale=babel_locale(lang))
+
+
+def fmt_number(value: float | None, lang: str, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return format_decimal(value, pattern, locale=babel_locale(lang))
+
+
+def fmt_day(value: date | str, lang: str) -> str:
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return format_date(day, "long", locale=babel_locale(lang))
+
+
+def fmt_period(date_from: str, date_to: str, lang: str) -> str:
+    return f"{fmt_day(date_from, lang)} – {fmt_day(date_to, lang)}"
+
+
+def fmt_metric(value: float | None, metric: str, lang: str) -> str:
+    """An objective's figure on its own scale: shares as percentages, means out of 100."""
+    if metric in objectives.MEAN_METRICS:
+        return fmt_number(value, lang)
+    return fmt_share(value, lang)
+
+
+def unit_name(snapshot: Snapshot, code: str, lang: str) -> str:
+    unit = snapshot.units[code]
+    return (unit.names or {}).get(lang) or unit.name
+
+
+def _utc_bounds(date_from: str, date_to: str, tz: str) -> tuple[str, str]:
+    zone = ZoneInfo(tz)
+    start = datetime.combine(date.fromisoformat(date_from), time.min, zone).astimezone(UTC)
+    end = datetime.combine(date.fromisoformat(date_to) + timedelta(days=1), time.min, zone).astimezone(UTC)
+    return start.isoformat(), end.isoformat()
+
+
+def _decode(text: str | None) -> dict[str, Any]:
+    try:
+        found = msgspec.json.decode(text) if text else {}
+    except msgspec.DecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def gather(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, min_n: int,
+           now: datetime | None = None) -> dict[str, Any]:
+    """Every figure of the pack, as plain data (run on a reader thread)."""
+    now = now or datetime.now(UTC)
+    units = snapshot.subtree(unit)
+    end = date.fromisoformat(date_to)
+    objective_rows = []
+    for code in sorted(units, key=lambda c: snapshot.units[c].path):
+        for version in snapshot.objectives_in_force(code, date_to, with_ancestors=False):
+            status = objectives.evaluate(conn, snapshot, version, end)
+            objective_rows.append(status)
+    tz = snapshot.units[unit].tz
+    low, high = _utc_bounds(date_from, date_to, tz)
+    marks = ",".join("?" for _ in units)
+    verdicts = {"effective": 0, "not_effective": 0, "unknown": 0}
+    for (data,) in conn.execute(
+            f"SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.unit IN ({marks})"
+            f" AND e.at >= ? AND e.at < ? AND e.data LIKE '%effectiveness%'", [*units, low, high]):
+        verdict = (_decode(data).get("effectiveness") or {}).get("verdict")
+        if verdict in verdicts:
+            verdicts[verdict] += 1
+    listed = [
+        actions.action_json(row, snapshot, now)
+        for row in actions._rows(
+            conn,
+            f"SELECT * FROM actions WHERE unit IN ({marks}) AND ((opened_at >= ? AND opened_at < ?)"
+            f" OR (closed_at >= ? AND closed_at < ?) OR (closed_at IS NULL AND opened_at < ?))"
+            f" ORDER BY opened_at LIMIT ?",
+            [*units, low, high, low, high, high, MAX_ACTIONS_LISTED + 1])
+    ]
+    return {
+        "unit": unit,
+        "from": date_from,
+        "to": date_to,
+        "min_n": min_n,
+        "generated_at": now.isoformat(),
+        "total": satisfaction(conn, snapshot, unit, date_from, date_to, "unit", min_n),
+        "by_service": satisfaction(conn, snapshot, unit, date_from, date_to, "service", min_n),
+        "by_month": satisfaction(conn, snapshot, unit, date_from, date_to, "month", min_n),
+        "objectives": objective_rows,
+        "kpis": actions.kpis(conn, snapshot, unit, date_from, date_to, min_n, now),
+        "effectiveness": verdicts,
+        "actions": listed[:MAX_ACTIONS_LISTED],
+        "more_actions": len(listed) > MAX_ACTIONS_LISTED,
+    }
+
+
+class ReviewPack(FPDF):
+    def __init__(self, lang: str) -> None:
+        super().__init__(orientation="portrait", unit="mm", format="A4")
+        self.lang = lang
+        self._ = gettext_for(lang)
+        self.set_margins(16, 16, 16)
+        self.set_auto_page_break(True, margin=16)
+        # The same faces as the posters: Noto Sans for Latin and Cyrillic, Droid Sans Fallback for CJK.
+        self.add_font("NotoSans", "", FONTS_DIR / "NotoSans-Regular.ttf")
+        self.add_font("NotoSans", "B", FONTS_DIR / "NotoSans-Bold.ttf")
+        self.add_font("DroidSansFallback", "", FONTS_DIR / "DroidSansFallbackFull.ttf")
+        self.set_fallback_fonts(["DroidSansFallback"], exact_match=False)
+        self.set_creator(f"feedback {feedback.__version__}")
+        self.set_lang(PDF_LANG.get(lang, "en"))
+        self.c_margin = 1.2
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font("NotoSans", "", 8)
+        self.set_text_color(*GREY)
+        self.cell(0, 5, str(self.page_no()), align="C")
+
+    def heading(self, text: str) -> None:
+        self.ln(4)
+        self.set_font("NotoSans", "B", 14)
+        self.set_text_color(*ACCENT)
+        self.multi_cell(0, 7, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+        self.set_text_color(*INK)
+
+    def paragraph(self, text: str, size: float = 10, color: tuple[int, int, int] = INK) -> None:
+        self.set_font("NotoSans", "", size)
+        self.set_text_color(*color)
+        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.set_text_color(*INK)
+
+    def grid(self, header: list[str], rows: list[list[str]], widths: tuple[int, ...]) -> None:
+        """A table whose header repeats on each page; text cells left, figures right."""
+        self.set_font("NotoSans", "", 9)
+        self.set_text_color(*INK)
+        self.set_draw_color(200, 205, 215)
+        self.set_fill_color(255, 255, 255)
+        with self.table(col_widths=widths, line_height=5, headings_style=FontFace(emphasis="BOLD",
+                        fill_color=HEAD_FILL, color=INK), text_align=("LEFT", *("RIGHT",) * (len(header) - 1)),
+                        cell_fill_color=ROW_FILL, cell_fill_mode="ROWS", repeat_headings=1) as table:
+            table.row(header)
+            for row in rows:
+                table.row(row)
+        self.ln(2)
+
+
+def _rate_cells(row: dict[str, Any], lang: str, _: Any) -> list[str]:
+    interval = row.get("ci95")
+    bounds = f"{fmt_share(interval[0], lang)} – {fmt_share(interval[1], lang)}" if interval else "—"
+    return [fmt_number(row["n"], lang, 0), fmt_share(row["rate"], lang), bounds,
+            _("yes") if row["sufficient"] else _("no")]
+
+
+def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
+    """Draw the pack from `gather`'s figures in one language."""
+    lang = lang if lang in LANGUAGES else "en"
+    pdf = ReviewPack(lang)
+    _ = pdf._
+    unit = data["unit"]
+    name = unit_name(snapshot, unit, lang)
+    period = fmt_period(data["from"], data["to"], lang)
+    pdf.set_title(f"{_('Management review')} — {name} — {period}")
+    pdf.set_subject(_("Customer satisfaction, quality objectives and corrective actions"))
+
+    # Cover.
+    pdf.add_page()
+    pdf.set_fill_color(*ACCENT)
+    pdf.rect(0, 0, pdf.w, 6, style="F")
+    pdf.set_y(60)
+    pdf.set_font("NotoSans", "B", 26)
+    pdf.set_text_color(*ACCENT)
+    pdf.multi_cell(0, 12, _("Management review"), align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("NotoSans", "", 12)
+    pdf.set_text_color(*GREY)
+    pdf.multi_cell(0, 7, _("Input to the management review (ISO 9001:2015, 9.3)"), align="C",
+                   new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(14)
+    pdf.set_font("NotoSans", "B", 20)
+    pdf.set_text_color(*INK)
+    pdf.multi_cell(0, 10, name, align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.set_font("NotoSans", "", 14)
+    pdf.multi_cell(0, 8, _("Period: %(period)s") % {"period": period}, align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(30)
+    generated = format_datetime(datetime.fromisoformat(data["generated_at"]).astimezone(
+        ZoneInfo(snapshot.units[unit].tz)), "medium", locale=babel_locale(lang))
+    pdf.paragraph(_("Generated on %(when)s. Rates count the responses not flagged as suspect; intervals are "
+                    "Wilson 95 %%; a rate on fewer than %(min_n)s responses is marked insufficient.")
+                  % {"when": generated, "min_n": data["min_n"]}, size=9, color=GREY)
+
+    # 1. Customer satisfaction.
+    pdf.add_page()
+    pdf.heading(_("1. Customer satisfaction"))
+    header = [_("Unit"), _("n"), _("Satisfaction rate"), _("95 % interval"), _("Sufficient")]
+    total = data["total"]
+    rows = [[name, *_rate_cells(total["total"], lang, _)]]
+    by_child = {row["key"]: row for row in total["rows"]}
+    children = sorted((code for code, found in snapshot.units.items() if found.parent == unit),
+                      key=lambda code: snapshot.units[code].path)
+    for code in children:
+        # A child unit without responses still shows, with n = 0: silence is a finding too.
+        row = by_child.get(code) or {"n": 0, "rate": None, "ci95": None, "sufficient": False}
+        rows.append([unit_name(snapshot, code, lang), *_rate_cells(row, lang, _)])
+    widths = (58, 15, 35, 42, 28)
+    pdf.grid(header, rows, widths)
+    suspect = total["total"].get("suspect", 0)
+    pdf.paragraph(_("Not dissatisfied: %(share)s. Mean score: %(mean)s/100. Suspect responses kept out: %(n)s.")
+                  % {"share": fmt_share(total["total"].get("not_dissatisfied_rate"), lang),
+                     "mean": fmt_number(total["total"].get("mean_score"), lang), "n": suspect}, size=9)
+    service_rows = [[service_label(snapshot, row["key"], lang, _), *_rate_cells(row, lang, _)]
+                    for row in data["by_service"]["rows"]]
+    if service_rows:
+        pdf.ln(2)
+        pdf.paragraph(_("By service"), size=11)
+        pdf.grid([_("Service"), *header[1:]], service_rows, widths)
+
+    # 2. Objectives.
+    pdf.heading(_("2. Quality objectives at the end of the period"))
+    if data["objectives"]:
+        objective_rows = []
+        for status in data["objectives"]:
+            metric = status["metric"]
+            interval = status.get("ci95")
+            title = status.get("title") or _(METRIC_TEXT.get(metric, metric))
+            comparator = COMPARATOR.get(status["comparator"], status["comparator"])
+            objective_rows.append([
+                f"{title} ({unit_name(snapshot, status['unit'], lang)})",
+                f"{comparator} {fmt_metric(status['target'], metric, lang)}",
+                fmt_metric(status["value"], metric, lang),
+                fmt_number(status["n"], lang, 0),
+                f"{fmt_metric(interval[0], metric, lang)} – {fmt_metric(interval[1], metric, lang)}"
+                if interval else "—",
+                _(STATUS_TEXT.get(status["status"], status["status"])),
+            ])
+        pdf.grid([_("Objective"), _("Target value"), _("Value"), _("n"), _("95 % interval"), _("Status")],
+                 objective_rows, (54, 22, 20, 14, 40, 28))
+    else:
+        pdf.paragraph(_("No quality objective was in force."))
+
+    # 3. Trend.
+    pdf.heading(_("3. Monthly trend"))
+    month_rows = [[row["key"], *_rate_cells(row, lang, _)] for row in data["by_month"]["rows"]]
+    if month_rows:
+        pdf.grid([_("Month"), *header[1:]], month_rows, widths)
+    else:
+        pdf.paragraph(_("No responses in the period."))
+
+    # 4. Corrective actions.
+    pdf.heading(_("4. Corrective actions"))
+    kpi = data["kpis"]["total"]
+    eff = data["effectiveness"]
+    pdf.grid([_("Opened in the period"), _("Closed in the period"), _("Closed on time"), _("Overdue"),
+              _("On-time rate"), _("Call-backs done")],
+             [[fmt_number(kpi["opened"], lang, 0), fmt_number(kpi["closed"], lang, 0),
+               fmt_number(kpi["closed_on_time"], lang, 0), fmt_number(kpi["overdue_open"], lang, 0),
+               fmt_share(kpi["on_time_rate"], lang),
+               f"{kpi['callbacks_done']}/{kpi['callbacks']}"]],
+             (28, 28, 32, 28, 30, 32))
+    pdf.paragraph(_("Effectiveness checks in the period: %(effective)s effective, %(not_effective)s not "
+                    "effective, %(unknown)s could not be judged.") % eff, size=9)
+    if data["actions"]:
+        pdf.ln(2)
+        action_rows = []
+        for action in data["actions"]:
+            action_rows.append([
+                str(action["id"]), action["title"], _(ACTION_STATUS_TEXT.get(action["status"], action["status"])),
+                fmt_day(action["due"], lang) if action["due"] else "—",
+                _("yes") if action["overdue"] else _("no"),
+            ])
+        pdf.grid(["#", _("Action"), _("Status"), _("Due"), _("Overdue")], action_rows, (12, 84, 32, 32, 18))
+        if data["more_actions"]:
+            pdf.paragraph(_("Only the first %(n)s actions are listed.") % {"n": MAX_ACTIONS_LISTED}, size=9,
+                          color=GREY)
+
+    # 5. Response rates.
+    pdf.heading(_("5. Response rates"))
+    exposure_rows = []
+    for row in data["by_service"]["rows"]:
+        if row.get("served"):
+            exposure_rows.append([service_label(snapshot, row["key"], lang, _), fmt_number(row["served"], lang, 0),
+                                  fmt_number(row["raw_n"], lang, 0), fmt_share(row["response_rate"], lang)])
+    total_row = total["total"]
+    if total_row.get("served"):
+        exposure_rows.append([_("Total"), fmt_number(total_row["served"], lang, 0),
+                              fmt_number(total_row["raw_n"], lang, 0), fmt_share(total_row["response_rate"], lang)])
+    if exposure_rows:
+        pdf.grid([_("Service"), _("Customers served"), _("Responses"), _("Response rate")], exposure_rows,
+                 (70, 35, 35, 38))
+    else:
+        pdf.paragraph(_("No exposure counts (customers served) were recorded for the period."))
+    return bytes(pdf.output())
+
+
+def service_label(snapshot: Snapshot, code: str | None, lang: str, _: Any) -> str:
+    if not code:
+        return _("(no service)")
+    service = snapshot.services.get(code)
+    if not service:
+        return code
+    names = service.get("names")
+    if names:
+        localized = _decode(names) if isinstance(names, str) else names
+        if isinstance(localized, dict) and localized.get(lang):
+            return str(localized[lang])
+    return str(service.get("name") or code)
+
+
+def management_review_pdf(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
+                          lang: str, min_n: int, now: datetime | None = None) -> bytes:
+    """The whole pack: gather the figures and draw them (on a reader thread)."""
+    return render(snapshot, gather(conn, snapshot, unit, date_from, date_to, min_n, now), lang)

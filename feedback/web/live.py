@@ -1,0 +1,117 @@
+"""Live corrective-action updates for the manager web app: an in-process fan-out to SSE clients.
+
+A built-in plugin: its `track_event` pushes every `action.*` event to the queue of each connected
+client. With several server workers an event fires only in the process that made the change, so
+while anyone is listening each process also polls `actions.updated_at` every few seconds and passes
+on changes it did not see itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from feedback.db import Store
+from feedback.hookspecs import hookimpl
+from feedback.models import Event
+
+log = logging.getLogger("feedback.live")
+
+POLL_SECONDS = 3.0
+QUEUE_SIZE = 200  # a client this far behind only needs to know "something changed"
+SEEN_LIMIT = 5000
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected client: its loop and queue of {"type", "id", "data"} messages."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+
+
+class Hub:
+    """The clients of this process, and the poller that finds changes made by other processes."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        # (action id, updated_at) already passed on, so the poller does not repeat a local event.
+        self.seen: dict[tuple[int, str], None] = {}
+        self.watermark: str | None = None
+        self.poller: asyncio.Task | None = None
+
+    def publish(self, message: dict[str, Any]) -> None:
+        data = message.get("data") or {}
+        if isinstance(data.get("id"), int) and data.get("updated_at"):
+            self._remember((data["id"], data["updated_at"]))
+        for subscriber in list(self.subscribers):
+            subscriber.loop.call_soon_threadsafe(_offer, subscriber.queue, message)
+
+    def _remember(self, key: tuple[int, str]) -> None:
+        self.seen[key] = None
+        while len(self.seen) > SEEN_LIMIT:
+            self.seen.pop(next(iter(self.seen)))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, store: Store) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(asyncio.get_running_loop())
+        self.subscribers.add(subscriber)
+        if self.poller is None or self.poller.done():
+            self.poller = asyncio.create_task(self._poll(store))
+        try:
+            yield subscriber
+        finally:
+            self.subscribers.discard(subscriber)
+
+    async def _poll(self, store: Store) -> None:
+        """Pass on rows changed by another process, for as long as anyone listens."""
+        while self.subscribers:
+            try:
+                await self._poll_once(store)
+            except Exception:  # noqa: BLE001 - a failed poll must not end the live updates
+                log.exception("polling actions for live updates failed")
+            await asyncio.sleep(POLL_SECONDS)
+        self.poller = None
+
+    async def _poll_once(self, store: Store) -> None:
+        if self.watermark is None:
+            found = await store.query("SELECT max(updated_at) AS at FROM actions")
+            self.watermark = found[0]["at"] or ""
+            return
+        changed = await store.query(
+            "SELECT id, unit, status, title, owner, due, opened_at, updated_at FROM actions"
+            " WHERE updated_at > ? ORDER BY updated_at LIMIT 500", (self.watermark,))
+        for row in changed:
+            self.watermark = max(self.watermark, row["updated_at"])
+            key = (row["id"], row["updated_at"])
+            if key in self.seen:
+                continue
+            kind = "action.opened" if row["opened_at"] == row["updated_at"] else "action.changed"
+            self.publish({"type": kind, "id": f"{kind}:{row['id']}:{row['updated_at']}", "data": row})
+
+
+def _offer(queue: asyncio.Queue, message: dict[str, Any]) -> None:
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()  # drop the oldest: the page re-reads the list anyway
+    queue.put_nowait(message)
+
+
+hub = Hub()
+
+
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """What a client is sent: enough to find the row, never the record's text or a contact."""
+    keys = ("id", "unit", "status", "title", "owner", "due", "overdue", "updated_at")
+    return {key: data.get(key) for key in keys}
+
+
+@hookimpl
+def track_event(event: Event, store: Store) -> None:
+    if not event.type.startswith("action.") or not hub.subscribers:
+        return
+    hub.publish({"type": event.type, "id": event.id, "data": dict(event.data or {})})

@@ -1,0 +1,186 @@
+"""Admin pages for quality objectives (ISO 9001 6.2): list with status, create, new version, retire."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from feedback import objectives
+from feedback.errors import FeedbackError, InvalidInput, NotFound
+from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
+from feedback.web.api import fresh_snapshot, local_today
+from feedback.web.manage import auth
+from feedback.web.manage.admin_common import (
+    EXCEPTION_HANDLERS,
+    PREFIX,
+    flash_redirect,
+    optional,
+    page,
+    page_lang,
+    read_form,
+    require_unit,
+    require_writer,
+    required,
+    unit_name,
+    visible_units,
+    whole_number,
+)
+from feedback.web.security import Principal
+
+
+def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
+    """Form fields → an objective spec. Targets are typed as people say them: 95 for 95 %, or a 0-100 mean."""
+    spec: dict[str, Any] = {}
+    metric = optional(values, "metric")
+    if metric is not None or not partial:
+        spec["metric"] = required(values, "metric")
+    raw = optional(values, "target")
+    if raw is not None or not partial:
+        raw = required(values, "target").replace(",", ".").rstrip("% ")
+        try:
+            number = float(raw)
+        except ValueError:
+            raise InvalidInput("target: must be a number", "target") from None
+        if not math.isfinite(number) or not 0 <= number <= 100:
+            raise InvalidInput("target: must be from 0 to 100", "target")
+        share = (spec.get("metric") or values.get("current_metric")) in objectives.SHARE_METRICS
+        spec["target"] = number / 100 if share else number
+    for name in ("comparator", "period", "title", "indicator", "service", "owner", "valid_from"):
+        value = optional(values, name)
+        if value is not None:
+            spec[name] = value
+    min_n = whole_number(values, "min_n", 1, 10**7)
+    if min_n is not None:
+        spec["min_n"] = min_n
+    return spec
+
+
+class ObjectiveAdmin(Controller):
+    path = f"{PREFIX}/objectives"
+    include_in_schema = False
+    dependencies = {"principal": Provide(auth.current_user)}
+    exception_handlers = EXCEPTION_HANDLERS
+
+    async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
+                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        lang = page_lang(request)
+        codes = visible_units(principal, snapshot)
+        if unit:
+            require_unit(principal, snapshot, unit)
+            codes = sorted(snapshot.subtree(unit), key=lambda code: snapshot.units[code].path)
+
+        def read(conn) -> list[dict[str, Any]]:
+            found = []
+            for code in codes:
+                today = local_today(snapshot, code)
+                for doc in objectives.list_objectives(conn, [code], today):
+                    status = objectives.status_at(conn, snapshot, doc["id"], today) \
+                        if doc["valid_from"] <= today.isoformat() else None
+                    found.append({**doc, "status": status, "unit_name": unit_name(snapshot, code, lang)})
+            return found
+
+        items = await state.store.read(read)
+        services = sorted(snapshot.services)
+        return await page(request, principal, "admin_objectives.html", {
+            "objectives": items, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
+            "metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
+            "services": services, "share_metrics": objectives.SHARE_METRICS,
+            "values": values or {"unit": unit or ""}}, error=error)
+
+    @get("/")
+    async def list_page(self, request: Request, principal: Principal, state: State,
+                        unit: str | None = None) -> Response:
+        return await self._list(request, principal, state, unit or None)
+
+    @post("/")
+    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+        values = await read_form(request)
+        try:
+            require_writer(principal)
+            snapshot = await fresh_snapshot(state)
+            unit = required(values, "unit")
+            require_unit(principal, snapshot, unit)
+            spec = spec_from_form(values, partial=False)
+            today = local_today(snapshot, unit)
+            objective_id = await state.store.write(lambda conn: objectives.create_objective(
+                conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n))
+        except FeedbackError as error:
+            return await self._list(request, principal, state, values.get("unit") or None, error=error,
+                                    values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s created.", state,
+                              id=str(objective_id))
+
+    async def _unit_of(self, state: State, objective_id: int) -> str:
+        rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
+        if not rows:
+            raise NotFound(f"id: no objective {objective_id}", "id")
+        return rows[0]["unit"]
+
+    async def _detail(self, request: Request, principal: Principal, state: State, objective_id: int, *,
+                      error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        unit = await self._unit_of(state, objective_id)
+        require_unit(principal, snapshot, unit)
+        today = local_today(snapshot, unit)
+
+        def read(conn) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            doc = objectives.objective_document(conn, objective_id, today)
+            status = objectives.status_at(conn, snapshot, objective_id, today) \
+                if doc["versions"][0]["valid_from"] <= today.isoformat() else None
+            return doc, status
+
+        doc, status = await state.store.read(read)
+        return await page(request, principal, "admin_objective.html", {
+            "objective": doc, "status": status, "objective_unit": unit_name(snapshot, unit, page_lang(request)),
+            "metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
+            "services": sorted(snapshot.services), "share_metrics": objectives.SHARE_METRICS,
+            "today": today.isoformat(), "values": values or {}}, error=error)
+
+    @get("/{objective_id:int}")
+    async def detail(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
+        return await self._detail(request, principal, state, objective_id)
+
+    @post("/{objective_id:int}/versions")
+    async def change(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
+        values = await read_form(request)
+        snapshot = await fresh_snapshot(state)
+        unit = await self._unit_of(state, objective_id)
+        require_unit(principal, snapshot, unit)
+        try:
+            require_writer(principal)
+            spec = spec_from_form(values, partial=True)
+            values.pop("current_metric", None)
+            today = local_today(snapshot, unit)
+            version = await state.store.write(lambda conn: objectives.new_version(
+                conn, objective_id, spec, actor=principal.user, today=today))
+        except FeedbackError as error:
+            return await self._detail(request, principal, state, objective_id, error=error, values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s: version %(version)s saved.",
+                              state, id=str(objective_id), version=str(version))
+
+    @post("/{objective_id:int}/retire")
+    async def retire(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
+        values = await read_form(request)
+        snapshot = await fresh_snapshot(state)
+        unit = await self._unit_of(state, objective_id)
+        require_unit(principal, snapshot, unit)
+        try:
+            require_writer(principal)
+            day = values.get("from") or local_today(snapshot, unit).isoformat()
+            await state.store.write(lambda conn: objectives.retire_objective(
+                conn, objective_id, actor=principal.user, from_day=day))
+        except FeedbackError as error:
+            return await self._detail(request, principal, state, objective_id, error=error, values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s retired from %(day)s.", state,
+                              id=str(objective_id), day=day)
+
+
+ROUTES: list = [ObjectiveAdmin]

@@ -1,0 +1,321 @@
+"""Admin pages for the organisation: units, services, touchpoints, their QR codes and posters."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from feedback import organisation, posters
+from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound
+from feedback.i18n import ENDONYMS, counter_label
+from feedback.models import LANGUAGES
+from feedback.web.api import fresh_snapshot
+from feedback.web.manage import auth
+from feedback.web.manage.admin_common import (
+    EXCEPTION_HANDLERS,
+    PREFIX,
+    depth,
+    flash_redirect,
+    optional,
+    page,
+    page_lang,
+    read_form,
+    require_unit,
+    require_writer,
+    required,
+    unit_name,
+    visible_units,
+    whole_number,
+)
+from feedback.web.qr_routes import filename_part, pdf_response, public_base
+from feedback.web.security import Principal
+
+MAX_TEXT = 200
+
+
+def text_field(values: dict[str, str], name: str, *, needed: bool = False) -> str | None:
+    value = required(values, name) if needed else optional(values, name)
+    if value is not None and len(value) > MAX_TEXT:
+        raise InvalidInput(f"{name}: at most {MAX_TEXT} characters", name)
+    return value
+
+
+def language_choices() -> list[tuple[str, str]]:
+    return [(code, ENDONYMS[code]) for code in LANGUAGES]
+
+
+async def user_names(state: State) -> list[str]:
+    rows = await state.store.query("SELECT name FROM users WHERE coalesce(disabled, 0) = 0 ORDER BY name")
+    return [row["name"] for row in rows]
+
+
+class UnitAdmin(Controller):
+    path = f"{PREFIX}/units"
+    include_in_schema = False
+    dependencies = {"principal": Provide(auth.current_user)}
+    exception_handlers = EXCEPTION_HANDLERS
+
+    async def _list(self, request: Request, principal: Principal, state: State, *,
+                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        lang = page_lang(request)
+        units = [{"code": code, "name": unit_name(snapshot, code, lang), "depth": depth(snapshot, code),
+                  "unit": snapshot.units[code]} for code in visible_units(principal, snapshot)]
+        return await page(request, principal, "admin_units.html", {
+            "units": units, "lang_choices": language_choices(), "users": await user_names(state),
+            "values": values or {}}, error=error)
+
+    @get("/")
+    async def units(self, request: Request, principal: Principal, state: State) -> Response:
+        return await self._list(request, principal, state)
+
+    @post("/")
+    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+        values = await read_form(request)
+        try:
+            require_writer(principal)
+            snapshot = await fresh_snapshot(state)
+            code = required(values, "code")
+            if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+                raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
+            parent = optional(values, "parent")
+            if parent is None:
+                if principal.unit is not None:
+                    raise InvalidInput("parent: required (you manage one subtree)", "parent")
+            else:
+                require_unit(principal, snapshot, parent, "parent")
+            lang = values.get("lang") or "en"
+            if lang not in LANGUAGES:
+                raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
+            names = {code_: text for code_ in LANGUAGES if (text := text_field(values, f"name_{code_}"))}
+            if not names:
+                raise InvalidInput("name: give the name in at least one language", f"name_{lang}")
+            name = names.get(lang) or next(iter(names.values()))
+            tz = values.get("tz") or "UTC"
+            owner = optional(values, "owner")
+            action_days = whole_number(values, "action_days", 1, 365)
+            country = optional(values, "country")
+
+            def job(conn: sqlite3.Connection) -> None:
+                organisation.add_unit(conn, code, name, parent=parent, lang=lang, tz=tz, names=names)
+                organisation.update_unit(conn, code, owner=owner, action_days=action_days, country=country)
+
+            await state.store.write(job)
+        except FeedbackError as error:
+            return await self._list(request, principal, state, error=error, values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/units/{code}", "Unit %(code)s created.", state, code=code)
+
+    async def _edit(self, request: Request, principal: Principal, state: State, code: str, *,
+                    error: FeedbackError | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        require_unit(principal, snapshot, code, "code")
+        lang = page_lang(request)
+        unit = snapshot.units[code]
+        live = sum(1 for tp in snapshot.touchpoints.values() if tp.unit in snapshot.subtree(code)
+                   and tp.token not in snapshot.retired)
+        return await page(request, principal, "admin_unit.html", {
+            "unit": unit, "name": unit_name(snapshot, code, lang), "users": await user_names(state),
+            "parent_name": unit_name(snapshot, unit.parent, lang), "live_touchpoints": live}, error=error)
+
+    @get("/{code:str}")
+    async def edit(self, request: Request, principal: Principal, state: State, code: str) -> Response:
+        return await self._edit(request, principal, state, code)
+
+    @post("/{code:str}")
+    async def update(self, request: Request, principal: Principal, state: State, code: str) -> Response:
+        values = await read_form(request)
+        snapshot = await fresh_snapshot(state)
+        require_unit(principal, snapshot, code, "code")
+        try:
+            require_writer(principal)
+            owner = optional(values, "owner")
+            action_days = whole_number(values, "action_days", 1, 365)
+            country = optional(values, "country")
+            public = values.get("public_results") == "1"
+            await state.store.write(lambda conn: organisation.update_unit(
+                conn, code, owner=owner, action_days=action_days, country=country, public_results=public))
+        except FeedbackError as error:
+            return await self._edit(request, principal, state, code, error=error)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/units/{code}", "Unit %(code)s saved.", state, code=code)
+
+    @get("/{code:str}/posters.pdf", media_type="application/pdf")
+    async def posters(self, request: Request, principal: Principal, state: State, code: str,
+                      paper: str | None = None) -> Response[bytes]:
+        size = posters.parse_paper(paper)
+        snapshot = await fresh_snapshot(state)
+        require_unit(principal, snapshot, code, "code")
+        tokens = posters.unit_tokens(snapshot, code)
+        if not tokens:
+            raise NotFound(f"code: unit {code!r} has no live touchpoints", "code")
+        content = await asyncio.to_thread(posters.render_posters, snapshot, tokens, public_base(request, state), size)
+        return pdf_response(content, f"posters-{filename_part(code)}-{size}.pdf")
+
+
+class ServiceAdmin(Controller):
+    path = f"{PREFIX}/services"
+    include_in_schema = False
+    dependencies = {"principal": Provide(auth.current_user)}
+    exception_handlers = EXCEPTION_HANDLERS
+
+    async def _list(self, request: Request, principal: Principal, state: State, *,
+                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        lang = page_lang(request)
+        services = []
+        for code, row in sorted(snapshot.services.items()):
+            agency = row.get("agency")
+            if agency and (agency not in snapshot.units or not principal.may_see(agency, snapshot)) \
+                    and principal.unit is not None:
+                continue
+            names = msgspec.json.decode(row["names"]) if row.get("names") else {}
+            services.append({"code": code, "name": names.get(lang) or row["name"], "kind": row.get("kind"),
+                             "agency": agency, "agency_name": unit_name(snapshot, agency, lang)})
+        units = [(code, unit_name(snapshot, code, lang)) for code in visible_units(principal, snapshot)]
+        return await page(request, principal, "admin_services.html", {
+            "services": services, "units": units, "values": values or {}}, error=error)
+
+    @get("/")
+    async def services(self, request: Request, principal: Principal, state: State) -> Response:
+        return await self._list(request, principal, state)
+
+    @post("/")
+    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+        values = await read_form(request)
+        try:
+            require_writer(principal)
+            snapshot = await fresh_snapshot(state)
+            code = required(values, "code")
+            if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+                raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
+            agency = optional(values, "agency")
+            if agency is None and principal.unit is not None:
+                raise InvalidInput("agency: required (you manage one subtree)", "agency")
+            if agency is not None:
+                require_unit(principal, snapshot, agency, "agency")
+            names = {lang: text for lang in LANGUAGES if (text := text_field(values, f"name_{lang}"))}
+            if not names:
+                raise InvalidInput("name: give the name in at least one language", "name_en")
+            kind = values.get("kind") or "administrative"
+            if kind not in ("administrative", "customs", "other"):
+                raise InvalidInput("kind: must be administrative, customs or other", "kind")
+            lang = snapshot.units[agency].lang if agency else "en"
+            name = names.get(lang) or next(iter(names.values()))
+
+            def job(conn: sqlite3.Connection) -> None:
+                if conn.execute("SELECT 1 FROM services WHERE code = ?", (code,)).fetchone():
+                    raise Conflict(f"code: service {code!r} exists", "code")
+                organisation.add_service(conn, code, name, kind=kind, agency=agency, names=names)
+
+            await state.store.write(job)
+        except FeedbackError as error:
+            return await self._list(request, principal, state, error=error, values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/services", "Service %(code)s created.", state, code=code)
+
+
+class TouchpointAdmin(Controller):
+    path = f"{PREFIX}/touchpoints"
+    include_in_schema = False
+    dependencies = {"principal": Provide(auth.current_user)}
+    exception_handlers = EXCEPTION_HANDLERS
+
+    async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
+                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+        snapshot = await fresh_snapshot(state)
+        lang = page_lang(request)
+        codes = visible_units(principal, snapshot)
+        if unit:
+            require_unit(principal, snapshot, unit)
+            codes = snapshot.subtree(unit)
+            codes.sort(key=lambda code: snapshot.units[code].path)
+        rows = await state.store.query("SELECT token, retired_at, created_at FROM touchpoints")
+        stamps = {row["token"]: row for row in rows}
+        groups: list[dict[str, Any]] = []
+        for code in codes:
+            items = []
+            for tp in sorted((t for t in snapshot.touchpoints.values() if t.unit == code),
+                             key=lambda t: (t.token in snapshot.retired, t.name)):
+                items.append({"tp": tp, "counter": counter_label(tp.counter, lang),
+                              "retired_at": (stamps.get(tp.token) or {}).get("retired_at"),
+                              "service": tp.service})
+            groups.append({"code": code, "name": unit_name(snapshot, code, lang), "touchpoints": items,
+                           "live": sum(1 for item in items if not item["retired_at"])})
+        services = [(code, row["name"]) for code, row in sorted(snapshot.services.items())
+                    if not row.get("agency") or principal.unit is None
+                    or (row["agency"] in snapshot.units and principal.may_see(row["agency"], snapshot))]
+        return await page(request, principal, "admin_touchpoints.html", {
+            "groups": groups, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
+            "surveys": sorted(snapshot.current), "services": services, "lang_choices": language_choices(),
+            "values": values or {"unit": unit or ""}}, error=error)
+
+    @get("/")
+    async def touchpoints(self, request: Request, principal: Principal, state: State,
+                          unit: str | None = None) -> Response:
+        return await self._list(request, principal, state, unit or None)
+
+    @post("/")
+    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+        values = await read_form(request)
+        try:
+            require_writer(principal)
+            snapshot = await fresh_snapshot(state)
+            unit = required(values, "unit")
+            require_unit(principal, snapshot, unit)
+            name = text_field(values, "name", needed=True) or ""
+            survey = required(values, "survey")
+            if survey not in snapshot.current:
+                raise NotFound(f"survey: no published survey {survey!r}", "survey")
+            kind = values.get("kind") or "qr"
+            counter = text_field(values, "counter")
+            service = optional(values, "service")
+            if service is not None and service not in snapshot.services:
+                raise NotFound(f"service: no service {service!r}", "service")
+            lang = optional(values, "lang")
+            if lang is not None and lang not in LANGUAGES:
+                raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
+            await state.store.write(lambda conn: organisation.add_touchpoint(
+                conn, unit, name, survey, kind=kind, lang=lang, counter=counter, service=service))
+        except FeedbackError as error:
+            return await self._list(request, principal, state, values.get("unit") or None, error=error,
+                                    values=values)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/touchpoints?unit={unit}", "Touchpoint %(name)s created.", state, name=name)
+
+    @post("/{token:str}/retire")
+    async def retire(self, request: Request, principal: Principal, state: State, token: str) -> Response:
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(token)
+        if touchpoint is None:
+            raise NotFound(f"token: no touchpoint {token!r}", "token")
+        require_unit(principal, snapshot, touchpoint.unit)
+        try:
+            require_writer(principal)
+            await state.store.write(lambda conn: organisation.retire_touchpoint(conn, token))
+        except FeedbackError as error:
+            return await self._list(request, principal, state, touchpoint.unit, error=error)
+        state.catalog.invalidate()
+        return flash_redirect(f"{PREFIX}/touchpoints?unit={touchpoint.unit}", "Touchpoint %(name)s retired.", state,
+                              name=touchpoint.name)
+
+    @get("/{token:str}/poster.pdf", media_type="application/pdf")
+    async def poster(self, request: Request, principal: Principal, state: State, token: str,
+                     paper: str | None = None) -> Response[bytes]:
+        size = posters.parse_paper(paper)
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(token)
+        if touchpoint is None:
+            raise NotFound(f"token: no touchpoint {token!r}", "token")
+        require_unit(principal, snapshot, touchpoint.unit)
+        content = await asyncio.to_thread(posters.render_posters, snapshot, [token], public_base(request, state), size)
+        return pdf_response(content, f"poster-{filename_part(token)}-{size}.pdf")
+
+
+ROUTES: list = [UnitAdmin, ServiceAdmin, TouchpointAdmin]

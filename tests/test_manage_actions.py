@@ -1,0 +1,372 @@
+"""The corrective-action queue of the manager web app, in Debian's Chromium and over plain HTTP.
+
+A real server over a real SQLite file; bad 好差评 ratings open the work orders the pages then walk.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, rows
+from tests.manage_helpers import add_user, csrf_token, sign_in
+
+PASSWORD = "correct horse 1"
+LANGS = ("vi", "ru", "zh", "en")
+# Error texts the pages must show, per language (from manage_actions.po).
+NOT_ALLOWED = {"vi": "Không thể thực hiện bước này từ trạng thái hiện tại của hành động.",
+               "en": "This step is not allowed from the action's current status."}
+NEED_DUE = {"ru": "Укажите срок, который ещё не прошёл.", "en": "Give a due date that is not in the past."}
+
+
+@pytest.fixture(scope="module")
+def people(shared_org: Org) -> Org:
+    add_user(shared_org.db, "mai", PASSWORD, "manager", "A1")
+    add_user(shared_org.db, "olga", PASSWORD, "manager", "B")
+    add_user(shared_org.db, "vera", PASSWORD, "viewer", "A")
+    add_user(shared_org.db, "boss", PASSWORD, "admin", None)
+    return shared_org
+
+
+@pytest.fixture(scope="module")
+def site(people: Org, server: Server) -> Server:
+    return server
+
+
+def client_for(site: Server, user: str, lang: str | None = None) -> httpx.Client:
+    client = httpx.Client(base_url=site.url, timeout=20)
+    if lang:
+        client.cookies.set("fb_lang", lang)
+    sign_in(client, site, user, PASSWORD)
+    return client
+
+
+def bad_rating(site: Server, org: Org) -> dict[str, Any]:
+    """A 好差评 'very dissatisfied' at the A1a kiosk: the rules open a work order for it."""
+    reply = httpx.post(f"{site.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}},
+                       timeout=15)
+    assert reply.status_code == 201, reply.text
+    opened = rows(org, "SELECT * FROM actions WHERE response_id = ?", (reply.json()["id"],))
+    assert len(opened) == 1 and opened[0]["kind"] == "work_order" and opened[0]["unit"] == "A1a"
+    return {**opened[0], "receipt": reply.json()["receipt"]}
+
+
+def step(client: httpx.Client, action_id: int, target: str, **fields: str) -> httpx.Response:
+    token = csrf_token(client, f"/manage/actions/{action_id}")
+    return client.post(f"/manage/actions/{action_id}/events", data={"_csrf_token": token, "type": target, **fields})
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server,
+                                                                      people: Org) -> None:
+    action = bad_rating(site, people)
+    sign_in(page, site, "mai", PASSWORD)
+    page.goto(f"{site.url}/manage/actions?lang=en")
+    row = page.locator(f"#action-{action['id']}")
+    expect(row).to_contain_text(action["title"])
+    expect(row).to_contain_text("New")
+    row.get_by_role("link").first.click()
+    expect(page.locator("h1")).to_contain_text(f"#{action['id']}")
+    expect(page.locator(".act-facts")).to_contain_text(action["receipt"])
+    assert page.locator('.act-facts a[href="/manage/units/A1a"]').count() >= 1
+    walk = [
+        ("verifying", {"note": "Checked the kiosk log"}),
+        ("corrected", {"correction": "Apologised and served the citizen again"}),
+        ("implemented", {"result": "Queue numbers now called aloud"}),
+        ("effectiveness_review", {"note": "Watch the next weeks"}),
+        ("closed", {"result": "No more complaints"}),
+    ]
+    for target, fields in walk:
+        form = page.locator(f"#step-{target}")
+        for name, value in fields.items():
+            form.locator(f'[name="{name}"]').fill(value)
+        with page.expect_navigation():
+            form.locator("button[type=submit]").click()
+        assert f"done={target}" in page.url
+        expect(page.locator(".act-done")).to_be_visible()
+    expect(page.locator(".act-facts .act-status")).to_contain_text("Closed")
+    assert page.locator("form.act-step").count() == 1  # only "reopen" is left
+    record = page.locator(".act-record").inner_text()
+    for _, fields in walk:
+        for value in fields.values():
+            assert value in record
+    stored = rows(people, "SELECT type, actor, correction, result FROM action_events WHERE action = ? ORDER BY seq",
+                  (action["id"],))
+    assert [e["type"] for e in stored] == ["opened", "verifying", "corrected", "implemented",
+                                           "effectiveness_review", "closed"]
+    assert {e["actor"] for e in stored[1:]} == {"mai"}
+    assert stored[2]["correction"] == "Apologised and served the citizen again"
+    assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "closed"
+
+
+def test_markup_in_a_note_is_shown_escaped(page: Page, site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    client = client_for(site, "mai")
+    markup = '<b id="injected">bold</b><script>window.pwned = 1</script>'
+    assert step(client, action["id"], "verifying", note=markup).status_code == 303
+    html = client.get(f"/manage/actions/{action['id']}").text
+    assert "&lt;b id=&#34;injected&#34;&gt;" in html or "&lt;b id=&quot;injected&quot;&gt;" in html
+    assert '<b id="injected">' not in html
+    sign_in(page, site, "mai", PASSWORD)
+    page.goto(f"{site.url}/manage/actions/{action['id']}")
+    assert page.locator("#injected").count() == 0
+    assert markup in page.locator(".act-record").inner_text()
+    assert page.evaluate("() => window.pwned") is None
+
+
+def test_a_refused_step_is_shown_on_the_page_in_its_language(site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    vi = client_for(site, "mai", lang="vi")
+    reply = step(vi, action["id"], "closed", result="too early")
+    assert reply.status_code == 409
+    assert NOT_ALLOWED["vi"] in reply.text and 'role="alert"' in reply.text
+    assert step(vi, action["id"], "verifying").status_code == 303
+    ru = client_for(site, "mai", lang="ru")
+    reply = step(ru, action["id"], "action_planned", root_cause="кадры", action_taken="обучение")
+    assert reply.status_code == 400 and NEED_DUE["ru"] in reply.text
+    reply = step(ru, action["id"], "action_planned", due="2001-01-01", root_cause="кадры", action_taken="обучение")
+    assert reply.status_code == 400 and NEED_DUE["ru"] in reply.text
+    assert "обучение" in reply.text  # what was typed is kept in the form
+    assert step(ru, action["id"], "no_such_state").status_code == 400
+    assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "verifying"
+
+
+def test_an_appeal_cannot_be_decided_by_the_person_who_appealed(site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    en = client_for(site, "mai", lang="en")
+    assert step(en, action["id"], "verifying").status_code == 303
+    assert step(en, action["id"], "appealed", note="the rating was a mistake").status_code == 303
+    reply = step(en, action["id"], "appeal_upheld", note="agreed")
+    assert reply.status_code == 403
+    assert "someone other than the rated officer" in reply.text
+    boss = client_for(site, "boss", lang="en")
+    assert step(boss, action["id"], "appeal_rejected", note="the rating stands").status_code == 303
+
+
+def test_a_manager_of_another_unit_is_refused(site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    olga = client_for(site, "olga", lang="en")
+    assert olga.get(f"/manage/actions/{action['id']}").status_code == 403
+    assert step_without_page(olga, action["id"]).status_code == 403
+    assert f'id="action-{action["id"]}"' not in olga.get("/manage/actions").text
+    assert olga.get("/manage/actions?unit=A1").status_code == 403
+    assert olga.get("/manage/actions/board?unit=A").status_code == 403
+    assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "new"
+
+
+def step_without_page(client: httpx.Client, action_id: int) -> httpx.Response:
+    token = csrf_token(client, "/manage/actions")
+    return client.post(f"/manage/actions/{action_id}/events", data={"_csrf_token": token, "type": "verifying"})
+
+
+def test_viewers_read_without_forms_and_cannot_post(site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    conn = sqlite3.connect(people.db)
+    with conn:  # the respondent left a number for a call-back
+        conn.execute("INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
+                     (action["response_id"], "+84 90 555 0101", action["opened_at"]))
+    conn.close()
+    assert "+84 90 555 0101" in client_for(site, "mai", lang="en").get(f"/manage/actions/{action['id']}").text
+    vera = client_for(site, "vera", lang="en")
+    page_html = vera.get(f"/manage/actions/{action['id']}").text
+    assert action["title"] in page_html and "+84 90 555 0101" not in page_html
+    assert "act-step" not in page_html and "your role cannot change it" in page_html
+    assert step_without_page(vera, action["id"]).status_code == 403
+    assert vera.get("/manage/actions/new").status_code == 403
+
+
+def test_a_post_without_its_csrf_token_is_refused(site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    mai = client_for(site, "mai")
+    reply = mai.post(f"/manage/actions/{action['id']}/events", data={"type": "verifying"})
+    assert reply.status_code == 403
+    assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "new"
+
+
+def test_an_action_is_opened_by_hand(site: Server, people: Org) -> None:
+    mai = client_for(site, "mai", lang="en")
+    token = csrf_token(mai, "/manage/actions/new")
+    reply = mai.post("/manage/actions/new", data={"_csrf_token": token, "unit": "B", "title": "not mine"})
+    assert reply.status_code == 403
+    reply = mai.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": ""})
+    assert reply.status_code == 400 and "Give the action a title." in reply.text
+    reply = mai.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "Audit finding 7",
+                                                  "due": "2099-12-31", "note": "found in the internal audit"})
+    assert reply.status_code == 303
+    action_id = int(reply.headers["location"].split("/")[-1].split("?")[0])
+    found = rows(people, "SELECT kind, unit, due, created_by FROM actions WHERE id = ?", (action_id,))[0]
+    assert found == {"kind": "manual", "unit": "A1", "due": "2099-12-31", "created_by": "mai"}
+    assert "Audit finding 7" in mai.get(f"/manage/actions/{action_id}").text
+
+
+def test_the_queue_filters_and_puts_overdue_first(site: Server, people: Org) -> None:
+    first = bad_rating(site, people)
+    second = bad_rating(site, people)
+    # Make the second one overdue, as the deadline job would see it.
+    conn = sqlite3.connect(people.db)
+    with conn:
+        conn.execute("UPDATE actions SET due = '2020-01-02' WHERE id = ?", (second["id"],))
+    conn.close()
+    mai = client_for(site, "mai", lang="en")
+    html = mai.get("/manage/actions?status=open").text
+    assert html.index(f'id="action-{second["id"]}"') < html.index(f'id="action-{first["id"]}"')
+    overdue_row = html[html.index(f'id="action-{second["id"]}"'):].split("</tr>")[0]
+    assert "Overdue" in overdue_row  # a word, not only a colour
+    only = mai.get("/manage/actions?overdue=1").text
+    assert f'id="action-{second["id"]}"' in only and f'id="action-{first["id"]}"' not in only
+    assert f'id="action-{first["id"]}"' not in mai.get("/manage/actions?status=closed").text
+    assert f'id="action-{first["id"]}"' in mai.get("/manage/actions?kind=work_order&unit=A1a").text
+    board = mai.get("/manage/actions/board").text
+    assert 'id="col-new"' in board and f'id="action-{first["id"]}"' in board
+
+
+class Stream:
+    """An SSE client on its own thread: parsed events land in a queue."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.ready = threading.Event()
+        self.client = client
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "the stream did not open"
+
+    def _run(self) -> None:
+        try:
+            with self.client.stream("GET", "/manage/actions/stream", headers={"Accept": "text/event-stream"},
+                                    timeout=httpx.Timeout(60, read=60)) as reply:
+                assert reply.status_code == 200
+                event: dict[str, str] = {}
+                for line in reply.iter_lines():
+                    if line.startswith(":"):
+                        self.ready.set()
+                    elif line.startswith("event:"):
+                        event["event"] = line[6:].strip()
+                    elif line.startswith("data:"):
+                        event["data"] = line[5:].strip()
+                    elif line == "":
+                        if "event" in event:  # comments and keep-alives carry no event name
+                            self.events.put(event)
+                        event = {}
+        except (httpx.HTTPError, RuntimeError):
+            pass
+
+    def next(self, timeout: float = 15) -> dict[str, Any]:
+        event = self.events.get(timeout=timeout)
+        return {"event": event.get("event"), **json.loads(event.get("data", "{}"))}
+
+    def next_about(self, action_id: int, timeout: float = 15) -> dict[str, Any]:
+        """The next event of one action (other actions may change meanwhile, e.g. by the deadline job)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next(max(0.1, deadline - time.monotonic()))
+            if event.get("id") == action_id:
+                return event
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def test_stream_sends_the_subtree_events_only(site: Server, people: Org) -> None:
+    mai = Stream(client_for(site, "mai"))
+    olga = Stream(client_for(site, "olga"))
+    try:
+        action = bad_rating(site, people)
+        seen = mai.next_about(action["id"])
+        assert seen["event"] == "action.opened" and seen["id"] == action["id"] and seen["unit"] == "A1a"
+        assert "contact" not in seen
+        step(client_for(site, "mai"), action["id"], "verifying")
+        changed = mai.next_about(action["id"])
+        assert changed["event"] == "action.changed" and changed["status"] == "verifying"
+        # The manager of B hears nothing of A1a: everything she got by the time B's own arrives is B's.
+        reply = httpx.post(f"{site.url}/api/v1/actions", headers=auth_header(people.tokens["admin"]),
+                           json={"unit": "B", "title": "Окно 2: очередь"}, timeout=15)
+        assert reply.status_code == 201
+        heard = [olga.next()]
+        while heard[-1]["id"] != reply.json()["id"]:
+            heard.append(olga.next())
+        assert {event["unit"] for event in heard} == {"B"} and heard[-1]["event"] == "action.opened"
+    finally:
+        mai.close()
+        olga.close()
+
+
+def test_a_change_made_in_another_worker_reaches_the_stream(tmp_path: Any) -> None:
+    from tests.conftest import make_org
+
+    org = make_org(tmp_path / "two.db")
+    add_user(org.db, "mai", PASSWORD, "manager", "A1")
+    srv = Server(org.db, workers=2).start()
+    try:
+        listener = Stream(client_for(srv, "mai"))
+        opened = {bad_rating(srv, org)["id"] for _ in range(4)}
+        heard = set()
+        deadline = time.monotonic() + 30
+        while heard != opened and time.monotonic() < deadline:
+            event = listener.next(timeout=30)
+            if event["event"] == "action.opened":
+                heard.add(event["id"])
+        assert heard == opened
+        listener.close()
+    finally:
+        srv.stop()
+
+
+def test_the_list_updates_live_without_reload(page: Page, site: Server, people: Org) -> None:
+    sign_in(page, site, "mai", PASSWORD)
+    page.goto(f"{site.url}/manage/actions?lang=en")
+    page.wait_for_selector("html[data-live=on]")
+    page.evaluate("() => { window.sameDocument = true; }")
+    action = bad_rating(site, people)
+    expect(page.locator(f"#action-{action['id']}")).to_be_visible(timeout=15000)
+    expect(page.locator("#actions-live")).to_contain_text(action["title"])
+    assert page.evaluate("() => window.sameDocument") is True  # no reload happened
+    page.goto(f"{site.url}/manage/actions/board")
+    page.wait_for_selector("html[data-live=on]")
+    step(client_for(site, "mai"), action["id"], "verifying")
+    expect(page.locator(f"#col-verifying ~ ul #action-{action['id']}")).to_be_visible(timeout=15000)
+
+
+def axe_audit(page: Page) -> list:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+            if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_pages_pass_axe_in_each_language_with_screenshots(browser: Browser, site: Server, people: Org,
+                                                         lang: str) -> None:
+    assert AXE.exists(), "run `npm install` in tests/browser"
+    action = bad_rating(site, people)
+    client = client_for(site, "mai")
+    step(client, action["id"], "verifying", note="Đã kiểm tra / проверено / 已核实")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    try:
+        sign_in(page, site, "mai", PASSWORD)
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name, path in (("list", "/manage/actions"), ("board", "/manage/actions/board"),
+                           ("action", f"/manage/actions/{action['id']}"), ("new", "/manage/actions/new")):
+            page.goto(f"{site.url}{path}?lang={lang}")
+            assert page.locator("html").get_attribute("lang").startswith(lang)
+            assert axe_audit(page) == [], (name, lang)
+            page.screenshot(path=str(ARTIFACTS / f"manage-actions-{name}-{lang}.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,0 +1,261 @@
+"""The dashboard, the unit page and the response list of the manager web app, over a real server."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.sync_api import Browser
+
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, rows
+from tests.manage_helpers import add_user, sign_in
+
+PASSWORD = "correct horse 1"
+MARKUP = "<script>alert(1)</script> <b>bold</b> chậm quá"
+LANGS = ("vi", "ru", "zh", "en")
+DESKTOP = {"width": 1280, "height": 900}
+# When the response with the markup comment was given: three days ago, 03:15 UTC (10:15 in Hanoi).
+GIVEN = (datetime.now(UTC) - timedelta(days=3)).replace(hour=3, minute=15, second=0, microsecond=0)
+
+
+def post(server: Server, touchpoint: str, answers: dict, **extra) -> dict:
+    reply = httpx.post(f"{server.url}/api/v1/responses",
+                       json={"touchpoint": touchpoint, "answers": answers, "id": str(uuid.uuid4()), **extra})
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    org = make_org(tmp_path_factory.mktemp("dash") / "feedback.db")
+    add_user(org.db, "boss", PASSWORD, "admin", None)
+    add_user(org.db, "mai", PASSWORD, "manager", "A1")
+    add_user(org.db, "vera", PASSWORD, "viewer", "A")
+    srv = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
+    post(srv, "tp-a1", {"overall": 1, "comment": MARKUP}, officer="OF-7", submitted_at=GIVEN.isoformat())
+    post(srv, "tp-a1", {"overall": 2, "comment": "Nhân viên rất nhiệt tình"}, officer="OF-7")
+    post(srv, "tp-a1", {"overall": 5}, case_ref="CASE-1")
+    post(srv, "tp-a1", {"overall": 4}, case_ref="CASE-1")  # the same case again: flagged, left out of rates
+    post(srv, "tp-a1a", {"overall": 5, "efficiency": 4, "competence": 5, "attitude": 5, "comment": "工作人员很热情"})
+    post(srv, "tp-b", {"service_time": 5, "waiting_time": 4, "staff_courtesy": 5, "premises": 4, "information": 5,
+                       "comment": "Всё отлично, спасибо"})
+    for i in range(55):  # more than one page at A
+        post(srv, "tp-a", {"overall": 1 + i % 5, "comment": f"hall remark number {i}"})
+    yield org, srv
+    srv.stop()
+
+
+def client(srv: Server, name: str) -> httpx.Client:
+    session = httpx.Client(base_url=srv.url)
+    sign_in(session, srv, name, PASSWORD)
+    return session
+
+
+def cell(html: str, row_attr: str, css_class: str) -> str:
+    row = re.search(rf'<tr data-unit="{row_attr}">(.*?)</tr>', html, re.S)
+    assert row, f"no row {row_attr}"
+    found = re.search(rf'class="[^"]*\b{css_class}\b[^"]*">(.*?)</td>', row.group(1), re.S)
+    assert found, f"no {css_class} in row {row_attr}"
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+def test_dashboard_figures_match_the_satisfaction_and_objectives_api(setup) -> None:
+    org, srv = setup
+    admin = auth_header(org.tokens["admin"])
+    ids = []
+    for spec in ({"metric": "satisfaction", "target": 0.99, "period": "rolling_30", "min_n": 1, "title": "Hard"},
+                 {"metric": "satisfaction", "target": 0.1, "period": "month", "min_n": 500, "title": "Soft"}):
+        reply = httpx.post(f"{srv.url}/api/v1/objectives", json={"unit": "A1", **spec}, headers=admin)
+        assert reply.status_code == 201, reply.text
+        ids.append(reply.json()["id"])
+    statuses = [httpx.get(f"{srv.url}/api/v1/objectives/{i}/status", headers=admin).json()["status"] for i in ids]
+    assert statuses == ["breached", "insufficient_data"]
+    page = client(srv, "boss").get("/manage/?lang=en")
+    assert page.status_code == 200
+    assert cell(page.text, "A1", "dash-status") == "Breached"  # the worst of the two
+    assert cell(page.text, "B", "dash-status") == "None set"
+    unit_page = client(srv, "boss").get("/manage/units/A1?lang=en").text
+    objectives = re.search(r'id="objectives">(.*?)</table>', unit_page, re.S).group(1)
+    assert "Hard" in objectives and "Breached" in objectives and "Too few responses" in objectives
+    for unit in ("A", "A1", "A1a", "B"):
+        api = httpx.get(f"{srv.url}/api/v1/satisfaction", params={"unit": unit},
+                        headers=auth_header(org.tokens["admin"])).json()["total"]
+        assert cell(page.text, unit, "dash-n") == f"{api['n']:,}"
+        rate = cell(page.text, unit, "dash-rate").split(" ")[0]
+        assert rate == f"{api['rate'] * 100:.1f}%"
+        low, high = api["ci95"]
+        assert cell(page.text, unit, "dash-ci") == f"{low * 100:.1f}% – {high * 100:.1f}%"
+    # A manager sees their own subtree only.
+    mine = client(srv, "mai").get("/manage/").text
+    assert 'data-unit="A1"' in mine and 'data-unit="A1a"' in mine
+    assert 'data-unit="B"' not in mine and 'data-unit="A"' not in mine
+
+
+def test_unit_page_shows_breakdowns_raw_versus_counted_and_the_local_hour(setup) -> None:
+    org, srv = setup
+    html = client(srv, "boss").get("/manage/units/A1?lang=en").text
+    api = httpx.get(f"{srv.url}/api/v1/satisfaction", params={"unit": "A1"},
+                    headers=auth_header(org.tokens["admin"])).json()["total"]
+    assert re.search(rf'id="fig-n">{api["n"]}<', html)
+    assert re.search(rf'id="fig-raw">{api["n"] + 1}<', html)  # the repeated case is received, not counted
+    assert re.search(r'id="fig-suspect">1<', html)
+    by_service = re.search(r'id="by-service">(.*?)</table>', html, re.S).group(1)
+    assert "Đăng ký" in by_service
+    assert "Quầy 1" in re.search(r'id="by-touchpoint">(.*?)</table>', html, re.S).group(1)
+    assert "Counter 1" in re.search(r'id="by-counter">(.*?)</table>', html, re.S).group(1)
+    assert "3号窗口" in html  # the kiosk of A1a, below A1
+    # The heatmap puts the 03:15 UTC response at 10:00 local time on its local weekday.
+    local = GIVEN.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    heat = re.search(r'id="heatmap">(.*?)</table>', html, re.S).group(1)
+    hours = re.findall(r'<th scope="col">(\d\d)</th>', heat)
+    weekday = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")[local.weekday()]
+    row = re.search(rf'<th scope="row">{weekday}</th>(.*?)</tr>', heat, re.S).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert 'class="heat-n">1<' in cells[hours.index(f"{local.hour:02d}")]
+    # Levels and indicators come from the rollups of the subtree.
+    levels = re.search(r'id="levels">(.*?)</table>', html, re.S).group(1)
+    assert re.search(r"1 · Very dissatisfied</th><td class=\"num\">1<", levels)
+    assert 'id="chart-p"' in html and 'id="dashboard-charts"' in html
+
+
+def test_a_manager_cannot_open_another_units_pages(setup) -> None:
+    _, srv = setup
+    mai = client(srv, "mai")
+    for path in ("/manage/units/B", "/manage/units/B/responses", "/manage/units/A"):
+        assert mai.get(path).status_code == 403, path
+    assert mai.get("/manage/units/A1a").status_code == 200
+    assert mai.get("/manage/units/NOPE").status_code == 404
+    assert mai.get("/manage/units/A1?from=2026-13-01").status_code == 400
+    assert mai.get("/manage/units/A1/responses?level=9").status_code == 400
+    assert httpx.get(f"{srv.url}/manage/units/A1").status_code == 303  # not signed in
+
+
+def test_a_comment_with_markup_is_shown_as_text(setup, browser: Browser) -> None:
+    _, srv = setup
+    html = client(srv, "boss").get("/manage/units/A1/responses").text
+    assert "<script>alert(1)</script>" not in html and "<b>bold</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt;" in html
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, srv, "boss", PASSWORD)
+    page.goto(f"{srv.url}/manage/units/A1/responses")
+    comments = page.locator("td.dash-comment").all_text_contents()
+    assert MARKUP in comments
+    assert page.locator("td.dash-comment b").count() == 0
+    context.close()
+
+
+def test_search_finds_words_in_each_script(setup) -> None:
+    _, srv = setup
+    boss = client(srv, "boss")
+
+    def found(unit: str, q: str) -> list[str]:
+        html = boss.get(f"/manage/units/{unit}/responses", params={"q": q}).text
+        return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r'<td class="dash-comment">(.*?)</td>', html, re.S)]
+
+    assert found("A", "nhiệt") == ["Nhân viên rất nhiệt tình"]
+    assert found("A", "CHẬM") == ["&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt; chậm quá"]
+    assert found("A", "热情") == ["工作人员很热情"]  # two characters: below the trigram length
+    assert found("B", "отлично") == ["Всё отлично, спасибо"]
+    assert found("A", "number 17") == ["hall remark number 17"]
+    assert found("A", "nowhere") == []
+
+
+def test_filters_and_pages(setup) -> None:
+    org, srv = setup
+    boss = client(srv, "boss")
+
+    def receipts(path: str, **params) -> tuple[list[str], str | None]:
+        html = (boss.get(path, params=params) if params else boss.get(path)).text
+        next_link = re.search(r'href="([^"]+)" rel="next"', html)
+        return (re.findall(r"<code>([A-Z0-9-]+)</code>", html),
+                next_link.group(1).replace("&amp;", "&") if next_link else None)
+
+    level_one, _ = receipts("/manage/units/A/responses", level="1")
+    expected = {r["receipt"] for r in rows(org, "SELECT receipt FROM responses WHERE level = 1 AND unit LIKE 'A%'")}
+    assert set(level_one) == expected and len(level_one) == len(expected)
+    flagged, _ = receipts("/manage/units/A1/responses", flagged="yes")
+    assert flagged == [r["receipt"] for r in rows(org, "SELECT receipt FROM responses WHERE flags LIKE '%duplicate%'")]
+    clean, _ = receipts("/manage/units/A1/responses", flagged="no")
+    assert set(flagged).isdisjoint(clean) and len(clean) == 4  # A1's three clean ones and A1a's kiosk answer
+    only_kiosk, _ = receipts("/manage/units/A1/responses", touchpoint="tp-a1a")
+    assert len(only_kiosk) == 1
+    by_service, _ = receipts("/manage/units/A/responses", service="S1")
+    assert len(by_service) == 4
+    first, next_url = receipts("/manage/units/A/responses")
+    assert len(first) == 50 and next_url
+    second, last = receipts(next_url)
+    total = rows(org, "SELECT count(*) AS n FROM responses WHERE unit IN ('A', 'A1', 'A1a')")[0]["n"]
+    assert len(second) == total - 50 and last is None
+    assert set(first).isdisjoint(second)
+
+
+def test_officer_column_only_for_roles_that_may_see_it(setup) -> None:
+    _, srv = setup
+    assert ">Officer</th>" in client(srv, "mai").get("/manage/units/A1/responses?lang=en").text
+    viewer = client(srv, "vera").get("/manage/units/A1/responses?lang=en").text
+    assert ">Officer</th>" not in viewer and "OF-7" not in viewer
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser: Browser, lang: str) -> None:
+    assert AXE.exists(), "run `npm install` in tests/browser (the CI script does)"
+    _, srv = setup
+    ARTIFACTS.mkdir(exist_ok=True)
+    plain = browser.new_context(viewport=DESKTOP)
+    audit = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # to inject axe itself
+    for context in (plain, audit):
+        sign_in(context.new_page(), srv, "boss", PASSWORD)
+    page, audited = plain.new_page(), audit.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    for name, path in (("dashboard", "/manage/"), ("unit", "/manage/units/A"),
+                       ("responses", "/manage/units/A/responses")):
+        page.goto(f"{srv.url}{path}?lang={lang}")
+        page.wait_for_load_state("load")
+        if name == "unit":
+            assert page.evaluate("() => !!Chart.getChart(document.getElementById('chart-p'))")
+        if name == "dashboard":
+            assert page.evaluate("() => !!Chart.getChart(document.querySelector('canvas[data-spark=\"A1\"]'))")
+        page.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}.png"), full_page=True)
+        audited.goto(f"{srv.url}{path}?lang={lang}")
+        audited.add_script_tag(path=str(AXE))
+        result = audited.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+               if v["impact"] in ("serious", "critical")]
+        assert bad == [], (name, lang)
+    assert errors == []  # Chart.js runs under the strict CSP
+    plain.close()
+    audit.close()
+
+
+def test_comment_search_is_filled_by_the_trigger_and_the_backfill(tmp_path) -> None:
+    org: Org = make_org(tmp_path / "feedback.db")
+    import sqlite3
+
+    from feedback.db import open_utils
+    from feedback.migrations import m008_comment_search
+
+    conn = sqlite3.connect(org.db)
+    insert = ("INSERT INTO responses (id, receipt, touchpoint, unit, survey, survey_version, channel, lang, answers,"
+              " server_time, occurred_at, day, flags, content_hash, level, satisfied, dissatisfied)"
+              " VALUES (?, 'R', 'tp-a', 'A', 'csat', 1, 'api', 'en', ?, '2026-01-05T02:00:00+00:00',"
+              " '2026-01-05T02:00:00+00:00', '2026-01-05', ?, 'h', 3, 0, 0)")
+    conn.execute(insert, ("1", '{"overall":3,"reasons":"slow","comment":"queue too long"}', "[]"))
+    conn.execute(insert, ("2", '{"overall":3,"reasons":"slow"}', '["duplicate_case"]'))
+    conn.commit()
+    assert conn.execute("SELECT body FROM comment_search").fetchall() == [("queue too long",)]
+    conn.execute("DROP TABLE comment_search")
+    conn.execute("DELETE FROM heatmap_rollups")
+    conn.commit()
+    conn.close()
+    db = open_utils(str(org.db))
+    m008_comment_search(db)  # the backfill of a database that had responses before
+    db.close()
+    assert rows(org, "SELECT body FROM comment_search") == [{"body": "queue too long"}]
+    assert rows(org, "SELECT unit, day, hour, n, suspect FROM heatmap_rollups") == [
+        {"unit": "A", "day": "2026-01-05", "hour": 2, "n": 1, "suspect": 1}]
