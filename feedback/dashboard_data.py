@@ -335,8 +335,14 @@ def list_responses(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, star
         items.append(row)
     more = len(items) > limit
     items = items[:limit]
+    # The corrective action a response opened, so a bad review leads straight to what is being done.
+    ids = [item["id"] for item in items]
+    opened = {row[1]: {"id": row[0], "status": row[2]} for row in conn.execute(
+        f"SELECT id, response_id, status FROM actions WHERE response_id IN ({','.join('?' for _ in ids)})", ids)
+    } if ids else {}
     for item in items:
         answers = msgspec.json.decode(item.pop("answers"))
         item["comment"] = comment_text(answers)
         item["flags"] = msgspec.json.decode(item["flags"]) if item["flags"] else []
+        item["action"] = opened.get(item["id"])
     return {"items": items, "next": encode_cursor(items[-1]) if more and items else None}

@@ -73,18 +73,8 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server,
-                                                                      people: Org) -> None:
-    action = bad_rating(site, people)
-    sign_in(page, site, "mai", PASSWORD)
-    page.goto(f"{site.url}/manage/actions?lang=en")
-    row = page.locator(f"#action-{action['id']}")
-    expect(row).to_contain_text(action["title"])
-    expect(row).to_contain_text("New")
-    row.get_by_role("link").first.click()
-    expect(page.locator("h1")).to_contain_text(f"#{action['id']}")
-    expect(page.locator(".act-facts")).to_contain_text(action["receipt"])
-    assert page.locator('.act-facts a[href="/manage/units/A1a"]').count() >= 1
+def walk_to_closed(page: Page, people: Org, action: dict[str, Any]) -> None:
+    """Walk an action's page through its forms: verifying → corrected → implemented → review → closed."""
     walk = [
         ("verifying", {"note": "Checked the kiosk log"}),
         ("corrected", {"correction": "Apologised and served the citizen again"}),
@@ -113,6 +103,21 @@ def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page
     assert {e["actor"] for e in stored[1:]} == {"mai"}
     assert stored[2]["correction"] == "Apologised and served the citizen again"
     assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "closed"
+
+
+def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server,
+                                                                      people: Org) -> None:
+    action = bad_rating(site, people)
+    sign_in(page, site, "mai", PASSWORD)
+    page.goto(f"{site.url}/manage/actions?lang=en")
+    row = page.locator(f"#action-{action['id']}")
+    expect(row).to_contain_text(action["title"])
+    expect(row).to_contain_text("New")
+    row.get_by_role("link").first.click()
+    expect(page.locator("h1")).to_contain_text(f"#{action['id']}")
+    expect(page.locator(".act-facts")).to_contain_text(action["receipt"])
+    assert page.locator('.act-facts a[href="/manage/units/A1a"]').count() >= 1
+    walk_to_closed(page, people, action)
 
 
 def test_markup_in_a_note_is_shown_escaped(page: Page, site: Server, people: Org) -> None:
@@ -370,3 +375,17 @@ def test_pages_pass_axe_in_each_language_with_screenshots(browser: Browser, site
             page.screenshot(path=str(ARTIFACTS / f"manage-actions-{name}-{lang}.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_a_bad_rating_is_followed_from_the_dashboard_to_its_action(page: Page, site: Server, people: Org) -> None:
+    action = bad_rating(site, people)
+    sign_in(page, site, "mai", PASSWORD)
+    page.goto(f"{site.url}/manage/?lang=en")
+    page.locator('a[href^="/manage/units/A1a"]').first.click()
+    expect(page.locator("h1")).to_be_visible()
+    page.locator('a[href^="/manage/units/A1a/responses"]').first.click()
+    row = page.locator("tr", has_text=action["receipt"])
+    expect(row).to_have_count(1)
+    row.locator(f'a[href="/manage/actions/{action["id"]}"]').click()
+    expect(page.locator("h1")).to_contain_text(f"#{action['id']}")
+    walk_to_closed(page, people, action)
