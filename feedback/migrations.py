@@ -452,3 +452,21 @@ def m007_manage_sessions(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX IF NOT EXISTS login_attempts_user ON login_attempts (username, at)")
+
+
+@migrations()
+def m009_survey_drafts(db: sqlite_utils.Database) -> None:
+    # Editable drafts of a survey's next version; a published version never changes, a draft may,
+    # until it is published (then it is deleted) or discarded.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS survey_drafts (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL,
+            base_version INTEGER,              -- the published version it started from; NULL = a template
+            definition TEXT NOT NULL,          -- SurveyDefinition as JSON
+            created_by TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS survey_drafts_slug ON survey_drafts (slug)")

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from feedback.web.api import fresh_snapshot
-from feedback.web.manage import admin_fleet, admin_objectives, admin_org, auth
+from feedback.web.manage import admin_fleet, admin_objectives, admin_org, admin_surveys, auth
 from feedback.web.manage.admin_common import EXCEPTION_HANDLERS, PREFIX, page, page_lang, unit_name, visible_units
 from feedback.web.security import Principal
 
@@ -25,4 +25,5 @@ async def admin_index(request: Request, principal: Principal, state: State) -> R
     return await page(request, principal, "admin_index.html", {"units": units})
 
 
-ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_objectives.ROUTES]
+ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_surveys.ROUTES,
+                     *admin_objectives.ROUTES]
