@@ -51,8 +51,9 @@ def year_calendar(country: str | None, year: int) -> YearCalendar:
     code, subdivision = _split(country)
     try:
         table = holidays.country_holidays(code, subdiv=subdivision, years=year)
-    except (NotImplementedError, KeyError, ValueError) as error:
-        # A code the library does not know must not stop deadlines: count plain weekdays instead.
+    except (RuntimeError, KeyError, ValueError) as error:
+        # The library refuses a code it does not know with a RuntimeError subclass. That must not
+        # stop deadlines: count plain weekdays instead.
         log.warning("no holiday calendar for %r (%s); using Monday to Friday", country, error)
         return _PLAIN
     workdays = getattr(table, "weekend_workdays", set()) or set()
