@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -32,6 +32,32 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return low, high
 
 
+# The summed rollup columns, in the order every query here selects them.
+MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
+SUM_MEASURES = ", ".join(f"sum({name})" for name in MEASURES)
+
+
+def rate_row(key: str | None, sums: Sequence[float], min_n: int) -> dict[str, Any]:
+    """One ROW of the contract from summed MEASURES."""
+    n, satisfied, dissatisfied, score_n, score_sum, l1, l2, l3, l4, l5, suspect = sums
+    interval = wilson(satisfied, n)
+    return {
+        "key": key,
+        "n": n,
+        "satisfied": satisfied,
+        "rate": satisfied / n if n else None,
+        "ci95": list(interval) if interval else None,
+        "sufficient": n >= min_n,
+        # Beyond the contract: the other honest views of the same responses.
+        "dissatisfied": dissatisfied,
+        "not_dissatisfied_rate": (n - dissatisfied) / n if n else None,
+        "mean_score": score_sum / score_n if score_n else None,
+        "levels": {"1": l1, "2": l2, "3": l3, "4": l4, "5": l5},
+        "suspect": suspect,
+        "raw_n": n + suspect,
+    }
+
+
 @dataclass
 class Tally:
     n: int = 0
@@ -53,23 +79,8 @@ class Tally:
             self.levels[i] += row[f"l{i + 1}"]
 
     def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
-        interval = wilson(self.satisfied, self.n)
-        not_dissatisfied = self.n - self.dissatisfied
-        return {
-            "key": key,
-            "n": self.n,
-            "satisfied": self.satisfied,
-            "rate": self.satisfied / self.n if self.n else None,
-            "ci95": list(interval) if interval else None,
-            "sufficient": self.n >= min_n,
-            # Beyond the contract: the other honest views of the same responses.
-            "dissatisfied": self.dissatisfied,
-            "not_dissatisfied_rate": not_dissatisfied / self.n if self.n else None,
-            "mean_score": self.score_sum / self.score_n if self.score_n else None,
-            "levels": {str(i + 1): count for i, count in enumerate(self.levels)},
-            "suspect": self.suspect,
-            "raw_n": self.n + self.suspect,
-        }
+        return rate_row(key, (self.n, self.satisfied, self.dissatisfied, self.score_n, self.score_sum,
+                              *self.levels, self.suspect), min_n)
 
 
 def week_key(day: str) -> str:
@@ -78,16 +89,10 @@ def week_key(day: str) -> str:
 
 
 def bucket_function(by: str, root: str, snapshot: Snapshot) -> Callable[[dict[str, Any]], str | None]:
+    """The row key `by` gives a rollup or exposure row (a dict with unit, service, touchpoint and day)."""
     if by == "unit":
-        # Each direct child's whole subtree rolls up into the child; the unit's own responses
-        # stay under its own code.
-        depth = snapshot.units[root].path.count("/")
-
-        def child_of_root(row: dict[str, Any]) -> str:
-            parts = snapshot.units[row["unit"]].path.strip("/").split("/")
-            return parts[depth - 1] if len(parts) >= depth else root
-
-        return child_of_root
+        child = child_of(root, snapshot)
+        return lambda row: child(row["unit"])
     if by == "service":
         return lambda row: row["service"] or None
     if by == "touchpoint":
@@ -97,6 +102,22 @@ def bucket_function(by: str, root: str, snapshot: Snapshot) -> Callable[[dict[st
     if by == "week":
         return lambda row: week_key(row["day"])
     return lambda row: row["day"][:7]
+
+
+def child_of(root: str, snapshot: Snapshot) -> Callable[[str], str]:
+    """Each direct child's whole subtree rolls up into the child; the root's own responses stay under its code."""
+    depth = snapshot.units[root].path.count("/")
+
+    def child(unit: str) -> str:
+        parts = snapshot.units[unit].path.strip("/").split("/")
+        return parts[depth - 1] if len(parts) >= depth else root
+
+    return child
+
+
+# What SQL groups by for each `by`; unit and week are then merged further in Python.
+SQL_GROUP = {"unit": "unit", "service": "service", "touchpoint": "touchpoint", "day": "day", "week": "day",
+             "month": "substr(day, 1, 7)"}
 
 
 def satisfaction(
@@ -112,35 +133,31 @@ def satisfaction(
     """Rates for a unit's subtree between two local days (inclusive), grouped `by`."""
     units = snapshot.subtree(unit)
     marks = ",".join("?" for _ in units)
-    sql_group = {"unit": "unit", "service": "service", "touchpoint": "touchpoint",
-                 "month": "substr(day, 1, 7)"}.get(by, "day")
+    sql_group = SQL_GROUP[by]
     # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
-    fine = bool(filters) or by in ("service", "touchpoint")
-    table = "rollups" if fine else "rollups_unit_day"
-    detail = "min(service) AS service, min(touchpoint) AS touchpoint," if fine else ""
+    table = "rollups" if filters or by in ("service", "touchpoint") else "rollups_unit_day"
     where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
     params: list[Any] = [*units, date_from, date_to]
     for column, value in (filters or {}).items():
         where.append(f"{column} = ?")
         params.append(value)
-    sql = f"""
-        SELECT {sql_group} AS g, min(unit) AS unit, {detail}
-               min(day) AS day, sum(n) AS n, sum(satisfied) AS satisfied, sum(dissatisfied) AS dissatisfied,
-               sum(score_n) AS score_n, sum(score_sum) AS score_sum, sum(l1) AS l1, sum(l2) AS l2,
-               sum(l3) AS l3, sum(l4) AS l4, sum(l5) AS l5, sum(suspect) AS suspect
-        FROM {table} WHERE {" AND ".join(where)} GROUP BY {sql_group}
-    """
-    bucket = bucket_function(by, unit, snapshot)
-    tallies: dict[str | None, Tally] = {}
-    total = Tally()
-    for raw in conn.execute(sql, params):
-        row = dict(raw)
-        key = bucket(row)
-        tallies.setdefault(key, Tally()).add(row)
-        total.add(row)
-    rows = [tally.as_row(key, min_n) for key, tally in sorted(tallies.items(), key=lambda kv: kv[0] or "")]
-    total_row = total.as_row(None, min_n)
-    add_response_rates(conn, units, date_from, date_to, by, bucket, rows, total_row, filters or {})
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: this loop runs once per day of a long period
+    groups = cursor.execute(
+        f"SELECT {sql_group}, {SUM_MEASURES} FROM {table} WHERE {' AND '.join(where)} GROUP BY {sql_group}",
+        params).fetchall()
+    merge = {"unit": child_of(unit, snapshot), "week": week_key}.get(by)
+    sums: dict[str | None, Sequence[float]] = {}
+    for group, *measures in groups:
+        key = merge(group) if merge else (group or None)
+        if key in sums:
+            measures = [a + b for a, b in zip(sums[key], measures, strict=True)]
+        sums[key] = measures
+    total = [sum(column) for column in zip(*sums.values(), strict=True)] if sums else [0] * len(MEASURES)
+    rows = [rate_row(key, measures, min_n) for key, measures in sorted(sums.items(), key=lambda kv: kv[0] or "")]
+    total_row = rate_row(None, total, min_n)
+    add_response_rates(conn, units, date_from, date_to, by, bucket_function(by, unit, snapshot), rows,
+                       total_row, filters or {})
     return {
         "unit": unit,
         "from": date_from,

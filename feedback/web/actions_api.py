@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from msgspec import Meta, Struct
 
 from feedback import actions
@@ -175,8 +175,8 @@ class KpisController(Controller):
         principal: Principal,
         state: State,
         unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
     ) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         unit = scope_unit(principal, snapshot, unit)

@@ -12,7 +12,7 @@ from litestar import Controller, MediaType, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ClientException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from feedback import __version__, plugins
@@ -268,8 +268,8 @@ class SatisfactionController(Controller):
         principal: Principal,
         state: State,
         unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         by: Literal["unit", "service", "touchpoint", "day", "week", "month"] = "unit",
         service: str | None = None,
         touchpoint: str | None = None,

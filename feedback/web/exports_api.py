@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from feedback import exports
@@ -69,8 +69,8 @@ class ExportsController(Controller):
     @get("/responses.csv", summary="Responses of a unit's subtree as CSV (UTF-8 with BOM), streamed")
     async def responses_csv(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         service: str | None = None, touchpoint: str | None = None, level: str | None = None,
         flagged: str | None = None,
     ) -> Stream:
@@ -94,8 +94,8 @@ class ExportsController(Controller):
     @get("/responses.xlsx", summary="Responses of a unit's subtree as XLSX (at most 1,000,000 rows, else 413)")
     async def responses_xlsx(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         service: str | None = None, touchpoint: str | None = None, level: str | None = None,
         flagged: str | None = None,
     ) -> Stream:
@@ -121,8 +121,8 @@ class ExportsController(Controller):
     @get("/rates.csv", summary="The /api/v1/satisfaction rows (same parameters) as CSV")
     async def rates_csv(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         by: Literal["unit", "service", "touchpoint", "day", "week", "month"] = "unit",
         service: str | None = None, touchpoint: str | None = None,
     ) -> Response[bytes]:
@@ -134,8 +134,8 @@ class ExportsController(Controller):
     @get("/rates.xlsx", summary="The /api/v1/satisfaction rows (same parameters) as XLSX")
     async def rates_xlsx(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         by: Literal["unit", "service", "touchpoint", "day", "week", "month"] = "unit",
         service: str | None = None, touchpoint: str | None = None,
     ) -> Stream:
@@ -148,8 +148,8 @@ class ExportsController(Controller):
     @get("/a11.csv", summary="OMB A-11 §280 v2 quarterly CSV: exposure triple and answer counts per service")
     async def a11_csv(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
     ) -> Response[bytes]:
         snapshot = await fresh_snapshot(state)
         unit = scope_unit(principal, snapshot, unit)
@@ -170,8 +170,8 @@ class ReportsController(Controller):
     @get("/management-review.pdf", summary="The management-review pack (ISO 9001 9.3) of a unit and period")
     async def management_review(
         self, principal: Principal, state: State, unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         lang: str | None = None,
     ) -> Response[bytes]:
         snapshot = await fresh_snapshot(state)

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from feedback import exposure, objectives
 from feedback.control_chart import MAX_WEEKS, p_chart
@@ -150,7 +150,7 @@ class ControlChartController(Controller):
         principal: Principal,
         state: State,
         unit: str | None = None,
-        date_to: str | None = Parameter(query="to", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
         weeks: int = Parameter(default=26, ge=1, le=MAX_WEEKS),
         metric: str = "satisfaction",
         service: str | None = None,
@@ -190,8 +190,8 @@ class ExposureController(Controller):
         principal: Principal,
         state: State,
         unit: str | None = None,
-        date_from: str | None = Parameter(query="from", default=None),
-        date_to: str | None = Parameter(query="to", default=None),
+        date_from: str | None = QueryParameter(name="from", default=None),
+        date_to: str | None = QueryParameter(name="to", default=None),
     ) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         unit = scope_unit(principal, snapshot, unit)

@@ -8,7 +8,7 @@ import re
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from feedback import posters, qr
 from feedback.catalog import Snapshot
@@ -20,15 +20,15 @@ from feedback.web.security import Principal, current_principal
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
 MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 
-SIZE = Parameter(query="size", default=None, required=False,
+SIZE = QueryParameter(name="size", default=None, required=False,
                  description=f"PNG: width and height in pixels, {qr.MIN_SIZE}..{qr.MAX_SIZE} (default "
                  f"{qr.DEFAULT_SIZE}); SVG: its width and height attributes")
-ECC = Parameter(query="ecc", default=None, required=False,
+ECC = QueryParameter(name="ecc", default=None, required=False,
                 description="Error correction level: L, M (default), Q or H")
-CASE = Parameter(query="case", default=None, required=False,
+CASE = QueryParameter(name="case", default=None, required=False,
                  description="A case reference (dossier code, declaration number) to encode as ?case=REF, "
                  f"at most {qr.MAX_CASE_LENGTH} characters")
-PAPER = Parameter(query="paper", default=None, required=False, description="A4 (default) or A5")
+PAPER = QueryParameter(name="paper", default=None, required=False, description="A4 (default) or A5")
 
 
 def public_base(request: Request, state: State) -> str:

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from feedback import dashboard_data
 from feedback.catalog import Snapshot
@@ -116,8 +116,8 @@ async def unit_page(
     state: State,
     user: Principal,
     code: str,
-    date_from: str | None = Parameter(query="from", default=None),
-    date_to: str | None = Parameter(query="to", default=None),
+    date_from: str | None = QueryParameter(name="from", default=None),
+    date_to: str | None = QueryParameter(name="to", default=None),
 ) -> Response:
     """Breakdowns, heatmap, p-chart, levels, indicators, raw vs counted, objectives of one unit's subtree."""
     snapshot = await fresh_snapshot(state)
@@ -210,8 +210,8 @@ async def responses_page(
     state: State,
     user: Principal,
     code: str,
-    date_from: str | None = Parameter(query="from", default=None),
-    date_to: str | None = Parameter(query="to", default=None),
+    date_from: str | None = QueryParameter(name="from", default=None),
+    date_to: str | None = QueryParameter(name="to", default=None),
     service: str | None = None,
     touchpoint: str | None = None,
     level: str | None = None,
