@@ -10,11 +10,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal, get_args
 
 from feedback.catalog import Snapshot
 
-GROUPINGS = ("unit", "service", "touchpoint", "day", "week", "month")
+Grouping = Literal["unit", "service", "touchpoint", "day", "week", "month"]
+GROUPINGS: tuple[str, ...] = get_args(Grouping)
 Z95 = 1.959963984540054
 
 

@@ -10,13 +10,12 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import QueryParameter
 from msgspec import Meta, Struct
 
 from feedback import actions
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import ActionRequest
-from feedback.web.api import day_range, fresh_snapshot, parse_day, scope_unit
+from feedback.web.api import UnitPeriod, fresh_snapshot, parse_day, unit_period
 from feedback.web.security import Principal, current_principal
 
 Text = Annotated[str, Meta(max_length=actions.MAX_TEXT)]
@@ -169,22 +168,13 @@ class KpisController(Controller):
     tags = ["actions"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="Corrective-action KPIs: on-time rectification and call-back rates per unit")
-    async def kpis(
-        self,
-        principal: Principal,
-        state: State,
-        unit: str | None = None,
-        date_from: str | None = QueryParameter(name="from", default=None),
-        date_to: str | None = QueryParameter(name="to", default=None),
-    ) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
-        unit = scope_unit(principal, snapshot, unit)
-        start, end = day_range(snapshot, unit, date_from, date_to)
+    @get(summary="Corrective-action KPIs: on-time rectification and call-back rates per unit",
+         dependencies={"period": unit_period()})
+    async def kpis(self, period: UnitPeriod, state: State) -> dict[str, Any]:
         now = datetime.now(UTC)
         min_n = state.settings.min_n
-        return await state.store.read(
-            lambda conn: actions.kpis(conn, snapshot, unit, start.isoformat(), end.isoformat(), min_n, now=now))
+        return await state.store.read(lambda conn: actions.kpis(
+            conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), min_n, now=now))
 
 
 ACTION_CONTROLLERS: list = [ActionsController, KpisController]

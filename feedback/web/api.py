@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -17,10 +18,10 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from feedback import __version__, plugins
 from feedback.catalog import Snapshot
-from feedback.errors import InvalidInput, NotFound
+from feedback.errors import Gone, InvalidInput, NotFound
 from feedback.ingest import ingest
 from feedback.models import Submission, SurveyVersion
-from feedback.rates import satisfaction
+from feedback.rates import Grouping, satisfaction
 from feedback.unit_settings import update_unit_settings
 from feedback.web.security import Principal, current_principal
 
@@ -105,7 +106,8 @@ class ResponsesController(Controller):
         request_max_body_size=MAX_RESPONSE_BODY,
         summary="Store a response (public, idempotent on id)",
         description="201 when stored; 200 with the same body for a replay of the same id and content; "
-        "409 when the id was stored with different content.",
+        "409 when the id was stored with different content; 410 when the touchpoint was retired before the "
+        "rating was given (submitted_at when plausible, else the time of arrival).",
     )
     async def create(self, request: Request, state: State) -> Response[dict[str, str]]:
         data = decode_submission(await request.body())
@@ -159,6 +161,9 @@ class TouchpointsController(Controller):
         touchpoint = snapshot.touchpoint(token)
         if touchpoint is None:
             raise NotFound(f"token: no touchpoint {token!r}", "token")
+        retired_at = snapshot.retired.get(touchpoint.token)
+        if retired_at is not None:  # it takes no new ratings, so offering its survey would only mislead
+            raise Gone(f"token: touchpoint {touchpoint.token!r} was retired at {retired_at.isoformat()}", "token")
         version = snapshot.current.get(touchpoint.survey)
         if version is None:
             raise NotFound(f"token: survey {touchpoint.survey!r} has no published version", "token")
@@ -257,31 +262,56 @@ def day_range(snapshot: Snapshot, unit: str, date_from: str | None, date_to: str
     return start, end
 
 
-class SatisfactionController(Controller):
-    path = "/api/v1/satisfaction"
-    tags = ["rates"]
-    dependencies = {"principal": Provide(current_principal)}
+@dataclass(frozen=True, slots=True)
+class UnitPeriod:
+    """What most read endpoints ask first: which unit (within the caller's scope) and which local days."""
 
-    @get(summary="Satisfaction rates for a unit's subtree, from rollups")
-    async def rates(
-        self,
+    snapshot: Snapshot
+    unit: str
+    start: date
+    end: date
+
+
+def unit_period(default_days: int = 30) -> Provide:
+    """A dependency reading `unit`, `from` and `to`; needs a `principal` dependency beside it."""
+
+    async def provide(
         principal: Principal,
         state: State,
         unit: str | None = None,
         date_from: str | None = QueryParameter(name="from", default=None),
         date_to: str | None = QueryParameter(name="to", default=None),
-        by: Literal["unit", "service", "touchpoint", "day", "week", "month"] = "unit",
+    ) -> UnitPeriod:
+        snapshot = await fresh_snapshot(state)
+        code = scope_unit(principal, snapshot, unit)
+        start, end = day_range(snapshot, code, date_from, date_to, default_days)
+        return UnitPeriod(snapshot, code, start, end)
+
+    return Provide(provide)
+
+
+def rate_filters(service: str | None, touchpoint: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("service", service), ("touchpoint", touchpoint)) if v}
+
+
+class SatisfactionController(Controller):
+    path = "/api/v1/satisfaction"
+    tags = ["rates"]
+    dependencies = {"principal": Provide(current_principal), "period": unit_period()}
+
+    @get(summary="Satisfaction rates for a unit's subtree, from rollups")
+    async def rates(
+        self,
+        period: UnitPeriod,
+        state: State,
+        by: Grouping = "unit",
         service: str | None = None,
         touchpoint: str | None = None,
     ) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
-        unit = scope_unit(principal, snapshot, unit)
-        start, end = day_range(snapshot, unit, date_from, date_to)
-        filters = {k: v for k, v in (("service", service), ("touchpoint", touchpoint)) if v}
+        filters = rate_filters(service, touchpoint)
         min_n = state.settings.min_n
-        return await state.store.read(
-            lambda conn: satisfaction(conn, snapshot, unit, start.isoformat(), end.isoformat(), by, min_n, filters)
-        )
+        return await state.store.read(lambda conn: satisfaction(
+            conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), by, min_n, filters))
 
 
 CONTROLLERS = [HealthController, ResponsesController, TouchpointsController, UnitsController,

@@ -13,7 +13,7 @@ from litestar.params import Parameter, QueryParameter
 from feedback import exposure, objectives
 from feedback.control_chart import MAX_WEEKS, p_chart
 from feedback.errors import Forbidden, InvalidInput, NotFound
-from feedback.web.api import day_range, fresh_snapshot, local_today, parse_day, scope_unit
+from feedback.web.api import UnitPeriod, fresh_snapshot, local_today, parse_day, scope_unit, unit_period
 from feedback.web.security import Principal, current_principal
 
 WRITERS = ("admin", "manager")
@@ -184,22 +184,13 @@ class ExposureController(Controller):
         stored = await state.store.write(lambda conn: exposure.store_items(conn, items, source="api"))
         return {"stored": stored}
 
-    @get(summary="Exposure counts of a unit's subtree between two local days")
-    async def list(
-        self,
-        principal: Principal,
-        state: State,
-        unit: str | None = None,
-        date_from: str | None = QueryParameter(name="from", default=None),
-        date_to: str | None = QueryParameter(name="to", default=None),
-    ) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
-        unit = scope_unit(principal, snapshot, unit)
-        start, end = day_range(snapshot, unit, date_from, date_to)
-        units = snapshot.subtree(unit)
-        rows = await state.store.read(
-            lambda conn: exposure.list_exposure(conn, units, start.isoformat(), end.isoformat()))
-        return {"unit": unit, "from": start.isoformat(), "to": end.isoformat(), "rows": rows,
+    @get(summary="Exposure counts of a unit's subtree between two local days",
+         dependencies={"period": unit_period()})
+    async def list(self, period: UnitPeriod, state: State) -> dict[str, Any]:
+        units = period.snapshot.subtree(period.unit)
+        start, end = period.start.isoformat(), period.end.isoformat()
+        rows = await state.store.read(lambda conn: exposure.list_exposure(conn, units, start, end))
+        return {"unit": period.unit, "from": start, "to": end, "rows": rows,
                 "served": sum(row["served"] or 0 for row in rows)}
 
 
