@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -24,7 +25,8 @@ class Snapshot:
     services: dict[str, dict] = field(default_factory=dict)
     touchpoints: dict[str, Touchpoint] = field(default_factory=dict)
     short_codes: dict[str, str] = field(default_factory=dict)  # short code -> token
-    retired: set[str] = field(default_factory=set)
+    # token -> when it was retired (aware UTC): `token in retired` asks whether it still takes ratings.
+    retired: dict[str, datetime] = field(default_factory=dict)
     # slug -> the version in force (the highest published), and every version by (slug, version)
     current: dict[str, SurveyVersion] = field(default_factory=dict)
     versions: dict[tuple[str, int], SurveyVersion] = field(default_factory=dict)
@@ -57,6 +59,16 @@ class Snapshot:
     def touchpoint(self, token_or_code: str) -> Touchpoint | None:
         token = self.short_codes.get(token_or_code.upper(), token_or_code)
         return self.touchpoints.get(token)
+
+
+def retired_moment(text: str) -> datetime:
+    """`touchpoints.retired_at` as an aware UTC datetime. A stamp without an offset is read as UTC (every stamp
+    is written in UTC); one that cannot be read counts as retired from the start, so nothing new slips in."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
@@ -112,7 +124,7 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
         if row["short_code"]:
             snap.short_codes[row["short_code"].upper()] = row["token"]
         if row["retired_at"]:
-            snap.retired.add(row["token"])
+            snap.retired[row["token"]] = retired_moment(row["retired_at"])
     for row in conn.execute(
         "SELECT slug, version, definition, published_at FROM survey_versions ORDER BY slug, version"
     ):

@@ -1,4 +1,4 @@
-"""`feedback …`: init, demo, serve, token create, plugins, and whatever plugins add."""
+"""`feedback …`: init, demo, serve, token create, plugins, tick, rebuild-rollups, and whatever plugins add."""
 
 from __future__ import annotations
 
@@ -188,6 +188,41 @@ def tick(db_path: str, now_text: str | None, only: tuple[str, ...]) -> None:
     if not all(results.values()):
         failed = ", ".join(name for name, ok in results.items() if not ok)
         raise click.ClickException(f"jobs failed: {failed} (see the log above)")
+
+
+@cli.command("rebuild-rollups")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--from", "date_from", default=None, help="First local day to rebuild, YYYY-MM-DD [default: the first]")
+@click.option("--to", "date_to", default=None, help="Last local day to rebuild, YYYY-MM-DD [default: the last]")
+def rebuild_rollups(db_path: str, date_from: str | None, date_to: str | None) -> None:
+    """Recompute every rollup table from the stored responses, in one transaction.
+
+    For responses written other than through ingest (a bulk import, a repair). Safe beside a running
+    server: readers see the old rollups until the commit; the server's writes wait meanwhile.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from feedback.rollup_rebuild import check_period, rebuild_file
+
+    try:
+        check_period(date_from, date_to)
+    except FeedbackError as error:
+        raise click.ClickException(error.message) from None
+    open_migrated(db_path).close()
+    progress = Progress(
+        TextColumn("[bold]rebuild rollups"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+        TextColumn("{task.fields[phase]}"), TextColumn("{task.fields[responses]} responses"), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with progress:
+        task = progress.add_task("rebuild", total=None, phase="waiting for the write lock", responses=0)
+
+        def show(phase: str, done: int, total: int, responses: int) -> None:
+            progress.update(task, completed=done, total=total, phase=phase, responses=responses)
+
+        summary = rebuild_file(db_path, date_from, date_to, show)
+    click.echo(json.dumps(summary.as_dict(), indent=2))
 
 
 @cli.command("qr")

@@ -30,3 +30,9 @@ class Unauthorized(FeedbackError):
 
 class Forbidden(FeedbackError):
     status_code = 403
+
+
+class Gone(FeedbackError):
+    """The thing named exists but no longer takes anything new (a retired touchpoint)."""
+
+    status_code = 410

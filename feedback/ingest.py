@@ -22,7 +22,7 @@ import msgspec
 from feedback import plugins
 from feedback.catalog import Snapshot
 from feedback.db import Store
-from feedback.errors import Conflict, InvalidInput, NotFound
+from feedback.errors import Conflict, Gone, InvalidInput, NotFound
 from feedback.models import (
     ActionRequest,
     ChoiceQuestion,
@@ -194,7 +194,7 @@ def prepare(
     now: datetime | None = None,
     device: str | None = None,
 ) -> Prepared:
-    """Validate and score (no I/O): raises InvalidInput or NotFound naming the field."""
+    """Validate and score (no I/O): raises InvalidInput, NotFound or Gone naming the field."""
     touchpoint = snapshot.touchpoint(submission.touchpoint)
     if touchpoint is None:
         raise NotFound(f"touchpoint: no touchpoint {submission.touchpoint!r}", "touchpoint")
@@ -228,6 +228,7 @@ def prepare(
             flags.append("clock_skew")
         else:
             occurred = client
+    refuse_if_retired(snapshot, touchpoint.token, occurred)
     result, failed = score(version, answers, submission)
     if failed:
         flags.append("scoring_failed")
@@ -266,6 +267,14 @@ def prepare(
     if _has_impls("map_response") or _has_impls("evaluate_triggers"):
         prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot)
     return prepared
+
+
+def refuse_if_retired(snapshot: Snapshot, token: str, occurred: datetime) -> None:
+    """A retired touchpoint keeps what was given while it was live (a kiosk's offline queue, an answer
+    timed by its client before the retirement) and takes nothing given after."""
+    retired_at = snapshot.retired.get(token)
+    if retired_at is not None and occurred >= retired_at:
+        raise Gone(f"touchpoint: {token!r} was retired at {retired_at.isoformat()}", "touchpoint")
 
 
 def _has_impls(hook_name: str) -> bool:
@@ -322,9 +331,9 @@ UPSERT_UNIT_DAY = rollup_upsert("rollups_unit_day", ("unit", "day"))
 UPSERT_HEATMAP = rollup_upsert("heatmap_rollups", ("unit", "day", "hour"))
 UPSERT_INDICATOR = """
 INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
-VALUES (?, ?, ?, ?, ?, 1, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
-  n = n + 1, sum = sum + excluded.sum
+  n = n + excluded.n, sum = sum + excluded.sum
 """
 
 
@@ -350,7 +359,7 @@ def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: di
     if suspect:
         return
     for indicator, value in indicators.items():
-        conn.execute(UPSERT_INDICATOR, (*key, indicator, sign * value))
+        conn.execute(UPSERT_INDICATOR, (*key, indicator, sign, sign * value))
 
 
 def open_requested_actions(conn: sqlite3.Connection, prepared: Prepared, now: datetime,
@@ -442,6 +451,31 @@ async def after_commit(result: IngestResult, row: dict[str, Any] | None, prepare
         await fire_event(action_event(action), store)
 
 
+def stored_replays(conn: sqlite3.Connection, wanted: dict[str, str]) -> dict[str, IngestResult]:
+    """Of `wanted` (response id -> content hash), those already stored with that very content, as the
+    result a replay answers (a reader-side check, for when prepare refused before the writer could)."""
+    if not wanted:
+        return {}
+    marks = ",".join("?" for _ in wanted)
+    found = {}
+    for rid, receipt, digest, flags, level in conn.execute(
+        f"SELECT id, receipt, content_hash, flags, level FROM responses WHERE id IN ({marks})", list(wanted)
+    ):
+        if wanted[rid] == digest:
+            found[rid] = IngestResult(rid, receipt, False, tuple(msgspec.json.decode(flags)), level)
+    return found
+
+
+def replay_key(submission: Submission) -> tuple[str, str] | None:
+    """(normalised id, content hash) of a submission that names its id, else None."""
+    if submission.id is None:
+        return None
+    try:
+        return str(uuid.UUID(submission.id)), content_hash(submission)
+    except ValueError:
+        return None
+
+
 async def ingest(
     submission: Submission,
     store: Store,
@@ -451,7 +485,15 @@ async def ingest(
     default_action_days: int = 10,
 ) -> IngestResult:
     """Validate, score, store durably and idempotently; returns once the commit is on disk."""
-    prepared = prepare(submission, snapshot, flags=flags)
+    try:
+        prepared = prepare(submission, snapshot, flags=flags)
+    except Gone:
+        # A retry of a response the touchpoint took while live still gets its stored answer (200).
+        key = replay_key(submission)
+        found = await store.read(lambda conn: stored_replays(conn, dict([key]))) if key else {}
+        if not found:
+            raise
+        return next(iter(found.values()))
     result, row = await store.write(store_job(prepared, default_action_days))
     await after_commit(result, row, prepared, store)
     return result

@@ -1,4 +1,4 @@
-"""Periodic work: objective evaluation, deadlines, effectiveness checks, deliveries, digests.
+"""Periodic work: objective evaluation, deadlines, effectiveness checks, deliveries, digests, pruning.
 
 A `Job` runs every `every` seconds inside the server (at most once per interval across all worker
 processes: a run is claimed in `job_runs` first) and once per `feedback tick`, which cron may call
@@ -41,11 +41,13 @@ class Job:
 
 
 def collect_jobs(settings: Settings) -> list[Job]:
-    """The core's jobs, then every plugin's, in that order (evaluation before delivery)."""
-    from feedback import actions, objectives, plugins  # the modules that own the work
+    """The core's jobs, then every plugin's, then the outbox's pruning: evaluation before delivery,
+    delivery before pruning."""
+    from feedback import actions, objectives, outbox, plugins  # the modules that own the work
 
     jobs = [*objectives.jobs(), *actions.jobs()]
     jobs.extend(plugins.flatten(plugins.call_isolated("register_jobs", settings=settings)))
+    jobs.extend(outbox.jobs())
     names = [job.name for job in jobs]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:

@@ -32,6 +32,9 @@ KIOSK_MESSAGES: dict[str, str] = {
     # Thank-you screen.
     "thanks_title": "Thank you!",
     "thanks_body": "Your answer has been recorded.",
+    # Out of service: the touchpoint was retired, so the tablet takes no more ratings.
+    "retired_title": "Ratings are no longer taken here",
+    "retired_body": "Thank you. To tell us about your visit, please ask the staff at the counter.",
     # For staff and screen readers: the discreet count in the corner.
     "queue_label": "Answers waiting to be sent",
 }

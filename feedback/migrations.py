@@ -470,3 +470,11 @@ def m009_survey_drafts(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX IF NOT EXISTS survey_drafts_slug ON survey_drafts (slug)")
+
+
+@migrations()
+def m010_outbox_pruned_keys(db: sqlite_utils.Database) -> None:
+    # The outbox prune job deletes old delivered and given-up rows; the dedupe key of each (the
+    # first 16 bytes of its SHA-256, so no address outlives the row) stays here, and the outbox
+    # never queues that key again.
+    db.execute("CREATE TABLE IF NOT EXISTS outbox_pruned (key BLOB PRIMARY KEY) WITHOUT ROWID")

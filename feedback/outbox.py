@@ -5,11 +5,26 @@ or a re-run job never sends twice. Delivery claims rows with a lease (`claimed_u
 server processes never send the same row at the same time, and a row whose sender died is picked
 up again once its lease ends. A failed send is retried with backoff until it gives up.
 Channel-agnostic: the channel's plugin supplies `send(row)`.
+
+Pruning (the "outbox.prune" job). Rows delivered more than `FEEDBACK_OUTBOX_KEEP_DAYS` (30) days
+ago are deleted, and given-up rows after three times as long, so an operator can still read why a
+delivery failed; a pending row (neither delivered nor given up) is never deleted. Deduplication must
+outlive the rows: most keys name one occurrence (an action id, an action event's sequence number, a
+response id, a kiosk's last heartbeat) and can never come back, but some can: an objective breached
+again within the same quarter fires `objective.breached:{objective}:{period}` again, a digest's key
+holds its week (`feedback tick --now` can replay a past week), and a plugin's own channel may key
+as it likes. So rather than guess which keys can recur, every pruned row leaves its key behind in
+`outbox_pruned` (the first 16 bytes of its SHA-256: about 25 bytes a row instead of the payload, and
+no address outlives the row) and `enqueue` refuses a key found there. Deleting is done in batches
+of `PRUNE_BATCH` rows, each its own short write, found by a read first, so a run never holds the
+writer for long. Ids are AUTOINCREMENT: a deleted row's id (part of a mail's Message-ID) is never
+given to another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sqlite3
 import time
@@ -18,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedback.db import Store
+from feedback.jobs import Job, JobContext
 
 log = logging.getLogger("feedback.outbox")
 
@@ -25,6 +41,10 @@ log = logging.getLogger("feedback.outbox")
 BACKOFF = (5, 30, 120, 600, 3600, 21600)
 MAX_ATTEMPTS = 10
 PENDING = "delivered_at IS NULL AND failed_at IS NULL"
+# Given-up rows are kept this many times as long as delivered ones.
+GIVEN_UP_FACTOR = 3
+PRUNE_BATCH = 500
+PRUNABLE = "(delivered_at < :delivered_before OR failed_at < :failed_before)"
 
 
 class GiveUp(Exception):
@@ -53,9 +73,15 @@ def enqueue(conn: sqlite3.Connection, *, channel: str, dedupe_key: str, target: 
     at = stamp(now)
     return conn.execute(
         "INSERT OR IGNORE INTO outbox (channel, dedupe_key, event_id, event_type, target, payload,"
-        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (channel, dedupe_key, event_id, event_type, target, payload, at, at),
+        " next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM outbox_pruned WHERE key = ?)",
+        (channel, dedupe_key, event_id, event_type, target, payload, at, at, key_digest(dedupe_key)),
     ).rowcount == 1
+
+
+def key_digest(dedupe_key: str) -> bytes:
+    """What `outbox_pruned` keeps of a pruned row's key."""
+    return hashlib.sha256(dedupe_key.encode()).digest()[:16]
 
 
 def claim(conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20,
@@ -149,6 +175,57 @@ async def deliver_due(store: Store, channel: str, send: Callable[[dict[str, Any]
 
     results = await asyncio.gather(*(attempt(row) for row in rows))
     return sum(results)
+
+
+def prune_cutoffs(now: datetime, keep_days: float) -> dict[str, str]:
+    """The stamps before which delivered and given-up rows may go."""
+    keep = timedelta(days=max(keep_days, 0))
+    return {"delivered_before": stamp(now - keep), "failed_before": stamp(now - keep * GIVEN_UP_FACTOR)}
+
+
+def next_prunable(conn: sqlite3.Connection, after_id: int, cutoffs: dict[str, str],
+                  limit: int = PRUNE_BATCH) -> tuple[int, int, int] | None:
+    """(first id, last id, rows) of the next `limit` prunable rows after `after_id`, or None."""
+    found = conn.execute(f"SELECT id FROM outbox WHERE id > :after AND {PRUNABLE} ORDER BY id LIMIT :limit",
+                         {"after": after_id, "limit": limit, **cutoffs}).fetchall()
+    return (found[0][0], found[-1][0], len(found)) if found else None
+
+
+def prune_range(conn: sqlite3.Connection, first_id: int, last_id: int, cutoffs: dict[str, str]) -> int:
+    """Delete the prunable rows with ids first_id..last_id, keeping their keys; returns how many went.
+    The condition is checked again here: a pending row is never deleted, whatever the range holds."""
+    keys = conn.execute(f"DELETE FROM outbox WHERE id BETWEEN :first AND :last AND {PRUNABLE} RETURNING dedupe_key",
+                        {"first": first_id, "last": last_id, **cutoffs}).fetchall()
+    conn.executemany("INSERT OR IGNORE INTO outbox_pruned (key) VALUES (?)", [(key_digest(k),) for (k,) in keys])
+    return len(keys)
+
+
+async def prune(store: Store, now: datetime, keep_days: float, batch: int = PRUNE_BATCH) -> int:
+    """Delete delivered rows older than `keep_days` and given-up rows older than three times that, in
+    batches of `batch` rows, each found on a reader and deleted in its own short write. Returns how many."""
+    cutoffs = prune_cutoffs(now, keep_days)
+    pruned, after = 0, 0
+    while True:
+        found = await store.read(lambda conn, after=after: next_prunable(conn, after, cutoffs, batch))
+        if found is None:
+            break
+        first, last, count = found
+        pruned += await store.write(lambda conn, first=first, last=last: prune_range(conn, first, last, cutoffs))
+        after = last
+        if count < batch:
+            break
+    return pruned
+
+
+async def run_prune(ctx: JobContext) -> int:
+    pruned = await prune(ctx.store, ctx.now, ctx.settings.outbox_keep_days)
+    if pruned:
+        log.info("outbox: %s delivered or given-up row(s) pruned", pruned)
+    return pruned
+
+
+def jobs() -> list[Job]:
+    return [Job("outbox.prune", every=3600, run=run_prune)]
 
 
 class Nudger:

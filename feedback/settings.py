@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, kw_only=True):
     effectiveness_weeks: int = 4
     # Consented contact is purged when its action closes, or after this many days at the latest.
     contact_retention_days: int = 90
+    # Outbox rows delivered longer ago than this many days are deleted (given-up rows after three
+    # times as long, so an operator can still see why a delivery failed); pending rows never.
+    outbox_keep_days: int = 30
     # The weekly digest goes to each unit manager on this weekday (0 = Monday) from this local hour.
     digest_weekday: int = 0
     digest_hour: int = 7
@@ -83,6 +86,7 @@ _ENV = {
     "FEEDBACK_DUE_SOON_DAYS": "due_soon_days",
     "FEEDBACK_EFFECTIVENESS_WEEKS": "effectiveness_weeks",
     "FEEDBACK_CONTACT_RETENTION_DAYS": "contact_retention_days",
+    "FEEDBACK_OUTBOX_KEEP_DAYS": "outbox_keep_days",
     "FEEDBACK_DIGEST_WEEKDAY": "digest_weekday",
     "FEEDBACK_DIGEST_HOUR": "digest_hour",
     "FEEDBACK_SESSION_HOURS": "session_hours",

@@ -1,6 +1,8 @@
 // The kiosk tablet app: large faces at a counter; every tap reaches the server exactly once.
 //
 // Screens: enroll -> rating (resting) -> reasons -> thanks -> rating.  `<body data-kiosk-state>`.
+// A retired touchpoint rests on `retired` instead of `rating`: no faces, no taps; the queue still
+// drains and heartbeats go on.
 // Every tap is committed to IndexedDB before anything else happens; a sync loop sends the ready
 // ones in batches and removes them only once the server has acknowledged them.  A heartbeat loop
 // reports health; a long-poll loop waits for case invitations from the counter's software.
@@ -8,7 +10,7 @@
 (function () {
   "use strict";
 
-  var APP_VERSION = "1.0.1"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
+  var APP_VERSION = "1.0.2"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
   var LANGS = ["vi", "ru", "zh", "en"];
   var ENDONYMS = { vi: "Tiếng Việt", ru: "Русский", zh: "中文", en: "English" };
   var HTML_LANG = { vi: "vi", ru: "ru", zh: "zh-Hans", en: "en" };
@@ -38,7 +40,7 @@
 
   var db = null;
   var token = null;
-  var config = null; // {kiosk, lang, survey, settings}
+  var config = null; // {kiosk, lang, retired_at, survey, settings}
   var settings = Object.assign({}, DEFAULT_SETTINGS);
   var strings = null; // {lang: {key: text}}
   var lang = "vi";
@@ -286,6 +288,12 @@
   }
 
   function survey() { return config && config.survey; }
+
+  // The touchpoint was retired: the server refuses any tap given from then on.
+  function outOfService() { return !!(config && config.retired_at); }
+
+  // The screen the kiosk waits on between people.
+  function resting() { return state === "rating" || state === "retired"; }
 
   function primaryRating() {
     var s = survey();
@@ -591,18 +599,33 @@
       lang = defaultLang();
       applyStrings();
     }
-    renderRating();
-    show("rating");
+    if (outOfService()) {
+      pending = null; // no rating is taken here, for a case or otherwise
+      setStatus("");
+      show("retired");
+    } else {
+      renderRating();
+      show("rating");
+    }
     if (configStale) loadConfig();
     restTimer();
+  }
+
+  // A new config while resting: redraw the faces, or change screens when the retirement changed.
+  function restAgain() {
+    if (state === (outOfService() ? "retired" : "rating")) {
+      if (state === "rating") renderRating();
+    } else {
+      showRating(false);
+    }
   }
 
   // Resting: a language chosen by someone who walked away goes back to the kiosk's own.
   function restTimer() {
     clearTimer("rest");
-    if (state !== "rating") return;
+    if (!resting()) return;
     timers.rest = setTimeout(function () {
-      if (state === "rating" && lang !== defaultLang()) showRating(true);
+      if (resting() && lang !== defaultLang()) showRating(true);
     }, settings.idle_seconds * 1000);
   }
 
@@ -621,7 +644,7 @@
 
   async function onTap(score) {
     var question = primaryRating();
-    if (busy || state !== "rating" || !question) return;
+    if (busy || state !== "rating" || !question || outOfService()) return;
     busy = true;
     var tappedAt = Date.now();
     var item = {
@@ -681,6 +704,7 @@
     lang = code;
     applyStrings();
     if (state === "rating") { renderRating(); restTimer(); }
+    if (state === "retired") restTimer();
     if (state === "reasons") {
       renderReasons(); // the answers so far are kept in `current`
       idleTimer();
@@ -734,21 +758,26 @@
       if (reply.status === 401) { lostEnrollment(); return false; }
       if (!reply.ok) throw new HttpError(reply.status);
       var body = await reply.json();
-      await kvPut("config", body);
-      applyConfig(body);
+      // Re-checked on every heartbeat: redraw only when something changed, not under a finger.
+      var changed = !hadConfig || JSON.stringify(body) !== JSON.stringify(config);
+      if (changed) {
+        await kvPut("config", body);
+        applyConfig(body);
+      }
       configStale = false;
       clearTimer("config");
       reachable();
+      if (!changed) return true;
       if (!hadConfig || languages().indexOf(lang) === -1) lang = defaultLang();
       applyStrings();
-      if (state === "rating" && !busy) renderRating();
+      if (resting() && !busy) restAgain();
       return true;
     } catch (error) {
       // Offline: keep the cached survey and try again later.
       if (!config || configStale) {
         clearTimer("config");
         timers.config = setTimeout(function () {
-          if (mine === session && (!config || configStale) && state === "rating") loadConfig();
+          if (mine === session && (!config || configStale) && resting()) loadConfig();
         }, 5000);
       }
       return false;
@@ -857,6 +886,7 @@
         var body = await reply.json();
         // Acknowledgements hold whatever happened meanwhile: the ids are the tablet's own.
         await applyResults(batch, body.results);
+        if (refusedForTouchpoint(body.results)) recheckConfig();
         sync.backoff = 0;
         sync.retryAt = 0;
         sync.offline = false;
@@ -880,6 +910,16 @@
     scheduleSync(delay);
   }
 
+  // A tap refused because of the touchpoint (retired since the config was read): read it again now.
+  function refusedForTouchpoint(results) {
+    return (results || []).some(function (r) { return r && r.status === "rejected" && r.field === "touchpoint"; });
+  }
+
+  function recheckConfig() {
+    configStale = true;
+    if (resting() && !busy) loadConfig();
+  }
+
   async function heartbeat(mine) {
     if (mine !== session || !token) return;
     try {
@@ -899,8 +939,9 @@
         var cached = survey();
         if (body && typeof body.survey_version === "number" && (!cached || cached.version !== body.survey_version)) {
           configStale = true; // picked up the next time the kiosk rests on the rating screen
-          if (state === "rating" && !busy) loadConfig();
         }
+        // At rest the config is read again each beat: a retirement (or its undoing) shows within one.
+        if (resting() && !busy) loadConfig();
       }
     } catch (ignored) { /* offline: report next time */ }
     if (mine !== session) return;
@@ -940,7 +981,7 @@
     if (fresh) applyStrings();
     if (state === "reasons" && current) {
       finishReasons("rating"); // the previous tap is already queued; its reasons end here
-    } else if (state === "rating" || state === "thanks") {
+    } else if (resting() || state === "thanks") {
       if (!busy) showRating(false);
     }
   }
@@ -973,7 +1014,7 @@
     navigator.serviceWorker.addEventListener("controllerchange", function () {
       if (!hadController) { hadController = true; return; } // the first install: nothing to reload
       updateReady = true;
-      if (state === "rating" && !busy) location.reload();
+      if (resting() && !busy) location.reload();
     });
     navigator.serviceWorker.register(new URL("sw.js", BASE).href, { scope: BASE.pathname }).catch(function (error) {
       console.warn("service worker not registered", error);
@@ -1007,7 +1048,7 @@
     ["pointerdown", "keydown"].forEach(function (type) {
       document.addEventListener(type, function () {
         if (state === "reasons") idleTimer();
-        if (state === "rating") restTimer();
+        if (resting()) restTimer();
       }, true);
     });
     try {

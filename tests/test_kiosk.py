@@ -425,3 +425,54 @@ def test_accessibility_audit_of_rating_and_reasons(browser: Browser, servers, or
     audit("reasons")
     shot(page, f"reasons-{name}")
     context.close()
+
+
+def test_kiosk_without_its_slash_is_redirected_to_the_app(browser: Browser, servers, org: Org) -> None:
+    srv = serve(servers, org, {})
+    for path, target in (("/kiosk", "/kiosk/"), ("/kiosk?lang=vi", "/kiosk/?lang=vi")):
+        reply = httpx.get(f"{srv.url}{path}", follow_redirects=False)
+        assert reply.status_code in (301, 308) and reply.headers["location"] == target, path
+        assert httpx.head(f"{srv.url}{path}").status_code == reply.status_code
+    # In the browser the app then starts where its relative URLs and its worker's scope belong.
+    context = browser.new_context(viewport=PORTRAIT)
+    page = context.new_page()
+    page.goto(f"{srv.url}/kiosk")
+    assert page.url == f"{srv.url}/kiosk/"
+    state(page, "enroll")
+    worker_ready(page)
+    context.close()
+
+
+def test_only_the_apps_own_files_are_served(servers, org: Org) -> None:
+    from pathlib import Path
+
+    import feedback.kiosk
+
+    srv = serve(servers, org, {})
+    folder = Path(feedback.kiosk.__file__).parent
+    python = [path for path in folder.rglob("*") if path.is_file() and path.suffix in (".py", ".pyc")]
+    assert python, "the app's folder is a Python package"
+    for path in python:
+        assert httpx.get(f"{srv.url}/kiosk/{path.relative_to(folder).as_posix()}").status_code == 404, path
+    assert httpx.get(f"{srv.url}/kiosk/__pycache__/").status_code == 404
+    # Everything the service worker puts in its shell cache is still there (an install fails on one 404).
+    worker = httpx.get(f"{srv.url}/kiosk/sw.js")
+    assert worker.status_code == 200
+    shell = json.loads(re.search(r"var SHELL = (\[[^\]]*\]);", worker.text)[1])
+    assert "./" in shell and "app.js" in shell
+    for name in shell:
+        assert httpx.get(f"{srv.url}/kiosk/{name}").status_code == 200, name
+
+
+def test_head_answers_like_get_without_a_body(servers, org: Org) -> None:
+    srv = serve(servers, org, {})
+    for path in ("/kiosk/", "/kiosk/index.html", "/kiosk/app.js", "/kiosk/manifest.webmanifest",
+                 "/kiosk/icon-192.png"):
+        got = httpx.get(f"{srv.url}{path}")
+        head = httpx.head(f"{srv.url}{path}")
+        assert (head.status_code, got.status_code) == (200, 200), path
+        assert head.content == b"", path
+        for name in ("content-type", "cache-control", "etag", "content-security-policy"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+        assert int(head.headers["content-length"]) == len(got.content), path
+    assert httpx.head(f"{srv.url}/kiosk/__init__.py").status_code == 404

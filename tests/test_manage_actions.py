@@ -389,3 +389,32 @@ def test_a_bad_rating_is_followed_from_the_dashboard_to_its_action(page: Page, s
     row.locator(f'a[href="/manage/actions/{action["id"]}"]').click()
     expect(page.locator("h1")).to_contain_text(f"#{action['id']}")
     walk_to_closed(page, people, action)
+
+
+def test_an_objective_action_names_its_metric_in_the_readers_language(site: Server, people: Org) -> None:
+    import re
+
+    from tests.conftest import run_cli
+
+    reply = httpx.post(f"{site.url}/api/v1/objectives", headers=auth_header(people.tokens["admin"]),
+                       json={"unit": "A1a", "metric": "not_dissatisfied", "target": 0.99, "period": "rolling_30",
+                             "min_n": 1, "title": "Few complaints at the kiosk"})
+    assert reply.status_code == 201, reply.text
+    objective = reply.json()["id"]
+    for _ in range(3):
+        bad_rating(site, people)
+    result = run_cli("tick", "--db", str(people.db), "--job", "objectives.evaluate")
+    assert result.returncode == 0, result.stderr + result.stdout
+    opened = rows(people, "SELECT id FROM actions WHERE objective_id = ?", (objective,))
+    assert len(opened) == 1, "the breach opens a nonconformity"
+    add_user(people.db, "linh", PASSWORD, "manager", "A1", lang="vi")
+    add_user(people.db, "pyotr", PASSWORD, "viewer", "A", lang="ru")
+    # The names of manage_reports.po: one message id, one translation, on every page.
+    for user, lang, name in (("linh", "vi", "Tỷ lệ không phàn nàn"), ("pyotr", "ru", "Доля ответов без недовольства")):
+        html = client_for(site, user).get(f"/manage/actions/{opened[0]['id']}").text
+        assert re.search(rf'<html lang="{lang}"', html)
+        metric = re.search(r'<span class="act-metric">(.*?)</span>', html, re.S)
+        assert metric and metric.group(1).strip() == name
+        assert "not_dissatisfied" not in html
+        assert "Few complaints at the kiosk" in html
+        assert re.search(r"&gt;=\s*99,0\s?%", html)  # a share target as a percentage, not 0.99

@@ -259,3 +259,54 @@ def test_comment_search_is_filled_by_the_trigger_and_the_backfill(tmp_path) -> N
     assert rows(org, "SELECT body FROM comment_search") == [{"body": "queue too long"}]
     assert rows(org, "SELECT unit, day, hour, n, suspect FROM heatmap_rollups") == [
         {"unit": "A", "day": "2026-01-05", "hour": 2, "n": 1, "suspect": 1}]
+
+
+def response_row(html: str, receipt: str) -> list[str]:
+    """The cells of the response list's row of one receipt, as text."""
+    row = next(tr for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S) if f"<code>{receipt}</code>" in tr)
+    return [re.sub(r"<[^>]+>", "", td).strip() for td in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+
+
+def service_options(html: str) -> list[tuple[str, str]]:
+    select = re.search(r'<select id="f-service" name="service">(.*?)</select>', html, re.S).group(1)
+    return [(value, text.strip()) for value, text in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>',
+                                                                 select)]
+
+
+def test_the_response_list_names_services_in_the_readers_language(tmp_path) -> None:
+    import sqlite3
+
+    from feedback import organisation
+    from feedback.i18n import gettext_for
+
+    org = make_org(tmp_path / "feedback.db")
+    names = {"vi": "Cấp hộ chiếu", "ru": "Выдача паспортов", "zh": "护照办理", "en": "Passports"}
+    conn = sqlite3.connect(org.db)
+    with conn:
+        organisation.add_service(conn, "S-PASS", "Passports", agency="A1", names=names)
+        organisation.add_touchpoint(conn, "A1", "Quầy 2", "csat", service="S-PASS", token="tp-pass")
+    conn.close()
+    add_user(org.db, "hoa", PASSWORD, "manager", "A", lang="vi")
+    add_user(org.db, "olga", PASSWORD, "viewer", "A", lang="ru")
+    srv = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
+    try:
+        passport = post(srv, "tp-pass", {"overall": 4})["receipt"]
+        registration = post(srv, "tp-a1", {"overall": 5})["receipt"]  # S1 has one name only
+        hall = post(srv, "tp-a", {"overall": 3})["receipt"]  # no service at all
+        for user, lang in (("hoa", "vi"), ("olga", "ru")):
+            html = client(srv, user).get("/manage/units/A/responses").text
+            assert f'<html lang="{lang}"' in html
+            options = service_options(html)
+            # The code stays the value (URLs do not change); people read the name.
+            assert ("S-PASS", names[lang]) in options and ("S1", "Đăng ký") in options
+            assert all(text not in ("S-PASS", "S1", "S2") for _, text in options)
+            header = [re.sub(r"<[^>]+>", "", th).strip() for th in re.findall(r"<th[^>]*>(.*?)</th>", html, re.S)]
+            column = header.index(gettext_for(lang)("Service"))
+            assert response_row(html, passport)[column] == names[lang]
+            assert response_row(html, registration)[column] == "Đăng ký"
+            assert response_row(html, hall)[column] == "–"
+            chosen = client(srv, user).get("/manage/units/A/responses", params={"service": "S-PASS"}).text
+            assert re.search(r'<option value="S-PASS" selected>', chosen)
+            assert re.findall(r"<code>([A-Z0-9-]+)</code>", chosen) == [passport]
+    finally:
+        srv.stop()

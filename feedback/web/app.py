@@ -19,7 +19,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-import feedback.kiosk
 from feedback import __version__, plugins
 from feedback.catalog import Catalog
 from feedback.db import Store, open_utils
@@ -31,6 +30,7 @@ from feedback.web.api import CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
+from feedback.web.kiosk_app import kiosk_app_router
 from feedback.web.manage import MANAGE_ROUTES, auth
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
@@ -38,7 +38,6 @@ from feedback.web.survey_page import SurveyPageController
 
 log = logging.getLogger("feedback")
 STATIC_DIR = Path(__file__).parent / "static"
-KIOSK_APP_DIR = Path(feedback.kiosk.__file__).parent
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
 PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll")
@@ -154,10 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *ACTION_CONTROLLERS,
         *EXPORT_CONTROLLERS,
         *MANAGE_ROUTES,
-        # The tablet app: /kiosk/ serves index.html; the service worker may re-validate everything.
-        create_static_files_router(path="/kiosk", directories=[KIOSK_APP_DIR], html_mode=True,
-                                   include_in_schema=False, cache_control=CacheControlHeader(no_cache=True),
-                                   name="kiosk_app"),
+        kiosk_app_router(),
         create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                    cache_control=CacheControlHeader(max_age=86400, public=True)),
     ]

@@ -20,9 +20,18 @@ from litestar.params import Parameter
 from msgspec import Meta, Struct
 
 from feedback import kiosks
-from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound, Unauthorized
+from feedback.errors import Conflict, FeedbackError, Gone, InvalidInput, NotFound, Unauthorized
 from feedback.i18n import gettext_for
-from feedback.ingest import IngestResult, Prepared, after_commit, fire_event, prepare, store_job
+from feedback.ingest import (
+    IngestResult,
+    Prepared,
+    after_commit,
+    fire_event,
+    prepare,
+    replay_key,
+    store_job,
+    stored_replays,
+)
 from feedback.models import LANGUAGES, Event, Submission
 from feedback.web.api import fresh_snapshot, survey_document
 from feedback.web.security import Principal, current_principal
@@ -149,10 +158,14 @@ class KioskDeviceController(Controller):
             raise NotFound("touchpoint: the kiosk's touchpoint has no survey", "touchpoint")
         unit = snapshot.units[touchpoint.unit]
         settings = state.settings
+        # A retired touchpoint refuses every new tap: the tablet shows an out-of-service screen instead
+        # of faces, yet keeps its survey so taps queued while it was live still go out.
+        retired_at = snapshot.retired.get(touchpoint.token)
         return {
             "kiosk": {"id": device.id, "touchpoint": touchpoint.token, "unit": unit.code, "unit_name": unit.name,
                       "unit_names": unit.names or {}, "counter": touchpoint.counter},
             "lang": touchpoint.lang,
+            "retired_at": retired_at.isoformat() if retired_at is not None else None,
             "survey": survey_document(version),
             "settings": {
                 "thanks_seconds": settings.kiosk_thanks_seconds,
@@ -168,16 +181,20 @@ class KioskDeviceController(Controller):
         snapshot = await fresh_snapshot(state)
         results: list[dict[str, Any] | None] = [None] * len(data.items)
         prepared: list[tuple[int, Prepared]] = []
+        after_retirement: dict[int, Submission] = {}
         for index, item in enumerate(data.items):
+            submission = Submission(
+                touchpoint=device.touchpoint, answers=item.answers, id=item.id, lang=item.lang,
+                case_ref=item.case_ref, service=item.service, officer=item.officer, channel="kiosk",
+                submitted_at=item.submitted_at,
+            )
             try:
-                submission = Submission(
-                    touchpoint=device.touchpoint, answers=item.answers, id=item.id, lang=item.lang,
-                    case_ref=item.case_ref, service=item.service, officer=item.officer, channel="kiosk",
-                    submitted_at=item.submitted_at,
-                )
                 prepared.append((index, prepare(submission, snapshot, device=device.id)))
             except FeedbackError as error:
                 results[index] = {"id": item.id, "status": "rejected", "reason": error.message, "field": error.field}
+                if isinstance(error, Gone):
+                    after_retirement[index] = submission
+        await answer_stored_replays(state, after_retirement, results)
         settings = state.settings
         job = sync_job(device.id, prepared, settings.kiosk_min_interval, settings.kiosk_burst_count,
                        settings.kiosk_burst_window, settings.default_action_days)
@@ -230,6 +247,20 @@ class KioskDeviceController(Controller):
             # Woken at once by an invitation posted here; the 1 s re-check covers other processes.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
+
+
+async def answer_stored_replays(state: State, refused: dict[int, Submission],
+                                results: list[dict[str, Any] | None]) -> None:
+    """Taps refused because the touchpoint retired that were in fact stored while it was live (a
+    retried batch) are duplicates, not rejects: the tablet may drop them from its queue."""
+    keys = {index: key for index, submission in refused.items() if (key := replay_key(submission))}
+    if not keys:
+        return
+    wanted = dict(keys.values())
+    found = await state.store.read(lambda conn: stored_replays(conn, wanted))
+    for index, (response_id, _digest) in keys.items():
+        if response_id in found:
+            results[index] = {"id": response_id, "status": "duplicate", "receipt": found[response_id].receipt}
 
 
 def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval: float, burst_count: int,

@@ -25,9 +25,12 @@ from feedback import actions
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
 from feedback.models import ActionRequest
+from feedback.objectives import SHARE_METRICS
+from feedback.review_pack import METRIC_TEXT
 from feedback.web import live
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage import auth, layout
+from feedback.web.manage.dashboard import INDICATOR_LABELS
 from feedback.web.security import Principal
 
 WRITERS = ("admin", "manager")
@@ -255,11 +258,11 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
             action["response"] = dict(zip(("receipt", "unit", "touchpoint", "server_time"), found, strict=True)) \
                 if found else None
         if action.get("objective_id") is not None:
+            columns = ("title", "metric", "indicator", "comparator", "target", "period")
             found = conn.execute(
-                "SELECT title, metric, comparator, target, period FROM objective_versions WHERE objective = ?"
+                f"SELECT {', '.join(columns)} FROM objective_versions WHERE objective = ?"
                 " ORDER BY version DESC LIMIT 1", (action["objective_id"],)).fetchone()
-            action["objective"] = dict(zip(("title", "metric", "comparator", "target", "period"), found,
-                                           strict=True)) if found else None
+            action["objective"] = dict(zip(columns, found, strict=True)) if found else None
         return action
 
     action = await state.store.read(read)
@@ -281,6 +284,10 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
         "failed_step": None,
         "values": {},
         "done": None,
+        # An objective's metric and indicator by their names (message ids the template translates).
+        "metric_labels": METRIC_TEXT,
+        "indicator_labels": INDICATOR_LABELS,
+        "share_metrics": SHARE_METRICS,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -136,6 +138,32 @@ def error_context(error: FeedbackError | None, lang: str) -> dict[str, Any]:
     if error is None:
         return {"error": None, "error_field": None, "error_detail": None}
     return {"error": error_text(error, lang), "error_field": error.field, "error_detail": error.message}
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where a successful form post goes next, with its flash message (a msgid in FLASH_MESSAGES) and values."""
+
+    url: str
+    message: str
+    args: dict[str, str] = field(default_factory=dict)
+
+
+async def submit_form(
+    request: Request, principal: Principal, state: State,
+    change: Callable[[dict[str, str]], Awaitable[Saved]],
+    redisplay: Callable[[FeedbackError, dict[str, str]], Awaitable[Response]],
+) -> Response:
+    """Every admin form post: read it, check the role, make the change. A refusal shows the page again with the
+    error and what was typed; a success reloads the catalog and redirects with a flash message."""
+    values = await read_form(request)
+    try:
+        require_writer(principal)
+        saved = await change(values)
+    except FeedbackError as error:
+        return await redisplay(error, values)
+    state.catalog.invalidate()
+    return flash_redirect(saved.url, saved.message, state, **saved.args)
 
 
 def flash_redirect(url: str, message: str, state: State, **args: str) -> Response:

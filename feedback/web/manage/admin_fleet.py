@@ -16,13 +16,14 @@ from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
     EXCEPTION_HANDLERS,
     PREFIX,
+    Saved,
     flash_redirect,
     page,
     page_lang,
-    read_form,
     require_unit,
     require_writer,
     required,
+    submit_form,
     unit_name,
     visible_units,
 )
@@ -71,9 +72,7 @@ class KioskAdmin(Controller):
 
     @post("/enroll")
     async def enroll(self, request: Request, principal: Principal, state: State) -> Response:
-        values = await read_form(request)
-        try:
-            require_writer(principal)
+        async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             token = required(values, "touchpoint")
             touchpoint = snapshot.touchpoints.get(token)
@@ -84,11 +83,12 @@ class KioskAdmin(Controller):
                 raise InvalidInput("touchpoint: not a kiosk touchpoint", "touchpoint")
             code, _expires = await state.store.write(
                 lambda conn: kiosks.create_enrollment(conn, token, principal.user))
-        except FeedbackError as error:
-            return await self._list(request, principal, state, error=error)
-        # The code travels in the one-time, HttpOnly flash cookie, never in a URL or a log line.
-        return flash_redirect(f"{PREFIX}/kiosks", "Enrollment code for %(name)s: %(code)s (valid 15 minutes).",
-                              state, name=touchpoint.name, code=code)
+            # The code travels in the one-time, HttpOnly flash cookie, never in a URL or a log line.
+            return Saved(f"{PREFIX}/kiosks", "Enrollment code for %(name)s: %(code)s (valid 15 minutes).",
+                         {"name": touchpoint.name, "code": code})
+
+        return await submit_form(request, principal, state, change, lambda error, _values: self._list(
+            request, principal, state, error=error))
 
     @post("/{kiosk_id:str}/revoke")
     async def revoke(self, request: Request, principal: Principal, state: State, kiosk_id: str) -> Response:

@@ -17,14 +17,13 @@ from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
     EXCEPTION_HANDLERS,
     PREFIX,
-    flash_redirect,
+    Saved,
     optional,
     page,
     page_lang,
-    read_form,
     require_unit,
-    require_writer,
     required,
+    submit_form,
     unit_name,
     visible_units,
     whole_number,
@@ -99,9 +98,7 @@ class ObjectiveAdmin(Controller):
 
     @post("/")
     async def create(self, request: Request, principal: Principal, state: State) -> Response:
-        values = await read_form(request)
-        try:
-            require_writer(principal)
+        async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             unit = required(values, "unit")
             require_unit(principal, snapshot, unit)
@@ -109,12 +106,10 @@ class ObjectiveAdmin(Controller):
             today = local_today(snapshot, unit)
             objective_id = await state.store.write(lambda conn: objectives.create_objective(
                 conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n))
-        except FeedbackError as error:
-            return await self._list(request, principal, state, values.get("unit") or None, error=error,
-                                    values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s created.", state,
-                              id=str(objective_id))
+            return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s created.", {"id": str(objective_id)})
+
+        return await submit_form(request, principal, state, change, lambda error, values: self._list(
+            request, principal, state, values.get("unit") or None, error=error, values=values))
 
     async def _unit_of(self, state: State, objective_id: int) -> str:
         rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
@@ -148,39 +143,37 @@ class ObjectiveAdmin(Controller):
 
     @post("/{objective_id:int}/versions")
     async def change(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
-        values = await read_form(request)
         snapshot = await fresh_snapshot(state)
         unit = await self._unit_of(state, objective_id)
         require_unit(principal, snapshot, unit)
-        try:
-            require_writer(principal)
+
+        async def new_version(values: dict[str, str]) -> Saved:
             spec = spec_from_form(values, partial=True)
             values.pop("current_metric", None)
             today = local_today(snapshot, unit)
             version = await state.store.write(lambda conn: objectives.new_version(
                 conn, objective_id, spec, actor=principal.user, today=today))
-        except FeedbackError as error:
-            return await self._detail(request, principal, state, objective_id, error=error, values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s: version %(version)s saved.",
-                              state, id=str(objective_id), version=str(version))
+            return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s: version %(version)s saved.",
+                         {"id": str(objective_id), "version": str(version)})
+
+        return await submit_form(request, principal, state, new_version, lambda error, values: self._detail(
+            request, principal, state, objective_id, error=error, values=values))
 
     @post("/{objective_id:int}/retire")
     async def retire(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
-        values = await read_form(request)
         snapshot = await fresh_snapshot(state)
         unit = await self._unit_of(state, objective_id)
         require_unit(principal, snapshot, unit)
-        try:
-            require_writer(principal)
+
+        async def retire_from(values: dict[str, str]) -> Saved:
             day = values.get("from") or local_today(snapshot, unit).isoformat()
             await state.store.write(lambda conn: objectives.retire_objective(
                 conn, objective_id, actor=principal.user, from_day=day))
-        except FeedbackError as error:
-            return await self._detail(request, principal, state, objective_id, error=error, values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s retired from %(day)s.", state,
-                              id=str(objective_id), day=day)
+            return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s retired from %(day)s.",
+                         {"id": str(objective_id), "day": day})
+
+        return await submit_form(request, principal, state, retire_from, lambda error, values: self._detail(
+            request, principal, state, objective_id, error=error, values=values))
 
 
 ROUTES: list = [ObjectiveAdmin]

@@ -20,15 +20,14 @@ from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
     EXCEPTION_HANDLERS,
     PREFIX,
+    Saved,
     depth,
-    flash_redirect,
     optional,
     page,
     page_lang,
-    read_form,
     require_unit,
-    require_writer,
     required,
+    submit_form,
     unit_name,
     visible_units,
     whole_number,
@@ -44,6 +43,14 @@ def text_field(values: dict[str, str], name: str, *, needed: bool = False) -> st
     if value is not None and len(value) > MAX_TEXT:
         raise InvalidInput(f"{name}: at most {MAX_TEXT} characters", name)
     return value
+
+
+def new_code(values: dict[str, str]) -> str:
+    """A code for a new unit or service: short, and safe in URLs and file names."""
+    code = required(values, "code")
+    if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
+    return code
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -77,13 +84,9 @@ class UnitAdmin(Controller):
 
     @post("/")
     async def create(self, request: Request, principal: Principal, state: State) -> Response:
-        values = await read_form(request)
-        try:
-            require_writer(principal)
+        async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
-            code = required(values, "code")
-            if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
-                raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
+            code = new_code(values)
             parent = optional(values, "parent")
             if parent is None:
                 if principal.unit is not None:
@@ -107,10 +110,10 @@ class UnitAdmin(Controller):
                 organisation.update_unit(conn, code, owner=owner, action_days=action_days, country=country)
 
             await state.store.write(job)
-        except FeedbackError as error:
-            return await self._list(request, principal, state, error=error, values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/units/{code}", "Unit %(code)s created.", state, code=code)
+            return Saved(f"{PREFIX}/units/{code}", "Unit %(code)s created.", {"code": code})
+
+        return await submit_form(request, principal, state, change, lambda error, values: self._list(
+            request, principal, state, error=error, values=values))
 
     async def _edit(self, request: Request, principal: Principal, state: State, code: str, *,
                     error: FeedbackError | None = None) -> Response:
@@ -130,21 +133,20 @@ class UnitAdmin(Controller):
 
     @post("/{code:str}")
     async def update(self, request: Request, principal: Principal, state: State, code: str) -> Response:
-        values = await read_form(request)
         snapshot = await fresh_snapshot(state)
         require_unit(principal, snapshot, code, "code")
-        try:
-            require_writer(principal)
+
+        async def change(values: dict[str, str]) -> Saved:
             owner = optional(values, "owner")
             action_days = whole_number(values, "action_days", 1, 365)
             country = optional(values, "country")
             public = values.get("public_results") == "1"
             await state.store.write(lambda conn: organisation.update_unit(
                 conn, code, owner=owner, action_days=action_days, country=country, public_results=public))
-        except FeedbackError as error:
-            return await self._edit(request, principal, state, code, error=error)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/units/{code}", "Unit %(code)s saved.", state, code=code)
+            return Saved(f"{PREFIX}/units/{code}", "Unit %(code)s saved.", {"code": code})
+
+        return await submit_form(request, principal, state, change, lambda error, _values: self._edit(
+            request, principal, state, code, error=error))
 
     @get("/{code:str}/posters.pdf", media_type="application/pdf")
     async def posters(self, request: Request, principal: Principal, state: State, code: str,
@@ -188,13 +190,9 @@ class ServiceAdmin(Controller):
 
     @post("/")
     async def create(self, request: Request, principal: Principal, state: State) -> Response:
-        values = await read_form(request)
-        try:
-            require_writer(principal)
+        async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
-            code = required(values, "code")
-            if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
-                raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
+            code = new_code(values)
             agency = optional(values, "agency")
             if agency is None and principal.unit is not None:
                 raise InvalidInput("agency: required (you manage one subtree)", "agency")
@@ -215,10 +213,10 @@ class ServiceAdmin(Controller):
                 organisation.add_service(conn, code, name, kind=kind, agency=agency, names=names)
 
             await state.store.write(job)
-        except FeedbackError as error:
-            return await self._list(request, principal, state, error=error, values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/services", "Service %(code)s created.", state, code=code)
+            return Saved(f"{PREFIX}/services", "Service %(code)s created.", {"code": code})
+
+        return await submit_form(request, principal, state, change, lambda error, values: self._list(
+            request, principal, state, error=error, values=values))
 
 
 class TouchpointAdmin(Controller):
@@ -263,9 +261,7 @@ class TouchpointAdmin(Controller):
 
     @post("/")
     async def create(self, request: Request, principal: Principal, state: State) -> Response:
-        values = await read_form(request)
-        try:
-            require_writer(principal)
+        async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             unit = required(values, "unit")
             require_unit(principal, snapshot, unit)
@@ -283,11 +279,10 @@ class TouchpointAdmin(Controller):
                 raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
             await state.store.write(lambda conn: organisation.add_touchpoint(
                 conn, unit, name, survey, kind=kind, lang=lang, counter=counter, service=service))
-        except FeedbackError as error:
-            return await self._list(request, principal, state, values.get("unit") or None, error=error,
-                                    values=values)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/touchpoints?unit={unit}", "Touchpoint %(name)s created.", state, name=name)
+            return Saved(f"{PREFIX}/touchpoints?unit={unit}", "Touchpoint %(name)s created.", {"name": name})
+
+        return await submit_form(request, principal, state, change, lambda error, values: self._list(
+            request, principal, state, values.get("unit") or None, error=error, values=values))
 
     @post("/{token:str}/retire")
     async def retire(self, request: Request, principal: Principal, state: State, token: str) -> Response:
@@ -296,14 +291,14 @@ class TouchpointAdmin(Controller):
         if touchpoint is None:
             raise NotFound(f"token: no touchpoint {token!r}", "token")
         require_unit(principal, snapshot, touchpoint.unit)
-        try:
-            require_writer(principal)
+
+        async def change(_values: dict[str, str]) -> Saved:
             await state.store.write(lambda conn: organisation.retire_touchpoint(conn, token))
-        except FeedbackError as error:
-            return await self._list(request, principal, state, touchpoint.unit, error=error)
-        state.catalog.invalidate()
-        return flash_redirect(f"{PREFIX}/touchpoints?unit={touchpoint.unit}", "Touchpoint %(name)s retired.", state,
-                              name=touchpoint.name)
+            return Saved(f"{PREFIX}/touchpoints?unit={touchpoint.unit}", "Touchpoint %(name)s retired.",
+                         {"name": touchpoint.name})
+
+        return await submit_form(request, principal, state, change, lambda error, _values: self._list(
+            request, principal, state, touchpoint.unit, error=error))
 
     @get("/{token:str}/poster.pdf", media_type="application/pdf")
     async def poster(self, request: Request, principal: Principal, state: State, token: str,

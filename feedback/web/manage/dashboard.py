@@ -133,8 +133,7 @@ async def unit_page(
         row["name"] = touchpoint.name if touchpoint else row["key"]
         row["unit"] = touchpoint.unit if touchpoint else None
     for row in data["by_service"]:
-        service = snapshot.services.get(row["key"] or "")
-        row["name"] = ((service.get("names") and _service_name(service, lang)) or service["name"]) if service \
+        row["name"] = service_label(snapshot, row["key"], lang) if row["key"] in snapshot.services \
             else _("No service")
     for row in data["by_counter"]:
         row["name"] = counter_label(row["counter"], lang)
@@ -185,6 +184,22 @@ def _service_name(service: dict[str, Any], lang: str) -> str | None:
         except msgspec.DecodeError:
             return None
     return names.get(lang) if isinstance(names, dict) else None
+
+
+def service_label(snapshot: Snapshot, code: str, lang: str) -> str:
+    """A service as people read it: its name in `lang`, else its one name, else (unknown) its code."""
+    service = snapshot.services.get(code)
+    if service is None:
+        return code
+    return _service_name(service, lang) or service.get("name") or code
+
+
+def service_choices(snapshot: Snapshot, subtree: set[str], lang: str) -> dict[str, str]:
+    """The services offered in a subtree (at its touchpoints or by its units), code -> name, by name."""
+    codes = {tp.service for tp in snapshot.touchpoints.values() if tp.unit in subtree and tp.service} \
+        | {code for code, service in snapshot.services.items() if service.get("agency") in subtree}
+    names = {code: service_label(snapshot, code, lang) for code in codes}
+    return dict(sorted(names.items(), key=lambda item: (item[1].casefold(), item[0])))
 
 
 def _level(value: str | None) -> int | None:
@@ -238,6 +253,7 @@ async def responses_page(
         tp = snapshot.touchpoints.get(item["touchpoint"])
         item["touchpoint_name"] = tp.name if tp else item["touchpoint"]
         item["counter_label"] = counter_label(item["counter"], lang)
+        item["service_name"] = service_label(snapshot, item["service"], lang) if item["service"] else None
         item["tz"] = snapshot.units[item["unit"]].tz
     filters = {"from": start.isoformat(), "to": end.isoformat(), "service": service or "",
                "touchpoint": touchpoint or "", "level": level or "", "flagged": flagged or "", "q": search}
@@ -245,14 +261,16 @@ async def responses_page(
     if page["next"]:
         next_url = f"/manage/units/{code}/responses?" + urlencode({**{k: v for k, v in filters.items() if v},
                                                                    "after": page["next"]})
-    services = sorted({tp.service for tp in snapshot.touchpoints.values() if tp.unit in subtree and tp.service}
-                      | {s for s in snapshot.services if snapshot.services[s].get("agency") in subtree})
-    touchpoints = sorted((tp for tp in snapshot.touchpoints.values() if tp.unit in subtree), key=lambda t: t.name)
+    _ = gettext_for(lang)
+    # The filter choices, value (as in the URL) -> what people read.
+    touchpoints = {tp.token: tp.name for tp in sorted(
+        (tp for tp in snapshot.touchpoints.values() if tp.unit in subtree), key=lambda t: t.name)}
+    levels = {str(level): f"{level} · {_(label)}" for level, label in enumerate(LEVEL_LABELS, start=1)}
     return layout.render(request, "responses.html", {
         "code": code, "items": page["items"], "next_url": next_url, "filters": filters,
         "first_page_url": f"/manage/units/{code}/responses?" + urlencode({k: v for k, v in filters.items() if v}),
-        "is_later_page": bool(after), "services": services, "touchpoints": touchpoints,
-        "officers": auth.may_see_officers(user), "level_labels": [gettext_for(lang)(x) for x in LEVEL_LABELS],
+        "is_later_page": bool(after), "services": service_choices(snapshot, subtree, lang),
+        "touchpoints": touchpoints, "levels": levels, "officers": auth.may_see_officers(user),
     })
 
 
