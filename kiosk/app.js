@@ -5,12 +5,13 @@
 // drains and heartbeats go on.
 // Every tap is committed to IndexedDB before anything else happens; a sync loop sends the ready
 // ones in batches and removes them only once the server has acknowledged them.  A heartbeat loop
-// reports health; a long-poll loop waits for case invitations from the counter's software.
+// reports health and hears back whether the touchpoint is retired; a long-poll loop waits for case
+// invitations from the counter's software.
 // Plain ES2017, no dependencies, no inline script or style (the CSP forbids both).
 (function () {
   "use strict";
 
-  var APP_VERSION = "1.0.2"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
+  var APP_VERSION = "1.0.3"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
   var LANGS = ["vi", "ru", "zh", "en"];
   var ENDONYMS = { vi: "Tiếng Việt", ru: "Русский", zh: "中文", en: "English" };
   var HTML_LANG = { vi: "vi", ru: "ru", zh: "zh-Hans", en: "en" };
@@ -758,7 +759,7 @@
       if (reply.status === 401) { lostEnrollment(); return false; }
       if (!reply.ok) throw new HttpError(reply.status);
       var body = await reply.json();
-      // Re-checked on every heartbeat: redraw only when something changed, not under a finger.
+      // Read again when the survey changed or a tap was refused: redraw only when something changed.
       var changed = !hadConfig || JSON.stringify(body) !== JSON.stringify(config);
       if (changed) {
         await kvPut("config", body);
@@ -782,6 +783,15 @@
       }
       return false;
     }
+  }
+
+  // A retirement (or its undoing) from a heartbeat: kept with the config, shown when the kiosk rests.
+  function applyRetirement(retiredAt) {
+    retiredAt = retiredAt || null;
+    if ((config.retired_at || null) === retiredAt) return;
+    config = Object.assign({}, config, { retired_at: retiredAt });
+    kvPut("config", config).catch(function (error) { console.error("could not keep the config", error); });
+    if (resting() && !busy) restAgain();
   }
 
   function applyConfig(body) {
@@ -940,8 +950,10 @@
         if (body && typeof body.survey_version === "number" && (!cached || cached.version !== body.survey_version)) {
           configStale = true; // picked up the next time the kiosk rests on the rating screen
         }
-        // At rest the config is read again each beat: a retirement (or its undoing) shows within one.
-        if (resting() && !busy) loadConfig();
+        // The beat says whether the touchpoint is retired: applied at once, no config read needed. An
+        // older server does not say, so at rest the config is read again instead.
+        if (body && "retired_at" in body && config && !configStale) applyRetirement(body.retired_at);
+        else if (resting() && !busy) loadConfig();
       }
     } catch (ignored) { /* offline: report next time */ }
     if (mine !== session) return;

@@ -165,3 +165,60 @@ def test_retired_tablet_shows_out_of_service_takes_no_tap_and_still_sends_its_qu
     assert wait_until(lambda: len(kiosk_rows(org)) == 2, page=page)
     assert tablet_store(page) == {"queue": 0, "dead": 0}
     context.close()
+
+
+def heartbeat(server: Server, device: str) -> dict:
+    reply = httpx.post(f"{server.url}/api/v1/kiosk/heartbeat", json={"queue": 0, "app_version": "1.0.3"},
+                       headers=auth_header(device))
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_heartbeat_reply_carries_the_retirement(start_server, org: Org) -> None:
+    srv = start_server(org.db, feedback_kiosk_min_interval="0")
+    device, _kiosk_id = enroll_device(srv.url, org)
+    other, _other_id = enroll_device(srv.url, org, touchpoint="tp-a")  # a tablet on another touchpoint
+    live = heartbeat(srv, device)
+    assert "retired_at" in live and live["retired_at"] is None
+    assert live["survey_version"] == config(srv, device)["survey"]["version"]
+
+    retired_at = retire(srv, org, "tp-a1a", "A1a")
+    beat = heartbeat(srv, device)
+    assert beat["retired_at"] is not None
+    assert datetime.fromisoformat(beat["retired_at"]) == retired_at
+    assert beat["retired_at"] == config(srv, device)["retired_at"]  # one value, whichever the tablet reads
+    assert beat["survey_version"] == live["survey_version"]
+    assert heartbeat(srv, other)["retired_at"] is None
+    # The beat is still recorded for the fleet list.
+    assert kiosks(srv, org)[0]["app_version"] == "1.0.3"
+
+
+def test_retired_tablet_switches_on_the_heartbeat_without_reading_its_config(
+        browser: Browser, start_server, org: Org) -> None:
+    srv = start_server(org.db, feedback_kiosk_min_interval="0", **{k.lower(): v for k, v in FAST.items()})
+    context, page = open_kiosk(browser, srv)
+    enroll_tablet(page, org)
+    config_reads: list[str] = []
+    beats: list[str] = []
+    page.on("request", lambda r: config_reads.append(r.url) if r.url.endswith("/api/v1/kiosk/config") else None)
+    page.on("response", lambda r: beats.append(r.text()) if r.url.endswith("/api/v1/kiosk/heartbeat") else None)
+    assert wait_until(lambda: beats, page=page)  # the tablet beats and rests on its faces
+    config_reads.clear()
+
+    retire(srv, org, "tp-a1a", "A1a")
+    state(page, "retired", timeout=15_000)
+    assert any(json.loads(body).get("retired_at") for body in beats)
+    assert config_reads == []
+    # Kept with the tablet's config: a restart (offline, from IndexedDB) still shows the retired screen.
+    stored = page.evaluate("""() => new Promise((resolve, reject) => {
+        const open = indexedDB.open("feedback-kiosk");
+        open.onsuccess = () => {
+            const get = open.result.transaction("kv", "readonly").objectStore("kv").get("config");
+            get.onsuccess = () => { open.result.close(); resolve(get.result.retired_at); };
+            get.onerror = () => reject(get.error);
+        };
+        open.onerror = () => reject(open.error);
+    })""")
+    assert stored and datetime.fromisoformat(stored) == datetime.fromisoformat(
+        rows(org, "SELECT retired_at FROM touchpoints WHERE token = 'tp-a1a'")[0]["retired_at"])
+    context.close()

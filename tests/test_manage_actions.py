@@ -418,3 +418,48 @@ def test_an_objective_action_names_its_metric_in_the_readers_language(site: Serv
         assert "not_dissatisfied" not in html
         assert "Few complaints at the kiosk" in html
         assert re.search(r"&gt;=\s*99,0\s?%", html)  # a share target as a percentage, not 0.99
+
+
+def service_options(html: str) -> dict[str, str]:
+    """value -> visible text of the service dropdown of the new-action form."""
+    import re
+
+    box = re.search(r'<select id="new-service" name="service">(.*?)</select>', html, re.S)
+    assert box, html[:2000]
+    return {value: text.strip() for value, text in
+            re.findall(r'<option value="([^"]*)"[^>]*>(.*?)</option>', box.group(1), re.S)}
+
+
+def test_the_new_action_form_names_services_in_the_readers_language(site: Server, people: Org) -> None:
+    names = {"vi": "Thông quan hàng hóa", "ru": "Таможенное оформление", "en": "Customs clearance"}
+    boss = client_for(site, "boss")
+    token = csrf_token(boss, "/manage/admin/services/")
+    reply = boss.post("/manage/admin/services/", data={
+        "_csrf_token": token, "code": "CUS-1", "agency": "A", "kind": "customs",
+        **{f"name_{lang}": name for lang, name in names.items()}})
+    assert reply.status_code == 303, reply.text[:500]
+    add_user(people.db, "sasha", PASSWORD, "manager", "A1", lang="ru")
+    add_user(people.db, "thu", PASSWORD, "manager", "A1", lang="vi")
+    for user, lang in (("sasha", "ru"), ("thu", "vi")):
+        client = client_for(site, user)
+        page = client.get("/manage/actions/new")
+        assert page.status_code == 200 and f'<html lang="{lang}"' in page.text
+        options = service_options(page.text)
+        assert options["CUS-1"] == names[lang]  # the code stays the value, the name is what one reads
+        assert options["S1"] == "Đăng ký"  # a service with one name shows that name in every language
+        assert ">CUS-1<" not in page.text
+        # A refused form comes back with the same names and the chosen service still chosen.
+        token = csrf_token(client, "/manage/actions/new")
+        refused = client.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "",
+                                                           "service": "CUS-1"})
+        assert refused.status_code == 400
+        assert service_options(refused.text)["CUS-1"] == names[lang]
+        assert '<option value="CUS-1" selected>' in refused.text
+    # The service chosen by name is stored by its code.
+    client = client_for(site, "sasha")
+    token = csrf_token(client, "/manage/actions/new")
+    reply = client.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "Очередь на таможне",
+                                                     "service": "CUS-1"})
+    assert reply.status_code == 303, reply.text[:500]
+    action_id = int(reply.headers["location"].split("/")[-1].split("?")[0])
+    assert rows(people, "SELECT service FROM actions WHERE id = ?", (action_id,)) == [{"service": "CUS-1"}]

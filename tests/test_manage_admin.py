@@ -200,3 +200,50 @@ def test_admin_pages_pass_axe_and_are_screenshotted_in_each_language(users: Org,
     page.goto(f"{server.url}/s/tp-a1?lang=vi")
     page.screenshot(path=str(ARTIFACTS / "retired-touchpoint-vi.png"), full_page=True)
     context.close()
+
+
+def option_texts(html: str, select_name: str) -> dict[str, str]:
+    """value -> visible text of the options of one select box."""
+    box = re.search(rf'<select[^>]*name="{select_name}"[^>]*>(.*?)</select>', html, re.S)
+    assert box, select_name
+    return {value: text.strip() for value, text in
+            re.findall(r'<option value="([^"]*)"[^>]*>(.*?)</option>', box.group(1), re.S)}
+
+
+def test_objective_pages_name_metrics_and_indicators_in_the_readers_language(users: Org, server: Server) -> None:
+    add_user(users.db, "pyotr", PASSWORD, "manager", "A1", lang="ru")
+    add_user(users.db, "linh", PASSWORD, "viewer", "A", lang="vi")
+    pyotr = client_for(server, "pyotr")
+    form = pyotr.get("/manage/admin/objectives/?unit=A1").text
+    assert '<html lang="ru"' in form
+    metrics = option_texts(form, "metric")
+    assert metrics["satisfaction"] == "Доля удовлетворённых"
+    assert metrics["indicator_mean"] == "Средний балл критерия (0–100)"
+    assert option_texts(form, "indicator")["waiting_time"] == "Время ожидания"
+    assert option_texts(form, "service")["S1"] == "Đăng ký"  # a service's own name, its code as the value
+    reply = post_form(pyotr, "/manage/admin/objectives/?unit=A1", "/manage/admin/objectives/", {
+        "unit": "A1", "metric": "indicator_mean", "indicator": "waiting_time", "target": "80"})
+    assert reply.status_code == 303, reply.text[:500]
+    detail = reply.headers["location"]
+    objective_id = int(detail.rsplit("/", 1)[1])
+
+    # The list: an untitled objective is named by its metric, and the metric column by name.
+    listing = pyotr.get("/manage/admin/objectives/?unit=A1").text
+    row = re.search(rf'<tr>\s*<th scope="row"><a href="[^"]*/objectives/{objective_id}">(.*?)</a></th>'
+                    r'\s*<td>[^<]*</td><td>(.*?)</td>', listing, re.S)
+    assert row, listing[:2000]
+    assert row.group(1).strip() == f"Средний балл критерия (0–100) #{objective_id}"
+    assert row.group(2).strip() == "Средний балл критерия (0–100) (Время ожидания)"
+    # The objective's own page: heading, facts and versions, and its new-version form.
+    page = pyotr.get(detail).text
+    assert re.search(r"<h1>Средний балл критерия \(0–100\) <small>", page)
+    assert "<dd>Средний балл критерия (0–100) (Время ожидания)</dd>" in page
+    assert re.search(r"<td>Средний балл критерия \(0–100\)</td>", page)
+    assert option_texts(page, "metric")["mean_score"] == "Средний балл (0–100)"
+    # Codes stay the values, never the text a person reads.
+    for html in (listing, page):
+        assert not re.search(r">\s*(indicator_mean|waiting_time|satisfaction)\b", html)
+
+    viewer = client_for(server, "linh").get(detail).text
+    assert '<html lang="vi"' in viewer
+    assert "<dd>Điểm trung bình tiêu chí (0–100) (Thời gian chờ)</dd>" in viewer

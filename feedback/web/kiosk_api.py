@@ -206,7 +206,7 @@ class KioskDeviceController(Controller):
         return {"results": results}
 
     @post("/heartbeat", dependencies={"device": Provide(current_device)}, status_code=200,
-          summary="Report queue length, dead letters, app version, battery")
+          summary="Report queue length, dead letters, app version, battery; answers survey version and retirement")
     async def heartbeat(self, data: Heartbeat, device: Device, state: State) -> dict[str, Any]:
         seen = datetime.now(UTC).isoformat()
 
@@ -222,7 +222,10 @@ class KioskDeviceController(Controller):
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(device.touchpoint)
         version = snapshot.current.get(touchpoint.survey) if touchpoint else None
-        return {"survey_version": version.version if version else None, "time": seen}
+        # The retirement rides on the beat itself, so a resting tablet switches screens without a config read.
+        retired_at = snapshot.retired.get(device.touchpoint)
+        return {"survey_version": version.version if version else None, "time": seen,
+                "retired_at": retired_at.isoformat() if retired_at is not None else None}
 
     @get("/invitation", dependencies={"device": Provide(current_device)},
          summary="Long-poll for the next case invitation (answers within `wait` seconds)")

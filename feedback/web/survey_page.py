@@ -4,12 +4,19 @@ A scan must not render a template from scratch: each page variant (touchpoint ×
 version × with/without a case) is rendered once and cached with placeholders; a request only swaps
 in its own form id (generated per render, so a double tap or a resubmit stores one response) and
 its escaped case reference.
+
+The form id is a signed UUID v7: its first 48 bits are the render time, its last 32 an HMAC with the
+server secret. So a form opened while its touchpoint was live is still taken after the touchpoint is
+retired, and only a form this server handed out can claim that.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections import OrderedDict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -22,9 +29,9 @@ from markupsafe import Markup, escape
 
 from feedback import __version__
 from feedback.catalog import Snapshot
-from feedback.errors import Conflict, InvalidInput
+from feedback.errors import Conflict, Gone, InvalidInput
 from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
-from feedback.ingest import ingest
+from feedback.ingest import IngestResult, ingest, new_response_id
 from feedback.models import (
     LANGUAGES,
     ChoiceQuestion,
@@ -43,6 +50,10 @@ CASE_REF = "__CASE_REF__"
 CASE_QUERY = "__CASE_QUERY__"
 MAX_FORM_BODY = 64 * 1024
 MAX_CASE_REF = 128
+# Bytes of a form id that carry its signature: the low 32 bits of the UUID's random part. Enough,
+# as each guess costs a rate-limited request and a forged stamp gains no more than `submitted_at`
+# already allows; the 42 random bits left keep ids rendered in the same millisecond apart.
+FORM_MAC_BYTES = 4
 # Face per common level 1..5, so a 3-level scale (Vietnam) shows the faces its levels mean. Inline
 # SVG rather than emoji: cheap phones lack some emoji glyphs. (fill colour, mouth path)
 _FACE_PARTS = {
@@ -189,9 +200,33 @@ def cached_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVer
     return page
 
 
-def fill(page: str, case_ref: str | None) -> str:
+def form_mac(head: bytes, secret: str) -> bytes:
+    return hmac.new(secret.encode(), b"survey-form:" + head, hashlib.sha256).digest()[:FORM_MAC_BYTES]
+
+
+def new_form_id(secret: str) -> str:
+    """A per-render form id (the response id it will be stored under) that says when the server rendered it."""
+    raw = uuid.UUID(new_response_id()).bytes  # v7: 48-bit milliseconds, version, variant, random bits
+    head = raw[:-FORM_MAC_BYTES]
+    return str(uuid.UUID(bytes=head + form_mac(head, secret)))
+
+
+def read_form_id(value: str, secret: str) -> tuple[str | None, datetime | None]:
+    """(response id, render time) of a posted form id. The render time only for an id this server signed;
+    None for a page from before signed ids, or a made-up id (still taken, without a render time)."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None, None
+    head, mac = parsed.bytes[:-FORM_MAC_BYTES], parsed.bytes[-FORM_MAC_BYTES:]
+    if parsed.version != 7 or not hmac.compare_digest(mac, form_mac(head, secret)):
+        return str(parsed), None
+    return str(parsed), datetime.fromtimestamp(int.from_bytes(head[:6], "big") / 1000, UTC)
+
+
+def fill(page: str, case_ref: str | None, form_id: str | None = None) -> str:
     """Swap the per-request values into a cached page."""
-    page = page.replace(FORM_ID, str(uuid.uuid4()))
+    page = page.replace(FORM_ID, form_id or str(uuid.uuid4()))
     case_query = f"&amp;case={quote(case_ref, safe='')}" if case_ref else ""
     page = page.replace(CASE_QUERY, case_query)
     if case_ref:
@@ -297,17 +332,22 @@ class SurveyPageController(Controller):
         page = cached_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None)
         # Not "no-store": going back to the form must show the same form (and form id), so that
         # sending it again is recognised as the same response rather than stored twice.
-        return html(fill(page, case_ref), cache_control="private, no-cache")
+        return html(fill(page, case_ref, new_form_id(state.settings.secret)), cache_control="private, no-cache")
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: str, request: Request, state: State) -> Response[str]:
         snapshot, touchpoint, version = await survey_at(state, token)
-        if touchpoint is not None and touchpoint.token in snapshot.retired:
-            return retired_page(request, snapshot, touchpoint, token)  # nothing is stored for a retired code
-        if touchpoint is None or version is None:
+        if touchpoint is None:
             return not_found(request)
+        retired_at = snapshot.retired.get(touchpoint.token)
+        if version is None:
+            return retired_page(request, snapshot, touchpoint, token) if retired_at else not_found(request)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
         first = {key: values[0] for key, values in form.items()}
+        form_id, rendered_at = read_form_id(first.get("form_id", ""), state.settings.secret)
+        if retired_at is not None and (rendered_at is None or rendered_at >= retired_at):
+            # Nothing new is stored for a retired code, unless this server handed out the form before.
+            return retired_page(request, snapshot, touchpoint, token)
         lang = first.get("lang") if first.get("lang") in version.definition.languages else None
         lang = lang or choose_language(request, touchpoint, version)
         _ = gettext_for(lang)
@@ -318,17 +358,15 @@ class SurveyPageController(Controller):
             flags.append("honeypot")  # a field people never see: only bots fill it
         if request.cookies.get(f"{REPEAT_COOKIE}_{touchpoint.token}"):
             flags.append("repeat_device")
-        try:
-            form_id = str(uuid.UUID(first.get("form_id", "")))
-        except ValueError:
-            form_id = None  # an old or tampered page: still accepted, with a new id
+        # form_id None: an old or tampered page, still accepted, with a new id.
         submission = Submission(
             touchpoint=touchpoint.token, answers=answers, id=form_id, lang=lang, case_ref=case_ref,
             channel="qr",
         )
         try:
-            result = await ingest(submission, state.store, snapshot, flags=flags,
-                                    default_action_days=state.settings.default_action_days)
+            result = await ingest_form(submission, rendered_at, state, snapshot, flags)
+        except Gone:
+            return retired_page(request, snapshot, touchpoint, token)
         except InvalidInput as error:
             key = (error.field or "").removeprefix("answers.")
             question = version.definition.question(key)
@@ -342,7 +380,8 @@ class SurveyPageController(Controller):
                                                                             ContactQuestion)}
             page = render_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None,
                                  values=values, error=message, error_key=key)
-            return html(fill(page, case_ref).replace(FORM_ID, form_id or str(uuid.uuid4())), 400)
+            # The same form id again: once corrected, the form is still the one rendered back then.
+            return html(fill(page, case_ref, form_id), 400)
         except Conflict:
             # The same form was sent again with other answers: the first stays, as stored.
             return thanks_page(snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False,
@@ -359,6 +398,29 @@ class SurveyPageController(Controller):
                                already=not result.created, status=201 if result.created else 200)
         response.cookies.extend(cookies)
         return response
+
+
+async def ingest_form(submission: Submission, rendered_at: datetime | None, state: State, snapshot: Snapshot,
+                      flags: list[str]) -> IngestResult:
+    """Ingest a form post; raises Gone when a retired touchpoint takes nothing from this form.
+
+    A form rendered while the touchpoint was live and sent after its retirement is taken with
+    `submitted_at` = its render time. That is the honest record: the rating was begun on a form the
+    server handed out while the code was live, so it is counted for that moment (occurred_at, as a
+    kiosk's offline tap is counted for when it was tapped), while server_time still says when it
+    arrived. Moving `now` back instead would falsify server_time. The first attempt goes without
+    it, so a resend of a form stored while live is answered as the replay it is.
+    """
+    settings = state.settings
+    try:
+        return await ingest(submission, state.store, snapshot, flags=flags,
+                            default_action_days=settings.default_action_days)
+    except Gone:
+        if rendered_at is None:
+            raise
+        opened = msgspec.structs.replace(submission, submitted_at=rendered_at.isoformat())
+        return await ingest(opened, state.store, snapshot, flags=flags,
+                            default_action_days=settings.default_action_days)
 
 
 def thanks_page(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, token: str, *, receipt: str | None,

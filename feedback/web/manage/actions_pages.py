@@ -30,7 +30,7 @@ from feedback.review_pack import METRIC_TEXT
 from feedback.web import live
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage import auth, layout
-from feedback.web.manage.dashboard import INDICATOR_LABELS
+from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
 from feedback.web.security import Principal
 
 WRITERS = ("admin", "manager")
@@ -339,12 +339,15 @@ async def record_step(request: Request, state: State, principal: Principal, acti
     return Redirect(path=f"/manage/actions/{action_id}?done={target}", status_code=303)
 
 
-async def _new_context(state: State, principal: Principal) -> dict[str, Any]:
+async def _new_context(state: State, principal: Principal, lang: str) -> dict[str, Any]:
     snapshot = await fresh_snapshot(state)
+    # Services by their name in the reader's language (as the response list shows them), sorted by it.
+    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services),
+                      key=lambda item: (item[1].casefold(), item[0]))
     return {
         "units": snapshot.units,
         "unit_codes": unit_choices(principal, snapshot),
-        "services": sorted(snapshot.services),
+        "services": services,
         "values": {},
         "error": None,
     }
@@ -355,7 +358,7 @@ async def new_page(request: Request, state: State, principal: Principal) -> Resp
     """The form to open a corrective action by hand (an audit finding, a complaint by phone…)."""
     if not may_write(principal):
         return _error_page(request, Forbidden("role: read only", "role"))
-    return _page(request, "actions_new.html", await _new_context(state, principal))
+    return _page(request, "actions_new.html", await _new_context(state, principal, layout.choose_language(request)))
 
 
 NEW_ERRORS: dict[str | None, str] = {
@@ -400,7 +403,7 @@ async def create_action(request: Request, state: State, principal: Principal) ->
     except (InvalidInput, Forbidden, NotFound, Conflict) as error:
         if isinstance(error, Forbidden) and error.field == "role":
             return _error_page(request, error)
-        context = await _new_context(state, principal)
+        context = await _new_context(state, principal, layout.choose_language(request))
         field = getattr(error, "field", None)
         context.update(values=values, error=NEW_ERRORS.get(field) or error_message(error))
         return _page(request, "actions_new.html", context, status=status_of(error))

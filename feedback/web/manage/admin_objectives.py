@@ -10,8 +10,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from feedback import objectives
+from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
+from feedback.review_pack import METRIC_TEXT
 from feedback.web.api import fresh_snapshot, local_today
 from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
@@ -28,6 +30,7 @@ from feedback.web.manage.admin_common import (
     visible_units,
     whole_number,
 )
+from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
 from feedback.web.security import Principal
 
 
@@ -58,6 +61,16 @@ def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
     return spec
 
 
+def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
+    """What the objective forms offer. Metrics and indicators are shown by name (message ids the templates
+    translate, as on the action page), services by their name in `lang`; option values stay the codes."""
+    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services),
+                      key=lambda item: (item[1].casefold(), item[0]))
+    return {"metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
+            "services": services, "share_metrics": objectives.SHARE_METRICS,
+            "metric_labels": METRIC_TEXT, "indicator_labels": INDICATOR_LABELS}
+
+
 class ObjectiveAdmin(Controller):
     path = f"{PREFIX}/objectives"
     include_in_schema = False
@@ -84,12 +97,9 @@ class ObjectiveAdmin(Controller):
             return found
 
         items = await state.store.read(read)
-        services = sorted(snapshot.services)
         return await page(request, principal, "admin_objectives.html", {
             "objectives": items, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
-            "metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
-            "services": services, "share_metrics": objectives.SHARE_METRICS,
-            "values": values or {"unit": unit or ""}}, error=error)
+            **choices(snapshot, lang), "values": values or {"unit": unit or ""}}, error=error)
 
     @get("/")
     async def list_page(self, request: Request, principal: Principal, state: State,
@@ -131,11 +141,10 @@ class ObjectiveAdmin(Controller):
             return doc, status
 
         doc, status = await state.store.read(read)
+        lang = page_lang(request)
         return await page(request, principal, "admin_objective.html", {
-            "objective": doc, "status": status, "objective_unit": unit_name(snapshot, unit, page_lang(request)),
-            "metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
-            "services": sorted(snapshot.services), "share_metrics": objectives.SHARE_METRICS,
-            "today": today.isoformat(), "values": values or {}}, error=error)
+            "objective": doc, "status": status, "objective_unit": unit_name(snapshot, unit, lang),
+            **choices(snapshot, lang), "today": today.isoformat(), "values": values or {}}, error=error)
 
     @get("/{objective_id:int}")
     async def detail(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
