@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             ids = {re.search(r'name="form_id" value="([^"]+)"', httpx.get(f"{server.url}/s/tp-a1").text)[1]
                    for _ in range(2)}
             size = len(httpx.get(f"{server.url}/s/tp-a1").content)
-            floor = run_wrk("GET /healthz", f"{server.url}/healthz", args.duration)
-            page = run_wrk("GET /s/{token}", f"{server.url}/s/tp-a1", args.duration)
-            case = run_wrk("GET /s/{token}?case=", f"{server.url}/s/tp-a1?case=000.00.17.H33-240115-0001",
-                           args.duration)
+            run_wrk("warm-up", server, "/healthz", 1)
+            floor = run_wrk("GET /healthz", server, "/healthz", args.duration)
+            page = run_wrk("GET /s/{token}", server, "/s/tp-a1", args.duration)
+            case = run_wrk("GET /s/{token}?case=", server, "/s/tp-a1?case=000.00.17.H33-240115-0001", args.duration)
     lines.append(f"wrk 2 threads x 64 connections, {args.duration} s each; survey page {size:,} bytes")
     lines.append("")
     lines.append(f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'/ floor':>9}")

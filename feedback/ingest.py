@@ -63,13 +63,17 @@ class IngestResult:
         return {"id": self.id, "receipt": self.receipt}
 
 
-def new_response_id() -> str:
-    """A time-ordered UUID (v7 layout): B-tree inserts stay local, unlike random v4 keys."""
+def new_response_id_bytes() -> bytes:
+    """The 16 bytes of a time-ordered UUID (v7 layout): B-tree inserts stay local, unlike random v4 keys."""
     ms = time.time_ns() // 1_000_000
     raw = bytearray(ms.to_bytes(6, "big") + os.urandom(10))
     raw[6] = (raw[6] & 0x0F) | 0x70
     raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(raw)))
+    return bytes(raw)
+
+
+def new_response_id() -> str:
+    return str(uuid.UUID(bytes=new_response_id_bytes()))
 
 
 def new_receipt() -> str:

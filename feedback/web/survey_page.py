@@ -12,7 +12,6 @@ retired, and only a form this server handed out can claim that.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from feedback import __version__
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, Gone, InvalidInput
 from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
-from feedback.ingest import IngestResult, ingest, new_response_id
+from feedback.ingest import IngestResult, ingest, new_response_id_bytes
 from feedback.models import (
     LANGUAGES,
     ChoiceQuestion,
@@ -201,14 +200,16 @@ def cached_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVer
 
 
 def form_mac(head: bytes, secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"survey-form:" + head, hashlib.sha256).digest()[:FORM_MAC_BYTES]
+    return hmac.digest(secret.encode(), b"survey-form:" + head, "sha256")[:FORM_MAC_BYTES]
 
 
 def new_form_id(secret: str) -> str:
-    """A per-render form id (the response id it will be stored under) that says when the server rendered it."""
-    raw = uuid.UUID(new_response_id()).bytes  # v7: 48-bit milliseconds, version, variant, random bits
-    head = raw[:-FORM_MAC_BYTES]
-    return str(uuid.UUID(bytes=head + form_mac(head, secret)))
+    """A per-render form id (the response id it will be stored under) that says when the server rendered it.
+
+    Built straight from bytes: every page view makes one, so it stays a few microseconds."""
+    head = new_response_id_bytes()[:-FORM_MAC_BYTES]  # v7: 48-bit milliseconds, version, variant, random
+    text = (head + form_mac(head, secret)).hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def read_form_id(value: str, secret: str) -> tuple[str | None, datetime | None]:
