@@ -247,3 +247,28 @@ def test_objective_pages_name_metrics_and_indicators_in_the_readers_language(use
     viewer = client_for(server, "linh").get(detail).text
     assert '<html lang="vi"' in viewer
     assert "<dd>Điểm trung bình tiêu chí (0–100) (Thời gian chờ)</dd>" in viewer
+
+
+def test_an_agencys_services_are_offered_to_its_whole_tree_and_to_no_other(users: Org, server: Server) -> None:
+    boss = client_for(server, "boss")
+    reply = post_form(boss, "/manage/admin/services/", "/manage/admin/services/",
+                      {"code": "SB1", "agency": "B", "name_ru": "Таможенное оформление", "kind": "customs"})
+    assert reply.status_code == 303, reply.text[:500]
+    mai = client_for(server, "mai")  # a manager of A1, below agency A
+    for path in ("/manage/admin/touchpoints/?unit=A1", "/manage/admin/services/", "/manage/actions/new"):
+        page = mai.get(path)
+        assert page.status_code == 200, path
+        assert 'value="S1"' in page.text or ">S1<" in page.text, path  # agency A's service: hers to use
+        assert "SB1" not in page.text, path  # agency B's: not hers
+    refused = post_form(mai, "/manage/admin/touchpoints/?unit=A1", "/manage/admin/touchpoints/", {
+        "unit": "A1", "name": "Quầy 9", "survey": "csat", "kind": "qr", "service": "SB1"})
+    assert refused.status_code == 403 and "Service: you may not do this here" in refused.text
+    assert rows(users, "SELECT * FROM touchpoints WHERE name = 'Quầy 9'") == []
+    taken = post_form(mai, "/manage/admin/touchpoints/?unit=A1", "/manage/admin/touchpoints/", {
+        "unit": "A1", "name": "Quầy 9", "survey": "csat", "kind": "qr", "service": "S1"})
+    assert taken.status_code == 303
+    assert [t["service"] for t in rows(users, "SELECT * FROM touchpoints WHERE name = 'Quầy 9'")] == ["S1"]
+    refused = post_form(mai, "/manage/actions/new", "/manage/actions/new",
+                        {"unit": "A1", "title": "Queue too long", "service": "SB1"})
+    assert refused.status_code == 403
+    assert rows(users, "SELECT * FROM actions WHERE title = 'Queue too long'") == []

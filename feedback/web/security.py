@@ -26,6 +26,14 @@ class Principal:
     def may_see(self, unit: str, snapshot: Snapshot) -> bool:
         return self.unit is None or snapshot.in_subtree(unit, self.unit)
 
+    def may_use_service(self, code: str, snapshot: Snapshot) -> bool:
+        """A service without an agency is everyone's; an agency's service is its whole tree's, so the
+        units above and below the agency may offer it and see it."""
+        agency = (snapshot.services.get(code) or {}).get("agency")
+        if self.unit is None or not agency:
+            return True
+        return snapshot.in_subtree(agency, self.unit) or snapshot.in_subtree(self.unit, agency)
+
     def require_unit(self, unit: str, snapshot: Snapshot) -> None:
         if not self.may_see(unit, snapshot):
             raise Forbidden(f"unit: {unit!r} is outside the token's unit {self.unit!r}", "unit")

@@ -342,7 +342,8 @@ async def record_step(request: Request, state: State, principal: Principal, acti
 async def _new_context(state: State, principal: Principal, lang: str) -> dict[str, Any]:
     snapshot = await fresh_snapshot(state)
     # Services by their name in the reader's language (as the response list shows them), sorted by it.
-    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services),
+    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services
+                       if principal.may_use_service(code, snapshot)),
                       key=lambda item: (item[1].casefold(), item[0]))
     return {
         "units": snapshot.units,
@@ -395,6 +396,8 @@ async def create_action(request: Request, state: State, principal: Principal) ->
         service = values["service"] or None
         if service is not None and service not in snapshot.services:
             raise InvalidInput("service: unknown", "service")
+        if service is not None and not principal.may_use_service(service, snapshot):
+            raise Forbidden(f"service: {service!r} belongs to another agency", "service")
         note = values["note"][: actions.MAX_TEXT] or None
         request_ = ActionRequest(kind="manual", source_key=f"manual:{uuid.uuid4()}", unit=unit.code,
                                  title=values["title"], due=due.isoformat() if due else None, service=service)

@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from feedback import organisation, posters
-from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound
+from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, counter_label
 from feedback.models import LANGUAGES
 from feedback.web.api import fresh_snapshot
@@ -173,10 +173,9 @@ class ServiceAdmin(Controller):
         lang = page_lang(request)
         services = []
         for code, row in sorted(snapshot.services.items()):
-            agency = row.get("agency")
-            if agency and (agency not in snapshot.units or not principal.may_see(agency, snapshot)) \
-                    and principal.unit is not None:
+            if not principal.may_use_service(code, snapshot):
                 continue
+            agency = row.get("agency")
             names = msgspec.json.decode(row["names"]) if row.get("names") else {}
             services.append({"code": code, "name": names.get(lang) or row["name"], "kind": row.get("kind"),
                              "agency": agency, "agency_name": unit_name(snapshot, agency, lang)})
@@ -247,8 +246,7 @@ class TouchpointAdmin(Controller):
             groups.append({"code": code, "name": unit_name(snapshot, code, lang), "touchpoints": items,
                            "live": sum(1 for item in items if not item["retired_at"])})
         services = [(code, row["name"]) for code, row in sorted(snapshot.services.items())
-                    if not row.get("agency") or principal.unit is None
-                    or (row["agency"] in snapshot.units and principal.may_see(row["agency"], snapshot))]
+                    if principal.may_use_service(code, snapshot)]
         return await page(request, principal, "admin_touchpoints.html", {
             "groups": groups, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
             "surveys": sorted(snapshot.current), "services": services, "lang_choices": language_choices(),
@@ -274,6 +272,8 @@ class TouchpointAdmin(Controller):
             service = optional(values, "service")
             if service is not None and service not in snapshot.services:
                 raise NotFound(f"service: no service {service!r}", "service")
+            if service is not None and not principal.may_use_service(service, snapshot):
+                raise Forbidden(f"service: {service!r} belongs to another agency", "service")
             lang = optional(values, "lang")
             if lang is not None and lang not in LANGUAGES:
                 raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
