@@ -33,7 +33,7 @@ GREY = (95, 95, 95)
 ACCENT = (18, 62, 120)
 HEAD_FILL = (225, 232, 242)
 ROW_FILL = (245, 247, 250)
-COMPARATOR = {">=": ">=", "<=": "<="}  # Noto Sans here has no ≥ ≤ glyphs
+COMPARATOR = {">=": "≥", "<=": "≤"}  # drawn from the DejaVu Sans fallback: Noto Sans here has neither
 MAX_ACTIONS_LISTED = 60
 
 
@@ -180,7 +180,9 @@ class ReviewPack(FPDF):
         self.add_font("NotoSans", "", FONTS_DIR / "NotoSans-Regular.ttf")
         self.add_font("NotoSans", "B", FONTS_DIR / "NotoSans-Bold.ttf")
         self.add_font("DroidSansFallback", "", FONTS_DIR / "DroidSansFallbackFull.ttf")
-        self.set_fallback_fonts(["DroidSansFallback"], exact_match=False)
+        self.add_font("DejaVuSans", "", FONTS_DIR / "DejaVuSans.ttf")
+        # Chinese from Droid; the symbols neither Noto nor Droid has here (≥ ≤) from DejaVu.
+        self.set_fallback_fonts(["DroidSansFallback", "DejaVuSans"], exact_match=False)
         self.set_creator(f"feedback {feedback.__version__}")
         self.set_lang(PDF_LANG.get(lang, "en"))
         self.c_margin = 1.2

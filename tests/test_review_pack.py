@@ -91,7 +91,7 @@ def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, uni
     status = httpx.get(f"{server.url}/api/v1/objectives/{objective}/status", params={"at": TO},
                        headers=auth_header(org.tokens["admin"]), timeout=10).json()
     assert status["value"] == pytest.approx(sum(1 for level in LEVELS if level >= 4) / len(LEVELS))
-    assert squash(fmt_share(TARGET, lang)) in flat  # the target
+    assert "≥" + squash(fmt_share(TARGET, lang)) in flat  # the target, with its comparator as people write it
     assert squash(fmt_share(status["value"], lang)) in flat  # the value at the period end
     assert squash(fmt_share(status["ci95"][0], lang)) in flat and squash(fmt_share(status["ci95"][1], lang)) in flat
     assert "Satisfaction A1" in text
