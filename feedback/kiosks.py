@@ -171,3 +171,20 @@ def mark_silent(conn: sqlite3.Connection, cutoff: str, marked_at: str) -> list[d
     for row in rows:
         conn.execute("UPDATE kiosks SET silent_since = ? WHERE id = ?", (marked_at, row[0]))
     return [dict(zip(("kiosk", "touchpoint", "unit", "last_seen"), tuple(row), strict=True)) for row in rows]
+
+
+def health(conn: sqlite3.Connection, now: datetime, silent_after: timedelta) -> list[dict]:
+    """Every enrolled kiosk with its unit and last report, oldest enrolment first: `revoked`, and `silent`
+    when a live one has not been heard from for `silent_after`."""
+    found = []
+    for row in conn.execute(
+        "SELECT k.id, k.touchpoint, k.name, k.enrolled_at, k.revoked_at, k.last_seen, k.backlog,"
+        " k.dead_letters, k.app_version, k.last_sync, k.battery, t.unit"
+        " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint ORDER BY k.enrolled_at"
+    ):
+        item = dict(row)
+        last = datetime.fromisoformat(item["last_seen"] or item["enrolled_at"])
+        item["revoked"] = item["revoked_at"] is not None
+        item["silent"] = not item["revoked"] and now - last > silent_after
+        found.append(item)
+    return found

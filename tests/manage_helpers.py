@@ -69,3 +69,21 @@ def sign_in(page_or_client: Any, server: Any, name: str, password: str, *, next_
     with page.expect_navigation():
         page.click("form[action='/manage/login'] button[type=submit]")
     return page
+
+
+def retire_touchpoint(server: Any, db: Path, token: str, unit: str) -> str:
+    """Retire a touchpoint as an operator does, through the admin form (signed in as a new admin "boss");
+    returns the stored `retired_at`."""
+    import sqlite3
+
+    password = "correct horse 1"
+    add_user(db, "boss", password, "admin")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sign_in(client, server, "boss", password)
+        form = f"/manage/admin/touchpoints/?unit={unit}"
+        reply = client.post(f"/manage/admin/touchpoints/{token}/retire", data={"_csrf_token": csrf_token(client, form)})
+    assert reply.status_code == 303, reply.text[:500]
+    with sqlite3.connect(db) as conn:
+        retired_at = conn.execute("SELECT retired_at FROM touchpoints WHERE token = ?", (token,)).fetchone()[0]
+    assert retired_at
+    return retired_at

@@ -15,28 +15,18 @@ import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import AXE, Org, Server, auth_header, rows
-from tests.manage_helpers import add_user, csrf_token, sign_in
+from tests.manage_helpers import retire_touchpoint
 from tests.test_kiosk import FAST, kiosk_rows, kiosks, open_kiosk, shot, state, tap, wait_until
 from tests.test_kiosk import enroll as enroll_tablet
 from tests.test_kiosk_api import enroll as enroll_device
 from tests.test_kiosk_api import item, sync
 
-PASSWORD = "correct horse 1"
 CONFIG_FIELDS = {"kiosk", "lang", "retired_at", "survey", "settings"}
 
 
 def retire(server: Server, org: Org, token: str, unit: str) -> datetime:
     """Retire a touchpoint through the admin form; returns the stored retirement time."""
-    add_user(org.db, "boss", PASSWORD, "admin")
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        sign_in(client, server, "boss", PASSWORD)
-        form = f"/manage/admin/touchpoints/?unit={unit}"
-        reply = client.post(f"/manage/admin/touchpoints/{token}/retire",
-                            data={"_csrf_token": csrf_token(client, form)})
-    assert reply.status_code == 303, reply.text[:500]
-    stored = rows(org, "SELECT retired_at FROM touchpoints WHERE token = ?", (token,))[0]["retired_at"]
-    assert stored
-    return datetime.fromisoformat(stored)
+    return datetime.fromisoformat(retire_touchpoint(server, org.db, token, unit))
 
 
 def config(server: Server, device: str) -> dict:

@@ -14,23 +14,12 @@ import httpx
 import pytest
 
 from tests.conftest import Org, Server, auth_header, make_org, rows, run_cli
-from tests.manage_helpers import add_user, csrf_token, sign_in
-
-PASSWORD = "correct horse 1"
+from tests.manage_helpers import retire_touchpoint
 
 
 def retire(server: Server, org: Org, token: str, unit: str) -> str:
     """Retire a touchpoint through the admin form; returns its stored retired_at."""
-    add_user(org.db, "boss", PASSWORD, "admin")
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        sign_in(client, server, "boss", PASSWORD)
-        form = f"/manage/admin/touchpoints/?unit={unit}"
-        reply = client.post(f"/manage/admin/touchpoints/{token}/retire",
-                            data={"_csrf_token": csrf_token(client, form)})
-    assert reply.status_code == 303, reply.text[:500]
-    retired_at = rows(org, "SELECT retired_at FROM touchpoints WHERE token = ?", (token,))[0]["retired_at"]
-    assert retired_at
-    return retired_at
+    return retire_touchpoint(server, org.db, token, unit)
 
 
 def post(server: Server, body: dict) -> httpx.Response:

@@ -329,25 +329,12 @@ class KioskFleetController(Controller):
     @get(summary="Kiosks of the token's subtree with their health")
     async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
         snapshot = await fresh_snapshot(state)
-        rows = await state.store.query(
-            "SELECT k.id, k.touchpoint, k.name, k.enrolled_at, k.revoked_at, k.last_seen, k.backlog,"
-            " k.dead_letters, k.app_version, k.last_sync, k.battery, k.silent_since, t.unit"
-            " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint ORDER BY k.enrolled_at")
-        silent_after = timedelta(seconds=state.settings.kiosk_silent_after)
-        now = datetime.now(UTC)
-        items = []
-        for row in rows:
-            if not principal.may_see(row["unit"], snapshot):
-                continue
-            last = datetime.fromisoformat(row["last_seen"] or row["enrolled_at"])
-            items.append({
-                "id": row["id"], "touchpoint": row["touchpoint"], "unit": row["unit"], "name": row["name"],
-                "enrolled_at": row["enrolled_at"], "last_seen": row["last_seen"], "backlog": row["backlog"],
-                "dead_letters": row["dead_letters"], "app_version": row["app_version"],
-                "last_sync": row["last_sync"], "battery": row["battery"], "revoked": row["revoked_at"] is not None,
-                "silent": row["revoked_at"] is None and now - last > silent_after,
-            })
-        return items
+        now, silent_after = datetime.now(UTC), timedelta(seconds=state.settings.kiosk_silent_after)
+        fields = ("id", "touchpoint", "unit", "name", "enrolled_at", "last_seen", "backlog", "dead_letters",
+                  "app_version", "last_sync", "battery", "revoked", "silent")
+        return [{name: kiosk[name] for name in fields}
+                for kiosk in await state.store.read(lambda conn: kiosks.health(conn, now, silent_after))
+                if principal.may_see(kiosk["unit"], snapshot)]
 
     @post("/enroll", summary="A one-time 6-digit enrollment code for a kiosk touchpoint")
     async def enroll(self, data: EnrollRequest, principal: Principal, state: State) -> Response[dict]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Request, Response
+from litestar import Controller, Request, Response
 from litestar.datastructures import Cookie, State
+from litestar.di import Provide
 from litestar.response import Redirect
 
 from feedback.catalog import Snapshot
@@ -229,3 +230,20 @@ def error_handler(request: Request, exc: FeedbackError) -> Response:
 
 EXCEPTION_HANDLERS = {InvalidInput: error_handler, NotFound: error_handler, Conflict: error_handler,
                       Forbidden: error_handler}
+
+
+class AdminController(Controller):
+    """What every admin page shares: a signed-in user as `principal`, errors as HTML pages, no OpenAPI entry."""
+
+    include_in_schema = False
+    dependencies = {"principal": Provide(auth.current_user)}
+    exception_handlers = EXCEPTION_HANDLERS
+
+
+def units_in_view(principal: Principal, snapshot: Snapshot, unit: str | None) -> list[str]:
+    """The units a page lists, in tree order: the chosen unit's subtree (which must be the principal's to
+    see), else every unit the principal may see."""
+    if not unit:
+        return visible_units(principal, snapshot)
+    require_unit(principal, snapshot, unit)
+    return sorted(snapshot.subtree(unit), key=lambda code: snapshot.units[code].path)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from feedback import kiosks
 from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.web.api import fresh_snapshot
 from feedback.web.kiosk_api import forget_device_cache
-from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
-    EXCEPTION_HANDLERS,
     PREFIX,
+    AdminController,
     Saved,
     flash_redirect,
     page,
@@ -30,34 +28,24 @@ from feedback.web.manage.admin_common import (
 from feedback.web.security import Principal
 
 
-class KioskAdmin(Controller):
+class KioskAdmin(AdminController):
     path = f"{PREFIX}/kiosks"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, *,
                     error: FeedbackError | None = None) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
-        rows = await state.store.query(
-            "SELECT k.id, k.touchpoint, k.name, k.enrolled_at, k.revoked_at, k.last_seen, k.backlog,"
-            " k.dead_letters, k.app_version, k.last_sync, k.battery, t.unit"
-            " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint ORDER BY t.unit, k.enrolled_at")
-        silent_after = timedelta(seconds=state.settings.kiosk_silent_after)
-        now = datetime.now(UTC)
+        now, silent_after = datetime.now(UTC), timedelta(seconds=state.settings.kiosk_silent_after)
+        found = await state.store.read(lambda conn: kiosks.health(conn, now, silent_after))
         items = []
-        for row in rows:
-            if not principal.may_see(row["unit"], snapshot):
+        for kiosk in sorted(found, key=lambda k: k["unit"]):  # by unit, then enrolment (a stable sort)
+            if not principal.may_see(kiosk["unit"], snapshot):
                 continue
-            last = datetime.fromisoformat(row["last_seen"] or row["enrolled_at"])
-            touchpoint = snapshot.touchpoints.get(row["touchpoint"])
-            items.append({**row, "unit_name": unit_name(snapshot, row["unit"], lang),
-                          "touchpoint_name": touchpoint.name if touchpoint else row["touchpoint"],
-                          "revoked": row["revoked_at"] is not None,
-                          "silent": row["revoked_at"] is None and now - last > silent_after,
-                          "last_seen_at": datetime.fromisoformat(row["last_seen"]) if row["last_seen"] else None,
-                          "battery_percent": None if row["battery"] is None else round(row["battery"] * 100)})
+            touchpoint = snapshot.touchpoints.get(kiosk["touchpoint"])
+            items.append({**kiosk, "unit_name": unit_name(snapshot, kiosk["unit"], lang),
+                          "touchpoint_name": touchpoint.name if touchpoint else kiosk["touchpoint"],
+                          "last_seen_at": datetime.fromisoformat(kiosk["last_seen"]) if kiosk["last_seen"] else None,
+                          "battery_percent": None if kiosk["battery"] is None else round(kiosk["battery"] * 100)})
         visible = set(visible_units(principal, snapshot))
         kiosk_points = sorted(
             ((tp.token, f"{tp.name} — {unit_name(snapshot, tp.unit, lang)}") for tp in snapshot.touchpoints.values()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from feedback import objectives
 from feedback.catalog import Snapshot
@@ -15,10 +14,9 @@ from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
 from feedback.review_pack import METRIC_TEXT
 from feedback.web.api import fresh_snapshot, local_today
-from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
-    EXCEPTION_HANDLERS,
     PREFIX,
+    AdminController,
     Saved,
     optional,
     page,
@@ -27,7 +25,7 @@ from feedback.web.manage.admin_common import (
     required,
     submit_form,
     unit_name,
-    visible_units,
+    units_in_view,
     whole_number,
 )
 from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
@@ -71,20 +69,14 @@ def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
             "metric_labels": METRIC_TEXT, "indicator_labels": INDICATOR_LABELS}
 
 
-class ObjectiveAdmin(Controller):
+class ObjectiveAdmin(AdminController):
     path = f"{PREFIX}/objectives"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
                     error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
-        codes = visible_units(principal, snapshot)
-        if unit:
-            require_unit(principal, snapshot, unit)
-            codes = sorted(snapshot.subtree(unit), key=lambda code: snapshot.units[code].path)
+        codes = units_in_view(principal, snapshot, unit)
 
         def read(conn) -> list[dict[str, Any]]:
             found = []

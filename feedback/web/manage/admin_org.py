@@ -7,19 +7,17 @@ import sqlite3
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from feedback import organisation, posters
 from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, counter_label
 from feedback.models import LANGUAGES
 from feedback.web.api import fresh_snapshot
-from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
-    EXCEPTION_HANDLERS,
     PREFIX,
+    AdminController,
     Saved,
     depth,
     optional,
@@ -29,6 +27,7 @@ from feedback.web.manage.admin_common import (
     required,
     submit_form,
     unit_name,
+    units_in_view,
     visible_units,
     whole_number,
 )
@@ -62,11 +61,8 @@ async def user_names(state: State) -> list[str]:
     return [row["name"] for row in rows]
 
 
-class UnitAdmin(Controller):
+class UnitAdmin(AdminController):
     path = f"{PREFIX}/units"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, *,
                     error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
@@ -161,11 +157,8 @@ class UnitAdmin(Controller):
         return pdf_response(content, f"posters-{filename_part(code)}-{size}.pdf")
 
 
-class ServiceAdmin(Controller):
+class ServiceAdmin(AdminController):
     path = f"{PREFIX}/services"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, *,
                     error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
@@ -218,21 +211,14 @@ class ServiceAdmin(Controller):
             request, principal, state, error=error, values=values))
 
 
-class TouchpointAdmin(Controller):
+class TouchpointAdmin(AdminController):
     path = f"{PREFIX}/touchpoints"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
                     error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
-        codes = visible_units(principal, snapshot)
-        if unit:
-            require_unit(principal, snapshot, unit)
-            codes = snapshot.subtree(unit)
-            codes.sort(key=lambda code: snapshot.units[code].path)
+        codes = units_in_view(principal, snapshot, unit)
         rows = await state.store.query("SELECT token, retired_at, created_at FROM touchpoints")
         stamps = {row["token"]: row for row in rows}
         groups: list[dict[str, Any]] = []

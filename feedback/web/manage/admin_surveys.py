@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.response import Redirect
 
 from feedback import surveys
@@ -24,13 +23,12 @@ from feedback.i18n import ENDONYMS, gettext_for, text_in
 from feedback.models import LANGUAGES, SurveyDefinition, SurveyVersion, Touchpoint
 from feedback.web import survey_page
 from feedback.web.api import fresh_snapshot
-from feedback.web.manage import auth
 from feedback.web.manage.admin_common import (
-    EXCEPTION_HANDLERS,
     FLASH_MESSAGES,
     N_,
     PREFIX,
     REASONS,
+    AdminController,
     flash_redirect,
     page,
     page_lang,
@@ -75,13 +73,10 @@ def preview_response(snapshot: Any, principal: Principal, slug: str, definition:
     return survey_page.html(survey_page.fill(html, None))
 
 
-class SurveyAdmin(Controller):
+class SurveyAdmin(AdminController):
     """Published versions and templates; a template is previewed as it is, or copied into a draft."""
 
     path = f"{PREFIX}/surveys"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _list(self, request: Request, principal: Principal, state: State, *,
                     error: FeedbackError | None = None) -> Response:
@@ -321,13 +316,10 @@ def draft_context(row: dict[str, Any], definition: SurveyDefinition, lang: str,
             "stale": row["base_version"] is not None and current is not None and current != row["base_version"]}
 
 
-class SurveyDraftAdmin(Controller):
+class SurveyDraftAdmin(AdminController):
     """One stored draft: edit, preview, publish, discard. Only an installation-wide admin."""
 
     path = f"{PREFIX}/surveys/edit"
-    include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
-    exception_handlers = EXCEPTION_HANDLERS
 
     async def _edit_page(self, request: Request, principal: Principal, state: State, draft_id: int, *,
                          definition: SurveyDefinition | None = None,
