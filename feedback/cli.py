@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 
 import click
 
-from feedback import __version__, plugins
+from feedback import __version__, plugins, serving
 from feedback.db import open_utils
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
+from feedback.settings import load_settings
 
 
 def open_migrated(path: str):
@@ -41,7 +41,6 @@ def run_jobs(db_path: str, only: list[str] | None = None, now=None) -> dict[str,
     from feedback.catalog import Catalog
     from feedback.db import Store
     from feedback.jobs import run_all
-    from feedback.settings import load_settings
 
     open_migrated(db_path).close()
     store = Store(db_path)
@@ -81,6 +80,10 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
     if path.exists():
         if not force and path.stat().st_size > 0:
             raise click.ClickException(f"{db_path} exists; pass --force to replace it")
+        try:
+            serving.refuse_database_in_use(db_path)
+        except serving.DatabaseInUse as error:
+            raise click.ClickException(str(error)) from None
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     from feedback.auth import create_token
@@ -111,8 +114,13 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
 @click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite file")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Server processes; each has its own writer thread and caches")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Server processes; each has its own writer thread and caches",
+)
 def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     """Run the server (granian, ASGI)."""
     from granian import Granian
@@ -120,12 +128,17 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
 
     if db_path:
         os.environ["FEEDBACK_DB"] = str(Path(db_path).resolve())
-    db = open_migrated(os.environ.get("FEEDBACK_DB", "feedback.db"))
+    try:
+        serving.refuse_port_in_use(host, port)
+    except serving.PortInUse as error:
+        raise click.ClickException(str(error)) from None
+    settings = load_settings()
+    db = open_migrated(settings.db)
     db.close()
     os.environ.setdefault("FEEDBACK_PUBLIC_URL", f"http://{host}:{port}")
-    # One secret for every worker, so a form rendered by one is accepted by another.
-    if not os.environ.get("FEEDBACK_SECRET"):
-        os.environ["FEEDBACK_SECRET"] = secrets.token_hex(32)
+    # The workers inherit the lock (`demo --force` refuses a held file) and die with this process.
+    held = serving.hold_database(settings.db)  # noqa: F841 - open for as long as the server runs
+    os.environ[serving.PARENT_ENV] = str(os.getpid())
     click.echo(f"feedback {__version__} serving {os.environ.get('FEEDBACK_DB')} on http://{host}:{port}", err=True)
     Granian(
         "feedback.web.app:create_app_from_env",
@@ -146,8 +159,9 @@ def token() -> None:
 @token.command("create")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--user", required=True)
-@click.option("--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), default="admin",
-              show_default=True)
+@click.option(
+    "--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), default="admin", show_default=True
+)
 @click.option("--unit", default=None, help="Scope the token to this unit's subtree")
 def token_create(db_path: str, user: str, role: str, unit: str | None) -> None:
     """Print a new API token, alone, on the last line (creates the user if needed)."""
@@ -167,8 +181,9 @@ def plugins_command(db_path: str | None) -> None:
 
 @cli.command("tick")
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
-@click.option("--now", "now_text", default=None,
-              help="Run as of this RFC 3339 time (catch up a missed day) [default: now]")
+@click.option(
+    "--now", "now_text", default=None, help="Run as of this RFC 3339 time (catch up a missed day) [default: now]"
+)
 @click.option("--job", "only", multiple=True, help="Run only this job (repeatable)")
 def tick(db_path: str, now_text: str | None, only: tuple[str, ...]) -> None:
     """Run every periodic job once: objective evaluation, deadlines, effectiveness, deliveries, digests.
@@ -211,8 +226,13 @@ def rebuild_rollups(db_path: str, date_from: str | None, date_to: str | None) ->
         raise click.ClickException(error.message) from None
     open_migrated(db_path).close()
     progress = Progress(
-        TextColumn("[bold]rebuild rollups"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-        TextColumn("{task.fields[phase]}"), TextColumn("{task.fields[responses]} responses"), TimeElapsedColumn(),
+        TextColumn("[bold]rebuild rollups"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TextColumn("{task.fields[phase]}"),
+        TextColumn("{task.fields[responses]} responses"),
+        TimeElapsedColumn(),
         console=Console(stderr=True),
     )
     with progress:
@@ -230,13 +250,15 @@ def rebuild_rollups(db_path: str, date_from: str | None, date_to: str | None) ->
 @click.option("--unit", required=True, help="Print every live touchpoint of this unit's subtree")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="PDF file to write")
 @click.option("--paper", type=click.Choice(["A4", "A5"], case_sensitive=False), default="A4", show_default=True)
-@click.option("--public-url", default=None, help="Base URL in the codes [default: FEEDBACK_PUBLIC_URL, else "
-              "http://127.0.0.1:8000]")
+@click.option(
+    "--public-url",
+    default=None,
+    help="Base URL in the codes [default: FEEDBACK_PUBLIC_URL, else http://127.0.0.1:8000]",
+)
 def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | None) -> None:
     """Write printable QR posters (PDF, one page per touchpoint) for a unit, offline."""
     from feedback.catalog import load_snapshot
     from feedback.posters import render_posters, unit_tokens
-    from feedback.settings import load_settings
 
     db = open_migrated(db_path)
     try:
@@ -312,16 +334,16 @@ def user_group() -> None:
 @click.option("--unit", default=None, help="The unit whose subtree the user sees (optional for admin)")
 @click.option("--email", default=None)
 @click.option("--lang", type=click.Choice(["vi", "ru", "zh", "en"]), default=None)
-def user_add(db_path: str, name: str, password_stdin: bool, role: str, unit: str | None, email: str | None,
-             lang: str | None) -> None:
+def user_add(
+    db_path: str, name: str, password_stdin: bool, role: str, unit: str | None, email: str | None, lang: str | None
+) -> None:
     """Create or update a user; with --password-stdin also set the password (argon2id)."""
     from feedback.web.manage.auth import save_user
 
     password = None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-    in_transaction(db_path, lambda conn: save_user(conn, name, role, unit, password=password, email=email,
-                                                  lang=lang))
+    in_transaction(db_path, lambda conn: save_user(conn, name, role, unit, password=password, email=email, lang=lang))
     click.echo(f"user {name} ({role}{', unit ' + unit if unit else ''}) saved", err=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tomllib
@@ -115,7 +116,39 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = msgspec.convert(values, Settings, strict=False)
     if not settings.secret:
-        # A per-process secret keeps hashed rate-limit keys unlinkable; set FEEDBACK_SECRET to
-        # keep signed values valid across restarts.
-        settings.secret = secrets.token_hex(32)
+        settings.secret = stored_secret(settings.db)
     return settings
+
+
+def secret_path(db: str) -> Path:
+    """Where the installation's own secret lives when FEEDBACK_SECRET is not set: beside the database."""
+    return Path(f"{db}.secret")
+
+
+def stored_secret(db: str) -> str:
+    """The secret kept beside the database, made on first use (owner-only permissions).
+
+    Signed form ids, case links, CSRF tokens and the hashed rate-limit keys all use the secret, so
+    it must outlive a restart and be the same in every worker. The file is written whole under a
+    temporary name and linked into place, so a process that reads it never sees half a secret and
+    two processes starting at once agree on one. Without a file system to keep it in (an in-memory
+    database), the secret lasts as long as the process."""
+    path = secret_path(db)
+    if db in ("", ":memory:"):
+        return secrets.token_hex(32)
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path.read_text(encoding="ascii").strip()

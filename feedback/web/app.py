@@ -17,9 +17,9 @@ from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
-from feedback import __version__, plugins
+from feedback import __version__, plugins, serving
 from feedback.catalog import Catalog
 from feedback.db import Store, open_utils
 from feedback.jobs import run_forever
@@ -54,24 +54,25 @@ SECURITY_HEADERS = [
 ]
 
 
-def security_headers(app: ASGIApp) -> ASGIApp:
-    """Adds the strict headers to every HTTP response, errors included (pure ASGI: no per-request objects)."""
+_SECURITY_HEADER_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """Adds the strict headers to every HTTP response, errors included.
+
+    A `before_send` hook: Litestar runs it from `Litestar.__call__` for every request, so it also
+    covers what never reaches a route (404 and 405 for unknown paths, the CSRF 403, the rate
+    limiter's 429), which app middleware misses. A new header list, never the sender's own: a
+    cached response may hand the same list to every request."""
+    if message["type"] != "http.response.start":
+        return
+    headers = message.get("headers") or ()
+    for name, _ in headers:
+        if name in _SECURITY_HEADER_NAMES:  # the route set some itself: keep its values, add the rest
+            present = {own.lower() for own, _ in headers}
+            message["headers"] = [*headers, *(pair for pair in SECURITY_HEADERS if pair[0] not in present)]
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return middleware
+    message["headers"] = [*headers, *SECURITY_HEADERS]
 
 
 def migrate(path: str) -> None:
@@ -165,7 +166,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings, "store": store, "catalog": catalog}),
         exception_handlers=auth.page_exception_handlers(EXCEPTION_HANDLERS),
         csrf_config=csrf_config(settings),
-        middleware=[security_headers, *([rate_limit.middleware] if rate_limit else [])],
+        before_send=[add_security_headers],
+        middleware=[rate_limit.middleware] if rate_limit else [],
         openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
         response_cache_config=ResponseCacheConfig(default_expiration=60),
         request_max_body_size=1024 * 1024,
@@ -174,5 +176,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def create_app_from_env() -> Litestar:
-    """The factory `feedback serve` hands to the ASGI server (settings from FEEDBACK_* variables)."""
+    """The factory `feedback serve` hands to the ASGI server (settings from FEEDBACK_* variables).
+
+    It runs in each worker process, which must not outlive the `feedback serve` that started it."""
+    serving.die_with_parent()
     return create_app(load_settings())
