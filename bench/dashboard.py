@@ -91,9 +91,13 @@ def build(db: Path, size: int) -> bulk.BigOrg:
     try:
         with database.conn:
             for unit in [*org.roots, *org.leaves]:
-                objectives.create_objective(database.conn, unit, {"metric": "satisfaction", "target": 0.8,
-                                                                  "period": "rolling_30", "title": "CSAT ≥ 80 %"},
-                                            actor="bench", today=first)
+                objectives.create_objective(
+                    database.conn,
+                    unit,
+                    {"metric": "satisfaction", "target": 0.8, "period": "rolling_30", "title": "CSAT ≥ 80 %"},
+                    actor="bench",
+                    today=first,
+                )
     finally:
         database.close()
     add_user(db, "bench-admin", PASSWORD, "admin", None)
@@ -117,8 +121,9 @@ def raw_heatmap_ms(db: Path, units: list[str]) -> float:
     uri = db.resolve().as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
         started = time.perf_counter()
-        conn.execute(RAW_HEATMAP.format(marks=",".join("?" for _ in units)),
-                     [*units, start.isoformat(), end.isoformat()]).fetchall()
+        conn.execute(
+            RAW_HEATMAP.format(marks=",".join("?" for _ in units)), [*units, start.isoformat(), end.isoformat()]
+        ).fetchall()
         return (time.perf_counter() - started) * 1000
 
 
@@ -131,14 +136,18 @@ def bench_size(tmp: Path, size: int, requests: int, quiet: float) -> list[str]:
     os.sync()
     root, leaf = org.roots[0], org.leaves[0]
     year_ago = (date.today() - timedelta(days=364)).isoformat()
-    paths = [("GET /manage/ (admin, all units)", "/manage/"),
-             (f"GET /manage/units/{root} (root)", f"/manage/units/{root}"),
-             (f"GET /manage/units/{leaf} (leaf)", f"/manage/units/{leaf}"),
-             (f"GET /manage/units/{root}?from=... (root, a year)", f"/manage/units/{root}?from={year_ago}"),
-             ("GET /healthz (floor)", "/healthz")]
-    lines = [f"{size:,} responses (built in {build_s:.0f} s, "
-             f"{sum(p.stat().st_size for p in tmp.glob(db.name + '*')) / 2**20:,.0f} MiB)",
-             f"  {'request':<46} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'others':>7}  verdict"]
+    paths = [
+        ("GET /manage/ (admin, all units)", "/manage/"),
+        (f"GET /manage/units/{root} (root)", f"/manage/units/{root}"),
+        (f"GET /manage/units/{leaf} (leaf)", f"/manage/units/{leaf}"),
+        (f"GET /manage/units/{root}?from=... (root, a year)", f"/manage/units/{root}?from={year_ago}"),
+        ("GET /healthz (floor)", "/healthz"),
+    ]
+    lines = [
+        f"{size:,} responses (built in {build_s:.0f} s, "
+        f"{sum(p.stat().st_size for p in tmp.glob(db.name + '*')) / 2**20:,.0f} MiB)",
+        f"  {'request':<46} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'others':>7}  verdict",
+    ]
     bulk.wait_for_quiet(quiet)
     server = Server(db, env={"FEEDBACK_JOBS": "0"}).start()
     try:

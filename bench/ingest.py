@@ -169,6 +169,7 @@ def wait_for_quiet(limit: float, threshold: float = 0.10) -> float:
 
 # -- wrk ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class WrkResult:
     label: str
@@ -202,22 +203,23 @@ def parse_wrk(label: str, output: str) -> WrkResult:
         result.seconds = to_ms(match[2], match[3]) / 1e3
     if match := re.search(r"Requests/sec:\s+([\d.]+)", output):
         result.rps = float(match[1])
-    percentiles = {m[1]: to_ms(m[2], m[3]) for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$",
-                                                                output, re.MULTILINE)}
+    percentiles = {
+        m[1]: to_ms(m[2], m[3]) for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE)
+    }
     result.p50_ms = percentiles.get("50", float("nan"))
     result.p99_ms = percentiles.get("99", float("nan"))
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         result.non2xx = int(match[1])
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
-        result.socket_errors = dict(zip(("connect", "read", "write", "timeout"), map(int, match.groups()),
-                                        strict=True))
+        result.socket_errors = dict(zip(("connect", "read", "write", "timeout"), map(int, match.groups()), strict=True))
     if match := re.search(r"^STATUS (.*)$", output, re.MULTILINE):
         result.status = {key: int(value) for key, value in (pair.split("=") for pair in match[1].split())}
     return result
 
 
-def run_wrk(label: str, server: Server, path: str, duration: int, script: Path | None = None,
-            args: tuple[str, ...] = ()) -> WrkResult:
+def run_wrk(
+    label: str, server: Server, path: str, duration: int, script: Path | None = None, args: tuple[str, ...] = ()
+) -> WrkResult:
     command = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     if script is not None:
         command += ["-s", str(script)]
@@ -235,6 +237,7 @@ def run_wrk(label: str, server: Server, path: str, duration: int, script: Path |
 
 
 # -- the server --------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def serving(db: Path, workers: int) -> Iterator[Server]:
@@ -260,9 +263,12 @@ def wait_for_writes_to_settle(db: Path, quiet_seconds: float = 1.0, limit: float
 
 # -- part 1: ingest ----------------------------------------------------------------------------
 
+
 def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float) -> list[str]:
-    log(f"part 1: ingest ({workers} worker{'s' if workers > 1 else ''}, {CONNECTIONS} connections, "
-        f"{THREADS} wrk threads)")
+    log(
+        f"part 1: ingest ({workers} worker{'s' if workers > 1 else ''}, {CONNECTIONS} connections, "
+        f"{THREADS} wrk threads)"
+    )
     db = tmp / "ingest.db"
     make_org(db)
     nonce = secrets.token_hex(4)
@@ -280,21 +286,32 @@ def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float) -> list[s
     share = ingest.rps / floor if floor else 0.0
     drift = abs(health.rps - health_after.rps) / floor if floor else 0.0
 
-    lines = [f"Part 1 - ingest: {workers} server worker(s), wrk {THREADS} threads x {CONNECTIONS} connections, "
-             f"{duration} s each; other processes used {busy:.0%} of the CPUs just before", ""]
+    lines = [
+        f"Part 1 - ingest: {workers} server worker(s), wrk {THREADS} threads x {CONNECTIONS} connections, "
+        f"{duration} s each; other processes used {busy:.0%} of the CPUs just before",
+        "",
+    ]
     lines.append(f"{'endpoint':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'others':>8}")
     for result in (health, ingest, health_after):
-        lines.append(f"{result.label:<26}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
-                     f"{result.errors:>8}{result.others:>8.0%}")
+        lines.append(
+            f"{result.label:<26}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+            f"{result.errors:>8}{result.others:>8.0%}"
+        )
     lines.append("(others: the share of the CPUs used by processes other than wrk, the server and this script)")
     lines.append("")
-    lines.append(f"ingest / healthz: {share:.1%} of the mean of both healthz runs  "
-                 f"(target >= {INGEST_SHARE_TARGET:.0%}: {verdict(share >= INGEST_SHARE_TARGET)})")
+    lines.append(
+        f"ingest / healthz: {share:.1%} of the mean of both healthz runs  "
+        f"(target >= {INGEST_SHARE_TARGET:.0%}: {verdict(share >= INGEST_SHARE_TARGET)})"
+    )
     if drift > 0.15:
-        lines.append(f"WARNING: the two healthz runs differ by {drift:.0%}: the ratio is unreliable - run again on "
-                     f"a quiet machine")
-    lines.append(f"ingest p99: {ingest.p99_ms:.1f} ms  (target <= {INGEST_P99_TARGET_MS:.0f} ms: "
-                 f"{verdict(ingest.p99_ms <= INGEST_P99_TARGET_MS)})")
+        lines.append(
+            f"WARNING: the two healthz runs differ by {drift:.0%}: the ratio is unreliable - run again on "
+            f"a quiet machine"
+        )
+    lines.append(
+        f"ingest p99: {ingest.p99_ms:.1f} ms  (target <= {INGEST_P99_TARGET_MS:.0f} ms: "
+        f"{verdict(ingest.p99_ms <= INGEST_P99_TARGET_MS)})"
+    )
     for result in (health, ingest, health_after):
         if any(result.socket_errors.values()):
             lines.append(f"socket errors {result.label.strip()}: {result.socket_errors}")
@@ -309,16 +326,22 @@ def count_stored(db: Path) -> int:
 
 def rollup_tables(conn: sqlite3.Connection) -> list[str]:
     """`rollups` and any coarser rollup the schema has grown (rollups_unit_day, ...)."""
-    return [name for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'"
-        " AND (name = 'rollups' OR substr(name, 1, 8) = 'rollups_') ORDER BY name = 'rollups' DESC, name")]
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND (name = 'rollups' OR substr(name, 1, 8) = 'rollups_') ORDER BY name = 'rollups' DESC, name"
+        )
+    ]
 
 
 def rollup_totals(db: Path) -> dict[str, int]:
     """n + suspect summed over each rollup table: each must count every stored response once."""
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        return {table: conn.execute(f"SELECT coalesce(sum(n) + sum(suspect), 0) FROM {table}").fetchone()[0]
-                for table in rollup_tables(conn)}
+        return {
+            table: conn.execute(f"SELECT coalesce(sum(n) + sum(suspect), 0) FROM {table}").fetchone()[0]
+            for table in rollup_tables(conn)
+        }
 
 
 def verdict(ok: bool) -> str:
@@ -346,11 +369,15 @@ def accounting(ingest: WrkResult, stored: int, counted: dict[str, int]) -> list[
     if stored == created:
         lines.append("  stored == 201s: exact match")
     elif lost == 0 and extra <= in_flight:
-        lines.append(f"  stored == 201s + {extra} answered after wrk's clock stopped (<= {in_flight} in flight): "
-                     f"consistent, nothing acknowledged was lost")
+        lines.append(
+            f"  stored == 201s + {extra} answered after wrk's clock stopped (<= {in_flight} in flight): "
+            f"consistent, nothing acknowledged was lost"
+        )
     else:
-        lines.append(f"  MISMATCH: {lost} acknowledged responses missing, {max(0, extra - in_flight)} rows "
-                     f"beyond the requests in flight")
+        lines.append(
+            f"  MISMATCH: {lost} acknowledged responses missing, {max(0, extra - in_flight)} rows "
+            f"beyond the requests in flight"
+        )
     if derived != created:
         lines.append(f"  MISMATCH: wrk's own counts give {derived:,} 201s, the Lua tally {created:,}")
     for table, total in counted.items():
@@ -359,6 +386,7 @@ def accounting(ingest: WrkResult, stored: int, counted: dict[str, int]) -> list[
 
 
 # -- part 2: the synthetic database ------------------------------------------------------------
+
 
 @dataclass
 class BigOrg:
@@ -387,8 +415,14 @@ def build_organisation(db_path: Path) -> tuple[BigOrg, list[tuple]]:
             units.append(code)
             if child == 1:
                 for grandchild in ("a", "b"):
-                    organisation.add_unit(conn, f"{code}{grandchild}", f"Desk {code}{grandchild}", parent=code,
-                                          lang="vi", tz="Asia/Ho_Chi_Minh")
+                    organisation.add_unit(
+                        conn,
+                        f"{code}{grandchild}",
+                        f"Desk {code}{grandchild}",
+                        parent=code,
+                        lang="vi",
+                        tz="Asia/Ho_Chi_Minh",
+                    )
                     units.append(f"{code}{grandchild}")
                     leaves.append(f"{code}{grandchild}")
             else:
@@ -406,8 +440,9 @@ def build_organisation(db_path: Path) -> tuple[BigOrg, list[tuple]]:
         fixed = services[root][k % 2] if k % 3 != 2 else None
         kind = "kiosk" if k % 4 == 3 else "qr"
         token = f"tp{k:02d}"
-        organisation.add_touchpoint(conn, unit, f"Counter {k}", "csat", kind=kind, counter=str(k % 5 + 1),
-                                    service=fixed, token=token)
+        organisation.add_touchpoint(
+            conn, unit, f"Counter {k}", "csat", kind=kind, counter=str(k % 5 + 1), service=fixed, token=token
+        )
         rows.append((token, unit, fixed, *services[root], kind, str(k % 5 + 1), (k * 7) % 21))
     token = auth.create_token(conn, "bench", "admin", None)
     conn.execute("COMMIT")
@@ -421,8 +456,9 @@ def level_table() -> list[tuple]:
     for pct in range(120):
         level = 1 if pct < 5 else 2 if pct < 12 else 3 if pct < 25 else 4 if pct < 55 else 5
         score = 25.0 * (level - 1)
-        rows.append((pct, level, int(level >= 4), int(level <= 2), score, f'{{"overall":{level}}}',
-                     f'{{"overall":{score}}}'))
+        rows.append(
+            (pct, level, int(level >= 4), int(level <= 2), score, f'{{"overall":{level}}}', f'{{"overall":{score}}}')
+        )
     return rows
 
 
@@ -495,9 +531,11 @@ def coarser_rollup_sql(conn: sqlite3.Connection, table: str) -> str:
     columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
     keys = [c for c in ROLLUP_KEYS if c in columns]
     measures = [c for c in ROLLUP_MEASURES if c in columns]
-    return (f"INSERT INTO {table} ({', '.join(keys + measures)}) "
-            f"SELECT {', '.join(keys)}, {', '.join(f'sum({m})' for m in measures)} FROM rollups "
-            f"GROUP BY {', '.join(keys)}")
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + measures)}) "
+        f"SELECT {', '.join(keys)}, {', '.join(f'sum({m})' for m in measures)} FROM rollups "
+        f"GROUP BY {', '.join(keys)}"
+    )
 
 
 def build_big(db_path: Path, total: int) -> tuple[BigOrg, dict[str, int]]:
@@ -513,27 +551,39 @@ def build_big(db_path: Path, total: int) -> tuple[BigOrg, dict[str, int]]:
         conn.execute("PRAGMA cache_size=-1048576")
         conn.execute("PRAGMA temp_store=MEMORY")
         survey_version = conn.execute("SELECT max(version) FROM survey_versions WHERE slug = 'csat'").fetchone()[0]
-        conn.execute("CREATE TEMP TABLE bench_tp (k INTEGER PRIMARY KEY, token, unit, fixed, svc_a, svc_b, channel,"
-                     " counter, quality)")
-        conn.executemany("INSERT INTO temp.bench_tp VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         [(k, *row) for k, row in enumerate(touchpoints)])
+        conn.execute(
+            "CREATE TEMP TABLE bench_tp (k INTEGER PRIMARY KEY, token, unit, fixed, svc_a, svc_b, channel,"
+            " counter, quality)"
+        )
+        conn.executemany(
+            "INSERT INTO temp.bench_tp VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(k, *row) for k, row in enumerate(touchpoints)],
+        )
         conn.execute("CREATE TEMP TABLE bench_slot (i INTEGER PRIMARY KEY, k)")
         conn.executemany("INSERT INTO temp.bench_slot VALUES (?, ?)", slot_table(len(touchpoints)))
-        conn.execute("CREATE TEMP TABLE bench_level (pct INTEGER PRIMARY KEY, level, satisfied, dissatisfied, score,"
-                     " answers, indicators)")
+        conn.execute(
+            "CREATE TEMP TABLE bench_level (pct INTEGER PRIMARY KEY, level, satisfied, dissatisfied, score,"
+            " answers, indicators)"
+        )
         conn.executemany("INSERT INTO temp.bench_level VALUES (?, ?, ?, ?, ?, ?, ?)", level_table())
-        indexes = [row[0] for row in conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'responses' AND sql IS NOT NULL")]
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'responses'"
-                                    " AND sql IS NOT NULL").fetchall():
+        indexes = [
+            row[0]
+            for row in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'responses' AND sql IS NOT NULL"
+            )
+        ]
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'responses' AND sql IS NOT NULL"
+        ).fetchall():
             conn.execute(f"DROP INDEX {name}")
         sql = INSERT_CHUNK.format(receipt=receipt_sql(), slots=TOUCHPOINT_SLOTS)
         started = time.monotonic()
         for lo in range(0, total, CHUNK):
             hi = min(total, lo + CHUNK)
             conn.execute("BEGIN")
-            conn.execute(sql, {"lo": lo, "hi": hi, "total": total, "days": DAYS, "start_ms": START_MS,
-                                "version": survey_version})
+            conn.execute(
+                sql, {"lo": lo, "hi": hi, "total": total, "days": DAYS, "start_ms": START_MS, "version": survey_version}
+            )
             conn.execute("COMMIT")
             rate = hi / (time.monotonic() - started)
             log(f"    {hi:>11,} rows  ({rate:,.0f} rows/s)")
@@ -548,8 +598,7 @@ def build_big(db_path: Path, total: int) -> tuple[BigOrg, dict[str, int]]:
         for table in rollup_tables(conn)[1:]:
             conn.execute(coarser_rollup_sql(conn, table))
         conn.execute("COMMIT")
-        rollups = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                   for table in rollup_tables(conn)}
+        rollups = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in rollup_tables(conn)}
         conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
@@ -557,6 +606,7 @@ def build_big(db_path: Path, total: int) -> tuple[BigOrg, dict[str, int]]:
 
 
 # -- part 2: measuring -------------------------------------------------------------------------
+
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
@@ -577,8 +627,10 @@ def timed_gets(client: httpx.Client, requests: list[tuple[str, dict]], headers: 
 def satisfaction_mix(org: BigOrg, count: int) -> list[tuple[str, dict]]:
     units = [unit for pair in zip(org.roots, org.leaves[::2], strict=False) for unit in pair]
     combos = [(unit, by) for unit in units for by in BYS]
-    return [("/api/v1/satisfaction", {"unit": unit, "from": YEAR_FROM, "to": YEAR_TO, "by": by})
-            for unit, by in (combos[i % len(combos)] for i in range(count))]
+    return [
+        ("/api/v1/satisfaction", {"unit": unit, "from": YEAR_FROM, "to": YEAR_TO, "by": by})
+        for unit, by in (combos[i % len(combos)] for i in range(count))
+    ]
 
 
 RAW_SCAN = """
@@ -655,8 +707,11 @@ def bench_size(tmp: Path, size: int, requests: int, workers: int, quiet: float) 
         with CpuWatch(pgid) as watch_health:
             result.healthz = percentiles(timed_gets(client, health, headers))
         result.others = (watch_satisfaction.others, watch_health.others)
-        api = client.get("/api/v1/satisfaction", params={"unit": root, "from": YEAR_FROM, "to": YEAR_TO,
-                                                         "by": "unit"}, headers=headers).json()
+        api = client.get(
+            "/api/v1/satisfaction",
+            params={"unit": root, "from": YEAR_FROM, "to": YEAR_TO, "by": "unit"},
+            headers=headers,
+        ).json()
         result.api_n = api["total"]["n"]
     log("    raw scan vs rollups ...")
     units = org.subtree[root]
@@ -685,54 +740,78 @@ def bench_reads(tmp: Path, sizes: list[int], requests: int, workers: int, quiet:
         for path in tmp.glob(f"big-{size}.*"):
             path.unlink()
 
-    lines = [f"Part 2 - satisfaction over stored responses: {requests} sequential keep-alive requests each "
-             f"(httpx), {YEAR_FROM}..{YEAR_TO}, by={'/'.join(BYS)} over root and leaf units", ""]
+    lines = [
+        f"Part 2 - satisfaction over stored responses: {requests} sequential keep-alive requests each "
+        f"(httpx), {YEAR_FROM}..{YEAR_TO}, by={'/'.join(BYS)} over root and leaf units",
+        "",
+    ]
     lines.append(f"{'responses':>11}  {'endpoint':<22}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'others':>8}")
     for result in results:
         if result.skipped:
             lines.append(f"{result.size:>11,}  skipped: {result.skipped}")
             continue
-        for label, (p50, p95, p99), others in (("GET /healthz (floor)", result.healthz, result.others[1]),
-                                               ("GET /satisfaction", result.satisfaction, result.others[0])):
+        for label, (p50, p95, p99), others in (
+            ("GET /healthz (floor)", result.healthz, result.others[1]),
+            ("GET /satisfaction", result.satisfaction, result.others[0]),
+        ):
             lines.append(f"{result.size:>11,}  {label:<22}{p50:>8.2f}{p95:>8.2f}{p99:>8.2f}{others:>8.0%}")
     lines.append("")
     for result in results:
         if not result.skipped:
-            lines.append(f"{result.size:>11,}  satisfaction p50 by unit kind and grouping (ms): "
-                         + ", ".join(f"{kind} {ms:.1f}" for kind, ms in result.by_kind.items()))
+            lines.append(
+                f"{result.size:>11,}  satisfaction p50 by unit kind and grouping (ms): "
+                + ", ".join(f"{kind} {ms:.1f}" for kind, ms in result.by_kind.items())
+            )
     lines.append("")
-    lines.append(f"{'responses':>11}  {'file':>9}  {'load s':>6}  {'raw scan ms':>13}  {'rows in scan':>12}  "
-                 f"api n = raw n")
+    lines.append(
+        f"{'responses':>11}  {'file':>9}  {'load s':>6}  {'raw scan ms':>13}  {'rows in scan':>12}  api n = raw n"
+    )
     for result in results:
         if result.skipped:
             continue
         raw = "/".join(f"{ms:,.0f}" for ms in result.raw_ms)
-        lines.append(f"{result.size:>11,}  {mib(result.file_bytes):>9}  {result.build_s:>6.0f}  {raw:>13}  "
-                     f"{result.raw_n:>12,}  {'yes' if result.api_n == result.raw_n else f'NO ({result.api_n:,})'}")
-        lines.append(f"{'':>13}" + "; ".join(
-            f"{table}: {result.rollups[table]:,} rows, " + "/".join(f"{ms:.1f}" for ms in times) + " ms"
-            for table, times in result.rollup_ms.items()))
-    lines.append(f"(raw scan, and each rollup table below it: the same per-unit aggregation for root unit "
-                 f"{results[0].root or '-'} and the whole year,")
+        lines.append(
+            f"{result.size:>11,}  {mib(result.file_bytes):>9}  {result.build_s:>6.0f}  {raw:>13}  "
+            f"{result.raw_n:>12,}  {'yes' if result.api_n == result.raw_n else f'NO ({result.api_n:,})'}"
+        )
+        lines.append(
+            f"{'':>13}"
+            + "; ".join(
+                f"{table}: {result.rollups[table]:,} rows, " + "/".join(f"{ms:.1f}" for ms in times) + " ms"
+                for table, times in result.rollup_ms.items()
+            )
+        )
+    lines.append(
+        f"(raw scan, and each rollup table below it: the same per-unit aggregation for root unit "
+        f"{results[0].root or '-'} and the whole year,"
+    )
     lines.append(" straight in SQLite on a fresh connection, first/second run; api n: the API's total for it)")
     lines.append("")
     at_target = [r for r in results if not r.skipped and r.size >= TARGET_SIZE]
     if at_target:
         p95 = at_target[-1].satisfaction[1]
-        lines.append(f"satisfaction p95 at {at_target[-1].size:,}: {p95:.1f} ms  "
-                     f"(target <= {SATISFACTION_P95_TARGET_MS:.0f} ms at 10 M: "
-                     f"{verdict(p95 <= SATISFACTION_P95_TARGET_MS)})")
+        lines.append(
+            f"satisfaction p95 at {at_target[-1].size:,}: {p95:.1f} ms  "
+            f"(target <= {SATISFACTION_P95_TARGET_MS:.0f} ms at 10 M: "
+            f"{verdict(p95 <= SATISFACTION_P95_TARGET_MS)})"
+        )
     else:
-        lines.append(f"satisfaction p95 target (<= {SATISFACTION_P95_TARGET_MS:.0f} ms at 10 M): not measured "
-                     f"in this run")
+        lines.append(
+            f"satisfaction p95 target (<= {SATISFACTION_P95_TARGET_MS:.0f} ms at 10 M): not measured in this run"
+        )
     return lines
 
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def environment(workers: int) -> list[str]:
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
     wrk = subprocess.run([WRK, "--version"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout or wrk.stderr).split(" [")[0].strip()
     return [
@@ -753,18 +832,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs, sizes 100k,1M")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run (default 10, quick 3)")
-    parser.add_argument("--sizes", default=None, help="comma-separated response counts for part 2 "
-                        "(default 1000000,10000000; quick 100000,1000000)")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated response counts for part 2 (default 1000000,10000000; quick 100000,1000000)",
+    )
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per read measurement")
     parser.add_argument("--skip-ingest", action="store_true", help="only part 2")
     parser.add_argument("--skip-reads", action="store_true", help="only part 1")
-    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds to wait, before each "
-                        "measurement, for other processes to leave the CPUs (default 120; 0: do not wait)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120,
+        help="seconds to wait, before each "
+        "measurement, for other processes to leave the CPUs (default 120; 0: do not wait)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     duration = args.duration or (3 if args.quick else 10)
-    sizes = [int(float(s)) for s in (args.sizes or ("100000,1000000" if args.quick else "1000000,10000000"))
-             .split(",") if s.strip()]
+    sizes = [
+        int(float(s))
+        for s in (args.sizes or ("100000,1000000" if args.quick else "1000000,10000000")).split(",")
+        if s.strip()
+    ]
     if not Path(WRK).exists():
         parser.error("wrk is not installed (apt-get install wrk)")
 

@@ -57,8 +57,14 @@ def queued_taps(count: int, seed: int) -> list[dict]:
             answers["bad_reasons"] = rng.sample(BAD_REASONS, rng.randint(1, 2))
         if rng.random() < 0.3:
             answers["attitude"] = rng.randint(1, 5)
-        items.append({"id": str(uuid.uuid4()), "answers": answers,
-                      "submitted_at": (start + SPACING * n).isoformat(), "lang": rng.choice(["zh", "vi", "en"])})
+        items.append(
+            {
+                "id": str(uuid.uuid4()),
+                "answers": answers,
+                "submitted_at": (start + SPACING * n).isoformat(),
+                "lang": rng.choice(["zh", "vi", "en"]),
+            }
+        )
     return items
 
 
@@ -76,19 +82,21 @@ def stored_rows(db: Path) -> tuple[int, int, int]:
     """(kiosk rows, distinct ids, rows with a flag) in the SQLite file."""
     conn = sqlite3.connect(db)
     try:
-        return conn.execute("SELECT count(*), count(DISTINCT id), sum(flags != '[]') FROM responses"
-                            " WHERE channel = 'kiosk'").fetchone()
+        return conn.execute(
+            "SELECT count(*), count(DISTINCT id), sum(flags != '[]') FROM responses WHERE channel = 'kiosk'"
+        ).fetchone()
     finally:
         conn.close()
 
 
-def post_batches(client: httpx.Client, token: str, items: list[dict], size: int,
-                 expect: str) -> tuple[float, list[float]]:
+def post_batches(
+    client: httpx.Client, token: str, items: list[dict], size: int, expect: str
+) -> tuple[float, list[float]]:
     headers = {"Authorization": f"Bearer {token}"}
     times: list[float] = []
     started = time.perf_counter()
     for at in range(0, len(items), size):
-        batch = items[at:at + size]
+        batch = items[at : at + size]
         t0 = time.perf_counter()
         reply = client.post("/api/v1/kiosk/sync", json={"items": batch}, headers=headers)
         times.append(time.perf_counter() - t0)
@@ -132,8 +140,13 @@ def bench_singles(tmp: Path, count: int, workers: int) -> tuple[list[str], float
         times: list[float] = []
         started = time.perf_counter()
         for item in items:
-            body = {"id": item["id"], "touchpoint": TOUCHPOINT, "answers": item["answers"],
-                    "submitted_at": item["submitted_at"], "lang": item["lang"]}
+            body = {
+                "id": item["id"],
+                "touchpoint": TOUCHPOINT,
+                "answers": item["answers"],
+                "submitted_at": item["submitted_at"],
+                "lang": item["lang"],
+            }
             t0 = time.perf_counter()
             reply = client.post("/api/v1/responses", json=body)
             times.append(time.perf_counter() - t0)
@@ -142,8 +155,10 @@ def bench_singles(tmp: Path, count: int, workers: int) -> tuple[list[str], float
         total = time.perf_counter() - started
     conn = sqlite3.connect(org.db)
     try:
-        rows = conn.execute("SELECT count(*) FROM responses WHERE id IN (SELECT value FROM json_each(?))",
-                            (json.dumps([i["id"] for i in items]),)).fetchone()[0]
+        rows = conn.execute(
+            "SELECT count(*) FROM responses WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([i["id"] for i in items]),),
+        ).fetchone()[0]
     finally:
         conn.close()
     lines = [
@@ -166,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("batch sizes must be 1..500 (the server's limit)")
 
     report = [line.replace("bench/ingest.py", "bench/kiosk_sync.py") for line in environment(args.workers)]
-    report += ["", f"{args.count:,} queued kiosk taps, sent sequentially on one keep-alive connection", "",
-               f"{'request':<34}{'taps':>7}  {'time':>9}  {'rate':>11}  {'median':>16}"]
+    report += [
+        "",
+        f"{args.count:,} queued kiosk taps, sent sequentially on one keep-alive connection",
+        "",
+        f"{'request':<34}{'taps':>7}  {'time':>9}  {'rate':>11}  {'median':>16}",
+    ]
     started = time.monotonic()
     failed = False
     with tempfile.TemporaryDirectory(prefix="feedback-kiosk-sync-", dir="/tmp") as tmp:

@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="feedback-pages-") as tmp:
         org = make_org(Path(tmp) / "pages.db")
         with serving(org.db, args.workers) as server:
-            ids = {re.search(r'name="form_id" value="([^"]+)"', httpx.get(f"{server.url}/s/tp-a1").text)[1]
-                   for _ in range(2)}
+            ids = {
+                re.search(r'name="form_id" value="([^"]+)"', httpx.get(f"{server.url}/s/tp-a1").text)[1]
+                for _ in range(2)
+            }
             size = len(httpx.get(f"{server.url}/s/tp-a1").content)
             run_wrk("warm-up", server, "/healthz", 1)
             floor = run_wrk("GET /healthz", server, "/healthz", args.duration)
@@ -52,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'/ floor':>9}")
     for result in (floor, page, case):
         ratio = result.rps / floor.rps if floor.rps else float("nan")
-        lines.append(f"{result.label:<28}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
-                     f"{result.errors:>8}{ratio:>9.1%}")
+        lines.append(
+            f"{result.label:<28}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+            f"{result.errors:>8}{ratio:>9.1%}"
+        )
     worst = min(page.rps, case.rps) / floor.rps if floor.rps else 0.0
     lines.append("")
     verdict = "met" if worst >= TARGET else "MISSED"

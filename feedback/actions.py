@@ -74,8 +74,18 @@ MAX_TEXT = 10_000
 BASELINE_DAYS = 90  # the rate before an action opened, the target when the action names none
 MAX_WATCH_EXTENSIONS = 3  # weeks added to a watch that has too few responses, before giving up
 MEAN_METRICS = frozenset({"mean_score", "indicator_mean"})
-EFFECT_METRICS = frozenset({"satisfaction", "not_dissatisfied", "mean_score", "bad_review_rate",
-                            "indicator_mean", "response_rate", "on_time_rectification", "callback_rate"})
+EFFECT_METRICS = frozenset(
+    {
+        "satisfaction",
+        "not_dissatisfied",
+        "mean_score",
+        "bad_review_rate",
+        "indicator_mean",
+        "response_rate",
+        "on_time_rectification",
+        "callback_rate",
+    }
+)
 
 _json = msgspec.json.Encoder()
 
@@ -88,9 +98,11 @@ def N_(message: str) -> str:
 # System notes are written into the record in the language of the unit that keeps it.
 NOTE_EFFECTIVE = N_("effective: %(rate)s over %(n)s responses from %(start)s to %(end)s, target %(target)s")
 NOTE_NOT_EFFECTIVE = N_(
-    "not effective: %(rate)s over %(n)s responses from %(start)s to %(end)s does not reach the target %(target)s")
-NOTE_CONFIRMED = N_("Still effective after closing: %(rate)s over %(n)s responses from %(start)s to %(end)s, "
-                    "target %(target)s")
+    "not effective: %(rate)s over %(n)s responses from %(start)s to %(end)s does not reach the target %(target)s"
+)
+NOTE_CONFIRMED = N_(
+    "Still effective after closing: %(rate)s over %(n)s responses from %(start)s to %(end)s, target %(target)s"
+)
 NOTE_EXTENDED = N_("Too few responses (%(n)s) to judge effectiveness; watching until %(until)s")
 NOTE_TOO_FEW = N_("Effectiveness could not be judged: only %(n)s responses from %(start)s to %(end)s")
 NOTE_NO_TARGET = N_("Effectiveness could not be judged: no target and no earlier rate to compare with")
@@ -169,8 +181,9 @@ def default_owner(snapshot: Snapshot, unit: str) -> str | None:
 
 
 # -- the action as the API and the event bus show it -------------------------------------------------
-def action_json(row: dict[str, Any], snapshot: Snapshot | None = None, now: datetime | None = None,
-                tz: str | None = None) -> dict[str, Any]:
+def action_json(
+    row: dict[str, Any], snapshot: Snapshot | None = None, now: datetime | None = None, tz: str | None = None
+) -> dict[str, Any]:
     """An `actions` row in the shape of the public contract (plus watch figures)."""
     tz = tz or _tz(snapshot, row["unit"])
     today = local_day(now or datetime.now(UTC), tz)
@@ -238,16 +251,36 @@ def _action_row(conn: sqlite3.Connection, action_id: int) -> dict[str, Any]:
     return found[0]
 
 
-def _append_event(conn: sqlite3.Connection, action_id: int, type_: str, *, from_status: str | None,
-                  to_status: str | None, actor: str, at: str, record: dict[str, str] | None = None,
-                  due: str | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+def _append_event(
+    conn: sqlite3.Connection,
+    action_id: int,
+    type_: str,
+    *,
+    from_status: str | None,
+    to_status: str | None,
+    actor: str,
+    at: str,
+    record: dict[str, str] | None = None,
+    due: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One append-only step of the record (the database refuses to change or delete it later)."""
     record = record or {}
     columns = ("action", "type", "from_status", "to_status", "actor", "at", *RECORD_FIELDS, "due", "data")
-    values = (action_id, type_, from_status, to_status, actor, at, *(record.get(f) for f in RECORD_FIELDS), due,
-              _json.encode(data or {}).decode())
+    values = (
+        action_id,
+        type_,
+        from_status,
+        to_status,
+        actor,
+        at,
+        *(record.get(f) for f in RECORD_FIELDS),
+        due,
+        _json.encode(data or {}).decode(),
+    )
     cursor = conn.execute(
-        f"INSERT INTO action_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values)
+        f"INSERT INTO action_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values
+    )
     return event_json(_rows(conn, "SELECT * FROM action_events WHERE seq = ?", (cursor.lastrowid,))[0])
 
 
@@ -284,8 +317,17 @@ def normalise_target(target: float | None, metric: str) -> float | None:
     return target / 100.0 if metric in MEAN_METRICS and target > 1 else target
 
 
-def effect_rate(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, metric: str, date_from: str, date_to: str,
-                *, service: str | None = None, indicator: str | None = None) -> tuple[float, int]:
+def effect_rate(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    metric: str,
+    date_from: str,
+    date_to: str,
+    *,
+    service: str | None = None,
+    indicator: str | None = None,
+) -> tuple[float, int]:
     """(successes, n) of a metric over a unit's subtree between two local days, from rollups.
 
     Means count as shares: the mean 0-100 over n responses is read as mean/100 successes per response.
@@ -325,7 +367,9 @@ def effect_rate(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, metric:
     if metric == "response_rate":
         served = conn.execute(
             f"SELECT coalesce(sum(served), 0) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-            f"{service_sql}", params).fetchone()[0]
+            f"{service_sql}",
+            params,
+        ).fetchone()[0]
         return float(min(n, served)), int(served)
     return float(satisfied), n
 
@@ -334,15 +378,31 @@ def _baseline(conn: sqlite3.Connection, snapshot: Snapshot, row: dict[str, Any],
     """The rate over the 90 days before the action opened (None without any response then)."""
     opened = _local_day_of(row["opened_at"], _tz(snapshot, row["unit"]))
     start, end = opened - timedelta(days=BASELINE_DAYS), opened - timedelta(days=1)
-    successes, n = effect_rate(conn, snapshot, row["unit"], spec["metric"], start.isoformat(), end.isoformat(),
-                               service=row.get("service"), indicator=row.get("indicator"))
+    successes, n = effect_rate(
+        conn,
+        snapshot,
+        row["unit"],
+        spec["metric"],
+        start.isoformat(),
+        end.isoformat(),
+        service=row.get("service"),
+        indicator=row.get("indicator"),
+    )
     return successes / n if n else None
 
 
 # -- opening ---------------------------------------------------------------------------------------------
-def open_action(conn: sqlite3.Connection, request: ActionRequest, *, snapshot: Snapshot, now: datetime,
-                actor: str = SYSTEM, default_days: int = 10, owner: str | None = None,
-                note: str | None = None) -> dict[str, Any] | None:
+def open_action(
+    conn: sqlite3.Connection,
+    request: ActionRequest,
+    *,
+    snapshot: Snapshot,
+    now: datetime,
+    actor: str = SYSTEM,
+    default_days: int = 10,
+    owner: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any] | None:
     """Open one action in the caller's write transaction; None when its `source_key` was opened before.
 
     The owner is `owner`, else the `corrective_action_assignee` plugins' answer, else the unit's owner
@@ -355,8 +415,9 @@ def open_action(conn: sqlite3.Connection, request: ActionRequest, *, snapshot: S
     if conn.execute("SELECT 1 FROM actions WHERE source_key = ?", (request.source_key,)).fetchone():
         return None  # a replayed cause: one action per key, nothing else to do
     if owner is None:
-        chosen = plugins.call_isolated("corrective_action_assignee", firstresult=True, action=request, unit=unit,
-                                       snapshot=snapshot)
+        chosen = plugins.call_isolated(
+            "corrective_action_assignee", firstresult=True, action=request, unit=unit, snapshot=snapshot
+        )
         owner = chosen if isinstance(chosen, str) and chosen else default_owner(snapshot, unit.code)
     opened_day = local_day(now, unit.tz)
     due = None
@@ -380,12 +441,25 @@ def open_action(conn: sqlite3.Connection, request: ActionRequest, *, snapshot: S
         source_type = "manual"
     stamp = now.isoformat()
     row = {
-        "kind": request.kind, "source_key": request.source_key, "source_type": source_type,
-        "response_id": request.response_id, "objective_id": request.objective_id, "period": request.period,
-        "unit": unit.code, "service": request.service, "touchpoint": request.touchpoint,
-        "indicator": request.indicator, "title": request.title, "status": "new", "owner": owner,
-        "due": due.isoformat(), "opened_at": stamp, "updated_at": stamp, "target": request.target,
-        "created_by": actor, "data": _json.encode(request.data).decode(),
+        "kind": request.kind,
+        "source_key": request.source_key,
+        "source_type": source_type,
+        "response_id": request.response_id,
+        "objective_id": request.objective_id,
+        "period": request.period,
+        "unit": unit.code,
+        "service": request.service,
+        "touchpoint": request.touchpoint,
+        "indicator": request.indicator,
+        "title": request.title,
+        "status": "new",
+        "owner": owner,
+        "due": due.isoformat(),
+        "opened_at": stamp,
+        "updated_at": stamp,
+        "target": request.target,
+        "created_by": actor,
+        "data": _json.encode(request.data).decode(),
     }
     row["baseline"] = _baseline(conn, snapshot, row, effect_spec(row, snapshot))
     columns = list(row)
@@ -397,8 +471,18 @@ def open_action(conn: sqlite3.Connection, request: ActionRequest, *, snapshot: S
     if cursor.rowcount == 0:
         return None
     action_id = cursor.lastrowid
-    _append_event(conn, action_id, "opened", from_status=None, to_status="new", actor=actor, at=stamp,
-                  record={"note": note} if note else None, due=row["due"], data=opening)
+    _append_event(
+        conn,
+        action_id,
+        "opened",
+        from_status=None,
+        to_status="new",
+        actor=actor,
+        at=stamp,
+        record={"note": note} if note else None,
+        due=row["due"],
+        data=opening,
+    )
     return action_json(_action_row(conn, action_id), snapshot, now)
 
 
@@ -410,8 +494,9 @@ def changed_event(action: dict[str, Any], event: dict[str, Any], now: datetime, 
     data = {**action, "event": event}
     if callback:
         data["callback"] = True
-    return Event(type="action.changed", id=f"action.changed:{action['id']}:{event['seq']}",
-                 created_at=now.isoformat(), data=data)
+    return Event(
+        type="action.changed", id=f"action.changed:{action['id']}:{event['seq']}", created_at=now.isoformat(), data=data
+    )
 
 
 async def fire_all(events: Iterable[Event], store: Store) -> None:
@@ -419,8 +504,15 @@ async def fire_all(events: Iterable[Event], store: Store) -> None:
         await fire_event(event, store)
 
 
-async def open_requested(store: Store, snapshot: Snapshot, requests: list[ActionRequest], now: datetime, *,
-                         default_days: int = 10, actor: str = SYSTEM) -> list[dict[str, Any]]:
+async def open_requested(
+    store: Store,
+    snapshot: Snapshot,
+    requests: list[ActionRequest],
+    now: datetime,
+    *,
+    default_days: int = 10,
+    actor: str = SYSTEM,
+) -> list[dict[str, Any]]:
     """Open several actions in one write, then fire `action.opened` for each one actually opened."""
     if not requests:
         return []
@@ -438,13 +530,23 @@ async def open_requested(store: Store, snapshot: Snapshot, requests: list[Action
     return opened
 
 
-async def open_manual(store: Store, snapshot: Snapshot, request: ActionRequest, now: datetime, *, actor: str,
-                      owner: str | None = None, note: str | None = None, default_days: int = 10) -> dict[str, Any]:
+async def open_manual(
+    store: Store,
+    snapshot: Snapshot,
+    request: ActionRequest,
+    now: datetime,
+    *,
+    actor: str,
+    owner: str | None = None,
+    note: str | None = None,
+    default_days: int = 10,
+) -> dict[str, Any]:
     """Open one action by hand (the API's POST), then fire `action.opened`."""
 
     def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
-        return open_action(conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days,
-                           owner=owner, note=note)
+        return open_action(
+            conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days, owner=owner, note=note
+        )
 
     action = await store.write(job)
     if action is None:
@@ -480,16 +582,28 @@ def _take_out_of_kpis(conn: sqlite3.Connection, response_id: str) -> None:
     if "appeal_upheld" in flags:
         return
     was_suspect = is_suspect(flags)
-    conn.execute("UPDATE responses SET flags = ? WHERE id = ?",
-                 (_json.encode(sorted({*flags, "appeal_upheld"})).decode(), response_id))
+    conn.execute(
+        "UPDATE responses SET flags = ? WHERE id = ?",
+        (_json.encode(sorted({*flags, "appeal_upheld"})).decode(), response_id),
+    )
     if not was_suspect:  # a suspect response was never in the rates: nothing to move
         add_to_rollups(conn, row, _decode(row["indicators"], {}), suspect=False, sign=-1)
         add_to_rollups(conn, row, {}, suspect=True, sign=1)
 
 
-def transition(conn: sqlite3.Connection, action_id: int, target: str, *, actor: str, role: str,
-               fields: dict[str, Any], snapshot: Snapshot, now: datetime, weeks: int = 4,
-               data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def transition(
+    conn: sqlite3.Connection,
+    action_id: int,
+    target: str,
+    *,
+    actor: str,
+    role: str,
+    fields: dict[str, Any],
+    snapshot: Snapshot,
+    now: datetime,
+    weeks: int = 4,
+    data: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Move an action to `target` in the caller's write transaction; returns (action, the new event).
 
     Raises NotFound (unknown id), InvalidInput (unknown state, missing or bad field), Conflict (not
@@ -507,8 +621,9 @@ def transition(conn: sqlite3.Connection, action_id: int, target: str, *, actor: 
     if system:
         allowed = allowed | SYSTEM_TRANSITIONS.get(current, frozenset())
     if target not in allowed:
-        raise Conflict(f"type: an action in state {current!r} cannot move to {target!r}; allowed: "
-                       f"{sorted(allowed)}", "type")
+        raise Conflict(
+            f"type: an action in state {current!r} cannot move to {target!r}; allowed: {sorted(allowed)}", "type"
+        )
     record = _record(fields)
     tz = _tz(snapshot, row["unit"])
     today = local_day(now, tz)
@@ -534,7 +649,8 @@ def transition(conn: sqlite3.Connection, action_id: int, target: str, *, actor: 
             raise Forbidden("actor: the rated officer may not decide their own appeal", "actor")
         appellant = conn.execute(
             "SELECT actor FROM action_events WHERE action = ? AND to_status = 'appealed' ORDER BY seq DESC LIMIT 1",
-            (action_id,)).fetchone()
+            (action_id,),
+        ).fetchone()
         if appellant is not None and appellant[0] == actor:
             raise Forbidden("actor: an appeal is decided by someone other than the person who appealed", "actor")
     if target in CLOSED_STATES:
@@ -542,14 +658,25 @@ def transition(conn: sqlite3.Connection, action_id: int, target: str, *, actor: 
     if target == "reopened":
         updates.update(closed_at=None, reopen_count=row["reopen_count"] + 1, watch_from=None, watch_until=None)
     if target == "effectiveness_review":
-        updates.update(watch_from=today.isoformat(), watch_until=(today + timedelta(weeks=weeks)).isoformat(),
-                       watch_extensions=0)
+        updates.update(
+            watch_from=today.isoformat(), watch_until=(today + timedelta(weeks=weeks)).isoformat(), watch_extensions=0
+        )
     if target == "appeal_upheld":
         _take_out_of_kpis(conn, row["response_id"])
     assignments = ", ".join(f"{column} = ?" for column in updates)
     conn.execute(f"UPDATE actions SET {assignments} WHERE id = ?", (*updates.values(), action_id))
-    event = _append_event(conn, action_id, target, from_status=current, to_status=target, actor=actor, at=stamp,
-                          record=record, due=new_due, data=data)
+    event = _append_event(
+        conn,
+        action_id,
+        target,
+        from_status=current,
+        to_status=target,
+        actor=actor,
+        at=stamp,
+        record=record,
+        due=new_due,
+        data=data,
+    )
     return action_json(_action_row(conn, action_id), snapshot, now), event
 
 
@@ -559,14 +686,33 @@ def _has_contact(conn: sqlite3.Connection, response_id: str | None) -> bool:
     return conn.execute("SELECT 1 FROM contacts WHERE response_id = ?", (response_id,)).fetchone() is not None
 
 
-async def apply_transition(store: Store, snapshot: Snapshot, action_id: int, target: str, *, actor: str, role: str,
-                           fields: dict[str, Any], now: datetime, settings: Any) -> dict[str, Any]:
+async def apply_transition(
+    store: Store,
+    snapshot: Snapshot,
+    action_id: int,
+    target: str,
+    *,
+    actor: str,
+    role: str,
+    fields: dict[str, Any],
+    now: datetime,
+    settings: Any,
+) -> dict[str, Any]:
     """Write one step, then fire `action.changed` (with `"callback": true` when a response whose
     respondent left consented contact reaches `closed`). Returns {"action", "event"}."""
 
     def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        action, event = transition(conn, action_id, target, actor=actor, role=role, fields=fields,
-                                   snapshot=snapshot, now=now, weeks=settings.effectiveness_weeks)
+        action, event = transition(
+            conn,
+            action_id,
+            target,
+            actor=actor,
+            role=role,
+            fields=fields,
+            snapshot=snapshot,
+            now=now,
+            weeks=settings.effectiveness_weeks,
+        )
         return action, event, target == "closed" and _has_contact(conn, action["response_id"])
 
     action, event, callback = await store.write(job)
@@ -579,9 +725,16 @@ def _today_for(snapshot: Snapshot, unit: str, today: date | None, now: datetime)
     return today if today is not None else local_day(now, _tz(snapshot, unit))
 
 
-def list_actions(conn: sqlite3.Connection, snapshot: Snapshot, unit: str | None, status: str | None = None,
-                 overdue: bool | None = None, kind: str | None = None, today: date | None = None,
-                 now: datetime | None = None) -> list[dict[str, Any]]:
+def list_actions(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str | None,
+    status: str | None = None,
+    overdue: bool | None = None,
+    kind: str | None = None,
+    today: date | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """The queue of a unit's subtree (every unit when `unit` is None): overdue first, then by due day.
 
     `status` is a state or "open" (any state but closed / appeal_upheld). Overdue means due before the
@@ -608,8 +761,9 @@ def list_actions(conn: sqlite3.Connection, snapshot: Snapshot, unit: str | None,
     for row in _rows(conn, sql, params):
         item = action_json(row, snapshot, now)
         if today is not None:
-            item["overdue"] = (bool(row["due"]) and row["status"] not in CLOSED_STATES
-                               and date.fromisoformat(row["due"]) < today)
+            item["overdue"] = (
+                bool(row["due"]) and row["status"] not in CLOSED_STATES and date.fromisoformat(row["due"]) < today
+            )
         if overdue is not None and item["overdue"] != overdue:
             continue
         found.append(item)
@@ -617,8 +771,9 @@ def list_actions(conn: sqlite3.Connection, snapshot: Snapshot, unit: str | None,
     return found
 
 
-def get_action(conn: sqlite3.Connection, action_id: int, snapshot: Snapshot | None = None,
-               now: datetime | None = None) -> dict[str, Any]:
+def get_action(
+    conn: sqlite3.Connection, action_id: int, snapshot: Snapshot | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """One action with its events, oldest first (NotFound naming "id")."""
     row = _action_row(conn, action_id)
     tz = None
@@ -627,8 +782,9 @@ def get_action(conn: sqlite3.Connection, action_id: int, snapshot: Snapshot | No
         tz = found[0] if found else "UTC"
     action = action_json(row, snapshot, now, tz=tz)
     action["data"] = _decode(row["data"], {})
-    action["events"] = [event_json(e) for e in _rows(
-        conn, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (action_id,))]
+    action["events"] = [
+        event_json(e) for e in _rows(conn, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (action_id,))
+    ]
     return action
 
 
@@ -673,8 +829,9 @@ class _Tally:
         }
 
 
-def _tallies(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
-             now: datetime | None) -> dict[str, _Tally]:
+def _tallies(
+    conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, now: datetime | None
+) -> dict[str, _Tally]:
     """Per unit of the subtree: the action counts of a period of local days."""
     start, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
     now = now or datetime.now(UTC)
@@ -710,8 +867,15 @@ def _tallies(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from:
     return tallies
 
 
-def kpis(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, min_n: int,
-         now: datetime | None = None) -> dict[str, Any]:
+def kpis(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    date_from: str,
+    date_to: str,
+    min_n: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Corrective-action KPIs per unit of the subtree (each unit's own actions) and for the subtree.
 
     on-time rate = closed by the due day / (closed + still open past the due day), call-back rate =
@@ -732,8 +896,9 @@ def kpis(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str
     }
 
 
-def metric_on_time(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
-                   now: datetime | None = None) -> tuple[int, int]:
+def metric_on_time(
+    conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, now: datetime | None = None
+) -> tuple[int, int]:
     """On-time rectification over a subtree: (closed by the due day, closed + overdue still open)."""
     total = _Tally()
     for tally in _tallies(conn, snapshot, unit, date_from, date_to, now).values():
@@ -741,8 +906,9 @@ def metric_on_time(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date
     return total.closed_on_time, total.closed + total.overdue_open
 
 
-def metric_callback(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
-                    now: datetime | None = None) -> tuple[int, int]:
+def metric_callback(
+    conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, now: datetime | None = None
+) -> tuple[int, int]:
     """Call-back rate over a subtree: (call-backs opened in the period and done, call-backs opened)."""
     total = _Tally()
     for tally in _tallies(conn, snapshot, unit, date_from, date_to, now).values():
@@ -756,8 +922,11 @@ def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime,
     events: list[Event] = []
     stamp = now.isoformat()
     # Once overdue (and escalated) an action has nothing more to wait for here.
-    rows = _rows(conn, "SELECT * FROM actions WHERE status NOT IN ('closed', 'appeal_upheld') AND due IS NOT NULL"
-                       " AND overdue_at IS NULL ORDER BY id")
+    rows = _rows(
+        conn,
+        "SELECT * FROM actions WHERE status NOT IN ('closed', 'appeal_upheld') AND due IS NOT NULL"
+        " AND overdue_at IS NULL ORDER BY id",
+    )
     for row in rows:
         unit = snapshot.units.get(row["unit"])
         if unit is None:
@@ -766,22 +935,42 @@ def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime,
         due = date.fromisoformat(row["due"])
         if today > due:
             target = owner_above(snapshot, unit.code, besides=row["owner"])
-            conn.execute("UPDATE actions SET overdue_at = ?, escalated_to = ?, escalated_at = ? WHERE id = ?",
-                         (stamp, target, stamp if target else None, row["id"]))
-            note = (_text(unit.lang, NOTE_ESCALATED, due=row["due"], user=target) if target
-                    else _text(unit.lang, NOTE_NOT_ESCALATED, due=row["due"]))
-            _append_event(conn, row["id"], "escalated" if target else "overdue", from_status=row["status"],
-                          to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
-                          data={"escalated_to": target, "due": row["due"]})
+            conn.execute(
+                "UPDATE actions SET overdue_at = ?, escalated_to = ?, escalated_at = ? WHERE id = ?",
+                (stamp, target, stamp if target else None, row["id"]),
+            )
+            note = (
+                _text(unit.lang, NOTE_ESCALATED, due=row["due"], user=target)
+                if target
+                else _text(unit.lang, NOTE_NOT_ESCALATED, due=row["due"])
+            )
+            _append_event(
+                conn,
+                row["id"],
+                "escalated" if target else "overdue",
+                from_status=row["status"],
+                to_status=row["status"],
+                actor=SYSTEM,
+                at=stamp,
+                record={"note": note},
+                data={"escalated_to": target, "due": row["due"]},
+            )
             action = action_json(_action_row(conn, row["id"]), snapshot, now)
-            events.append(Event(type="action.overdue", id=f"action.overdue:{row['id']}", created_at=stamp,
-                                data={**action, "escalated_to": target}))
+            events.append(
+                Event(
+                    type="action.overdue",
+                    id=f"action.overdue:{row['id']}",
+                    created_at=stamp,
+                    data={**action, "escalated_to": target},
+                )
+            )
         elif row["due_soon_at"] is None and working_days_between(today, due, unit.country) <= due_soon_days:
             conn.execute("UPDATE actions SET due_soon_at = ? WHERE id = ?", (stamp, row["id"]))
             action = action_json(_action_row(conn, row["id"]), snapshot, now)
             action["working_days_left"] = working_days_between(today, due, unit.country)
-            events.append(Event(type="action.due_soon", id=f"action.due_soon:{row['id']}", created_at=stamp,
-                                data=action))
+            events.append(
+                Event(type="action.due_soon", id=f"action.due_soon:{row['id']}", created_at=stamp, data=action)
+            )
     return events
 
 
@@ -795,8 +984,11 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
     """Judge every watch that has ended: recovered → closed (or confirmed), not recovered → reopened."""
     events: list[Event] = []
     stamp = now.isoformat()
-    rows = _rows(conn, "SELECT * FROM actions WHERE watch_until IS NOT NULL"
-                       " AND status IN ('effectiveness_review', 'closed') ORDER BY id")
+    rows = _rows(
+        conn,
+        "SELECT * FROM actions WHERE watch_until IS NOT NULL"
+        " AND status IN ('effectiveness_review', 'closed') ORDER BY id",
+    )
     for row in rows:
         unit = snapshot.units.get(row["unit"])
         if unit is None:
@@ -808,28 +1000,60 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
         spec = effect_spec(row, snapshot)
         metric = spec["metric"]
         watch_from = row["watch_from"] or _local_day_of(row["updated_at"], unit.tz).isoformat()
-        successes, n = effect_rate(conn, snapshot, unit.code, metric, watch_from, row["watch_until"],
-                                   service=row["service"], indicator=row["indicator"])
-        figures: dict[str, Any] = {"metric": metric, "comparator": spec["comparator"], "n": n,
-                                   "rate": successes / n if n else None, "watch_from": watch_from,
-                                   "watch_until": row["watch_until"], "extensions": row["watch_extensions"]}
+        successes, n = effect_rate(
+            conn,
+            snapshot,
+            unit.code,
+            metric,
+            watch_from,
+            row["watch_until"],
+            service=row["service"],
+            indicator=row["indicator"],
+        )
+        figures: dict[str, Any] = {
+            "metric": metric,
+            "comparator": spec["comparator"],
+            "n": n,
+            "rate": successes / n if n else None,
+            "watch_from": watch_from,
+            "watch_until": row["watch_until"],
+            "extensions": row["watch_extensions"],
+        }
         needed = spec["min_n"] or min_n
         if n < needed:
             if row["watch_extensions"] >= MAX_WATCH_EXTENSIONS:
                 note = _text(unit.lang, NOTE_TOO_FEW, n=n, start=watch_from, end=row["watch_until"])
                 conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
-                _append_event(conn, row["id"], "effectiveness_unknown", from_status=row["status"],
-                              to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
-                              data={"effectiveness": {**figures, "verdict": "unknown", "min_n": needed}})
+                _append_event(
+                    conn,
+                    row["id"],
+                    "effectiveness_unknown",
+                    from_status=row["status"],
+                    to_status=row["status"],
+                    actor=SYSTEM,
+                    at=stamp,
+                    record={"note": note},
+                    data={"effectiveness": {**figures, "verdict": "unknown", "min_n": needed}},
+                )
             else:
                 later = (until + timedelta(weeks=1)).isoformat()
                 note = _text(unit.lang, NOTE_EXTENDED, n=n, until=later)
-                conn.execute("UPDATE actions SET watch_until = ?, watch_extensions = watch_extensions + 1,"
-                             " updated_at = ? WHERE id = ?", (later, stamp, row["id"]))
-                _append_event(conn, row["id"], "effectiveness_extended", from_status=row["status"],
-                              to_status=row["status"], actor=SYSTEM, at=stamp, record={"note": note},
-                              data={"effectiveness": {**figures, "verdict": "extended", "min_n": needed,
-                                                      "watch_until": later}})
+                conn.execute(
+                    "UPDATE actions SET watch_until = ?, watch_extensions = watch_extensions + 1,"
+                    " updated_at = ? WHERE id = ?",
+                    (later, stamp, row["id"]),
+                )
+                _append_event(
+                    conn,
+                    row["id"],
+                    "effectiveness_extended",
+                    from_status=row["status"],
+                    to_status=row["status"],
+                    actor=SYSTEM,
+                    at=stamp,
+                    record={"note": note},
+                    data={"effectiveness": {**figures, "verdict": "extended", "min_n": needed, "watch_until": later}},
+                )
             continue
         target, source = normalise_target(row["target"], metric), "target"
         if target is None:
@@ -838,35 +1062,72 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
                 target = _baseline(conn, snapshot, row, spec)
         if target is None:
             conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
-            _append_event(conn, row["id"], "effectiveness_unknown", from_status=row["status"],
-                          to_status=row["status"], actor=SYSTEM, at=stamp,
-                          record={"note": _text(unit.lang, NOTE_NO_TARGET)},
-                          data={"effectiveness": {**figures, "verdict": "unknown", "target": None}})
+            _append_event(
+                conn,
+                row["id"],
+                "effectiveness_unknown",
+                from_status=row["status"],
+                to_status=row["status"],
+                actor=SYSTEM,
+                at=stamp,
+                record={"note": _text(unit.lang, NOTE_NO_TARGET)},
+                data={"effectiveness": {**figures, "verdict": "unknown", "target": None}},
+            )
             continue
         low, high = wilson(successes, n)
         # Recovered unless the interval lies clearly on the wrong side of the target.
         recovered = high >= target if spec["comparator"] == ">=" else low <= target
-        figures.update(ci95=[low, high], target=target, target_source=source,
-                       verdict="effective" if recovered else "not_effective")
-        values = {"rate": _figure(successes / n, metric), "n": n, "start": watch_from, "end": row["watch_until"],
-                  "target": _figure(target, metric)}
+        figures.update(
+            ci95=[low, high], target=target, target_source=source, verdict="effective" if recovered else "not_effective"
+        )
+        values = {
+            "rate": _figure(successes / n, metric),
+            "n": n,
+            "start": watch_from,
+            "end": row["watch_until"],
+            "target": _figure(target, metric),
+        }
         if recovered and row["status"] == "closed":
             conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
-            _append_event(conn, row["id"], "effectiveness_confirmed", from_status="closed", to_status="closed",
-                          actor=SYSTEM, at=stamp, record={"note": _text(unit.lang, NOTE_CONFIRMED, **values)},
-                          data={"effectiveness": figures})
+            _append_event(
+                conn,
+                row["id"],
+                "effectiveness_confirmed",
+                from_status="closed",
+                to_status="closed",
+                actor=SYSTEM,
+                at=stamp,
+                record={"note": _text(unit.lang, NOTE_CONFIRMED, **values)},
+                data={"effectiveness": figures},
+            )
             continue
         if recovered:
-            action, event = transition(conn, row["id"], "closed", actor=SYSTEM, role=SYSTEM,
-                                       fields={"result": _text(unit.lang, NOTE_EFFECTIVE, **values)},
-                                       snapshot=snapshot, now=now, data={"effectiveness": figures})
+            action, event = transition(
+                conn,
+                row["id"],
+                "closed",
+                actor=SYSTEM,
+                role=SYSTEM,
+                fields={"result": _text(unit.lang, NOTE_EFFECTIVE, **values)},
+                snapshot=snapshot,
+                now=now,
+                data={"effectiveness": figures},
+            )
             conn.execute("UPDATE actions SET watch_until = NULL WHERE id = ?", (row["id"],))
             action["watch_until"] = None
             events.append(changed_event(action, event, now, _has_contact(conn, action["response_id"])))
         else:
-            action, event = transition(conn, row["id"], "reopened", actor=SYSTEM, role=SYSTEM,
-                                       fields={"note": _text(unit.lang, NOTE_NOT_EFFECTIVE, **values)},
-                                       snapshot=snapshot, now=now, data={"effectiveness": figures})
+            action, event = transition(
+                conn,
+                row["id"],
+                "reopened",
+                actor=SYSTEM,
+                role=SYSTEM,
+                fields={"note": _text(unit.lang, NOTE_NOT_EFFECTIVE, **values)},
+                snapshot=snapshot,
+                now=now,
+                data={"effectiveness": figures},
+            )
             events.append(changed_event(action, event, now))
     return events
 

@@ -56,6 +56,12 @@ class Snapshot:
         unit, top = self.units.get(code), self.units.get(root)
         return bool(unit and top and unit.path.startswith(top.path))
 
+    def service_offered_at(self, code: str, unit: str) -> bool:
+        """A service without an agency is everyone's; an agency's service belongs to its whole tree, so the
+        units above and below the agency may offer it, and no other unit."""
+        agency = (self.services.get(code) or {}).get("agency")
+        return not agency or self.in_subtree(agency, unit) or self.in_subtree(unit, agency)
+
     def touchpoint(self, token_or_code: str) -> Touchpoint | None:
         token = self.short_codes.get(token_or_code.upper(), token_or_code)
         return self.touchpoints.get(token)
@@ -107,8 +113,7 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
     for row in conn.execute("SELECT code, name, names, kind, agency FROM services"):
         snap.services[row["code"]] = dict(row)
     for row in conn.execute(
-        "SELECT token, short_code, name, unit, lang, survey, kind, counter, service, retired_at"
-        " FROM touchpoints"
+        "SELECT token, short_code, name, unit, lang, survey, kind, counter, service, retired_at FROM touchpoints"
     ):
         snap.touchpoints[row["token"]] = Touchpoint(
             token=row["token"],

@@ -160,14 +160,35 @@ def token() -> None:
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--user", required=True)
 @click.option(
-    "--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), default="admin", show_default=True
+    "--role",
+    type=click.Choice(["admin", "manager", "viewer", "auditor"]),
+    default=None,
+    help="Role of a new user [default: admin]; an existing user keeps its own",
 )
-@click.option("--unit", default=None, help="Scope the token to this unit's subtree")
-def token_create(db_path: str, user: str, role: str, unit: str | None) -> None:
-    """Print a new API token, alone, on the last line (creates the user if needed)."""
-    from feedback.auth import create_token
+@click.option("--unit", default=None, help="Unit of a new user (the token's scope); an existing user keeps its own")
+def token_create(db_path: str, user: str, role: str | None, unit: str | None) -> None:
+    """Print a new API token, alone, on the last line (creates the user if needed).
 
-    value = in_transaction(db_path, lambda conn: create_token(conn, user, role, unit))
+    The token has its user's role and unit. An existing user is never changed: a --role or --unit that
+    differs from the user's own is refused (exit status 2)."""
+    from feedback import auth
+
+    def create(conn) -> tuple[str, str, str | None]:
+        found = auth.find_user(conn, user)
+        if found is None:
+            return auth.create_token(conn, user, role or "admin", unit), role or "admin", unit
+        for option, given, own in (("--role", role, found["role"]), ("--unit", unit, found["unit"])):
+            if given is not None and given != own:
+                has = f"{option[2:]} {own!r}" if own else f"no {option[2:]}"
+                raise click.BadParameter(
+                    f"user {user!r} has {has}, not {given!r}: a token takes its user's role and unit, and"
+                    " `token create` never changes an existing user (change it with `feedback user add` or in"
+                    " the manager app)",
+                    param_hint=f"'{option}'",
+                )
+        return auth.issue_token(conn, user)["token"], found["role"], found["unit"]
+
+    value, role, unit = in_transaction(db_path, create)
     click.echo(f"token for {user} ({role}{', unit ' + unit if unit else ''}):", err=True)
     click.echo(value)
 

@@ -31,8 +31,9 @@ def week_label(monday: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def daily_counts(conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str,
-                 service: str | None = None) -> dict[str, tuple[int, int, int]]:
+def daily_counts(
+    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None = None
+) -> dict[str, tuple[int, int, int]]:
     """day -> (n, satisfied, dissatisfied) over the given units, from the rollups."""
     marks = ",".join("?" for _ in units)
     params: list[Any] = [*units, date_from, date_to]
@@ -40,13 +41,22 @@ def daily_counts(conn: sqlite3.Connection, units: list[str], date_from: str, dat
     if service is not None:
         table, extra = "rollups", " AND service = ?"
         params.append(service)
-    sql = (f"SELECT day, sum(n), sum(satisfied), sum(dissatisfied) FROM {table}"
-           f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra} GROUP BY day")
+    sql = (
+        f"SELECT day, sum(n), sum(satisfied), sum(dissatisfied) FROM {table}"
+        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra} GROUP BY day"
+    )
     return {row[0]: (row[1] or 0, row[2] or 0, row[3] or 0) for row in conn.execute(sql, params)}
 
 
-def p_chart(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, end: date, weeks: int = 26,
-            service: str | None = None, metric: str = "satisfaction") -> dict[str, Any]:
+def p_chart(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    end: date,
+    weeks: int = 26,
+    service: str | None = None,
+    metric: str = "satisfaction",
+) -> dict[str, Any]:
     """ISO weeks (Monday to Sunday, local days) ending with the week that contains `end`.
 
     The last week stops at `end`, so a chart drawn for a past day never sees later responses.
@@ -71,11 +81,22 @@ def p_chart(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, end: date, 
         while day <= sunday:
             day_n, satisfied, dissatisfied = counts.get(day.isoformat(), (0, 0, 0))
             n += day_n
-            x += {"satisfied": satisfied, "dissatisfied": dissatisfied,
-                  "not_dissatisfied": day_n - dissatisfied}[column]
+            x += {"satisfied": satisfied, "dissatisfied": dissatisfied, "not_dissatisfied": day_n - dissatisfied}[
+                column
+            ]
             day += timedelta(days=1)
-        rows.append({"week": week_label(monday), "from": monday.isoformat(), "to": sunday.isoformat(),
-                     "n": n, "x": x, "p": x / n if n else None, "lcl": None, "ucl": None})
+        rows.append(
+            {
+                "week": week_label(monday),
+                "from": monday.isoformat(),
+                "to": sunday.isoformat(),
+                "n": n,
+                "x": x,
+                "p": x / n if n else None,
+                "lcl": None,
+                "ucl": None,
+            }
+        )
 
     total_n = sum(row["n"] for row in rows)
     centre = sum(row["x"] for row in rows) / total_n if total_n else None

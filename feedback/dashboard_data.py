@@ -39,8 +39,12 @@ def worst_status(statuses: list[str]) -> str | None:
 
 def _rate(n: int, satisfied: int) -> dict[str, Any]:
     interval = wilson(satisfied, n)
-    return {"n": n, "satisfied": satisfied, "rate": satisfied / n if n else None,
-            "ci95": list(interval) if interval else None}
+    return {
+        "n": n,
+        "satisfied": satisfied,
+        "rate": satisfied / n if n else None,
+        "ci95": list(interval) if interval else None,
+    }
 
 
 def _monday(day: date) -> date:
@@ -51,8 +55,9 @@ def visible_roots(snapshot: Snapshot, unit: str | None) -> list[str]:
     """The tops of the tree a user sees: their own unit, or (no unit: the whole installation) every root."""
     if unit is not None:
         return [unit] if unit in snapshot.units else []
-    return sorted((u.code for u in snapshot.units.values() if u.parent is None),
-                  key=lambda code: snapshot.units[code].path)
+    return sorted(
+        (u.code for u in snapshot.units.values() if u.parent is None), key=lambda code: snapshot.units[code].path
+    )
 
 
 def tree_units(snapshot: Snapshot, roots: list[str]) -> list[str]:
@@ -82,8 +87,9 @@ def objective_status(conn: sqlite3.Connection, snapshot: Snapshot, version: Any,
     return judge(version.comparator, version.target, *bounds)
 
 
-def dashboard(conn: sqlite3.Connection, snapshot: Snapshot, roots: list[str], today: dict[str, date],
-              min_n: int) -> list[dict[str, Any]]:
+def dashboard(
+    conn: sqlite3.Connection, snapshot: Snapshot, roots: list[str], today: dict[str, date], min_n: int
+) -> list[dict[str, Any]]:
     """One row per unit of the tree: last-30-day rate with n and interval, 12 weekly rates for the
     sparkline, the response rate where customers are counted, and the worst objective status.
 
@@ -93,8 +99,10 @@ def dashboard(conn: sqlite3.Connection, snapshot: Snapshot, roots: list[str], to
     codes = tree_units(snapshot, roots)
     if not codes:
         return []
-    first = min(min(today[c] - timedelta(days=WINDOW_DAYS - 1), _monday(today[c]) - timedelta(weeks=SPARK_WEEKS - 1))
-                for c in codes)
+    first = min(
+        min(today[c] - timedelta(days=WINDOW_DAYS - 1), _monday(today[c]) - timedelta(weeks=SPARK_WEEKS - 1))
+        for c in codes
+    )
     last = max(today[c] for c in codes)
     marks = ",".join("?" for _ in codes)
     own: dict[str, list[tuple[str, int, int]]] = {}
@@ -146,24 +154,30 @@ def dashboard(conn: sqlite3.Connection, snapshot: Snapshot, roots: list[str], to
         weeks = [(sums[4 + 2 * i], sums[5 + 2 * i]) for i in range(SPARK_WEEKS)]
         window, served, respondents = sums[0:2], sums[2], sums[3]
         start_s, end_s = start.isoformat(), end.isoformat()
-        statuses = [objective_status(conn, snapshot, version, end)
-                    for version in snapshot.objectives_in_force(code, end_s, with_ancestors=False)]
+        statuses = [
+            objective_status(conn, snapshot, version, end)
+            for version in snapshot.objectives_in_force(code, end_s, with_ancestors=False)
+        ]
         unit = snapshot.units[code]
-        rows.append({
-            "code": code,
-            "parent": unit.parent,
-            "depth": unit.path.count("/") - depth0,
-            "from": start_s,
-            "to": end_s,
-            **_rate(*window),
-            "sufficient": window[0] >= min_n,
-            "spark": [{"week": (spark_start + timedelta(weeks=i)).isoformat(), "n": n,
-                       "rate": s / n if n else None} for i, (n, s) in enumerate(weeks)],
-            "served": served or None,
-            "response_rate": respondents / served if served else None,
-            "objectives": len(statuses),
-            "status": worst_status(statuses),
-        })
+        rows.append(
+            {
+                "code": code,
+                "parent": unit.parent,
+                "depth": unit.path.count("/") - depth0,
+                "from": start_s,
+                "to": end_s,
+                **_rate(*window),
+                "sufficient": window[0] >= min_n,
+                "spark": [
+                    {"week": (spark_start + timedelta(weeks=i)).isoformat(), "n": n, "rate": s / n if n else None}
+                    for i, (n, s) in enumerate(weeks)
+                ],
+                "served": served or None,
+                "response_rate": respondents / served if served else None,
+                "objectives": len(statuses),
+                "status": worst_status(statuses),
+            }
+        )
     return rows
 
 
@@ -188,7 +202,8 @@ def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str,
         marks = ",".join("?" for _ in codes)
         for day, hour, n, satisfied in conn.execute(
             f"SELECT day, hour, sum(n), sum(satisfied) FROM heatmap_rollups WHERE unit IN ({marks})"
-            f" AND day BETWEEN ? AND ? GROUP BY day, hour", [*codes, start, end],
+            f" AND day BETWEEN ? AND ? GROUP BY day, hour",
+            [*codes, start, end],
         ):
             local = (hour * 60 + _offset_minutes(tz, day)) // 60 % 24
             cell = cells[date.fromisoformat(day).weekday()][local]
@@ -198,8 +213,13 @@ def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str,
     first, last = (min(hours), max(hours)) if hours else (8, 17)
     return {
         "hours": list(range(first, last + 1)),
-        "cells": [[{"n": cells[d][h][0], "rate": cells[d][h][1] / cells[d][h][0] if cells[d][h][0] else None}
-                   for h in range(first, last + 1)] for d in range(7)],
+        "cells": [
+            [
+                {"n": cells[d][h][0], "rate": cells[d][h][1] / cells[d][h][0] if cells[d][h][0] else None}
+                for h in range(first, last + 1)
+            ]
+            for d in range(7)
+        ],
         "max_n": max((cells[d][h][0] for d in range(7) for h in range(24)), default=0),
     }
 
@@ -207,10 +227,14 @@ def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str,
 def indicator_profile(conn: sqlite3.Connection, units: list[str], start: str, end: str) -> list[dict[str, Any]]:
     """Mean of each indicator (0-100) over the period."""
     marks = ",".join("?" for _ in units)
-    return [{"indicator": indicator, "n": n, "mean": total / n if n else None}
-            for indicator, n, total in conn.execute(
-                f"SELECT indicator, sum(n), sum(sum) FROM rollup_indicators WHERE unit IN ({marks})"
-                f" AND day BETWEEN ? AND ? GROUP BY indicator ORDER BY indicator", [*units, start, end])]
+    return [
+        {"indicator": indicator, "n": n, "mean": total / n if n else None}
+        for indicator, n, total in conn.execute(
+            f"SELECT indicator, sum(n), sum(sum) FROM rollup_indicators WHERE unit IN ({marks})"
+            f" AND day BETWEEN ? AND ? GROUP BY indicator ORDER BY indicator",
+            [*units, start, end],
+        )
+    ]
 
 
 def by_counter(snapshot: Snapshot, touchpoint_rows: list[dict[str, Any]], min_n: int) -> list[dict[str, Any]]:
@@ -221,8 +245,7 @@ def by_counter(snapshot: Snapshot, touchpoint_rows: list[dict[str, Any]], min_n:
         if touchpoint is None or not touchpoint.counter:
             continue
         tally = tallies.setdefault((touchpoint.unit, touchpoint.counter), Tally())
-        tally.add({**row, **{f"l{i}": row["levels"][str(i)] for i in range(1, 6)},
-                   "score_n": 0, "score_sum": 0.0})
+        tally.add({**row, **{f"l{i}": row["levels"][str(i)] for i in range(1, 6)}, "score_n": 0, "score_sum": 0.0})
     rows = []
     for (unit, counter), tally in sorted(tallies.items()):
         row = tally.as_row(f"{unit}/{counter}", min_n)
@@ -231,8 +254,9 @@ def by_counter(snapshot: Snapshot, touchpoint_rows: list[dict[str, Any]], min_n:
     return rows
 
 
-def unit_page(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: date, end: date,
-              min_n: int) -> dict[str, Any]:
+def unit_page(
+    conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: date, end: date, min_n: int
+) -> dict[str, Any]:
     """Everything the unit page shows for the unit's subtree and a period of local days."""
     start_s, end_s = start.isoformat(), end.isoformat()
     units = snapshot.subtree(unit)
@@ -263,8 +287,9 @@ def comment_text(answers: dict[str, Any]) -> str:
     """The typed text of a response, as the search index holds it (option keys left out)."""
     parts = []
     for key, value in answers.items():
-        if isinstance(value, str) and (key == "comment" or any(not (c.islower() or c.isdigit() or c == "_")
-                                                              or not c.isascii() for c in value)):
+        if isinstance(value, str) and (
+            key == "comment" or any(not (c.islower() or c.isdigit() or c == "_") or not c.isascii() for c in value)
+        ):
             parts.append(value)
     return "\n".join(parts)
 
@@ -284,10 +309,21 @@ def decode_cursor(cursor: str | None) -> tuple[str, str, str] | None:
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
-def list_responses(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: date, end: date, *,
-                   service: str | None = None, touchpoint: str | None = None, level: int | None = None,
-                   flagged: bool | None = None, search: str | None = None, cursor: str | None = None,
-                   limit: int = PAGE_SIZE) -> dict[str, Any]:
+def list_responses(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    start: date,
+    end: date,
+    *,
+    service: str | None = None,
+    touchpoint: str | None = None,
+    level: int | None = None,
+    flagged: bool | None = None,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> dict[str, Any]:
     """A page of the subtree's responses, newest first (local day, then server time, then id).
 
     Keyset paging: each unit's rows come in index order through (unit, day), at most `limit` + 1
@@ -319,9 +355,12 @@ def list_responses(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, star
     if after is not None:
         where.append("(day, server_time, id) < (?, ?, ?)")
         params.extend(after)
-    sql = (f"SELECT id, receipt, touchpoint, unit, service, channel, counter, officer, lang, answers, server_time,"
-           f" occurred_at, day, level, satisfied, dissatisfied, flags FROM responses WHERE {' AND '.join(where)}"
-           f" ORDER BY day DESC, server_time DESC, id DESC LIMIT ?")
+    sql = (
+        f"SELECT id, receipt, touchpoint, unit, service, channel, counter, officer, lang, answers, server_time,"
+        f" occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified"
+        f" FROM responses WHERE {' AND '.join(where)}"
+        f" ORDER BY day DESC, server_time DESC, id DESC LIMIT ?"
+    )
     streams = []
     cur = conn.cursor()
     cur.row_factory = sqlite3.Row
@@ -337,9 +376,16 @@ def list_responses(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, star
     items = items[:limit]
     # The corrective action a response opened, so a bad review leads straight to what is being done.
     ids = [item["id"] for item in items]
-    opened = {row[1]: {"id": row[0], "status": row[2]} for row in conn.execute(
-        f"SELECT id, response_id, status FROM actions WHERE response_id IN ({','.join('?' for _ in ids)})", ids)
-    } if ids else {}
+    opened = (
+        {
+            row[1]: {"id": row[0], "status": row[2]}
+            for row in conn.execute(
+                f"SELECT id, response_id, status FROM actions WHERE response_id IN ({','.join('?' for _ in ids)})", ids
+            )
+        }
+        if ids
+        else {}
+    )
     for item in items:
         answers = msgspec.json.decode(item.pop("answers"))
         item["comment"] = comment_text(answers)

@@ -114,8 +114,11 @@ HP_SERVICES = [
     ("HP-NK", "Thủ tục hải quan đối với hàng hóa nhập khẩu thương mại", "Customs clearance of commercial imports"),
     ("HP-XK", "Thủ tục hải quan đối với hàng hóa xuất khẩu thương mại", "Customs clearance of commercial exports"),
     ("HP-KBS", "Khai bổ sung hồ sơ hải quan", "Amending a customs declaration"),
-    ("HP-GC", "Thủ tục hải quan đối với hàng hóa gia công, sản xuất xuất khẩu",
-     "Customs procedure for processing and export-production goods"),
+    (
+        "HP-GC",
+        "Thủ tục hải quan đối với hàng hóa gia công, sản xuất xuất khẩu",
+        "Customs procedure for processing and export-production goods",
+    ),
     ("HP-QC", "Thủ tục hải quan đối với hàng hóa quá cảnh", "Customs procedure for goods in transit"),
     ("HP-HT", "Hoàn thuế đối với hàng hóa xuất khẩu, nhập khẩu", "Refund of import and export duties"),
     ("HP-MT", "Miễn thuế đối với hàng hóa xuất khẩu, nhập khẩu", "Exemption from import and export duties"),
@@ -125,17 +128,26 @@ SAK_SERVICES = [
     ("SAK-DT", "Таможенное декларирование и выпуск товаров", "Declaring and releasing goods"),
     ("SAK-TR", "Помещение товаров под таможенную процедуру таможенного транзита", "Customs transit"),
     ("SAK-KDT", "Внесение изменений в декларацию на товары", "Amending a goods declaration"),
-    ("SAK-KONS", "Консультирование участников внешнеэкономической деятельности",
-     "Advice to foreign-trade participants"),
+    (
+        "SAK-KONS",
+        "Консультирование участников внешнеэкономической деятельности",
+        "Advice to foreign-trade participants",
+    ),
     ("SAK-FL", "Таможенное оформление товаров для личного пользования", "Clearing goods for personal use"),
 ]
 
 KG_SERVICES = [
     ("KG-01", "Cấp mã số đơn vị có quan hệ với ngân sách", "Issuing a budget-relation unit code"),
-    ("KG-02", "Quyết toán dự án hoàn thành sử dụng vốn đầu tư công",
-     "Final settlement of completed public investment projects"),
-    ("KG-03", "Thẩm định phương án giá hàng hóa, dịch vụ do Nhà nước định giá",
-     "Appraisal of price proposals for state-priced goods and services"),
+    (
+        "KG-02",
+        "Quyết toán dự án hoàn thành sử dụng vốn đầu tư công",
+        "Final settlement of completed public investment projects",
+    ),
+    (
+        "KG-03",
+        "Thẩm định phương án giá hàng hóa, dịch vụ do Nhà nước định giá",
+        "Appraisal of price proposals for state-priced goods and services",
+    ),
     ("KG-04", "Đăng ký giá hàng hóa, dịch vụ", "Price registration"),
     ("KG-05", "Kê khai giá hàng hóa, dịch vụ", "Price declaration"),
     ("KG-06", "Quyết định mua sắm tài sản công", "Decision on procurement of public assets"),
@@ -170,30 +182,48 @@ US_SERVICES = [
 ]
 
 
-def _hp_branch(code: str, vi: str, en: str, ru: str, zh: str, traffic: dict[str, float],
-               touchpoints: list[TP]) -> UnitSpec:
+def _hp_branch(
+    code: str, vi: str, en: str, ru: str, zh: str, traffic: dict[str, float], touchpoints: list[TP]
+) -> UnitSpec:
     return UnitSpec(code, vi, _n(vi, ru, zh, en), parent="HP", traffic=traffic, touchpoints=touchpoints)
 
 
 AGENCIES: list[Agency] = [
     Agency(
-        code="HP", lang="vi", tz="Asia/Ho_Chi_Minh", survey="csat", services=HP_SERVICES,
-        service_kind="customs", manager="nguyen.van.hung", case_ref="vn_customs", case_share=0.6,
+        code="HP",
+        lang="vi",
+        tz="Asia/Ho_Chi_Minh",
+        survey="csat",
+        services=HP_SERVICES,
+        service_kind="customs",
+        manager="nguyen.van.hung",
+        case_ref="vn_customs",
+        case_share=0.6,
         other_langs={"en": 0.04, "zh": 0.015},
         units=[
             UnitSpec(
-                "HP", "Cục Hải quan thành phố Hải Phòng",
-                _n("Cục Hải quan thành phố Hải Phòng", "Таможенное управление города Хайфон", "海防市海关局",
-                   "Hai Phong Customs Department"),
-                traffic={"HP-HT": 55, "HP-MT": 30}, offered=0.9, rate=0.25,
+                "HP",
+                "Cục Hải quan thành phố Hải Phòng",
+                _n(
+                    "Cục Hải quan thành phố Hải Phòng",
+                    "Таможенное управление города Хайфон",
+                    "海防市海关局",
+                    "Hai Phong Customs Department",
+                ),
+                traffic={"HP-HT": 55, "HP-MT": 30},
+                offered=0.9,
+                rate=0.25,
                 touchpoints=[
                     TP("Bộ phận một cửa – Văn phòng Cục, quầy 1", "kiosk", "Quầy 1"),
                     TP("Mã QR trên phiếu tiếp nhận hồ sơ hoàn thuế", "qr", None, "HP-HT", 0.6),
                 ],
             ),
             _hp_branch(
-                "HP-KV1", "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực I", "Hai Phong Port Customs Branch, Area I",
-                "Таможенный отдел порта Хайфон, зона I", "海防港口岸海关第一分局",
+                "HP-KV1",
+                "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực I",
+                "Hai Phong Port Customs Branch, Area I",
+                "Таможенный отдел порта Хайфон, зона I",
+                "海防港口岸海关第一分局",
                 {"HP-NK": 480, "HP-XK": 300, "HP-KBS": 110},
                 [
                     TP("Quầy 1 – Tiếp nhận tờ khai nhập khẩu", "kiosk", "Quầy 1", "HP-NK"),
@@ -204,8 +234,10 @@ AGENCIES: list[Agency] = [
                 ],
             ),
             _hp_branch(
-                "HP-KV2", "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực II",
-                "Hai Phong Port Customs Branch, Area II", "Таможенный отдел порта Хайфон, зона II",
+                "HP-KV2",
+                "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực II",
+                "Hai Phong Port Customs Branch, Area II",
+                "Таможенный отдел порта Хайфон, зона II",
                 "海防港口岸海关第二分局",
                 {"HP-NK": 300, "HP-XK": 210, "HP-KBS": 50},
                 [
@@ -215,8 +247,10 @@ AGENCIES: list[Agency] = [
                 ],
             ),
             _hp_branch(
-                "HP-KV3", "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực III",
-                "Hai Phong Port Customs Branch, Area III", "Таможенный отдел порта Хайфон, зона III",
+                "HP-KV3",
+                "Chi cục Hải quan cửa khẩu cảng Hải Phòng khu vực III",
+                "Hai Phong Port Customs Branch, Area III",
+                "Таможенный отдел порта Хайфон, зона III",
                 "海防港口岸海关第三分局",
                 {"HP-NK": 230, "HP-XK": 240, "HP-GC": 110},
                 [
@@ -226,8 +260,11 @@ AGENCIES: list[Agency] = [
                 ],
             ),
             _hp_branch(
-                "HP-DV", "Chi cục Hải quan cửa khẩu cảng Đình Vũ", "Dinh Vu Port Customs Branch",
-                "Таможенный отдел порта Диньву", "亭武港口岸海关分局",
+                "HP-DV",
+                "Chi cục Hải quan cửa khẩu cảng Đình Vũ",
+                "Dinh Vu Port Customs Branch",
+                "Таможенный отдел порта Диньву",
+                "亭武港口岸海关分局",
                 {"HP-NK": 340, "HP-XK": 200, "HP-QC": 60},
                 [
                     TP("Quầy 1", "kiosk", "Quầy 1"),
@@ -238,17 +275,34 @@ AGENCIES: list[Agency] = [
         ],
     ),
     Agency(
-        code="SAK", lang="ru", tz="Asia/Sakhalin", survey="vash_kontrol", services=SAK_SERVICES,
-        service_kind="customs", manager="ivanova.elena", case_ref="ru_customs", case_share=0.55,
+        code="SAK",
+        lang="ru",
+        tz="Asia/Sakhalin",
+        survey="vash_kontrol",
+        services=SAK_SERVICES,
+        service_kind="customs",
+        manager="ivanova.elena",
+        case_ref="ru_customs",
+        case_share=0.55,
         other_langs={"en": 0.02, "zh": 0.02},
         units=[
-            UnitSpec("SAK", "Сахалинская таможня",
-                     _n("Hải quan Sakhalin", "Сахалинская таможня", "萨哈林海关", "Sakhalin Customs")),
             UnitSpec(
-                "SAK-YS", "Южно-Сахалинский таможенный пост",
-                _n("Trạm hải quan Yuzhno-Sakhalinsk", "Южно-Сахалинский таможенный пост", "南萨哈林斯克海关站",
-                   "Yuzhno-Sakhalinsk Customs Post"),
-                parent="SAK", offered=0.8, rate=0.3,
+                "SAK",
+                "Сахалинская таможня",
+                _n("Hải quan Sakhalin", "Сахалинская таможня", "萨哈林海关", "Sakhalin Customs"),
+            ),
+            UnitSpec(
+                "SAK-YS",
+                "Южно-Сахалинский таможенный пост",
+                _n(
+                    "Trạm hải quan Yuzhno-Sakhalinsk",
+                    "Южно-Сахалинский таможенный пост",
+                    "南萨哈林斯克海关站",
+                    "Yuzhno-Sakhalinsk Customs Post",
+                ),
+                parent="SAK",
+                offered=0.8,
+                rate=0.3,
                 traffic={"SAK-DT": 230, "SAK-TR": 40, "SAK-KDT": 35, "SAK-KONS": 60, "SAK-FL": 70},
                 touchpoints=[
                     TP("Окно 1", "kiosk", "Окно 1"),
@@ -258,10 +312,17 @@ AGENCIES: list[Agency] = [
                 ],
             ),
             UnitSpec(
-                "SAK-KOR", "Корсаковский таможенный пост",
-                _n("Trạm hải quan Korsakov", "Корсаковский таможенный пост", "科尔萨科夫海关站",
-                   "Korsakov Customs Post"),
-                parent="SAK", offered=0.7, rate=0.25,
+                "SAK-KOR",
+                "Корсаковский таможенный пост",
+                _n(
+                    "Trạm hải quan Korsakov",
+                    "Корсаковский таможенный пост",
+                    "科尔萨科夫海关站",
+                    "Korsakov Customs Post",
+                ),
+                parent="SAK",
+                offered=0.7,
+                rate=0.25,
                 traffic={"SAK-DT": 60, "SAK-TR": 25, "SAK-FL": 110},
                 touchpoints=[
                     TP("Окно 1", "kiosk", "Окно 1"),
@@ -271,20 +332,53 @@ AGENCIES: list[Agency] = [
         ],
     ),
     Agency(
-        code="KG", lang="vi", tz="Asia/Ho_Chi_Minh", survey="vn_one_stop", services=KG_SERVICES,
-        service_kind="administrative", manager="tran.thi.lan", case_ref="vn_dossier", case_share=0.9,
-        other_langs={"en": 0.01}, dossier_prefix="000.00.17.H33",
+        code="KG",
+        lang="vi",
+        tz="Asia/Ho_Chi_Minh",
+        survey="vn_one_stop",
+        services=KG_SERVICES,
+        service_kind="administrative",
+        manager="tran.thi.lan",
+        case_ref="vn_dossier",
+        case_share=0.9,
+        other_langs={"en": 0.01},
+        dossier_prefix="000.00.17.H33",
         units=[
-            UnitSpec("KG", "Sở Tài chính tỉnh Kiên Giang",
-                     _n("Sở Tài chính tỉnh Kiên Giang", "Департамент финансов провинции Кьензянг", "坚江省财政厅",
-                        "Kien Giang Department of Finance")),
             UnitSpec(
-                "KG-MC", "Bộ phận Một cửa Sở Tài chính tỉnh Kiên Giang",
-                _n("Bộ phận Một cửa Sở Tài chính tỉnh Kiên Giang", "Отдел «единого окна» Департамента финансов",
-                   "坚江省财政厅一站式窗口", "One-stop section, Kien Giang Department of Finance"),
-                parent="KG", offered=0.92, rate=0.3,
-                traffic={"KG-01": 9, "KG-02": 4, "KG-03": 1.5, "KG-04": 6, "KG-05": 8, "KG-06": 3,
-                         "KG-07": 2, "KG-08": 1.5, "KG-09": 1, "KG-10": 0.8, "KG-11": 1.2},
+                "KG",
+                "Sở Tài chính tỉnh Kiên Giang",
+                _n(
+                    "Sở Tài chính tỉnh Kiên Giang",
+                    "Департамент финансов провинции Кьензянг",
+                    "坚江省财政厅",
+                    "Kien Giang Department of Finance",
+                ),
+            ),
+            UnitSpec(
+                "KG-MC",
+                "Bộ phận Một cửa Sở Tài chính tỉnh Kiên Giang",
+                _n(
+                    "Bộ phận Một cửa Sở Tài chính tỉnh Kiên Giang",
+                    "Отдел «единого окна» Департамента финансов",
+                    "坚江省财政厅一站式窗口",
+                    "One-stop section, Kien Giang Department of Finance",
+                ),
+                parent="KG",
+                offered=0.92,
+                rate=0.3,
+                traffic={
+                    "KG-01": 9,
+                    "KG-02": 4,
+                    "KG-03": 1.5,
+                    "KG-04": 6,
+                    "KG-05": 8,
+                    "KG-06": 3,
+                    "KG-07": 2,
+                    "KG-08": 1.5,
+                    "KG-09": 1,
+                    "KG-10": 0.8,
+                    "KG-11": 1.2,
+                },
                 touchpoints=[
                     TP("Quầy 1", "kiosk", "Quầy 1"),
                     TP("Quầy 2", "kiosk", "Quầy 2"),
@@ -294,19 +388,40 @@ AGENCIES: list[Agency] = [
         ],
     ),
     Agency(
-        code="BT", lang="vi", tz="Asia/Ho_Chi_Minh", survey="vn_one_stop", services=BT_SERVICES,
-        service_kind="administrative", manager="le.minh.tuan", case_ref="vn_dossier", case_share=0.85,
-        other_langs={}, dossier_prefix="000.28.35.H05",
+        code="BT",
+        lang="vi",
+        tz="Asia/Ho_Chi_Minh",
+        survey="vn_one_stop",
+        services=BT_SERVICES,
+        service_kind="administrative",
+        manager="le.minh.tuan",
+        case_ref="vn_dossier",
+        case_share=0.85,
+        other_langs={},
+        dossier_prefix="000.28.35.H05",
         units=[
-            UnitSpec("BT", "Ủy ban nhân dân xã Phú Túc",
-                     _n("Ủy ban nhân dân xã Phú Túc, huyện Châu Thành, tỉnh Bến Tre",
-                        "Народный комитет общины Футук (уезд Тяутхань, провинция Бенче)",
-                        "槟椥省州城县富宿社人民委员会", "Phu Tuc Commune People's Committee (Chau Thanh, Ben Tre)")),
             UnitSpec(
-                "BT-MC", "Bộ phận Một cửa UBND xã Phú Túc",
-                _n("Bộ phận Một cửa UBND xã Phú Túc", "«Единое окно» общины Футук", "富宿社一站式窗口",
-                   "One-stop section, Phu Tuc Commune"),
-                parent="BT", offered=0.6, rate=0.15,
+                "BT",
+                "Ủy ban nhân dân xã Phú Túc",
+                _n(
+                    "Ủy ban nhân dân xã Phú Túc, huyện Châu Thành, tỉnh Bến Tre",
+                    "Народный комитет общины Футук (уезд Тяутхань, провинция Бенче)",
+                    "槟椥省州城县富宿社人民委员会",
+                    "Phu Tuc Commune People's Committee (Chau Thanh, Ben Tre)",
+                ),
+            ),
+            UnitSpec(
+                "BT-MC",
+                "Bộ phận Một cửa UBND xã Phú Túc",
+                _n(
+                    "Bộ phận Một cửa UBND xã Phú Túc",
+                    "«Единое окно» общины Футук",
+                    "富宿社一站式窗口",
+                    "One-stop section, Phu Tuc Commune",
+                ),
+                parent="BT",
+                offered=0.6,
+                rate=0.15,
                 traffic={"BT-KS": 2.5, "BT-KH": 0.8, "BT-CT": 6, "BT-HN": 1.7},
                 touchpoints=[
                     TP("Quầy tiếp nhận và trả kết quả", "kiosk", "Quầy 1"),
@@ -316,24 +431,47 @@ AGENCIES: list[Agency] = [
         ],
     ),
     Agency(
-        code="GX", lang="zh", tz="Asia/Shanghai", survey="haochaping", services=GX_SERVICES,
-        service_kind="administrative", manager="wang.fang", case_ref="cn_case", case_share=0.7,
+        code="GX",
+        lang="zh",
+        tz="Asia/Shanghai",
+        survey="haochaping",
+        services=GX_SERVICES,
+        service_kind="administrative",
+        manager="wang.fang",
+        case_ref="cn_case",
+        case_share=0.7,
         other_langs={"vi": 0.01, "en": 0.01},
         units=[
-            UnitSpec("GX", "广西壮族自治区质量技术监督局",
-                     _n("Cục Giám sát chất lượng và kỹ thuật Khu tự trị dân tộc Choang Quảng Tây",
-                        "Управление по надзору за качеством и техническому надзору"
-                        " Гуанси-Чжуанского автономного района",
-                        "广西壮族自治区质量技术监督局",
-                        "Guangxi Zhuang Autonomous Region Bureau of Quality and Technical Supervision")),
             UnitSpec(
-                "GX-DT", "广西质量技术监督政务服务大厅",
-                _n("Sảnh dịch vụ hành chính công giám sát chất lượng kỹ thuật Quảng Tây",
-                   "Центр государственных услуг по надзору за качеством (Гуанси)", "广西质量技术监督政务服务大厅",
-                   "Guangxi Quality and Technical Supervision Service Hall"),
-                parent="GX", offered=0.9, rate=0.3,
-                traffic={"GX-SCXK": 260, "GX-TZSB": 180, "GX-TZRY": 420, "GX-JLQJ": 140, "GX-JLBZ": 110,
-                         "GX-JYJC": 170},
+                "GX",
+                "广西壮族自治区质量技术监督局",
+                _n(
+                    "Cục Giám sát chất lượng và kỹ thuật Khu tự trị dân tộc Choang Quảng Tây",
+                    "Управление по надзору за качеством и техническому надзору Гуанси-Чжуанского автономного района",
+                    "广西壮族自治区质量技术监督局",
+                    "Guangxi Zhuang Autonomous Region Bureau of Quality and Technical Supervision",
+                ),
+            ),
+            UnitSpec(
+                "GX-DT",
+                "广西质量技术监督政务服务大厅",
+                _n(
+                    "Sảnh dịch vụ hành chính công giám sát chất lượng kỹ thuật Quảng Tây",
+                    "Центр государственных услуг по надзору за качеством (Гуанси)",
+                    "广西质量技术监督政务服务大厅",
+                    "Guangxi Quality and Technical Supervision Service Hall",
+                ),
+                parent="GX",
+                offered=0.9,
+                rate=0.3,
+                traffic={
+                    "GX-SCXK": 260,
+                    "GX-TZSB": 180,
+                    "GX-TZRY": 420,
+                    "GX-JLQJ": 140,
+                    "GX-JLBZ": 110,
+                    "GX-JYJC": 170,
+                },
                 touchpoints=[
                     TP("1号窗口 生产许可", "kiosk", "1号窗口", "GX-SCXK"),
                     TP("2号窗口 特种设备", "kiosk", "2号窗口", "GX-TZSB"),
@@ -346,16 +484,28 @@ AGENCIES: list[Agency] = [
         ],
     ),
     Agency(
-        code="US-1", lang="en", tz="America/New_York", survey="a11_v2", services=US_SERVICES,
-        service_kind="administrative", manager="j.miller", case_ref="none", case_share=0.0,
+        code="US-1",
+        lang="en",
+        tz="America/New_York",
+        survey="a11_v2",
+        services=US_SERVICES,
+        service_kind="administrative",
+        manager="j.miller",
+        case_ref="none",
+        case_share=0.0,
         other_langs={"vi": 0.02, "zh": 0.02, "ru": 0.01},
         units=[
             UnitSpec(
-                "US-1", "Northeast Passport and Benefits Service Center",
-                _n("Trung tâm dịch vụ hộ chiếu và phúc lợi khu vực Đông Bắc",
-                   "Северо-восточный центр обслуживания по паспортам и пособиям", "东北区护照与福利服务中心",
-                   "Northeast Passport and Benefits Service Center"),
-                offered=0.8, rate=0.25,
+                "US-1",
+                "Northeast Passport and Benefits Service Center",
+                _n(
+                    "Trung tâm dịch vụ hộ chiếu và phúc lợi khu vực Đông Bắc",
+                    "Северо-восточный центр обслуживания по паспортам и пособиям",
+                    "东北区护照与福利服务中心",
+                    "Northeast Passport and Benefits Service Center",
+                ),
+                offered=0.8,
+                rate=0.25,
                 traffic={"US-DS11": 280, "US-DS82": 120, "US-EXP": 110, "US-BEN": 60},
                 touchpoints=[
                     TP("Window 1", "kiosk", "Window 1"),
@@ -373,39 +523,99 @@ BAD_UNIT, BAD_COUNTER = "HP-KV1", "Quầy 3"
 
 # Whose working-day calendar each agency's deadlines follow, and its days to rectify a bad review
 # (local rules differ: 15 working days in Sichuan, 5 in Dezhou, 7 around Beijing).
-JURISDICTION = {"HP": ("VN", 7), "SAK": ("RU", 3), "KG": ("VN", 7), "BT": ("VN", 7), "GX": ("CN", 5),
-                "US-1": ("US", 10)}
+JURISDICTION = {
+    "HP": ("VN", 7),
+    "SAK": ("RU", 3),
+    "KG": ("VN", 7),
+    "BT": ("VN", 7),
+    "GX": ("CN", 5),
+    "US-1": ("US", 10),
+}
 
 # Quality objectives from the articles and the like, per unit (ISO 9001 6.2).
 OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
     ("GX", {"title": "满意率 ≥ 99.47 %", "metric": "satisfaction", "target": 0.9947, "period": "month"}),
-    ("GX", {"title": "差评按时整改率 ≥ 95 %", "metric": "on_time_rectification", "target": 0.95,
-            "period": "quarter", "min_n": 5}),
-    ("GX-DT", {"title": "差评率 ≤ 1 %", "metric": "bad_review_rate", "comparator": "<=", "target": 0.01,
-               "period": "month"}),
-    ("KG", {"title": "Xử lý phản ánh đúng hạn ≥ 99,8 %", "metric": "on_time_rectification", "target": 0.998,
-            "period": "quarter", "min_n": 5}),
-    ("KG", {"title": "Tỷ lệ không hài lòng thấp: không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied",
-            "target": 0.95, "period": "quarter"}),
-    ("KG", {"title": "Trả kết quả đúng hẹn (đánh giá) ≥ 85/100", "metric": "indicator_mean",
-            "indicator": "on_time", "target": 85.0, "period": "quarter"}),
+    (
+        "GX",
+        {
+            "title": "差评按时整改率 ≥ 95 %",
+            "metric": "on_time_rectification",
+            "target": 0.95,
+            "period": "quarter",
+            "min_n": 5,
+        },
+    ),
+    (
+        "GX-DT",
+        {"title": "差评率 ≤ 1 %", "metric": "bad_review_rate", "comparator": "<=", "target": 0.01, "period": "month"},
+    ),
+    (
+        "KG",
+        {
+            "title": "Xử lý phản ánh đúng hạn ≥ 99,8 %",
+            "metric": "on_time_rectification",
+            "target": 0.998,
+            "period": "quarter",
+            "min_n": 5,
+        },
+    ),
+    (
+        "KG",
+        {
+            "title": "Tỷ lệ không hài lòng thấp: không hài lòng ≤ 5 % (QĐ 766)",
+            "metric": "not_dissatisfied",
+            "target": 0.95,
+            "period": "quarter",
+        },
+    ),
+    (
+        "KG",
+        {
+            "title": "Trả kết quả đúng hẹn (đánh giá) ≥ 85/100",
+            "metric": "indicator_mean",
+            "indicator": "on_time",
+            "target": 85.0,
+            "period": "quarter",
+        },
+    ),
     ("KG-MC", {"title": "Tỷ lệ phản hồi ≥ 15 %", "metric": "response_rate", "target": 0.15, "period": "month"}),
-    ("BT", {"title": "Không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied", "target": 0.95,
-            "period": "month"}),
+    ("BT", {"title": "Không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied", "target": 0.95, "period": "month"}),
     ("HP", {"title": "Mức độ hài lòng ≥ 90 %", "metric": "satisfaction", "target": 0.90, "period": "quarter"}),
-    ("HP-KV1", {"title": "Mức độ hài lòng ≥ 90 % (30 ngày)", "metric": "satisfaction", "target": 0.90,
-                "period": "rolling_30"}),
+    (
+        "HP-KV1",
+        {"title": "Mức độ hài lòng ≥ 90 % (30 ngày)", "metric": "satisfaction", "target": 0.90, "period": "rolling_30"},
+    ),
     ("SAK", {"title": "Средняя оценка ≥ 80 из 100", "metric": "mean_score", "target": 80.0, "period": "month"}),
-    ("SAK-YS", {"title": "Обратные звонки ≥ 95 %", "metric": "callback_rate", "target": 0.95, "period": "month",
-                "min_n": 5}),
-    ("SAK-YS", {"title": "Время ожидания ≥ 75 из 100", "metric": "indicator_mean", "indicator": "waiting_time",
-                "target": 75.0, "period": "month"}),
-    ("US-1", {"title": "Customer satisfaction ≥ 85 %", "metric": "satisfaction", "target": 0.85,
-              "period": "quarter"}),
+    (
+        "SAK-YS",
+        {"title": "Обратные звонки ≥ 95 %", "metric": "callback_rate", "target": 0.95, "period": "month", "min_n": 5},
+    ),
+    (
+        "SAK-YS",
+        {
+            "title": "Время ожидания ≥ 75 из 100",
+            "metric": "indicator_mean",
+            "indicator": "waiting_time",
+            "target": 75.0,
+            "period": "month",
+        },
+    ),
+    ("US-1", {"title": "Customer satisfaction ≥ 85 %", "metric": "satisfaction", "target": 0.85, "period": "quarter"}),
 ]
 # Officer codes as the queue systems print them, by unit.
-OFFICER_PREFIX = {"HP": "HQHP", "HP-KV1": "KV1", "HP-KV2": "KV2", "HP-KV3": "KV3", "HP-DV": "DVU",
-                  "SAK-YS": "ЮСТП", "SAK-KOR": "КТП", "KG-MC": "STC", "BT-MC": "PT", "GX-DT": "GXZJ", "US-1": "NE"}
+OFFICER_PREFIX = {
+    "HP": "HQHP",
+    "HP-KV1": "KV1",
+    "HP-KV2": "KV2",
+    "HP-KV3": "KV3",
+    "HP-DV": "DVU",
+    "SAK-YS": "ЮСТП",
+    "SAK-KOR": "КТП",
+    "KG-MC": "STC",
+    "BT-MC": "PT",
+    "GX-DT": "GXZJ",
+    "US-1": "NE",
+}
 
 # ------------------------------------------------------------------------------------------------
 # What respondents write
@@ -478,8 +688,15 @@ COMMENTS: dict[str, dict[str, list[str]]] = {
 CONTACT_NAMES = {"vi": "khachhang", "ru": "klient", "zh": "zhang", "en": "customer"}
 CSAT_BAD = ["waiting_time", "staff_attitude", "information", "premises", "procedure_complexity", "other"]
 CSAT_GOOD = ["fast_service", "staff_attitude", "information", "premises", "simple_procedure"]
-HCP_BAD = ["over_time_limit", "extra_conditions", "extra_documents", "poor_attitude", "unclear_guidance",
-           "repeated_visits", "other"]
+HCP_BAD = [
+    "over_time_limit",
+    "extra_conditions",
+    "extra_documents",
+    "poor_attitude",
+    "unclear_guidance",
+    "repeated_visits",
+    "other",
+]
 A11 = ["effectiveness", "ease", "efficiency", "transparency", "humanity", "employee"]
 
 
@@ -606,24 +823,42 @@ def _create_organisation(conn: sqlite3.Connection, rng: random.Random) -> tuple[
     unit_agency: dict[str, Agency] = {}
     for agency in AGENCIES:
         for spec in agency.units:
-            add_unit(conn, spec.code, spec.name, parent=spec.parent, lang=agency.lang, tz=agency.tz,
-                     names=spec.names)
+            add_unit(conn, spec.code, spec.name, parent=spec.parent, lang=agency.lang, tz=agency.tz, names=spec.names)
             unit_agency[spec.code] = agency
         for code, name, english in agency.services:
-            add_service(conn, code, name, kind=agency.service_kind, agency=agency.code,
-                        names={agency.lang: name, "en": english})
+            add_service(
+                conn, code, name, kind=agency.service_kind, agency=agency.code, names={agency.lang: name, "en": english}
+            )
         for spec in agency.units:
             for tp in spec.touchpoints:
                 survey = tp.survey or agency.survey
-                token = add_touchpoint(conn, spec.code, tp.name, survey, kind=tp.kind, counter=tp.counter,
-                                       service=tp.service, token=_token(rng))
-                officers = [f"{OFFICER_PREFIX[spec.code]}-{rng.randrange(100, 1000)}" for _ in range(3)] \
-                    if tp.counter else []
-                points.append(Point(
-                    token=token, unit=spec.code, agency=agency, kind=tp.kind, survey=survey, service=tp.service,
-                    weight=tp.weight, quality=rng.uniform(0.9, 0.97), officers=officers,
-                    bad=(spec.code, tp.counter) == (BAD_UNIT, BAD_COUNTER),
-                ))
+                token = add_touchpoint(
+                    conn,
+                    spec.code,
+                    tp.name,
+                    survey,
+                    kind=tp.kind,
+                    counter=tp.counter,
+                    service=tp.service,
+                    token=_token(rng),
+                )
+                officers = (
+                    [f"{OFFICER_PREFIX[spec.code]}-{rng.randrange(100, 1000)}" for _ in range(3)] if tp.counter else []
+                )
+                points.append(
+                    Point(
+                        token=token,
+                        unit=spec.code,
+                        agency=agency,
+                        kind=tp.kind,
+                        survey=survey,
+                        service=tp.service,
+                        weight=tp.weight,
+                        quality=rng.uniform(0.9, 0.97),
+                        officers=officers,
+                        bad=(spec.code, tp.counter) == (BAD_UNIT, BAD_COUNTER),
+                    )
+                )
         ensure_user(conn, agency.manager, "manager", agency.code, f"{agency.manager}@example.org")
         country, action_days = JURISDICTION[agency.code]
         for spec in agency.units:
@@ -631,8 +866,10 @@ def _create_organisation(conn: sqlite3.Connection, rng: random.Random) -> tuple[
             if owner != agency.manager:
                 ensure_user(conn, owner, "manager", spec.code, f"{owner}@example.org")
             conn.execute("UPDATE users SET lang = ? WHERE name = ?", (agency.lang, owner))
-            conn.execute("UPDATE units SET country = ?, owner = ?, action_days = ? WHERE code = ?",
-                         (country, owner, action_days, spec.code))
+            conn.execute(
+                "UPDATE units SET country = ?, owner = ?, action_days = ? WHERE code = ?",
+                (country, owner, action_days, spec.code),
+            )
     ensure_user(conn, "admin", "admin", None, "admin@example.org")
     return points, unit_agency
 
@@ -642,8 +879,9 @@ def _create_objectives(conn: sqlite3.Connection, since: date) -> int:
 
     for unit, spec in OBJECTIVES:
         owner = conn.execute("SELECT owner FROM units WHERE code = ?", (unit,)).fetchone()[0]
-        create_objective(conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin",
-                         today=since)
+        create_objective(
+            conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin", today=since
+        )
     return len(OBJECTIVES)
 
 
@@ -683,8 +921,15 @@ def build_demo(db: sqlite_utils.Database, days: int = 90, seed: int = 2024, toda
         conn.row_factory = row_factory
 
 
-def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: list[Point],
-             unit_agency: dict[str, Agency], days: int, today: date) -> None:
+def _history(
+    conn: sqlite3.Connection,
+    rng: random.Random,
+    snapshot,
+    points: list[Point],
+    unit_agency: dict[str, Agency],
+    days: int,
+    today: date,
+) -> None:
     specs = [spec for agency in AGENCIES for spec in agency.units if spec.traffic]
     by_unit: dict[str, list[Point]] = {}
     for point in points:
@@ -706,8 +951,12 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
     pending = 0
 
     progress = Progress(
-        TextColumn("[bold]demo history"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
-        TextColumn("{task.fields[responses]} responses"), TimeElapsedColumn(),
+        TextColumn("[bold]demo history"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TextColumn("{task.fields[responses]} responses"),
+        TimeElapsedColumn(),
         console=Console(stderr=True),
     )
     stored = 0
@@ -733,8 +982,9 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
                         for _ in range(answered):
                             point = rng.choices(chosen, weights)[0]
                             hour = rng.choices(HOURS, hour_weights[agency.lang])[0]
-                            local = datetime(day.year, day.month, day.day, hour, rng.randrange(60),
-                                             rng.randrange(60), tzinfo=zone)
+                            local = datetime(
+                                day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60), tzinfo=zone
+                            )
                             events.append((local.astimezone(UTC), local, point, service))
                 events.sort(key=lambda event: event[0])
                 for utc, local, point, service in events:
@@ -747,7 +997,8 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
                     transaction_point = "completion"
                     if agency.case_ref == "vn_dossier":
                         transaction_point = rng.choices(
-                            ("completion", "intake", "supplement_request", "refusal"), (78, 14, 5, 3))[0]
+                            ("completion", "intake", "supplement_request", "refusal"), (78, 14, 5, 3)
+                        )[0]
                         if transaction_point in ("supplement_request", "refusal"):
                             satisfied -= 0.25
                     elif rng.random() < 0.04:
@@ -767,8 +1018,7 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
                     if rng.random() < agency.case_share:
                         key = (point.unit, day if agency.case_ref != "vn_customs" else None)
                         sequences[key] = sequences.get(key, 0) + 1
-                        base = ru_posts.get(point.unit, 0) if agency.case_ref == "ru_customs" \
-                            else case_base[point.unit]
+                        base = ru_posts.get(point.unit, 0) if agency.case_ref == "ru_customs" else case_base[point.unit]
                         case_ref = _case_ref(agency, service, local, sequences[key], base)
                     officer = rng.choice(point.officers) if point.officers and rng.random() < 0.85 else None
                     submission = Submission(
@@ -783,7 +1033,8 @@ def _history(conn: sqlite3.Connection, rng: random.Random, snapshot, points: lis
                         officer=officer,
                         lang=lang,
                     )
-                    prepared = prepare(submission, snapshot, now=utc)
+                    # The demo's case references come from the counters' systems (signed links, invitations).
+                    prepared = prepare(submission, snapshot, now=utc, case_verified=True)
                     if ago > ACTIONS_FROM:
                         prepared.requests = []  # before the system ran: no corrective-action queue yet
                     result, _row = store_job(prepared)(conn)

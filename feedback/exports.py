@@ -15,16 +15,21 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput
 from feedback.ingest import is_suspect
 from feedback.models import ContactQuestion, TextQuestion
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 PAGE_SIZE = 2000
 XLSX_MAX_ROWS = 1_000_000
@@ -35,12 +40,41 @@ A11_CHOICES = ("went_well", "could_be_better")
 A11_OPTIONS = ("effectiveness", "ease", "efficiency", "transparency", "humanity", "employee", "other")
 
 RESPONSE_COLUMNS = (
-    "id", "receipt", "day", "occurred_at", "unit", "unit_name", "service", "touchpoint", "counter", "channel",
-    "transaction_point", "case_ref", "survey", "survey_version", "lang", "level", "satisfied", "dissatisfied",
+    "id",
+    "receipt",
+    "day",
+    "occurred_at",
+    "unit",
+    "unit_name",
+    "service",
+    "touchpoint",
+    "counter",
+    "channel",
+    "transaction_point",
+    "case_ref",
+    "case_verified",
+    "survey",
+    "survey_version",
+    "lang",
+    "level",
+    "satisfied",
+    "dissatisfied",
     "score",
 )
-RATE_COLUMNS = ("key", "name", "n", "satisfied", "rate", "ci95_low", "ci95_high", "sufficient",
-                "not_dissatisfied_rate", "mean_score", "served", "response_rate")
+RATE_COLUMNS = (
+    "key",
+    "name",
+    "n",
+    "satisfied",
+    "rate",
+    "ci95_low",
+    "ci95_high",
+    "sufficient",
+    "not_dissatisfied_rate",
+    "mean_score",
+    "served",
+    "response_rate",
+)
 
 
 class TooLarge(FeedbackError):
@@ -98,8 +132,9 @@ def _dict_rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> lis
     return [dict(row) for row in cursor.execute(sql, tuple(params))]
 
 
-def fetch_page(conn: sqlite3.Connection, flt: ResponseFilter, cursor: Cursor, limit: int = PAGE_SIZE
-               ) -> tuple[list[dict[str, Any]], Cursor]:
+def fetch_page(
+    conn: sqlite3.Connection, flt: ResponseFilter, cursor: Cursor, limit: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], Cursor]:
     """The next page of responses after `cursor` (at most `limit` rows scanned) and the cursor after it.
 
     One unit at a time, `WHERE unit = ? AND day …  ORDER BY day, rowid`, which the (unit, day) index
@@ -109,15 +144,18 @@ def fetch_page(conn: sqlite3.Connection, flt: ResponseFilter, cursor: Cursor, li
         unit = flt.units[cursor.unit_index]
         where = ["unit = ?", "day BETWEEN ? AND ?", "(day > ? OR (day = ? AND rowid > ?))"]
         params: list[Any] = [unit, flt.date_from, flt.date_to, cursor.day, cursor.day, cursor.rowid]
-        for column, value in (("service", flt.service), ("touchpoint", flt.touchpoint), ("level", flt.level),
-                              ("survey", flt.survey)):
+        for column, value in (
+            ("service", flt.service),
+            ("touchpoint", flt.touchpoint),
+            ("level", flt.level),
+            ("survey", flt.survey),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         if flt.flagged:
             where.append("flags NOT IN ('', '[]')")
-        sql = (f"SELECT rowid AS _rowid, * FROM responses WHERE {' AND '.join(where)}"
-               f" ORDER BY day, rowid LIMIT ?")
+        sql = f"SELECT rowid AS _rowid, * FROM responses WHERE {' AND '.join(where)} ORDER BY day, rowid LIMIT ?"
         rows = _dict_rows(conn, sql, [*params, limit])
         if len(rows) < limit:
             next_cursor = Cursor(cursor.unit_index + 1)
@@ -137,8 +175,12 @@ def count_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> int:
         marks = ",".join("?" for _ in flt.units)
         where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
         params: list[Any] = [*flt.units, flt.date_from, flt.date_to]
-        for column, value in (("service", flt.service), ("touchpoint", flt.touchpoint), ("level", flt.level),
-                              ("survey", flt.survey)):
+        for column, value in (
+            ("service", flt.service),
+            ("touchpoint", flt.touchpoint),
+            ("level", flt.level),
+            ("survey", flt.survey),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -182,8 +224,13 @@ def response_layout(snapshot: Snapshot, flt: ResponseFilter, with_officer: bool)
     """Answer columns: the union of question keys over every version of every survey the subtree's
     touchpoints (retired ones too) use, in question order. Free-text answers go to `comment`."""
     units = set(flt.units)
-    slugs = sorted({tp.survey for tp in snapshot.touchpoints.values()
-                    if tp.unit in units and (flt.touchpoint is None or tp.token == flt.touchpoint)})
+    slugs = sorted(
+        {
+            tp.survey
+            for tp in snapshot.touchpoints.values()
+            if tp.unit in units and (flt.touchpoint is None or tp.token == flt.touchpoint)
+        }
+    )
     if flt.survey is not None:
         slugs = [flt.survey]
     layout = ResponseLayout(with_officer=with_officer)
@@ -230,10 +277,26 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
     flags = _flags(row)
     comment = " | ".join(str(answers[key]) for key in sorted(layout.text_keys) if answers.get(key))
     values: list[Any] = [
-        row["id"], row["receipt"], row["day"], _local_time(row["occurred_at"], unit.tz if unit else "UTC"),
-        row["unit"], unit.name if unit else "", row["service"] or "", row["touchpoint"], row["counter"] or "",
-        row["channel"], row["transaction_point"] or "", row["case_ref"] or "", row["survey"],
-        row["survey_version"], row["lang"], row["level"], row["satisfied"], row["dissatisfied"], row["score"],
+        row["id"],
+        row["receipt"],
+        row["day"],
+        _local_time(row["occurred_at"], unit.tz if unit else "UTC"),
+        row["unit"],
+        unit.name if unit else "",
+        row["service"] or "",
+        row["touchpoint"],
+        row["counter"] or "",
+        row["channel"],
+        row["transaction_point"] or "",
+        row["case_ref"] or "",
+        (1 if row.get("case_verified") else 0) if row["case_ref"] else "",
+        row["survey"],
+        row["survey_version"],
+        row["lang"],
+        row["level"],
+        row["satisfied"],
+        row["dissatisfied"],
+        row["score"],
     ]
     values.extend(_cell(answers.get(key)) for key in layout.answer_keys)
     values.append(comment)
@@ -243,6 +306,31 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
     return values
 
 
+# -- Cells no spreadsheet runs as formulas -----------------------------------------------------------
+
+# Text starting with one of these is taken for a formula by spreadsheet programs, and comments, case
+# references and officer codes come from anyone.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any, sheet: WriteOnlyWorksheet | None = None) -> Any:
+    """A cell of any export, safe to open in a spreadsheet; numbers stay numbers, None is empty.
+
+    CSV (no `sheet`): text that starts like a formula gets a leading apostrophe, which spreadsheets
+    show as text. XLSX: every text is an explicit string cell with its value intact (openpyxl would
+    make text starting with "=" a formula); characters XML cannot hold become U+FFFD.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    if sheet is None:
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+    cell.data_type = "s"
+    return cell
+
+
 # -- CSV --------------------------------------------------------------------------------------------
 
 
@@ -250,12 +338,13 @@ def csv_text(rows: Iterable[Iterable[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     for row in rows:
-        writer.writerow(["" if value is None else value for value in row])
+        writer.writerow([spreadsheet_cell(value) for value in row])
     return buffer.getvalue()
 
 
-def response_csv_page(conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout,
-                      cursor: Cursor) -> tuple[bytes, Cursor]:
+def response_csv_page(
+    conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cursor: Cursor
+) -> tuple[bytes, Cursor]:
     """One page of the response CSV, already encoded (so the event loop only forwards bytes)."""
     rows, cursor = fetch_page(conn, flt, cursor)
     return csv_text(response_values(row, layout, snapshot) for row in rows).encode(), cursor
@@ -268,9 +357,9 @@ def write_xlsx(header: list[str], rows: Iterable[list[Any]], sheet: str) -> IO[b
     """A workbook in write-only mode (rows go straight to disk), as an open temporary file at offset 0."""
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet(sheet[:31])
-    worksheet.append(header)
+    worksheet.append([spreadsheet_cell(value, worksheet) for value in header])
     for row in rows:
-        worksheet.append(["" if value is None else value for value in row])
+        worksheet.append([spreadsheet_cell(value, worksheet) for value in row])
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - the caller streams it, then closes (deletes) it
     workbook.save(handle)
     handle.seek(0)
@@ -281,15 +370,19 @@ def check_xlsx_size(count: int, flt: ResponseFilter, cap: int = XLSX_MAX_ROWS) -
     if count > cap:
         raise TooLarge(
             f"to: {flt.date_from} to {flt.date_to} holds {count} responses, more than the {cap} rows an XLSX"
-            f" export may hold; ask for a shorter period or use responses.csv", "to")
+            f" export may hold; ask for a shorter period or use responses.csv",
+            "to",
+        )
 
 
-def responses_xlsx(conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout,
-                   cap: int = XLSX_MAX_ROWS) -> IO[bytes]:
+def responses_xlsx(
+    conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cap: int = XLSX_MAX_ROWS
+) -> IO[bytes]:
     """The response export as XLSX (TooLarge, naming the period, above `cap` rows)."""
     check_xlsx_size(count_responses(conn, flt), flt, cap)
-    return write_xlsx(layout.header, (response_values(row, layout, snapshot) for row in iter_responses(conn, flt)),
-                      "responses")
+    return write_xlsx(
+        layout.header, (response_values(row, layout, snapshot) for row in iter_responses(conn, flt)), "responses"
+    )
 
 
 # -- rates ------------------------------------------------------------------------------------------
@@ -310,8 +403,20 @@ def key_name(snapshot: Snapshot, by: str, key: str | None) -> str:
 
 def rate_values(row: dict[str, Any], name: str, key: str | None) -> list[Any]:
     interval = row.get("ci95") or [None, None]
-    return [key, name, row["n"], row["satisfied"], row["rate"], interval[0], interval[1], row["sufficient"],
-            row.get("not_dissatisfied_rate"), row.get("mean_score"), row.get("served"), row.get("response_rate")]
+    return [
+        key,
+        name,
+        row["n"],
+        row["satisfied"],
+        row["rate"],
+        interval[0],
+        interval[1],
+        row["sufficient"],
+        row.get("not_dissatisfied_rate"),
+        row.get("mean_score"),
+        row.get("served"),
+        row.get("response_rate"),
+    ]
 
 
 def rate_table(result: dict[str, Any], snapshot: Snapshot) -> list[list[Any]]:
@@ -339,16 +444,25 @@ def quarter_bounds(key: str, date_from: str, date_to: str) -> tuple[str, str]:
 
 
 def a11_header() -> list[str]:
-    header = ["service", "service_name", "quarter", "period_start", "period_end", "customers_served",
-              "surveys_offered", "respondents"]
+    header = [
+        "service",
+        "service_name",
+        "quarter",
+        "period_start",
+        "period_end",
+        "customers_served",
+        "surveys_offered",
+        "respondents",
+    ]
     header.extend(f"satisfaction_{answer}" for answer in range(1, 6))
     for question in A11_CHOICES:
         header.extend(f"{question}_{option}" for option in A11_OPTIONS)
     return header
 
 
-def a11_rows(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], date_from: str, date_to: str
-             ) -> list[list[Any]]:
+def a11_rows(
+    conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], date_from: str, date_to: str
+) -> list[list[Any]]:
     """Per service and quarter: customers served, offered the survey, respondents, and the counts of
     each satisfaction answer 1–5 and each "what went well / could be better" option.
 
@@ -380,15 +494,17 @@ def a11_rows(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], dat
     # Exposure of the services that answer A-11 v2 here (those with responses, or with an a11_v2 touchpoint).
     unit_set = set(units)
     services = {service for service, _ in cells}
-    services.update(tp.service or "" for tp in snapshot.touchpoints.values()
-                    if tp.unit in unit_set and tp.survey == A11_SLUG)
+    services.update(
+        tp.service or "" for tp in snapshot.touchpoints.values() if tp.unit in unit_set and tp.survey == A11_SLUG
+    )
     if services:
         marks = ",".join("?" for _ in units)
         service_marks = ",".join("?" for _ in services)
         for service, day, served, offered in conn.execute(
-                f"SELECT service, day, served, offered FROM exposure WHERE unit IN ({marks})"
-                f" AND day BETWEEN ? AND ? AND service IN ({service_marks})",
-                [*units, date_from, date_to, *sorted(services)]):
+            f"SELECT service, day, served, offered FROM exposure WHERE unit IN ({marks})"
+            f" AND day BETWEEN ? AND ? AND service IN ({service_marks})",
+            [*units, date_from, date_to, *sorted(services)],
+        ):
             counts = cell(service or "", quarter_of(day))
             counts["served"] = counts.get("served", 0) + (served or 0)
             counts["offered"] = counts.get("offered", 0) + (offered or 0)
@@ -397,8 +513,16 @@ def a11_rows(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], dat
     for (service, quarter), counts in sorted(cells.items()):
         start, end = quarter_bounds(quarter, date_from, date_to)
         name = snapshot.services[service]["name"] if service in snapshot.services else ""
-        row: list[Any] = [service, name, quarter, start, end, counts.get("served"), counts.get("offered"),
-                          counts.get("respondents", 0)]
+        row: list[Any] = [
+            service,
+            name,
+            quarter,
+            start,
+            end,
+            counts.get("served"),
+            counts.get("offered"),
+            counts.get("respondents", 0),
+        ]
         row.extend(counts.get(column, 0) for column in header[8:])
         table.append(row)
     return table
@@ -412,4 +536,3 @@ def filename(kind: str, unit: str, date_from: str, date_to: str, extension: str)
 def iter_csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
     """A whole (small) CSV with the BOM."""
     return (BOM + csv_text([header, *rows])).encode()
-

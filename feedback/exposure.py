@@ -84,8 +84,10 @@ def parse_body(body: Any, snapshot: Snapshot) -> list[ExposureItem]:
             raise InvalidInput(f"body: at most {MAX_ITEMS} items per request", "body")
         if not body:
             raise InvalidInput("body: the list is empty", "body")
-        return [check_item(raw, snapshot, lambda name, i=i: f"[{i}].{name}" if name else f"[{i}]")
-                for i, raw in enumerate(body)]
+        return [
+            check_item(raw, snapshot, lambda name, i=i: f"[{i}].{name}" if name else f"[{i}]")
+            for i, raw in enumerate(body)
+        ]
     return [check_item(body, snapshot, lambda name: name)]
 
 
@@ -94,8 +96,7 @@ def parse_csv(text: str, snapshot: Snapshot) -> list[ExposureItem]:
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(reader, None)
     if header is None:
-        raise InvalidInput("line 1: the file is empty; expected the header unit,service,day,served[,offered]",
-                           "line 1")
+        raise InvalidInput("line 1: the file is empty; expected the header unit,service,day,served[,offered]", "line 1")
     header = [name.strip().lower() for name in header]
     for name in header:
         if name not in FIELDS:
@@ -126,8 +127,7 @@ def parse_csv(text: str, snapshot: Snapshot) -> list[ExposureItem]:
                 try:
                     raw[name] = int(value)
                 except ValueError:
-                    raise InvalidInput(f"{where(name)}: must be a whole number, not {value!r}",
-                                       where(name)) from None
+                    raise InvalidInput(f"{where(name)}: must be a whole number, not {value!r}", where(name)) from None
             else:
                 raw[name] = value or None
         items.append(check_item(raw, snapshot, where))
@@ -150,5 +150,15 @@ def list_exposure(conn: sqlite3.Connection, units: list[str], date_from: str, da
         f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ? ORDER BY day, unit, service",
         [*units, date_from, date_to],
     )
-    return [{"unit": row[0], "service": row[1] or None, "day": row[2], "served": row[3], "offered": row[4],
-             "source": row[5], "updated_at": row[6]} for row in rows]
+    return [
+        {
+            "unit": row[0],
+            "service": row[1] or None,
+            "day": row[2],
+            "served": row[3],
+            "offered": row[4],
+            "source": row[5],
+            "updated_at": row[6],
+        }
+        for row in rows
+    ]

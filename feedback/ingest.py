@@ -197,8 +197,13 @@ def prepare(
     flags: list[str] | None = None,
     now: datetime | None = None,
     device: str | None = None,
+    case_verified: bool = False,
 ) -> Prepared:
-    """Validate and score (no I/O): raises InvalidInput, NotFound or Gone naming the field."""
+    """Validate and score (no I/O): raises InvalidInput, NotFound or Gone naming the field.
+
+    `case_verified`: the channel vouches for the case reference (a signed link, the kiosk's own
+    invitation, an authenticated integration); only such a reference makes a later rating of the same
+    case a duplicate (see `store_job`)."""
     touchpoint = snapshot.touchpoint(submission.touchpoint)
     if touchpoint is None:
         raise NotFound(f"touchpoint: no touchpoint {submission.touchpoint!r}", "touchpoint")
@@ -219,6 +224,13 @@ def prepare(
     service = submission.service or touchpoint.service
     if service is not None and service not in snapshot.services:
         raise InvalidInput(f"service: no service {service!r}", "service")
+    if submission.service is not None and not snapshot.service_offered_at(service, touchpoint.unit):
+        # The manager forms' rule, for every channel: an agency's service is rated only within its tree.
+        agency = snapshot.services[service]["agency"]
+        raise InvalidInput(
+            f"service: {service!r} belongs to agency {agency!r}, which unit {touchpoint.unit!r} does not offer",
+            "service",
+        )
     answers, contact = validate_answers(survey, dict(submission.answers), primary_only=device is not None)
 
     now = now or datetime.now(UTC)
@@ -249,6 +261,7 @@ def prepare(
         "channel": submission.channel,
         "transaction_point": submission.transaction_point,
         "case_ref": submission.case_ref,
+        "case_verified": int(bool(submission.case_ref) and case_verified),
         "counter": submission.counter or touchpoint.counter,
         "officer": submission.officer,
         "lang": lang,
@@ -266,8 +279,9 @@ def prepare(
         "content_hash": content_hash(submission),
         "device": device,
     }
-    prepared = Prepared(row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot,
-                        answers=answers)
+    prepared = Prepared(
+        row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot, answers=answers
+    )
     if _has_impls("map_response") or _has_impls("evaluate_triggers"):
         prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot)
     return prepared
@@ -285,32 +299,74 @@ def _has_impls(hook_name: str) -> bool:
     return bool(getattr(plugins.pm.hook, hook_name).get_hookimpls())
 
 
-def evaluate_response(prepared: Prepared, answers: dict[str, Any], result: Score,
-                      snapshot: Snapshot) -> tuple[list[int], list[ActionRequest]]:
+def evaluate_response(
+    prepared: Prepared, answers: dict[str, Any], result: Score, snapshot: Snapshot
+) -> tuple[list[int], list[ActionRequest]]:
     """Ask the plugins which objectives a response counts towards and which actions it opens (no I/O)."""
     row = prepared.row
     response = StoredResponse(
-        **{k: row[k] for k in RESPONSE_COLUMNS if k not in ("answers", "indicators", "flags", "content_hash",
-                                                            "satisfied", "dissatisfied", "device")},
-        answers=answers, indicators=result.indicators, flags=list(prepared.flags),
-        satisfied=result.satisfied, dissatisfied=result.dissatisfied,
+        **{
+            k: row[k]
+            for k in RESPONSE_COLUMNS
+            if k
+            not in (
+                "answers",
+                "indicators",
+                "flags",
+                "content_hash",
+                "satisfied",
+                "dissatisfied",
+                "device",
+                "case_verified",
+            )
+        },
+        answers=answers,
+        indicators=result.indicators,
+        flags=list(prepared.flags),
+        satisfied=result.satisfied,
+        dissatisfied=result.dissatisfied,
+        case_verified=bool(row["case_verified"]),
     )
     objectives = snapshot.objectives_in_force(row["unit"], row["day"])
     hits: list[int] = []
     if objectives:
         found = plugins.call_isolated("map_response", response=response, objectives=objectives, snapshot=snapshot)
         hits = sorted({int(h) for h in plugins.flatten(found) if isinstance(h, int)})
-    found = plugins.call_isolated("evaluate_triggers", response=response, objective=None, status=None, hits=hits,
-                                  snapshot=snapshot)
+    found = plugins.call_isolated(
+        "evaluate_triggers", response=response, objective=None, status=None, hits=hits, snapshot=snapshot
+    )
     requests = [r for r in plugins.flatten(found) if isinstance(r, ActionRequest)]
     return hits, requests
 
 
 RESPONSE_COLUMNS = (
-    "id", "receipt", "touchpoint", "unit", "service", "survey", "survey_version", "channel",
-    "transaction_point", "case_ref", "counter", "officer", "lang", "answers", "client_time",
-    "server_time", "occurred_at", "day", "level", "satisfied", "dissatisfied", "score",
-    "indicators", "flags", "content_hash", "device",
+    "id",
+    "receipt",
+    "touchpoint",
+    "unit",
+    "service",
+    "survey",
+    "survey_version",
+    "channel",
+    "transaction_point",
+    "case_ref",
+    "counter",
+    "officer",
+    "lang",
+    "answers",
+    "client_time",
+    "server_time",
+    "occurred_at",
+    "day",
+    "level",
+    "satisfied",
+    "dissatisfied",
+    "score",
+    "indicators",
+    "flags",
+    "content_hash",
+    "device",
+    "case_verified",
 )
 INSERT_RESPONSE = (
     f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
@@ -324,8 +380,10 @@ def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
     """INSERT … ON CONFLICT DO UPDATE that adds one response's measures to a rollup row."""
     columns = (*key, *ROLLUP_MEASURES)
     additions = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}"
+    )
 
 
 UPSERT_ROLLUP = rollup_upsert("rollups", ("unit", "day", "service", "touchpoint"))
@@ -345,8 +403,9 @@ def is_suspect(flags: list[str]) -> bool:
     return any(flag not in INFORMATIONAL_FLAGS for flag in flags)
 
 
-def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: dict[str, float],
-                   suspect: bool, sign: int = 1) -> None:
+def add_to_rollups(
+    conn: sqlite3.Connection, row: dict[str, Any], indicators: dict[str, float], suspect: bool, sign: int = 1
+) -> None:
     """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
     key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
     if suspect:
@@ -355,8 +414,15 @@ def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: di
         level = row["level"]
         has_score = row["score"] is not None
         levels = [sign if level == i else 0 for i in range(1, 6)]
-        measures = (sign if level is not None else 0, sign * row["satisfied"], sign * row["dissatisfied"],
-                    sign if has_score else 0, sign * (row["score"] or 0.0), *levels, 0)
+        measures = (
+            sign if level is not None else 0,
+            sign * row["satisfied"],
+            sign * row["dissatisfied"],
+            sign if has_score else 0,
+            sign * (row["score"] or 0.0),
+            *levels,
+            0,
+        )
     conn.execute(UPSERT_ROLLUP, (*key, *measures))
     conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
     conn.execute(UPSERT_HEATMAP, (row["unit"], row["day"], int(row["occurred_at"][11:13]), *measures))
@@ -366,8 +432,9 @@ def add_to_rollups(conn: sqlite3.Connection, row: dict[str, Any], indicators: di
         conn.execute(UPSERT_INDICATOR, (*key, indicator, sign, sign * value))
 
 
-def open_requested_actions(conn: sqlite3.Connection, prepared: Prepared, now: datetime,
-                           default_days: int) -> tuple[dict[str, Any], ...]:
+def open_requested_actions(
+    conn: sqlite3.Connection, prepared: Prepared, now: datetime, default_days: int
+) -> tuple[dict[str, Any], ...]:
     """Open what the plugins asked for, in the response's own transaction: a crash never leaves a bad
     review without its action, and a replay never opens a second one (actions are keyed on the id)."""
     from feedback import actions  # actions build on ingest's rollup helpers
@@ -388,10 +455,7 @@ def store_job(prepared: Prepared, default_action_days: int = 10):
 
     def job(conn: sqlite3.Connection) -> tuple[IngestResult, dict[str, Any] | None]:
         all_flags = list(prepared.flags)
-        if row["case_ref"] and conn.execute(
-            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND id != ? LIMIT 1",
-            (row["touchpoint"], row["case_ref"], row["id"]),
-        ).fetchone():
+        if row["case_ref"] and earlier_verified_rating(conn, row):
             all_flags.append("duplicate_case")
         row["flags"] = _json.encode(sorted(set(all_flags))).decode()
         # The common case is a new id: try the insert first and look at the stored row only on a clash.
@@ -412,25 +476,48 @@ def store_job(prepared: Prepared, default_action_days: int = 10):
         add_to_rollups(conn, row, prepared.indicators, suspect)
         opened: tuple[dict[str, Any], ...] = ()
         if prepared.requests and not suspect:  # a press burst or a flood opens no work orders
-            opened = open_requested_actions(conn, prepared, datetime.fromisoformat(row["server_time"]),
-                                            default_action_days)
+            opened = open_requested_actions(
+                conn, prepared, datetime.fromisoformat(row["server_time"]), default_action_days
+            )
         result = IngestResult(row["id"], row["receipt"], True, tuple(sorted(set(all_flags))), row["level"], opened)
         return result, row
 
     return job
 
 
-def stored_event(row: dict[str, Any], flags: tuple[str, ...], hits: list[int] | None = None,
-                 answers: dict[str, Any] | None = None, indicators: dict[str, float] | None = None) -> Event:
+def earlier_verified_rating(conn: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """Whether the case of `row` was already rated at its touchpoint under a verified reference.
+
+    Only a verified reference claims a case: an unverified one (anyone can type a case number) is kept
+    and counted, but never makes another rating a duplicate, so nobody can pre-empt a citizen's rating.
+    A later rating of a case already claimed is a duplicate whether verified or not: after the real
+    rating, an unverified one is a second rating or a forgery, and either way stays out of the rates.
+    """
+    return (
+        conn.execute(
+            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND case_verified = 1 AND id != ? LIMIT 1",
+            (row["touchpoint"], row["case_ref"], row["id"]),
+        ).fetchone()
+        is not None
+    )
+
+
+def stored_event(
+    row: dict[str, Any],
+    flags: tuple[str, ...],
+    hits: list[int] | None = None,
+    answers: dict[str, Any] | None = None,
+    indicators: dict[str, float] | None = None,
+) -> Event:
     skip = ("answers", "indicators", "flags", "content_hash")
     data = {k: row[k] for k in RESPONSE_COLUMNS if k not in skip}
     data["answers"] = answers if answers is not None else msgspec.json.decode(row["answers"])
     data["indicators"] = indicators if indicators is not None else msgspec.json.decode(row["indicators"])
     data["flags"] = list(flags)
+    data["case_verified"] = bool(row["case_verified"])
     data["suspect"] = is_suspect(list(flags))
     data["objectives"] = list(hits or [])
-    return Event(type="response.stored", id=f"response.stored:{row['id']}", created_at=row["server_time"],
-                 data=data)
+    return Event(type="response.stored", id=f"response.stored:{row['id']}", created_at=row["server_time"], data=data)
 
 
 async def fire_event(event: Event, store: Store) -> None:
@@ -487,10 +574,11 @@ async def ingest(
     *,
     flags: list[str] | None = None,
     default_action_days: int = 10,
+    case_verified: bool = False,
 ) -> IngestResult:
     """Validate, score, store durably and idempotently; returns once the commit is on disk."""
     try:
-        prepared = prepare(submission, snapshot, flags=flags)
+        prepared = prepare(submission, snapshot, flags=flags, case_verified=case_verified)
     except Gone:
         # A retry of a response the touchpoint took while live still gets its stored answer (200).
         key = replay_key(submission)

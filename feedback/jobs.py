@@ -59,16 +59,20 @@ def _claim(name: str, now: datetime, every: float, force: bool) -> Callable[[sql
     def claim(conn: sqlite3.Connection) -> bool:
         conn.execute("INSERT OR IGNORE INTO job_runs (name) VALUES (?)", (name,))
         if force:
-            conn.execute("UPDATE job_runs SET last_started_at = ?, runs = runs + 1 WHERE name = ?",
-                         (now.isoformat(), name))
+            conn.execute(
+                "UPDATE job_runs SET last_started_at = ?, runs = runs + 1 WHERE name = ?", (now.isoformat(), name)
+            )
             return True
         # Slightly under the interval, so a job that ran late is not skipped a whole round.
         cutoff = (now - timedelta(seconds=every * 0.9)).isoformat()
-        return conn.execute(
-            "UPDATE job_runs SET last_started_at = ?, runs = runs + 1"
-            " WHERE name = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
-            (now.isoformat(), name, cutoff),
-        ).rowcount == 1
+        return (
+            conn.execute(
+                "UPDATE job_runs SET last_started_at = ?, runs = runs + 1"
+                " WHERE name = ? AND (last_started_at IS NULL OR last_started_at <= ?)",
+                (now.isoformat(), name, cutoff),
+            ).rowcount
+            == 1
+        )
 
     return claim
 
@@ -86,14 +90,17 @@ async def run_job(job: Job, context: JobContext, *, force: bool = False) -> bool
         plugins.failures.record(f"job:{job.name}", "run", error)
         error_text = f"{type(error).__name__}: {error}"
     finished = datetime.now(UTC).isoformat()
-    await context.store.write(lambda conn: conn.execute(
-        "UPDATE job_runs SET last_finished_at = ?, last_error = ? WHERE name = ?", (finished, error_text, job.name)
-    ))
+    await context.store.write(
+        lambda conn: conn.execute(
+            "UPDATE job_runs SET last_finished_at = ?, last_error = ? WHERE name = ?", (finished, error_text, job.name)
+        )
+    )
     return error_text is None
 
 
-async def run_all(store: Store, settings: Settings, catalog: Catalog, now: datetime | None = None,
-                  only: list[str] | None = None) -> dict[str, bool]:
+async def run_all(
+    store: Store, settings: Settings, catalog: Catalog, now: datetime | None = None, only: list[str] | None = None
+) -> dict[str, bool]:
     """`feedback tick`: every job once, in order, whatever its interval."""
     results = {}
     for job in collect_jobs(settings):

@@ -14,9 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from feedback import attempts
 from feedback.errors import Conflict, InvalidInput, NotFound
 
 ENROLL_CODE_MINUTES = 15
+# Wrong enrollment codes one client may try within the window: 6-digit codes must not be guessable.
+ENROLL_GUESSES = 10
+ENROLL_GUESS_WINDOW = timedelta(minutes=15)
 INVITATION_MINUTES = 10
 DEVICE_TOKEN_PREFIX = "fbd_"
 
@@ -69,9 +73,25 @@ def redeem_enrollment(conn: sqlite3.Connection, code: str, name: str | None = No
         " VALUES (?, ?, ?, ?, ?, 0, 0, '[]')",
         (kiosk_id, row[0], name or f"kiosk {kiosk_id}", hash_secret(token), issued.isoformat()),
     )
-    conn.execute("UPDATE kiosk_enrollments SET used_at = ?, kiosk = ? WHERE code_hash = ?",
-                 (issued.isoformat(), kiosk_id, hash_secret(code)))
+    conn.execute(
+        "UPDATE kiosk_enrollments SET used_at = ?, kiosk = ? WHERE code_hash = ?",
+        (issued.isoformat(), kiosk_id, hash_secret(code)),
+    )
     return {"device_token": token, "kiosk": {"id": kiosk_id, "touchpoint": row[0], "name": name or f"kiosk {kiosk_id}"}}
+
+
+def reserve_enrollment_attempt(conn: sqlite3.Connection, client: str, at: datetime | None = None) -> int | None:
+    """Count a code against the client before it is checked; None when the client has had its
+    `ENROLL_GUESSES` within the window (the code must then not be checked at all)."""
+    return attempts.reserve(conn, attempts.KIOSK_ENROLL, client, at or now(), ENROLL_GUESS_WINDOW, ENROLL_GUESSES)
+
+
+def redeem_reserved(conn: sqlite3.Connection, attempt: int, code: str, name: str | None = None) -> dict:
+    """`redeem_enrollment` for a reserved attempt: a good code takes the attempt back; a bad one raises,
+    so this job rolls back and the attempt stays counted as a wrong code."""
+    result = redeem_enrollment(conn, code, name)
+    attempts.release(conn, attempts.KIOSK_ENROLL, attempt)
+    return result
 
 
 def misuse_flags(
@@ -111,8 +131,14 @@ def dump_recent(recent: list[datetime], keep: int) -> str:
     return msgspec.json.encode([t.isoformat() for t in sorted(recent)[-keep:]]).decode()
 
 
-def create_invitation(conn: sqlite3.Connection, kiosk_id: str, case_ref: str, service: str | None,
-                      officer: str | None, created_by: str | None) -> dict:
+def create_invitation(
+    conn: sqlite3.Connection,
+    kiosk_id: str,
+    case_ref: str,
+    service: str | None,
+    officer: str | None,
+    created_by: str | None,
+) -> dict:
     row = conn.execute("SELECT revoked_at FROM kiosks WHERE id = ?", (kiosk_id,)).fetchone()
     if row is None:
         raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
@@ -137,6 +163,23 @@ def create_invitation(conn: sqlite3.Connection, kiosk_id: str, case_ref: str, se
     return invitation
 
 
+def invited_cases(conn: sqlite3.Connection, kiosk_id: str, cases: Iterable[str]) -> set[str]:
+    """Of `cases`, those this server delivered to the kiosk in an invitation: a tap carrying one of them
+    has its case reference from us, so it is verified."""
+    wanted = sorted(set(cases))
+    if not wanted:
+        return set()
+    marks = ",".join("?" for _ in wanted)
+    return {
+        row[0]
+        for row in conn.execute(
+            f"SELECT case_ref FROM kiosk_invitations WHERE kiosk = ? AND delivered_at IS NOT NULL"
+            f" AND case_ref IN ({marks})",
+            [kiosk_id, *wanted],
+        )
+    }
+
+
 def take_invitation(conn: sqlite3.Connection, kiosk_id: str) -> dict | None:
     """The oldest pending invitation of a kiosk, marked delivered; older ones for it are superseded."""
     issued = now().isoformat()
@@ -148,8 +191,9 @@ def take_invitation(conn: sqlite3.Connection, kiosk_id: str) -> dict | None:
     if not rows:
         return None
     # The counter has moved on: only the newest case matters; the others are marked delivered too.
-    conn.execute("UPDATE kiosk_invitations SET delivered_at = ? WHERE kiosk = ? AND delivered_at IS NULL",
-                 (issued, kiosk_id))
+    conn.execute(
+        "UPDATE kiosk_invitations SET delivered_at = ? WHERE kiosk = ? AND delivered_at IS NULL", (issued, kiosk_id)
+    )
     newest = rows[0]
     return {"id": newest[0], "case_ref": newest[1], "service": newest[2], "officer": newest[3]}
 

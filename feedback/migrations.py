@@ -116,8 +116,21 @@ def m002_responses(db: sqlite_utils.Database) -> None:
             "content_hash": str,
         },
         pk="id",
-        not_null=["receipt", "touchpoint", "unit", "survey", "survey_version", "channel", "lang",
-                  "answers", "server_time", "occurred_at", "day", "flags", "content_hash"],
+        not_null=[
+            "receipt",
+            "touchpoint",
+            "unit",
+            "survey",
+            "survey_version",
+            "channel",
+            "lang",
+            "answers",
+            "server_time",
+            "occurred_at",
+            "day",
+            "flags",
+            "content_hash",
+        ],
         if_not_exists=True,
     )
     db.table("responses").create_index(["unit", "day"], if_not_exists=True)
@@ -154,8 +167,7 @@ def m002_responses(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID"""
     )
     db.table("exposure").create(
-        {"unit": str, "service": str, "day": str, "served": int, "offered": int, "source": str,
-         "updated_at": str},
+        {"unit": str, "service": str, "day": str, "served": int, "offered": int, "source": str, "updated_at": str},
         pk=("unit", "service", "day"),
         not_null=["unit", "service", "day"],
         if_not_exists=True,
@@ -165,16 +177,14 @@ def m002_responses(db: sqlite_utils.Database) -> None:
 @migrations()
 def m003_access(db: sqlite_utils.Database) -> None:
     db.table("users").create(
-        {"name": str, "role": str, "unit": str, "email": str, "password_hash": str,
-         "created_at": str, "disabled": int},
+        {"name": str, "role": str, "unit": str, "email": str, "password_hash": str, "created_at": str, "disabled": int},
         pk="name",
         not_null=["role", "created_at"],
         defaults={"disabled": 0},
         if_not_exists=True,
     )
     db.table("api_tokens").create(
-        {"token_hash": str, "user": str, "role": str, "unit": str, "created_at": str,
-         "revoked_at": str, "hint": str},
+        {"token_hash": str, "user": str, "role": str, "unit": str, "created_at": str, "revoked_at": str, "hint": str},
         pk="token_hash",
         not_null=["user", "role", "created_at"],
         foreign_keys=[("user", "users", "name")],
@@ -209,15 +219,31 @@ def m004_kiosks(db: sqlite_utils.Database) -> None:
     )
     db.table("kiosks").create_index(["token_hash"], unique=True, if_not_exists=True)
     db.table("kiosk_enrollments").create(
-        {"code_hash": str, "touchpoint": str, "created_at": str, "created_by": str, "expires_at": str,
-         "used_at": str, "kiosk": str},
+        {
+            "code_hash": str,
+            "touchpoint": str,
+            "created_at": str,
+            "created_by": str,
+            "expires_at": str,
+            "used_at": str,
+            "kiosk": str,
+        },
         pk="code_hash",
         not_null=["touchpoint", "created_at", "expires_at"],
         if_not_exists=True,
     )
     db.table("kiosk_invitations").create(
-        {"id": str, "kiosk": str, "case_ref": str, "service": str, "officer": str, "created_at": str,
-         "created_by": str, "expires_at": str, "delivered_at": str},
+        {
+            "id": str,
+            "kiosk": str,
+            "case_ref": str,
+            "service": str,
+            "officer": str,
+            "created_at": str,
+            "created_by": str,
+            "expires_at": str,
+            "delivered_at": str,
+        },
         pk="id",
         not_null=["kiosk", "case_ref", "created_at", "expires_at"],
         if_not_exists=True,
@@ -253,8 +279,12 @@ def m005_unit_day_rollups(db: sqlite_utils.Database) -> None:
 def m006_quality(db: sqlite_utils.Database) -> None:
     """Quality objectives, corrective actions (append-only events), the delivery outbox, job runs."""
     units = db.table("units").columns_dict
-    for column, kind in (("country", "TEXT"), ("owner", "TEXT"), ("action_days", "INTEGER"),
-                         ("public_results", "INTEGER NOT NULL DEFAULT 0")):
+    for column, kind in (
+        ("country", "TEXT"),
+        ("owner", "TEXT"),
+        ("action_days", "INTEGER"),
+        ("public_results", "INTEGER NOT NULL DEFAULT 0"),
+    ):
         if column not in units:
             db.execute(f"ALTER TABLE units ADD COLUMN {column} {kind}")
     if "lang" not in db.table("users").columns_dict:
@@ -377,7 +407,7 @@ def m008_comment_search(db: sqlite_utils.Database) -> None:
     )
     db.execute(
         f"INSERT INTO comment_search (rowid, body) SELECT rowid, {COMMENT_TEXT_SQL.format(answers='answers')}"
-        f" FROM responses WHERE answers GLOB '*\"*\":\"*' AND {COMMENT_TEXT_SQL.format(answers='answers')}"
+        f' FROM responses WHERE answers GLOB \'*"*":"*\' AND {COMMENT_TEXT_SQL.format(answers="answers")}'
         " IS NOT NULL AND rowid NOT IN (SELECT rowid FROM comment_search)"
     )
     level_columns = ", ".join(f"{level} INTEGER NOT NULL DEFAULT 0" for level in LEVELS)
@@ -410,6 +440,7 @@ FROM (SELECT unit, day, CAST(substr(occurred_at, 12, 2) AS INTEGER) AS hour, lev
       FROM responses)
 GROUP BY unit, day, hour
 """
+
 
 def all_migration_sets() -> list[sqlite_utils.Migrations]:
     """The core set first, then every set a plugin registers."""
@@ -478,3 +509,39 @@ def m010_outbox_pruned_keys(db: sqlite_utils.Database) -> None:
     # first 16 bytes of its SHA-256, so no address outlives the row) stays here, and the outbox
     # never queues that key again.
     db.execute("CREATE TABLE IF NOT EXISTS outbox_pruned (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+
+@migrations()
+def m011_api_token_ids(db: sqlite_utils.Database) -> None:
+    # A public id for each API token, so a token can be listed and revoked without its hash ever
+    # leaving the database.
+    if "id" not in db.table("api_tokens").columns_dict:
+        db.execute("ALTER TABLE api_tokens ADD COLUMN id TEXT")
+    db.execute("UPDATE api_tokens SET id = 't' || lower(hex(randomblob(6))) WHERE id IS NULL")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_id ON api_tokens (id)")
+    db.execute("CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens (user)")
+
+
+@migrations()
+def m012_kiosk_enroll_attempts(db: sqlite_utils.Database) -> None:
+    # Enrollment codes tried per client (a keyed hash of its address, never the address), for the
+    # limit on wrong codes; in SQLite so every worker counts the same attempts. Deleted after the window.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS kiosk_enroll_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            client TEXT NOT NULL,
+            at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS kiosk_enroll_attempts_client ON kiosk_enroll_attempts (client, at)")
+
+
+@migrations()
+def m013_case_verified(db: sqlite_utils.Database) -> None:
+    # Whether a response's case reference was vouched for (a signed link, the kiosk's own invitation, an
+    # authenticated integration). Only a verified one makes a later rating of the same case a duplicate.
+    # Responses stored before keep 0: nothing vouched for their references then.
+    if "case_verified" not in db["responses"].columns_dict:
+        db.execute("ALTER TABLE responses ADD COLUMN case_verified INTEGER NOT NULL DEFAULT 0")
+    # Kiosk sync asks whether a tap's case came in an invitation to that very kiosk.
+    db.execute("CREATE INDEX IF NOT EXISTS kiosk_invitations_case ON kiosk_invitations (kiosk, case_ref)")

@@ -214,9 +214,7 @@ class Submission(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     service: Annotated[str, Meta(max_length=64)] | None = None
     case_ref: Annotated[str, Meta(max_length=128)] | None = None
     channel: Literal["api", "qr", "kiosk", "web", "sms", "paper", "hotline"] = "api"
-    transaction_point: (
-        Literal["intake", "supplement_request", "refusal", "completion", "post_service"] | None
-    ) = None
+    transaction_point: Literal["intake", "supplement_request", "refusal", "completion", "post_service"] | None = None
     counter: Annotated[str, Meta(max_length=64)] | None = None
     officer: Annotated[str, Meta(max_length=64)] | None = None
     submitted_at: str | None = None
@@ -259,6 +257,8 @@ class StoredResponse(Struct, frozen=True, kw_only=True):
     score: float | None
     indicators: dict[str, float]
     flags: list[str]
+    # The channel vouched for case_ref (signed link, kiosk invitation, authenticated integration).
+    case_verified: bool = False
 
 
 class Event(Struct, frozen=True, kw_only=True):

@@ -31,11 +31,28 @@ from feedback.rates import exposure_cells, wilson
 
 log = logging.getLogger("feedback.objectives")
 
-SHARE_METRICS = ("satisfaction", "not_dissatisfied", "bad_review_rate", "response_rate", "on_time_rectification",
-                 "callback_rate")
+SHARE_METRICS = (
+    "satisfaction",
+    "not_dissatisfied",
+    "bad_review_rate",
+    "response_rate",
+    "on_time_rectification",
+    "callback_rate",
+)
 MEAN_METRICS = ("mean_score", "indicator_mean")
-SPEC_FIELDS = ("metric", "comparator", "target", "period", "min_n", "owner", "method", "title", "indicator",
-               "service", "valid_from")
+SPEC_FIELDS = (
+    "metric",
+    "comparator",
+    "target",
+    "period",
+    "min_n",
+    "owner",
+    "method",
+    "title",
+    "indicator",
+    "service",
+    "valid_from",
+)
 # Carried into a new version when its metric stays the same; a new metric needs its own target.
 CARRIED_ALWAYS = ("metric", "title", "period", "min_n", "owner", "method", "service")
 CARRIED_SAME_METRIC = ("comparator", "target", "indicator")
@@ -117,8 +134,10 @@ def validate_spec(
     if isinstance(min_n, bool) or not isinstance(min_n, int) or not 1 <= min_n <= 10**7:
         raise InvalidInput("min_n: must be a whole number of at least 1", "min_n")
     owner = values.get("owner")
-    if owner is not None and (not isinstance(owner, str) or not conn.execute(
-            "SELECT 1 FROM users WHERE name = ? AND coalesce(disabled, 0) = 0", (owner,)).fetchone()):
+    if owner is not None and (
+        not isinstance(owner, str)
+        or not conn.execute("SELECT 1 FROM users WHERE name = ? AND coalesce(disabled, 0) = 0", (owner,)).fetchone()
+    ):
         raise InvalidInput(f"owner: no user {owner!r}", "owner")
     method = values.get("method") or "wilson"
     if method != "wilson":
@@ -135,33 +154,66 @@ def validate_spec(
     elif indicator is not None:
         raise InvalidInput("indicator: only the metric indicator_mean takes an indicator", "indicator")
     service = values.get("service") or None
-    if service is not None and (not isinstance(service, str) or not conn.execute(
-            "SELECT 1 FROM services WHERE code = ?", (service,)).fetchone()):
+    if service is not None and (
+        not isinstance(service, str) or not conn.execute("SELECT 1 FROM services WHERE code = ?", (service,)).fetchone()
+    ):
         raise InvalidInput(f"service: no service {service!r}", "service")
     valid_from = _parse_day(values["valid_from"], "valid_from") if values.get("valid_from") else _day(today)
     if previous is not None and valid_from < previous.valid_from:
         raise InvalidInput(
-            f"valid_from: must not be before {previous.valid_from}, when the latest version took effect",
-            "valid_from")
-    return {"metric": metric, "comparator": comparator, "target": float(target), "period": period,
-            "min_n": min_n, "owner": owner, "method": method, "title": title, "indicator": indicator,
-            "service": service, "valid_from": valid_from}
+            f"valid_from: must not be before {previous.valid_from}, when the latest version took effect", "valid_from"
+        )
+    return {
+        "metric": metric,
+        "comparator": comparator,
+        "target": float(target),
+        "period": period,
+        "min_n": min_n,
+        "owner": owner,
+        "method": method,
+        "title": title,
+        "indicator": indicator,
+        "service": service,
+        "valid_from": valid_from,
+    }
 
 
-def _insert_version(conn: sqlite3.Connection, objective_id: int, version: int, checked: dict[str, Any],
-                    actor: str | None) -> None:
+def _insert_version(
+    conn: sqlite3.Connection, objective_id: int, version: int, checked: dict[str, Any], actor: str | None
+) -> None:
     conn.execute(
         "INSERT INTO objective_versions (objective, version, valid_from, title, metric, indicator, service,"
         " comparator, target, period, min_n, owner, method, created_at, created_by)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (objective_id, version, checked["valid_from"], checked["title"], checked["metric"], checked["indicator"],
-         checked["service"], checked["comparator"], checked["target"], checked["period"], checked["min_n"],
-         checked["owner"], checked["method"], _now(), actor),
+        (
+            objective_id,
+            version,
+            checked["valid_from"],
+            checked["title"],
+            checked["metric"],
+            checked["indicator"],
+            checked["service"],
+            checked["comparator"],
+            checked["target"],
+            checked["period"],
+            checked["min_n"],
+            checked["owner"],
+            checked["method"],
+            _now(),
+            actor,
+        ),
     )
 
 
-def create_objective(conn: sqlite3.Connection, unit: str, spec: dict[str, Any], *, actor: str | None,
-                     today: date | str, default_min_n: int | None = None) -> int:
+def create_objective(
+    conn: sqlite3.Connection,
+    unit: str,
+    spec: dict[str, Any],
+    *,
+    actor: str | None,
+    today: date | str,
+    default_min_n: int | None = None,
+) -> int:
     """A new objective for a unit with its first version; returns its id."""
     if not isinstance(unit, str) or not conn.execute("SELECT 1 FROM units WHERE code = ?", (unit,)).fetchone():
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
@@ -179,7 +231,9 @@ def load_versions(conn: sqlite3.Connection, objective_id: int) -> list[Objective
     cursor.row_factory = sqlite3.Row
     rows = cursor.execute(
         "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
-        " WHERE v.objective = ? ORDER BY v.version", (objective_id,)).fetchall()
+        " WHERE v.objective = ? ORDER BY v.version",
+        (objective_id,),
+    ).fetchall()
     if not rows:
         raise NotFound(f"id: no objective {objective_id}", "id")
     versions = []
@@ -191,8 +245,9 @@ def load_versions(conn: sqlite3.Connection, objective_id: int) -> list[Objective
     return versions
 
 
-def new_version(conn: sqlite3.Connection, objective_id: int, spec: dict[str, Any], *, actor: str | None,
-                today: date | str) -> int:
+def new_version(
+    conn: sqlite3.Connection, objective_id: int, spec: dict[str, Any], *, actor: str | None, today: date | str
+) -> int:
     """Append a version in force from `valid_from` (default today); returns its number."""
     versions = load_versions(conn, objective_id)
     latest = versions[-1]
@@ -203,46 +258,69 @@ def new_version(conn: sqlite3.Connection, objective_id: int, spec: dict[str, Any
     return latest.version + 1
 
 
-def retire_objective(conn: sqlite3.Connection, objective_id: int, *, actor: str | None,
-                     from_day: date | str) -> None:
+def retire_objective(conn: sqlite3.Connection, objective_id: int, *, actor: str | None, from_day: date | str) -> None:
     """The objective stops applying from a local day on; its versions and past states stay."""
     versions = load_versions(conn, objective_id)
     day = _parse_day(_day(from_day), "from")
     if versions[-1].retired_from is not None:
         raise Conflict(f"id: objective {objective_id} is already retired from {versions[-1].retired_from}", "id")
     if day < versions[0].valid_from:
-        raise InvalidInput(f"from: must not be before {versions[0].valid_from}, when the objective took effect",
-                           "from")
-    conn.execute("UPDATE objectives SET retired_from = ?, retired_at = ?, retired_by = ? WHERE id = ?",
-                 (day, _now(), actor, objective_id))
+        raise InvalidInput(f"from: must not be before {versions[0].valid_from}, when the objective took effect", "from")
+    conn.execute(
+        "UPDATE objectives SET retired_from = ?, retired_at = ?, retired_by = ? WHERE id = ?",
+        (day, _now(), actor, objective_id),
+    )
 
 
 def version_at(versions: Sequence[ObjectiveVersion], day: str) -> ObjectiveVersion | None:
     """The version in force on a day: the latest one that took effect on or before it."""
     found = None
     for version in versions:
-        if version.valid_from <= day and (found is None or (version.valid_from, version.version)
-                                          >= (found.valid_from, found.version)):
+        if version.valid_from <= day and (
+            found is None or (version.valid_from, version.version) >= (found.valid_from, found.version)
+        ):
             found = version
     return found
 
 
 def version_document(version: ObjectiveVersion, row: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc = {k: getattr(version, k) for k in ("version", "valid_from", "title", "metric", "indicator", "service",
-                                              "comparator", "target", "period", "min_n", "owner", "method")}
+    doc = {
+        k: getattr(version, k)
+        for k in (
+            "version",
+            "valid_from",
+            "title",
+            "metric",
+            "indicator",
+            "service",
+            "comparator",
+            "target",
+            "period",
+            "min_n",
+            "owner",
+            "method",
+        )
+    }
     if row is not None:
         doc["created_at"], doc["created_by"] = row["created_at"], row["created_by"]
     return doc
 
 
-def objective_document(conn: sqlite3.Connection, objective_id: int, today: date | str, *,
-                       with_versions: bool = True) -> dict[str, Any]:
+def objective_document(
+    conn: sqlite3.Connection, objective_id: int, today: date | str, *, with_versions: bool = True
+) -> dict[str, Any]:
     """An objective as the API shows it: its version in force today (else its first one) and history."""
     versions = load_versions(conn, objective_id)
-    head = conn.execute("SELECT unit, created_at, created_by, retired_from, retired_at, retired_by"
-                        " FROM objectives WHERE id = ?", (objective_id,)).fetchone()
-    stamps = {row[0]: {"created_at": row[1], "created_by": row[2]} for row in conn.execute(
-        "SELECT version, created_at, created_by FROM objective_versions WHERE objective = ?", (objective_id,))}
+    head = conn.execute(
+        "SELECT unit, created_at, created_by, retired_from, retired_at, retired_by FROM objectives WHERE id = ?",
+        (objective_id,),
+    ).fetchone()
+    stamps = {
+        row[0]: {"created_at": row[1], "created_by": row[2]}
+        for row in conn.execute(
+            "SELECT version, created_at, created_by FROM objective_versions WHERE objective = ?", (objective_id,)
+        )
+    }
     day = _day(today)
     current = version_at(versions, day) or versions[0]
     retired_from = head[3]
@@ -258,15 +336,15 @@ def objective_document(conn: sqlite3.Connection, objective_id: int, today: date 
         "created_at": head[1],
         "created_by": head[2],
     }
-    doc["versions"] = ([version_document(v, stamps[v.version]) for v in versions] if with_versions
-                       else len(versions))
+    doc["versions"] = [version_document(v, stamps[v.version]) for v in versions] if with_versions else len(versions)
     return doc
 
 
 def list_objectives(conn: sqlite3.Connection, units: list[str], today: date | str) -> list[dict[str, Any]]:
     marks = ",".join("?" for _ in units)
-    ids = [row[0] for row in conn.execute(
-        f"SELECT id FROM objectives WHERE unit IN ({marks}) ORDER BY unit, id", units)]
+    ids = [
+        row[0] for row in conn.execute(f"SELECT id FROM objectives WHERE unit IN ({marks}) ORDER BY unit, id", units)
+    ]
     return [objective_document(conn, objective_id, today, with_versions=False) for objective_id in ids]
 
 
@@ -285,8 +363,9 @@ def period_of(period: str, at: date) -> tuple[date, date, str]:
     raise InvalidInput(f"period: must be one of {list(OBJECTIVE_PERIODS)}", "period")
 
 
-def _rollup_sums(conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str,
-                 service: str | None) -> dict[str, float]:
+def _rollup_sums(
+    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None
+) -> dict[str, float]:
     marks = ",".join("?" for _ in units)
     params: list[Any] = [*units, date_from, date_to]
     table, extra = "rollups_unit_day", ""
@@ -296,12 +375,15 @@ def _rollup_sums(conn: sqlite3.Connection, units: list[str], date_from: str, dat
     row = conn.execute(
         f"SELECT coalesce(sum(n), 0), coalesce(sum(satisfied), 0), coalesce(sum(dissatisfied), 0),"
         f" coalesce(sum(score_n), 0), coalesce(sum(score_sum), 0) FROM {table}"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra}", params).fetchone()
+        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra}",
+        params,
+    ).fetchone()
     return dict(zip(("n", "satisfied", "dissatisfied", "score_n", "score_sum"), row, strict=True))
 
 
-def _indicator_sums(conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str,
-                    service: str | None, indicator: str) -> tuple[int, float]:
+def _indicator_sums(
+    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None, indicator: str
+) -> tuple[int, float]:
     marks = ",".join("?" for _ in units)
     params: list[Any] = [*units, date_from, date_to, indicator]
     extra = ""
@@ -310,12 +392,15 @@ def _indicator_sums(conn: sqlite3.Connection, units: list[str], date_from: str, 
         params.append(service)
     row = conn.execute(
         f"SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ? AND indicator = ?{extra}", params).fetchone()
+        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ? AND indicator = ?{extra}",
+        params,
+    ).fetchone()
     return int(row[0]), float(row[1])
 
 
-def measure(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVersion, date_from: date,
-            date_to: date) -> tuple[float | None, int, float | None]:
+def measure(
+    conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVersion, date_from: date, date_to: date
+) -> tuple[float | None, int, float | None]:
     """(value, n, successes) of a metric over the unit's subtree; successes is None for means.
 
     Means are returned on the 0-100 scale, shares as fractions.
@@ -329,8 +414,11 @@ def measure(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVers
         if metric == "mean_score":
             score_n = int(sums["score_n"])
             return (sums["score_sum"] / score_n if score_n else None), score_n, None
-        successes = {"satisfaction": sums["satisfied"], "bad_review_rate": sums["dissatisfied"],
-                     "not_dissatisfied": n - sums["dissatisfied"]}[metric]
+        successes = {
+            "satisfaction": sums["satisfied"],
+            "bad_review_rate": sums["dissatisfied"],
+            "not_dissatisfied": n - sums["dissatisfied"],
+        }[metric]
         return (successes / n if n else None), n, int(successes)
     if metric == "indicator_mean":
         n, total = _indicator_sums(conn, units, start, end, version.service, version.indicator or "")
@@ -346,8 +434,9 @@ def measure(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVers
     return (successes / n if n else None), n, successes
 
 
-def interval(version: ObjectiveVersion, value: float | None, n: int, successes: float | None
-             ) -> tuple[float, float] | None:
+def interval(
+    version: ObjectiveVersion, value: float | None, n: int, successes: float | None
+) -> tuple[float, float] | None:
     """Wilson 95 % on the metric's own scale.
 
     For a mean the value is scaled to 0-1 and the Wilson interval of that mean is used: a variable
@@ -372,12 +461,27 @@ def evaluate(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVer
     """The status document of one objective version for the period containing `at`."""
     date_from, date_to, key = period_of(version.period, at)
     doc: dict[str, Any] = {
-        "objective": version.objective, "version": version.version, "unit": version.unit,
-        "title": version.title, "metric": version.metric, "indicator": version.indicator,
-        "service": version.service, "comparator": version.comparator, "target": version.target,
-        "period": version.period, "period_key": key, "from": date_from.isoformat(), "to": date_to.isoformat(),
-        "at": at.isoformat(), "value": None, "n": 0, "ci95": None, "status": "insufficient_data", "signals": [],
-        "owner": version.owner, "min_n": version.min_n,
+        "objective": version.objective,
+        "version": version.version,
+        "unit": version.unit,
+        "title": version.title,
+        "metric": version.metric,
+        "indicator": version.indicator,
+        "service": version.service,
+        "comparator": version.comparator,
+        "target": version.target,
+        "period": version.period,
+        "period_key": key,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "at": at.isoformat(),
+        "value": None,
+        "n": 0,
+        "ci95": None,
+        "status": "insufficient_data",
+        "signals": [],
+        "owner": version.owner,
+        "min_n": version.min_n,
     }
     if version.retired_from is not None and at.isoformat() >= version.retired_from:
         doc["status"] = "retired"
@@ -415,14 +519,18 @@ def _previous_state(conn: sqlite3.Connection, objective: int, period: str, key: 
     every day, so it compares with the latest earlier window that still overlaps it: one breach
     episode is one breach.
     """
-    rows = conn.execute("SELECT period, status, signals FROM objective_states WHERE objective = ?",
-                        (objective,)).fetchall()
+    rows = conn.execute(
+        "SELECT period, status, signals FROM objective_states WHERE objective = ?", (objective,)
+    ).fetchall()
     same = next((row for row in rows if row[0] == key), None)
     oldest = ""
     if key.startswith("R30:"):
         oldest = "R30:" + (date.fromisoformat(key[4:]) - timedelta(days=29)).isoformat()
-    earlier = max((row for row in rows if _same_kind(row[0], key) and oldest <= row[0] < key), default=None,
-                  key=lambda row: row[0])
+    earlier = max(
+        (row for row in rows if _same_kind(row[0], key) and oldest <= row[0] < key),
+        default=None,
+        key=lambda row: row[0],
+    )
     latest = same or earlier
     breach_row = latest if period == "rolling_30" else same
     signals = json.loads(latest[2]) if latest is not None and latest[2] else []
@@ -463,8 +571,17 @@ def _store_states(items: list[tuple[ObjectiveVersion, dict[str, Any]]], evaluate
                 " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (objective, period) DO UPDATE SET status = excluded.status,"
                 " value = excluded.value, n = excluded.n, low = excluded.low, high = excluded.high,"
                 " signals = excluded.signals, evaluated_at = excluded.evaluated_at",
-                (version.objective, status["period_key"], status["status"], status["value"], status["n"], low, high,
-                 json.dumps(status["signals"]), evaluated_at),
+                (
+                    version.objective,
+                    status["period_key"],
+                    status["status"],
+                    status["value"],
+                    status["n"],
+                    low,
+                    high,
+                    json.dumps(status["signals"]),
+                    evaluated_at,
+                ),
             )
         return breached
 
@@ -490,8 +607,7 @@ async def run_evaluation(ctx: JobContext) -> list[dict[str, Any]]:
             today = local_today(snapshot, unit, ctx.now)
             for version in snapshot.objectives_in_force(unit, today.isoformat(), with_ancestors=False):
                 status = evaluate(conn, snapshot, version, today)
-                breached_before, seen = _previous_state(conn, version.objective, version.period,
-                                                        status["period_key"])
+                breached_before, seen = _previous_state(conn, version.objective, version.period, status["period_key"])
                 found.append((version, status, breached_before, seen))
         return found
 
@@ -507,21 +623,27 @@ async def run_evaluation(ctx: JobContext) -> list[dict[str, Any]]:
         to_store.append((version, status))
     newly_breached = await ctx.store.write(_store_states(to_store, ctx.now.isoformat()))
     for status in newly_breached:
-        event = Event(type="objective.breached", id=f"objective.breached:{status['objective']}:{status['period_key']}",
-                      created_at=ctx.now.isoformat(), data=dict(status))
+        event = Event(
+            type="objective.breached",
+            id=f"objective.breached:{status['objective']}:{status['period_key']}",
+            created_at=ctx.now.isoformat(),
+            data=dict(status),
+        )
         await fire_event(event, ctx.store)
     return [status for _, status in to_store]
 
 
 async def open_triggered(ctx: JobContext, version: ObjectiveVersion, status: dict[str, Any]) -> None:
     """Ask `evaluate_triggers` what to open for a breach or a signal, and open it (idempotent on source_key)."""
-    results = plugins.call_isolated("evaluate_triggers", objective=version, status=status, response=None, hits=None,
-                                    snapshot=ctx.snapshot)
+    results = plugins.call_isolated(
+        "evaluate_triggers", objective=version, status=status, response=None, hits=None, snapshot=ctx.snapshot
+    )
     requests = [item for item in plugins.flatten(results) if isinstance(item, ActionRequest)]
     if not requests:
         return
-    await actions.open_requested(ctx.store, ctx.snapshot, requests, ctx.now,
-                                 default_days=ctx.settings.default_action_days)
+    await actions.open_requested(
+        ctx.store, ctx.snapshot, requests, ctx.now, default_days=ctx.settings.default_action_days
+    )
 
 
 def jobs() -> list[Job]:

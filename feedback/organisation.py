@@ -102,14 +102,18 @@ def add_touchpoint(
     conn.execute(
         "INSERT INTO touchpoints (token, short_code, name, unit, lang, survey, kind, counter, service, created_at)"
         " VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (token, new_short_code(conn, unit), name, unit, lang or unit_row[0], survey, kind, counter, service,
-         now_iso()),
+        (token, new_short_code(conn, unit), name, unit, lang or unit_row[0], survey, kind, counter, service, now_iso()),
     )
     return token
 
 
 def set_exposure(
-    conn: sqlite3.Connection, unit: str, service: str | None, day: str, served: int, offered: int | None = None,
+    conn: sqlite3.Connection,
+    unit: str,
+    service: str | None,
+    day: str,
+    served: int,
+    offered: int | None = None,
     source: str = "api",
 ) -> None:
     conn.execute(
@@ -132,8 +136,9 @@ def update_unit(
     """Set a unit's owner, rectification deadline, calendar country and public-results switch (all four)."""
     from feedback.unit_settings import update_unit_settings
 
-    update_unit_settings(conn, code, {"owner": owner, "action_days": action_days, "country": country,
-                                      "public_results": public_results})
+    update_unit_settings(
+        conn, code, {"owner": owner, "action_days": action_days, "country": country, "public_results": public_results}
+    )
 
 
 def retire_touchpoint(conn: sqlite3.Connection, token: str) -> str:

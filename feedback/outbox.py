@@ -67,16 +67,28 @@ def due_at(created_at: str | None) -> datetime:
     return min(happened, now) if happened.tzinfo else now
 
 
-def enqueue(conn: sqlite3.Connection, *, channel: str, dedupe_key: str, target: str, payload: str,
-            event_id: str | None = None, event_type: str | None = None, now: datetime) -> bool:
+def enqueue(
+    conn: sqlite3.Connection,
+    *,
+    channel: str,
+    dedupe_key: str,
+    target: str,
+    payload: str,
+    event_id: str | None = None,
+    event_type: str | None = None,
+    now: datetime,
+) -> bool:
     """Queue one delivery; False when `dedupe_key` was queued before (nothing is queued twice)."""
     at = stamp(now)
-    return conn.execute(
-        "INSERT OR IGNORE INTO outbox (channel, dedupe_key, event_id, event_type, target, payload,"
-        " next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
-        " WHERE NOT EXISTS (SELECT 1 FROM outbox_pruned WHERE key = ?)",
-        (channel, dedupe_key, event_id, event_type, target, payload, at, at, key_digest(dedupe_key)),
-    ).rowcount == 1
+    return (
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox (channel, dedupe_key, event_id, event_type, target, payload,"
+            " next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM outbox_pruned WHERE key = ?)",
+            (channel, dedupe_key, event_id, event_type, target, payload, at, at, key_digest(dedupe_key)),
+        ).rowcount
+        == 1
+    )
 
 
 def key_digest(dedupe_key: str) -> bytes:
@@ -84,8 +96,9 @@ def key_digest(dedupe_key: str) -> bytes:
     return hashlib.sha256(dedupe_key.encode()).digest()[:16]
 
 
-def claim(conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20,
-          lease_seconds: float = 60) -> list[dict[str, Any]]:
+def claim(
+    conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20, lease_seconds: float = 60
+) -> list[dict[str, Any]]:
     """Take up to `limit` due rows of a channel for `lease_seconds`; one statement, so it is atomic."""
     at = stamp(now)
     rows = conn.execute(
@@ -129,18 +142,27 @@ def _has_due(channel: str, now: datetime) -> Callable[[sqlite3.Connection], bool
     at = stamp(now)
 
     def check(conn: sqlite3.Connection) -> bool:
-        return conn.execute(
-            f"SELECT 1 FROM outbox WHERE channel = ? AND {PENDING} AND next_attempt_at <= ?"
-            " AND (claimed_until IS NULL OR claimed_until <= ?) LIMIT 1",
-            (channel, at, at),
-        ).fetchone() is not None
+        return (
+            conn.execute(
+                f"SELECT 1 FROM outbox WHERE channel = ? AND {PENDING} AND next_attempt_at <= ?"
+                " AND (claimed_until IS NULL OR claimed_until <= ?) LIMIT 1",
+                (channel, at, at),
+            ).fetchone()
+            is not None
+        )
 
     return check
 
 
-async def deliver_due(store: Store, channel: str, send: Callable[[dict[str, Any]], Awaitable[None]],
-                      now: datetime, *, lease_seconds: float = 60,
-                      on_delivered: Callable[[sqlite3.Connection, dict[str, Any]], None] | None = None) -> int:
+async def deliver_due(
+    store: Store,
+    channel: str,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    now: datetime,
+    *,
+    lease_seconds: float = 60,
+    on_delivered: Callable[[sqlite3.Connection, dict[str, Any]], None] | None = None,
+) -> int:
     """Claim the due rows of a channel, send them concurrently, record each outcome; returns how many
     were delivered. `send` raising means "try again later" (`GiveUp`: never). `on_delivered(conn, row)` runs in the same
     transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary). A send must
@@ -183,19 +205,24 @@ def prune_cutoffs(now: datetime, keep_days: float) -> dict[str, str]:
     return {"delivered_before": stamp(now - keep), "failed_before": stamp(now - keep * GIVEN_UP_FACTOR)}
 
 
-def next_prunable(conn: sqlite3.Connection, after_id: int, cutoffs: dict[str, str],
-                  limit: int = PRUNE_BATCH) -> tuple[int, int, int] | None:
+def next_prunable(
+    conn: sqlite3.Connection, after_id: int, cutoffs: dict[str, str], limit: int = PRUNE_BATCH
+) -> tuple[int, int, int] | None:
     """(first id, last id, rows) of the next `limit` prunable rows after `after_id`, or None."""
-    found = conn.execute(f"SELECT id FROM outbox WHERE id > :after AND {PRUNABLE} ORDER BY id LIMIT :limit",
-                         {"after": after_id, "limit": limit, **cutoffs}).fetchall()
+    found = conn.execute(
+        f"SELECT id FROM outbox WHERE id > :after AND {PRUNABLE} ORDER BY id LIMIT :limit",
+        {"after": after_id, "limit": limit, **cutoffs},
+    ).fetchall()
     return (found[0][0], found[-1][0], len(found)) if found else None
 
 
 def prune_range(conn: sqlite3.Connection, first_id: int, last_id: int, cutoffs: dict[str, str]) -> int:
     """Delete the prunable rows with ids first_id..last_id, keeping their keys; returns how many went.
     The condition is checked again here: a pending row is never deleted, whatever the range holds."""
-    keys = conn.execute(f"DELETE FROM outbox WHERE id BETWEEN :first AND :last AND {PRUNABLE} RETURNING dedupe_key",
-                        {"first": first_id, "last": last_id, **cutoffs}).fetchall()
+    keys = conn.execute(
+        f"DELETE FROM outbox WHERE id BETWEEN :first AND :last AND {PRUNABLE} RETURNING dedupe_key",
+        {"first": first_id, "last": last_id, **cutoffs},
+    ).fetchall()
     conn.executemany("INSERT OR IGNORE INTO outbox_pruned (key) VALUES (?)", [(key_digest(k),) for (k,) in keys])
     return len(keys)
 

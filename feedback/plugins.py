@@ -158,10 +158,7 @@ def describe_plugins() -> list[dict[str, Any]]:
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
             continue
-        hooks = sorted(
-            caller.name
-            for caller in pm.get_hookcallers(plugin) or []
-        )
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         dist = next((d for p, d in pm.list_plugin_distinfo() if p is plugin), None)
         described.append(
             {

@@ -103,8 +103,9 @@ class Poster(FPDF):
         """Millimetres a line of `size` points takes, with leading."""
         return (self.pt(size) if scaled else size) * 0.3528 * 1.3
 
-    def centered(self, text: str, size: float, *, bold: bool = False, color=INK, max_lines: int = 2,
-                 link: str = "") -> None:
+    def centered(
+        self, text: str, size: float, *, bold: bool = False, color=INK, max_lines: int = 2, link: str = ""
+    ) -> None:
         """One centred line, shrunk to fit (down to 70 % when it may wrap onto `max_lines`), then wrapped."""
         width = self.epw
         style = "B" if bold else ""

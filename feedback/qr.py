@@ -25,11 +25,14 @@ MAX_CASE_LENGTH = 128
 QUIET_ZONE = 4  # modules of white border the QR specification asks for
 
 
-def survey_url(public_url: str, token: str, case: str | None = None) -> str:
-    """`{public_url}/s/{token}`, with `?case=REF` for a case-specific code (receipts, refusal slips)."""
+def survey_url(public_url: str, token: str, case: str | None = None, sig: str | None = None) -> str:
+    """`{public_url}/s/{token}`, with `?case=REF` for a case-specific code (receipts, refusal slips) and
+    `&sig=…` when the server signed that case (see `case_links`)."""
     url = f"{public_url.rstrip('/')}/s/{quote(token, safe='')}"
     if case:
         url += f"?case={quote(case, safe='')}"
+        if sig:
+            url += f"&sig={quote(sig, safe='')}"
     return url
 
 
@@ -59,13 +62,13 @@ def parse_ecc(value: str | None) -> str:
     return ecc
 
 
-def parse_case(value: str | None) -> str | None:
+def parse_case(value: str | None, field: str = "case") -> str | None:
     if value is None or value == "":
         return None
     if len(value) > MAX_CASE_LENGTH:
-        raise InvalidInput(f"case: at most {MAX_CASE_LENGTH} characters", "case")
+        raise InvalidInput(f"{field}: at most {MAX_CASE_LENGTH} characters", field)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidInput("case: control characters are not allowed", "case")
+        raise InvalidInput(f"{field}: control characters are not allowed", field)
     return value
 
 

@@ -80,8 +80,11 @@ class Tally:
             self.levels[i] += row[f"l{i + 1}"]
 
     def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
-        return rate_row(key, (self.n, self.satisfied, self.dissatisfied, self.score_n, self.score_sum,
-                              *self.levels, self.suspect), min_n)
+        return rate_row(
+            key,
+            (self.n, self.satisfied, self.dissatisfied, self.score_n, self.score_sum, *self.levels, self.suspect),
+            min_n,
+        )
 
 
 def week_key(day: str) -> str:
@@ -117,8 +120,14 @@ def child_of(root: str, snapshot: Snapshot) -> Callable[[str], str]:
 
 
 # What SQL groups by for each `by`; unit and week are then merged further in Python.
-SQL_GROUP = {"unit": "unit", "service": "service", "touchpoint": "touchpoint", "day": "day", "week": "day",
-             "month": "substr(day, 1, 7)"}
+SQL_GROUP = {
+    "unit": "unit",
+    "service": "service",
+    "touchpoint": "touchpoint",
+    "day": "day",
+    "week": "day",
+    "month": "substr(day, 1, 7)",
+}
 
 
 def satisfaction(
@@ -145,8 +154,8 @@ def satisfaction(
     cursor = conn.cursor()
     cursor.row_factory = None  # plain tuples: this loop runs once per day of a long period
     groups = cursor.execute(
-        f"SELECT {sql_group}, {SUM_MEASURES} FROM {table} WHERE {' AND '.join(where)} GROUP BY {sql_group}",
-        params).fetchall()
+        f"SELECT {sql_group}, {SUM_MEASURES} FROM {table} WHERE {' AND '.join(where)} GROUP BY {sql_group}", params
+    ).fetchall()
     merge = {"unit": child_of(unit, snapshot), "week": week_key}.get(by)
     sums: dict[str | None, Sequence[float]] = {}
     for group, *measures in groups:
@@ -157,8 +166,9 @@ def satisfaction(
     total = [sum(column) for column in zip(*sums.values(), strict=True)] if sums else [0] * len(MEASURES)
     rows = [rate_row(key, measures, min_n) for key, measures in sorted(sums.items(), key=lambda kv: kv[0] or "")]
     total_row = rate_row(None, total, min_n)
-    add_response_rates(conn, units, date_from, date_to, by, bucket_function(by, unit, snapshot), rows,
-                       total_row, filters or {})
+    add_response_rates(
+        conn, units, date_from, date_to, by, bucket_function(by, unit, snapshot), rows, total_row, filters or {}
+    )
     return {
         "unit": unit,
         "from": date_from,
@@ -171,7 +181,12 @@ def satisfaction(
 
 
 def exposure_cells(
-    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, *, by_service: bool = False,
+    conn: sqlite3.Connection,
+    units: list[str],
+    date_from: str,
+    date_to: str,
+    *,
+    by_service: bool = False,
     service: str | None = None,
 ) -> list[dict[str, Any]]:
     """Cells (unit, day[, service]) that have exposure counts: customers served and respondents.
@@ -190,7 +205,9 @@ def exposure_cells(
     group = "unit, service, day" if keyed else "unit, day"
     served = conn.execute(
         f"SELECT {group}, sum(served) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-        f"{service_filter} GROUP BY {group}", params).fetchall()
+        f"{service_filter} GROUP BY {group}",
+        params,
+    ).fetchall()
     if not served:
         return []
     table = "rollups" if keyed else "rollups_unit_day"
@@ -198,13 +215,22 @@ def exposure_cells(
         tuple(row[:-1]): row[-1] or 0
         for row in conn.execute(
             f"SELECT {group}, sum(n + suspect) FROM {table} WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-            f"{service_filter} GROUP BY {group}", params)
+            f"{service_filter} GROUP BY {group}",
+            params,
+        )
     }
     cells = []
     for row in served:
         key, count = tuple(row[:-1]), row[-1] or 0
-        cells.append({"unit": key[0], "service": (key[1] or None) if keyed else None, "day": key[-1],
-                      "served": count, "respondents": min(answered.get(key, 0), count)})
+        cells.append(
+            {
+                "unit": key[0],
+                "service": (key[1] or None) if keyed else None,
+                "day": key[-1],
+                "served": count,
+                "respondents": min(answered.get(key, 0), count),
+            }
+        )
     return cells
 
 
@@ -213,8 +239,14 @@ def response_rate(served: int | None, respondents: int) -> float | None:
 
 
 def add_response_rates(
-    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, by: str,
-    bucket: Callable[[dict[str, Any]], str | None], rows: list[dict[str, Any]], total: dict[str, Any],
+    conn: sqlite3.Connection,
+    units: list[str],
+    date_from: str,
+    date_to: str,
+    by: str,
+    bucket: Callable[[dict[str, Any]], str | None],
+    rows: list[dict[str, Any]],
+    total: dict[str, Any],
     filters: dict[str, str],
 ) -> None:
     """Put `served` and `response_rate` beside each rate (null where there is no exposure count).
@@ -228,8 +260,7 @@ def add_response_rates(
         row["response_rate"] = None
     if "touchpoint" in filters:
         return
-    cells = exposure_cells(conn, units, date_from, date_to, by_service=by == "service",
-                           service=filters.get("service"))
+    cells = exposure_cells(conn, units, date_from, date_to, by_service=by == "service", service=filters.get("service"))
     if not cells:
         return
     sums: dict[str | None, list[int]] = {}

@@ -60,10 +60,17 @@ METRIC_TEXT = {
     "callback_rate": N_("Call-back rate"),
 }
 ACTION_STATUS_TEXT = {
-    "new": N_("new"), "verifying": N_("verifying"), "corrected": N_("corrected"),
-    "action_planned": N_("action planned"), "explained": N_("explained"), "appealed": N_("appealed"),
-    "appeal_upheld": N_("appeal upheld"), "appeal_rejected": N_("appeal rejected"),
-    "implemented": N_("implemented"), "effectiveness_review": N_("effectiveness review"), "closed": N_("closed"),
+    "new": N_("new"),
+    "verifying": N_("verifying"),
+    "corrected": N_("corrected"),
+    "action_planned": N_("action planned"),
+    "explained": N_("explained"),
+    "appealed": N_("appealed"),
+    "appeal_upheld": N_("appeal upheld"),
+    "appeal_rejected": N_("appeal rejected"),
+    "implemented": N_("implemented"),
+    "effectiveness_review": N_("effectiveness review"),
+    "closed": N_("closed"),
     "reopened": N_("reopened"),
 }
 
@@ -122,8 +129,15 @@ def _decode(text: str | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def gather(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, min_n: int,
-           now: datetime | None = None) -> dict[str, Any]:
+def gather(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    date_from: str,
+    date_to: str,
+    min_n: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Every figure of the pack, as plain data (run on a reader thread)."""
     now = now or datetime.now(UTC)
     units = snapshot.subtree(unit)
@@ -138,8 +152,10 @@ def gather(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: s
     marks = ",".join("?" for _ in units)
     verdicts = {"effective": 0, "not_effective": 0, "unknown": 0}
     for (data,) in conn.execute(
-            f"SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.unit IN ({marks})"
-            f" AND e.at >= ? AND e.at < ? AND e.data LIKE '%effectiveness%'", [*units, low, high]):
+        f"SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.unit IN ({marks})"
+        f" AND e.at >= ? AND e.at < ? AND e.data LIKE '%effectiveness%'",
+        [*units, low, high],
+    ):
         verdict = (_decode(data).get("effectiveness") or {}).get("verdict")
         if verdict in verdicts:
             verdicts[verdict] += 1
@@ -150,7 +166,8 @@ def gather(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: s
             f"SELECT * FROM actions WHERE unit IN ({marks}) AND ((opened_at >= ? AND opened_at < ?)"
             f" OR (closed_at >= ? AND closed_at < ?) OR (closed_at IS NULL AND opened_at < ?))"
             f" ORDER BY opened_at LIMIT ?",
-            [*units, low, high, low, high, high, MAX_ACTIONS_LISTED + 1])
+            [*units, low, high, low, high, high, MAX_ACTIONS_LISTED + 1],
+        )
     ]
     return {
         "unit": unit,
@@ -213,9 +230,15 @@ class ReviewPack(FPDF):
         self.set_text_color(*INK)
         self.set_draw_color(200, 205, 215)
         self.set_fill_color(255, 255, 255)
-        with self.table(col_widths=widths, line_height=5, headings_style=FontFace(emphasis="BOLD",
-                        fill_color=HEAD_FILL, color=INK), text_align=("LEFT", *("RIGHT",) * (len(header) - 1)),
-                        cell_fill_color=ROW_FILL, cell_fill_mode="ROWS", repeat_headings=1) as table:
+        with self.table(
+            col_widths=widths,
+            line_height=5,
+            headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL, color=INK),
+            text_align=("LEFT", *("RIGHT",) * (len(header) - 1)),
+            cell_fill_color=ROW_FILL,
+            cell_fill_mode="ROWS",
+            repeat_headings=1,
+        ) as table:
             table.row(header)
             for row in rows:
                 table.row(row)
@@ -225,8 +248,12 @@ class ReviewPack(FPDF):
 def _rate_cells(row: dict[str, Any], lang: str, _: Any) -> list[str]:
     interval = row.get("ci95")
     bounds = f"{fmt_share(interval[0], lang)} – {fmt_share(interval[1], lang)}" if interval else "—"
-    return [fmt_number(row["n"], lang, 0), fmt_share(row["rate"], lang), bounds,
-            _("yes") if row["sufficient"] else _("no")]
+    return [
+        fmt_number(row["n"], lang, 0),
+        fmt_share(row["rate"], lang),
+        bounds,
+        _("yes") if row["sufficient"] else _("no"),
+    ]
 
 
 def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
@@ -250,8 +277,9 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     pdf.multi_cell(0, 12, _("Management review"), align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("NotoSans", "", 12)
     pdf.set_text_color(*GREY)
-    pdf.multi_cell(0, 7, _("Input to the management review (ISO 9001:2015, 9.3)"), align="C",
-                   new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(
+        0, 7, _("Input to the management review (ISO 9001:2015, 9.3)"), align="C", new_x="LMARGIN", new_y="NEXT"
+    )
     pdf.ln(14)
     pdf.set_font("NotoSans", "B", 20)
     pdf.set_text_color(*INK)
@@ -260,11 +288,20 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     pdf.set_font("NotoSans", "", 14)
     pdf.multi_cell(0, 8, _("Period: %(period)s") % {"period": period}, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(30)
-    generated = format_datetime(datetime.fromisoformat(data["generated_at"]).astimezone(
-        ZoneInfo(snapshot.units[unit].tz)), "medium", locale=babel_locale(lang))
-    pdf.paragraph(_("Generated on %(when)s. Rates count the responses not flagged as suspect; intervals are "
-                    "Wilson 95 %%; a rate on fewer than %(min_n)s responses is marked insufficient.")
-                  % {"when": generated, "min_n": data["min_n"]}, size=9, color=GREY)
+    generated = format_datetime(
+        datetime.fromisoformat(data["generated_at"]).astimezone(ZoneInfo(snapshot.units[unit].tz)),
+        "medium",
+        locale=babel_locale(lang),
+    )
+    pdf.paragraph(
+        _(
+            "Generated on %(when)s. Rates count the responses not flagged as suspect; intervals are "
+            "Wilson 95 %%; a rate on fewer than %(min_n)s responses is marked insufficient."
+        )
+        % {"when": generated, "min_n": data["min_n"]},
+        size=9,
+        color=GREY,
+    )
 
     # 1. Customer satisfaction.
     pdf.add_page()
@@ -273,8 +310,10 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     total = data["total"]
     rows = [[name, *_rate_cells(total["total"], lang, _)]]
     by_child = {row["key"]: row for row in total["rows"]}
-    children = sorted((code for code, found in snapshot.units.items() if found.parent == unit),
-                      key=lambda code: snapshot.units[code].path)
+    children = sorted(
+        (code for code, found in snapshot.units.items() if found.parent == unit),
+        key=lambda code: snapshot.units[code].path,
+    )
     for code in children:
         # A child unit without responses still shows, with n = 0: silence is a finding too.
         row = by_child.get(code) or {"n": 0, "rate": None, "ci95": None, "sufficient": False}
@@ -282,11 +321,18 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     widths = (58, 15, 35, 42, 28)
     pdf.grid(header, rows, widths)
     suspect = total["total"].get("suspect", 0)
-    pdf.paragraph(_("Not dissatisfied: %(share)s. Mean score: %(mean)s/100. Suspect responses kept out: %(n)s.")
-                  % {"share": fmt_share(total["total"].get("not_dissatisfied_rate"), lang),
-                     "mean": fmt_number(total["total"].get("mean_score"), lang), "n": suspect}, size=9)
-    service_rows = [[service_label(snapshot, row["key"], lang, _), *_rate_cells(row, lang, _)]
-                    for row in data["by_service"]["rows"]]
+    pdf.paragraph(
+        _("Not dissatisfied: %(share)s. Mean score: %(mean)s/100. Suspect responses kept out: %(n)s.")
+        % {
+            "share": fmt_share(total["total"].get("not_dissatisfied_rate"), lang),
+            "mean": fmt_number(total["total"].get("mean_score"), lang),
+            "n": suspect,
+        },
+        size=9,
+    )
+    service_rows = [
+        [service_label(snapshot, row["key"], lang, _), *_rate_cells(row, lang, _)] for row in data["by_service"]["rows"]
+    ]
     if service_rows:
         pdf.ln(2)
         pdf.paragraph(_("By service"), size=11)
@@ -301,17 +347,23 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
             interval = status.get("ci95")
             title = status.get("title") or _(METRIC_TEXT.get(metric, metric))
             comparator = COMPARATOR.get(status["comparator"], status["comparator"])
-            objective_rows.append([
-                f"{title} ({unit_name(snapshot, status['unit'], lang)})",
-                f"{comparator} {fmt_metric(status['target'], metric, lang)}",
-                fmt_metric(status["value"], metric, lang),
-                fmt_number(status["n"], lang, 0),
-                f"{fmt_metric(interval[0], metric, lang)} – {fmt_metric(interval[1], metric, lang)}"
-                if interval else "—",
-                _(STATUS_TEXT.get(status["status"], status["status"])),
-            ])
-        pdf.grid([_("Objective"), _("Target value"), _("Value"), _("n"), _("95 % interval"), _("Status")],
-                 objective_rows, (54, 22, 20, 14, 40, 28))
+            objective_rows.append(
+                [
+                    f"{title} ({unit_name(snapshot, status['unit'], lang)})",
+                    f"{comparator} {fmt_metric(status['target'], metric, lang)}",
+                    fmt_metric(status["value"], metric, lang),
+                    fmt_number(status["n"], lang, 0),
+                    f"{fmt_metric(interval[0], metric, lang)} – {fmt_metric(interval[1], metric, lang)}"
+                    if interval
+                    else "—",
+                    _(STATUS_TEXT.get(status["status"], status["status"])),
+                ]
+            )
+        pdf.grid(
+            [_("Objective"), _("Target value"), _("Value"), _("n"), _("95 % interval"), _("Status")],
+            objective_rows,
+            (54, 22, 20, 14, 40, 28),
+        )
     else:
         pdf.paragraph(_("No quality objective was in force."))
 
@@ -327,43 +379,79 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     pdf.heading(_("4. Corrective actions"))
     kpi = data["kpis"]["total"]
     eff = data["effectiveness"]
-    pdf.grid([_("Opened in the period"), _("Closed in the period"), _("Closed on time"), _("Overdue"),
-              _("On-time rate"), _("Call-backs done")],
-             [[fmt_number(kpi["opened"], lang, 0), fmt_number(kpi["closed"], lang, 0),
-               fmt_number(kpi["closed_on_time"], lang, 0), fmt_number(kpi["overdue_open"], lang, 0),
-               fmt_share(kpi["on_time_rate"], lang),
-               f"{kpi['callbacks_done']}/{kpi['callbacks']}"]],
-             (28, 28, 32, 28, 30, 32))
-    pdf.paragraph(_("Effectiveness checks in the period: %(effective)s effective, %(not_effective)s not "
-                    "effective, %(unknown)s could not be judged.") % eff, size=9)
+    pdf.grid(
+        [
+            _("Opened in the period"),
+            _("Closed in the period"),
+            _("Closed on time"),
+            _("Overdue"),
+            _("On-time rate"),
+            _("Call-backs done"),
+        ],
+        [
+            [
+                fmt_number(kpi["opened"], lang, 0),
+                fmt_number(kpi["closed"], lang, 0),
+                fmt_number(kpi["closed_on_time"], lang, 0),
+                fmt_number(kpi["overdue_open"], lang, 0),
+                fmt_share(kpi["on_time_rate"], lang),
+                f"{kpi['callbacks_done']}/{kpi['callbacks']}",
+            ]
+        ],
+        (28, 28, 32, 28, 30, 32),
+    )
+    pdf.paragraph(
+        _(
+            "Effectiveness checks in the period: %(effective)s effective, %(not_effective)s not "
+            "effective, %(unknown)s could not be judged."
+        )
+        % eff,
+        size=9,
+    )
     if data["actions"]:
         pdf.ln(2)
         action_rows = []
         for action in data["actions"]:
-            action_rows.append([
-                str(action["id"]), action["title"], _(ACTION_STATUS_TEXT.get(action["status"], action["status"])),
-                fmt_day(action["due"], lang) if action["due"] else "—",
-                _("yes") if action["overdue"] else _("no"),
-            ])
+            action_rows.append(
+                [
+                    str(action["id"]),
+                    action["title"],
+                    _(ACTION_STATUS_TEXT.get(action["status"], action["status"])),
+                    fmt_day(action["due"], lang) if action["due"] else "—",
+                    _("yes") if action["overdue"] else _("no"),
+                ]
+            )
         pdf.grid(["#", _("Action"), _("Status"), _("Due"), _("Overdue")], action_rows, (12, 84, 32, 32, 18))
         if data["more_actions"]:
-            pdf.paragraph(_("Only the first %(n)s actions are listed.") % {"n": MAX_ACTIONS_LISTED}, size=9,
-                          color=GREY)
+            pdf.paragraph(_("Only the first %(n)s actions are listed.") % {"n": MAX_ACTIONS_LISTED}, size=9, color=GREY)
 
     # 5. Response rates.
     pdf.heading(_("5. Response rates"))
     exposure_rows = []
     for row in data["by_service"]["rows"]:
         if row.get("served"):
-            exposure_rows.append([service_label(snapshot, row["key"], lang, _), fmt_number(row["served"], lang, 0),
-                                  fmt_number(row["raw_n"], lang, 0), fmt_share(row["response_rate"], lang)])
+            exposure_rows.append(
+                [
+                    service_label(snapshot, row["key"], lang, _),
+                    fmt_number(row["served"], lang, 0),
+                    fmt_number(row["raw_n"], lang, 0),
+                    fmt_share(row["response_rate"], lang),
+                ]
+            )
     total_row = total["total"]
     if total_row.get("served"):
-        exposure_rows.append([_("Total"), fmt_number(total_row["served"], lang, 0),
-                              fmt_number(total_row["raw_n"], lang, 0), fmt_share(total_row["response_rate"], lang)])
+        exposure_rows.append(
+            [
+                _("Total"),
+                fmt_number(total_row["served"], lang, 0),
+                fmt_number(total_row["raw_n"], lang, 0),
+                fmt_share(total_row["response_rate"], lang),
+            ]
+        )
     if exposure_rows:
-        pdf.grid([_("Service"), _("Customers served"), _("Responses"), _("Response rate")], exposure_rows,
-                 (70, 35, 35, 38))
+        pdf.grid(
+            [_("Service"), _("Customers served"), _("Responses"), _("Response rate")], exposure_rows, (70, 35, 35, 38)
+        )
     else:
         pdf.paragraph(_("No exposure counts (customers served) were recorded for the period."))
     return bytes(pdf.output())
@@ -383,7 +471,15 @@ def service_label(snapshot: Snapshot, code: str | None, lang: str, _: Any) -> st
     return str(service.get("name") or code)
 
 
-def management_review_pdf(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str,
-                          lang: str, min_n: int, now: datetime | None = None) -> bytes:
+def management_review_pdf(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    date_from: str,
+    date_to: str,
+    lang: str,
+    min_n: int,
+    now: datetime | None = None,
+) -> bytes:
     """The whole pack: gather the figures and draw them (on a reader thread)."""
     return render(snapshot, gather(conn, snapshot, unit, date_from, date_to, min_n, now), lang)

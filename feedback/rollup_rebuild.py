@@ -47,8 +47,9 @@ ProgressCallback = Callable[[str, int, int, int], None]
 def _any_flag_but(allowed: list[str]) -> str:
     """SQL: true when `flags` holds a flag outside `allowed` (the common empty list costs no JSON parse)."""
     names = ", ".join(f"'{name}'" for name in sorted(allowed))
-    return (f"(CASE WHEN flags = '[]' THEN 0 ELSE EXISTS "
-            f"(SELECT 1 FROM json_each(flags) WHERE value NOT IN ({names})) END)")
+    return (
+        f"(CASE WHEN flags = '[]' THEN 0 ELSE EXISTS (SELECT 1 FROM json_each(flags) WHERE value NOT IN ({names})) END)"
+    )
 
 
 SUSPECT_NOW = _any_flag_but(list(INFORMATIONAL_FLAGS))
@@ -56,9 +57,10 @@ SUSPECT_WHEN_STORED = _any_flag_but([*INFORMATIONAL_FLAGS, APPEAL_UPHELD])
 APPEALED = f"(flags != '[]' AND EXISTS (SELECT 1 FROM json_each(flags) WHERE value = '{APPEAL_UPHELD}'))"
 
 # One row per unit × day × service × touchpoint × UTC hour: the finest grain any rollup needs.
+_MEASURE_COLUMNS = ", ".join(m + (" REAL" if m == "score_sum" else " INTEGER") for m in ROLLUP_MEASURES)
 CREATE_CELLS = f"""CREATE TEMP TABLE rebuild_cells (
     unit TEXT, day TEXT, service TEXT, touchpoint TEXT, hour INTEGER, responses INTEGER,
-    {', '.join(f'{m} {"REAL" if m == "score_sum" else "INTEGER"}' for m in ROLLUP_MEASURES)})"""
+    {_MEASURE_COLUMNS})"""
 CREATE_INDICATOR_CELLS = """CREATE TEMP TABLE rebuild_indicators (
     unit TEXT, day TEXT, service TEXT, touchpoint TEXT, indicator TEXT, n INTEGER, sum REAL)"""
 
@@ -71,7 +73,7 @@ SELECT unit, day, service, touchpoint, hour, count(*),
        coalesce(sum(dissatisfied) FILTER (WHERE {_COUNTED}), 0),
        count(score) FILTER (WHERE {_COUNTED}),
        total(score) FILTER (WHERE {_COUNTED}),
-       {', '.join(f'count(*) FILTER (WHERE level = {i} AND {_COUNTED})' for i in range(1, 6))},
+       {", ".join(f"count(*) FILTER (WHERE level = {i} AND {_COUNTED})" for i in range(1, 6))},
        count(*) FILTER (WHERE suspect)
 FROM (SELECT unit, day, coalesce(service, '') AS service, touchpoint,
              CAST(substr(occurred_at, 12, 2) AS INTEGER) AS hour,  -- ingest: int(occurred_at[11:13])
@@ -127,9 +129,15 @@ class Summary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"from": self.date_from, "to": self.date_to, "responses": self.responses,
-                "counted": self.responses - self.suspect, "suspect": self.suspect, "rows": self.tables,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "from": self.date_from,
+            "to": self.date_to,
+            "responses": self.responses,
+            "counted": self.responses - self.suspect,
+            "suspect": self.suspect,
+            "rows": self.tables,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def check_period(date_from: str | None, date_to: str | None) -> None:
@@ -155,11 +163,19 @@ def _chunks(conn: sqlite3.Connection, date_from: str | None, date_to: str | None
             return []
         # NOT INDEXED: a rowid range only; left free, the planner may walk the whole (unit, day)
         # index for the GROUP BY order, once per chunk.
-        return [{"source": "responses NOT INDEXED", "where": "rowid BETWEEN ? AND ?",
-                 "params": (start, min(start + CHUNK_ROWS - 1, high))} for start in range(low, high + 1, CHUNK_ROWS)]
+        return [
+            {
+                "source": "responses NOT INDEXED",
+                "where": "rowid BETWEEN ? AND ?",
+                "params": (start, min(start + CHUNK_ROWS - 1, high)),
+            }
+            for start in range(low, high + 1, CHUNK_ROWS)
+        ]
     bounds = (date_from or FIRST_DAY, date_to or LAST_DAY)
-    return [{"source": "responses", "where": "unit = ? AND day BETWEEN ? AND ?", "params": (unit, *bounds)}
-            for (unit,) in conn.execute(UNITS_WITH_RESPONSES).fetchall()]
+    return [
+        {"source": "responses", "where": "unit = ? AND day BETWEEN ? AND ?", "params": (unit, *bounds)}
+        for (unit,) in conn.execute(UNITS_WITH_RESPONSES).fetchall()
+    ]
 
 
 def _clear(conn: sqlite3.Connection, date_from: str | None, date_to: str | None) -> None:
@@ -167,12 +183,17 @@ def _clear(conn: sqlite3.Connection, date_from: str | None, date_to: str | None)
         if date_from is None and date_to is None:
             conn.execute(f"DELETE FROM {table}")
         else:
-            conn.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", (date_from or FIRST_DAY,
-                                                                          date_to or LAST_DAY))
+            conn.execute(
+                f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", (date_from or FIRST_DAY, date_to or LAST_DAY)
+            )
 
 
-def rebuild(conn: sqlite3.Connection, date_from: str | None = None, date_to: str | None = None,
-            progress: ProgressCallback | None = None) -> Summary:
+def rebuild(
+    conn: sqlite3.Connection,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Summary:
     """Rebuild every rollup table (only the days `date_from`..`date_to` when given) inside the caller's
     transaction, which should be `BEGIN IMMEDIATE` so no response arrives between the read and the fill."""
     check_period(date_from, date_to)
@@ -192,7 +213,9 @@ def rebuild(conn: sqlite3.Connection, date_from: str | None = None, date_to: str
         conn.execute(STAGE_INDICATORS.format(source=chunk["source"], where=chunk["where"]), chunk["params"])
         last, responses, suspect = conn.execute(
             "SELECT max(rowid), coalesce(sum(responses), 0), coalesce(sum(suspect), 0) FROM temp.rebuild_cells"
-            " WHERE rowid > ?", (staged,)).fetchone()
+            " WHERE rowid > ?",
+            (staged,),
+        ).fetchone()
         staged = last or staged
         summary.responses += responses
         summary.suspect += suspect
@@ -207,8 +230,9 @@ def rebuild(conn: sqlite3.Connection, date_from: str | None = None, date_to: str
     return summary
 
 
-def rebuild_file(path: str, date_from: str | None = None, date_to: str | None = None,
-                 progress: ProgressCallback | None = None) -> Summary:
+def rebuild_file(
+    path: str, date_from: str | None = None, date_to: str | None = None, progress: ProgressCallback | None = None
+) -> Summary:
     """Rebuild on a database file in one transaction, on a writer connection of its own (WAL, FULL sync,
     busy timeout), so it queues behind a running server's writer and the server's behind it."""
     check_period(date_from, date_to)

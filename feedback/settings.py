@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -16,6 +17,9 @@ class Settings(msgspec.Struct, kw_only=True):
     secret: str = ""
     public_url: str | None = None
     rate_limit: int = 120
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / Forwarded headers name the
+    # client; from any other peer those headers are ignored. Comma-separated in FEEDBACK_TRUSTED_PROXIES.
+    trusted_proxies: tuple[str, ...] = ()
     smtp_url: str | None = None
     # Kiosks: presses closer together than this on one device are suspect; 0 turns every kiosk
     # misuse filter off (bursts too).
@@ -67,6 +71,7 @@ _ENV = {
     "FEEDBACK_SECRET": "secret",
     "FEEDBACK_PUBLIC_URL": "public_url",
     "FEEDBACK_RATE_LIMIT": "rate_limit",
+    "FEEDBACK_TRUSTED_PROXIES": "trusted_proxies",
     "FEEDBACK_SMTP_URL": "smtp_url",
     "FEEDBACK_KIOSK_MIN_INTERVAL": "kiosk_min_interval",
     "FEEDBACK_KIOSK_BURST_COUNT": "kiosk_burst_count",
@@ -95,6 +100,7 @@ _ENV = {
     "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
 }
 _BOOLEAN = {"webhook_allow_private", "jobs"}
+_LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -107,17 +113,31 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     for variable, field in _ENV.items():
         if variable in environ and environ[variable] != "":
             raw = environ[variable]
-            if field == "block_plugins":
+            if field in _LISTS:
                 values[field] = [name.strip() for name in raw.split(",") if name.strip()]
             elif field in _BOOLEAN:
                 values[field] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[field] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("trusted_proxies"), str):  # a TOML file may give one string, as the variable does
+        values["trusted_proxies"] = [name.strip() for name in values["trusted_proxies"].split(",") if name.strip()]
     settings = msgspec.convert(values, Settings, strict=False)
+    proxy_networks(settings.trusted_proxies)  # a typo stops start-up rather than trusting nobody silently
     if not settings.secret:
         settings.secret = stored_secret(settings.db)
     return settings
+
+
+def proxy_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The trusted proxies as networks (an address is a network of one); ValueError names a bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"FEEDBACK_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 def secret_path(db: str) -> Path:

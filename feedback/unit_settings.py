@@ -26,7 +26,9 @@ def update_unit_settings(conn: sqlite3.Connection, code: str, changes: dict[str,
     values: dict[str, Any] = {}
     if "owner" in changes:
         owner = changes["owner"]
-        if owner is not None and not conn.execute("SELECT 1 FROM users WHERE name = ?", (owner,)).fetchone():
+        if owner is not None and (
+            not isinstance(owner, str) or not conn.execute("SELECT 1 FROM users WHERE name = ?", (owner,)).fetchone()
+        ):
             raise InvalidInput(f"owner: no user {owner!r}", "owner")
         values["owner"] = owner
     if "country" in changes:
@@ -49,5 +51,4 @@ def update_unit_settings(conn: sqlite3.Connection, code: str, changes: dict[str,
         assignments = ", ".join(f"{column} = ?" for column in values)
         conn.execute(f"UPDATE units SET {assignments} WHERE code = ?", (*values.values(), code))
     row = conn.execute(f"SELECT {', '.join(FIELDS)} FROM units WHERE code = ?", (code,)).fetchone()
-    return {"code": code, **{field: row[i] for i, field in enumerate(FIELDS)},
-            "public_results": bool(row[3])}
+    return {"code": code, **{field: row[i] for i, field in enumerate(FIELDS)}, "public_results": bool(row[3])}

@@ -23,7 +23,9 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
     _ = gettext_for(unit.lang)
     touchpoint = snapshot.touchpoints.get(response.touchpoint)
     title = _("Bad review (level %(level)s) at %(place)s") % {
-        "level": response.level, "place": touchpoint.name if touchpoint else response.touchpoint}
+        "level": response.level,
+        "place": touchpoint.name if touchpoint else response.touchpoint,
+    }
     if response.case_ref:
         title += f" · {response.case_ref}"
     return ActionRequest(
@@ -34,6 +36,10 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
         service=response.service,
         touchpoint=response.touchpoint,
         response_id=response.id,
-        data={"case_ref": response.case_ref, "officer": response.officer, "counter": response.counter,
-              "reasons": response.answers.get("bad_reasons")},
+        data={
+            "case_ref": response.case_ref,
+            "officer": response.officer,
+            "counter": response.counter,
+            "reasons": response.answers.get("bad_reasons"),
+        },
     )

@@ -77,6 +77,7 @@ def _once(key: str, message: str, *args: Any) -> None:
 
 # -- SMTP --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SmtpTarget:
     scheme: str
@@ -94,9 +95,13 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         raise ValueError(f"smtp_url: scheme must be one of {sorted(DEFAULT_PORTS)}")
     if not parts.hostname:
         raise ValueError("smtp_url: has no host")
-    return SmtpTarget(scheme, parts.hostname, parts.port or DEFAULT_PORTS[scheme],
-                      unquote(parts.username) if parts.username else None,
-                      unquote(parts.password) if parts.password else None)
+    return SmtpTarget(
+        scheme,
+        parts.hostname,
+        parts.port or DEFAULT_PORTS[scheme],
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
 
 
 def smtp_target(settings: Settings) -> SmtpTarget | None:
@@ -173,8 +178,7 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
         await asyncio.to_thread(send_message, target, build_message(row, sender))
 
     # Several SMTP steps, each with its own timeout: a lease long enough for all of them.
-    return await deliver_due(store, CHANNEL, send, now, lease_seconds=SMTP_TIMEOUT * 10,
-                             on_delivered=_after_delivery)
+    return await deliver_due(store, CHANNEL, send, now, lease_seconds=SMTP_TIMEOUT * 10, on_delivered=_after_delivery)
 
 
 def _nudge(store: Store) -> None:
@@ -183,6 +187,7 @@ def _nudge(store: Store) -> None:
 
 
 # -- texts -----------------------------------------------------------------------------------------------
+
 
 def _lang(*candidates: str | None) -> str:
     for lang in candidates:
@@ -233,7 +238,9 @@ def action_mail(kind: str, action: dict[str, Any], unit: dict[str, Any] | None, 
     source = action.get("source") or {}
     if source.get("type") == "objective":
         origin = _("Source: quality objective #%(objective)s, period %(period)s") % {
-            "objective": source.get("objective"), "period": source.get("period") or ""}
+            "objective": source.get("objective"),
+            "period": source.get("period") or "",
+        }
     elif source.get("type") == "response" or action.get("response_id"):
         origin = _("Source: a rating given by a citizen or trader")
     else:
@@ -263,19 +270,27 @@ def objective_mail(status: dict[str, Any], unit: dict[str, Any] | None, lang: st
         _("Objective: %(title)s") % {"title": title},
         _("Unit: %(unit)s") % {"unit": _unit_name(unit, lang) or status.get("unit") or ""},
         _("Period: %(from)s – %(to)s") % {"from": status.get("from") or "", "to": status.get("to") or ""},
-        _("Target: %(comparator)s %(target)s") % {"comparator": COMPARATORS.get(status.get("comparator"), ""),
-                                                   "target": _measure(status.get("target"), metric, lang)},
-        _("Result: %(value)s (n = %(n)s, 95%% interval %(low)s – %(high)s)") % {
-            "value": _measure(status.get("value"), metric, lang), "n": status.get("n") or 0,
-            "low": _measure(low, metric, lang), "high": _measure(high, metric, lang)},
+        _("Target: %(comparator)s %(target)s")
+        % {
+            "comparator": COMPARATORS.get(status.get("comparator"), ""),
+            "target": _measure(status.get("target"), metric, lang),
+        },
+        _("Result: %(value)s (n = %(n)s, 95%% interval %(low)s – %(high)s)")
+        % {
+            "value": _measure(status.get("value"), metric, lang),
+            "n": status.get("n") or 0,
+            "low": _measure(low, metric, lang),
+            "high": _measure(high, metric, lang),
+        },
         "",
         _footer(lang),
     ]
     return _("Quality objective breached: %(title)s") % {"title": title}, "\n".join(lines)
 
 
-def callback_mail(receipt: str, unit: dict[str, Any] | None, events: list[dict[str, Any]],
-                  lang: str) -> tuple[str, str]:
+def callback_mail(
+    receipt: str, unit: dict[str, Any] | None, events: list[dict[str, Any]], lang: str
+) -> tuple[str, str]:
     """The short "what we did" message to a respondent, from the action's latest ISO 10.2 record."""
     _ = gettext_for(lang)
 
@@ -288,8 +303,11 @@ def callback_mail(receipt: str, unit: dict[str, Any] | None, events: list[dict[s
 
     done = latest("result", "action_taken", "correction")
     explanation = latest("explanation")
-    lines = [_("Thank you for your feedback (receipt %(receipt)s) about %(unit)s.") % {
-        "receipt": receipt, "unit": _unit_name(unit, lang)}, ""]
+    lines = [
+        _("Thank you for your feedback (receipt %(receipt)s) about %(unit)s.")
+        % {"receipt": receipt, "unit": _unit_name(unit, lang)},
+        "",
+    ]
     lines.append(_("We looked into it and the case is now closed."))
     if done:
         lines.append(_("What we did: %(result)s") % {"result": done})
@@ -300,6 +318,7 @@ def callback_mail(receipt: str, unit: dict[str, Any] | None, events: list[dict[s
 
 
 # -- reacting to events ----------------------------------------------------------------------------------
+
 
 def _units(conn: sqlite3.Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
     marks = ",".join("?" for _ in codes)
@@ -359,8 +378,16 @@ async def _notify(event: Event, store: Store) -> None:
 
     def queue(conn: sqlite3.Connection) -> None:
         for mail in queued:
-            enqueue(conn, channel=CHANNEL, dedupe_key=f"{event.id}|mail:{mail['to']}", target=mail["to"],
-                    payload=json.dumps(mail, ensure_ascii=False), event_id=event.id, event_type=event.type, now=at)
+            enqueue(
+                conn,
+                channel=CHANNEL,
+                dedupe_key=f"{event.id}|mail:{mail['to']}",
+                target=mail["to"],
+                payload=json.dumps(mail, ensure_ascii=False),
+                event_id=event.id,
+                event_type=event.type,
+                now=at,
+            )
 
     await store.write(queue)
     _nudge(store)
@@ -380,14 +407,21 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
         row = conn.execute(
             "SELECT c.contact, r.lang, r.receipt, r.unit FROM contacts c JOIN responses r ON r.id = c.response_id"
-            " WHERE c.response_id = ?", (response_id,)).fetchone()
+            " WHERE c.response_id = ?",
+            (response_id,),
+        ).fetchone()
         if row is None:
             return None
         found = dict(row)
         found["unit"] = _units(conn, [row["unit"]]).get(row["unit"])
-        found["events"] = [dict(e) for e in conn.execute(
-            "SELECT result, action_taken, correction, explanation FROM action_events WHERE action = ?"
-            " ORDER BY seq DESC", (action["id"],))]
+        found["events"] = [
+            dict(e)
+            for e in conn.execute(
+                "SELECT result, action_taken, correction, explanation FROM action_events WHERE action = ?"
+                " ORDER BY seq DESC",
+                (action["id"],),
+            )
+        ]
         return found
 
     found = await store.read(read)
@@ -403,13 +437,24 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     address = match.group(0)
     lang = _lang(found["lang"], found["unit"] and found["unit"]["lang"])
     subject, body = callback_mail(found["receipt"], found["unit"], found["events"], lang)
-    payload = json.dumps({"to": address, "subject": subject, "body": body, "lang": lang,
-                          "purge_contact": response_id}, ensure_ascii=False)
+    payload = json.dumps(
+        {"to": address, "subject": subject, "body": body, "lang": lang, "purge_contact": response_id},
+        ensure_ascii=False,
+    )
     at = due_at(event.created_at)
     # One call-back per response; the key holds no address, so nothing of the contact outlives it.
-    await store.write(lambda conn: enqueue(conn, channel=CHANNEL, dedupe_key=f"callback:{response_id}",
-                                           target=address, payload=payload, event_id=event.id,
-                                           event_type=event.type, now=at))
+    await store.write(
+        lambda conn: enqueue(
+            conn,
+            channel=CHANNEL,
+            dedupe_key=f"callback:{response_id}",
+            target=address,
+            payload=payload,
+            event_id=event.id,
+            event_type=event.type,
+            now=at,
+        )
+    )
     _nudge(store)
 
 
@@ -419,16 +464,21 @@ def track_event(event: Event, store: Store):
         if smtp_target(current_settings()) is None:
             return None
         return _notify(event, store)
-    if (event.type == "action.changed" and event.data.get("status") in CLOSED
-            and (event.data.get("response_id") or (event.data.get("source") or {}).get("response_id"))):
+    if (
+        event.type == "action.changed"
+        and event.data.get("status") in CLOSED
+        and (event.data.get("response_id") or (event.data.get("source") or {}).get("response_id"))
+    ):
         return _callback(event, store, smtp_target(current_settings()) is not None)
     return None
 
 
 # -- the weekly digest -----------------------------------------------------------------------------------
 
-def digest_sections(conn: sqlite3.Connection, snapshot: Snapshot, units: list[Unit], today: date,
-                    min_n: int) -> list[dict[str, Any]]:
+
+def digest_sections(
+    conn: sqlite3.Connection, snapshot: Snapshot, units: list[Unit], today: date, min_n: int
+) -> list[dict[str, Any]]:
     """For each unit (its subtree): last ISO week's satisfaction, objectives at risk or breached, overdue actions."""
     from feedback.rates import satisfaction
 
@@ -437,25 +487,48 @@ def digest_sections(conn: sqlite3.Connection, snapshot: Snapshot, units: list[Un
     sections = []
     for unit in units:
         subtree = snapshot.subtree(unit.code)
-        rate = satisfaction(conn, snapshot, unit.code, week_from.isoformat(), week_to.isoformat(), "unit",
-                            min_n)["total"]
+        rate = satisfaction(conn, snapshot, unit.code, week_from.isoformat(), week_to.isoformat(), "unit", min_n)[
+            "total"
+        ]
         objectives = []
         for code in subtree:
             for version in snapshot.objectives_in_force(code, today.isoformat(), with_ancestors=False):
                 state = conn.execute(
                     "SELECT status, value, n FROM objective_states WHERE objective = ?"
-                    " ORDER BY evaluated_at DESC, period DESC LIMIT 1", (version.objective,)).fetchone()
+                    " ORDER BY evaluated_at DESC, period DESC LIMIT 1",
+                    (version.objective,),
+                ).fetchone()
                 if state and state["status"] in ("at_risk", "breached"):
-                    objectives.append({"title": version.title or version.metric, "metric": version.metric,
-                                       "comparator": version.comparator, "target": version.target,
-                                       "status": state["status"], "value": state["value"], "n": state["n"]})
+                    objectives.append(
+                        {
+                            "title": version.title or version.metric,
+                            "metric": version.metric,
+                            "comparator": version.comparator,
+                            "target": version.target,
+                            "status": state["status"],
+                            "value": state["value"],
+                            "n": state["n"],
+                        }
+                    )
         marks = ",".join("?" for _ in subtree)
-        overdue = [dict(row) for row in conn.execute(
-            f"SELECT id, title, due, owner FROM actions WHERE unit IN ({marks}) AND due IS NOT NULL AND due < ?"
-            f" AND status NOT IN ('closed', 'appeal_upheld') ORDER BY due, id LIMIT 50",
-            [*subtree, today.isoformat()])]
-        sections.append({"unit": unit, "from": week_from.isoformat(), "to": week_to.isoformat(), "rate": rate,
-                         "objectives": objectives, "overdue": overdue})
+        overdue = [
+            dict(row)
+            for row in conn.execute(
+                f"SELECT id, title, due, owner FROM actions WHERE unit IN ({marks}) AND due IS NOT NULL AND due < ?"
+                f" AND status NOT IN ('closed', 'appeal_upheld') ORDER BY due, id LIMIT 50",
+                [*subtree, today.isoformat()],
+            )
+        ]
+        sections.append(
+            {
+                "unit": unit,
+                "from": week_from.isoformat(),
+                "to": week_to.isoformat(),
+                "rate": rate,
+                "objectives": objectives,
+                "overdue": overdue,
+            }
+        )
     return sections
 
 
@@ -470,9 +543,15 @@ def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int
         rate = section["rate"]
         if rate["n"]:
             low, high = rate["ci95"]
-            lines.append(_("Satisfaction last week: %(rate)s (n = %(n)s, 95%% interval %(low)s – %(high)s)") % {
-                "rate": _measure(rate["rate"], None, lang), "n": rate["n"],
-                "low": _measure(low, None, lang), "high": _measure(high, None, lang)})
+            lines.append(
+                _("Satisfaction last week: %(rate)s (n = %(n)s, 95%% interval %(low)s – %(high)s)")
+                % {
+                    "rate": _measure(rate["rate"], None, lang),
+                    "n": rate["n"],
+                    "low": _measure(low, None, lang),
+                    "high": _measure(high, None, lang),
+                }
+            )
             if not rate["sufficient"]:
                 lines.append(_("Fewer than %(min_n)s responses: too few to judge.") % {"min_n": min_n})
         else:
@@ -486,18 +565,27 @@ def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int
         else:
             lines.append(_("No objective is at risk or breached."))
         for item in section["objectives"]:
-            lines.append("  - " + templates[item["status"]] % {
-                "title": item["title"], "value": _measure(item["value"], item["metric"], lang),
-                "comparator": COMPARATORS.get(item["comparator"], ""),
-                "target": _measure(item["target"], item["metric"], lang),
-                "n": item["n"] or 0})
+            lines.append(
+                "  - "
+                + templates[item["status"]]
+                % {
+                    "title": item["title"],
+                    "value": _measure(item["value"], item["metric"], lang),
+                    "comparator": COMPARATORS.get(item["comparator"], ""),
+                    "target": _measure(item["target"], item["metric"], lang),
+                    "n": item["n"] or 0,
+                }
+            )
         if section["overdue"]:
             lines.append(_("Overdue corrective actions:"))
         else:
             lines.append(_("No corrective action is overdue."))
         for item in section["overdue"]:
-            lines.append("  - " + _("#%(id)s %(title)s, due %(due)s, owner %(owner)s") % {
-                "id": item["id"], "title": item["title"], "due": item["due"], "owner": item["owner"] or "–"})
+            lines.append(
+                "  - "
+                + _("#%(id)s %(title)s, due %(due)s, owner %(owner)s")
+                % {"id": item["id"], "title": item["title"], "due": item["due"], "owner": item["owner"] or "–"}
+            )
     lines += ["", _footer(lang)]
     return _("Weekly quality digest, %(week)s") % {"week": week}, "\n".join(lines)
 
@@ -527,12 +615,16 @@ async def run_digest(ctx: JobContext) -> int:
             continue
         day = local.date()
         sections = await ctx.store.read(
-            lambda conn, units=units, day=day: digest_sections(conn, snapshot, units, day, settings.min_n))
+            lambda conn, units=units, day=day: digest_sections(conn, snapshot, units, day, settings.min_n)
+        )
         lang = _lang(user.lang, units[0].lang)
         subject, body = digest_mail(sections, week_key, lang, settings.min_n)
         payload = json.dumps({"to": user.email, "subject": subject, "body": body, "lang": lang}, ensure_ascii=False)
-        if await ctx.store.write(lambda conn, k=key, to=user.email, p=payload: enqueue(
-                conn, channel=CHANNEL, dedupe_key=k, target=to, payload=p, event_type="digest", now=ctx.now)):
+        if await ctx.store.write(
+            lambda conn, k=key, to=user.email, p=payload: enqueue(
+                conn, channel=CHANNEL, dedupe_key=k, target=to, payload=p, event_type="digest", now=ctx.now
+            )
+        ):
             queued += 1
     if queued:
         log.info("weekly digest queued for %s owner(s)", queued)
@@ -540,6 +632,7 @@ async def run_digest(ctx: JobContext) -> int:
 
 
 # -- contact retention -----------------------------------------------------------------------------------
+
 
 def purge_expired_contacts(conn: sqlite3.Connection, now: datetime, retention_days: int) -> list[str]:
     """Purge contacts past their retention whose response has no open corrective action; returns the ids."""

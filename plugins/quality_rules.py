@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from feedback.catalog import Snapshot
 
 # Metrics a single response moves; the others are computed from actions or exposure.
-RESPONSE_METRICS = frozenset({"satisfaction", "not_dissatisfied", "mean_score", "bad_review_rate",
-                              "indicator_mean", "response_rate"})
+RESPONSE_METRICS = frozenset(
+    {"satisfaction", "not_dissatisfied", "mean_score", "bad_review_rate", "indicator_mean", "response_rate"}
+)
 
 
 @hookimpl
@@ -45,8 +46,9 @@ def _percent(value: float | None, metric: str) -> str:
 
 
 @hookimpl
-def evaluate_triggers(objective: ObjectiveVersion | None, status: dict | None,
-                      snapshot: Snapshot) -> ActionRequest | None:
+def evaluate_triggers(
+    objective: ObjectiveVersion | None, status: dict | None, snapshot: Snapshot
+) -> ActionRequest | None:
     """A breached objective, or a control-chart signal on its bad side, opens one unit-level
     nonconformity per objective and period (both causes merge into the same action)."""
     if objective is None or not status or objective.unit not in snapshot.units:
@@ -58,11 +60,17 @@ def evaluate_triggers(objective: ObjectiveVersion | None, status: dict | None,
     name = objective.title or objective.metric
     if status.get("status") == "breached":
         title = _("Objective breached: %(name)s is %(value)s against a target of %(target)s (%(period)s)") % {
-            "name": name, "value": _percent(status.get("value"), objective.metric),
-            "target": _percent(objective.target, objective.metric), "period": status.get("period_key", "")}
+            "name": name,
+            "value": _percent(status.get("value"), objective.metric),
+            "target": _percent(objective.target, objective.metric),
+            "period": status.get("period_key", ""),
+        }
     else:
         title = _("Control chart signal: %(name)s (%(rule)s, week %(week)s)") % {
-            "name": name, "rule": bad_signals[0].get("rule", ""), "week": bad_signals[0].get("week", "")}
+            "name": name,
+            "rule": bad_signals[0].get("rule", ""),
+            "week": bad_signals[0].get("week", ""),
+        }
     # A rolling window moves every day; one nonconformity per calendar month keeps it to one action.
     period = status.get("period_key", "")
     if objective.period == "rolling_30" and status.get("to"):
@@ -77,8 +85,13 @@ def evaluate_triggers(objective: ObjectiveVersion | None, status: dict | None,
         objective_id=objective.objective,
         period=period,
         target=objective.target,
-        data={"owner": objective.owner, "status": status.get("status"), "signals": bad_signals,
-              "value": status.get("value"), "n": status.get("n")},
+        data={
+            "owner": objective.owner,
+            "status": status.get("status"),
+            "signals": bad_signals,
+            "value": status.get("value"),
+            "n": status.get("n"),
+        },
     )
 
 

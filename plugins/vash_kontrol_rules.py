@@ -19,8 +19,11 @@ CALL_BACK_BELOW = 4
 def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> ActionRequest | None:
     if response is None or response.survey not in SURVEYS:
         return None
-    low = sorted(key for key, value in response.answers.items()
-                 if isinstance(value, int) and not isinstance(value, bool) and value < CALL_BACK_BELOW)
+    low = sorted(
+        key
+        for key, value in response.answers.items()
+        if isinstance(value, int) and not isinstance(value, bool) and value < CALL_BACK_BELOW
+    )
     if not low:
         return None
     unit = snapshot.units[response.unit]
@@ -30,8 +33,8 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
         kind="callback",
         source_key=f"response:{response.id}",
         unit=response.unit,
-        title=_("Call back: rated below 4 at %(place)s") % {
-            "place": touchpoint.name if touchpoint else response.touchpoint},
+        title=_("Call back: rated below 4 at %(place)s")
+        % {"place": touchpoint.name if touchpoint else response.touchpoint},
         service=response.service,
         touchpoint=response.touchpoint,
         response_id=response.id,

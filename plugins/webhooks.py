@@ -4,23 +4,27 @@ Each delivery is a row in the durable outbox (channel "webhook", one per event Ã
 restart loses nothing and a retry never sends a second copy: the body `{"id", "type", "created_at",
 "data"}` is stored once and sent byte for byte on every attempt, with
 `X-Feedback-Signature: sha256=<hex HMAC-SHA256 of the body keyed with the webhook's secret>`.
-Targets on loopback, private, link-local and other non-public addresses are refused, at
-registration and again before each delivery, unless FEEDBACK_WEBHOOK_ALLOW_PRIVATE=1.
+Only globally routable targets are accepted, at registration and again before each delivery: every
+address the host resolves to, and the IPv4 address inside IPv4-mapped, IPv4-compatible, 6to4,
+Teredo and NAT64 forms, must be global (FEEDBACK_WEBHOOK_ALLOW_PRIVATE=1 lifts this). A delivery
+connects to an address that check saw, so a name that resolves elsewhere in between gets nowhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
 import logging
 import socket
 import sqlite3
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,6 +33,7 @@ import sqlite_utils
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 
@@ -46,8 +51,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("feedback.webhooks")
 
 CHANNEL = "webhook"
-EVENTS = ("response.stored", "action.opened", "action.changed", "action.due_soon", "action.overdue",
-          "objective.breached", "kiosk.silent", "*")
+EVENTS = (
+    "response.stored",
+    "action.opened",
+    "action.changed",
+    "action.due_soon",
+    "action.overdue",
+    "objective.breached",
+    "kiosk.silent",
+    "*",
+)
 TIMEOUT = 10.0
 # Active webhooks are cached per process; a change made in another process shows within this long.
 CACHE_SECONDS = 5.0
@@ -92,21 +105,72 @@ def forget_cache() -> None:
 
 
 # -- address checks ------------------------------------------------------------------------------
+# Only globally routable targets, so that nobody can point a webhook at the server's own network
+# (loopback, private ranges, cloud metadata at 169.254.169.254). An IPv6 address may carry an IPv4
+# one that a relay, a NAT64 gateway or the host itself connects to: that one must be global too.
 
-def _non_public(address: str) -> bool:
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the IPv4 address is the last 32 bits.
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# IPv4-compatible addresses (::a.b.c.d, deprecated by RFC 4291).
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Not globally reachable per the IANA registries, though older Python releases call them global.
+_NOT_GLOBAL = (ipaddress.IPv6Network("64:ff9b:1::/48"), _IPV4_COMPATIBLE)
+
+
+class NotRoutable(InvalidInput):
+    """A target that resolves to an address that is not globally routable."""
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, 6to4, Teredo (server and client),
+    NAT64 and IPv4-compatible forms."""
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if (ip in _IPV4_COMPATIBLE and int(ip) > 1) or any(ip in network for network in _NAT64):  # :: and ::1 carry none
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
+    return found
+
+
+def _is_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_GLOBAL)
+
+
+def not_routable_reason(address: str) -> str | None:
+    """Why an address is no webhook target (it, or an IPv4 address inside it, is not globally
+    routable), or None when it is one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of the address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast
-            or ip.is_unspecified or not ip.is_global)
+    if isinstance(ip, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(ip):
+            if not _is_global(inner):
+                return f"{address}, which carries {inner}, an address that is not globally routable"
+        if ip.ipv4_mapped is not None:
+            return None  # a mapped address is its IPv4 address, checked above
+    if not _is_global(ip):
+        return f"{address}, an address that is not globally routable (loopback, private, reserved or the like)"
+    return None
 
 
-async def check_url(url: str, allow_private: bool) -> None:
-    """Raise InvalidInput naming `url` unless it is http(s) and its host resolves to public addresses only."""
+@dataclass(frozen=True)
+class Target:
+    """A checked webhook URL and the addresses its host resolved to when checked."""
+
+    url: httpx.URL
+    addresses: tuple[str, ...]
+
+
+async def check_url(url: str, allow_private: bool) -> Target:
+    """Raise InvalidInput naming `url` unless it is http(s) and its host resolves to globally
+    routable addresses only (NotRoutable when an address is refused)."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as error:
         raise InvalidInput(f"url: {error}", "url") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidInput("url: must be an http:// or https:// URL", "url")
@@ -118,14 +182,40 @@ async def check_url(url: str, allow_private: bool) -> None:
         infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
         raise InvalidInput(f"url: host {host!r} does not resolve ({error})", "url") from None
-    if allow_private:
-        return
-    for info in infos:
-        address = str(info[4][0])
-        if _non_public(address):
-            raise InvalidInput(
-                f"url: {host!r} resolves to {address}, a loopback, private or reserved address"
-                " (FEEDBACK_WEBHOOK_ALLOW_PRIVATE=1 allows it)", "url")
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private:
+        for address in addresses:
+            reason = not_routable_reason(address)
+            if reason is not None:
+                raise NotRoutable(
+                    f"url: {host!r} resolves to {reason} (FEEDBACK_WEBHOOK_ALLOW_PRIVATE=1 allows it)", "url"
+                )
+    return Target(parsed, addresses)
+
+
+async def post_to_checked_address(
+    client: httpx.AsyncClient, target: Target, body: bytes, headers: dict[str, str]
+) -> int:
+    """POST to one of the addresses the check saw, never to a fresh look-up of the name: a name
+    that resolves elsewhere between check and connection (DNS rebinding) cannot redirect the call.
+    The Host header and TLS server name (SNI and certificate check) stay the URL's own. Returns the
+    status; the answer is never read, so a receiver cannot make us hold a large one."""
+    host_header = target.url.netloc.decode("ascii")
+    extensions = {"sni_hostname": target.url.raw_host.decode("ascii")} if target.url.scheme == "https" else {}
+    failure: httpx.ConnectError | None = None
+    for address in target.addresses:
+        pinned = target.url.copy_with(host=address.split("%", 1)[0])
+        request = client.build_request(
+            "POST", pinned, content=body, headers={**headers, "Host": host_header}, extensions=extensions
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.ConnectError as error:
+            failure = error  # nothing was sent: the next address may answer
+            continue
+        await response.aclose()
+        return response.status_code
+    raise failure or httpx.ConnectError(f"{target.url.host}: no address to connect to")
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -133,6 +223,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 # -- queueing --------------------------------------------------------------------------------------
+
 
 def _load_hooks(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [
@@ -160,8 +251,16 @@ async def _enqueue(event: Event, store: Store) -> None:
 
     def queue(conn: sqlite3.Connection) -> None:
         for hook_id in matching:
-            enqueue(conn, channel=CHANNEL, dedupe_key=f"{event.id}|webhook:{hook_id}", target=str(hook_id),
-                    payload=payload, event_id=event.id, event_type=event.type, now=at)
+            enqueue(
+                conn,
+                channel=CHANNEL,
+                dedupe_key=f"{event.id}|webhook:{hook_id}",
+                target=str(hook_id),
+                payload=payload,
+                event_id=event.id,
+                event_type=event.type,
+                now=at,
+            )
 
     await store.write(queue)
     if _state.serving:
@@ -178,21 +277,27 @@ def track_event(event: Event, store: Store):
 
 # -- delivery --------------------------------------------------------------------------------------
 
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes a while: once per process, shared by every delivery's client.
+    return httpx.create_ssl_context()
+
+
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
     """One delivery round of the webhook outbox."""
-    client: httpx.AsyncClient | None = None
 
     async def send(row: dict[str, Any]) -> None:
-        nonlocal client
-        if client is None:
-            # Direct connections only: a proxy would resolve the host itself, past the address check.
-            client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
         hooks = await store.query("SELECT url, secret, disabled_at FROM webhooks WHERE id = ?", (int(row["target"]),))
         if not hooks or hooks[0]["disabled_at"]:
             raise GiveUp("webhook disabled")
         hook = hooks[0]
-        # Checked again before every attempt: the name may resolve elsewhere by now.
-        await check_url(hook["url"], settings.webhook_allow_private)
+        # Checked again before every attempt: the name may resolve elsewhere by now. A refused
+        # address is final (the row fails with the reason); a name that does not resolve is retried.
+        try:
+            target = await check_url(hook["url"], settings.webhook_allow_private)
+        except NotRoutable as error:
+            raise GiveUp(error.message) from None
         body = row["payload"].encode()
         headers = {
             "Content-Type": "application/json",
@@ -201,16 +306,17 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
             "X-Feedback-Event": row["event_type"] or "",
             "X-Feedback-Delivery": str(row["id"]),
         }
-        # Streamed and never read: a receiver cannot make us hold a large answer.
-        async with client.stream("POST", hook["url"], content=body, headers=headers) as response:
-            if not 200 <= response.status_code < 300:
-                raise RuntimeError(f"HTTP {response.status_code}")
+        # A client per delivery: a pooled connection, made for another host name at the same
+        # address, must never carry this one. Direct connections only: a proxy would resolve the
+        # name itself, past the address check.
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=_tls_context()
+        ) as client:
+            status = await post_to_checked_address(client, target, body, headers)
+        if not 200 <= status < 300:
+            raise RuntimeError(f"HTTP {status}")
 
-    try:
-        return await deliver_due(store, CHANNEL, send, now)
-    finally:
-        if client is not None:
-            await client.aclose()
+    return await deliver_due(store, CHANNEL, send, now)
 
 
 async def _deliver_job(ctx: JobContext) -> None:
@@ -238,10 +344,47 @@ def startup(settings: Settings) -> None:
 
 # -- API ---------------------------------------------------------------------------------------------
 
+
 class WebhookBody(Struct, forbid_unknown_fields=True):
     url: Annotated[str, Meta(min_length=1, max_length=2048)]
     secret: Annotated[str, Meta(min_length=1, max_length=256)]
     events: Annotated[list[str], Meta(max_length=len(EVENTS))] | None = None
+
+
+class WebhookCreated(Struct, kw_only=True):
+    """A webhook just registered (its secret is never shown again)."""
+
+    id: int
+    url: str
+    events: Annotated[list[str], Meta(description='event types, or ["*"] for all')]
+    created_at: str
+
+
+class Webhook(WebhookCreated, kw_only=True):
+    created_by: str | None
+    disabled_at: Annotated[str | None, Meta(description="when it was disabled; null while active")]
+    active: bool
+
+
+class Delivery(Struct, kw_only=True):
+    id: int
+    event_id: Annotated[str | None, Meta(description="the same on every retry of one event")]
+    event_type: str | None
+    attempts: int
+    last_error: str | None
+    created_at: str
+    next_attempt_at: str
+    delivered_at: str | None
+    failed_at: str | None
+    status: Literal["pending", "retrying", "delivered", "failed"]
+
+
+# The controller has a method named `list`, which shadows the builtin inside its body.
+Deliveries = list[Delivery]
+
+
+def _documented(body: Any, status: int = 200, description: str = "OK") -> dict[int, ResponseSpec]:
+    return {status: ResponseSpec(data_container=body, description=description, generate_examples=False)}
 
 
 async def _principal(request: Request, state: State) -> Any:
@@ -261,7 +404,7 @@ def _normalise_events(events: list[str] | None) -> list[str]:
     if events is None:
         return ["*"]
     if not events:
-        raise InvalidInput("events: name at least one event, or \"*\" for all", "events")
+        raise InvalidInput('events: name at least one event, or "*" for all', "events")
     for name in events:
         if name not in EVENTS:
             raise InvalidInput(f"events: unknown event {name!r}; known: {list(EVENTS)}", "events")
@@ -269,9 +412,15 @@ def _normalise_events(events: list[str] | None) -> list[str]:
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "url": row["url"], "events": msgspec.json.decode(row["events"]),
-            "created_at": row["created_at"], "created_by": row["created_by"], "disabled_at": row["disabled_at"],
-            "active": row["disabled_at"] is None}
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "events": msgspec.json.decode(row["events"]),
+        "created_at": row["created_at"],
+        "created_by": row["created_by"],
+        "disabled_at": row["disabled_at"],
+        "active": row["disabled_at"] is None,
+    }
 
 
 def _delivery_status(row: dict[str, Any]) -> str:
@@ -289,48 +438,73 @@ class WebhooksController(Controller):
 
     async def _get(self, state: State, webhook_id: int) -> dict[str, Any]:
         rows = await state.store.query(
-            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks WHERE id = ?", (webhook_id,))
+            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks WHERE id = ?", (webhook_id,)
+        )
         if not rows:
             raise NotFound(f"id: no webhook {webhook_id}", "id")
         return rows[0]
 
-    @post(summary="Register a webhook (admin)",
-          description="Events: " + ", ".join(EVENTS) + "; none or [\"*\"] means all. The secret is never shown again.")
+    @post(
+        summary="Register a webhook (admin)",
+        responses=_documented(WebhookCreated, 201, "Registered"),
+        description="Events: " + ", ".join(EVENTS) + '; none or ["*"] means all. The secret is never shown again.',
+    )
     async def create(self, data: WebhookBody, principal: Any, state: State) -> Response[dict[str, Any]]:
         _require_admin(principal)
         events = _normalise_events(data.events)
         await check_url(data.url, state.settings.webhook_allow_private)
         created_at = stamp(datetime.now(UTC))
-        webhook_id = await state.store.write(lambda conn: conn.execute(
-            "INSERT INTO webhooks (url, secret, events, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (data.url, data.secret, msgspec.json.encode(events).decode(), principal.user, created_at),
-        ).lastrowid)
+        webhook_id = await state.store.write(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO webhooks (url, secret, events, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (data.url, data.secret, msgspec.json.encode(events).decode(), principal.user, created_at),
+                ).lastrowid
+            )
+        )
         forget_cache()
         log.info("webhook %s registered for %s by %s", webhook_id, events, principal.user)
-        return Response({"id": webhook_id, "url": data.url, "events": events, "created_at": created_at},
-                        status_code=201)
+        return Response(
+            {"id": webhook_id, "url": data.url, "events": events, "created_at": created_at}, status_code=201
+        )
 
-    @get(summary="Registered webhooks, secrets hidden (admin)")
+    @get(summary="Registered webhooks, secrets hidden (admin)", responses=_documented(list[Webhook]))
     async def list(self, principal: Any, state: State) -> list[dict[str, Any]]:
         _require_admin(principal)
         rows = await state.store.query(
-            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks ORDER BY id")
+            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks ORDER BY id"
+        )
         return [_public(row) for row in rows]
 
-    @delete("/{webhook_id:int}", status_code=200, summary="Disable a webhook; its record and deliveries stay")
+    @delete(
+        "/{webhook_id:int}",
+        status_code=200,
+        summary="Disable a webhook; its record and deliveries stay",
+        responses=_documented(Webhook),
+    )
     async def disable(self, webhook_id: int, principal: Any, state: State) -> dict[str, Any]:
         _require_admin(principal)
         await self._get(state, webhook_id)
         at = stamp(datetime.now(UTC))
-        await state.store.write(lambda conn: conn.execute(
-            "UPDATE webhooks SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", (at, webhook_id)))
+        await state.store.write(
+            lambda conn: conn.execute(
+                "UPDATE webhooks SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", (at, webhook_id)
+            )
+        )
         forget_cache()
         log.info("webhook %s disabled by %s", webhook_id, principal.user)
         return _public(await self._get(state, webhook_id))
 
-    @get("/{webhook_id:int}/deliveries", summary="Recent deliveries of a webhook, newest first (admin)")
+    @get(
+        "/{webhook_id:int}/deliveries",
+        summary="Recent deliveries of a webhook, newest first (admin)",
+        responses=_documented(Deliveries),
+    )
     async def deliveries(
-        self, webhook_id: int, principal: Any, state: State,
+        self,
+        webhook_id: int,
+        principal: Any,
+        state: State,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         _require_admin(principal)

@@ -24,8 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 # Debian's Chromium, never a downloaded browser; quiet flags for a machine with no outside network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 # The console script beside this interpreter (a venv need not be activated), else the one on PATH.
 _beside = Path(sys.executable).parent / "feedback"
@@ -51,17 +58,26 @@ def make_org(db_path: Path) -> Org:
     for slug in ("csat", "haochaping", "vash_kontrol"):
         surveys.publish_template(conn, slug)
     organisation.add_unit(conn, "A", "Agency A", lang="en", tz="Asia/Ho_Chi_Minh")
-    organisation.add_unit(conn, "A1", "Đơn vị A1", parent="A", lang="vi", tz="Asia/Ho_Chi_Minh",
-                          names={"vi": "Đơn vị A1", "en": "Unit A1"})
+    organisation.add_unit(
+        conn,
+        "A1",
+        "Đơn vị A1",
+        parent="A",
+        lang="vi",
+        tz="Asia/Ho_Chi_Minh",
+        names={"vi": "Đơn vị A1", "en": "Unit A1"},
+    )
     organisation.add_unit(conn, "A1a", "Quầy A1a", parent="A1", lang="vi", tz="Asia/Ho_Chi_Minh")
     organisation.add_unit(conn, "B", "Пост Б", lang="ru", tz="Asia/Sakhalin")
     organisation.add_service(conn, "S1", "Đăng ký", agency="A")
     organisation.add_service(conn, "S2", "Cấp phép", agency="A")
     org.touchpoints["a"] = organisation.add_touchpoint(conn, "A", "A hall", "csat", token="tp-a")
-    org.touchpoints["a1"] = organisation.add_touchpoint(conn, "A1", "Quầy 1", "csat", counter="1",
-                                                         service="S1", token="tp-a1")
-    org.touchpoints["a1a"] = organisation.add_touchpoint(conn, "A1a", "3号窗口", "haochaping", lang="zh",
-                                                          kind="kiosk", token="tp-a1a")
+    org.touchpoints["a1"] = organisation.add_touchpoint(
+        conn, "A1", "Quầy 1", "csat", counter="1", service="S1", token="tp-a1"
+    )
+    org.touchpoints["a1a"] = organisation.add_touchpoint(
+        conn, "A1a", "3号窗口", "haochaping", lang="zh", kind="kiosk", token="tp-a1a"
+    )
     org.touchpoints["b"] = organisation.add_touchpoint(conn, "B", "Окно 2", "vash_kontrol", token="tp-b")
     org.tokens["admin"] = auth.create_token(conn, "root", "admin", None)
     org.tokens["manager_a1"] = auth.create_token(conn, "lan", "manager", "A1")
@@ -183,6 +199,12 @@ def auth_header(token: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([FEEDBACK, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          input=input, timeout=300, check=False)
-
+    return subprocess.run(
+        [FEEDBACK, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=300,
+        check=False,
+    )

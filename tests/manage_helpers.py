@@ -1,11 +1,11 @@
 """Helpers for tests of the manager web app: users with passwords, and signing in.
 
-    from tests.manage_helpers import add_user, sign_in
-    add_user(org.db, "mai", "correct horse 1", "manager", "A1")
-    sign_in(page, server, "mai", "correct horse 1")          # a Playwright Page
-    client = httpx.Client(base_url=server.url)
-    sign_in(client, server, "mai", "correct horse 1")        # an httpx Client: cookies kept on it
-    token = csrf_token(client)                               # for POST forms: data={"_csrf_token": token, …}
+from tests.manage_helpers import add_user, sign_in
+add_user(org.db, "mai", "correct horse 1", "manager", "A1")
+sign_in(page, server, "mai", "correct horse 1")          # a Playwright Page
+client = httpx.Client(base_url=server.url)
+sign_in(client, server, "mai", "correct horse 1")        # an httpx Client: cookies kept on it
+token = csrf_token(client)                               # for POST forms: data={"_csrf_token": token, …}
 """
 
 from __future__ import annotations
@@ -23,8 +23,16 @@ from feedback.web.manage.auth import save_user
 _CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 
-def add_user(db: Path | str, name: str, password: str, role: str, unit: str | None = None, *,
-             email: str | None = None, lang: str | None = None) -> None:
+def add_user(
+    db: Path | str,
+    name: str,
+    password: str,
+    role: str,
+    unit: str | None = None,
+    *,
+    email: str | None = None,
+    lang: str | None = None,
+) -> None:
     """Create (or update) a user with a password, straight in the SQLite file."""
     database = open_utils(str(db))
     try:
@@ -57,8 +65,10 @@ def sign_in(page_or_client: Any, server: Any, name: str, password: str, *, next_
         if not str(client.base_url).startswith(base):
             client.base_url = base
         token = csrf_token(client, login)
-        reply = client.post("/manage/login", data={"username": name, "password": password, "_csrf_token": token,
-                                                   "next": next_path or "/manage/"})
+        reply = client.post(
+            "/manage/login",
+            data={"username": name, "password": password, "_csrf_token": token, "next": next_path or "/manage/"},
+        )
         assert reply.status_code == 303, f"sign-in as {name} failed: {reply.status_code}"
         return reply
     page = page_or_client

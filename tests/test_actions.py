@@ -27,7 +27,7 @@ from tests.conftest import Server, auth_header, make_org, rows, run_cli
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
 # A real plugin on the event bus: writes every action.* event to a file the test reads back.
-EVENT_LOGGER = '''
+EVENT_LOGGER = """
 import json
 import os
 
@@ -40,7 +40,7 @@ def track_event(event):
     if path and event.type.startswith("action."):
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"id": event.id, "type": event.type, "data": event.data}) + "\\n")
-'''
+"""
 
 
 class Env:
@@ -52,8 +52,11 @@ class Env:
         plugins_dir.mkdir()
         (plugins_dir / "action_event_log.py").write_text(EVENT_LOGGER)
         self.events_log = tmp_path / "events.jsonl"
-        self.env = {"FEEDBACK_PLUGINS_DIR": str(plugins_dir), "ACTION_EVENTS_LOG": str(self.events_log),
-                    "FEEDBACK_JOBS": "0"}
+        self.env = {
+            "FEEDBACK_PLUGINS_DIR": str(plugins_dir),
+            "ACTION_EVENTS_LOG": str(self.events_log),
+            "FEEDBACK_JOBS": "0",
+        }
 
         def setup(conn: sqlite3.Connection, _snapshot: Any) -> None:
             self.org.tokens["boss"] = auth.create_token(conn, "boss", "manager", "A")
@@ -91,7 +94,7 @@ class Env:
     def tick(self, now: datetime, **env: str) -> dict[str, Any]:
         result = run_cli("tick", "--db", str(self.org.db), "--now", now.isoformat(), env={**self.env, **env})
         assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads(result.stdout[result.stdout.index("{"):])
+        return json.loads(result.stdout[result.stdout.index("{") :])
 
 
 @pytest.fixture
@@ -120,13 +123,21 @@ def post_response(server: Server, touchpoint: str, rating: int, **extra: Any) ->
     return reply.json()["id"]
 
 
-def open_for_response(env: Env, response_id: str, kind: str = "work_order", now: datetime | None = None,
-                      **extra: Any) -> dict[str, Any]:
+def open_for_response(
+    env: Env, response_id: str, kind: str = "work_order", now: datetime | None = None, **extra: Any
+) -> dict[str, Any]:
     def run(conn: sqlite3.Connection, snapshot: Any) -> dict[str, Any] | None:
         stored = dict(conn.execute("SELECT * FROM responses WHERE id = ?", (response_id,)).fetchone())
-        request = ActionRequest(kind=kind, source_key=f"response:{response_id}", unit=stored["unit"],
-                                title="Bad review", service=stored["service"], touchpoint=stored["touchpoint"],
-                                response_id=response_id, **extra)
+        request = ActionRequest(
+            kind=kind,
+            source_key=f"response:{response_id}",
+            unit=stored["unit"],
+            title="Bad review",
+            service=stored["service"],
+            touchpoint=stored["touchpoint"],
+            response_id=response_id,
+            **extra,
+        )
         return actions.open_action(conn, request, snapshot=snapshot, now=now or datetime.now(UTC))
 
     opened = env.db(run)
@@ -141,9 +152,19 @@ def local_today() -> date:
 # -- manual actions, the queue, scope ------------------------------------------------------------------
 def test_manual_action_is_opened_listed_and_filtered(env: Env, server: Server) -> None:
     tokens = env.org.tokens
-    reply = api(server, "POST", "/api/v1/actions", tokens["admin"],
-                json={"unit": "A1", "title": "Queue display broken", "working_days": 3, "service": "S1",
-                      "note": "Found in the internal audit"})
+    reply = api(
+        server,
+        "POST",
+        "/api/v1/actions",
+        tokens["admin"],
+        json={
+            "unit": "A1",
+            "title": "Queue display broken",
+            "working_days": 3,
+            "service": "S1",
+            "note": "Found in the internal audit",
+        },
+    )
     assert reply.status_code == 201, reply.text
     first = reply.json()
     assert first["kind"] == "manual" and first["status"] == "new" and first["unit"] == "A1"
@@ -155,13 +176,18 @@ def test_manual_action_is_opened_listed_and_filtered(env: Env, server: Server) -
     assert source_key.startswith("manual:")
 
     # A unit without an owner: the nearest owner above; an explicit owner wins.
-    second = api(server, "POST", "/api/v1/actions", tokens["manager_a1"],
-                 json={"unit": "A1a", "title": "Kiosk offline",
-                       "due": (local_today() + timedelta(days=20)).isoformat()})
+    second = api(
+        server,
+        "POST",
+        "/api/v1/actions",
+        tokens["manager_a1"],
+        json={"unit": "A1a", "title": "Kiosk offline", "due": (local_today() + timedelta(days=20)).isoformat()},
+    )
     assert second.status_code == 201, second.text
     assert second.json()["owner"] == "lan" and second.json()["created_by"] == "lan"
-    third = api(server, "POST", "/api/v1/actions", tokens["admin"],
-                json={"unit": "A", "title": "Signage", "owner": "boss"}).json()
+    third = api(
+        server, "POST", "/api/v1/actions", tokens["admin"], json={"unit": "A", "title": "Signage", "owner": "boss"}
+    ).json()
     assert third["owner"] == "boss"
     # Without a deadline anywhere: the default 10 working days of the setting.
     assert third["due"] == add_working_days(local_today(), 10, "VN").isoformat()
@@ -175,15 +201,16 @@ def test_manual_action_is_opened_listed_and_filtered(env: Env, server: Server) -
     # Not overdue: by due day (3, 10, then 20 days ahead).
     assert [a["id"] for a in listed] == [first["id"], third["id"], second.json()["id"]]
     assert {a["id"] for a in api(server, "GET", "/api/v1/actions", tokens["manager_a1"]).json()} == {
-        first["id"], second.json()["id"]}
+        first["id"],
+        second.json()["id"],
+    }
     only_a1a = api(server, "GET", "/api/v1/actions", tokens["admin"], params={"unit": "A1a"}).json()
     assert [a["id"] for a in only_a1a] == [second.json()["id"]]
-    assert api(server, "GET", "/api/v1/actions", tokens["admin"],
-               params={"unit": "A", "kind": "callback"}).json() == []
-    assert len(api(server, "GET", "/api/v1/actions", tokens["admin"],
-                   params={"unit": "A", "status": "new"}).json()) == 3
-    assert api(server, "GET", "/api/v1/actions", tokens["admin"],
-               params={"unit": "A", "status": "closed"}).json() == []
+    assert api(server, "GET", "/api/v1/actions", tokens["admin"], params={"unit": "A", "kind": "callback"}).json() == []
+    assert (
+        len(api(server, "GET", "/api/v1/actions", tokens["admin"], params={"unit": "A", "status": "new"}).json()) == 3
+    )
+    assert api(server, "GET", "/api/v1/actions", tokens["admin"], params={"unit": "A", "status": "closed"}).json() == []
 
     # Overdue: the due day has passed in the unit's time zone. Overdue ones come first.
     yesterday = (local_today() - timedelta(days=1)).isoformat()
@@ -211,8 +238,7 @@ def test_manual_action_is_opened_listed_and_filtered(env: Env, server: Server) -
         ({"unit": "A1", "title": "x", "colour": "red"}, 400, "colour"),
     ],
 )
-def test_manual_action_bad_input_names_the_field(env: Env, server: Server, body: dict, status: int,
-                                                 field: str) -> None:
+def test_manual_action_bad_input_names_the_field(env: Env, server: Server, body: dict, status: int, field: str) -> None:
     reply = api(server, "POST", "/api/v1/actions", env.org.tokens["admin"], json=body)
     assert reply.status_code == status, reply.text
     assert reply.json()["field"] == field
@@ -228,8 +254,10 @@ def test_roles_and_scope(env: Env, server: Server) -> None:
     assert api(server, "GET", "/api/v1/actions", tokens["manager_a1"], params={"unit": "B"}).status_code == 403
     assert api(server, "GET", f"/api/v1/actions/{in_b['id']}", tokens["manager_a1"]).status_code == 403
     assert step(server, tokens["manager_a1"], in_b["id"], "verifying").status_code == 403
-    assert api(server, "POST", "/api/v1/actions", tokens["manager_a1"],
-               json={"unit": "B", "title": "x"}).status_code == 403
+    assert (
+        api(server, "POST", "/api/v1/actions", tokens["manager_a1"], json={"unit": "B", "title": "x"}).status_code
+        == 403
+    )
     assert api(server, "GET", "/api/v1/kpis", tokens["manager_a1"], params={"unit": "B"}).status_code == 403
     # … nor of the agency above it.
     assert api(server, "GET", "/api/v1/actions", tokens["manager_a1"], params={"unit": "A"}).status_code == 403
@@ -238,8 +266,10 @@ def test_roles_and_scope(env: Env, server: Server) -> None:
     reply = step(server, tokens["viewer_b"], in_b["id"], "verifying")
     assert reply.status_code == 403 and reply.json()["field"] == "role"
     assert step(server, tokens["auditor_a"], in_a1["id"], "verifying").status_code == 403
-    assert api(server, "POST", "/api/v1/actions", tokens["auditor_a"],
-               json={"unit": "A1", "title": "x"}).status_code == 403
+    assert (
+        api(server, "POST", "/api/v1/actions", tokens["auditor_a"], json={"unit": "A1", "title": "x"}).status_code
+        == 403
+    )
     assert api(server, "GET", f"/api/v1/actions/{in_a1['id']}", tokens["auditor_a"]).status_code == 200
     # No token, unknown ids and units.
     assert api(server, "GET", "/api/v1/actions", None).status_code == 401
@@ -251,12 +281,15 @@ def test_roles_and_scope(env: Env, server: Server) -> None:
         reply = api(server, "GET", "/api/v1/actions", tokens["admin"], params={"unit": "A", **params})
         assert reply.status_code == 400 and reply.json()["field"] == field
     # An admin bound to no unit lists every unit's actions.
-    assert {a["id"] for a in api(server, "GET", "/api/v1/actions", tokens["admin"]).json()} == {
-        in_a1["id"], in_b["id"]}
+    assert {a["id"] for a in api(server, "GET", "/api/v1/actions", tokens["admin"]).json()} == {in_a1["id"], in_b["id"]}
     assert {a["id"] for a in api(server, "GET", "/api/v1/actions", tokens["manager_b"]).json()} == {in_b["id"]}
     paths = api(server, "GET", "/schema/openapi.json", None).json()["paths"]
-    for path in ("/api/v1/actions", "/api/v1/actions/{action_id}", "/api/v1/actions/{action_id}/events",
-                 "/api/v1/kpis"):
+    for path in (
+        "/api/v1/actions",
+        "/api/v1/actions/{action_id}",
+        "/api/v1/actions/{action_id}/events",
+        "/api/v1/kpis",
+    ):
         assert path in paths
 
 
@@ -269,8 +302,14 @@ def test_every_legal_transition_and_the_record(env: Env, server: Server) -> None
     walk = [
         ("verifying", {"note": "checked the queue log"}),
         ("corrected", {"correction": "opened a second counter"}),
-        ("implemented", {"action_taken": "second counter staffed at peaks", "root_cause": "one counter at noon",
-                         "similar_cases": "A1a has the same roster"}),
+        (
+            "implemented",
+            {
+                "action_taken": "second counter staffed at peaks",
+                "root_cause": "one counter at noon",
+                "similar_cases": "A1a has the same roster",
+            },
+        ),
         ("effectiveness_review", {}),
         ("closed", {"result": "waiting under 10 min"}),
         ("reopened", {"note": "complaints again"}),
@@ -305,8 +344,9 @@ def test_every_legal_transition_and_the_record(env: Env, server: Server) -> None
     detail = api(server, "GET", f"/api/v1/actions/{aid}", admin).json()
     assert [e["type"] for e in detail["events"]] == ["opened", *[t for t, _ in walk]]
     assert detail["reopen_count"] == 1 and detail["status"] == "closed"
-    stored = rows(env.org, "SELECT * FROM action_events WHERE action = ? AND type = 'implemented' ORDER BY seq",
-                  (aid,))[0]
+    stored = rows(
+        env.org, "SELECT * FROM action_events WHERE action = ? AND type = 'implemented' ORDER BY seq", (aid,)
+    )[0]
     assert stored["root_cause"] == "one counter at noon" and stored["similar_cases"] == "A1a has the same roster"
 
     # explained → closed, with the explanation on record.
@@ -323,7 +363,9 @@ def test_every_legal_transition_and_the_record(env: Env, server: Server) -> None
     assert len(changed) == len(walk) and len({e["id"] for e in changed}) == len(walk)
     assert changed[0]["data"]["event"]["to_status"] == "verifying"
     assert [e["id"] for e in env.events() if e["type"] == "action.opened"] == [
-        f"action.opened:{aid}", f"action.opened:{other}"]
+        f"action.opened:{aid}",
+        f"action.opened:{other}",
+    ]
 
 
 def test_illegal_transitions_are_refused(env: Env, server: Server) -> None:
@@ -366,14 +408,17 @@ def test_action_events_are_append_only(env: Env, server: Server) -> None:
     assert step(server, env.org.tokens["manager_a1"], aid, "verifying").status_code == 201
     conn = sqlite3.connect(env.org.db)
     try:
-        for sql in ("UPDATE action_events SET actor = 'someone else' WHERE action = ?",
-                    "DELETE FROM action_events WHERE action = ?"):
+        for sql in (
+            "UPDATE action_events SET actor = 'someone else' WHERE action = ?",
+            "DELETE FROM action_events WHERE action = ?",
+        ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(sql, (aid,))
     finally:
         conn.close()
-    assert [r["actor"] for r in rows(env.org, "SELECT actor FROM action_events WHERE action = ? ORDER BY seq",
-                                     (aid,))] == ["root", "lan"]
+    assert [
+        r["actor"] for r in rows(env.org, "SELECT actor FROM action_events WHERE action = ? ORDER BY seq", (aid,))
+    ] == ["root", "lan"]
 
 
 # -- response-sourced actions: idempotence, appeals, call-backs ------------------------------------------------
@@ -383,8 +428,9 @@ def test_one_action_per_response_however_often_opened(env: Env, server: Server) 
     assert first["source"] == {"type": "response", "response_id": rid} and first["owner"] == "lan"
 
     def again(conn: sqlite3.Connection, snapshot: Any) -> Any:
-        request = ActionRequest(kind="work_order", source_key=f"response:{rid}", unit="A1", title="again",
-                                response_id=rid)
+        request = ActionRequest(
+            kind="work_order", source_key=f"response:{rid}", unit="A1", title="again", response_id=rid
+        )
         return actions.open_action(conn, request, snapshot=snapshot, now=datetime.now(UTC))
 
     assert env.db(again) is None
@@ -414,21 +460,26 @@ def test_deadline_follows_the_unit_calendar_and_action_days(env: Env, server: Se
         return actions.open_action(conn, request, snapshot=snapshot, now=friday_before_tet)
 
     assert env.db(malformed)["due"] == "2026-02-27"
-    opening = rows(env.org, "SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action"
-                            " WHERE a.source_key = 'test:bad-due'")[0]
+    opening = rows(
+        env.org,
+        "SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.source_key = 'test:bad-due'",
+    )[0]
     assert json.loads(opening["data"])["due_ignored"] == "soon"
 
 
 def test_effectiveness_follows_the_objective_behind_an_action(env: Env) -> None:
     def setup(conn: sqlite3.Connection, _snapshot: Any) -> None:
         now = datetime.now(UTC).isoformat()
-        for objective, metric, comparator, target in ((1, "bad_review_rate", "<=", 0.05),
-                                                      (2, "indicator_mean", ">=", 80.0)):
+        for objective, metric, comparator, target in (
+            (1, "bad_review_rate", "<=", 0.05),
+            (2, "indicator_mean", ">=", 80.0),
+        ):
             conn.execute("INSERT INTO objectives (id, unit, created_at) VALUES (?, 'A1', ?)", (objective, now))
             conn.execute(
                 "INSERT INTO objective_versions (objective, version, valid_from, metric, indicator, comparator,"
                 " target, period, min_n, created_at) VALUES (?, 1, '2026-01-01', ?, ?, ?, ?, 'month', 12, ?)",
-                (objective, metric, "waiting_time" if objective == 2 else None, comparator, target, now))
+                (objective, metric, "waiting_time" if objective == 2 else None, comparator, target, now),
+            )
 
     env.db(setup)
     snapshot = env.db(lambda conn, snapshot: snapshot)
@@ -489,15 +540,21 @@ def test_appeal_is_decided_by_someone_else_and_leaves_the_kpis_not_the_record(en
 
 def test_contact_is_shown_while_open_and_callback_flagged_on_close(env: Env, server: Server) -> None:
     tokens = env.org.tokens
-    reply = httpx.post(f"{server.url}/api/v1/responses", timeout=15, json={
-        "touchpoint": "tp-a1", "answers": {"overall": 2, "contact": "+84 90 123 4567"}})
+    reply = httpx.post(
+        f"{server.url}/api/v1/responses",
+        timeout=15,
+        json={"touchpoint": "tp-a1", "answers": {"overall": 2, "contact": "+84 90 123 4567"}},
+    )
     rid = reply.json()["id"]
     aid = open_for_response(env, rid, kind="callback")["id"]
     shown = api(server, "GET", f"/api/v1/actions/{aid}", tokens["manager_a1"]).json()
     assert shown["contact"] == "+84 90 123 4567" and shown["kind"] == "callback"
     assert "contact" not in api(server, "GET", f"/api/v1/actions/{aid}", tokens["auditor_a"]).json()
-    for target, fields in (("verifying", {}), ("explained", {"explanation": "called back, explained the rules"}),
-                           ("closed", {})):
+    for target, fields in (
+        ("verifying", {}),
+        ("explained", {"explanation": "called back, explained the rules"}),
+        ("closed", {}),
+    ):
         assert step(server, tokens["manager_a1"], aid, target, **fields).status_code == 201
     closing = [e for e in env.events() if e["type"] == "action.changed" and e["data"]["status"] == "closed"]
     assert len(closing) == 1 and closing[0]["data"]["callback"] is True
@@ -545,8 +602,13 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
         _walk(conn, snapshot, february, at(3, 2), close)
 
     env.db(history)
-    reply = api(server, "GET", "/api/v1/kpis", env.org.tokens["admin"],
-                params={"unit": "A", "from": "2026-01-01", "to": "2026-01-31"})
+    reply = api(
+        server,
+        "GET",
+        "/api/v1/kpis",
+        env.org.tokens["admin"],
+        params={"unit": "A", "from": "2026-01-01", "to": "2026-01-31"},
+    )
     assert reply.status_code == 200, reply.text
     body = reply.json()
     total = body["total"]
@@ -565,14 +627,19 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
     assert by_unit["A"]["opened"] == 0 and by_unit["A"]["on_time_rate"] is None
 
     def metrics(conn: sqlite3.Connection, snapshot: Any) -> tuple:
-        return (actions.metric_on_time(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
-                actions.metric_callback(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
-                actions.metric_on_time(conn, snapshot, "A1a", "2026-01-01", "2026-01-31"),
-                actions.metric_callback(conn, snapshot, "B", "2026-01-01", "2026-01-31"))
+        return (
+            actions.metric_on_time(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
+            actions.metric_callback(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
+            actions.metric_on_time(conn, snapshot, "A1a", "2026-01-01", "2026-01-31"),
+            actions.metric_callback(conn, snapshot, "B", "2026-01-01", "2026-01-31"),
+        )
 
     assert env.db(metrics) == ((2, 6), (1, 2), (1, 2), (1, 1))
-    for params, field in (({"from": "2026-13-01"}, "from"), ({"to": "x"}, "to"),
-                          ({"from": "2026-02-01", "to": "2026-01-01"}, "from")):
+    for params, field in (
+        ({"from": "2026-13-01"}, "from"),
+        ({"to": "x"}, "to"),
+        ({"from": "2026-02-01", "to": "2026-01-01"}, "from"),
+    ):
         reply = api(server, "GET", "/api/v1/kpis", env.org.tokens["admin"], params={"unit": "A", **params})
         assert reply.status_code == 400 and reply.json()["field"] == field
     assert api(server, "GET", "/api/v1/kpis", env.org.tokens["admin"]).status_code == 400
@@ -582,6 +649,7 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
 # -- jobs: deadlines and escalation ------------------------------------------------------------------------------
 def test_deadline_job_reminds_then_escalates_to_the_manager_above(env: Env, server: Server) -> None:
     admin = env.org.tokens["admin"]
+
     def manual(unit: str, title: str) -> dict[str, Any]:
         body = {"unit": unit, "title": title, "working_days": 5}
         return api(server, "POST", "/api/v1/actions", admin, json=body).json()
@@ -620,37 +688,62 @@ def test_deadline_job_reminds_then_escalates_to_the_manager_above(env: Env, serv
     events = rows(env.org, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (near["id"],))
     assert [e["type"] for e in events] == ["opened", "escalated"]
     assert events[1]["actor"] == "system" and "lan" not in events[1]["note"] and "boss" in events[1]["note"]
-    assert [e["type"] for e in rows(env.org, "SELECT type FROM action_events WHERE action = ?",
-                                    (top["id"],))] == ["opened", "overdue"]
+    assert [e["type"] for e in rows(env.org, "SELECT type FROM action_events WHERE action = ?", (top["id"],))] == [
+        "opened",
+        "overdue",
+    ]
     shown = api(server, "GET", f"/api/v1/actions/{deep['id']}", admin).json()
     assert shown["escalated_to"] == "boss" and shown["events"][-1]["data"]["escalated_to"] == "boss"
 
     # A closed action is left alone by the job.
-    closed = api(server, "POST", "/api/v1/actions", admin, json={"unit": "A1", "title": "Done",
-                                                                "working_days": 1}).json()
+    closed = api(
+        server, "POST", "/api/v1/actions", admin, json={"unit": "A1", "title": "Done", "working_days": 1}
+    ).json()
     for target, fields in (("verifying", {}), ("explained", {"explanation": "n/a"}), ("closed", {})):
         assert step(server, admin, closed["id"], target, **fields).status_code == 201
     env.tick(on_due_day + timedelta(days=30))
-    assert not [e for e in env.events() if e["data"]["id"] == closed["id"] and e["type"] != "action.changed"
-                and e["type"] != "action.opened"]
+    assert not [
+        e
+        for e in env.events()
+        if e["data"]["id"] == closed["id"] and e["type"] != "action.changed" and e["type"] != "action.opened"
+    ]
 
 
 # -- jobs: effectiveness -------------------------------------------------------------------------------------------
 def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, server: Server) -> None:
     now = datetime.now(UTC)
 
-    def in_review(key: str, unit: str, service: str | None, target: float | None, opened: datetime,
-                  review: datetime, weeks: int = 4, close: bool = False) -> int:
+    def in_review(
+        key: str,
+        unit: str,
+        service: str | None,
+        target: float | None,
+        opened: datetime,
+        review: datetime,
+        weeks: int = 4,
+        close: bool = False,
+    ) -> int:
         def run(conn: sqlite3.Connection, snapshot: Any) -> int:
-            request = ActionRequest(kind="nonconformity", source_key=key, unit=unit, title=key, service=service,
-                                    target=target)
+            request = ActionRequest(
+                kind="nonconformity", source_key=key, unit=unit, title=key, service=service, target=target
+            )
             aid = actions.open_action(conn, request, snapshot=snapshot, now=opened)["id"]
             for target_state in ("verifying", "corrected", "implemented", "effectiveness_review"):
-                actions.transition(conn, aid, target_state, actor="lan", role="manager", fields={},
-                                   snapshot=snapshot, now=review, weeks=weeks)
+                actions.transition(
+                    conn,
+                    aid,
+                    target_state,
+                    actor="lan",
+                    role="manager",
+                    fields={},
+                    snapshot=snapshot,
+                    now=review,
+                    weeks=weeks,
+                )
             if close:
-                actions.transition(conn, aid, "closed", actor="lan", role="manager", fields={},
-                                   snapshot=snapshot, now=review)
+                actions.transition(
+                    conn, aid, "closed", actor="lan", role="manager", fields={}, snapshot=snapshot, now=review
+                )
             return aid
 
         return env.db(run)
@@ -662,12 +755,12 @@ def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, se
     for _ in range(10):
         post_response(server, "tp-a", 5, service="S2", submitted_at=back(20))
     recovered = in_review("recovered", "A1", "S1", 0.8, now - timedelta(days=40), now - timedelta(days=30))
-    confirmed = in_review("confirmed", "A1", "S1", 0.8, now - timedelta(days=40), now - timedelta(days=30),
-                          close=True)
+    confirmed = in_review("confirmed", "A1", "S1", 0.8, now - timedelta(days=40), now - timedelta(days=30), close=True)
     not_recovered = in_review("not-recovered", "A", "S2", 0.8, now - timedelta(days=40), now - timedelta(days=30))
     # No target: judged against the rate of the 90 days before it opened (the ten good ratings).
-    below_baseline = in_review("below-baseline", "A", "S2", None, now - timedelta(days=12),
-                               now - timedelta(days=10), weeks=1)
+    below_baseline = in_review(
+        "below-baseline", "A", "S2", None, now - timedelta(days=12), now - timedelta(days=10), weeks=1
+    )
     quiet = in_review("quiet", "A1a", None, 0.8, now - timedelta(days=40), now - timedelta(days=30))
     assert rows(env.org, "SELECT baseline FROM actions WHERE id = ?", (below_baseline,))[0]["baseline"] == 1.0
     # The weeks after: the A1 counter recovered, the S2 hall did not.
@@ -687,20 +780,26 @@ def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, se
     assert "12" in last["result"]  # the figures are on record, in the unit's language
 
     assert stored[confirmed]["status"] == "closed" and stored[confirmed]["watch_until"] is None
-    assert rows(env.org, "SELECT type FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
-                (confirmed,))[0]["type"] == "effectiveness_confirmed"
+    assert (
+        rows(env.org, "SELECT type FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1", (confirmed,))[0][
+            "type"
+        ]
+        == "effectiveness_confirmed"
+    )
 
     assert stored[not_recovered]["status"] == "reopened" and stored[not_recovered]["reopen_count"] == 1
-    last = rows(env.org, "SELECT * FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
-                (not_recovered,))[0]
+    last = rows(env.org, "SELECT * FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1", (not_recovered,))[0]
     figures = json.loads(last["data"])["effectiveness"]
     assert (last["type"], last["actor"]) == ("reopened", "system")
     assert figures["verdict"] == "not_effective" and figures["n"] == 22
     assert figures["ci95"][1] < 0.8 and "22" in last["note"]
 
     assert stored[below_baseline]["status"] == "reopened"
-    figures = json.loads(rows(env.org, "SELECT data FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
-                              (below_baseline,))[0]["data"])["effectiveness"]
+    figures = json.loads(
+        rows(env.org, "SELECT data FROM action_events WHERE action = ? ORDER BY seq DESC LIMIT 1", (below_baseline,))[
+            0
+        ]["data"]
+    )["effectiveness"]
     assert figures["target_source"] == "baseline" and figures["target"] == 1.0 and figures["n"] == 12
 
     changed = {e["data"]["id"]: e for e in env.events() if e["type"] == "action.changed"}
@@ -715,17 +814,19 @@ def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, se
     quiet_row = rows(env.org, "SELECT * FROM actions WHERE id = ?", (quiet,))[0]
     assert quiet_row["status"] == "effectiveness_review" and quiet_row["watch_until"] is None
     assert quiet_row["watch_extensions"] == 3
-    types = [r["type"] for r in rows(env.org, "SELECT type FROM action_events WHERE action = ? ORDER BY seq",
-                                     (quiet,))]
+    types = [r["type"] for r in rows(env.org, "SELECT type FROM action_events WHERE action = ? ORDER BY seq", (quiet,))]
     assert types[-4:] == ["effectiveness_extended"] * 3 + ["effectiveness_unknown"]
     review_day = (now - timedelta(days=30)).astimezone(HCM).date()
     assert first_until == review_day + timedelta(weeks=4, days=7)
 
     # Judged once: later ticks leave every judgement alone.
     def judgements() -> list[dict[str, Any]]:
-        return rows(env.org, "SELECT seq FROM action_events WHERE type IN"
-                             " ('effectiveness_extended', 'effectiveness_unknown', 'effectiveness_confirmed')"
-                             " OR (actor = 'system' AND type IN ('closed', 'reopened'))")
+        return rows(
+            env.org,
+            "SELECT seq FROM action_events WHERE type IN"
+            " ('effectiveness_extended', 'effectiveness_unknown', 'effectiveness_confirmed')"
+            " OR (actor = 'system' AND type IN ('closed', 'reopened'))",
+        )
 
     before = judgements()
     env.tick(now + timedelta(weeks=8), FEEDBACK_MIN_N="10")

@@ -27,8 +27,14 @@ def test_health_and_openapi(server: Server) -> None:
     spec = get(server, "/schema/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
-    for path in ("/api/v1/responses", "/api/v1/satisfaction", "/api/v1/units", "/api/v1/touchpoints",
-                 "/api/v1/touchpoints/{token}/survey", "/healthz"):
+    for path in (
+        "/api/v1/responses",
+        "/api/v1/satisfaction",
+        "/api/v1/units",
+        "/api/v1/touchpoints",
+        "/api/v1/touchpoints/{token}/survey",
+        "/healthz",
+    ):
         assert path in paths
 
 
@@ -69,9 +75,18 @@ def test_units_list_is_scoped_to_the_token_subtree(server: Server, shared_org: O
     everything = get(server, "/api/v1/units", shared_org.tokens["admin"]).json()
     assert [u["code"] for u in everything] == ["A", "A1", "A1a", "B"]
     a1 = next(u for u in everything if u["code"] == "A1")
-    assert a1 == {"code": "A1", "name": "Đơn vị A1", "parent": "A", "lang": "vi", "tz": "Asia/Ho_Chi_Minh",
-                  "names": {"vi": "Đơn vị A1", "en": "Unit A1"}, "country": None, "owner": None,
-                  "action_days": None, "public_results": False}
+    assert a1 == {
+        "code": "A1",
+        "name": "Đơn vị A1",
+        "parent": "A",
+        "lang": "vi",
+        "tz": "Asia/Ho_Chi_Minh",
+        "names": {"vi": "Đơn vị A1", "en": "Unit A1"},
+        "country": None,
+        "owner": None,
+        "action_days": None,
+        "public_results": False,
+    }
     scoped = get(server, "/api/v1/units", shared_org.tokens["manager_a1"]).json()
     assert [u["code"] for u in scoped] == ["A1", "A1a"]
 
@@ -81,7 +96,13 @@ def test_touchpoints_list(server: Server, shared_org: Org) -> None:
     assert len(items) == 1
     item = items[0]
     assert {k: item[k] for k in ("token", "name", "unit", "lang", "survey", "kind")} == {
-        "token": "tp-b", "name": "Окно 2", "unit": "B", "lang": "ru", "survey": "vash_kontrol", "kind": "qr"}
+        "token": "tp-b",
+        "name": "Окно 2",
+        "unit": "B",
+        "lang": "ru",
+        "survey": "vash_kontrol",
+        "kind": "qr",
+    }
     every = get(server, "/api/v1/touchpoints", shared_org.tokens["admin"]).json()
     kiosk = next(t for t in every if t["token"] == "tp-a1a")
     assert kiosk["kind"] == "kiosk" and kiosk["unit"] == "A1a"
@@ -104,8 +125,11 @@ def test_satisfaction_counts_the_subtree_with_wilson_intervals(server: Server, s
         submit(server, "tp-a1a", overall=level)
     submit(server, "tp-b", service_time=5, waiting_time=4, staff_courtesy=5, premises=4, information=4)
     today = date.today()
-    params = {"unit": "A", "from": (today - timedelta(days=1)).isoformat(),
-              "to": (today + timedelta(days=1)).isoformat()}
+    params = {
+        "unit": "A",
+        "from": (today - timedelta(days=1)).isoformat(),
+        "to": (today + timedelta(days=1)).isoformat(),
+    }
     by_unit = get(server, "/api/v1/satisfaction", token, by="unit", **params).json()
     rows = {row["key"]: row for row in by_unit["rows"]}
     # A1a rolls up into A1: both are below A's direct child A1.
@@ -142,8 +166,13 @@ def test_satisfaction_rows_add_up_to_the_total_for_every_grouping(server: Server
 
 
 def test_empty_period_has_null_rate_and_interval(server: Server, shared_org: Org) -> None:
-    body = get(server, "/api/v1/satisfaction", shared_org.tokens["admin"], unit="B", **{"from": "2001-01-01",
-               "to": "2001-01-31"}).json()
+    body = get(
+        server,
+        "/api/v1/satisfaction",
+        shared_org.tokens["admin"],
+        unit="B",
+        **{"from": "2001-01-01", "to": "2001-01-31"},
+    ).json()
     assert body["rows"] == []
     assert body["total"]["n"] == 0 and body["total"]["rate"] is None and body["total"]["ci95"] is None
     assert body["total"]["sufficient"] is False
@@ -170,7 +199,7 @@ def test_flagged_responses_are_left_out_of_n_but_shown_as_suspect(server: Server
     token = shared_org.tokens["admin"]
     before = get(server, "/api/v1/satisfaction", token, unit="A1a").json()["total"]
     body = {"touchpoint": "tp-a1a", "answers": {"overall": 1}, "case_ref": "DUP-1"}
-    httpx.post(f"{server.url}/api/v1/responses", json=body)
+    httpx.post(f"{server.url}/api/v1/responses", json=body, headers=auth_header(token))  # a verified case
     httpx.post(f"{server.url}/api/v1/responses", json=body)  # same case again: flagged
     after = get(server, "/api/v1/satisfaction", token, unit="A1a").json()["total"]
     assert after["n"] == before["n"] + 1
@@ -181,6 +210,8 @@ def test_flagged_responses_are_left_out_of_n_but_shown_as_suspect(server: Server
 def test_every_grouping_agrees_on_the_total(server: Server, shared_org: Org) -> None:
     """by=unit/day/week/month read the unit × day rollup, by=service/touchpoint the detailed one."""
     submit(server, "tp-a1", overall=1)
-    totals = {by: get(server, "/api/v1/satisfaction", shared_org.tokens["admin"], unit="A", by=by).json()["total"]
-              for by in ("unit", "service", "touchpoint", "day", "week", "month")}
+    totals = {
+        by: get(server, "/api/v1/satisfaction", shared_org.tokens["admin"], unit="A", by=by).json()["total"]
+        for by in ("unit", "service", "touchpoint", "day", "week", "month")
+    }
     assert len({(t["n"], t["satisfied"], t["dissatisfied"], t["suspect"]) for t in totals.values()}) == 1

@@ -18,8 +18,20 @@ def test_init_creates_and_migrates_idempotently(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"units", "services", "touchpoints", "surveys", "survey_versions", "responses", "rollups",
-            "rollup_indicators", "exposure", "users", "api_tokens", "contacts"} <= tables
+    assert {
+        "units",
+        "services",
+        "touchpoints",
+        "surveys",
+        "survey_versions",
+        "responses",
+        "rollups",
+        "rollup_indicators",
+        "exposure",
+        "users",
+        "api_tokens",
+        "contacts",
+    } <= tables
 
 
 def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path, start_server) -> None:
@@ -65,8 +77,12 @@ def test_backup_script_copies_a_live_database_consistently(tmp_path: Path, start
     for level in (5, 4, 1):
         httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": level}})
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, str(root / "deploy" / "backup.py"), str(org.db), str(tmp_path / "bk")],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(root / "deploy" / "backup.py"), str(org.db), str(tmp_path / "bk")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     copy = sqlite3.connect(done.stdout.strip())
     assert copy.execute("SELECT count(*) FROM responses").fetchone()[0] == 3

@@ -24,8 +24,11 @@ def test_acknowledged_responses_survive_sigkill_and_replays_are_not_stored_twice
         rng = random.Random(seed)
         with httpx.Client(base_url=server.url, timeout=5) as client:
             while not stop.is_set():
-                body = {"id": str(uuid.uuid4()), "touchpoint": rng.choice(["tp-a", "tp-a1"]),
-                        "answers": {"overall": rng.randint(1, 5)}}
+                body = {
+                    "id": str(uuid.uuid4()),
+                    "touchpoint": rng.choice(["tp-a", "tp-a1"]),
+                    "answers": {"overall": rng.randint(1, 5)},
+                }
                 try:
                     reply = client.post("/api/v1/responses", json=body)
                 except httpx.HTTPError:

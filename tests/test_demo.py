@@ -70,7 +70,8 @@ def test_every_root_has_qr_and_kiosk_touchpoints(demo) -> None:
 def test_rollups_count_every_scored_response_that_is_not_suspect(demo) -> None:
     _summary, conn = demo
     counted = sum(
-        1 for row in conn.execute("SELECT flags, level FROM responses")
+        1
+        for row in conn.execute("SELECT flags, level FROM responses")
         if row["level"] is not None and not is_suspect(json.loads(row["flags"]))
     )
     assert counted > 0
@@ -130,8 +131,9 @@ def test_satisfaction_is_high_except_at_one_counter_in_its_bad_fortnight(demo) -
 
 def test_ben_tre_is_too_sparse_to_judge(demo) -> None:
     _summary, conn = demo
-    n = conn.execute("SELECT count(*) FROM responses r JOIN units u ON u.code = r.unit"
-                     " WHERE u.path LIKE '/BT/%'").fetchone()[0]
+    n = conn.execute(
+        "SELECT count(*) FROM responses r JOIN units u ON u.code = r.unit WHERE u.path LIKE '/BT/%'"
+    ).fetchone()[0]
     assert 0 < n < 30
 
 
@@ -162,8 +164,12 @@ def test_users(demo) -> None:
 
 def test_objectives_from_the_articles(demo) -> None:
     _summary, conn = demo
-    found = {(row["unit"], row["metric"], row["target"]) for row in conn.execute(
-        "SELECT o.unit, v.metric, v.target FROM objectives o JOIN objective_versions v ON v.objective = o.id")}
+    found = {
+        (row["unit"], row["metric"], row["target"])
+        for row in conn.execute(
+            "SELECT o.unit, v.metric, v.target FROM objectives o JOIN objective_versions v ON v.objective = o.id"
+        )
+    }
     assert ("GX", "satisfaction", 0.9947) in found
     assert ("KG", "on_time_rectification", 0.998) in found
     assert ("HP-KV1", "satisfaction", 0.90) in found
@@ -178,16 +184,22 @@ def test_recent_bad_reviews_wait_in_the_queue(demo) -> None:
     kinds = {a["kind"] for a in actions}
     assert kinds == {"work_order", "callback"}
     first_day = (TODAY - timedelta(days=14)).isoformat()
-    surveys = {row["id"]: (row["survey"], row["day"], row["level"]) for row in conn.execute(
-        "SELECT id, survey, day, level FROM responses WHERE id IN (SELECT response_id FROM actions)")}
+    surveys = {
+        row["id"]: (row["survey"], row["day"], row["level"])
+        for row in conn.execute(
+            "SELECT id, survey, day, level FROM responses WHERE id IN (SELECT response_id FROM actions)"
+        )
+    }
     for action in actions:
         survey, day, level = surveys[action["response_id"]]
         assert day >= first_day
         assert (survey, action["kind"]) in (("haochaping", "work_order"), ("vash_kontrol", "callback"))
         assert action["owner"] and action["due"] > day
     # Every recent 好差评 bad review has its work order: none is missed.
-    bad = conn.execute("SELECT count(*) FROM responses WHERE survey = 'haochaping' AND level <= 2 AND day >= ?"
-                       " AND flags = '[]'", (first_day,)).fetchone()[0]
+    bad = conn.execute(
+        "SELECT count(*) FROM responses WHERE survey = 'haochaping' AND level <= 2 AND day >= ? AND flags = '[]'",
+        (first_day,),
+    ).fetchone()[0]
     assert bad == sum(1 for a in actions if a["kind"] == "work_order")
 
 

@@ -32,8 +32,10 @@ A11_ANSWERS = [
 ]
 
 
-def _post(server: Server, body: dict) -> dict:
-    response = httpx.post(f"{server.url}/api/v1/responses", json=body, timeout=10)
+def _post(server: Server, body: dict, token: str | None = None) -> dict:
+    response = httpx.post(
+        f"{server.url}/api/v1/responses", json=body, timeout=10, headers=auth_header(token) if token else {}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -44,8 +46,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
     surveys.publish_template(conn, "a11_v2")
-    org.touchpoints["a11"] = organisation.add_touchpoint(conn, "A1", "A-11 desk", "a11_v2", service="S2",
-                                                         token="tp-a11")
+    org.touchpoints["a11"] = organisation.add_touchpoint(
+        conn, "A1", "A-11 desk", "a11_v2", service="S2", token="tp-a11"
+    )
     organisation.set_exposure(conn, "A1", "S2", TODAY.isoformat(), served=40, offered=30)
     conn.execute("UPDATE units SET public_results = 1 WHERE code = 'A1'")
     save_user(conn, "reporter", "manager", "A", password=PASSWORD, lang="en")
@@ -54,15 +57,37 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     server = Server(org.db).start()
     posted: dict[str, list[str]] = {"a1": [], "a11": [], "a1a": [], "b": []}
     for level in (5, 4, 5, 2, 1, 5, 4):
-        posted["a1"].append(_post(server, {
-            "touchpoint": "tp-a1", "answers": {"overall": level, "comment": f"Nice <b>service</b> {level}"},
-            "officer": "OFF-7", "case_ref": "CASE-123", "service": "S1"})["id"])
+        posted["a1"].append(
+            _post(
+                server,
+                {
+                    "touchpoint": "tp-a1",
+                    "answers": {"overall": level, "comment": f"Nice <b>service</b> {level}"},
+                    "officer": "OFF-7",
+                    "case_ref": "CASE-123",
+                    "service": "S1",
+                },
+            )["id"]
+        )
     for answers in A11_ANSWERS:
         posted["a11"].append(_post(server, {"touchpoint": "tp-a11", "answers": answers, "officer": "OFF-9"})["id"])
-    posted["a1a"].append(_post(server, {"touchpoint": "tp-a1a", "answers": {"overall": 1},
-                                        "case_ref": "HC-2026-9", "officer": "OFF-3"})["id"])
-    posted["b"].append(_post(server, {"touchpoint": "tp-b", "answers": dict.fromkeys(
-        ("service_time", "waiting_time", "staff_courtesy", "premises", "information"), 5), "officer": "OFF-B"})["id"])
+    posted["a1a"].append(
+        _post(server, {"touchpoint": "tp-a1a", "answers": {"overall": 1}, "case_ref": "HC-2026-9", "officer": "OFF-3"})[
+            "id"
+        ]
+    )
+    posted["b"].append(
+        _post(
+            server,
+            {
+                "touchpoint": "tp-b",
+                "answers": dict.fromkeys(
+                    ("service_time", "waiting_time", "staff_courtesy", "premises", "information"), 5
+                ),
+                "officer": "OFF-B",
+            },
+        )["id"]
+    )
     yield org, server, posted
     server.stop()
 
@@ -87,16 +112,18 @@ def _xlsx(response: httpx.Response) -> list[dict]:
 def test_responses_csv_and_xlsx_hold_every_response_of_the_subtree(setup) -> None:
     org, server, posted = setup
     expected = set(posted["a1"] + posted["a11"] + posted["a1a"])
-    csv_response = _get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], unit="A1",
-                        **{"from": FROM, "to": TO})
+    csv_response = _get(
+        server, "/api/v1/exports/responses.csv", org.tokens["admin"], unit="A1", **{"from": FROM, "to": TO}
+    )
     assert csv_response.status_code == 200, csv_response.text
     assert csv_response.headers["content-type"].startswith("text/csv")
     assert f'filename="responses_A1_{FROM}_{TO}.csv"' in csv_response.headers["content-disposition"]
     table = _csv(csv_response)
     assert {row["id"] for row in table} == expected
     assert len(table) == len(expected)
-    xlsx_response = _get(server, "/api/v1/exports/responses.xlsx", org.tokens["admin"], unit="A1",
-                         **{"from": FROM, "to": TO})
+    xlsx_response = _get(
+        server, "/api/v1/exports/responses.xlsx", org.tokens["admin"], unit="A1", **{"from": FROM, "to": TO}
+    )
     assert xlsx_response.status_code == 200, xlsx_response.text
     sheet = _xlsx(xlsx_response)
     assert {row["id"] for row in sheet} == expected
@@ -125,8 +152,9 @@ def test_response_filters_narrow_the_export(setup) -> None:
     by_level = _csv(_get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], level="1", **params))
     level_one = {r["id"] for r in rows(org, "SELECT id FROM responses WHERE level = 1 AND unit != 'B'")}
     assert level_one and {row["id"] for row in by_level} == level_one
-    by_touchpoint = _csv(_get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], touchpoint="tp-a1a",
-                              **params))
+    by_touchpoint = _csv(
+        _get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], touchpoint="tp-a1a", **params)
+    )
     assert [row["id"] for row in by_touchpoint] == posted["a1a"]
     flagged = _csv(_get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], flagged="true", **params))
     unflagged = _csv(_get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], flagged="false", **params))
@@ -139,10 +167,16 @@ def test_response_filters_narrow_the_export(setup) -> None:
 def test_flagged_responses_carry_their_flags(setup, tmp_path) -> None:
     org, server, _ = setup
     # The same case rated twice at the kiosk touchpoint: the second is stored as a duplicate (suspect).
-    first = _post(server, {"touchpoint": "tp-a1", "answers": {"overall": 4}, "case_ref": "DUP-1"})
+    first = _post(
+        server, {"touchpoint": "tp-a1", "answers": {"overall": 4}, "case_ref": "DUP-1"}, org.tokens["admin"]
+    )  # the counter's system vouches for the case
     second = _post(server, {"touchpoint": "tp-a1", "answers": {"overall": 2}, "case_ref": "DUP-1"})
-    table = {row["id"]: row for row in _csv(_get(server, "/api/v1/exports/responses.csv", org.tokens["admin"],
-                                                 unit="A1", **{"from": FROM, "to": TO}))}
+    table = {
+        row["id"]: row
+        for row in _csv(
+            _get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], unit="A1", **{"from": FROM, "to": TO})
+        )
+    }
     stored = {r["id"]: r["flags"] for r in rows(org, "SELECT id, flags FROM responses WHERE case_ref = 'DUP-1'")}
     assert table[first["id"]]["flag"] == ""
     assert "duplicate_case" in stored[second["id"]]
@@ -163,18 +197,31 @@ def test_officer_column_only_for_roles_allowed(setup) -> None:
 
 def test_manager_of_a1_may_not_export_b(setup) -> None:
     org, server, _ = setup
-    for path in ("/api/v1/exports/responses.csv", "/api/v1/exports/responses.xlsx", "/api/v1/exports/rates.csv",
-                 "/api/v1/exports/rates.xlsx", "/api/v1/exports/a11.csv", "/api/v1/reports/management-review.pdf"):
+    for path in (
+        "/api/v1/exports/responses.csv",
+        "/api/v1/exports/responses.xlsx",
+        "/api/v1/exports/rates.csv",
+        "/api/v1/exports/rates.xlsx",
+        "/api/v1/exports/a11.csv",
+        "/api/v1/reports/management-review.pdf",
+    ):
         response = _get(server, path, org.tokens["manager_a1"], unit="B")
         assert response.status_code == 403, (path, response.text)
         assert response.json()["field"] == "unit"
     assert httpx.get(f"{server.url}/api/v1/exports/responses.csv", timeout=10).status_code == 401
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"from": "2026-02-30"}, "from"), ({"to": "yesterday"}, "to"), ({"from": "2026-05-01", "to": "2026-04-01"}, "from"),
-    ({"level": "7"}, "level"), ({"flagged": "maybe"}, "flagged"), ({"unit": "NOPE"}, "unit"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2026-02-30"}, "from"),
+        ({"to": "yesterday"}, "to"),
+        ({"from": "2026-05-01", "to": "2026-04-01"}, "from"),
+        ({"level": "7"}, "level"),
+        ({"flagged": "maybe"}, "flagged"),
+        ({"unit": "NOPE"}, "unit"),
+    ],
+)
 def test_bad_input_is_a_4xx_naming_the_field(setup, params: dict, field: str) -> None:
     org, server, _ = setup
     response = _get(server, "/api/v1/exports/responses.csv", org.tokens["admin"], **{"unit": "A1", **params})
@@ -185,8 +232,13 @@ def test_bad_input_is_a_4xx_naming_the_field(setup, params: dict, field: str) ->
 
 def test_bad_dates_on_every_export(setup) -> None:
     org, server, _ = setup
-    for path in ("/api/v1/exports/responses.xlsx", "/api/v1/exports/rates.csv", "/api/v1/exports/rates.xlsx",
-                 "/api/v1/exports/a11.csv", "/api/v1/reports/management-review.pdf"):
+    for path in (
+        "/api/v1/exports/responses.xlsx",
+        "/api/v1/exports/rates.csv",
+        "/api/v1/exports/rates.xlsx",
+        "/api/v1/exports/a11.csv",
+        "/api/v1/reports/management-review.pdf",
+    ):
         response = _get(server, path, org.tokens["admin"], unit="A1", to="31/12/2026")
         assert response.status_code == 400, (path, response.text)
         assert response.json()["field"] == "to"
@@ -273,8 +325,23 @@ def test_keyset_pages_return_every_row_once(tmp_path) -> None:
         conn.execute(
             "INSERT INTO responses (id, receipt, touchpoint, unit, survey, survey_version, channel, lang, answers,"
             " server_time, occurred_at, day, flags, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (f"r{i}", f"R{i}", "tp-a", unit, "csat", 1, "api", "en", "{}", "t", "2026-03-01T00:00:00+00:00", day,
-             '["burst"]' if i % 5 == 0 else "[]", "h"))
+            (
+                f"r{i}",
+                f"R{i}",
+                "tp-a",
+                unit,
+                "csat",
+                1,
+                "api",
+                "en",
+                "{}",
+                "t",
+                "2026-03-01T00:00:00+00:00",
+                day,
+                '["burst"]' if i % 5 == 0 else "[]",
+                "h",
+            ),
+        )
     conn.commit()
     flt = exports.ResponseFilter(("A", "A1", "A1a"), "2026-03-01", "2026-03-31")
     seen, cursor = [], exports.Cursor()
@@ -296,14 +363,17 @@ def _close_the_bad_review(org: Org, server: Server) -> int:
     assert found, "the bad review should have opened a work order"
     action = found[0]["id"]
     token = org.tokens["admin"]
-    steps = [{"type": "verifying", "note": "Checked the case"},
-             {"type": "corrected", "correction": "Apologised and finished the dossier the same day"},
-             {"type": "implemented", "action_taken": "Second officer assigned to window 3 at peak hours"},
-             {"type": "effectiveness_review", "note": "Watching"},
-             {"type": "closed", "result": "Waiting time at window 3 fell below ten minutes"}]
+    steps = [
+        {"type": "verifying", "note": "Checked the case"},
+        {"type": "corrected", "correction": "Apologised and finished the dossier the same day"},
+        {"type": "implemented", "action_taken": "Second officer assigned to window 3 at peak hours"},
+        {"type": "effectiveness_review", "note": "Watching"},
+        {"type": "closed", "result": "Waiting time at window 3 fell below ten minutes"},
+    ]
     for step in steps:
-        response = httpx.post(f"{server.url}/api/v1/actions/{action}/events", json=step, headers=auth_header(token),
-                              timeout=10)
+        response = httpx.post(
+            f"{server.url}/api/v1/actions/{action}/events", json=step, headers=auth_header(token), timeout=10
+        )
         assert response.status_code == 201, response.text
     return action
 
@@ -320,8 +390,9 @@ def test_public_page_shows_rates_and_closed_actions_without_personal_data(setup)
     page = httpx.get(f"{server.url}/results/A1", params={"lang": "en"}, timeout=10)
     assert page.status_code == 200
     html = page.text
-    api = _get(server, "/api/v1/satisfaction", org.tokens["admin"], unit="A1", by="month",
-               **{"from": FROM, "to": TO}).json()
+    api = _get(
+        server, "/api/v1/satisfaction", org.tokens["admin"], unit="A1", by="month", **{"from": FROM, "to": TO}
+    ).json()
     assert f">{api['total']['n']}<" in html
     assert "Second officer assigned to window 3 at peak hours" in html
     assert "Waiting time at window 3 fell below ten minutes" in html
@@ -345,7 +416,8 @@ def _sign_in(context, server: Server) -> None:
 def _axe(page) -> list[dict]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate(
-        "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']})")
+        "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']})"
+    )
     return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
@@ -397,9 +469,27 @@ def test_large_csv_export_streams_every_page(tmp_path, start_server) -> None:
     conn.executemany(
         "INSERT INTO responses (id, receipt, touchpoint, unit, survey, survey_version, channel, lang, answers,"
         " server_time, occurred_at, day, flags, content_hash, level) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(f"big-{i:05d}", f"R{i}", "tp-a1", ("A1", "A1a")[i % 2], "csat", 1, "api", "vi",
-          '{"overall": 4, "comment": "Tốt 很好"}', "t", "2026-03-01T03:00:00+00:00", f"2026-03-{1 + i % 28:02d}",
-          "[]", "h", 4) for i in range(total)])
+        [
+            (
+                f"big-{i:05d}",
+                f"R{i}",
+                "tp-a1",
+                ("A1", "A1a")[i % 2],
+                "csat",
+                1,
+                "api",
+                "vi",
+                '{"overall": 4, "comment": "Tốt 很好"}',
+                "t",
+                "2026-03-01T03:00:00+00:00",
+                f"2026-03-{1 + i % 28:02d}",
+                "[]",
+                "h",
+                4,
+            )
+            for i in range(total)
+        ],
+    )
     conn.commit()
     conn.close()
     server = start_server(org.db)

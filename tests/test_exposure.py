@@ -31,10 +31,11 @@ def get(server: Server, path: str, token: str, **params) -> httpx.Response:
     return httpx.get(f"{server.url}{path}", params=params, headers=auth_header(token), timeout=20)
 
 
-def respond(server: Server, touchpoint: str, level: int, days_ago: int, **extra) -> None:
+def respond(server: Server, touchpoint: str, level: int, days_ago: int, token: str | None = None, **extra) -> None:
     moment = datetime.combine(today_a() - timedelta(days=days_ago), time(12), TZ_A)
     body = {"touchpoint": touchpoint, "answers": {"overall": level}, "submitted_at": moment.isoformat(), **extra}
-    assert httpx.post(f"{server.url}/api/v1/responses", json=body, timeout=20).status_code == 201
+    headers = auth_header(token) if token else {}
+    assert httpx.post(f"{server.url}/api/v1/responses", json=body, headers=headers, timeout=20).status_code == 201
 
 
 @pytest.fixture
@@ -48,9 +49,15 @@ def test_exposure_is_stored_listed_and_updated(fresh) -> None:
     admin = org.tokens["admin"]
     one = post(server, admin, {"unit": "A1", "service": "S1", "day": day(1), "served": 40, "offered": 30})
     assert one.status_code == 200 and one.json() == {"stored": 1}
-    many = post(server, admin, [{"unit": "A1a", "day": day(1), "served": 12},
-                                {"unit": "A1", "service": "S1", "day": day(2), "served": 25, "offered": 0},
-                                {"unit": "B", "day": day(1), "served": 7}])
+    many = post(
+        server,
+        admin,
+        [
+            {"unit": "A1a", "day": day(1), "served": 12},
+            {"unit": "A1", "service": "S1", "day": day(2), "served": 25, "offered": 0},
+            {"unit": "B", "day": day(1), "served": 7},
+        ],
+    )
     assert many.json() == {"stored": 3}
     # The same cell again replaces the count (a queue system re-sends its day's total).
     assert post(server, admin, {"unit": "A1", "service": "S1", "day": day(1), "served": 41}).status_code == 200
@@ -58,8 +65,7 @@ def test_exposure_is_stored_listed_and_updated(fresh) -> None:
     assert listed.status_code == 200
     body = listed.json()
     cells = {(r["unit"], r["service"], r["day"]): (r["served"], r["offered"]) for r in body["rows"]}
-    assert cells == {("A1", "S1", day(1)): (41, None), ("A1a", None, day(1)): (12, None),
-                     ("A1", "S1", day(2)): (25, 0)}
+    assert cells == {("A1", "S1", day(1)): (41, None), ("A1a", None, day(1)): (12, None), ("A1", "S1", day(2)): (25, 0)}
     assert body["served"] == 78
     assert get(server, "/api/v1/exposure", org.tokens["viewer_b"], unit="B").json()["served"] == 7
     assert get(server, "/api/v1/exposure", org.tokens["viewer_b"], unit="A").status_code == 403
@@ -77,8 +83,11 @@ def test_exposure_is_stored_listed_and_updated(fresh) -> None:
         ({"unit": "ZZ", "day": "2026-01-01", "served": 5}, "unit"),
         ({"unit": "A1", "service": "S9", "day": "2026-01-01", "served": 5}, "service"),
         ({"unit": "A1", "day": "2026-01-01", "served": 5, "respondents": 3}, "respondents"),
-        ([{"unit": "A1", "day": "2026-01-01", "served": 5}] * 3 + [{"unit": "A1", "day": "2026-01-01",
-                                                                      "served": "ten"}], "[3].served"),
+        (
+            [{"unit": "A1", "day": "2026-01-01", "served": 5}] * 3
+            + [{"unit": "A1", "day": "2026-01-01", "served": "ten"}],
+            "[3].served",
+        ),
         ([{"unit": "A1", "day": "2026-01-01", "served": 5}, 7], "[1]"),
         ([], "body"),
         ([{"unit": "A1", "day": "2026-01-01", "served": 1}] * 5001, "body"),
@@ -100,8 +109,7 @@ def test_exposure_writes_need_a_manager_within_scope(server: Server, shared_org:
     assert outside.status_code == 403 and outside.json()["field"] == "[1].unit"
     assert rows(shared_org, "SELECT * FROM exposure WHERE day = '2026-01-01'") == []
     assert post(server, shared_org.tokens["manager_a1"], cell).json() == {"stored": 1}
-    garbage = httpx.post(f"{server.url}/api/v1/exposure", content=b"{", headers=auth_header(
-        shared_org.tokens["admin"]))
+    garbage = httpx.post(f"{server.url}/api/v1/exposure", content=b"{", headers=auth_header(shared_org.tokens["admin"]))
     assert garbage.status_code == 400 and garbage.json()["field"] == "body"
     assert httpx.post(f"{server.url}/api/v1/exposure", json=cell).status_code == 401
 
@@ -109,8 +117,10 @@ def test_exposure_writes_need_a_manager_within_scope(server: Server, shared_org:
 def test_csv_import_is_all_or_nothing(tmp_path: Path) -> None:
     org = make_org(tmp_path / "feedback.db")
     good = tmp_path / "good.csv"
-    good.write_text("\ufeffunit,service,day,served,offered\nA1,S1,2026-03-02,120,80\nA1a,,2026-03-02,35,\n"
-                    "B,,2026-03-03,9,9\n\n", encoding="utf-8")
+    good.write_text(
+        "\ufeffunit,service,day,served,offered\nA1,S1,2026-03-02,120,80\nA1a,,2026-03-02,35,\nB,,2026-03-03,9,9\n\n",
+        encoding="utf-8",
+    )
     result = run_cli("exposure", "import", "--db", str(org.db), str(good))
     assert result.returncode == 0, result.stderr
     assert "3 rows stored" in result.stdout
@@ -122,8 +132,10 @@ def test_csv_import_is_all_or_nothing(tmp_path: Path) -> None:
     ]
 
     cases = [
-        ("unit,service,day,served\nA1,S1,2026-03-04,10\nA1,S1,2026-03-05,10\nA1,S1,2026-03-06,-4\n",
-         "line 4, column served"),
+        (
+            "unit,service,day,served\nA1,S1,2026-03-04,10\nA1,S1,2026-03-05,10\nA1,S1,2026-03-06,-4\n",
+            "line 4, column served",
+        ),
         ("unit,service,day,served\nA1,S1,2026-03-04,10\nA1,S1,2026-03-05,lots\n", "line 3, column served"),
         ("unit,service,day,served,offered\nA1,S1,2026-03-04,10,11\n", "line 2, column offered"),
         ("unit,service,day,served\nA9,,2026-03-04,10\n", "line 2, column unit"),
@@ -148,12 +160,15 @@ def test_response_rates_beside_satisfaction_rates(fresh) -> None:
     admin = org.tokens["admin"]
     for level in (5, 4, 2):
         respond(server, "tp-a1", level, days_ago=2)  # A1, service S1
-    respond(server, "tp-a1", 5, days_ago=2, case_ref="C-1")
+    respond(server, "tp-a1", 5, days_ago=2, case_ref="C-1", token=admin)  # a verified case
     respond(server, "tp-a1", 5, days_ago=2, case_ref="C-1")  # the same case again: suspect, still a respondent
     respond(server, "tp-a", 5, days_ago=2)  # A itself, no service
     respond(server, "tp-a1", 5, days_ago=3)  # a day without exposure counts
-    post(server, admin, [{"unit": "A1", "service": "S1", "day": day(2), "served": 20},
-                         {"unit": "A", "day": day(2), "served": 4}])
+    post(
+        server,
+        admin,
+        [{"unit": "A1", "service": "S1", "day": day(2), "served": 20}, {"unit": "A", "day": day(2), "served": 4}],
+    )
     window = {"from": day(6), "to": day(0)}
 
     by_unit = get(server, "/api/v1/satisfaction", admin, unit="A", by="unit", **window).json()
@@ -191,6 +206,7 @@ def test_respondents_are_capped_at_customers_served(fresh) -> None:
     for _ in range(3):
         respond(server, "tp-a1", 5, days_ago=1)
     post(server, org.tokens["admin"], {"unit": "A1", "service": "S1", "day": day(1), "served": 2})
-    total = get(server, "/api/v1/satisfaction", org.tokens["admin"], unit="A1", **{"from": day(1),
-                "to": day(1)}).json()["total"]
+    total = get(
+        server, "/api/v1/satisfaction", org.tokens["admin"], unit="A1", **{"from": day(1), "to": day(1)}
+    ).json()["total"]
     assert total["served"] == 2 and total["response_rate"] == 1.0

@@ -28,7 +28,6 @@ LANDSCAPE = {"width": 1280, "height": 800}
 FAST = {"FEEDBACK_KIOSK_THANKS_SECONDS": "1", "FEEDBACK_KIOSK_HEARTBEAT_SECONDS": "2"}
 
 
-
 @pytest.fixture
 def servers() -> Iterator[list[Server]]:
     """Servers a test starts (and restarts); all are stopped after it."""
@@ -38,8 +37,9 @@ def servers() -> Iterator[list[Server]]:
         srv.stop()
 
 
-def serve(servers: list[Server], org: Org, env: dict[str, str], same_as: Server | None = None,
-          srv: Server | None = None) -> Server:
+def serve(
+    servers: list[Server], org: Org, env: dict[str, str], same_as: Server | None = None, srv: Server | None = None
+) -> Server:
     """Start a server; with `same_as`, on that server's port (the kiosk's origin must not change)."""
     srv = srv or Server(org.db, env=env)
     if same_as is not None:
@@ -53,7 +53,6 @@ def serve(servers: list[Server], org: Org, env: dict[str, str], same_as: Server 
             if same_as is None or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-
 
 
 def kiosk_rows(org: Org) -> list[dict]:
@@ -218,8 +217,11 @@ def test_invitation_shows_the_rating_screen_and_tags_only_the_next_tap(browser: 
     tap(page, 2, reasons=("unclear_guidance",), finish=False)
     time.sleep(1)  # the long-poll is waiting
     started = time.monotonic()
-    reply = httpx.post(f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite", headers=auth_header(org.tokens["admin"]),
-                       json={"case_ref": "H33-0001", "service": "S1", "officer": "lan"})
+    reply = httpx.post(
+        f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite",
+        headers=auth_header(org.tokens["admin"]),
+        json={"case_ref": "H33-0001", "service": "S1", "officer": "lan"},
+    )
     assert reply.status_code == 201, reply.text
     state(page, "rating", timeout=2_000)
     assert time.monotonic() - started < 2.0
@@ -235,6 +237,7 @@ def test_invitation_shows_the_rating_screen_and_tags_only_the_next_tap(browser: 
     assert dropped["case_ref"] is None
     assert json.loads(invited["answers"]) == {"overall": 4}
     assert (invited["case_ref"], invited["service"], invited["officer"]) == ("H33-0001", "S1", "lan")
+    assert invited["case_verified"] == 1  # the server itself sent this tablet that case
     assert plain["case_ref"] is None and plain["officer"] is None
 
     # Revoked while away: the tablet falls back to enrollment; its queued tap is kept for later.
@@ -256,7 +259,8 @@ def test_invitation_shows_the_rating_screen_and_tags_only_the_next_tap(browser: 
 
 
 def test_fast_repeats_are_flagged_and_a_rejected_item_becomes_a_dead_letter(
-        browser: Browser, servers, org: Org) -> None:
+    browser: Browser, servers, org: Org
+) -> None:
     srv = serve(servers, org, {**FAST, "FEEDBACK_KIOSK_MIN_INTERVAL": "2"})
     context, page = open_kiosk(browser, srv)
     enroll(page, org)
@@ -287,7 +291,8 @@ def test_fast_repeats_are_flagged_and_a_rejected_item_becomes_a_dead_letter(
 
 
 def test_screens_return_to_rating_on_time_and_a_crash_on_reasons_keeps_the_tap(
-        browser: Browser, servers, org: Org) -> None:
+    browser: Browser, servers, org: Org
+) -> None:
     srv = serve(servers, org, {**FAST, "FEEDBACK_KIOSK_IDLE_SECONDS": "2", "FEEDBACK_KIOSK_MIN_INTERVAL": "0"})
     context, page = open_kiosk(browser, srv)
     enroll(page, org)
@@ -343,7 +348,8 @@ def test_each_language_switches_every_text(browser: Browser, servers, org: Org) 
         expect(page.locator("#reasons-title")).to_have_text(strings[lang]["reasons_title"])
         bad_reasons = next(q for q in survey["questions"] if q["key"] == "bad_reasons")
         expect(page.locator('#reasons [data-option="poor_attitude"]')).to_have_text(
-            next(o["text"][lang] for o in bad_reasons["options"] if o["key"] == "poor_attitude"))
+            next(o["text"][lang] for o in bad_reasons["options"] if o["key"] == "poor_attitude")
+        )
         if lang == "ru":
             shot(page, "reasons-ru")
         page.click('[data-action="done"]')
@@ -384,8 +390,10 @@ def test_a_new_survey_version_is_picked_up_at_rest(browser: Browser, servers, or
     expect(page.locator("#question")).to_have_text("How do you rate this service overall?")
 
     # A manager publishes version 2 with a reworded question; the heartbeat tells the kiosk.
-    questions = [msgspec.structs.replace(q, text={**q.text, "en": "How was your visit today?"})
-                 if q.key == "overall" else q for q in HAOCHAPING.questions]
+    questions = [
+        msgspec.structs.replace(q, text={**q.text, "en": "How was your visit today?"}) if q.key == "overall" else q
+        for q in HAOCHAPING.questions
+    ]
     conn = sqlite3.connect(org.db)
     with conn:
         version = surveys.publish(conn, msgspec.structs.replace(HAOCHAPING, questions=questions))
@@ -406,11 +414,15 @@ def test_accessibility_audit_of_rating_and_reasons(browser: Browser, servers, or
     name = "portrait" if viewport is PORTRAIT else "landscape"
     state(page, "enroll")
     shot(page, f"enroll-{name}")
+
     def audit(where: str) -> None:
         page.add_script_tag(path=str(AXE))
         result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-               if v["impact"] in ("serious", "critical")]
+        bad = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
         assert bad == [], where
 
     audit("enroll")
@@ -466,8 +478,7 @@ def test_only_the_apps_own_files_are_served(servers, org: Org) -> None:
 
 def test_head_answers_like_get_without_a_body(servers, org: Org) -> None:
     srv = serve(servers, org, {})
-    for path in ("/kiosk/", "/kiosk/index.html", "/kiosk/app.js", "/kiosk/manifest.webmanifest",
-                 "/kiosk/icon-192.png"):
+    for path in ("/kiosk/", "/kiosk/index.html", "/kiosk/app.js", "/kiosk/manifest.webmanifest", "/kiosk/icon-192.png"):
         got = httpx.get(f"{srv.url}{path}")
         head = httpx.head(f"{srv.url}{path}")
         assert (head.status_code, got.status_code) == (200, 200), path

@@ -72,8 +72,7 @@ def test_enrollment_refuses_unknown_touchpoints_and_guessers(start_server, org: 
     result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", "nope")
     assert result.returncode != 0 and "nope" in result.stderr
     srv = start_server(org.db)
-    codes = [httpx.post(f"{srv.url}/api/v1/kiosk/enroll", json={"code": f"{n:06d}"}).status_code
-             for n in range(11)]
+    codes = [httpx.post(f"{srv.url}/api/v1/kiosk/enroll", json={"code": f"{n:06d}"}).status_code for n in range(11)]
     assert codes[:10] == [404] * 10 and codes[10] == 429
 
 
@@ -110,8 +109,9 @@ def test_sync_gives_a_result_per_item_and_stores_each_once(start_server, org: Or
     good, low = item(0), item(10, level=1, answers=None)
     low["answers"] = {"overall": 1, "bad_reasons": ["over_time_limit"]}
     conflicting = dict(good, answers={"overall": 2})
-    results = sync(srv.url, device, [good, low, good, conflicting, {**item(20), "id": "nope"},
-                                     {**item(30), "answers": {}}])
+    results = sync(
+        srv.url, device, [good, low, good, conflicting, {**item(20), "id": "nope"}, {**item(30), "answers": {}}]
+    )
     assert [r["status"] for r in results] == ["stored", "stored", "duplicate", "rejected", "rejected", "rejected"]
     assert results[2]["receipt"] == results[0]["receipt"]
     assert results[3]["field"] == "id" and results[4]["field"] == "id"
@@ -131,8 +131,9 @@ def test_only_the_primary_rating_is_required_on_a_kiosk(start_server, org: Org) 
 
 
 def test_misuse_filter_flags_fast_repeats_and_bursts_but_stores_them(start_server, org: Org) -> None:
-    srv = start_server(org.db, feedback_kiosk_min_interval="2", feedback_kiosk_burst_count="4",
-                       feedback_kiosk_burst_window="60")
+    srv = start_server(
+        org.db, feedback_kiosk_min_interval="2", feedback_kiosk_burst_count="4", feedback_kiosk_burst_window="60"
+    )
     device, _ = enroll(srv.url, org)
     # Offline presses synced later are judged by device time, across batches.
     sync(srv.url, device, [item(0), item(1)])
@@ -140,8 +141,9 @@ def test_misuse_filter_flags_fast_repeats_and_bursts_but_stores_them(start_serve
     flags = [json.loads(r[0]) for r in db_rows(org, "SELECT flags FROM responses ORDER BY occurred_at")]
     assert flags == [[], ["fast_repeat"], [], ["burst"], []]
     token = org.tokens["admin"]
-    total = httpx.get(f"{srv.url}/api/v1/satisfaction", params={"unit": "A1a", "from": "2000-01-01"},
-                      headers=auth_header(token)).json()["total"]
+    total = httpx.get(
+        f"{srv.url}/api/v1/satisfaction", params={"unit": "A1a", "from": "2000-01-01"}, headers=auth_header(token)
+    ).json()["total"]
     assert (total["n"], total["suspect"]) == (3, 2)
 
 
@@ -175,16 +177,20 @@ def test_invitation_reaches_the_waiting_kiosk_within_two_seconds(start_server, o
     received: dict = {}
 
     def wait() -> None:
-        reply = httpx.get(f"{srv.url}/api/v1/kiosk/invitation", params={"wait": 10}, headers=auth_header(device),
-                          timeout=15)
+        reply = httpx.get(
+            f"{srv.url}/api/v1/kiosk/invitation", params={"wait": 10}, headers=auth_header(device), timeout=15
+        )
         received.update(reply.json(), at=time.monotonic())
 
     waiter = threading.Thread(target=wait)
     waiter.start()
     time.sleep(0.5)
     posted_at = time.monotonic()
-    reply = httpx.post(f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite", headers=auth_header(org.tokens["admin"]),
-                       json={"case_ref": "000.00.17.H33-1", "service": "S1", "officer": "NV7"})
+    reply = httpx.post(
+        f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite",
+        headers=auth_header(org.tokens["admin"]),
+        json={"case_ref": "000.00.17.H33-1", "service": "S1", "officer": "NV7"},
+    )
     assert reply.status_code == 201
     waiter.join(15)
     assert received["invitation"]["case_ref"] == "000.00.17.H33-1"
@@ -204,8 +210,9 @@ def test_invitations_are_for_managers_of_the_kiosk_unit(start_server, org: Org) 
     assert httpx.post(url, json={"case_ref": "X"}, headers=auth_header(org.tokens["manager_a1"])).status_code == 201
     bad = httpx.post(url, json={"case_ref": ""}, headers=auth_header(org.tokens["admin"]))
     assert bad.status_code == 400 and bad.json()["field"] == "case_ref"
-    missing = httpx.post(f"{srv.url}/api/v1/kiosks/knope/invite", json={"case_ref": "X"},
-                         headers=auth_header(org.tokens["admin"]))
+    missing = httpx.post(
+        f"{srv.url}/api/v1/kiosks/knope/invite", json={"case_ref": "X"}, headers=auth_header(org.tokens["admin"])
+    )
     assert missing.status_code == 404
 
 
@@ -217,15 +224,26 @@ def test_manager_api_enrolls_and_lists_health(start_server, org: Org) -> None:
     outside = httpx.post(f"{srv.url}/api/v1/kiosks/enroll", json={"touchpoint": "tp-b"}, headers=manager)
     assert outside.status_code == 403
     device = httpx.post(f"{srv.url}/api/v1/kiosk/enroll", json={"code": code.json()["code"]}).json()["device_token"]
-    beat = httpx.post(f"{srv.url}/api/v1/kiosk/heartbeat", headers=auth_header(device),
-                      json={"queue": 7, "dead_letters": 1, "app_version": "1.2.3", "battery": 0.42})
+    beat = httpx.post(
+        f"{srv.url}/api/v1/kiosk/heartbeat",
+        headers=auth_header(device),
+        json={"queue": 7, "dead_letters": 1, "app_version": "1.2.3", "battery": 0.42},
+    )
     assert beat.status_code == 200 and beat.json()["survey_version"] == 1
     listed = httpx.get(f"{srv.url}/api/v1/kiosks", headers=manager).json()
     assert len(listed) == 1
-    assert {k: listed[0][k] for k in ("touchpoint", "backlog", "dead_letters", "app_version", "battery", "revoked",
-                                       "silent")} == {"touchpoint": "tp-a1a", "backlog": 7, "dead_letters": 1,
-                                                      "app_version": "1.2.3", "battery": 0.42, "revoked": False,
-                                                      "silent": False}
+    assert {
+        k: listed[0][k]
+        for k in ("touchpoint", "backlog", "dead_letters", "app_version", "battery", "revoked", "silent")
+    } == {
+        "touchpoint": "tp-a1a",
+        "backlog": 7,
+        "dead_letters": 1,
+        "app_version": "1.2.3",
+        "battery": 0.42,
+        "revoked": False,
+        "silent": False,
+    }
     assert httpx.get(f"{srv.url}/api/v1/kiosks", headers=auth_header(org.tokens["viewer_b"])).json() == []
 
 
@@ -233,7 +251,8 @@ def test_silent_kiosk_fires_one_event(tmp_path: Path, start_server, org: Org) ->
     log = tmp_path / "events.jsonl"
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "recorder.py").write_text(textwrap.dedent(f"""
+    (folder / "recorder.py").write_text(
+        textwrap.dedent(f"""
         import json
         from feedback import hookimpl
 
@@ -241,7 +260,8 @@ def test_silent_kiosk_fires_one_event(tmp_path: Path, start_server, org: Org) ->
         def track_event(event):
             with open({str(log)!r}, "a") as f:
                 f.write(json.dumps({{"type": event.type, "id": event.id, "data": event.data}}) + "\\n")
-    """))
+    """)
+    )
     srv = start_server(org.db, feedback_kiosk_silent_after="2", feedback_plugins_dir=str(folder))
     _, kiosk_id = enroll(srv.url, org)
     deadline = time.monotonic() + 10

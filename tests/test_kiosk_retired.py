@@ -49,13 +49,17 @@ def test_config_carries_the_retirement_and_the_device_keeps_working(start_server
     assert datetime.fromisoformat(retired["retired_at"]) == retired_at
     assert datetime.fromisoformat(retired["retired_at"]).tzinfo is not None
     # Everything else is as it was: the survey stays, so the tablet can still send what it queued.
-    assert {k: v for k, v in retired.items() if k != "retired_at"} == \
-        {k: v for k, v in live.items() if k != "retired_at"}
+    assert {k: v for k, v in retired.items() if k != "retired_at"} == {
+        k: v for k, v in live.items() if k != "retired_at"
+    }
 
     beat = httpx.post(f"{srv.url}/api/v1/kiosk/heartbeat", json={"queue": 1}, headers=auth_header(device))
     assert beat.status_code == 200, beat.text
-    later = {"id": "5d0f3c7e-1b2a-4c3d-8e9f-0a1b2c3d4e5f", "answers": {"overall": 5},
-             "submitted_at": datetime.now(UTC).isoformat()}
+    later = {
+        "id": "5d0f3c7e-1b2a-4c3d-8e9f-0a1b2c3d4e5f",
+        "answers": {"overall": 5},
+        "submitted_at": datetime.now(UTC).isoformat(),
+    }
     results = sync(srv.url, device, [queued, later])
     assert [r["status"] for r in results] == ["stored", "rejected"]
     assert results[1]["field"] == "touchpoint"
@@ -82,13 +86,17 @@ def assert_accessible(page: Page) -> None:
     assert AXE.exists(), "run `npm install` in tests/browser (the CI script does)"
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
     assert bad == []
 
 
 def test_retired_tablet_shows_out_of_service_takes_no_tap_and_still_sends_its_queue(
-        browser: Browser, start_server, org: Org) -> None:
+    browser: Browser, start_server, org: Org
+) -> None:
     srv = start_server(org.db, feedback_kiosk_min_interval="0", **{k.lower(): v for k, v in FAST.items()})
     strings = httpx.get(f"{srv.url}/kiosk/strings.json").json()
     context, page = open_kiosk(browser, srv, bypass_csp=True)  # to inject axe for the audit
@@ -158,8 +166,9 @@ def test_retired_tablet_shows_out_of_service_takes_no_tap_and_still_sends_its_qu
 
 
 def heartbeat(server: Server, device: str) -> dict:
-    reply = httpx.post(f"{server.url}/api/v1/kiosk/heartbeat", json={"queue": 0, "app_version": "1.0.3"},
-                       headers=auth_header(device))
+    reply = httpx.post(
+        f"{server.url}/api/v1/kiosk/heartbeat", json={"queue": 0, "app_version": "1.0.3"}, headers=auth_header(device)
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()
 
@@ -184,7 +193,8 @@ def test_heartbeat_reply_carries_the_retirement(start_server, org: Org) -> None:
 
 
 def test_retired_tablet_switches_on_the_heartbeat_without_reading_its_config(
-        browser: Browser, start_server, org: Org) -> None:
+    browser: Browser, start_server, org: Org
+) -> None:
     srv = start_server(org.db, feedback_kiosk_min_interval="0", **{k.lower(): v for k, v in FAST.items()})
     context, page = open_kiosk(browser, srv)
     enroll_tablet(page, org)
@@ -210,5 +220,6 @@ def test_retired_tablet_switches_on_the_heartbeat_without_reading_its_config(
         open.onerror = () => reject(open.error);
     })""")
     assert stored and datetime.fromisoformat(stored) == datetime.fromisoformat(
-        rows(org, "SELECT retired_at FROM touchpoints WHERE token = 'tp-a1a'")[0]["retired_at"])
+        rows(org, "SELECT retired_at FROM touchpoints WHERE token = 'tp-a1a'")[0]["retired_at"]
+    )
     context.close()

@@ -95,12 +95,14 @@ def staffed_org(db: Path) -> Org:
     org.tokens["olga"] = auth.create_token(handle.conn, "olga", "manager", "B")
     handle.conn.execute("COMMIT")
     handle.close()
-    sql(org,
+    sql(
+        org,
         ("UPDATE users SET email = name || '@example.org' WHERE name IN ('mai', 'lan', 'olga')", ()),
         ("UPDATE users SET lang = 'vi' WHERE name = 'lan'", ()),
         ("UPDATE units SET owner = 'mai' WHERE code = 'A'", ()),
         ("UPDATE units SET owner = 'lan' WHERE code = 'A1'", ()),
-        ("UPDATE units SET owner = 'olga' WHERE code = 'B'", ()))
+        ("UPDATE units SET owner = 'olga' WHERE code = 'B'", ()),
+    )
     return org
 
 
@@ -115,15 +117,21 @@ def serve(start_server, org: Org, **env: str) -> Server:
 
 
 def open_action(server: Server, org: Org, unit: str, title: str, **extra) -> dict:
-    reply = httpx.post(f"{server.url}/api/v1/actions", json={"unit": unit, "title": title, **extra},
-                       headers=auth_header(org.tokens["admin"]))
+    reply = httpx.post(
+        f"{server.url}/api/v1/actions",
+        json={"unit": unit, "title": title, **extra},
+        headers=auth_header(org.tokens["admin"]),
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()
 
 
 def step(server: Server, org: Org, action_id: int, type_: str, **record) -> dict:
-    reply = httpx.post(f"{server.url}/api/v1/actions/{action_id}/events", json={"type": type_, **record},
-                       headers=auth_header(org.tokens["admin"]))
+    reply = httpx.post(
+        f"{server.url}/api/v1/actions/{action_id}/events",
+        json={"type": type_, **record},
+        headers=auth_header(org.tokens["admin"]),
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -177,8 +185,10 @@ def test_the_owner_hears_of_a_new_action_in_their_language(org: Org, start_serve
     time.sleep(2)  # nothing is sent twice
     assert len(smtp.messages) == 2
     queued = rows(org, "SELECT dedupe_key, delivered_at FROM outbox WHERE channel = 'mail' ORDER BY id")
-    assert [row["dedupe_key"] for row in queued] == [f"action.opened:{vi['id']}|mail:lan@example.org",
-                                                    f"action.opened:{ru['id']}|mail:olga@example.org"]
+    assert [row["dedupe_key"] for row in queued] == [
+        f"action.opened:{vi['id']}|mail:lan@example.org",
+        f"action.opened:{ru['id']}|mail:olga@example.org",
+    ]
     assert all(row["delivered_at"] for row in queued)
 
 
@@ -210,8 +220,9 @@ def test_deadline_reminder_and_overdue_escalation(org: Org, start_server, smtp: 
     morning = datetime.combine(today, clock(9), HCM)
     tick(org, morning, "actions.deadlines", "mail.deliver", env=env)
     reminder = smtp.wait_for("lan@example.org", 2)[-1]
-    assert reminder["Subject"] == (f"Hành động khắc phục #{action['id']} đến hạn ngày {today.isoformat()}: "
-                                   "Sửa quy trình tiếp nhận")
+    assert reminder["Subject"] == (
+        f"Hành động khắc phục #{action['id']} đến hạn ngày {today.isoformat()}: Sửa quy trình tiếp nhận"
+    )
 
     later = morning + timedelta(days=3)
     tick(org, later, "actions.deadlines", "mail.deliver", env=env)
@@ -233,9 +244,19 @@ def test_weekly_digest_once_per_week(org: Org, start_server, smtp: Sink) -> None
     env = {"FEEDBACK_SMTP_URL": smtp.url}
     server = serve(start_server, org, feedback_smtp_url=smtp.url, feedback_jobs="0")
     admin = auth_header(org.tokens["admin"])
-    objective = httpx.post(f"{server.url}/api/v1/objectives", headers=admin, json={
-        "unit": "A", "metric": "satisfaction", "target": 0.99, "period": "rolling_30", "min_n": 3,
-        "owner": "mai", "title": "Satisfaction at least 99 %"})
+    objective = httpx.post(
+        f"{server.url}/api/v1/objectives",
+        headers=admin,
+        json={
+            "unit": "A",
+            "metric": "satisfaction",
+            "target": 0.99,
+            "period": "rolling_30",
+            "min_n": 3,
+            "owner": "mai",
+            "title": "Satisfaction at least 99 %",
+        },
+    )
     assert objective.status_code == 201, objective.text
     for rating in (5, 5, 5, 5, 1, 1):
         respond(server, "tp-a1", {"overall": rating})
@@ -264,8 +285,9 @@ def test_weekly_digest_once_per_week(org: Org, start_server, smtp: Sink) -> None
     assert vi_digest["Subject"] == f"Bản tin chất lượng hằng tuần, {week}"
     assert "Mức độ hài lòng tuần trước: 66,7 % (n = 6" in vi_digest.get_content()
     # The breach itself went to the objective's owner too.
-    assert any(m["Subject"] == "Quality objective breached: Satisfaction at least 99 %"
-               for m in smtp.to("mai@example.org"))
+    assert any(
+        m["Subject"] == "Quality objective breached: Satisfaction at least 99 %" for m in smtp.to("mai@example.org")
+    )
 
     # Later the same Monday, and the rest of that week: nothing more.
     for moment in (at + timedelta(hours=2), at + timedelta(days=1), at + timedelta(days=6)):
@@ -275,14 +297,17 @@ def test_weekly_digest_once_per_week(org: Org, start_server, smtp: Sink) -> None
     assert len(digests("mai@example.org")) == 1
     tick(org, at + timedelta(days=7), "mail.digest", "mail.deliver", env=env)
     following = "{}-W{:02d}".format(*(monday + timedelta(days=7)).isocalendar()[:2])
-    assert [m["Subject"] for m in digests("mai@example.org")] == [f"Weekly quality digest, {week}",
-                                                                  f"Weekly quality digest, {following}"]
+    assert [m["Subject"] for m in digests("mai@example.org")] == [
+        f"Weekly quality digest, {week}",
+        f"Weekly quality digest, {following}",
+    ]
     assert len(digests("lan@example.org")) == 2
 
 
 def action_for(server: Server, org: Org, response_id: str) -> dict:
-    found = httpx.get(f"{server.url}/api/v1/actions", params={"unit": "B"},
-                      headers=auth_header(org.tokens["admin"])).json()
+    found = httpx.get(
+        f"{server.url}/api/v1/actions", params={"unit": "B"}, headers=auth_header(org.tokens["admin"])
+    ).json()
     [action] = [a for a in found if a["response_id"] == response_id]
     return action
 
@@ -310,8 +335,11 @@ def test_call_back_mail_then_the_contact_is_purged(org: Org, start_server, smtp:
     assert f"Спасибо за ваш отзыв (номер {stored['receipt']}) о работе подразделения «Пост Б»." in text
     assert "Что сделано: Очередь сократилась до 10 минут" in text
     wait_until(lambda: not rows(org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)))
-    [row] = rows(org, "SELECT dedupe_key, target, payload, delivered_at FROM outbox"
-                      " WHERE dedupe_key = ?", (f"callback:{stored['id']}",))
+    [row] = rows(
+        org,
+        "SELECT dedupe_key, target, payload, delivered_at FROM outbox WHERE dedupe_key = ?",
+        (f"callback:{stored['id']}",),
+    )
     assert row["delivered_at"] and row["target"] == "(purged)" and "ivan" not in row["payload"]
     assert "ivan.petrov" not in Path(org.db).with_suffix(".server.log").read_text()
     assert f"contact of response {stored['id']} purged" in Path(org.db).with_suffix(".server.log").read_text()
@@ -334,12 +362,12 @@ def test_a_phone_contact_is_purged_as_soon_as_its_action_closes(org: Org, start_
     assert rows(org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],))  # open: kept for the call
     step(server, org, action["id"], "closed")
     wait_until(lambda: not rows(org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)), timeout=5)
-    assert rows(org, "SELECT count(*) AS n FROM outbox WHERE channel = 'mail' AND event_type = 'action.changed'"
-                ) == [{"n": 0}]
+    assert rows(org, "SELECT count(*) AS n FROM outbox WHERE channel = 'mail' AND event_type = 'action.changed'") == [
+        {"n": 0}
+    ]
 
 
-def test_contacts_past_retention_are_purged_unless_their_action_is_open(org: Org, start_server,
-                                                                        smtp: Sink) -> None:
+def test_contacts_past_retention_are_purged_unless_their_action_is_open(org: Org, start_server, smtp: Sink) -> None:
     server = serve(start_server, org, feedback_smtp_url=smtp.url, feedback_jobs="0")
     happy = respond(server, "tp-a", {"overall": 5, "contact": "happy@example.org"})
     waiting = respond(server, "tp-b", {**VASH_LOW, "contact": "waiting@example.org"}, lang="ru")

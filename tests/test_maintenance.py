@@ -48,15 +48,20 @@ def dump_rollups(db: Path) -> dict[str, dict[tuple, tuple]]:
             info = conn.execute(f"PRAGMA table_info({table})").fetchall()
             keys = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5]]
             values = [row[1] for row in info if not row[5]]
-            tables[table] = {tuple(row[:len(keys)]): tuple(row[len(keys):]) for row in conn.execute(
-                f"SELECT {', '.join(keys + values)} FROM {table}")}
+            tables[table] = {
+                tuple(row[: len(keys)]): tuple(row[len(keys) :])
+                for row in conn.execute(f"SELECT {', '.join(keys + values)} FROM {table}")
+            }
         return tables
     finally:
         conn.close()
 
 
-def assert_same_rollups(expected: dict[str, dict[tuple, tuple]], actual: dict[str, dict[tuple, tuple]],
-                        tables: tuple[str, ...] = ROLLUP_TABLES) -> None:
+def assert_same_rollups(
+    expected: dict[str, dict[tuple, tuple]],
+    actual: dict[str, dict[tuple, tuple]],
+    tables: tuple[str, ...] = ROLLUP_TABLES,
+) -> None:
     """Row for row: the same keys, integers equal, floats within 1e-9."""
     for table in tables:
         want, got = expected[table], actual[table]
@@ -98,8 +103,10 @@ def rebuild(db: Path, *period: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def post(server: Server, body: dict[str, Any]) -> str:
-    reply = httpx.post(f"{server.url}/api/v1/responses", json=body, timeout=60)
+def post(server: Server, body: dict[str, Any], token: str | None = None) -> str:
+    reply = httpx.post(
+        f"{server.url}/api/v1/responses", json=body, timeout=60, headers=auth_header(token) if token else {}
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()["id"]
 
@@ -121,33 +128,54 @@ def uphold_appeal(server: Server, org: Org, response_id: str) -> None:
     """The work order a bad 好差评 review opened, appealed by the admin and upheld by A1's manager."""
     [action] = rows(org, "SELECT id FROM actions WHERE response_id = ?", (response_id,))
     for token, step in (("admin", "verifying"), ("admin", "appealed"), ("manager_a1", "appeal_upheld")):
-        reply = httpx.post(f"{server.url}/api/v1/actions/{action['id']}/events", json={"type": step},
-                           headers=auth_header(org.tokens[token]), timeout=30)
+        reply = httpx.post(
+            f"{server.url}/api/v1/actions/{action['id']}/events",
+            json={"type": step},
+            headers=auth_header(org.tokens[token]),
+            timeout=30,
+        )
         assert reply.status_code == 201, reply.text
 
 
-def post_history(server: Server, count: int = 160) -> list[str]:
+def post_history(server: Server, token: str, count: int = 160) -> list[str]:
     """Responses over the last eight days on every touchpoint, some suspect (a case reference seen
-    before), some with a distrusted client clock (counted, flagged), and two bad 好差评 reviews with
-    work orders to appeal, one of them alone on its day. Returns the ids of those two."""
+    before, vouched for by `token` half the time), some with a distrusted client clock (counted,
+    flagged), and two bad 好差评 reviews with work orders to appeal, one of them alone on its day.
+    Returns the ids of those two."""
     rng = random.Random(9001)
     now = datetime.now(UTC)
     for i in range(count):
         touchpoint = rng.choice(["tp-a", "tp-a1", "tp-a1a", "tp-b"])
         body: dict[str, Any] = {
-            "touchpoint": touchpoint, "answers": answers_for(touchpoint, rng, rng.choice([1, 2, 3, 4, 4, 5, 5, 5])),
-            "submitted_at": (now - timedelta(minutes=rng.randint(10, 8 * 24 * 60))).isoformat()}
+            "touchpoint": touchpoint,
+            "answers": answers_for(touchpoint, rng, rng.choice([1, 2, 3, 4, 4, 5, 5, 5])),
+            "submitted_at": (now - timedelta(minutes=rng.randint(10, 8 * 24 * 60))).isoformat(),
+        }
         if touchpoint == "tp-a" and rng.random() < 0.5:
             body["service"] = "S2"
+        vouched = None
         if rng.random() < 0.2:
             body["case_ref"] = f"C-{rng.randint(1, 5)}"
+            vouched = token if rng.random() < 0.5 else None
         if i % 40 == 7:
             body["submitted_at"] = (now - timedelta(days=45)).isoformat()
-        post(server, body)
-    lone = post(server, {"touchpoint": "tp-a1a", "answers": {"overall": 1, "efficiency": 2, "attitude": 1},
-                         "submitted_at": (now - timedelta(days=20)).isoformat()})
-    busy = post(server, {"touchpoint": "tp-a1a", "answers": {"overall": 2, "efficiency": 4, "competence": 3},
-                         "submitted_at": (now - timedelta(days=2)).isoformat()})
+        post(server, body, vouched)
+    lone = post(
+        server,
+        {
+            "touchpoint": "tp-a1a",
+            "answers": {"overall": 1, "efficiency": 2, "attitude": 1},
+            "submitted_at": (now - timedelta(days=20)).isoformat(),
+        },
+    )
+    busy = post(
+        server,
+        {
+            "touchpoint": "tp-a1a",
+            "answers": {"overall": 2, "efficiency": 4, "competence": 3},
+            "submitted_at": (now - timedelta(days=2)).isoformat(),
+        },
+    )
     return [lone, busy]
 
 
@@ -157,7 +185,7 @@ def history(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("history") / "feedback.db")
     server = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
     try:
-        to_appeal = post_history(server)
+        to_appeal = post_history(server, org.tokens["admin"])
         yield org, server, to_appeal
     finally:
         server.stop()
@@ -219,20 +247,25 @@ def test_the_ingest_history_covers_every_rule(history) -> None:
 def test_rebuild_gives_exactly_the_rollups_ingest_built(history) -> None:
     org, server, _ = history
     built = dump_rollups(org.db)
-    execute(org.db,
-            "DELETE FROM rollups",
-            "UPDATE rollups_unit_day SET n = n + 3, suspect = 0",
-            "DELETE FROM heatmap_rollups WHERE hour % 2 = 0",
-            "UPDATE rollup_indicators SET sum = sum * 2 + 1",
-            "INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)"
-            " VALUES ('A', '1999-01-01', '', 'tp-a', 'overall', 1, 50)")
+    execute(
+        org.db,
+        "DELETE FROM rollups",
+        "UPDATE rollups_unit_day SET n = n + 3, suspect = 0",
+        "DELETE FROM heatmap_rollups WHERE hour % 2 = 0",
+        "UPDATE rollup_indicators SET sum = sum * 2 + 1",
+        "INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)"
+        " VALUES ('A', '1999-01-01', '', 'tp-a', 'overall', 1, 50)",
+    )
     assert dump_rollups(org.db) != built
     summary = rebuild(org.db)  # beside the running server
     assert_same_rollups(built, dump_rollups(org.db))
     stored = rows(org, "SELECT flags FROM responses")
     suspect = sum(is_suspect(json.loads(row["flags"])) for row in stored)
     assert (summary["responses"], summary["suspect"], summary["counted"]) == (
-        len(stored), suspect, len(stored) - suspect)
+        len(stored),
+        suspect,
+        len(stored) - suspect,
+    )
     assert summary["rows"] == {table: len(built[table]) for table in ROLLUP_TABLES}
     assert summary["from"] is None and summary["to"] is None
     health = httpx.get(f"{server.url}/healthz", timeout=10)
@@ -248,8 +281,9 @@ def test_an_upheld_appeal_stays_out_of_the_rebuilt_rollups(appealed: Appealed) -
     assert appealed.rebuilt["rollups_unit_day"][(unit, day)][-1] == 1  # suspect
     # Indicators: the appealed answers counted out; the lone review's rows stay, with nothing in them.
     assert_same_rollups({"rollup_indicators": appealed.counted_out}, appealed.rebuilt, ("rollup_indicators",))
-    emptied = {key[4]: values for key, values in appealed.rebuilt["rollup_indicators"].items()
-               if key[:2] == (unit, day)}
+    emptied = {
+        key[4]: values for key, values in appealed.rebuilt["rollup_indicators"].items() if key[:2] == (unit, day)
+    }
     assert emptied == {"overall": (0, 0.0), "efficiency": (0, 0.0), "staff_courtesy": (0, 0.0)}
 
 
@@ -263,15 +297,20 @@ def test_a_period_rebuild_leaves_other_days_untouched(history, tmp_path: Path) -
     built = dump_rollups(db)
     days = sorted({key[1] for key in built["rollups_unit_day"]})
     first, last = days[2], days[3]
-    execute(db, *(f"UPDATE {table} SET n = n + 1000" for table in ROLLUP_TABLES),
-            ("DELETE FROM rollups WHERE day = ?", (first,)))
+    execute(
+        db,
+        *(f"UPDATE {table} SET n = n + 1000" for table in ROLLUP_TABLES),
+        ("DELETE FROM rollups WHERE day = ?", (first,)),
+    )
     damaged = dump_rollups(db)
     summary = rebuild(db, "--from", first, "--to", last)
     after = dump_rollups(db)
 
     def within(tables: dict[str, dict[tuple, tuple]], inside: bool) -> dict[str, dict[tuple, tuple]]:
-        return {table: {key: values for key, values in tables[table].items() if (first <= key[1] <= last) == inside}
-                for table in ROLLUP_TABLES}
+        return {
+            table: {key: values for key, values in tables[table].items() if (first <= key[1] <= last) == inside}
+            for table in ROLLUP_TABLES
+        }
 
     assert_same_rollups(within(built, True), within(after, True))
     assert within(after, False) == within(damaged, False)
@@ -283,8 +322,11 @@ def test_a_period_rebuild_leaves_other_days_untouched(history, tmp_path: Path) -
     execute(db, "UPDATE rollups SET n = n + 5")
     rebuild(db, "--from", days[-2])
     tail = dump_rollups(db)["rollups"]
-    assert all((values[0] == built["rollups"][key][0]) == (key[1] >= days[-2]) for key, values in tail.items()
-               if not first <= key[1] <= last)
+    assert all(
+        (values[0] == built["rollups"][key][0]) == (key[1] >= days[-2])
+        for key, values in tail.items()
+        if not first <= key[1] <= last
+    )
 
 
 def bulk_insert(db: Path, unit: str, touchpoint: str, day: str, levels: list[int], flags: str = "[]") -> None:
@@ -292,14 +334,35 @@ def bulk_insert(db: Path, unit: str, touchpoint: str, day: str, levels: list[int
     occurred = datetime.combine(datetime.fromisoformat(day).date(), clock(10), HCM).astimezone(UTC).isoformat()
     values = []
     for level in levels:
-        row = {"id": str(uuid.uuid4()), "receipt": "BULK-0000", "touchpoint": touchpoint, "unit": unit,
-               "service": "S1", "survey": "csat", "survey_version": 1, "channel": "paper",
-               "transaction_point": None, "case_ref": None, "counter": None, "officer": None, "lang": "vi",
-               "answers": json.dumps({"overall": level}), "client_time": None, "server_time": occurred,
-               "occurred_at": occurred, "day": day, "level": level, "satisfied": int(level >= 4),
-               "dissatisfied": int(level <= 2), "score": (level - 1) * 25.0,
-               "indicators": json.dumps({"overall": (level - 1) * 25.0}), "flags": flags,
-               "content_hash": uuid.uuid4().hex, "device": None}
+        row = {
+            "id": str(uuid.uuid4()),
+            "receipt": "BULK-0000",
+            "touchpoint": touchpoint,
+            "unit": unit,
+            "service": "S1",
+            "survey": "csat",
+            "survey_version": 1,
+            "channel": "paper",
+            "transaction_point": None,
+            "case_ref": None,
+            "counter": None,
+            "officer": None,
+            "lang": "vi",
+            "answers": json.dumps({"overall": level}),
+            "client_time": None,
+            "server_time": occurred,
+            "occurred_at": occurred,
+            "day": day,
+            "level": level,
+            "satisfied": int(level >= 4),
+            "dissatisfied": int(level <= 2),
+            "score": (level - 1) * 25.0,
+            "indicators": json.dumps({"overall": (level - 1) * 25.0}),
+            "flags": flags,
+            "content_hash": uuid.uuid4().hex,
+            "device": None,
+            "case_verified": 0,
+        }
         values.append(tuple(row[c] for c in RESPONSE_COLUMNS))
     marks = ", ".join("?" for _ in RESPONSE_COLUMNS)
     conn = sqlite3.connect(db, timeout=30)
@@ -317,8 +380,12 @@ def test_bulk_inserted_responses_count_once_the_rollups_are_rebuilt(history, tmp
     day = (datetime.now(HCM) - timedelta(days=30)).date().isoformat()
 
     def total() -> dict[str, Any]:
-        reply = httpx.get(f"{server.url}/api/v1/satisfaction", params={"unit": "A1", "from": day, "to": day},
-                          headers=auth_header(org.tokens["admin"]), timeout=30)
+        reply = httpx.get(
+            f"{server.url}/api/v1/satisfaction",
+            params={"unit": "A1", "from": day, "to": day},
+            headers=auth_header(org.tokens["admin"]),
+            timeout=30,
+        )
         assert reply.status_code == 200, reply.text
         return reply.json()["total"]
 
@@ -347,8 +414,11 @@ def test_a_rebuild_beside_live_ingest_loses_and_doubles_nothing(history, tmp_pat
     # Enough history that the rebuild holds the write lock for a while.
     columns = ", ".join(RESPONSE_COLUMNS)
     copied = ", ".join("printf('bulk-%d-%s', seq.i, r.id)" if c == "id" else f"r.{c}" for c in RESPONSE_COLUMNS)
-    execute(db, f"""WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 400)
-                    INSERT INTO responses ({columns}) SELECT {copied} FROM responses r, seq""")
+    execute(
+        db,
+        f"""WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 400)
+                    INSERT INTO responses ({columns}) SELECT {copied} FROM responses r, seq""",
+    )
     rebuild(db)
     server = start_server(db, feedback_jobs="0")
     before = rows(Org(db), "SELECT count(*) AS n FROM responses")[0]["n"]
@@ -359,8 +429,9 @@ def test_a_rebuild_beside_live_ingest_loses_and_doubles_nothing(history, tmp_pat
         rng = random.Random(5)
         while not stop.is_set():
             touchpoint = rng.choice(["tp-a", "tp-a1", "tp-a1a", "tp-b"])
-            posted.append(post(server, {"touchpoint": touchpoint,
-                                        "answers": answers_for(touchpoint, rng, rng.randint(1, 5))}))
+            posted.append(
+                post(server, {"touchpoint": touchpoint, "answers": answers_for(touchpoint, rng, rng.randint(1, 5))})
+            )
 
     poster = threading.Thread(target=keep_posting)
     poster.start()
@@ -381,11 +452,15 @@ def test_a_rebuild_beside_live_ingest_loses_and_doubles_nothing(history, tmp_pat
 
 def test_a_bad_period_is_refused_naming_the_option(history, tmp_path: Path) -> None:
     org, _server, _ = history
-    for args, field in ((("--from", "2024-13-01"), "from"), (("--to", "yesterday"), "to"),
-                        (("--from", "2024-03-02", "--to", "2024-03-01"), "to")):
+    for args, field in (
+        (("--from", "2024-13-01"), "from"),
+        (("--to", "yesterday"), "to"),
+        (("--from", "2024-03-02", "--to", "2024-03-01"), "to"),
+    ):
         result = run_cli("rebuild-rollups", "--db", str(org.db), *args)
-        assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith(f"Error: {field}:"), \
+        assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith(f"Error: {field}:"), (
             result.stderr
+        )
 
 
 # -- outbox pruning --------------------------------------------------------------------------------------------
@@ -431,7 +506,7 @@ def states_of_every_kind(conn: sqlite3.Connection) -> None:
 def tick_prune(db: Path, now: datetime, **env: str) -> None:
     result = run_cli("tick", "--db", str(db), "--now", now.isoformat(), "--job", "outbox.prune", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout[result.stdout.index("{"):])["jobs"] == {"outbox.prune": True}
+    assert json.loads(result.stdout[result.stdout.index("{") :])["jobs"] == {"outbox.prune": True}
 
 
 def keys(db: Path) -> list[str]:
@@ -471,10 +546,18 @@ def test_a_pruned_key_is_never_queued_again_and_is_kept_only_hashed(outbox_db: P
     write(outbox_db, lambda conn: outbox.delivered(conn, queue(conn, key, T0), T0))
     tick_prune(outbox_db, T0 + timedelta(days=31))
     assert keys(outbox_db) == []
-    again = write(outbox_db, lambda conn: outbox.enqueue(conn, channel="mail", dedupe_key=key, target="t",
-                                                         payload="{}", now=T0 + timedelta(days=32)))
-    other = write(outbox_db, lambda conn: outbox.enqueue(conn, channel="mail", dedupe_key=key + ".", target="t",
-                                                         payload="{}", now=T0 + timedelta(days=32)))
+    again = write(
+        outbox_db,
+        lambda conn: outbox.enqueue(
+            conn, channel="mail", dedupe_key=key, target="t", payload="{}", now=T0 + timedelta(days=32)
+        ),
+    )
+    other = write(
+        outbox_db,
+        lambda conn: outbox.enqueue(
+            conn, channel="mail", dedupe_key=key + ".", target="t", payload="{}", now=T0 + timedelta(days=32)
+        ),
+    )
     assert (again, other) == (False, True)
     assert keys(outbox_db) == [key + "."]
     kept = rows(Org(outbox_db), "SELECT key FROM outbox_pruned")

@@ -23,8 +23,10 @@ from tests.manage_helpers import add_user, csrf_token, sign_in
 PASSWORD = "correct horse 1"
 LANGS = ("vi", "ru", "zh", "en")
 # Error texts the pages must show, per language (from manage_actions.po).
-NOT_ALLOWED = {"vi": "Không thể thực hiện bước này từ trạng thái hiện tại của hành động.",
-               "en": "This step is not allowed from the action's current status."}
+NOT_ALLOWED = {
+    "vi": "Không thể thực hiện bước này từ trạng thái hiện tại của hành động.",
+    "en": "This step is not allowed from the action's current status.",
+}
 NEED_DUE = {"ru": "Укажите срок, который ещё не прошёл.", "en": "Give a due date that is not in the past."}
 
 
@@ -52,8 +54,9 @@ def client_for(site: Server, user: str, lang: str | None = None) -> httpx.Client
 
 def bad_rating(site: Server, org: Org) -> dict[str, Any]:
     """A 好差评 'very dissatisfied' at the A1a kiosk: the rules open a work order for it."""
-    reply = httpx.post(f"{site.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}},
-                       timeout=15)
+    reply = httpx.post(
+        f"{site.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}, timeout=15
+    )
     assert reply.status_code == 201, reply.text
     opened = rows(org, "SELECT * FROM actions WHERE response_id = ?", (reply.json()["id"],))
     assert len(opened) == 1 and opened[0]["kind"] == "work_order" and opened[0]["unit"] == "A1a"
@@ -96,17 +99,25 @@ def walk_to_closed(page: Page, people: Org, action: dict[str, Any]) -> None:
     for _, fields in walk:
         for value in fields.values():
             assert value in record
-    stored = rows(people, "SELECT type, actor, correction, result FROM action_events WHERE action = ? ORDER BY seq",
-                  (action["id"],))
-    assert [e["type"] for e in stored] == ["opened", "verifying", "corrected", "implemented",
-                                           "effectiveness_review", "closed"]
+    stored = rows(
+        people,
+        "SELECT type, actor, correction, result FROM action_events WHERE action = ? ORDER BY seq",
+        (action["id"],),
+    )
+    assert [e["type"] for e in stored] == [
+        "opened",
+        "verifying",
+        "corrected",
+        "implemented",
+        "effectiveness_review",
+        "closed",
+    ]
     assert {e["actor"] for e in stored[1:]} == {"mai"}
     assert stored[2]["correction"] == "Apologised and served the citizen again"
     assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "closed"
 
 
-def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server,
-                                                                      people: Org) -> None:
+def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     sign_in(page, site, "mai", PASSWORD)
     page.goto(f"{site.url}/manage/actions?lang=en")
@@ -184,8 +195,10 @@ def test_viewers_read_without_forms_and_cannot_post(site: Server, people: Org) -
     action = bad_rating(site, people)
     conn = sqlite3.connect(people.db)
     with conn:  # the respondent left a number for a call-back
-        conn.execute("INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
-                     (action["response_id"], "+84 90 555 0101", action["opened_at"]))
+        conn.execute(
+            "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
+            (action["response_id"], "+84 90 555 0101", action["opened_at"]),
+        )
     conn.close()
     assert "+84 90 555 0101" in client_for(site, "mai", lang="en").get(f"/manage/actions/{action['id']}").text
     vera = client_for(site, "vera", lang="en")
@@ -211,8 +224,16 @@ def test_an_action_is_opened_by_hand(site: Server, people: Org) -> None:
     assert reply.status_code == 403
     reply = mai.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": ""})
     assert reply.status_code == 400 and "Give the action a title." in reply.text
-    reply = mai.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "Audit finding 7",
-                                                  "due": "2099-12-31", "note": "found in the internal audit"})
+    reply = mai.post(
+        "/manage/actions/new",
+        data={
+            "_csrf_token": token,
+            "unit": "A1",
+            "title": "Audit finding 7",
+            "due": "2099-12-31",
+            "note": "found in the internal audit",
+        },
+    )
     assert reply.status_code == 303
     action_id = int(reply.headers["location"].split("/")[-1].split("?")[0])
     found = rows(people, "SELECT kind, unit, due, created_by FROM actions WHERE id = ?", (action_id,))[0]
@@ -231,7 +252,7 @@ def test_the_queue_filters_and_puts_overdue_first(site: Server, people: Org) -> 
     mai = client_for(site, "mai", lang="en")
     html = mai.get("/manage/actions?status=open").text
     assert html.index(f'id="action-{second["id"]}"') < html.index(f'id="action-{first["id"]}"')
-    overdue_row = html[html.index(f'id="action-{second["id"]}"'):].split("</tr>")[0]
+    overdue_row = html[html.index(f'id="action-{second["id"]}"') :].split("</tr>")[0]
     assert "Overdue" in overdue_row  # a word, not only a colour
     only = mai.get("/manage/actions?overdue=1").text
     assert f'id="action-{second["id"]}"' in only and f'id="action-{first["id"]}"' not in only
@@ -254,8 +275,12 @@ class Stream:
 
     def _run(self) -> None:
         try:
-            with self.client.stream("GET", "/manage/actions/stream", headers={"Accept": "text/event-stream"},
-                                    timeout=httpx.Timeout(60, read=60)) as reply:
+            with self.client.stream(
+                "GET",
+                "/manage/actions/stream",
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(60, read=60),
+            ) as reply:
                 assert reply.status_code == 200
                 event: dict[str, str] = {}
                 for line in reply.iter_lines():
@@ -300,8 +325,12 @@ def test_stream_sends_the_subtree_events_only(site: Server, people: Org) -> None
         changed = mai.next_about(action["id"])
         assert changed["event"] == "action.changed" and changed["status"] == "verifying"
         # The manager of B hears nothing of A1a: everything she got by the time B's own arrives is B's.
-        reply = httpx.post(f"{site.url}/api/v1/actions", headers=auth_header(people.tokens["admin"]),
-                           json={"unit": "B", "title": "Окно 2: очередь"}, timeout=15)
+        reply = httpx.post(
+            f"{site.url}/api/v1/actions",
+            headers=auth_header(people.tokens["admin"]),
+            json={"unit": "B", "title": "Окно 2: очередь"},
+            timeout=15,
+        )
         assert reply.status_code == 201
         heard = [olga.next()]
         while heard[-1]["id"] != reply.json()["id"]:
@@ -351,13 +380,17 @@ def test_the_list_updates_live_without_reload(page: Page, site: Server, people: 
 def axe_audit(page: Page) -> list:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-            if v["impact"] in ("serious", "critical")]
+    return [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_pages_pass_axe_in_each_language_with_screenshots(browser: Browser, site: Server, people: Org,
-                                                         lang: str) -> None:
+def test_pages_pass_axe_in_each_language_with_screenshots(
+    browser: Browser, site: Server, people: Org, lang: str
+) -> None:
     assert AXE.exists(), "run `npm install` in tests/browser"
     action = bad_rating(site, people)
     client = client_for(site, "mai")
@@ -367,8 +400,12 @@ def test_pages_pass_axe_in_each_language_with_screenshots(browser: Browser, site
     try:
         sign_in(page, site, "mai", PASSWORD)
         ARTIFACTS.mkdir(exist_ok=True)
-        for name, path in (("list", "/manage/actions"), ("board", "/manage/actions/board"),
-                           ("action", f"/manage/actions/{action['id']}"), ("new", "/manage/actions/new")):
+        for name, path in (
+            ("list", "/manage/actions"),
+            ("board", "/manage/actions/board"),
+            ("action", f"/manage/actions/{action['id']}"),
+            ("new", "/manage/actions/new"),
+        ):
             page.goto(f"{site.url}{path}?lang={lang}")
             assert page.locator("html").get_attribute("lang").startswith(lang)
             assert axe_audit(page) == [], (name, lang)
@@ -396,9 +433,18 @@ def test_an_objective_action_names_its_metric_in_the_readers_language(site: Serv
 
     from tests.conftest import run_cli
 
-    reply = httpx.post(f"{site.url}/api/v1/objectives", headers=auth_header(people.tokens["admin"]),
-                       json={"unit": "A1a", "metric": "not_dissatisfied", "target": 0.99, "period": "rolling_30",
-                             "min_n": 1, "title": "Few complaints at the kiosk"})
+    reply = httpx.post(
+        f"{site.url}/api/v1/objectives",
+        headers=auth_header(people.tokens["admin"]),
+        json={
+            "unit": "A1a",
+            "metric": "not_dissatisfied",
+            "target": 0.99,
+            "period": "rolling_30",
+            "min_n": 1,
+            "title": "Few complaints at the kiosk",
+        },
+    )
     assert reply.status_code == 201, reply.text
     objective = reply.json()["id"]
     for _ in range(3):
@@ -426,17 +472,26 @@ def service_options(html: str) -> dict[str, str]:
 
     box = re.search(r'<select id="new-service" name="service">(.*?)</select>', html, re.S)
     assert box, html[:2000]
-    return {value: text.strip() for value, text in
-            re.findall(r'<option value="([^"]*)"[^>]*>(.*?)</option>', box.group(1), re.S)}
+    return {
+        value: text.strip()
+        for value, text in re.findall(r'<option value="([^"]*)"[^>]*>(.*?)</option>', box.group(1), re.S)
+    }
 
 
 def test_the_new_action_form_names_services_in_the_readers_language(site: Server, people: Org) -> None:
     names = {"vi": "Thông quan hàng hóa", "ru": "Таможенное оформление", "en": "Customs clearance"}
     boss = client_for(site, "boss")
     token = csrf_token(boss, "/manage/admin/services/")
-    reply = boss.post("/manage/admin/services/", data={
-        "_csrf_token": token, "code": "CUS-1", "agency": "A", "kind": "customs",
-        **{f"name_{lang}": name for lang, name in names.items()}})
+    reply = boss.post(
+        "/manage/admin/services/",
+        data={
+            "_csrf_token": token,
+            "code": "CUS-1",
+            "agency": "A",
+            "kind": "customs",
+            **{f"name_{lang}": name for lang, name in names.items()},
+        },
+    )
     assert reply.status_code == 303, reply.text[:500]
     add_user(people.db, "sasha", PASSWORD, "manager", "A1", lang="ru")
     add_user(people.db, "thu", PASSWORD, "manager", "A1", lang="vi")
@@ -450,16 +505,19 @@ def test_the_new_action_form_names_services_in_the_readers_language(site: Server
         assert ">CUS-1<" not in page.text
         # A refused form comes back with the same names and the chosen service still chosen.
         token = csrf_token(client, "/manage/actions/new")
-        refused = client.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "",
-                                                           "service": "CUS-1"})
+        refused = client.post(
+            "/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "", "service": "CUS-1"}
+        )
         assert refused.status_code == 400
         assert service_options(refused.text)["CUS-1"] == names[lang]
         assert '<option value="CUS-1" selected>' in refused.text
     # The service chosen by name is stored by its code.
     client = client_for(site, "sasha")
     token = csrf_token(client, "/manage/actions/new")
-    reply = client.post("/manage/actions/new", data={"_csrf_token": token, "unit": "A1", "title": "Очередь на таможне",
-                                                     "service": "CUS-1"})
+    reply = client.post(
+        "/manage/actions/new",
+        data={"_csrf_token": token, "unit": "A1", "title": "Очередь на таможне", "service": "CUS-1"},
+    )
     assert reply.status_code == 303, reply.text[:500]
     action_id = int(reply.headers["location"].split("/")[-1].split("?")[0])
     assert rows(people, "SELECT service FROM actions WHERE id = ?", (action_id,)) == [{"service": "CUS-1"}]

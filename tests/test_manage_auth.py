@@ -192,7 +192,7 @@ def test_a_manager_viewer_and_auditor_may_not_open_admin_pages(server: Server, p
         with httpx.Client(base_url=server.url) as c:
             sign_in(c, server, name, PASSWORD)
             page = c.get("/manage/admin/users", headers={"accept": "text/html"})
-            assert page.status_code == 403 and "<html" in page.text and "<main id=\"main\"" in page.text
+            assert page.status_code == 403 and "<html" in page.text and '<main id="main"' in page.text
             token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text).group(1)
             post = c.post("/manage/admin/users/mai/disable", data={"_csrf_token": token})
             assert post.status_code == 403
@@ -218,8 +218,9 @@ def test_roles_and_unit_scope(people: Org) -> None:
         manager.require_unit("B", snapshot)
 
 
-def test_exports_take_a_session_or_a_token_and_keep_to_the_unit(client: httpx.Client, server: Server,
-                                                               people: Org) -> None:
+def test_exports_take_a_session_or_a_token_and_keep_to_the_unit(
+    client: httpx.Client, server: Server, people: Org
+) -> None:
     assert client.get("/api/v1/exports/rates.csv?unit=A1").status_code == 401
     sign_in(client, server, "mai", PASSWORD)
     assert client.get("/api/v1/exports/rates.csv?unit=A1").status_code == 200
@@ -231,34 +232,119 @@ def test_exports_take_a_session_or_a_token_and_keep_to_the_unit(client: httpx.Cl
 def test_only_paths_of_the_app_are_followed_after_sign_in(client: httpx.Client, server: Server) -> None:
     for target in ("https://evil.example/", "//evil.example/manage", "/\\evil.example", "/s/tp-a"):
         token = csrf_token(client)
-        reply = client.post("/manage/login", data={"username": "boss", "password": PASSWORD, "_csrf_token": token,
-                                                   "next": target})
+        reply = client.post(
+            "/manage/login", data={"username": "boss", "password": PASSWORD, "_csrf_token": token, "next": target}
+        )
         assert reply.status_code == 303 and reply.headers["location"] == "/manage/"
         client.cookies.clear()
 
 
 def test_feedback_user_add_on_the_cli(tmp_path: Path, start_server) -> None:
     org = make_org(tmp_path / "feedback.db")
-    done = run_cli("user", "add", "--db", str(org.db), "--user", "hoa", "--password-stdin", "--role", "manager",
-                   "--unit", "A1", "--email", "hoa@example.gov.vn", "--lang", "vi", input="s3cret pass phrase\n")
+    done = run_cli(
+        "user",
+        "add",
+        "--db",
+        str(org.db),
+        "--user",
+        "hoa",
+        "--password-stdin",
+        "--role",
+        "manager",
+        "--unit",
+        "A1",
+        "--email",
+        "hoa@example.gov.vn",
+        "--lang",
+        "vi",
+        input="s3cret pass phrase\n",
+    )
     assert done.returncode == 0, done.stderr
     [user] = rows(org, "SELECT role, unit, email, lang, password_hash FROM users WHERE name = 'hoa'")
     assert (user["role"], user["unit"], user["email"], user["lang"]) == ("manager", "A1", "hoa@example.gov.vn", "vi")
     assert user["password_hash"].startswith("$argon2id$") and "s3cret" not in user["password_hash"]
     # Again: updates the same user (new role, new password).
-    again = run_cli("user", "add", "--db", str(org.db), "--user", "hoa", "--password-stdin", "--role", "auditor",
-                    "--unit", "A", input="another pass phrase\n")
+    again = run_cli(
+        "user",
+        "add",
+        "--db",
+        str(org.db),
+        "--user",
+        "hoa",
+        "--password-stdin",
+        "--role",
+        "auditor",
+        "--unit",
+        "A",
+        input="another pass phrase\n",
+    )
     assert again.returncode == 0, again.stderr
     assert rows(org, "SELECT role, unit FROM users WHERE name = 'hoa'") == [{"role": "auditor", "unit": "A"}]
     # Every role but admin needs a unit; a short password and an unknown unit are refused.
-    assert run_cli("user", "add", "--db", str(org.db), "--user", "x", "--password-stdin", "--role", "viewer",
-                   input="long enough pw\n").returncode != 0
-    assert run_cli("user", "add", "--db", str(org.db), "--user", "x", "--password-stdin", "--role", "viewer",
-                   "--unit", "A", input="short\n").returncode != 0
-    assert run_cli("user", "add", "--db", str(org.db), "--user", "x", "--password-stdin", "--role", "viewer",
-                   "--unit", "NOPE", input="long enough pw\n").returncode != 0
-    assert run_cli("user", "add", "--db", str(org.db), "--user", "root2", "--password-stdin", "--role", "admin",
-                   input="admin pass phrase\n").returncode == 0
+    assert (
+        run_cli(
+            "user",
+            "add",
+            "--db",
+            str(org.db),
+            "--user",
+            "x",
+            "--password-stdin",
+            "--role",
+            "viewer",
+            input="long enough pw\n",
+        ).returncode
+        != 0
+    )
+    assert (
+        run_cli(
+            "user",
+            "add",
+            "--db",
+            str(org.db),
+            "--user",
+            "x",
+            "--password-stdin",
+            "--role",
+            "viewer",
+            "--unit",
+            "A",
+            input="short\n",
+        ).returncode
+        != 0
+    )
+    assert (
+        run_cli(
+            "user",
+            "add",
+            "--db",
+            str(org.db),
+            "--user",
+            "x",
+            "--password-stdin",
+            "--role",
+            "viewer",
+            "--unit",
+            "NOPE",
+            input="long enough pw\n",
+        ).returncode
+        != 0
+    )
+    assert (
+        run_cli(
+            "user",
+            "add",
+            "--db",
+            str(org.db),
+            "--user",
+            "root2",
+            "--password-stdin",
+            "--role",
+            "admin",
+            input="admin pass phrase\n",
+        ).returncode
+        == 0
+    )
     srv = start_server(org.db)
     with httpx.Client(base_url=srv.url) as c:
         sign_in(c, srv, "hoa", "another pass phrase")
@@ -305,8 +391,9 @@ def test_admin_manages_users_in_the_browser(page: Page, server: Server, people: 
         gone = c.get("/manage/admin/users")  # the disabled user's session is gone
         assert gone.status_code == 303 and gone.headers["location"].startswith("/manage/login")
         token = csrf_token(c)
-        refused = c.post("/manage/login", data={"username": "<em>khanh", "password": "second pass phrase",
-                                                "_csrf_token": token})
+        refused = c.post(
+            "/manage/login", data={"username": "<em>khanh", "password": "second pass phrase", "_csrf_token": token}
+        )
         assert refused.status_code == 401
     page.click("#enable-user button[type=submit]")
     page.wait_for_selector("#disable-user")
@@ -317,8 +404,9 @@ def test_admin_manages_users_in_the_browser(page: Page, server: Server, people: 
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_pages_pass_axe_and_are_captured_in_each_language(browser: Browser, server: Server, people: Org,
-                                                          lang: str) -> None:
+def test_pages_pass_axe_and_are_captured_in_each_language(
+    browser: Browser, server: Server, people: Org, lang: str
+) -> None:
     assert AXE.exists(), "run `npm install` in tests/browser (the CI script does)"
     context = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # to inject axe itself
     page = context.new_page()
@@ -333,8 +421,11 @@ def test_pages_pass_axe_and_are_captured_in_each_language(browser: Browser, serv
         shot(page, f"manage-auth-{name}-{lang}")
         page.add_script_tag(path=str(AXE))
         result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-               if v["impact"] in ("serious", "critical")]
+        bad = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
         assert bad == [], (name, lang, bad)
     context.close()
 
@@ -346,11 +437,12 @@ def test_pages_have_no_inline_script_or_style(client: httpx.Client, server: Serv
         assert not re.search(r"<script(?![^>]*\bsrc=)", html) and " style=" not in html, path
     client.cookies.clear()
     html = client.get("/manage/login").text
-    assert "<script src=\"/static/manage.js\"" in html and " style=" not in html
+    assert '<script src="/static/manage.js"' in html and " style=" not in html
 
 
-def test_an_unknown_manage_page_is_a_page_with_the_signed_in_header(client: httpx.Client, server: Server,
-                                                                    people: Org) -> None:
+def test_an_unknown_manage_page_is_a_page_with_the_signed_in_header(
+    client: httpx.Client, server: Server, people: Org
+) -> None:
     sign_in(client, server, "wei", PASSWORD)
     client.get("/manage/admin/users")  # 403 for an auditor, and the session is now cached
     missing = client.get("/manage/nowhere?lang=zh")
@@ -392,8 +484,9 @@ def test_sessions_forms_and_lockout_hold_across_workers(tmp_path: Path) -> None:
             with httpx.Client(base_url=srv.url, cookies={"fb_csrf": token} if token else None) as c:
                 token = token or csrf_token(c)
                 for _ in range(2):
-                    reply = c.post("/manage/login", data={"username": "boss", "password": "wrong one",
-                                                          "_csrf_token": token})
+                    reply = c.post(
+                        "/manage/login", data={"username": "boss", "password": "wrong one", "_csrf_token": token}
+                    )
                     assert reply.status_code in (401, 429)
         with httpx.Client(base_url=srv.url, cookies={"fb_csrf": token}) as c:
             locked = c.post("/manage/login", data={"username": "boss", "password": PASSWORD, "_csrf_token": token})

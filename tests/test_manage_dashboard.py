@@ -22,9 +22,12 @@ DESKTOP = {"width": 1280, "height": 900}
 GIVEN = (datetime.now(UTC) - timedelta(days=3)).replace(hour=3, minute=15, second=0, microsecond=0)
 
 
-def post(server: Server, touchpoint: str, answers: dict, **extra) -> dict:
-    reply = httpx.post(f"{server.url}/api/v1/responses",
-                       json={"touchpoint": touchpoint, "answers": answers, "id": str(uuid.uuid4()), **extra})
+def post(server: Server, touchpoint: str, answers: dict, token: str | None = None, **extra) -> dict:
+    reply = httpx.post(
+        f"{server.url}/api/v1/responses",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        json={"touchpoint": touchpoint, "answers": answers, "id": str(uuid.uuid4()), **extra},
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -38,11 +41,21 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     srv = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
     post(srv, "tp-a1", {"overall": 1, "comment": MARKUP}, officer="OF-7", submitted_at=GIVEN.isoformat())
     post(srv, "tp-a1", {"overall": 2, "comment": "Nhân viên rất nhiệt tình"}, officer="OF-7")
-    post(srv, "tp-a1", {"overall": 5}, case_ref="CASE-1")
+    post(srv, "tp-a1", {"overall": 5}, case_ref="CASE-1", token=org.tokens["admin"])  # a verified case
     post(srv, "tp-a1", {"overall": 4}, case_ref="CASE-1")  # the same case again: flagged, left out of rates
     post(srv, "tp-a1a", {"overall": 5, "efficiency": 4, "competence": 5, "attitude": 5, "comment": "工作人员很热情"})
-    post(srv, "tp-b", {"service_time": 5, "waiting_time": 4, "staff_courtesy": 5, "premises": 4, "information": 5,
-                       "comment": "Всё отлично, спасибо"})
+    post(
+        srv,
+        "tp-b",
+        {
+            "service_time": 5,
+            "waiting_time": 4,
+            "staff_courtesy": 5,
+            "premises": 4,
+            "information": 5,
+            "comment": "Всё отлично, спасибо",
+        },
+    )
     for i in range(55):  # more than one page at A
         post(srv, "tp-a", {"overall": 1 + i % 5, "comment": f"hall remark number {i}"})
     yield org, srv
@@ -67,8 +80,10 @@ def test_dashboard_figures_match_the_satisfaction_and_objectives_api(setup) -> N
     org, srv = setup
     admin = auth_header(org.tokens["admin"])
     ids = []
-    for spec in ({"metric": "satisfaction", "target": 0.99, "period": "rolling_30", "min_n": 1, "title": "Hard"},
-                 {"metric": "satisfaction", "target": 0.1, "period": "month", "min_n": 500, "title": "Soft"}):
+    for spec in (
+        {"metric": "satisfaction", "target": 0.99, "period": "rolling_30", "min_n": 1, "title": "Hard"},
+        {"metric": "satisfaction", "target": 0.1, "period": "month", "min_n": 500, "title": "Soft"},
+    ):
         reply = httpx.post(f"{srv.url}/api/v1/objectives", json={"unit": "A1", **spec}, headers=admin)
         assert reply.status_code == 201, reply.text
         ids.append(reply.json()["id"])
@@ -82,8 +97,9 @@ def test_dashboard_figures_match_the_satisfaction_and_objectives_api(setup) -> N
     objectives = re.search(r'id="objectives">(.*?)</table>', unit_page, re.S).group(1)
     assert "Hard" in objectives and "Breached" in objectives and "Too few responses" in objectives
     for unit in ("A", "A1", "A1a", "B"):
-        api = httpx.get(f"{srv.url}/api/v1/satisfaction", params={"unit": unit},
-                        headers=auth_header(org.tokens["admin"])).json()["total"]
+        api = httpx.get(
+            f"{srv.url}/api/v1/satisfaction", params={"unit": unit}, headers=auth_header(org.tokens["admin"])
+        ).json()["total"]
         assert cell(page.text, unit, "dash-n") == f"{api['n']:,}"
         rate = cell(page.text, unit, "dash-rate").split(" ")[0]
         assert rate == f"{api['rate'] * 100:.1f}%"
@@ -98,8 +114,9 @@ def test_dashboard_figures_match_the_satisfaction_and_objectives_api(setup) -> N
 def test_unit_page_shows_breakdowns_raw_versus_counted_and_the_local_hour(setup) -> None:
     org, srv = setup
     html = client(srv, "boss").get("/manage/units/A1?lang=en").text
-    api = httpx.get(f"{srv.url}/api/v1/satisfaction", params={"unit": "A1"},
-                    headers=auth_header(org.tokens["admin"])).json()["total"]
+    api = httpx.get(
+        f"{srv.url}/api/v1/satisfaction", params={"unit": "A1"}, headers=auth_header(org.tokens["admin"])
+    ).json()["total"]
     assert re.search(rf'id="fig-n">{api["n"]}<', html)
     assert re.search(rf'id="fig-raw">{api["n"] + 1}<', html)  # the repeated case is received, not counted
     assert re.search(r'id="fig-suspect">1<', html)
@@ -172,8 +189,10 @@ def test_filters_and_pages(setup) -> None:
     def receipts(path: str, **params) -> tuple[list[str], str | None]:
         html = (boss.get(path, params=params) if params else boss.get(path)).text
         next_link = re.search(r'href="([^"]+)" rel="next"', html)
-        return (re.findall(r"<code>([A-Z0-9-]+)</code>", html),
-                next_link.group(1).replace("&amp;", "&") if next_link else None)
+        return (
+            re.findall(r"<code>([A-Z0-9-]+)</code>", html),
+            next_link.group(1).replace("&amp;", "&") if next_link else None,
+        )
 
     level_one, _ = receipts("/manage/units/A/responses", level="1")
     expected = {r["receipt"] for r in rows(org, "SELECT receipt FROM responses WHERE level = 1 AND unit LIKE 'A%'")}
@@ -213,8 +232,11 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
     page, audited = plain.new_page(), audit.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    for name, path in (("dashboard", "/manage/"), ("unit", "/manage/units/A"),
-                       ("responses", "/manage/units/A/responses")):
+    for name, path in (
+        ("dashboard", "/manage/"),
+        ("unit", "/manage/units/A"),
+        ("responses", "/manage/units/A/responses"),
+    ):
         page.goto(f"{srv.url}{path}?lang={lang}")
         page.wait_for_load_state("load")
         if name == "unit":
@@ -225,8 +247,11 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
         audited.goto(f"{srv.url}{path}?lang={lang}")
         audited.add_script_tag(path=str(AXE))
         result = audited.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-               if v["impact"] in ("serious", "critical")]
+        bad = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
         assert bad == [], (name, lang)
     assert errors == []  # Chart.js runs under the strict CSP
     plain.close()
@@ -241,10 +266,12 @@ def test_comment_search_is_filled_by_the_trigger_and_the_backfill(tmp_path) -> N
     from feedback.migrations import m008_comment_search
 
     conn = sqlite3.connect(org.db)
-    insert = ("INSERT INTO responses (id, receipt, touchpoint, unit, survey, survey_version, channel, lang, answers,"
-              " server_time, occurred_at, day, flags, content_hash, level, satisfied, dissatisfied)"
-              " VALUES (?, 'R', 'tp-a', 'A', 'csat', 1, 'api', 'en', ?, '2026-01-05T02:00:00+00:00',"
-              " '2026-01-05T02:00:00+00:00', '2026-01-05', ?, 'h', 3, 0, 0)")
+    insert = (
+        "INSERT INTO responses (id, receipt, touchpoint, unit, survey, survey_version, channel, lang, answers,"
+        " server_time, occurred_at, day, flags, content_hash, level, satisfied, dissatisfied)"
+        " VALUES (?, 'R', 'tp-a', 'A', 'csat', 1, 'api', 'en', ?, '2026-01-05T02:00:00+00:00',"
+        " '2026-01-05T02:00:00+00:00', '2026-01-05', ?, 'h', 3, 0, 0)"
+    )
     conn.execute(insert, ("1", '{"overall":3,"reasons":"slow","comment":"queue too long"}', "[]"))
     conn.execute(insert, ("2", '{"overall":3,"reasons":"slow"}', '["duplicate_case"]'))
     conn.commit()
@@ -258,7 +285,8 @@ def test_comment_search_is_filled_by_the_trigger_and_the_backfill(tmp_path) -> N
     db.close()
     assert rows(org, "SELECT body FROM comment_search") == [{"body": "queue too long"}]
     assert rows(org, "SELECT unit, day, hour, n, suspect FROM heatmap_rollups") == [
-        {"unit": "A", "day": "2026-01-05", "hour": 2, "n": 1, "suspect": 1}]
+        {"unit": "A", "day": "2026-01-05", "hour": 2, "n": 1, "suspect": 1}
+    ]
 
 
 def response_row(html: str, receipt: str) -> list[str]:
@@ -269,8 +297,9 @@ def response_row(html: str, receipt: str) -> list[str]:
 
 def service_options(html: str) -> list[tuple[str, str]]:
     select = re.search(r'<select id="f-service" name="service">(.*?)</select>', html, re.S).group(1)
-    return [(value, text.strip()) for value, text in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>',
-                                                                 select)]
+    return [
+        (value, text.strip()) for value, text in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+    ]
 
 
 def test_the_response_list_names_services_in_the_readers_language(tmp_path) -> None:

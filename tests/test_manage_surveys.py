@@ -32,8 +32,9 @@ def post_form(client: httpx.Client, form_page: str, action: str, data: dict) -> 
 
 
 def new_draft(client: httpx.Client, source: str = "template") -> str:
-    reply = post_form(client, "/manage/admin/surveys/drafts/csat", "/manage/admin/surveys/drafts/csat/edit",
-                      {"source": source})
+    reply = post_form(
+        client, "/manage/admin/surveys/drafts/csat", "/manage/admin/surveys/drafts/csat/edit", {"source": source}
+    )
     assert reply.status_code == 303, reply.text[:500]
     assert re.fullmatch(r"/manage/admin/surveys/edit/\d+", reply.headers["location"])
     return reply.headers["location"]
@@ -49,8 +50,15 @@ def form_fields(html: str) -> dict[str, str]:
             continue
         if 'type="checkbox"' in tag and " checked" not in tag:
             continue
-        fields[name.group(1)] = (value.group(1) if value else "").replace("&#34;", '"').replace("&#39;", "'") \
-            .replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+        fields[name.group(1)] = (
+            (value.group(1) if value else "")
+            .replace("&#34;", '"')
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", '"')
+        )
     return fields
 
 
@@ -104,8 +112,12 @@ def test_bad_edit_names_the_field_and_manager_is_refused(users: Org, server: Ser
     manager = client_for(server, "mai")
     assert manager.get(edit).status_code == 403
     assert post_form(manager, "/manage/admin/surveys/", f"{edit}/publish", {}).status_code == 403
-    assert post_form(manager, "/manage/admin/surveys/", "/manage/admin/surveys/drafts/csat/edit",
-                     {"source": "template"}).status_code == 403
+    assert (
+        post_form(
+            manager, "/manage/admin/surveys/", "/manage/admin/surveys/drafts/csat/edit", {"source": "template"}
+        ).status_code
+        == 403
+    )
     # Without its CSRF token a form is refused.
     assert client.post(f"{edit}/discard", data={}).status_code == 403
     reply = post_form(client, edit, f"{edit}/discard", {})
@@ -124,8 +136,11 @@ def test_edit_page_passes_axe_and_is_screenshotted(users: Org, server: Server, b
         assert page.locator("html").get_attribute("lang").startswith(lang[:2])
         page.add_script_tag(path=str(AXE))
         result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [(v["id"], v["impact"], [n["html"] for n in v["nodes"]][:3]) for v in result["violations"]
-               if v["impact"] in ("serious", "critical")]
+        bad = [
+            (v["id"], v["impact"], [n["html"] for n in v["nodes"]][:3])
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
         assert not bad, (lang, bad)
         page.screenshot(path=str(ARTIFACTS / f"admin-survey-draft-edit-{lang}.png"), full_page=True)
     # The browser's own form: change a text and save.

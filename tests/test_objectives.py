@@ -64,8 +64,17 @@ def org5(tmp_path: Path, start_server) -> tuple[Org, Server]:
 def test_objective_is_created_versioned_and_retired_never_deleted(org5) -> None:
     org, server = org5
     admin = org.tokens["admin"]
-    reply = create(server, admin, unit="A1", metric="satisfaction", target=0.8, period="quarter", owner="lan",
-                   title="Hài lòng ≥ 80 %", valid_from=(today_a() - timedelta(days=7)).isoformat())
+    reply = create(
+        server,
+        admin,
+        unit="A1",
+        metric="satisfaction",
+        target=0.8,
+        period="quarter",
+        owner="lan",
+        title="Hài lòng ≥ 80 %",
+        valid_from=(today_a() - timedelta(days=7)).isoformat(),
+    )
     assert reply.status_code == 201, reply.text
     objective = reply.json()
     oid = objective["id"]
@@ -81,8 +90,13 @@ def test_objective_is_created_versioned_and_retired_never_deleted(org5) -> None:
     assert [v["target"] for v in body["versions"]] == [0.8, 0.9]
     assert body["current"]["version"] == 2 and body["period"] == "quarter" and body["owner"] == "lan"
     # A version cannot take effect before the latest one did.
-    early = api(server, "PUT", f"/api/v1/objectives/{oid}", admin,
-                json={"target": 0.7, "valid_from": (today_a() - timedelta(days=1)).isoformat()})
+    early = api(
+        server,
+        "PUT",
+        f"/api/v1/objectives/{oid}",
+        admin,
+        json={"target": 0.7, "valid_from": (today_a() - timedelta(days=1)).isoformat()},
+    )
     assert body["valid_from"] == today_a().isoformat()
     assert early.status_code == 400 and early.json()["field"] == "valid_from"
 
@@ -172,8 +186,12 @@ def test_bad_bodies_and_queries_are_400(server: Server, shared_org: Org) -> None
     assert moved.status_code == 400 and moved.json()["field"] == "unit"
     retire = api(server, "POST", f"/api/v1/objectives/{oid}/retire", admin, json={"from": "2001-01-01"})
     assert retire.status_code == 400 and retire.json()["field"] == "from"
-    for params, field in (({"unit": "A", "weeks": "0"}, "weeks"), ({"unit": "A", "metric": "mood"}, "metric"),
-                          ({"unit": "A", "to": "soon"}, "to"), ({"unit": "A", "service": "S9"}, "service")):
+    for params, field in (
+        ({"unit": "A", "weeks": "0"}, "weeks"),
+        ({"unit": "A", "metric": "mood"}, "metric"),
+        ({"unit": "A", "to": "soon"}, "to"),
+        ({"unit": "A", "service": "S9"}, "service"),
+    ):
         chart = api(server, "GET", "/api/v1/control-chart", admin, params=params)
         assert chart.status_code == 400 and chart.json()["field"] == field, chart.text
 
@@ -207,33 +225,53 @@ def test_each_status_from_real_responses_with_wilson_deciding(org5) -> None:
         assert doc["n"] == 20 and doc["period"] == "rolling_30"
         assert doc["period_key"] == f"R30:{today_a().isoformat()}"
         assert doc["from"] == (today_a() - timedelta(days=29)).isoformat() and doc["to"] == today_a().isoformat()
-    satisfaction = status(server, admin, create(server, admin, unit="A", metric="satisfaction", target=0.7,
-                                                period="rolling_30").json()["id"])
+    satisfaction = status(
+        server,
+        admin,
+        create(server, admin, unit="A", metric="satisfaction", target=0.7, period="rolling_30").json()["id"],
+    )
     assert satisfaction["value"] == pytest.approx(0.8) and satisfaction["successes"] == 16
     assert satisfaction["ci95"] == pytest.approx([low, high])
     assert satisfaction["unit"] == "A"  # A's subtree holds A1's responses
-    bad = status(server, admin, create(server, admin, unit="A1", metric="bad_review_rate", target=0.5,
-                                       period="rolling_30").json()["id"])
+    bad = status(
+        server,
+        admin,
+        create(server, admin, unit="A1", metric="bad_review_rate", target=0.5, period="rolling_30").json()["id"],
+    )
     assert bad["comparator"] == "<=" and bad["successes"] == 3 and bad["value"] == pytest.approx(0.15)
 
     # The mean score on 0-100 (CSAT: 5 → 100, 4 → 75, 3 → 50, 2 → 25, 1 → 0) with the interval of a mean.
     mean = sum({5: 100, 4: 75, 3: 50, 2: 25, 1: 0}[level] for level in levels) / 20
-    doc = status(server, admin, create(server, admin, unit="A1", metric="mean_score", target=60,
-                                       period="rolling_30").json()["id"])
+    doc = status(
+        server,
+        admin,
+        create(server, admin, unit="A1", metric="mean_score", target=60, period="rolling_30").json()["id"],
+    )
     assert doc["value"] == pytest.approx(mean) and doc["n"] == 20
     m_low, m_high = wilson(mean / 100 * 20, 20)
     assert doc["ci95"] == pytest.approx([m_low * 100, m_high * 100])
     assert doc["status"] == ("met" if m_low * 100 >= 60 else "at_risk")
-    overall = status(server, admin, create(server, admin, unit="A1", metric="indicator_mean", indicator="overall",
-                                           target=95, period="rolling_30").json()["id"])
+    overall = status(
+        server,
+        admin,
+        create(
+            server, admin, unit="A1", metric="indicator_mean", indicator="overall", target=95, period="rolling_30"
+        ).json()["id"],
+    )
     assert overall["value"] == pytest.approx(mean) and overall["status"] == "breached"
-    nothing = status(server, admin, create(server, admin, unit="B", metric="satisfaction", target=0.5,
-                                           period="month").json()["id"])
+    nothing = status(
+        server, admin, create(server, admin, unit="B", metric="satisfaction", target=0.5, period="month").json()["id"]
+    )
     assert nothing["n"] == 0 and nothing["value"] is None and nothing["ci95"] is None
     assert nothing["status"] == "insufficient_data"
     # A service filter reads the detailed rollup: tp-a1 serves S1, nothing was rated for S2.
-    s2 = status(server, admin, create(server, admin, unit="A", metric="satisfaction", target=0.5, service="S2",
-                                      period="rolling_30").json()["id"])
+    s2 = status(
+        server,
+        admin,
+        create(server, admin, unit="A", metric="satisfaction", target=0.5, service="S2", period="rolling_30").json()[
+            "id"
+        ],
+    )
     assert s2["n"] == 0 and s2["service"] == "S2"
 
 
@@ -243,11 +281,13 @@ def test_a_past_day_is_judged_against_the_target_then_in_force(org5) -> None:
     for i in range(20):
         respond(server, "tp-a1", 5 if i < 16 else 1, days_ago=8 + i % 5)
     start = today_a() - timedelta(days=20)
-    oid = create(server, admin, unit="A1", metric="satisfaction", target=0.5, period="rolling_30",
-                 valid_from=start.isoformat()).json()["id"]
+    oid = create(
+        server, admin, unit="A1", metric="satisfaction", target=0.5, period="rolling_30", valid_from=start.isoformat()
+    ).json()["id"]
     raised_from = today_a() - timedelta(days=3)
-    reply = api(server, "PUT", f"/api/v1/objectives/{oid}", admin,
-                json={"target": 0.95, "valid_from": raised_from.isoformat()})
+    reply = api(
+        server, "PUT", f"/api/v1/objectives/{oid}", admin, json={"target": 0.95, "valid_from": raised_from.isoformat()}
+    )
     assert reply.status_code == 200, reply.text
     past = status(server, admin, oid, today_a() - timedelta(days=5))
     assert (past["version"], past["target"], past["status"]) == (1, 0.5, "met")
@@ -261,11 +301,12 @@ def test_response_rate_objective_counts_only_days_with_exposure(org5) -> None:
     admin = org.tokens["admin"]
     for days_ago in (2, 2, 2, 3, 9):
         respond(server, "tp-a1", 5, days_ago=days_ago)
-    counts = [{"unit": "A1", "service": "S1", "day": (today_a() - timedelta(days=d)).isoformat(), "served": served}
-              for d, served in ((2, 10), (3, 10))]
+    counts = [
+        {"unit": "A1", "service": "S1", "day": (today_a() - timedelta(days=d)).isoformat(), "served": served}
+        for d, served in ((2, 10), (3, 10))
+    ]
     assert api(server, "POST", "/api/v1/exposure", admin, json=counts).json() == {"stored": 2}
-    oid = create(server, admin, unit="A", metric="response_rate", target=0.1, period="rolling_30",
-                 min_n=5).json()["id"]
+    oid = create(server, admin, unit="A", metric="response_rate", target=0.1, period="rolling_30", min_n=5).json()["id"]
     doc = status(server, admin, oid)
     # Day 9 has no exposure count, so its response does not count: 4 respondents of 20 served.
     assert (doc["n"], doc["successes"], doc["value"]) == (20, 4, pytest.approx(0.2))
@@ -277,16 +318,23 @@ def test_callback_rate_objective_reads_the_corrective_actions(org5) -> None:
     org, server = org5
     admin = org.tokens["admin"]
     # Ваш контроль: a criterion rated below 4 opens a call-back, which nobody has made yet.
-    respond(server, "tp-b", 0, days_ago=1, answers={"service_time": 2, "waiting_time": 2, "staff_courtesy": 3,
-                                                     "premises": 4, "information": 3})
+    respond(
+        server,
+        "tp-b",
+        0,
+        days_ago=1,
+        answers={"service_time": 2, "waiting_time": 2, "staff_courtesy": 3, "premises": 4, "information": 3},
+    )
     assert rows(org, "SELECT kind FROM actions") == [{"kind": "callback"}]
-    oid = create(server, admin, unit="B", metric="callback_rate", target=0.9, min_n=1,
-                 period="rolling_30").json()["id"]
+    oid = create(server, admin, unit="B", metric="callback_rate", target=0.9, min_n=1, period="rolling_30").json()["id"]
     doc = status(server, admin, oid)
     assert (doc["n"], doc["successes"], doc["value"]) == (1, 0, 0.0)
     assert doc["status"] == "breached"  # even the upper bound of 0 out of 1 is under 90 %
-    on_time = status(server, admin, create(server, admin, unit="B", metric="on_time_rectification", target=0.9,
-                                           period="rolling_30").json()["id"])
+    on_time = status(
+        server,
+        admin,
+        create(server, admin, unit="B", metric="on_time_rectification", target=0.9, period="rolling_30").json()["id"],
+    )
     assert on_time["metric"] == "on_time_rectification" and on_time["status"] == "insufficient_data"
 
 
@@ -306,8 +354,12 @@ def store_history(org: Org, weekly: list[int], per_week: int = 20, touchpoint: s
     for week, satisfied in enumerate(weekly):
         for i in range(per_week):
             local = datetime.combine(MONDAY + timedelta(weeks=week, days=i % 5), time(9 + i % 8), TZ_A)
-            submission = Submission(touchpoint=touchpoint, answers={"overall": 5 if i < satisfied else 2},
-                                    id=str(uuid.uuid4()), submitted_at=local.isoformat())
+            submission = Submission(
+                touchpoint=touchpoint,
+                answers={"overall": 5 if i < satisfied else 2},
+                id=str(uuid.uuid4()),
+                submitted_at=local.isoformat(),
+            )
             result, _ = store_job(prepare(submission, snapshot, now=local.astimezone(UTC)))(conn)
             assert result.created and not result.flags
     conn.execute("COMMIT")
@@ -319,8 +371,13 @@ def test_p_chart_limits_and_signals(tmp_path: Path, start_server) -> None:
     store_history(org, WEEKLY_SATISFIED)
     server = start_server(org.db, feedback_min_n="5", feedback_jobs="0")
     last_sunday = MONDAY + timedelta(weeks=len(WEEKLY_SATISFIED) - 1, days=6)
-    reply = api(server, "GET", "/api/v1/control-chart", org.tokens["manager_a1"],
-                params={"unit": "A1", "to": last_sunday.isoformat(), "weeks": "20"})
+    reply = api(
+        server,
+        "GET",
+        "/api/v1/control-chart",
+        org.tokens["manager_a1"],
+        params={"unit": "A1", "to": last_sunday.isoformat(), "weeks": "20"},
+    )
     assert reply.status_code == 200, reply.text
     chart = reply.json()
     weeks = chart["weeks"]
@@ -338,16 +395,29 @@ def test_p_chart_limits_and_signals(tmp_path: Path, start_server) -> None:
         {"rule": "beyond_limits", "week": "2025-W04", "side": "below", "adverse": True},
         {"rule": "run_of_eight", "week": "2025-W19", "side": "below", "adverse": True},
     ]
-    bad = api(server, "GET", "/api/v1/control-chart", org.tokens["admin"],
-              params={"unit": "A", "to": last_sunday.isoformat(), "metric": "bad_review_rate"}).json()
+    bad = api(
+        server,
+        "GET",
+        "/api/v1/control-chart",
+        org.tokens["admin"],
+        params={"unit": "A", "to": last_sunday.isoformat(), "metric": "bad_review_rate"},
+    ).json()
     assert {(s["rule"], s["week"], s["side"], s["adverse"]) for s in bad["signals"]} == {
-        ("beyond_limits", "2025-W04", "above", True), ("run_of_eight", "2025-W19", "above", True)}
-    assert api(server, "GET", "/api/v1/control-chart", org.tokens["viewer_b"],
-               params={"unit": "A"}).status_code == 403
+        ("beyond_limits", "2025-W04", "above", True),
+        ("run_of_eight", "2025-W19", "above", True),
+    }
+    assert api(server, "GET", "/api/v1/control-chart", org.tokens["viewer_b"], params={"unit": "A"}).status_code == 403
 
     # The objective's status carries the signals of the weeks that overlap its period.
-    oid = create(server, org.tokens["admin"], unit="A1", metric="satisfaction", target=0.4, period="month",
-                 valid_from="2025-01-01").json()["id"]
+    oid = create(
+        server,
+        org.tokens["admin"],
+        unit="A1",
+        metric="satisfaction",
+        target=0.4,
+        period="month",
+        valid_from="2025-01-01",
+    ).json()["id"]
     may = status(server, org.tokens["admin"], oid, last_sunday)  # 2025-05-11
     assert may["period_key"] == "2025-05" and may["status"] == "met"
     assert [s["rule"] for s in may["signals"]] == ["run_of_eight"]
@@ -390,16 +460,38 @@ def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path) ->
     with conn:
         from feedback.objectives import create_objective
 
-        conn.execute("INSERT INTO users (name, role, unit, email, created_at) VALUES"
-                     " ('qa', 'manager', 'A1', 'qa@example.org', '2025-01-01')")
-        good = create_objective(conn, "A1", {"metric": "satisfaction", "target": 0.9, "period": "month", "min_n": 5,
-                                             "owner": "qa", "valid_from": "2025-01-01"}, actor="test",
-                                today="2025-01-01")
-        calm = create_objective(conn, "A1", {"metric": "satisfaction", "target": 0.5, "period": "quarter",
-                                             "valid_from": "2025-01-01"}, actor="test", today="2025-01-01")
-        rolling = create_objective(conn, "A1", {"metric": "satisfaction", "target": 0.9, "period": "rolling_30",
-                                                "min_n": 5, "valid_from": "2025-01-01"}, actor="test",
-                                   today="2025-01-01")
+        conn.execute(
+            "INSERT INTO users (name, role, unit, email, created_at) VALUES"
+            " ('qa', 'manager', 'A1', 'qa@example.org', '2025-01-01')"
+        )
+        good = create_objective(
+            conn,
+            "A1",
+            {
+                "metric": "satisfaction",
+                "target": 0.9,
+                "period": "month",
+                "min_n": 5,
+                "owner": "qa",
+                "valid_from": "2025-01-01",
+            },
+            actor="test",
+            today="2025-01-01",
+        )
+        calm = create_objective(
+            conn,
+            "A1",
+            {"metric": "satisfaction", "target": 0.5, "period": "quarter", "valid_from": "2025-01-01"},
+            actor="test",
+            today="2025-01-01",
+        )
+        rolling = create_objective(
+            conn,
+            "A1",
+            {"metric": "satisfaction", "target": 0.9, "period": "rolling_30", "min_n": 5, "valid_from": "2025-01-01"},
+            actor="test",
+            today="2025-01-01",
+        )
     conn.close()
 
     # Local noon in Ho Chi Minh City on 2025-05-20, 21 and 22.
@@ -411,19 +503,20 @@ def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path) ->
     assert states[(calm, "2025-Q2")]["status"] == "met"
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     # Once per period: a month's breach once, a rolling window's breach once per episode, not once a day.
-    assert sorted(e["id"] for e in events) == [f"objective.breached:{good}:2025-05",
-                                                f"objective.breached:{rolling}:R30:2025-05-20"]
+    assert sorted(e["id"] for e in events) == [
+        f"objective.breached:{good}:2025-05",
+        f"objective.breached:{rolling}:R30:2025-05-20",
+    ]
     assert rows(org, "SELECT count(*) AS n FROM objective_states WHERE objective = ?", (rolling,)) == [{"n": 3}]
     data = next(e for e in events if e["data"]["objective"] == good)["data"]
-    assert (data["objective"], data["status"], data["owner"], data["period_key"]) == (good, "breached", "qa",
-                                                                                       "2025-05")
+    assert (data["objective"], data["status"], data["owner"], data["period_key"]) == (good, "breached", "qa", "2025-05")
     assert data["to"] == "2025-05-20" and data["ci95"][1] < 0.9
     # The breach opened one nonconformity for the objective and period, however often the job ran.
     opened = rows(org, "SELECT kind, unit, objective_id, period, owner FROM actions WHERE objective_id = ?", (good,))
-    assert opened == [{"kind": "nonconformity", "unit": "A1", "objective_id": good, "period": "2025-05",
-                       "owner": "qa"}]
+    assert opened == [{"kind": "nonconformity", "unit": "A1", "objective_id": good, "period": "2025-05", "owner": "qa"}]
     # A new month starts insufficient, then the breach of June is a new breach.
     tick(org, datetime(2025, 6, 1, 5, tzinfo=UTC), env)
-    assert rows(org, "SELECT status FROM objective_states WHERE objective = ? AND period = '2025-06'",
-                (good,)) == [{"status": "insufficient_data"}]
+    assert rows(org, "SELECT status FROM objective_states WHERE objective = ? AND period = '2025-06'", (good,)) == [
+        {"status": "insufficient_data"}
+    ]
     assert len(log.read_text(encoding="utf-8").splitlines()) == 2

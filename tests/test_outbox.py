@@ -39,8 +39,11 @@ async def with_store(path: str, fn):
 
 
 def queue(store: Store, key: str, now: datetime = T0, channel: str = "test"):
-    return store.write(lambda conn: outbox.enqueue(conn, channel=channel, dedupe_key=key, target="t",
-                                                   payload=f'{{"key": "{key}"}}', event_id=key, now=now))
+    return store.write(
+        lambda conn: outbox.enqueue(
+            conn, channel=channel, dedupe_key=key, target="t", payload=f'{{"key": "{key}"}}', event_id=key, now=now
+        )
+    )
 
 
 def test_the_same_key_is_queued_once(db: str) -> None:
@@ -84,10 +87,12 @@ def test_two_writers_on_one_file_never_claim_the_same_row(db: str) -> None:
         try:
             for i in range(40):
                 await queue(a, f"k{i}")
-            claims = await asyncio.gather(*[
-                store.write(lambda conn: outbox.claim(conn, "test", T0, limit=7))
-                for store in (a, b, a, b, a, b, a, b)
-            ])
+            claims = await asyncio.gather(
+                *[
+                    store.write(lambda conn: outbox.claim(conn, "test", T0, limit=7))
+                    for store in (a, b, a, b, a, b, a, b)
+                ]
+            )
         finally:
             a.close()
             b.close()

@@ -16,8 +16,7 @@ from feedback import hookspecs, plugins
 from tests.conftest import make_org, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-               if hasattr(fn, "feedback_spec"))
+HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "feedback_spec"))
 
 
 def write_plugin(folder: Path, name: str, source: str) -> Path:
@@ -74,20 +73,27 @@ def test_blocked_plugin_is_not_loaded() -> None:
 
 
 def test_misspelt_hook_stops_start_up(tmp_path: Path) -> None:
-    folder = write_plugin(tmp_path / "p", "typo", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "typo",
+        """
         from feedback import hookimpl
 
         @hookimpl
         def scor_response(survey):
             return None
-    """)
+    """,
+    )
     result = run_cli("plugins", env={"FEEDBACK_PLUGINS_DIR": str(folder)})
     assert result.returncode != 0
     assert "scor_response" in result.stderr
 
 
 def test_hook_register_migrations(tmp_path: Path) -> None:
-    folder = write_plugin(tmp_path / "p", "notes", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "notes",
+        """
         import sqlite_utils
         from feedback import hookimpl
 
@@ -100,7 +106,8 @@ def test_hook_register_migrations(tmp_path: Path) -> None:
         @hookimpl
         def register_migrations():
             return migrations
-    """)
+    """,
+    )
     db = tmp_path / "f.db"
     env = {"FEEDBACK_PLUGINS_DIR": str(folder)}
     assert run_cli("init", "--db", str(db), env=env).returncode == 0
@@ -166,7 +173,10 @@ def test_hook_register_survey_templates(tmp_path: Path, registered) -> None:
 
 
 def test_hook_register_routes(tmp_path: Path, org, start_server) -> None:
-    folder = write_plugin(tmp_path / "p", "hello", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "hello",
+        """
         from litestar import get
         from feedback import hookimpl
 
@@ -177,13 +187,17 @@ def test_hook_register_routes(tmp_path: Path, org, start_server) -> None:
         @hookimpl
         def register_routes(settings):
             return [hello]
-    """)
+    """,
+    )
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     assert httpx.get(f"{srv.url}/hello").json() == {"hello": "world"}
 
 
 def test_hook_register_commands(tmp_path: Path) -> None:
-    folder = write_plugin(tmp_path / "p", "hello_cli", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "hello_cli",
+        """
         import click
         from feedback import hookimpl
 
@@ -193,7 +207,8 @@ def test_hook_register_commands(tmp_path: Path) -> None:
             @click.argument("name")
             def greet(name):
                 click.echo(f"hello {name}")
-    """)
+    """,
+    )
     result = run_cli("greet", "Lan", env={"FEEDBACK_PLUGINS_DIR": str(folder)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello Lan"
@@ -201,7 +216,10 @@ def test_hook_register_commands(tmp_path: Path) -> None:
 
 def test_hook_startup(tmp_path: Path, org, start_server) -> None:
     marker = tmp_path / "started.txt"
-    folder = write_plugin(tmp_path / "p", "boot", f"""
+    folder = write_plugin(
+        tmp_path / "p",
+        "boot",
+        f"""
         from feedback import hookimpl
 
         @hookimpl
@@ -210,13 +228,17 @@ def test_hook_startup(tmp_path: Path, org, start_server) -> None:
                 rows = await store.query("SELECT count(*) AS n FROM units")
                 open({str(marker)!r}, "w").write(f"{{settings.min_n}} {{rows[0]['n']}}")
             return count()
-    """)
+    """,
+    )
     start_server(org.db, feedback_plugins_dir=str(folder), feedback_min_n="12")
     assert marker.read_text() == "12 4"
 
 
 def test_hook_score_response(tmp_path: Path, org, start_server) -> None:
-    folder = write_plugin(tmp_path / "p", "lenient", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "lenient",
+        """
         from feedback import hookimpl
         from feedback.models import Score
 
@@ -225,7 +247,8 @@ def test_hook_score_response(tmp_path: Path, org, start_server) -> None:
             if survey.slug != "csat":
                 return None
             return Score(level=3, satisfied=True, dissatisfied=False, score=42.0, indicators={"overall": 42.0})
-    """)
+    """,
+    )
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     rid = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 1}}).json()["id"]
     other = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}).json()
@@ -237,7 +260,10 @@ def test_hook_score_response(tmp_path: Path, org, start_server) -> None:
 
 def test_hook_track_event(tmp_path: Path, org, start_server) -> None:
     log = tmp_path / "events.jsonl"
-    folder = write_plugin(tmp_path / "p", "recorder", f"""
+    folder = write_plugin(
+        tmp_path / "p",
+        "recorder",
+        f"""
         import json
         from feedback import hookimpl
 
@@ -245,7 +271,8 @@ def test_hook_track_event(tmp_path: Path, org, start_server) -> None:
         def track_event(event):
             with open({str(log)!r}, "a") as f:
                 f.write(json.dumps({{"type": event.type, "id": event.id, "data": event.data}}) + "\\n")
-    """)
+    """,
+    )
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     body = {"id": "3d9c3f0e-8b7a-4a56-9a4e-0b3e1c2d4f5a", "touchpoint": "tp-a1", "answers": {"overall": 2}}
     assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 201
@@ -258,7 +285,10 @@ def test_hook_track_event(tmp_path: Path, org, start_server) -> None:
 
 
 def test_failing_plugin_never_loses_a_response(tmp_path: Path, org, start_server) -> None:
-    folder = write_plugin(tmp_path / "p", "broken", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "broken",
+        """
         from feedback import hookimpl
 
         @hookimpl
@@ -268,7 +298,8 @@ def test_failing_plugin_never_loses_a_response(tmp_path: Path, org, start_server
         @hookimpl
         def track_event(event):
             raise RuntimeError("bus broke")
-    """)
+    """,
+    )
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     reply = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 5}})
     assert reply.status_code == 201

@@ -107,10 +107,16 @@ def test_qr_svg_is_svg_and_short_codes_encode_the_canonical_token(srv: Server, s
     assert same == get(srv, "/api/v1/touchpoints/tp-a1/qr.svg").content
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"size": "10"}, "size"), ({"size": "4096"}, "size"), ({"size": "big"}, "size"),
-    ({"ecc": "X"}, "ecc"), ({"case": "x" * 129}, "case"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"size": "10"}, "size"),
+        ({"size": "4096"}, "size"),
+        ({"size": "big"}, "size"),
+        ({"ecc": "X"}, "ecc"),
+        ({"case": "x" * 129}, "case"),
+    ],
+)
 def test_bad_qr_parameters_are_400_naming_the_field(srv: Server, params: dict, field: str) -> None:
     for fmt in ("png", "svg"):
         reply = get(srv, f"/api/v1/touchpoints/tp-a1/qr.{fmt}", **params)
@@ -147,8 +153,9 @@ def test_touchpoint_poster_prints_the_place_the_code_and_the_short_code(
         assert expected in text
 
 
-def test_posters_speak_the_touchpoints_language_in_its_script(srv: Server, org: Org,
-                                                               short_codes: dict[str, str]) -> None:
+def test_posters_speak_the_touchpoints_language_in_its_script(
+    srv: Server, org: Org, short_codes: dict[str, str]
+) -> None:
     reply = get(srv, "/api/v1/touchpoints/tp-b/poster.pdf", org.tokens["viewer_b"])
     [(_, text, codes)] = pdf_pages(reply.content)
     assert "Пост Б" in text and "Оцените" in text and codes == [f"{PUBLIC}/s/tp-b"]
@@ -169,7 +176,10 @@ def test_unit_posters_cover_the_live_subtree_one_page_each(srv: Server, org: Org
     pages = pdf_pages(reply.content)
     assert len(pages) == 3  # tp-a, tp-a1, tp-a1a; the retired tp-old is left out
     assert sorted(code for _, _, codes in pages for code in codes) == [
-        f"{PUBLIC}/s/tp-a", f"{PUBLIC}/s/tp-a1", f"{PUBLIC}/s/tp-a1a"]
+        f"{PUBLIC}/s/tp-a",
+        f"{PUBLIC}/s/tp-a1",
+        f"{PUBLIC}/s/tp-a1a",
+    ]
     assert all(size == pytest.approx(A4, abs=0.5) for size, _, _ in pages)
 
 
@@ -187,8 +197,19 @@ def test_posters_need_a_token_in_scope_and_valid_parameters(srv: Server, org: Or
 
 def test_cli_writes_the_posters_of_a_unit_offline(org: Org, tmp_path: Path) -> None:
     out = tmp_path / "a1.pdf"
-    result = run_cli("qr", "--db", str(org.db), "--unit", "A1", "--out", str(out), "--paper", "A5",
-                     "--public-url", "https://print.example.org/")
+    result = run_cli(
+        "qr",
+        "--db",
+        str(org.db),
+        "--unit",
+        "A1",
+        "--out",
+        str(out),
+        "--paper",
+        "A5",
+        "--public-url",
+        "https://print.example.org/",
+    )
     assert result.returncode == 0, result.stderr
     pages = pdf_pages(out.read_bytes())
     assert len(pages) == 2  # tp-a1 and the kiosk tp-a1a below it; not the retired tp-old

@@ -15,13 +15,22 @@ from tests.conftest import auth_header, rows, run_cli
 from tests.test_plugins import write_plugin
 
 
-def add_objective(db: Path, unit: str, metric: str = "satisfaction", *, service: str | None = None,
-                  indicator: str | None = None, target: float = 0.9, owner: str | None = None) -> int:
+def add_objective(
+    db: Path,
+    unit: str,
+    metric: str = "satisfaction",
+    *,
+    service: str | None = None,
+    indicator: str | None = None,
+    target: float = 0.9,
+    owner: str | None = None,
+) -> int:
     """An objective straight into the file, as the objectives API stores it."""
     conn = sqlite3.connect(db)
     with conn:
-        cursor = conn.execute("INSERT INTO objectives (unit, created_at, created_by) VALUES (?, '2026-01-01', 't')",
-                              (unit,))
+        cursor = conn.execute(
+            "INSERT INTO objectives (unit, created_at, created_by) VALUES (?, '2026-01-01', 't')", (unit,)
+        )
         objective = cursor.lastrowid
         conn.execute(
             "INSERT INTO objective_versions (objective, version, valid_from, metric, indicator, service, comparator,"
@@ -54,14 +63,18 @@ def test_hook_map_response(tmp_path: Path, org, start_server) -> None:
     on_a = add_objective(org.db, "A")  # the agency above it
     other_service = add_objective(org.db, "A1", service="S2")
     add_objective(org.db, "B")  # another agency: never in force for A1's responses
-    folder = write_plugin(tmp_path / "p", "mapper", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "mapper",
+        """
         from feedback import hookimpl
 
         @hookimpl
         def map_response(response, objectives):
             # Only the objectives of the response's own unit.
             return [o.objective for o in objectives if o.unit == response.unit]
-    """)
+    """,
+    )
     write_plugin(folder, "recorder", RECORDER.format(log=str(log)))
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     reply = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1", "answers": {"overall": 4}})
@@ -79,10 +92,13 @@ def test_built_in_mapping_follows_service_and_indicator(tmp_path: Path, org, sta
     courtesy = add_objective(org.db, "A", metric="indicator_mean", indicator="staff_courtesy", target=80)
     overall = add_objective(org.db, "A", metric="indicator_mean", indicator="overall", target=80)
     rectification = add_objective(org.db, "A", metric="on_time_rectification")
-    srv = start_server(org.db, feedback_plugins_dir=str(write_plugin(tmp_path / "p", "recorder",
-                                                                     RECORDER.format(log=str(log)))))
-    assert httpx.post(f"{srv.url}/api/v1/responses",
-                      json={"touchpoint": "tp-a1", "answers": {"overall": 5}}).status_code == 201
+    srv = start_server(
+        org.db, feedback_plugins_dir=str(write_plugin(tmp_path / "p", "recorder", RECORDER.format(log=str(log))))
+    )
+    assert (
+        httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1", "answers": {"overall": 5}}).status_code
+        == 201
+    )
     hits = read_events(log)[0]["data"]["objectives"]
     assert s1 in hits and overall in hits
     assert s2 not in hits and courtesy not in hits and rectification not in hits
@@ -90,7 +106,10 @@ def test_built_in_mapping_follows_service_and_indicator(tmp_path: Path, org, sta
 
 def test_hook_evaluate_triggers(tmp_path: Path, org, start_server) -> None:
     log = tmp_path / "events.jsonl"
-    folder = write_plugin(tmp_path / "p", "refunds", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "refunds",
+        """
         from feedback import hookimpl
         from feedback.models import ActionRequest
 
@@ -101,19 +120,28 @@ def test_hook_evaluate_triggers(tmp_path: Path, org, start_server) -> None:
             return ActionRequest(kind="work_order", source_key=f"response:{response.id}", unit=response.unit,
                                  title="Refund complaint", working_days=3, response_id=response.id,
                                  data={"hits": hits})
-    """)
+    """,
+    )
     write_plugin(folder, "recorder", RECORDER.format(log=str(log)))
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     body = {"id": str(uuid.uuid4()), "touchpoint": "tp-a", "answers": {"overall": 3, "comment": "refund please"}}
     for _ in range(3):  # replays open nothing more
         assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code in (200, 201)
-    assert httpx.post(f"{srv.url}/api/v1/responses",
-                      json={"touchpoint": "tp-a", "answers": {"overall": 3, "comment": "fine"}}).status_code == 201
+    assert (
+        httpx.post(
+            f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 3, "comment": "fine"}}
+        ).status_code
+        == 201
+    )
     actions = rows(org, "SELECT * FROM actions")
     assert len(actions) == 1
     action = actions[0]
-    assert (action["kind"], action["unit"], action["response_id"], action["title"]) == \
-        ("work_order", "A", body["id"], "Refund complaint")
+    assert (action["kind"], action["unit"], action["response_id"], action["title"]) == (
+        "work_order",
+        "A",
+        body["id"],
+        "Refund complaint",
+    )
     # Three working days from the day it opened, on the unit's calendar.
     opened = date.fromisoformat(action["opened_at"][:10])
     assert (date.fromisoformat(action["due"]) - opened).days >= 3
@@ -152,8 +180,9 @@ def test_vash_kontrol_low_criterion_opens_a_call_back(tmp_path: Path, org, start
     assert httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-b", "answers": fine}).status_code == 201
     reply = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-b", "answers": low})
     actions = rows(org, "SELECT kind, unit, response_id, title FROM actions")
-    assert actions == [{"kind": "callback", "unit": "B", "response_id": reply.json()["id"],
-                        "title": actions[0]["title"]}]
+    assert actions == [
+        {"kind": "callback", "unit": "B", "response_id": reply.json()["id"], "title": actions[0]["title"]}
+    ]
     assert actions[0]["title"].startswith("Обратный звонок")
 
 
@@ -163,7 +192,10 @@ def test_hook_corrective_action_assignee(tmp_path: Path, org, start_server) -> N
         conn.execute("UPDATE units SET owner = 'lan' WHERE code = 'A1'")
         conn.execute("INSERT INTO users (name, role, unit, created_at) VALUES ('hotline', 'manager', 'A', 'x')")
     conn.close()
-    folder = write_plugin(tmp_path / "p", "hotline", """
+    folder = write_plugin(
+        tmp_path / "p",
+        "hotline",
+        """
         from feedback import hookimpl
 
         @hookimpl
@@ -171,17 +203,21 @@ def test_hook_corrective_action_assignee(tmp_path: Path, org, start_server) -> N
             # Bad reviews of kiosks go to the hotline desk; everything else as usual.
             touchpoint = snapshot.touchpoints.get(action.touchpoint or "")
             return "hotline" if touchpoint is not None and touchpoint.kind == "kiosk" else None
-    """)
+    """,
+    )
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
-    assert httpx.post(f"{srv.url}/api/v1/responses",
-                      json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}).status_code == 201
+    assert (
+        httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}).status_code
+        == 201
+    )
     assert [r["owner"] for r in rows(org, "SELECT owner FROM actions")] == ["hotline"]
 
 
 def test_suspect_responses_open_nothing(tmp_path: Path, org, start_server) -> None:
     srv = start_server(org.db)
     body = {"touchpoint": "tp-a1a", "answers": {"overall": 1}, "case_ref": "same-case"}
-    assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 201
+    verified = auth_header(org.tokens["admin"])  # the counter's system vouches for the case
+    assert httpx.post(f"{srv.url}/api/v1/responses", json=body, headers=verified).status_code == 201
     assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 201  # a second rating of the case
     flags = [r["flags"] for r in rows(org, "SELECT flags FROM responses ORDER BY server_time")]
     assert flags == ["[]", '["duplicate_case"]']
@@ -190,7 +226,10 @@ def test_suspect_responses_open_nothing(tmp_path: Path, org, start_server) -> No
 
 def test_hook_register_jobs(tmp_path: Path, org, start_server) -> None:
     out = tmp_path / "ran.txt"
-    folder = write_plugin(tmp_path / "p", "jobs", f"""
+    folder = write_plugin(
+        tmp_path / "p",
+        "jobs",
+        f"""
         from feedback import hookimpl
         from feedback.jobs import Job
 
@@ -204,7 +243,8 @@ def test_hook_register_jobs(tmp_path: Path, org, start_server) -> None:
         @hookimpl
         def register_jobs():
             return [Job(name="site.broken", every=3600, run=broken), Job(name="site.note", every=1, run=note)]
-    """)
+    """,
+    )
     env = {"FEEDBACK_PLUGINS_DIR": str(folder)}
     done = run_cli("tick", "--db", str(org.db), "--now", "2026-01-05T08:00:00+07:00", env=env)
     # One failing job is reported and fails the command, and the others still ran.

@@ -50,14 +50,19 @@ def retired_a(tmp_path_factory: pytest.TempPathFactory):
     server = Server(org.db).start()
     try:
         before = datetime.now(UTC) - timedelta(seconds=30)
-        timed = {"id": str(uuid.uuid4()), "touchpoint": "tp-a", "answers": {"overall": 4},
-                 "submitted_at": before.isoformat()}
+        timed = {
+            "id": str(uuid.uuid4()),
+            "touchpoint": "tp-a",
+            "answers": {"overall": 4},
+            "submitted_at": before.isoformat(),
+        }
         untimed = {"id": str(uuid.uuid4()), "touchpoint": "tp-a", "answers": {"overall": 2}}
         timed_reply, untimed_reply = post(server, timed), post(server, untimed)
         assert (timed_reply.status_code, untimed_reply.status_code) == (201, 201)
         retired_at = retire(server, org, "tp-a", "A")
-        yield RetiredApiTouchpoint(org, server, retired_at, before, timed, timed_reply.json(), untimed,
-                                   untimed_reply.json())
+        yield RetiredApiTouchpoint(
+            org, server, retired_at, before, timed, timed_reply.json(), untimed, untimed_reply.json()
+        )
     finally:
         server.stop()
 
@@ -74,27 +79,36 @@ def test_new_rating_after_retirement_is_gone_and_nothing_is_stored(retired_a: Re
     for body in bodies:
         reply = post(retired_a.server, body)
         assert reply.status_code == 410, reply.text
-        assert reply.json() == {"status_code": 410, "field": "touchpoint",
-                                "detail": f"touchpoint: 'tp-a' was retired at {retired_a.retired_at}"}
+        assert reply.json() == {
+            "status_code": 410,
+            "field": "touchpoint",
+            "detail": f"touchpoint: 'tp-a' was retired at {retired_a.retired_at}",
+        }
     assert stored_ids(retired_a.org, "tp-a") == known
-    assert rows(retired_a.org, "SELECT sum(n) + sum(suspect) AS n FROM rollups WHERE touchpoint = 'tp-a'")[0]["n"] \
+    assert (
+        rows(retired_a.org, "SELECT sum(n) + sum(suspect) AS n FROM rollups WHERE touchpoint = 'tp-a'")[0]["n"]
         == n_before
+    )
 
 
 def test_rating_given_before_retirement_is_still_stored(retired_a: RetiredApiTouchpoint) -> None:
     given = retired_a.before + timedelta(seconds=5)
-    body = {"id": str(uuid.uuid4()), "touchpoint": "tp-a", "answers": {"overall": 5},
-            "submitted_at": given.isoformat().replace("+00:00", "Z")}
+    body = {
+        "id": str(uuid.uuid4()),
+        "touchpoint": "tp-a",
+        "answers": {"overall": 5},
+        "submitted_at": given.isoformat().replace("+00:00", "Z"),
+    }
     reply = post(retired_a.server, body)
     assert reply.status_code == 201, reply.text
-    row = rows(retired_a.org, "SELECT touchpoint, level, occurred_at, flags FROM responses WHERE id = ?",
-               (body["id"],))[0]
+    row = rows(
+        retired_a.org, "SELECT touchpoint, level, occurred_at, flags FROM responses WHERE id = ?", (body["id"],)
+    )[0]
     assert (row["touchpoint"], row["level"], row["flags"]) == ("tp-a", 5, "[]")
     assert datetime.fromisoformat(row["occurred_at"]) == given
 
 
-def test_replay_of_a_stored_rating_after_retirement_answers_the_stored_body(
-        retired_a: RetiredApiTouchpoint) -> None:
+def test_replay_of_a_stored_rating_after_retirement_answers_the_stored_body(retired_a: RetiredApiTouchpoint) -> None:
     # Timed by the client before the retirement, and timed only by its first arrival: both are retries.
     for body, first in ((retired_a.timed, retired_a.timed_reply), (retired_a.untimed, retired_a.untimed_reply)):
         again = post(retired_a.server, body)
@@ -111,13 +125,20 @@ def test_survey_of_a_retired_touchpoint_is_gone(retired_a: RetiredApiTouchpoint)
     for name in ("tp-a", short_code):
         reply = httpx.get(f"{retired_a.server.url}/api/v1/touchpoints/{name}/survey")
         assert reply.status_code == 410, name
-        assert reply.json() == {"status_code": 410, "field": "token",
-                                "detail": f"token: touchpoint 'tp-a' was retired at {retired_a.retired_at}"}
+        assert reply.json() == {
+            "status_code": 410,
+            "field": "token",
+            "detail": f"token: touchpoint 'tp-a' was retired at {retired_a.retired_at}",
+        }
     assert httpx.get(f"{retired_a.server.url}/api/v1/touchpoints/tp-a1/survey").status_code == 200
     # Still listed for managers, marked retired.
     listed = httpx.get(f"{retired_a.server.url}/api/v1/touchpoints", headers=auth_header(retired_a.org.tokens["admin"]))
-    assert {t["token"]: t["retired"] for t in listed.json()} == \
-        {"tp-a": True, "tp-a1": False, "tp-a1a": False, "tp-b": False}
+    assert {t["token"]: t["retired"] for t in listed.json()} == {
+        "tp-a": True,
+        "tp-a1": False,
+        "tp-a1a": False,
+        "tp-b": False,
+    }
 
 
 def kiosk_device(server: Server, org: Org, touchpoint: str) -> str:
@@ -129,8 +150,9 @@ def kiosk_device(server: Server, org: Org, touchpoint: str) -> str:
 
 
 def sync(server: Server, device: str, items: list[dict]) -> list[dict]:
-    reply = httpx.post(f"{server.url}/api/v1/kiosk/sync", json={"items": items}, headers=auth_header(device),
-                       timeout=30)
+    reply = httpx.post(
+        f"{server.url}/api/v1/kiosk/sync", json={"items": items}, headers=auth_header(device), timeout=30
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()["results"]
 
@@ -153,8 +175,12 @@ def test_kiosk_sync_keeps_taps_from_before_retirement_and_rejects_later_ones(sta
 
     results = sync(server, device, [offline, late])
     assert results[0]["status"] == "stored" and results[0]["id"] == offline["id"]
-    assert results[1] == {"id": late["id"], "status": "rejected", "field": "touchpoint",
-                          "reason": f"touchpoint: 'tp-a1a' was retired at {retired_at}"}
+    assert results[1] == {
+        "id": late["id"],
+        "status": "rejected",
+        "field": "touchpoint",
+        "reason": f"touchpoint: 'tp-a1a' was retired at {retired_at}",
+    }
     assert stored_ids(org, "tp-a1a") == {live["id"], skewed["id"], offline["id"]}
 
     # A retried batch: what was stored is a duplicate with its receipt, whatever its clock said.

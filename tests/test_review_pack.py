@@ -48,16 +48,29 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
     objective = objectives.create_objective(
-        conn, "A1", {"metric": "satisfaction", "target": TARGET, "period": "month", "min_n": 5,
-                     "title": "Satisfaction A1", "valid_from": (TODAY - timedelta(days=40)).isoformat()},
-        actor="root", today=TODAY)
+        conn,
+        "A1",
+        {
+            "metric": "satisfaction",
+            "target": TARGET,
+            "period": "month",
+            "min_n": 5,
+            "title": "Satisfaction A1",
+            "valid_from": (TODAY - timedelta(days=40)).isoformat(),
+        },
+        actor="root",
+        today=TODAY,
+    )
     organisation.set_exposure(conn, "A1", "S1", TO, served=50, offered=50)
     conn.execute("COMMIT")
     conn.close()
     server = Server(org.db).start()
     for level in LEVELS:
-        response = httpx.post(f"{server.url}/api/v1/responses", timeout=10, json={
-            "touchpoint": "tp-a1", "answers": {"overall": level}, "service": "S1"})
+        response = httpx.post(
+            f"{server.url}/api/v1/responses",
+            timeout=10,
+            json={"touchpoint": "tp-a1", "answers": {"overall": level}, "service": "S1"},
+        )
         assert response.status_code == 201, response.text
     yield org, server, objective
     server.stop()
@@ -65,8 +78,12 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 def _pdf(served, lang: str) -> tuple[bytes, str]:
     org, server, _ = served
-    response = httpx.get(f"{server.url}/api/v1/reports/management-review.pdf", headers=auth_header(org.tokens["admin"]),
-                         params={"unit": "A1", "from": FROM, "to": TO, "lang": lang}, timeout=60)
+    response = httpx.get(
+        f"{server.url}/api/v1/reports/management-review.pdf",
+        headers=auth_header(org.tokens["admin"]),
+        params={"unit": "A1", "from": FROM, "to": TO, "lang": lang},
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/pdf"
     assert response.content.startswith(b"%PDF")
@@ -75,12 +92,15 @@ def _pdf(served, lang: str) -> tuple[bytes, str]:
     return response.content, pdf_text(response.content)
 
 
-@pytest.mark.parametrize(("lang", "unit_name", "title"), [
-    ("vi", "Đơn vị A1", "Xem xét của lãnh đạo"),
-    ("zh", "Đơn vị A1", "管理评审"),
-    ("ru", "Đơn vị A1", "Анализ со стороны руководства"),
-    ("en", "Unit A1", "Management review"),
-])
+@pytest.mark.parametrize(
+    ("lang", "unit_name", "title"),
+    [
+        ("vi", "Đơn vị A1", "Xem xét của lãnh đạo"),
+        ("zh", "Đơn vị A1", "管理评审"),
+        ("ru", "Đơn vị A1", "Анализ со стороны руководства"),
+        ("en", "Unit A1", "Management review"),
+    ],
+)
 def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, unit_name: str, title: str) -> None:
     org, server, objective = served
     _, text = _pdf(served, lang)
@@ -88,8 +108,12 @@ def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, uni
     assert squash(unit_name) in flat
     assert squash(title) in flat
     assert squash(fmt_day(FROM, lang)) in flat and squash(fmt_day(TO, lang)) in flat
-    status = httpx.get(f"{server.url}/api/v1/objectives/{objective}/status", params={"at": TO},
-                       headers=auth_header(org.tokens["admin"]), timeout=10).json()
+    status = httpx.get(
+        f"{server.url}/api/v1/objectives/{objective}/status",
+        params={"at": TO},
+        headers=auth_header(org.tokens["admin"]),
+        timeout=10,
+    ).json()
     assert status["value"] == pytest.approx(sum(1 for level in LEVELS if level >= 4) / len(LEVELS))
     assert "≥" + squash(fmt_share(TARGET, lang)) in flat  # the target, with its comparator as people write it
     assert squash(fmt_share(status["value"], lang)) in flat  # the value at the period end
@@ -99,8 +123,12 @@ def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, uni
 
 def test_pdf_language_defaults_to_the_unit_language(served) -> None:
     org, server, _ = served
-    response = httpx.get(f"{server.url}/api/v1/reports/management-review.pdf", headers=auth_header(org.tokens["admin"]),
-                         params={"unit": "A1", "from": FROM, "to": TO}, timeout=60)
+    response = httpx.get(
+        f"{server.url}/api/v1/reports/management-review.pdf",
+        headers=auth_header(org.tokens["admin"]),
+        params={"unit": "A1", "from": FROM, "to": TO},
+        timeout=60,
+    )
     assert response.status_code == 200
     assert squash("Xem xét của lãnh đạo") in squash(pdf_text(response.content))  # A1 speaks Vietnamese
     assert 'filename="management_review_A1_' in response.headers["content-disposition"]
@@ -117,8 +145,12 @@ def test_pdf_counts_response_rates_and_actions(served) -> None:
 
 def test_pdf_for_a_unit_without_data_still_renders(served) -> None:
     org, server, _ = served
-    response = httpx.get(f"{server.url}/api/v1/reports/management-review.pdf", headers=auth_header(org.tokens["admin"]),
-                         params={"unit": "B", "from": FROM, "to": TO, "lang": "ru"}, timeout=60)
+    response = httpx.get(
+        f"{server.url}/api/v1/reports/management-review.pdf",
+        headers=auth_header(org.tokens["admin"]),
+        params={"unit": "B", "from": FROM, "to": TO, "lang": "ru"},
+        timeout=60,
+    )
     assert response.status_code == 200
     text = squash(pdf_text(response.content))
     assert squash("Пост Б") in text

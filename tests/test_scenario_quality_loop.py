@@ -60,17 +60,20 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
     server = serve(db)
     try:
         # 1. The objective is breached: the bad fortnight is inside the last 30 days.
-        objectives = httpx.get(f"{server.url}/api/v1/objectives", params={"unit": UNIT},
-                               headers=auth_header(admin)).json()
+        objectives = httpx.get(
+            f"{server.url}/api/v1/objectives", params={"unit": UNIT}, headers=auth_header(admin)
+        ).json()
         rolling = next(o for o in objectives if o["unit"] == UNIT and o["period"] == "rolling_30")
-        status = httpx.get(f"{server.url}/api/v1/objectives/{rolling['id']}/status",
-                           headers=auth_header(admin)).json()
+        status = httpx.get(f"{server.url}/api/v1/objectives/{rolling['id']}/status", headers=auth_header(admin)).json()
         assert status["status"] == "breached", status
         assert status["ci95"][1] < 0.90 and status["n"] >= 30
 
         # 2. One nonconformity, for the unit's manager, due in 7 Vietnamese working days.
-        queue = httpx.get(f"{server.url}/api/v1/actions", params={"unit": UNIT, "kind": "nonconformity"},
-                          headers=auth_header(demo["manager"])).json()
+        queue = httpx.get(
+            f"{server.url}/api/v1/actions",
+            params={"unit": UNIT, "kind": "nonconformity"},
+            headers=auth_header(demo["manager"]),
+        ).json()
         assert len(queue) == 1, queue
         action = queue[0]
         assert action["owner"] == OWNER and action["status"] == "new"
@@ -81,23 +84,38 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
         # Judging again (another tick) opens nothing new: one action per objective and period.
         again = run_cli("tick", "--db", str(db), "--job", "objectives.evaluate")
         assert again.returncode == 0, again.stderr
-        assert len(httpx.get(f"{server.url}/api/v1/actions", params={"unit": UNIT, "kind": "nonconformity"},
-                             headers=auth_header(admin)).json()) == 1
+        assert (
+            len(
+                httpx.get(
+                    f"{server.url}/api/v1/actions",
+                    params={"unit": UNIT, "kind": "nonconformity"},
+                    headers=auth_header(admin),
+                ).json()
+            )
+            == 1
+        )
 
         # 3. The manager records cause and action, then asks for the effectiveness review.
         steps = [
             {"type": "verifying", "note": "Counter 3 reviewed with the team"},
-            {"type": "action_planned", "due": (today + timedelta(days=3)).isoformat(),
-             "root_cause": "One officer on leave; counter 3 ran with a trainee alone",
-             "similar_cases": "Counter 1 checked: no similar drop",
-             "action_taken": "Pair trainees with a senior officer; publish the checklist"},
-            {"type": "implemented", "correction": "Trainee paired since Monday",
-             "result": "Queue times back to normal"},
+            {
+                "type": "action_planned",
+                "due": (today + timedelta(days=3)).isoformat(),
+                "root_cause": "One officer on leave; counter 3 ran with a trainee alone",
+                "similar_cases": "Counter 1 checked: no similar drop",
+                "action_taken": "Pair trainees with a senior officer; publish the checklist",
+            },
+            {
+                "type": "implemented",
+                "correction": "Trainee paired since Monday",
+                "result": "Queue times back to normal",
+            },
             {"type": "effectiveness_review", "note": "Watch the next weeks"},
         ]
         for step in steps:
-            reply = httpx.post(f"{server.url}/api/v1/actions/{action['id']}/events", json=step,
-                               headers=auth_header(demo["manager"]))
+            reply = httpx.post(
+                f"{server.url}/api/v1/actions/{action['id']}/events", json=step, headers=auth_header(demo["manager"])
+            )
             assert reply.status_code == 201, reply.text
         detail = httpx.get(f"{server.url}/api/v1/actions/{action['id']}", headers=auth_header(admin)).json()
         assert detail["status"] == "effectiveness_review"
@@ -120,21 +138,34 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
             counter = demo["summary"]["bad_fortnight_touchpoint"]
             for i in range(60):  # the following weeks' ratings at the counter
                 rating = 5 if i < int(60 * satisfied_share) else 2
-                reply = httpx.post(f"{server.url}/api/v1/responses",
-                                   json={"touchpoint": counter, "answers": {"overall": rating}})
+                reply = httpx.post(
+                    f"{server.url}/api/v1/responses", json={"touchpoint": counter, "answers": {"overall": rating}}
+                )
                 assert reply.status_code == 201
         finally:
             server.stop()
         later = datetime.now(UTC) + timedelta(weeks=WATCH_WEEKS, days=1)
-        judged = run_cli("tick", "--db", str(path), "--now", later.isoformat(), "--job", "actions.effectiveness",
-                         env={"FEEDBACK_EFFECTIVENESS_WEEKS": str(WATCH_WEEKS)})
+        judged = run_cli(
+            "tick",
+            "--db",
+            str(path),
+            "--now",
+            later.isoformat(),
+            "--job",
+            "actions.effectiveness",
+            env={"FEEDBACK_EFFECTIVENESS_WEEKS": str(WATCH_WEEKS)},
+        )
         assert judged.returncode == 0, judged.stderr
         conn = sqlite3.connect(path)
         conn.row_factory = sqlite3.Row
         outcomes[path.name] = (
             conn.execute("SELECT status FROM actions WHERE id = ?", (action["id"],)).fetchone()["status"],
-            [dict(r) for r in conn.execute("SELECT type, to_status, actor FROM action_events WHERE action = ?"
-                                           " ORDER BY seq", (action["id"],))],
+            [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT type, to_status, actor FROM action_events WHERE action = ? ORDER BY seq", (action["id"],)
+                )
+            ],
         )
         conn.close()
 

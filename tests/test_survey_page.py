@@ -15,14 +15,12 @@ PHONE = {"width": 360, "height": 640}
 THANKS = {"vi": "Cảm ơn bạn!", "ru": "Спасибо!", "zh": "谢谢您！", "en": "Thank you!"}
 
 
-
 @pytest.fixture
 def page(browser: Browser):
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
     yield page
     context.close()
-
 
 
 def shot(page: Page, name: str) -> None:
@@ -129,8 +127,11 @@ def test_accessibility_audit_has_no_serious_violations(browser: Browser, server:
     page.goto(f"{server.url}/s/{token}?lang={lang}")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
     assert bad == []
     context.close()
 
@@ -156,8 +157,10 @@ def test_touch_targets_are_at_least_44px_and_the_page_reflows_at_200_percent(bro
 def test_missing_rating_is_named_and_the_comment_kept_escaped(server: Server) -> None:
     # Browsers enforce `required` themselves; a client that does not gets the page back with an alert.
     form_id = "2b8f0f5e-7f5c-4f1a-9d7e-3a1c2b4d5e6f"
-    reply = httpx.post(f"{server.url}/s/tp-a?lang=en", data={"form_id": form_id, "lang": "en",
-                       "q.comment": "<script>window.hacked=1</script>"})
+    reply = httpx.post(
+        f"{server.url}/s/tp-a?lang=en",
+        data={"form_id": form_id, "lang": "en", "q.comment": "<script>window.hacked=1</script>"},
+    )
     assert reply.status_code == 400
     assert 'role="alert"' in reply.text
     assert "Please answer:" in reply.text
@@ -173,7 +176,8 @@ def test_case_reference_is_carried_and_escaped(page: Page, server: Server, share
     page.wait_for_selector(".receipt")
     receipt = page.locator(".receipt").inner_text().strip()
     assert rows(shared_org, "SELECT case_ref FROM responses WHERE receipt = ?", (receipt,)) == [
-        {"case_ref": "<b>H33-0001</b>"}]
+        {"case_ref": "<b>H33-0001</b>"}
+    ]
 
 
 def test_honeypot_and_repeat_cookie_are_stored_flagged_not_counted(server: Server, shared_org: Org) -> None:
@@ -187,8 +191,10 @@ def test_honeypot_and_repeat_cookie_are_stored_flagged_not_counted(server: Serve
         first = post(person, "0b9c0a1e-1111-4c1a-8d7e-000000000002")
         second = post(person, "0b9c0a1e-1111-4c1a-8d7e-000000000003")
     assert first.status_code == second.status_code == 201
-    flags = {r["id"][-1]: json.loads(r["flags"]) for r in rows(
-        shared_org, "SELECT id, flags FROM responses WHERE id LIKE '0b9c0a1e-1111-%'")}
+    flags = {
+        r["id"][-1]: json.loads(r["flags"])
+        for r in rows(shared_org, "SELECT id, flags FROM responses WHERE id LIKE '0b9c0a1e-1111-%'")
+    }
     assert flags == {"1": ["honeypot"], "2": [], "3": ["repeat_device"]}
 
 
@@ -209,8 +215,7 @@ def test_language_defaults_to_the_touchpoint_and_switches(server: Server) -> Non
 
 def test_cookie_is_secure_when_the_public_url_is_https(start_server, org: Org) -> None:
     srv = start_server(org.db, feedback_public_url="https://feedback.example.gov")
-    reply = httpx.post(f"{srv.url}/s/tp-a", data={"form_id": "5b9c0a1e-1111-4c1a-8d7e-000000000009",
-                                                  "q.overall": "4"})
+    reply = httpx.post(f"{srv.url}/s/tp-a", data={"form_id": "5b9c0a1e-1111-4c1a-8d7e-000000000009", "q.overall": "4"})
     cookie = reply.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
 

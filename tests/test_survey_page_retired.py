@@ -44,9 +44,12 @@ def rendered_at(form_id: str) -> datetime:
 
 def counted(server: Server, org: Org, day: str) -> int:
     """n of tp-a on one local day, as the satisfaction API reports it."""
-    reply = httpx.get(f"{server.url}/api/v1/satisfaction", params={"unit": "A", "from": day, "to": day,
-                                                                    "by": "touchpoint"},
-                      headers=auth_header(org.tokens["admin"]), timeout=10)
+    reply = httpx.get(
+        f"{server.url}/api/v1/satisfaction",
+        params={"unit": "A", "from": day, "to": day, "by": "touchpoint"},
+        headers=auth_header(org.tokens["admin"]),
+        timeout=10,
+    )
     assert reply.status_code == 200, reply.text
     return sum(row["n"] for row in reply.json()["rows"] if row["key"] == "tp-a")
 
@@ -80,8 +83,13 @@ def test_form_opened_before_retirement_is_stored_and_counted(server: Server, org
     row = rows(org, "SELECT * FROM responses WHERE id = ?", (form_id,))
     assert len(row) == 1
     row = row[0]
-    assert (row["touchpoint"], row["channel"], row["level"], row["receipt"], row["flags"]) == \
-        ("tp-a", "qr", 5, receipt, "[]")
+    assert (row["touchpoint"], row["channel"], row["level"], row["receipt"], row["flags"]) == (
+        "tp-a",
+        "qr",
+        5,
+        receipt,
+        "[]",
+    )
     # Counted for when the form was opened (while live); the arrival after the retirement stays on record.
     assert datetime.fromisoformat(row["occurred_at"]) == opened
     assert datetime.fromisoformat(row["server_time"]) > retired_at

@@ -20,33 +20,43 @@ def test_settings_drive_the_next_work_order(org, start_server) -> None:
     server = start_server(org.db)
     reply = patch(server, org.tokens["admin"], "A1a", {"owner": "lan", "country": "cn", "action_days": 5})
     assert reply.status_code == 200, reply.text
-    assert reply.json() == {"code": "A1a", "owner": "lan", "country": "CN", "action_days": 5,
-                            "public_results": False}
-    listed = {u["code"]: u for u in httpx.get(f"{server.url}/api/v1/units",
-                                              headers=auth_header(org.tokens["admin"])).json()}
+    assert reply.json() == {"code": "A1a", "owner": "lan", "country": "CN", "action_days": 5, "public_results": False}
+    listed = {
+        u["code"]: u for u in httpx.get(f"{server.url}/api/v1/units", headers=auth_header(org.tokens["admin"])).json()
+    }
     assert (listed["A1a"]["owner"], listed["A1a"]["country"], listed["A1a"]["action_days"]) == ("lan", "CN", 5)
-    assert httpx.post(f"{server.url}/api/v1/responses",
-                      json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}).status_code == 201
+    assert (
+        httpx.post(
+            f"{server.url}/api/v1/responses", json={"touchpoint": "tp-a1a", "answers": {"overall": 1}}
+        ).status_code
+        == 201
+    )
     [action] = rows(org, "SELECT owner, due, opened_at FROM actions")
     assert action["owner"] == "lan"
     # Five Chinese working days after the day it opened (in the unit's time zone, Asia/Ho_Chi_Minh).
     calendar = holidays.country_holidays("CN")
     opened = datetime.fromisoformat(action["opened_at"]).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date()
     due = date.fromisoformat(action["due"])
-    working = [d for d in (date.fromordinal(o) for o in range(opened.toordinal() + 1, due.toordinal() + 1))
-               if calendar.is_working_day(d)]
+    working = [
+        d
+        for d in (date.fromordinal(o) for o in range(opened.toordinal() + 1, due.toordinal() + 1))
+        if calendar.is_working_day(d)
+    ]
     assert len(working) == 5 and calendar.is_working_day(due)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"owner": "nobody"}, "owner"),
-    ({"country": "XX"}, "country"),
-    ({"action_days": 0}, "action_days"),
-    ({"action_days": "5"}, "action_days"),
-    ({"public_results": "yes"}, "public_results"),
-    ({"name": "renamed"}, "name"),
-    (["owner"], "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"owner": "nobody"}, "owner"),
+        ({"country": "XX"}, "country"),
+        ({"action_days": 0}, "action_days"),
+        ({"action_days": "5"}, "action_days"),
+        ({"public_results": "yes"}, "public_results"),
+        ({"name": "renamed"}, "name"),
+        (["owner"], "body"),
+    ],
+)
 def test_bad_settings_name_the_field(shared_org, server, body, field) -> None:
     before = rows(shared_org, "SELECT * FROM units WHERE code = 'A1'")
     reply = patch(server, shared_org.tokens["admin"], "A1", body)

@@ -40,8 +40,14 @@ class Receiver:
                     failing = receiver.fail_next > 0
                     receiver.fail_next -= failing
                     status = 500 if failing else 204
-                    receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()},
-                                              "body": body, "at": time.monotonic(), "status": status})
+                    receiver.requests.append(
+                        {
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": body,
+                            "at": time.monotonic(),
+                            "status": status,
+                        }
+                    )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -80,8 +86,9 @@ def receiver():
     started.stop()
 
 
-def register(server: Server, org: Org, url: str, events: list[str] | None = None, token: str = "admin",
-             secret: str = SECRET) -> httpx.Response:
+def register(
+    server: Server, org: Org, url: str, events: list[str] | None = None, token: str = "admin", secret: str = SECRET
+) -> httpx.Response:
     body: dict[str, Any] = {"url": url, "secret": secret}
     if events is not None:
         body["events"] = events
@@ -89,9 +96,10 @@ def register(server: Server, org: Org, url: str, events: list[str] | None = None
 
 
 def respond(server: Server, touchpoint: str = "tp-a", rating: int = 5, response_id: str | None = None) -> dict:
-    reply = httpx.post(f"{server.url}/api/v1/responses",
-                       json={"id": response_id or str(uuid.uuid4()), "touchpoint": touchpoint,
-                             "answers": {"overall": rating}})
+    reply = httpx.post(
+        f"{server.url}/api/v1/responses",
+        json={"id": response_id or str(uuid.uuid4()), "touchpoint": touchpoint, "answers": {"overall": rating}},
+    )
     assert reply.status_code in (200, 201), reply.text
     return reply.json()
 
@@ -133,8 +141,9 @@ def test_a_registered_webhook_gets_each_event_once_signed_and_promptly(org: Org,
     time.sleep(3)
     assert len(receiver.requests) == 1
 
-    deliveries = httpx.get(f"{server.url}/api/v1/webhooks/{hook['id']}/deliveries",
-                           headers=auth_header(org.tokens["admin"])).json()
+    deliveries = httpx.get(
+        f"{server.url}/api/v1/webhooks/{hook['id']}/deliveries", headers=auth_header(org.tokens["admin"])
+    ).json()
     assert [(d["event_id"], d["status"], d["attempts"]) for d in deliveries] == [(event["id"], "delivered", 1)]
 
 
@@ -151,8 +160,9 @@ def test_a_failed_delivery_is_retried_soon_with_the_same_body(org: Org, start_se
     assert failed["headers"]["x-feedback-delivery"] == delivered["headers"]["x-feedback-delivery"]
     assert failed["headers"]["x-feedback-signature"] == delivered["headers"]["x-feedback-signature"]
 
-    [delivery] = httpx.get(f"{server.url}/api/v1/webhooks/{hook['id']}/deliveries",
-                           headers=auth_header(org.tokens["admin"])).json()
+    [delivery] = httpx.get(
+        f"{server.url}/api/v1/webhooks/{hook['id']}/deliveries", headers=auth_header(org.tokens["admin"])
+    ).json()
     assert delivery["status"] == "delivered"
     assert delivery["attempts"] == 2
     assert delivery["last_error"] == "RuntimeError: HTTP 500"
@@ -186,16 +196,19 @@ def test_undelivered_webhooks_survive_a_crash_and_arrive_exactly_once(org: Org, 
         receiver.stop()
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:9/hook",
-    "http://localhost/hook",
-    "http://10.1.2.3/hook",
-    "http://192.168.0.10/hook",
-    "http://169.254.169.254/latest/meta-data",
-    "http://[::1]/hook",
-    "http://0.0.0.0/hook",
-    "http://[::ffff:127.0.0.1]/hook",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ],
+)
 def test_private_targets_are_refused_by_default(url: str, shared_org: Org, server: Server) -> None:
     reply = register(server, shared_org, url)
     assert reply.status_code == 400, reply.text
@@ -212,11 +225,13 @@ def test_malformed_targets_are_refused(url: str, shared_org: Org, server: Server
 
 def test_bad_bodies_and_event_names_are_refused(shared_org: Org, server: Server) -> None:
     headers = auth_header(shared_org.tokens["admin"])
-    for body, field in (({"url": "http://example.org/h", "secret": "x", "events": ["nope"]}, "events"),
-                        ({"url": "http://example.org/h", "secret": "x", "events": []}, "events"),
-                        ({"url": "http://example.org/h"}, "secret"),
-                        ({"url": "http://example.org/h", "secret": ""}, "secret"),
-                        ({"url": "http://example.org/h", "secret": "x", "extra": 1}, "extra")):
+    for body, field in (
+        ({"url": "http://example.org/h", "secret": "x", "events": ["nope"]}, "events"),
+        ({"url": "http://example.org/h", "secret": "x", "events": []}, "events"),
+        ({"url": "http://example.org/h"}, "secret"),
+        ({"url": "http://example.org/h", "secret": ""}, "secret"),
+        ({"url": "http://example.org/h", "secret": "x", "extra": 1}, "extra"),
+    ):
         reply = httpx.post(f"{server.url}/api/v1/webhooks", json=body, headers=headers)
         assert reply.status_code == 400, (body, reply.text)
         assert reply.json()["field"] == field, reply.json()
@@ -235,8 +250,12 @@ def test_only_an_installation_admin_manages_webhooks(tmp_path, start_server) -> 
     server = start_server(org.db, feedback_webhook_allow_private="1")
     for token in (org.tokens["manager_a1"], org.tokens["viewer_b"], scoped_admin):
         headers = auth_header(token)
-        assert httpx.post(f"{server.url}/api/v1/webhooks", json={"url": "http://127.0.0.1/h", "secret": "x"},
-                          headers=headers).status_code == 403
+        assert (
+            httpx.post(
+                f"{server.url}/api/v1/webhooks", json={"url": "http://127.0.0.1/h", "secret": "x"}, headers=headers
+            ).status_code
+            == 403
+        )
         assert httpx.get(f"{server.url}/api/v1/webhooks", headers=headers).status_code == 403
     assert httpx.get(f"{server.url}/api/v1/webhooks").status_code == 401
     assert rows(org, "SELECT count(*) AS n FROM webhooks")[0]["n"] == 0
@@ -271,12 +290,14 @@ def test_events_filter_list_secrets_and_disable(org: Org, start_server, receiver
         assert actions_only["events"] == ["action.changed", "action.opened"]
 
         stored = respond(server)
-        opened = httpx.post(f"{server.url}/api/v1/actions", json={"unit": "A1", "title": "Queue too long"},
-                            headers=admin)
+        opened = httpx.post(
+            f"{server.url}/api/v1/actions", json={"unit": "A1", "title": "Queue too long"}, headers=admin
+        )
         assert opened.status_code == 201, opened.text
         action = opened.json()
-        step = httpx.post(f"{server.url}/api/v1/actions/{action['id']}/events", json={"type": "verifying"},
-                          headers=admin)
+        step = httpx.post(
+            f"{server.url}/api/v1/actions/{action['id']}/events", json={"type": "verifying"}, headers=admin
+        )
         assert step.status_code == 201, step.text
 
         got = receiver.wait_for(2)
@@ -302,7 +323,11 @@ def test_events_filter_list_secrets_and_disable(org: Org, start_server, receiver
         assert len(other.requests) == 1
         kept = rows(org, "SELECT disabled_at FROM webhooks WHERE id = ?", (responses_only["id"],))
         assert kept and kept[0]["disabled_at"]
-        assert httpx.get(f"{server.url}/api/v1/webhooks/{responses_only['id']}/deliveries",
-                         headers=admin).json()[0]["status"] == "delivered"
+        assert (
+            httpx.get(f"{server.url}/api/v1/webhooks/{responses_only['id']}/deliveries", headers=admin).json()[0][
+                "status"
+            ]
+            == "delivered"
+        )
     finally:
         other.stop()

@@ -16,6 +16,7 @@ from feedback import actions
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import ActionRequest
 from feedback.web.api import UnitPeriod, fresh_snapshot, parse_day, unit_period
+from feedback.web.schemas import Action, ActionDetail, ActionStepped, Kpis, success
 from feedback.web.security import Principal, current_principal
 
 Text = Annotated[str, Meta(max_length=actions.MAX_TEXT)]
@@ -71,7 +72,10 @@ class ActionsController(Controller):
     tags = ["actions"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="The corrective-action queue of a unit's subtree: overdue first, then by due day")
+    @get(
+        summary="The corrective-action queue of a unit's subtree: overdue first, then by due day",
+        responses=success(list[Action]),
+    )
     async def list(
         self,
         principal: Principal,
@@ -91,9 +95,10 @@ class ActionsController(Controller):
             raise InvalidInput(f"status: one of {['open', *actions.STATES]}", "status")
         flag = parse_flag(overdue, "overdue")
         return await state.store.read(
-            lambda conn: actions.list_actions(conn, snapshot, unit, status=status, overdue=flag, kind=kind or None))
+            lambda conn: actions.list_actions(conn, snapshot, unit, status=status, overdue=flag, kind=kind or None)
+        )
 
-    @get("/{action_id:int}", summary="One corrective action with its record of steps")
+    @get("/{action_id:int}", summary="One corrective action with its record of steps", responses=success(ActionDetail))
     async def detail(self, action_id: int, principal: Principal, state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
 
@@ -109,7 +114,7 @@ class ActionsController(Controller):
             action.pop("data", None)  # opening details may name the rated officer
         return action
 
-    @post(summary="Open a corrective action by hand (admin, manager)")
+    @post(summary="Open a corrective action by hand (admin, manager)", responses=success(Action, 201, "Opened"))
     async def create(self, data: NewAction, principal: Principal, state: State) -> Response[dict[str, Any]]:
         principal.require_role(*WRITERS)
         snapshot = await fresh_snapshot(state)
@@ -132,23 +137,41 @@ class ActionsController(Controller):
         if data.touchpoint is not None:
             touchpoint = snapshot.touchpoints.get(data.touchpoint)
             if touchpoint is None or not snapshot.in_subtree(touchpoint.unit, unit.code):
-                raise InvalidInput(f"touchpoint: no touchpoint {data.touchpoint!r} in unit {unit.code!r}",
-                                   "touchpoint")
+                raise InvalidInput(f"touchpoint: no touchpoint {data.touchpoint!r} in unit {unit.code!r}", "touchpoint")
         if data.owner is not None and data.owner not in snapshot.users:
             raise InvalidInput(f"owner: no user {data.owner!r}", "owner")
         request = ActionRequest(
-            kind="manual", source_key=f"manual:{uuid.uuid4()}", unit=unit.code, title=title,
-            working_days=data.working_days, due=data.due, service=data.service, touchpoint=data.touchpoint,
-            indicator=data.indicator, target=data.target,
+            kind="manual",
+            source_key=f"manual:{uuid.uuid4()}",
+            unit=unit.code,
+            title=title,
+            working_days=data.working_days,
+            due=data.due,
+            service=data.service,
+            touchpoint=data.touchpoint,
+            indicator=data.indicator,
+            target=data.target,
         )
-        action = await actions.open_manual(state.store, snapshot, request, now, actor=principal.user,
-                                           owner=data.owner, note=data.note,
-                                           default_days=state.settings.default_action_days)
+        action = await actions.open_manual(
+            state.store,
+            snapshot,
+            request,
+            now,
+            actor=principal.user,
+            owner=data.owner,
+            note=data.note,
+            default_days=state.settings.default_action_days,
+        )
         return Response(action, status_code=201)
 
-    @post("/{action_id:int}/events", summary="Record a step: move the action to the state named by `type`")
-    async def step(self, action_id: int, data: ActionStep, principal: Principal,
-                   state: State) -> Response[dict[str, Any]]:
+    @post(
+        "/{action_id:int}/events",
+        summary="Record a step: move the action to the state named by `type`",
+        responses=success(ActionStepped, 201, "Recorded"),
+    )
+    async def step(
+        self, action_id: int, data: ActionStep, principal: Principal, state: State
+    ) -> Response[dict[str, Any]]:
         principal.require_role(*WRITERS)
         snapshot = await fresh_snapshot(state)
         rows = await state.store.query("SELECT unit FROM actions WHERE id = ?", (action_id,))
@@ -158,8 +181,16 @@ class ActionsController(Controller):
             principal.require_unit(rows[0]["unit"], snapshot)
         fields = {k: v for k, v in msgspec.structs.asdict(data).items() if k != "type" and v is not None}
         result = await actions.apply_transition(
-            state.store, snapshot, action_id, data.type, actor=principal.user, role=principal.role, fields=fields,
-            now=datetime.now(UTC), settings=state.settings)
+            state.store,
+            snapshot,
+            action_id,
+            data.type,
+            actor=principal.user,
+            role=principal.role,
+            fields=fields,
+            now=datetime.now(UTC),
+            settings=state.settings,
+        )
         return Response(result, status_code=201)
 
 
@@ -168,13 +199,19 @@ class KpisController(Controller):
     tags = ["actions"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="Corrective-action KPIs: on-time rectification and call-back rates per unit",
-         dependencies={"period": unit_period()})
+    @get(
+        summary="Corrective-action KPIs: on-time rectification and call-back rates per unit",
+        dependencies={"period": unit_period()},
+        responses=success(Kpis),
+    )
     async def kpis(self, period: UnitPeriod, state: State) -> dict[str, Any]:
         now = datetime.now(UTC)
         min_n = state.settings.min_n
-        return await state.store.read(lambda conn: actions.kpis(
-            conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), min_n, now=now))
+        return await state.store.read(
+            lambda conn: actions.kpis(
+                conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), min_n, now=now
+            )
+        )
 
 
 ACTION_CONTROLLERS: list = [ActionsController, KpisController]

@@ -23,7 +23,18 @@ from feedback.ingest import ingest
 from feedback.models import Submission, SurveyVersion
 from feedback.rates import Grouping, satisfaction
 from feedback.unit_settings import update_unit_settings
-from feedback.web.security import Principal, current_principal
+from feedback.web.json_body import TOO_DEEP, decode_json, refuse_repeated_keys
+from feedback.web.schemas import (
+    Health,
+    Receipt,
+    Satisfaction,
+    TouchpointItem,
+    TouchpointSurvey,
+    UnitItem,
+    UnitSettings,
+    success,
+)
+from feedback.web.security import Principal, current_principal, integration_vouches
 
 MAX_RESPONSE_BODY = 64 * 1024
 
@@ -39,7 +50,7 @@ async def fresh_snapshot(state: State) -> Snapshot:
 class HealthController(Controller):
     path = "/healthz"
 
-    @get(media_type=MediaType.JSON, summary="Liveness and plugin failure counts")
+    @get(media_type=MediaType.JSON, summary="Liveness and plugin failure counts", responses=success(Health))
     async def health(self, state: State) -> dict[str, Any]:
         return {
             "status": "ok",
@@ -87,11 +98,24 @@ def lean_ingest(app: ASGIApp) -> ASGIApp:
         state = scope["app"].state
         data = decode_submission(await read_body(receive, MAX_RESPONSE_BODY))
         snapshot = await fresh_snapshot(state)
-        result = await ingest(data, state.store, snapshot, default_action_days=state.settings.default_action_days)
+        # Only a case reference needs the token looked at: the hot path without one stays as it was.
+        verified = data.case_ref is not None and await integration_vouches(
+            next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None),
+            state,
+            snapshot,
+            data.touchpoint,
+        )
+        result = await ingest(
+            data, state.store, snapshot, default_action_days=state.settings.default_action_days, case_verified=verified
+        )
         body = _json_encoder.encode(result.body())
-        await send({"type": "http.response.start", "status": 201 if result.created else 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201 if result.created else 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return middleware
@@ -104,16 +128,21 @@ class ResponsesController(Controller):
     @post(
         middleware=[lean_ingest],
         request_max_body_size=MAX_RESPONSE_BODY,
+        responses={**success(Receipt, 201, "Stored"), **success(Receipt, 200, "A replay of a stored response")},
         summary="Store a response (public, idempotent on id)",
         description="201 when stored; 200 with the same body for a replay of the same id and content; "
         "409 when the id was stored with different content; 410 when the touchpoint was retired before the "
         "rating was given (submitted_at when plausible, else the time of arrival).",
     )
-    async def create(self, request: Request, state: State) -> Response[dict[str, str]]:
-        data = decode_submission(await request.body())
+    async def create(self, data: Submission, request: Request, state: State) -> Response[dict[str, str]]:
+        # `data` documents the request body; `lean_ingest` answers every request before this runs.
         snapshot = await fresh_snapshot(state)
-        result = await ingest(data, state.store, snapshot,
-                              default_action_days=state.settings.default_action_days)
+        verified = data.case_ref is not None and await integration_vouches(
+            request.headers.get("authorization"), state, snapshot, data.touchpoint
+        )
+        result = await ingest(
+            data, state.store, snapshot, default_action_days=state.settings.default_action_days, case_verified=verified
+        )
         return Response(result.body(), status_code=201 if result.created else 200)
 
 
@@ -123,7 +152,9 @@ _submission_decoder = msgspec.json.Decoder(Submission)
 def decode_submission(body: bytes) -> Submission:
     """Decode with a prebuilt decoder (the hot path); errors name the field like every other 400."""
     try:
-        return _submission_decoder.decode(body)
+        submission = _submission_decoder.decode(body)
+    except RecursionError:
+        raise InvalidInput(TOO_DEEP, "body") from None
     except msgspec.ValidationError as error:
         text = str(error)
         path = text.rsplit(" - at `$", 1)
@@ -135,6 +166,8 @@ def decode_submission(body: bytes) -> Submission:
         raise InvalidInput(f"{field}: {path[0]}", field) from None
     except msgspec.DecodeError as error:
         raise InvalidInput(f"body: {error}", "body") from None
+    refuse_repeated_keys(body)
+    return submission
 
 
 def survey_document(version: SurveyVersion) -> dict[str, Any]:
@@ -155,7 +188,11 @@ class TouchpointsController(Controller):
     path = "/api/v1/touchpoints"
     tags = ["touchpoints"]
 
-    @get("/{token:str}/survey", summary="The survey version in force at a touchpoint (public)")
+    @get(
+        "/{token:str}/survey",
+        summary="The survey version in force at a touchpoint (public)",
+        responses=success(TouchpointSurvey),
+    )
     async def survey(self, token: str, state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoint(token)
@@ -168,20 +205,38 @@ class TouchpointsController(Controller):
         if version is None:
             raise NotFound(f"token: survey {touchpoint.survey!r} has no published version", "token")
         document = survey_document(version)
-        document["touchpoint"] = {"token": touchpoint.token, "name": touchpoint.name, "unit": touchpoint.unit,
-                                  "lang": touchpoint.lang, "kind": touchpoint.kind, "counter": touchpoint.counter,
-                                  "service": touchpoint.service}
+        document["touchpoint"] = {
+            "token": touchpoint.token,
+            "name": touchpoint.name,
+            "unit": touchpoint.unit,
+            "lang": touchpoint.lang,
+            "kind": touchpoint.kind,
+            "counter": touchpoint.counter,
+            "service": touchpoint.service,
+        }
         return document
 
-    @get(dependencies={"principal": Provide(current_principal)}, summary="Touchpoints the token may see")
+    @get(
+        dependencies={"principal": Provide(current_principal)},
+        summary="Touchpoints the token may see",
+        responses=success(list[TouchpointItem]),
+    )
     async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
         snapshot = await fresh_snapshot(state)
         items = []
         for tp in sorted(snapshot.touchpoints.values(), key=lambda t: (t.unit, t.token)):
             if not principal.may_see(tp.unit, snapshot):
                 continue
-            item = {"token": tp.token, "name": tp.name, "unit": tp.unit, "lang": tp.lang, "survey": tp.survey,
-                    "kind": tp.kind, "service": tp.service, "retired": tp.token in snapshot.retired}
+            item = {
+                "token": tp.token,
+                "name": tp.name,
+                "unit": tp.unit,
+                "lang": tp.lang,
+                "survey": tp.survey,
+                "kind": tp.kind,
+                "service": tp.service,
+                "retired": tp.token in snapshot.retired,
+            }
             if tp.counter:
                 item["counter"] = tp.counter
             if tp.short_code:
@@ -195,32 +250,41 @@ class UnitsController(Controller):
     tags = ["units"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="Units the token may see (its subtree)")
+    @get(summary="Units the token may see (its subtree)", responses=success(list[UnitItem]))
     async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
         snapshot = await fresh_snapshot(state)
         items = []
         for unit in sorted(snapshot.units.values(), key=lambda u: u.path):
             if not principal.may_see(unit.code, snapshot):
                 continue
-            item: dict[str, Any] = {"code": unit.code, "name": unit.name, "parent": unit.parent,
-                                    "lang": unit.lang, "tz": unit.tz, "country": unit.country, "owner": unit.owner,
-                                    "action_days": unit.action_days, "public_results": unit.public_results}
+            item: dict[str, Any] = {
+                "code": unit.code,
+                "name": unit.name,
+                "parent": unit.parent,
+                "lang": unit.lang,
+                "tz": unit.tz,
+                "country": unit.country,
+                "owner": unit.owner,
+                "action_days": unit.action_days,
+                "public_results": unit.public_results,
+            }
             if unit.names:
                 item["names"] = unit.names
             items.append(item)
         return items
 
-    @patch("/{code:str}", summary="Set a unit's owner, calendar country, rectification days or public page")
+    @patch(
+        "/{code:str}",
+        summary="Set a unit's owner, calendar country, rectification days or public page",
+        responses=success(UnitSettings),
+    )
     async def update(self, code: str, request: Request, principal: Principal, state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         if code not in snapshot.units:
             raise NotFound(f"code: no unit {code!r}", "code")
         principal.require_role("admin", "manager")
         principal.require_unit(code, snapshot)
-        try:
-            changes = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError as error:
-            raise InvalidInput(f"body: {error}", "body") from None
+        changes = decode_json(await request.body())
         if not isinstance(changes, dict):
             raise InvalidInput("body: a JSON object of settings", "body")
         result = await state.store.write(lambda conn: update_unit_settings(conn, code, changes))
@@ -252,8 +316,9 @@ def scope_unit(principal: Principal, snapshot: Snapshot, unit: str | None) -> st
     return unit
 
 
-def day_range(snapshot: Snapshot, unit: str, date_from: str | None, date_to: str | None,
-              default_days: int = 30) -> tuple[date, date]:
+def day_range(
+    snapshot: Snapshot, unit: str, date_from: str | None, date_to: str | None, default_days: int = 30
+) -> tuple[date, date]:
     """`from` and `to` as the unit's local days, inclusive; by default the last `default_days` days."""
     end = parse_day(date_to, "to") or local_today(snapshot, unit)
     start = parse_day(date_from, "from") or end - timedelta(days=default_days - 1)
@@ -299,7 +364,7 @@ class SatisfactionController(Controller):
     tags = ["rates"]
     dependencies = {"principal": Provide(current_principal), "period": unit_period()}
 
-    @get(summary="Satisfaction rates for a unit's subtree, from rollups")
+    @get(summary="Satisfaction rates for a unit's subtree, from rollups", responses=success(Satisfaction))
     async def rates(
         self,
         period: UnitPeriod,
@@ -310,9 +375,11 @@ class SatisfactionController(Controller):
     ) -> dict[str, Any]:
         filters = rate_filters(service, touchpoint)
         min_n = state.settings.min_n
-        return await state.store.read(lambda conn: satisfaction(
-            conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), by, min_n, filters))
+        return await state.store.read(
+            lambda conn: satisfaction(
+                conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), by, min_n, filters
+            )
+        )
 
 
-CONTROLLERS = [HealthController, ResponsesController, TouchpointsController, UnitsController,
-               SatisfactionController]
+CONTROLLERS = [HealthController, ResponsesController, TouchpointsController, UnitsController, SatisfactionController]

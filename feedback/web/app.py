@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,14 +26,17 @@ from feedback.migrations import apply_all
 from feedback.settings import Settings, load_settings
 from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS
+from feedback.web.client_address import client_key
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS
+from feedback.web.json_body import JSONBodyRequest
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
 from feedback.web.kiosk_app import kiosk_app_router
 from feedback.web.manage import MANAGE_ROUTES, auth
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
+from feedback.web.users_api import USER_CONTROLLERS
 
 log = logging.getLogger("feedback")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -87,17 +89,16 @@ def rate_limit_config(settings: Settings) -> RateLimitConfig | None:
     if settings.rate_limit <= 0:
         return None
 
-    def client_key(request: Request) -> str:
-        # A keyed hash of the address: the address itself is never kept, not even in memory.
-        host = request.client.host if request.client else "unknown"
-        return hashlib.sha256(f"{settings.secret}:{host}".encode()).hexdigest()[:24]
+    def client_key_of(request: Request) -> str:
+        # A keyed hash of the address (behind a trusted proxy, the one it saw): never the address itself.
+        return client_key(request.scope, settings)
 
     async def is_public_write(request: Request) -> bool:
         return request.method == "POST" and request.url.path.startswith(PUBLIC_WRITE_PREFIXES)
 
     return RateLimitConfig(
         rate_limit=("minute", settings.rate_limit),
-        identifier_for_request=client_key,
+        identifier_for_request=client_key_of,
         check_throttle_handler=is_public_write,
         exclude=["/healthz", "/schema"],
     )
@@ -151,12 +152,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *QR_CONTROLLERS,
         *KIOSK_CONTROLLERS,
         *OBJECTIVE_CONTROLLERS,
+        *USER_CONTROLLERS,
         *ACTION_CONTROLLERS,
         *EXPORT_CONTROLLERS,
         *MANAGE_ROUTES,
         kiosk_app_router(),
-        create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
-                                   cache_control=CacheControlHeader(max_age=86400, public=True)),
+        create_static_files_router(
+            path="/static",
+            directories=[STATIC_DIR],
+            include_in_schema=False,
+            cache_control=CacheControlHeader(max_age=86400, public=True),
+        ),
     ]
     route_handlers.extend(plugins.flatten(plugins.pm.hook.register_routes(settings=settings)))
     rate_limit = rate_limit_config(settings)
@@ -171,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
         response_cache_config=ResponseCacheConfig(default_expiration=60),
         request_max_body_size=1024 * 1024,
+        request_class=JSONBodyRequest,
         debug=False,
     )
 

@@ -8,10 +8,12 @@ import re
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from feedback.errors import FeedbackError
+from feedback.errors import FeedbackError, InvalidInput, NotFound
+from feedback.web.json_body import TOO_DEEP
 
 log = logging.getLogger("feedback.web")
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
+SQLITE_MIN_INT, SQLITE_MAX_INT = -(2**63), 2**63 - 1
 
 
 def error_body(status: int, detail: str, field: str | None = None) -> dict:
@@ -22,8 +24,9 @@ def error_body(status: int, detail: str, field: str | None = None) -> dict:
 
 
 def feedback_error(_: Request, exc: FeedbackError) -> Response:
-    return Response(error_body(exc.status_code, exc.message, exc.field), status_code=exc.status_code,
-                    media_type=MediaType.JSON)
+    return Response(
+        error_body(exc.status_code, exc.message, exc.field), status_code=exc.status_code, media_type=MediaType.JSON
+    )
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:
@@ -59,8 +62,12 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         return too_many(request)
     field = "body" if exc.status_code in (400, 413) else None
     detail = f"body: {exc.detail}" if field and not exc.detail.startswith("body") else exc.detail
-    return Response(error_body(exc.status_code, detail, field), status_code=exc.status_code,
-                    media_type=MediaType.JSON, headers=exc.headers)
+    return Response(
+        error_body(exc.status_code, detail, field),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=exc.headers,
+    )
 
 
 def server_error(request: Request, exc: Exception) -> Response:
@@ -68,9 +75,37 @@ def server_error(request: Request, exc: Exception) -> Response:
     return Response(error_body(500, "internal error"), status_code=500, media_type=MediaType.JSON)
 
 
+def answer_as(request: Request, error: FeedbackError) -> Response:
+    """Answer `error` through whichever handler the route resolves for it (pages get their HTML)."""
+    handlers = request.route_handler.resolve_exception_handlers()
+    for kind in type(error).__mro__:
+        if kind in handlers:
+            return handlers[kind](request, error)
+    return feedback_error(request, error)
+
+
+def path_id_overflow(request: Request, exc: OverflowError) -> Response:
+    """An integer path id outside SQLite's 64-bit range names nothing: 404, not the OverflowError
+    the database driver raises when handed one. Any other OverflowError stays a 500."""
+    for name, value in request.path_params.items():
+        if isinstance(value, int) and not SQLITE_MIN_INT <= value <= SQLITE_MAX_INT:
+            return answer_as(request, NotFound(f"{name}: no such id {value}", name))
+    return server_error(request, exc)
+
+
+def body_too_deep(request: Request, exc: RecursionError) -> Response:
+    """A body nested deeper than the decoders' recursion limit, wherever it is decoded: 400 naming
+    `body`. Requests without a body have no such excuse, so theirs stays a 500."""
+    if request.method in ("POST", "PUT", "PATCH"):
+        return answer_as(request, InvalidInput(TOO_DEEP, "body"))
+    return server_error(request, exc)
+
+
 EXCEPTION_HANDLERS = {
     FeedbackError: feedback_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    OverflowError: path_id_overflow,
+    RecursionError: body_too_deep,
     Exception: server_error,
 }

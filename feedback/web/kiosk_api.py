@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import sqlite3
 import time
@@ -34,14 +33,24 @@ from feedback.ingest import (
 )
 from feedback.models import LANGUAGES, Event, Submission
 from feedback.web.api import fresh_snapshot, survey_document
+from feedback.web.client_address import client_key
+from feedback.web.schemas import (
+    EnrollmentCode,
+    HeartbeatReply,
+    InvitationPoll,
+    IssuedInvitation,
+    KioskConfig,
+    KioskEnrolled,
+    KioskHealth,
+    KioskRevoked,
+    SyncResults,
+    success,
+)
 from feedback.web.security import Principal, current_principal
 
 log = logging.getLogger("feedback.kiosk")
 DEVICE_CACHE_SECONDS = 10.0
 MAX_BATCH = 500
-# Failed enrollment attempts per client before it must wait: 6-digit codes must not be guessable.
-MAX_ENROLL_FAILURES = 10
-ENROLL_FAILURE_WINDOW = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,6 @@ class InviteBody(Struct, forbid_unknown_fields=True):
 
 
 _device_cache: dict[str, tuple[Device | None, float]] = {}
-_enroll_failures: dict[str, list[float]] = {}
 # One event per kiosk wakes its long-poll at once when an invitation is posted in this process.
 _invitation_events: dict[str, asyncio.Event] = {}
 
@@ -102,7 +110,8 @@ async def current_device(request: Request, state: State) -> Device:
     cached = _device_cache.get(digest)
     if cached is None or cached[1] < time.monotonic():
         rows = await state.store.query(
-            "SELECT id, touchpoint FROM kiosks WHERE token_hash = ? AND revoked_at IS NULL", (digest,))
+            "SELECT id, touchpoint FROM kiosks WHERE token_hash = ? AND revoked_at IS NULL", (digest,)
+        )
         device = Device(rows[0]["id"], rows[0]["touchpoint"]) if rows else None
         _device_cache[digest] = (device, time.monotonic() + DEVICE_CACHE_SECONDS)
     else:
@@ -114,11 +123,6 @@ async def current_device(request: Request, state: State) -> Device:
 
 def forget_device_cache() -> None:
     _device_cache.clear()
-
-
-def client_key(request: Request, secret: str) -> str:
-    host = request.client.host if request.client else "unknown"
-    return hashlib.sha256(f"{secret}:{host}".encode()).hexdigest()[:24]
 
 
 def kiosk_strings() -> dict[str, dict[str, str]]:
@@ -134,22 +138,30 @@ class KioskDeviceController(Controller):
     path = "/api/v1/kiosk"
     tags = ["kiosk device"]
 
-    @post("/enroll", summary="Trade a one-time enrollment code for a device token (public)")
+    @post(
+        "/enroll",
+        summary="Trade a one-time enrollment code for a device token (public)",
+        responses=success(KioskEnrolled, 201, "Enrolled"),
+    )
     async def enroll(self, data: EnrollBody, request: Request, state: State) -> Response[dict]:
-        key = client_key(request, state.settings.secret)
-        now = time.monotonic()
-        recent = [t for t in _enroll_failures.get(key, []) if now - t < ENROLL_FAILURE_WINDOW]
-        if len(recent) >= MAX_ENROLL_FAILURES:
-            return Response({"status_code": 429, "detail": "code: too many wrong codes; wait and try again",
-                             "field": "code"}, status_code=429)
-        try:
-            result = await state.store.write(lambda conn: kiosks.redeem_enrollment(conn, data.code.strip(), data.name))
-        except FeedbackError:
-            _enroll_failures[key] = [*recent, now]
-            raise
+        key = client_key(request.scope, state.settings)
+        # Reserved before the code is checked, so no more than the limit are checked however many arrive.
+        attempt = await state.store.write(lambda conn: kiosks.reserve_enrollment_attempt(conn, key))
+        if attempt is None:
+            return Response(
+                {"status_code": 429, "detail": "code: too many wrong codes; wait and try again", "field": "code"},
+                status_code=429,
+            )
+        code = data.code.strip()
+        result = await state.store.write(lambda conn: kiosks.redeem_reserved(conn, attempt, code, data.name))
         return Response(result, status_code=201)
 
-    @get("/config", dependencies={"device": Provide(current_device)}, summary="The kiosk's touchpoint and survey")
+    @get(
+        "/config",
+        dependencies={"device": Provide(current_device)},
+        summary="The kiosk's touchpoint and survey",
+        responses=success(KioskConfig),
+    )
     async def config(self, device: Device, state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(device.touchpoint)
@@ -162,8 +174,14 @@ class KioskDeviceController(Controller):
         # of faces, yet keeps its survey so taps queued while it was live still go out.
         retired_at = snapshot.retired.get(touchpoint.token)
         return {
-            "kiosk": {"id": device.id, "touchpoint": touchpoint.token, "unit": unit.code, "unit_name": unit.name,
-                      "unit_names": unit.names or {}, "counter": touchpoint.counter},
+            "kiosk": {
+                "id": device.id,
+                "touchpoint": touchpoint.token,
+                "unit": unit.code,
+                "unit_name": unit.name,
+                "unit_names": unit.names or {},
+                "counter": touchpoint.counter,
+            },
             "lang": touchpoint.lang,
             "retired_at": retired_at.isoformat() if retired_at is not None else None,
             "survey": survey_document(version),
@@ -175,29 +193,52 @@ class KioskDeviceController(Controller):
             },
         }
 
-    @post("/sync", dependencies={"device": Provide(current_device)}, status_code=200,
-          request_max_body_size=4 * 1024 * 1024, summary="Store queued taps; a result per item")
+    @post(
+        "/sync",
+        dependencies={"device": Provide(current_device)},
+        status_code=200,
+        request_max_body_size=4 * 1024 * 1024,
+        summary="Store queued taps; a result per item",
+        responses=success(SyncResults),
+    )
     async def sync(self, data: SyncBody, device: Device, state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
         results: list[dict[str, Any] | None] = [None] * len(data.items)
         prepared: list[tuple[int, Prepared]] = []
         after_retirement: dict[int, Submission] = {}
+        # A case the server itself sent this tablet as an invitation is verified; any other is not.
+        cases = {item.case_ref for item in data.items if item.case_ref}
+        invited = await state.store.read(lambda conn: kiosks.invited_cases(conn, device.id, cases)) if cases else set()
         for index, item in enumerate(data.items):
             submission = Submission(
-                touchpoint=device.touchpoint, answers=item.answers, id=item.id, lang=item.lang,
-                case_ref=item.case_ref, service=item.service, officer=item.officer, channel="kiosk",
+                touchpoint=device.touchpoint,
+                answers=item.answers,
+                id=item.id,
+                lang=item.lang,
+                case_ref=item.case_ref,
+                service=item.service,
+                officer=item.officer,
+                channel="kiosk",
                 submitted_at=item.submitted_at,
             )
             try:
-                prepared.append((index, prepare(submission, snapshot, device=device.id)))
+                prepared.append(
+                    (index, prepare(submission, snapshot, device=device.id, case_verified=item.case_ref in invited))
+                )
             except FeedbackError as error:
                 results[index] = {"id": item.id, "status": "rejected", "reason": error.message, "field": error.field}
                 if isinstance(error, Gone):
                     after_retirement[index] = submission
         await answer_stored_replays(state, after_retirement, results)
         settings = state.settings
-        job = sync_job(device.id, prepared, settings.kiosk_min_interval, settings.kiosk_burst_count,
-                       settings.kiosk_burst_window, settings.default_action_days)
+        job = sync_job(
+            device.id,
+            prepared,
+            settings.kiosk_min_interval,
+            settings.kiosk_burst_count,
+            settings.kiosk_burst_window,
+            settings.default_action_days,
+        )
         outcomes, stored_rows = await state.store.write(job)
         for index, outcome in outcomes.items():
             results[index] = outcome
@@ -205,8 +246,13 @@ class KioskDeviceController(Controller):
             await after_commit(result, row, item, state.store)
         return {"results": results}
 
-    @post("/heartbeat", dependencies={"device": Provide(current_device)}, status_code=200,
-          summary="Report queue length, dead letters, app version, battery; answers survey version and retirement")
+    @post(
+        "/heartbeat",
+        dependencies={"device": Provide(current_device)},
+        status_code=200,
+        summary="Report queue length, dead letters, app version, battery; answers survey version and retirement",
+        responses=success(HeartbeatReply),
+    )
     async def heartbeat(self, data: Heartbeat, device: Device, state: State) -> dict[str, Any]:
         seen = datetime.now(UTC).isoformat()
 
@@ -224,13 +270,21 @@ class KioskDeviceController(Controller):
         version = snapshot.current.get(touchpoint.survey) if touchpoint else None
         # The retirement rides on the beat itself, so a resting tablet switches screens without a config read.
         retired_at = snapshot.retired.get(device.touchpoint)
-        return {"survey_version": version.version if version else None, "time": seen,
-                "retired_at": retired_at.isoformat() if retired_at is not None else None}
+        return {
+            "survey_version": version.version if version else None,
+            "time": seen,
+            "retired_at": retired_at.isoformat() if retired_at is not None else None,
+        }
 
-    @get("/invitation", dependencies={"device": Provide(current_device)},
-         summary="Long-poll for the next case invitation (answers within `wait` seconds)")
-    async def invitation(self, device: Device, state: State,
-                         wait: Annotated[int, Parameter(ge=0, le=60)] = 20) -> dict[str, Any]:
+    @get(
+        "/invitation",
+        dependencies={"device": Provide(current_device)},
+        summary="Long-poll for the next case invitation (answers within `wait` seconds)",
+        responses=success(InvitationPoll),
+    )
+    async def invitation(
+        self, device: Device, state: State, wait: Annotated[int, Parameter(ge=0, le=60)] = 20
+    ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         event = _invitation_events.setdefault(device.id, asyncio.Event())
@@ -252,8 +306,9 @@ class KioskDeviceController(Controller):
                 await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
 
 
-async def answer_stored_replays(state: State, refused: dict[int, Submission],
-                                results: list[dict[str, Any] | None]) -> None:
+async def answer_stored_replays(
+    state: State, refused: dict[int, Submission], results: list[dict[str, Any] | None]
+) -> None:
     """Taps refused because the touchpoint retired that were in fact stored while it was live (a
     retried batch) are duplicates, not rejects: the tablet may drop them from its queue."""
     keys = {index: key for index, submission in refused.items() if (key := replay_key(submission))}
@@ -266,8 +321,14 @@ async def answer_stored_replays(state: State, refused: dict[int, Submission],
             results[index] = {"id": response_id, "status": "duplicate", "receipt": found[response_id].receipt}
 
 
-def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval: float, burst_count: int,
-             burst_window: float, default_action_days: int = 10):
+def sync_job(
+    device_id: str,
+    prepared: list[tuple[int, Prepared]],
+    min_interval: float,
+    burst_count: int,
+    burst_window: float,
+    default_action_days: int = 10,
+):
     """One writer job for a batch: misuse flags from device times, then each item in its own savepoint."""
 
     def job(conn: sqlite3.Connection):
@@ -276,14 +337,19 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
         ids = [p.row["id"] for _, p in prepared]
         marks = ",".join("?" for _ in ids)
         known = {r[0] for r in conn.execute(f"SELECT id FROM responses WHERE id IN ({marks})", ids)} if ids else set()
+
         # Intervals between presses are judged on the device's own clock, even a wrong one.
         def pressed(p: Prepared) -> str:
             return p.row["client_time"] or p.row["occurred_at"]
 
         fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=pressed)
         press_times = [datetime.fromisoformat(pressed(p)) for p in fresh]
-        misuse = {p.row["id"]: flags for p, flags in zip(
-            fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count, burst_window), strict=True)}
+        misuse = {
+            p.row["id"]: flags
+            for p, flags in zip(
+                fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count, burst_window), strict=True
+            )
+        }
         outcomes: dict[int, dict[str, Any]] = {}
         stored: list[tuple[dict, IngestResult, Prepared]] = []
         for index, original in prepared:
@@ -295,18 +361,26 @@ def sync_job(device_id: str, prepared: list[tuple[int, Prepared]], min_interval:
                 result, stored_row = store_job(item, default_action_days)(conn)
             except Conflict as error:
                 conn.execute("ROLLBACK TO item")
-                outcomes[index] = {"id": item.row["id"], "status": "rejected", "reason": error.message,
-                                   "field": error.field}
+                outcomes[index] = {
+                    "id": item.row["id"],
+                    "status": "rejected",
+                    "reason": error.message,
+                    "field": error.field,
+                }
             else:
-                outcomes[index] = {"id": result.id, "status": "stored" if result.created else "duplicate",
-                                   "receipt": result.receipt}
+                outcomes[index] = {
+                    "id": result.id,
+                    "status": "stored" if result.created else "duplicate",
+                    "receipt": result.receipt,
+                }
                 if stored_row is not None:
                     stored.append((stored_row, result, item))
             conn.execute("RELEASE item")
         keep = max(burst_count, 2)
-        conn.execute("UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?",
-                     (kiosks.dump_recent(recent, keep), datetime.now(UTC).isoformat(),
-                      datetime.now(UTC).isoformat(), device_id))
+        conn.execute(
+            "UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?",
+            (kiosks.dump_recent(recent, keep), datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat(), device_id),
+        )
         return outcomes, stored
 
     return job
@@ -321,22 +395,42 @@ class KioskFleetController(Controller):
 
     async def _kiosk_unit(self, state: State, kiosk_id: str) -> str:
         rows = await state.store.query(
-            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,))
+            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,)
+        )
         if not rows:
             raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
         return rows[0]["unit"]
 
-    @get(summary="Kiosks of the token's subtree with their health")
+    @get(summary="Kiosks of the token's subtree with their health", responses=success(list[KioskHealth]))
     async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
         snapshot = await fresh_snapshot(state)
         now, silent_after = datetime.now(UTC), timedelta(seconds=state.settings.kiosk_silent_after)
-        fields = ("id", "touchpoint", "unit", "name", "enrolled_at", "last_seen", "backlog", "dead_letters",
-                  "app_version", "last_sync", "battery", "revoked", "silent")
-        return [{name: kiosk[name] for name in fields}
-                for kiosk in await state.store.read(lambda conn: kiosks.health(conn, now, silent_after))
-                if principal.may_see(kiosk["unit"], snapshot)]
+        fields = (
+            "id",
+            "touchpoint",
+            "unit",
+            "name",
+            "enrolled_at",
+            "last_seen",
+            "backlog",
+            "dead_letters",
+            "app_version",
+            "last_sync",
+            "battery",
+            "revoked",
+            "silent",
+        )
+        return [
+            {name: kiosk[name] for name in fields}
+            for kiosk in await state.store.read(lambda conn: kiosks.health(conn, now, silent_after))
+            if principal.may_see(kiosk["unit"], snapshot)
+        ]
 
-    @post("/enroll", summary="A one-time 6-digit enrollment code for a kiosk touchpoint")
+    @post(
+        "/enroll",
+        summary="A one-time 6-digit enrollment code for a kiosk touchpoint",
+        responses=success(EnrollmentCode, 201, "Issued"),
+    )
     async def enroll(self, data: EnrollRequest, principal: Principal, state: State) -> Response[dict]:
         principal.require_role("admin", "manager")
         snapshot = await fresh_snapshot(state)
@@ -345,24 +439,40 @@ class KioskFleetController(Controller):
             raise NotFound(f"touchpoint: no touchpoint {data.touchpoint!r}", "touchpoint")
         principal.require_unit(touchpoint.unit, snapshot)
         code, expires = await state.store.write(
-            lambda conn: kiosks.create_enrollment(conn, data.touchpoint, principal.user))
+            lambda conn: kiosks.create_enrollment(conn, data.touchpoint, principal.user)
+        )
         return Response({"code": code, "expires_at": expires, "touchpoint": data.touchpoint}, status_code=201)
 
-    @post("/{kiosk_id:str}/invite", summary="Show the rating screen for a case that just ended")
+    @post(
+        "/{kiosk_id:str}/invite",
+        summary="Show the rating screen for a case that just ended",
+        responses=success(IssuedInvitation, 201, "Issued"),
+    )
     async def invite(self, kiosk_id: str, data: InviteBody, principal: Principal, state: State) -> Response[dict]:
         principal.require_role("admin", "manager")
         snapshot = await fresh_snapshot(state)
-        principal.require_unit(await self._kiosk_unit(state, kiosk_id), snapshot)
+        unit = await self._kiosk_unit(state, kiosk_id)
+        principal.require_unit(unit, snapshot)
         if data.service is not None and data.service not in snapshot.services:
             raise InvalidInput(f"service: no service {data.service!r}", "service")
-        invitation = await state.store.write(lambda conn: kiosks.create_invitation(
-            conn, kiosk_id, data.case_ref, data.service, data.officer, principal.user))
+        if data.service is not None and not snapshot.service_offered_at(data.service, unit):
+            raise InvalidInput(f"service: {data.service!r} is not offered at unit {unit!r}", "service")
+        invitation = await state.store.write(
+            lambda conn: kiosks.create_invitation(
+                conn, kiosk_id, data.case_ref, data.service, data.officer, principal.user
+            )
+        )
         event = _invitation_events.get(kiosk_id)
         if event is not None:
             event.set()
         return Response(invitation, status_code=201)
 
-    @post("/{kiosk_id:str}/revoke", status_code=200, summary="Revoke a kiosk's device token")
+    @post(
+        "/{kiosk_id:str}/revoke",
+        status_code=200,
+        summary="Revoke a kiosk's device token",
+        responses=success(KioskRevoked),
+    )
     async def revoke(self, kiosk_id: str, principal: Principal, state: State) -> dict[str, Any]:
         principal.require_role("admin", "manager")
         snapshot = await fresh_snapshot(state)
@@ -387,8 +497,12 @@ async def watch_for_silent_kiosks(store, settings, interval: float | None = None
             marked_at = datetime.now(UTC).isoformat()
 
             for data in await store.write(lambda conn, c=cutoff, m=marked_at: kiosks.mark_silent(conn, c, m)):
-                event = Event(type="kiosk.silent", id=f"kiosk.silent:{data['kiosk']}:{data['last_seen']}",
-                              created_at=marked_at, data=data)
+                event = Event(
+                    type="kiosk.silent",
+                    id=f"kiosk.silent:{data['kiosk']}:{data['last_seen']}",
+                    created_at=marked_at,
+                    data=data,
+                )
                 await fire_event(event, store)
         except Exception:  # noqa: BLE001 - the watcher must outlive a bad round
             log.exception("silent-kiosk check failed")

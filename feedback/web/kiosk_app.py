@@ -28,8 +28,12 @@ def kiosk_app_router() -> Router:
     tells the two apart.
     """
     cache_control = CacheControlHeader(no_cache=True)  # the service worker may re-validate everything
-    files = StaticFiles(is_html_mode=True, directories=[KIOSK_APP_DIR], file_system=BaseLocalFileSystem(),
-                        headers={cache_control.HEADER_NAME: cache_control.to_header()})
+    files = StaticFiles(
+        is_html_mode=True,
+        directories=[KIOSK_APP_DIR],
+        file_system=BaseLocalFileSystem(),
+        headers={cache_control.HEADER_NAME: cache_control.to_header()},
+    )
 
     async def send_file(path: str, head: bool) -> ASGIResponse:
         # Built as for GET, so that HEAD carries the same headers (Litestar leaves out the content
@@ -44,8 +48,9 @@ def kiosk_app_router() -> Router:
         raw_path = request.scope.get("raw_path") or b"/"
         if not raw_path.split(b"?", 1)[0].endswith(b"/"):
             query = request.scope.get("query_string", b"").decode("latin-1")
-            return ASGIRedirectResponse(path="/kiosk/" + (f"?{query}" if query else ""), status_code=308,
-                                        is_head_response=head)
+            return ASGIRedirectResponse(
+                path="/kiosk/" + (f"?{query}" if query else ""), status_code=308, is_head_response=head
+            )
         return await send_file("/", head)
 
     @route("/{file_path:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD], name="kiosk_app/file")

@@ -84,7 +84,9 @@ class Hub:
             return
         changed = await store.query(
             "SELECT id, unit, status, title, owner, due, opened_at, updated_at FROM actions"
-            " WHERE updated_at > ? ORDER BY updated_at LIMIT 500", (self.watermark,))
+            " WHERE updated_at > ? ORDER BY updated_at LIMIT 500",
+            (self.watermark,),
+        )
         for row in changed:
             self.watermark = max(self.watermark, row["updated_at"])
             key = (row["id"], row["updated_at"])

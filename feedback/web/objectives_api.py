@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -14,6 +13,16 @@ from feedback import exposure, objectives
 from feedback.control_chart import MAX_WEEKS, p_chart
 from feedback.errors import Forbidden, InvalidInput, NotFound
 from feedback.web.api import UnitPeriod, fresh_snapshot, local_today, parse_day, scope_unit, unit_period
+from feedback.web.json_body import decode_json
+from feedback.web.schemas import (
+    ControlChart,
+    ExposureList,
+    ExposureStored,
+    Objective,
+    ObjectiveStatus,
+    ObjectiveSummary,
+    success,
+)
 from feedback.web.security import Principal, current_principal
 
 WRITERS = ("admin", "manager")
@@ -23,10 +32,7 @@ MAX_EXPOSURE_BODY = 4 * 1024 * 1024
 def decode_body(raw: bytes) -> Any:
     if not raw.strip():
         return None
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as error:
-        raise InvalidInput(f"body: {error}", "body") from None
+    return decode_json(raw)
 
 
 async def objective_unit(state: State, objective_id: int) -> str:
@@ -41,7 +47,10 @@ class ObjectivesController(Controller):
     tags = ["objectives"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="Quality objectives of a unit's subtree, each with the version in force today")
+    @get(
+        summary="Quality objectives of a unit's subtree, each with the version in force today",
+        responses=success(list[ObjectiveSummary]),
+    )
     async def list(self, principal: Principal, state: State, unit: str | None = None) -> list[dict[str, Any]]:
         snapshot = await fresh_snapshot(state)
         if unit is None and principal.unit is None:
@@ -60,7 +69,10 @@ class ObjectivesController(Controller):
 
         return await state.store.read(read)
 
-    @post(summary="Create a quality objective (admin or manager of the unit)")
+    @post(
+        summary="Create a quality objective (admin or manager of the unit)",
+        responses=success(Objective, 201, "Created"),
+    )
     async def create(self, request: Request, principal: Principal, state: State) -> Response[dict[str, Any]]:
         principal.require_role(*WRITERS)
         body = decode_body(await request.body())
@@ -75,13 +87,16 @@ class ObjectivesController(Controller):
             raise InvalidInput(f"unit: no unit {unit!r}", "unit")
         principal.require_unit(unit, snapshot)
         today = local_today(snapshot, unit)
-        objective_id = await state.store.write(lambda conn: objectives.create_objective(
-            conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n))
+        objective_id = await state.store.write(
+            lambda conn: objectives.create_objective(
+                conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n
+            )
+        )
         state.catalog.invalidate()
         document = await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
         return Response(document, status_code=201)
 
-    @get("/{objective_id:int}", summary="One objective with every version")
+    @get("/{objective_id:int}", summary="One objective with every version", responses=success(Objective))
     async def show(self, objective_id: int, principal: Principal, state: State) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
         snapshot = await fresh_snapshot(state)
@@ -89,9 +104,12 @@ class ObjectivesController(Controller):
         today = local_today(snapshot, unit)
         return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
 
-    @put("/{objective_id:int}", summary="A new version of an objective, in force from valid_from (default today)")
-    async def change(self, objective_id: int, request: Request, principal: Principal,
-                     state: State) -> dict[str, Any]:
+    @put(
+        "/{objective_id:int}",
+        summary="A new version of an objective, in force from valid_from (default today)",
+        responses=success(Objective),
+    )
+    async def change(self, objective_id: int, request: Request, principal: Principal, state: State) -> dict[str, Any]:
         principal.require_role(*WRITERS)
         unit = await objective_unit(state, objective_id)
         snapshot = await fresh_snapshot(state)
@@ -104,13 +122,18 @@ class ObjectivesController(Controller):
             raise InvalidInput("unit: an objective's unit cannot change; retire it and create another", "unit")
         today = local_today(snapshot, unit)
         await state.store.write(
-            lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today))
+            lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today)
+        )
         state.catalog.invalidate()
         return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
 
-    @post("/{objective_id:int}/retire", status_code=200, summary="Retire an objective from a day on (never deleted)")
-    async def retire(self, objective_id: int, request: Request, principal: Principal,
-                     state: State) -> dict[str, Any]:
+    @post(
+        "/{objective_id:int}/retire",
+        status_code=200,
+        summary="Retire an objective from a day on (never deleted)",
+        responses=success(Objective),
+    )
+    async def retire(self, objective_id: int, request: Request, principal: Principal, state: State) -> dict[str, Any]:
         principal.require_role(*WRITERS)
         unit = await objective_unit(state, objective_id)
         snapshot = await fresh_snapshot(state)
@@ -124,14 +147,20 @@ class ObjectivesController(Controller):
                 raise InvalidInput(f"{name}: unknown field", name)
         today = local_today(snapshot, unit)
         from_day = body.get("from") or today.isoformat()
-        await state.store.write(lambda conn: objectives.retire_objective(
-            conn, objective_id, actor=principal.user, from_day=from_day))
+        await state.store.write(
+            lambda conn: objectives.retire_objective(conn, objective_id, actor=principal.user, from_day=from_day)
+        )
         state.catalog.invalidate()
         return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
 
-    @get("/{objective_id:int}/status", summary="Value, n, Wilson interval, status and signals on a day")
-    async def status(self, objective_id: int, principal: Principal, state: State,
-                     at: str | None = None) -> dict[str, Any]:
+    @get(
+        "/{objective_id:int}/status",
+        summary="Value, n, Wilson interval, status and signals on a day",
+        responses=success(ObjectiveStatus),
+    )
+    async def status(
+        self, objective_id: int, principal: Principal, state: State, at: str | None = None
+    ) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
         snapshot = await fresh_snapshot(state)
         principal.require_unit(unit, snapshot)
@@ -144,7 +173,10 @@ class ControlChartController(Controller):
     tags = ["objectives"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @get(summary="Weekly p-chart of a unit's subtree: 3-sigma limits and run-of-eight signals")
+    @get(
+        summary="Weekly p-chart of a unit's subtree: 3-sigma limits and run-of-eight signals",
+        responses=success(ControlChart),
+    )
     async def chart(
         self,
         principal: Principal,
@@ -168,8 +200,12 @@ class ExposureController(Controller):
     tags = ["exposure"]
     dependencies = {"principal": Provide(current_principal)}
 
-    @post(status_code=200, request_max_body_size=MAX_EXPOSURE_BODY,
-          summary="Store customers served / offered a survey per unit, service and day (all or nothing)")
+    @post(
+        status_code=200,
+        request_max_body_size=MAX_EXPOSURE_BODY,
+        responses=success(ExposureStored),
+        summary="Store customers served / offered a survey per unit, service and day (all or nothing)",
+    )
     async def store(self, request: Request, principal: Principal, state: State) -> dict[str, int]:
         principal.require_role(*WRITERS)
         snapshot = await fresh_snapshot(state)
@@ -184,14 +220,22 @@ class ExposureController(Controller):
         stored = await state.store.write(lambda conn: exposure.store_items(conn, items, source="api"))
         return {"stored": stored}
 
-    @get(summary="Exposure counts of a unit's subtree between two local days",
-         dependencies={"period": unit_period()})
+    @get(
+        summary="Exposure counts of a unit's subtree between two local days",
+        dependencies={"period": unit_period()},
+        responses=success(ExposureList),
+    )
     async def list(self, period: UnitPeriod, state: State) -> dict[str, Any]:
         units = period.snapshot.subtree(period.unit)
         start, end = period.start.isoformat(), period.end.isoformat()
         rows = await state.store.read(lambda conn: exposure.list_exposure(conn, units, start, end))
-        return {"unit": period.unit, "from": start, "to": end, "rows": rows,
-                "served": sum(row["served"] or 0 for row in rows)}
+        return {
+            "unit": period.unit,
+            "from": start,
+            "to": end,
+            "rows": rows,
+            "served": sum(row["served"] or 0 for row in rows),
+        }
 
 
 OBJECTIVE_CONTROLLERS = [ObjectivesController, ControlChartController, ExposureController]

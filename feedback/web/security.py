@@ -28,11 +28,8 @@ class Principal:
 
     def may_use_service(self, code: str, snapshot: Snapshot) -> bool:
         """A service without an agency is everyone's; an agency's service is its whole tree's, so the
-        units above and below the agency may offer it and see it."""
-        agency = (snapshot.services.get(code) or {}).get("agency")
-        if self.unit is None or not agency:
-            return True
-        return snapshot.in_subtree(agency, self.unit) or snapshot.in_subtree(self.unit, agency)
+        units above and below the agency may offer it and see it (the rule ingest applies too)."""
+        return self.unit is None or snapshot.service_offered_at(code, self.unit)
 
     def require_unit(self, unit: str, snapshot: Snapshot) -> None:
         if not self.may_see(unit, snapshot):
@@ -46,12 +43,32 @@ class Principal:
 _cache: dict[str, tuple[Principal | None, float]] = {}
 
 
+def forget_tokens(*, user: str | None = None, digest: str | None = None) -> None:
+    """Drop this process's cached look-ups of one token (by hash) or of every token of a user, after a
+    revocation or a change of the user. Other server processes keep theirs for up to
+    TOKEN_CACHE_SECONDS."""
+    if digest is not None:
+        _cache.pop(digest, None)
+    if user is not None:
+        for key, (principal, _until) in list(_cache.items()):
+            if principal is not None and principal.user == user:
+                _cache.pop(key, None)
+
+
 async def current_principal(request: Request, state: State) -> Principal:
     """The dependency every token-protected handler takes."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("authorization: a bearer token is required", "authorization")
+    principal = await token_principal(token, state)
+    if principal is None:
+        raise Unauthorized("authorization: unknown or revoked token", "authorization")
+    return principal
+
+
+async def token_principal(token: str, state: State) -> Principal | None:
+    """Who a bearer token speaks for (None: unknown, revoked or its user disabled); cached briefly."""
     digest = hash_token(token.strip())
     cached = _cache.get(digest)
     now = time.monotonic()
@@ -65,8 +82,25 @@ async def current_principal(request: Request, state: State) -> Principal:
         if len(_cache) > 10_000:
             _cache.clear()
         _cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)
-    else:
-        principal = cached[0]
-    if principal is None:
-        raise Unauthorized("authorization: unknown or revoked token", "authorization")
-    return principal
+        return principal
+    return cached[0]
+
+
+# Roles whose token vouches for a case reference: they run the counters that hand the cases out.
+CASE_ROLES = ("admin", "manager")
+
+
+def may_vouch_for_case(principal: Principal | None, unit: str, snapshot: Snapshot) -> bool:
+    """Whether a token's holder may vouch for a case reference at a touchpoint of `unit`."""
+    return principal is not None and principal.role in CASE_ROLES and principal.may_see(unit, snapshot)
+
+
+async def integration_vouches(authorization: str | None, state: State, snapshot: Snapshot, touchpoint: str) -> bool:
+    """Whether the bearer token a public post carries vouches for its case reference. A post without
+    one, or with an unknown token or one that does not cover the touchpoint, is still taken (the
+    endpoint is public); its case reference then stays unverified."""
+    scheme, _, token = (authorization or "").partition(" ")
+    found = snapshot.touchpoint(touchpoint)
+    if scheme.lower() != "bearer" or not token.strip() or found is None:
+        return False
+    return may_vouch_for_case(await token_principal(token, state), found.unit, snapshot)

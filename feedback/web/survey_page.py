@@ -27,6 +27,7 @@ from litestar.datastructures import Cookie, State
 from markupsafe import Markup, escape
 
 from feedback import __version__
+from feedback.case_links import MAX_SIG_LENGTH, case_sig_valid
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, Gone, InvalidInput
 from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
@@ -42,11 +43,13 @@ from feedback.models import (
     Touchpoint,
 )
 from feedback.web.api import fresh_snapshot
+from feedback.web.client_address import forwarded_https
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORM_ID = "__FORM_ID__"
 CASE_REF = "__CASE_REF__"
 CASE_QUERY = "__CASE_QUERY__"
+CASE_SIG = "__CASE_SIG__"
 MAX_FORM_BODY = 64 * 1024
 MAX_CASE_REF = 128
 # Bytes of a form id that carry its signature: the low 32 bits of the UUID's random part. Enough,
@@ -74,8 +77,7 @@ FACES = {
 REPEAT_COOKIE = "fb_rated"
 
 # Autoescape on everything: comments and names are always rendered escaped.
-jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
-                    auto_reload=False)
+jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), auto_reload=False)
 
 
 class PageCache:
@@ -132,27 +134,33 @@ def rating_view(question: RatingQuestion, lang: str) -> list[dict[str, Any]]:
 def question_views(version: SurveyVersion, lang: str) -> list[dict[str, Any]]:
     views = []
     for question in version.definition.questions:
-        view: dict[str, Any] = {"key": question.key, "text": text_in(question.text, lang),
-                                "required": question.required, "show_if": question.show_if}
+        view: dict[str, Any] = {
+            "key": question.key,
+            "text": text_in(question.text, lang),
+            "required": question.required,
+            "show_if": question.show_if,
+        }
         if isinstance(question, RatingQuestion):
-            view.update(kind="rating", scale=question.scale, style=question.style,
-                        options=rating_view(question, lang))
+            view.update(kind="rating", scale=question.scale, style=question.style, options=rating_view(question, lang))
         elif isinstance(question, ChoiceQuestion):
-            view.update(kind="choice", multiple=question.multiple,
-                        options=[{"key": o.key, "text": text_in(o.text, lang)} for o in question.options])
+            view.update(
+                kind="choice",
+                multiple=question.multiple,
+                options=[{"key": o.key, "text": text_in(o.text, lang)} for o in question.options],
+            )
         elif isinstance(question, TextQuestion):
             view.update(kind="text", max_length=question.max_length)
         elif isinstance(question, ContactQuestion):
-            view.update(kind="contact", max_length=question.max_length,
-                        consent=text_in(question.consent_text, lang))
+            view.update(kind="contact", max_length=question.max_length, consent=text_in(question.consent_text, lang))
         else:
             continue  # a plugin's kind has no page widget: it is answered through the API
         views.append(view)
     return views
 
 
-def base_context(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, languages: list[str],
-                 path: str) -> dict[str, Any]:
+def base_context(
+    snapshot: Snapshot, touchpoint: Touchpoint, lang: str, languages: list[str], path: str
+) -> dict[str, Any]:
     unit = snapshot.units[touchpoint.unit]
     service = snapshot.services.get(touchpoint.service or "") or {}
     service_names = msgspec.json.decode(service["names"]) if service.get("names") else {}
@@ -169,9 +177,18 @@ def base_context(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, language
     }
 
 
-def render_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str,
-                  *, has_case: bool, values: dict[str, Any] | None = None, error: str | None = None,
-                  error_key: str | None = None) -> str:
+def render_survey(
+    snapshot: Snapshot,
+    touchpoint: Touchpoint,
+    version: SurveyVersion,
+    lang: str,
+    path: str,
+    *,
+    has_case: bool,
+    values: dict[str, Any] | None = None,
+    error: str | None = None,
+    error_key: str | None = None,
+) -> str:
     survey = version.definition
     context = base_context(snapshot, touchpoint, lang, survey.languages, path)
     context.update(
@@ -180,6 +197,7 @@ def render_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVer
         form_id=FORM_ID,
         has_case=has_case,
         case_ref=CASE_REF,
+        case_sig=CASE_SIG,
         case_query=CASE_QUERY,
         values=values or {},
         error=error,
@@ -188,8 +206,9 @@ def render_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVer
     return jinja.get_template("survey.html").render(context)
 
 
-def cached_survey(snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str,
-                  has_case: bool) -> str:
+def cached_survey(
+    snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str, has_case: bool
+) -> str:
     unit = snapshot.units[touchpoint.unit]
     key = (touchpoint, unit.name, version.slug, version.version, lang, path, has_case)
     page = page_cache.get(key)
@@ -225,40 +244,68 @@ def read_form_id(value: str, secret: str) -> tuple[str | None, datetime | None]:
     return str(parsed), datetime.fromtimestamp(int.from_bytes(head[:6], "big") / 1000, UTC)
 
 
-def fill(page: str, case_ref: str | None, form_id: str | None = None) -> str:
-    """Swap the per-request values into a cached page."""
+def fill(page: str, case_ref: str | None, form_id: str | None = None, case_sig: str | None = None) -> str:
+    """Swap the per-request values into a cached page (the case's signature travels on, checked when posted)."""
     page = page.replace(FORM_ID, form_id or str(uuid.uuid4()))
     case_query = f"&amp;case={quote(case_ref, safe='')}" if case_ref else ""
+    if case_ref and case_sig:
+        case_query += f"&amp;sig={quote(case_sig, safe='')}"
     page = page.replace(CASE_QUERY, case_query)
     if case_ref:
-        page = page.replace(CASE_REF, str(escape(case_ref)))
+        page = page.replace(CASE_REF, str(escape(case_ref))).replace(CASE_SIG, str(escape(case_sig or "")))
     return page
 
 
-def html(content: str, status: int = 200, cookies: list[Cookie] | None = None,
-         cache_control: str = "no-store") -> Response[str]:
-    return Response(content, status_code=status, media_type=MediaType.HTML, cookies=cookies or [],
-                    headers={"Cache-Control": cache_control})
+def case_signature(value: str | None) -> str | None:
+    """A `sig` as given, or None when absent or too long to be one of ours."""
+    return value if value and len(value) <= MAX_SIG_LENGTH else None
+
+
+def html(
+    content: str, status: int = 200, cookies: list[Cookie] | None = None, cache_control: str = "no-store"
+) -> Response[str]:
+    return Response(
+        content,
+        status_code=status,
+        media_type=MediaType.HTML,
+        cookies=cookies or [],
+        headers={"Cache-Control": cache_control},
+    )
 
 
 def message_page(lang: str, heading: str, message: str, status: int) -> Response[str]:
-    context = {"_": gettext_for(lang), "lang": lang, "html_lang": HTML_LANG.get(lang, lang),
-               "asset_version": __version__, "switch_langs": [], "heading": heading, "message": message}
+    context = {
+        "_": gettext_for(lang),
+        "lang": lang,
+        "html_lang": HTML_LANG.get(lang, lang),
+        "asset_version": __version__,
+        "switch_langs": [],
+        "heading": heading,
+        "message": message,
+    }
     return html(jinja.get_template("message.html").render(context), status)
 
 
 def not_found(request: Request) -> Response[str]:
     lang = request.query_params.get("lang") or negotiate(request.headers.get("accept-language")) or "en"
     _ = gettext_for(lang)
-    return message_page(lang, _("Page not found"),
-                        _("This survey page does not exist. Check the code on the poster and try again."), 404)
+    return message_page(
+        lang,
+        _("Page not found"),
+        _("This survey page does not exist. Check the code on the poster and try again."),
+        404,
+    )
 
 
 def too_many(request: Request) -> Response[str]:
     lang = request.query_params.get("lang") or negotiate(request.headers.get("accept-language")) or "en"
     _ = gettext_for(lang)
-    return message_page(lang, _("Please check your answers."),
-                        _("Too many ratings from this connection. Please try again in a minute."), 429)
+    return message_page(
+        lang,
+        _("Please check your answers."),
+        _("Too many ratings from this connection. Please try again in a minute."),
+        429,
+    )
 
 
 def live_alternatives(snapshot: Snapshot, touchpoint: Touchpoint) -> list[Touchpoint]:
@@ -267,21 +314,30 @@ def live_alternatives(snapshot: Snapshot, touchpoint: Touchpoint) -> list[Touchp
     for code in snapshot.ancestors(touchpoint.unit):
         live = [tp for tp in snapshot.touchpoints.values() if tp.unit == code and tp.token not in snapshot.retired]
         if live:
-            return sorted(live, key=lambda tp: (tp.counter != touchpoint.counter or not tp.counter, tp.kind != "qr",
-                                                tp.name))
+            return sorted(
+                live, key=lambda tp: (tp.counter != touchpoint.counter or not tp.counter, tp.kind != "qr", tp.name)
+            )
     return []
 
 
 def retired_page(request: Request, snapshot: Snapshot, touchpoint: Touchpoint, token: str) -> Response[str]:
     """A printed code whose touchpoint was retired: say so politely and point to the current ones."""
     asked = request.query_params.get("lang")
-    lang = asked if asked in LANGUAGES else touchpoint.lang if touchpoint.lang in LANGUAGES else \
-        negotiate(request.headers.get("accept-language")) or "en"
+    lang = (
+        asked
+        if asked in LANGUAGES
+        else touchpoint.lang
+        if touchpoint.lang in LANGUAGES
+        else negotiate(request.headers.get("accept-language")) or "en"
+    )
     context = base_context(snapshot, touchpoint, lang, list(LANGUAGES), f"/s/{token}")
     context["alternatives"] = [
-        {"href": f"/s/{quote(tp.token, safe='')}?lang={lang}", "name": tp.name,
-         "counter": counter_label(tp.counter, lang),
-         "unit_name": (snapshot.units[tp.unit].names or {}).get(lang) or snapshot.units[tp.unit].name}
+        {
+            "href": f"/s/{quote(tp.token, safe='')}?lang={lang}",
+            "name": tp.name,
+            "counter": counter_label(tp.counter, lang),
+            "unit_name": (snapshot.units[tp.unit].names or {}).get(lang) or snapshot.units[tp.unit].name,
+        }
         for tp in live_alternatives(snapshot, touchpoint)
     ]
     # 410: the code is gone for good, and says so to crawlers and link checkers too.
@@ -330,10 +386,13 @@ class SurveyPageController(Controller):
             return not_found(request)
         lang = choose_language(request, touchpoint, version)
         case_ref = (request.query_params.get("case") or "")[:MAX_CASE_REF] or None
+        case_sig = case_signature(request.query_params.get("sig"))
         page = cached_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None)
         # Not "no-store": going back to the form must show the same form (and form id), so that
         # sending it again is recognised as the same response rather than stored twice.
-        return html(fill(page, case_ref, new_form_id(state.settings.secret)), cache_control="private, no-cache")
+        return html(
+            fill(page, case_ref, new_form_id(state.settings.secret), case_sig), cache_control="private, no-cache"
+        )
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: str, request: Request, state: State) -> Response[str]:
@@ -353,6 +412,9 @@ class SurveyPageController(Controller):
         lang = lang or choose_language(request, touchpoint, version)
         _ = gettext_for(lang)
         case_ref = (first.get("case_ref") or request.query_params.get("case") or "")[:MAX_CASE_REF] or None
+        case_sig = case_signature(first.get("case_sig") or request.query_params.get("sig"))
+        # A wrong or missing signature keeps the case reference, unverified: it can claim no case.
+        case_verified = case_sig_valid(state.settings.secret, touchpoint.token, case_ref, case_sig)
         answers = form_answers(version, form)
         flags = []
         if first.get("website"):
@@ -361,48 +423,92 @@ class SurveyPageController(Controller):
             flags.append("repeat_device")
         # form_id None: an old or tampered page, still accepted, with a new id.
         submission = Submission(
-            touchpoint=touchpoint.token, answers=answers, id=form_id, lang=lang, case_ref=case_ref,
+            touchpoint=touchpoint.token,
+            answers=answers,
+            id=form_id,
+            lang=lang,
+            case_ref=case_ref,
             channel="qr",
         )
         try:
-            result = await ingest_form(submission, rendered_at, state, snapshot, flags)
+            result = await ingest_form(submission, rendered_at, state, snapshot, flags, case_verified)
         except Gone:
             return retired_page(request, snapshot, touchpoint, token)
         except InvalidInput as error:
             key = (error.field or "").removeprefix("answers.")
             question = version.definition.question(key)
             if question is not None:
-                template = "Please answer: %(question)s" if "required" in error.message else \
-                    "This answer is not valid: %(question)s"
+                template = (
+                    "Please answer: %(question)s"
+                    if "required" in error.message
+                    else "This answer is not valid: %(question)s"
+                )
                 message = _(template) % {"question": text_in(question.text, lang)}
             else:
                 message = _("Please check your answers.")
-            values = {k: v for k, v in answers.items() if not isinstance(version.definition.question(k),
-                                                                            ContactQuestion)}
-            page = render_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None,
-                                 values=values, error=message, error_key=key)
+            values = {
+                k: v for k, v in answers.items() if not isinstance(version.definition.question(k), ContactQuestion)
+            }
+            page = render_survey(
+                snapshot,
+                touchpoint,
+                version,
+                lang,
+                f"/s/{token}",
+                has_case=case_ref is not None,
+                values=values,
+                error=message,
+                error_key=key,
+            )
             # The same form id again: once corrected, the form is still the one rendered back then.
-            return html(fill(page, case_ref, form_id), 400)
+            return html(fill(page, case_ref, form_id, case_sig), 400)
         except Conflict:
             # The same form was sent again with other answers: the first stays, as stored.
-            return thanks_page(snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False,
-                               already=True, status=409)
+            return thanks_page(
+                snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False, already=True, status=409
+            )
         cookies = []
         window = state.settings.repeat_window
         if window > 0:
-            secure = (state.settings.public_url or "").startswith("https://")
-            cookies.append(Cookie(key=f"{REPEAT_COOKIE}_{touchpoint.token}", value="1", max_age=int(window),
-                                  path="/s", httponly=True, samesite="lax", secure=secure))
+            # Secure when served over https: the public URL says so, or a trusted proxy does.
+            secure = (state.settings.public_url or "").startswith("https://") or forwarded_https(
+                request.scope, state.settings
+            )
+            cookies.append(
+                Cookie(
+                    key=f"{REPEAT_COOKIE}_{touchpoint.token}",
+                    value="1",
+                    max_age=int(window),
+                    path="/s",
+                    httponly=True,
+                    samesite="lax",
+                    secure=secure,
+                )
+            )
         contact_given = any(isinstance(version.definition.question(k), ContactQuestion) for k in answers)
-        response = thanks_page(snapshot, touchpoint, lang, token, receipt=result.receipt,
-                               low=result.level is not None and result.level <= 2, contact=contact_given,
-                               already=not result.created, status=201 if result.created else 200)
+        response = thanks_page(
+            snapshot,
+            touchpoint,
+            lang,
+            token,
+            receipt=result.receipt,
+            low=result.level is not None and result.level <= 2,
+            contact=contact_given,
+            already=not result.created,
+            status=201 if result.created else 200,
+        )
         response.cookies.extend(cookies)
         return response
 
 
-async def ingest_form(submission: Submission, rendered_at: datetime | None, state: State, snapshot: Snapshot,
-                      flags: list[str]) -> IngestResult:
+async def ingest_form(
+    submission: Submission,
+    rendered_at: datetime | None,
+    state: State,
+    snapshot: Snapshot,
+    flags: list[str],
+    case_verified: bool = False,
+) -> IngestResult:
     """Ingest a form post; raises Gone when a retired touchpoint takes nothing from this form.
 
     A form rendered while the touchpoint was live and sent after its retirement is taken with
@@ -414,18 +520,40 @@ async def ingest_form(submission: Submission, rendered_at: datetime | None, stat
     """
     settings = state.settings
     try:
-        return await ingest(submission, state.store, snapshot, flags=flags,
-                            default_action_days=settings.default_action_days)
+        return await ingest(
+            submission,
+            state.store,
+            snapshot,
+            flags=flags,
+            default_action_days=settings.default_action_days,
+            case_verified=case_verified,
+        )
     except Gone:
         if rendered_at is None:
             raise
         opened = msgspec.structs.replace(submission, submitted_at=rendered_at.isoformat())
-        return await ingest(opened, state.store, snapshot, flags=flags,
-                            default_action_days=settings.default_action_days)
+        return await ingest(
+            opened,
+            state.store,
+            snapshot,
+            flags=flags,
+            default_action_days=settings.default_action_days,
+            case_verified=case_verified,
+        )
 
 
-def thanks_page(snapshot: Snapshot, touchpoint: Touchpoint, lang: str, token: str, *, receipt: str | None,
-                low: bool, contact: bool, already: bool, status: int) -> Response[str]:
+def thanks_page(
+    snapshot: Snapshot,
+    touchpoint: Touchpoint,
+    lang: str,
+    token: str,
+    *,
+    receipt: str | None,
+    low: bool,
+    contact: bool,
+    already: bool,
+    status: int,
+) -> Response[str]:
     context = base_context(snapshot, touchpoint, lang, [], f"/s/{token}")
     context.update(receipt=receipt or "—", low=low, contact=contact, already=already)
     return html(jinja.get_template("thanks.html").render(context), status)

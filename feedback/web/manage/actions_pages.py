@@ -85,8 +85,9 @@ ERROR_MESSAGES: dict[tuple[type, str | None], str] = {
     (InvalidInput, "due"): N_("Give a due date that is not in the past."),
     (InvalidInput, "explanation"): N_("Say why there is nothing to rectify."),
     (InvalidInput, "type"): N_("Unknown step."),
-    (Forbidden, "actor"): N_("An appeal is decided by someone other than the rated officer and the person who "
-                             "appealed."),
+    (Forbidden, "actor"): N_(
+        "An appeal is decided by someone other than the rated officer and the person who appealed."
+    ),
     (Forbidden, "role"): N_("Your role may read corrective actions but not change them."),
     (Forbidden, "unit"): N_("This corrective action belongs to a unit outside yours."),
     (NotFound, "id"): N_("There is no such corrective action."),
@@ -168,17 +169,25 @@ class Filters(msgspec.Struct, kw_only=True):
         return unit, status, overdue
 
 
-async def _queue(state: State, principal: Principal, filters: Filters,
-                 *, board: bool = False) -> tuple[Snapshot, dict[str, Any]]:
+async def _queue(
+    state: State, principal: Principal, filters: Filters, *, board: bool = False
+) -> tuple[Snapshot, dict[str, Any]]:
     snapshot = await fresh_snapshot(state)
     unit, status, overdue = filters.checked(principal, snapshot)
     kind = filters.kind or None
-    items = await state.store.read(lambda conn: actions.list_actions(
-        conn, snapshot, unit, status=None if board else status, overdue=None if board else overdue, kind=kind))
+    items = await state.store.read(
+        lambda conn: actions.list_actions(
+            conn, snapshot, unit, status=None if board else status, overdue=None if board else overdue, kind=kind
+        )
+    )
     context = {
         "items": items,
-        "filters": {"unit": filters.unit or "", "status": filters.status or "", "kind": filters.kind or "",
-                    "overdue": filters.overdue or ""},
+        "filters": {
+            "unit": filters.unit or "",
+            "status": filters.status or "",
+            "kind": filters.kind or "",
+            "overdue": filters.overdue or "",
+        },
         "query": _query(unit=filters.unit, status=filters.status, kind=filters.kind, overdue=filters.overdue),
         "units": snapshot.units,
         "unit_codes": unit_choices(principal, snapshot),
@@ -192,9 +201,21 @@ async def _queue(state: State, principal: Principal, filters: Filters,
     return snapshot, context
 
 
-@get("/manage/actions", name="manage_actions", dependencies={"principal": Provide(auth.current_user)})
-async def queue_page(request: Request, state: State, principal: Principal, unit: str | None = None,
-                     status: str | None = None, kind: str | None = None, overdue: str | None = None) -> Response:
+@get(
+    "/manage/actions",
+    name="manage_actions",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
+async def queue_page(
+    request: Request,
+    state: State,
+    principal: Principal,
+    unit: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    overdue: str | None = None,
+) -> Response:
     """The queue as a list: overdue first, then by due day."""
     try:
         _, context = await _queue(state, principal, Filters(unit=unit, status=status, kind=kind, overdue=overdue))
@@ -203,9 +224,15 @@ async def queue_page(request: Request, state: State, principal: Principal, unit:
     return _page(request, "actions.html", context)
 
 
-@get("/manage/actions/board", name="manage_actions_board", dependencies={"principal": Provide(auth.current_user)})
-async def board_page(request: Request, state: State, principal: Principal, unit: str | None = None,
-                     kind: str | None = None) -> Response:
+@get(
+    "/manage/actions/board",
+    name="manage_actions_board",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
+async def board_page(
+    request: Request, state: State, principal: Principal, unit: str | None = None, kind: str | None = None
+) -> Response:
     """The queue as a board: one column per group of states."""
     try:
         _, context = await _queue(state, principal, Filters(unit=unit, kind=kind), board=True)
@@ -214,7 +241,12 @@ async def board_page(request: Request, state: State, principal: Principal, unit:
     return _page(request, "actions_board.html", context)
 
 
-@get("/manage/actions/stream", name="manage_actions_stream", dependencies={"principal": Provide(auth.current_user)})
+@get(
+    "/manage/actions/stream",
+    name="manage_actions_stream",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
 async def stream(state: State, principal: Principal) -> ServerSentEvent:
     """Server-sent events: `action.opened` / `action.changed` of the user's subtree, as they happen."""
 
@@ -232,8 +264,9 @@ async def stream(state: State, principal: Principal) -> ServerSentEvent:
                 if not data.get("unit") or not principal.may_see(data["unit"], snapshot):
                     continue
                 kind = "action.opened" if message["type"] == "action.opened" else "action.changed"
-                yield ServerSentEventMessage(event=kind, id=message["id"],
-                                             data=msgspec.json.encode(live.summary(data)).decode())
+                yield ServerSentEventMessage(
+                    event=kind, id=message["id"], data=msgspec.json.encode(live.summary(data)).decode()
+                )
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -253,15 +286,19 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
         if principal.role in CONTACT_ROLES:
             action["contact"] = actions.contact_of(conn, action)
         if action.get("response_id"):
-            found = conn.execute("SELECT receipt, unit, touchpoint, server_time FROM responses WHERE id = ?",
-                                 (action["response_id"],)).fetchone()
-            action["response"] = dict(zip(("receipt", "unit", "touchpoint", "server_time"), found, strict=True)) \
-                if found else None
+            found = conn.execute(
+                "SELECT receipt, unit, touchpoint, server_time FROM responses WHERE id = ?", (action["response_id"],)
+            ).fetchone()
+            action["response"] = (
+                dict(zip(("receipt", "unit", "touchpoint", "server_time"), found, strict=True)) if found else None
+            )
         if action.get("objective_id") is not None:
             columns = ("title", "metric", "indicator", "comparator", "target", "period")
             found = conn.execute(
                 f"SELECT {', '.join(columns)} FROM objective_versions WHERE objective = ?"
-                " ORDER BY version DESC LIMIT 1", (action["objective_id"],)).fetchone()
+                " ORDER BY version DESC LIMIT 1",
+                (action["objective_id"],),
+            ).fetchone()
             action["objective"] = dict(zip(columns, found, strict=True)) if found else None
         return action
 
@@ -278,8 +315,9 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
         "step_fields": STEP_FIELDS,
         "required_fields": REQUIRED_FIELDS,
         "may_write": writer,
-        "today": actions.local_day(datetime.now(UTC), snapshot.units[action["unit"]].tz
-                                   if action["unit"] in snapshot.units else "UTC").isoformat(),
+        "today": actions.local_day(
+            datetime.now(UTC), snapshot.units[action["unit"]].tz if action["unit"] in snapshot.units else "UTC"
+        ).isoformat(),
         "error": None,
         "failed_step": None,
         "values": {},
@@ -291,9 +329,15 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
     }
 
 
-@get("/manage/actions/{action_id:int}", name="manage_action", dependencies={"principal": Provide(auth.current_user)})
-async def action_page(request: Request, state: State, principal: Principal, action_id: int,
-                      done: str | None = None) -> Response:
+@get(
+    "/manage/actions/{action_id:int}",
+    name="manage_action",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
+async def action_page(
+    request: Request, state: State, principal: Principal, action_id: int, done: str | None = None
+) -> Response:
     """One action: its source, owner, due day, full record, and a form per allowed next step."""
     try:
         context = await _action_context(state, principal, action_id)
@@ -303,8 +347,12 @@ async def action_page(request: Request, state: State, principal: Principal, acti
     return _page(request, "action.html", context)
 
 
-@post("/manage/actions/{action_id:int}/events", name="manage_action_step",
-      dependencies={"principal": Provide(auth.current_user)})
+@post(
+    "/manage/actions/{action_id:int}/events",
+    name="manage_action_step",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
 async def record_step(request: Request, state: State, principal: Principal, action_id: int) -> Response:
     """One step from a form: 303 back to the action page, or the page again with the error."""
     form = await request.form()
@@ -320,19 +368,25 @@ async def record_step(request: Request, state: State, principal: Principal, acti
         missing = [name for name in REQUIRED_FIELDS.get(target, ()) if not values.get(name)]
         if missing:
             raise InvalidInput(f"{missing[0]}: required", missing[0])
-        fields = {name: value for name, value in values.items()
-                  if value and name in STEP_FIELDS.get(target, ())}
-        await actions.apply_transition(state.store, snapshot, action_id, target, actor=principal.user,
-                                       role=principal.role, fields=fields, now=datetime.now(UTC),
-                                       settings=state.settings)
+        fields = {name: value for name, value in values.items() if value and name in STEP_FIELDS.get(target, ())}
+        await actions.apply_transition(
+            state.store,
+            snapshot,
+            action_id,
+            target,
+            actor=principal.user,
+            role=principal.role,
+            fields=fields,
+            now=datetime.now(UTC),
+            settings=state.settings,
+        )
     except (InvalidInput, Conflict, Forbidden, NotFound) as error:
         try:
             context = await _action_context(state, principal, action_id)
         except (NotFound, Forbidden) as hidden:
             return _error_page(request, hidden)
         message = error_message(error)
-        if isinstance(error, InvalidInput) and error.field in REQUIRED_FIELDS.get(target, ()) \
-                and error.field != "due":
+        if isinstance(error, InvalidInput) and error.field in REQUIRED_FIELDS.get(target, ()) and error.field != "due":
             message = MISSING_FIELD
         context.update(error=message, failed_step=target, values=values)
         return _page(request, "action.html", context, status=status_of(error))
@@ -342,9 +396,14 @@ async def record_step(request: Request, state: State, principal: Principal, acti
 async def _new_context(state: State, principal: Principal, lang: str) -> dict[str, Any]:
     snapshot = await fresh_snapshot(state)
     # Services by their name in the reader's language (as the response list shows them), sorted by it.
-    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services
-                       if principal.may_use_service(code, snapshot)),
-                      key=lambda item: (item[1].casefold(), item[0]))
+    services = sorted(
+        (
+            (code, service_label(snapshot, code, lang))
+            for code in snapshot.services
+            if principal.may_use_service(code, snapshot)
+        ),
+        key=lambda item: (item[1].casefold(), item[0]),
+    )
     return {
         "units": snapshot.units,
         "unit_codes": unit_choices(principal, snapshot),
@@ -354,7 +413,12 @@ async def _new_context(state: State, principal: Principal, lang: str) -> dict[st
     }
 
 
-@get("/manage/actions/new", name="manage_action_new", dependencies={"principal": Provide(auth.current_user)})
+@get(
+    "/manage/actions/new",
+    name="manage_action_new",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
 async def new_page(request: Request, state: State, principal: Principal) -> Response:
     """The form to open a corrective action by hand (an audit finding, a complaint by phone…)."""
     if not may_write(principal):
@@ -370,7 +434,12 @@ NEW_ERRORS: dict[str | None, str] = {
 }
 
 
-@post("/manage/actions/new", name="manage_action_create", dependencies={"principal": Provide(auth.current_user)})
+@post(
+    "/manage/actions/new",
+    name="manage_action_create",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
 async def create_action(request: Request, state: State, principal: Principal) -> Response:
     """Open an action by hand, then go to its page."""
     form = await request.form()
@@ -399,10 +468,23 @@ async def create_action(request: Request, state: State, principal: Principal) ->
         if service is not None and not principal.may_use_service(service, snapshot):
             raise Forbidden(f"service: {service!r} belongs to another agency", "service")
         note = values["note"][: actions.MAX_TEXT] or None
-        request_ = ActionRequest(kind="manual", source_key=f"manual:{uuid.uuid4()}", unit=unit.code,
-                                 title=values["title"], due=due.isoformat() if due else None, service=service)
-        action = await actions.open_manual(state.store, snapshot, request_, now, actor=principal.user, note=note,
-                                           default_days=state.settings.default_action_days)
+        request_ = ActionRequest(
+            kind="manual",
+            source_key=f"manual:{uuid.uuid4()}",
+            unit=unit.code,
+            title=values["title"],
+            due=due.isoformat() if due else None,
+            service=service,
+        )
+        action = await actions.open_manual(
+            state.store,
+            snapshot,
+            request_,
+            now,
+            actor=principal.user,
+            note=note,
+            default_days=state.settings.default_action_days,
+        )
     except (InvalidInput, Forbidden, NotFound, Conflict) as error:
         if isinstance(error, Forbidden) and error.field == "role":
             return _error_page(request, error)

@@ -16,8 +16,12 @@ from feedback.web.manage.admin_common import EXCEPTION_HANDLERS, PREFIX, page, p
 from feedback.web.security import Principal
 
 
-@get(PREFIX, include_in_schema=False, dependencies={"principal": Provide(auth.current_user)},
-     exception_handlers=EXCEPTION_HANDLERS)
+@get(
+    PREFIX,
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+    exception_handlers=EXCEPTION_HANDLERS,
+)
 async def admin_index(request: Request, principal: Principal, state: State) -> Response:
     snapshot = await fresh_snapshot(state)
     lang = page_lang(request)
@@ -25,5 +29,4 @@ async def admin_index(request: Request, principal: Principal, state: State) -> R
     return await page(request, principal, "admin_index.html", {"units": units})
 
 
-ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_surveys.ROUTES,
-                     *admin_objectives.ROUTES]
+ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_surveys.ROUTES, *admin_objectives.ROUTES]

@@ -30,14 +30,37 @@ def N_(message: str) -> str:
 
 # Form fields as people read them, so an error names the field in the page language.
 FIELD_LABELS = {
-    "code": N_("Code"), "name": N_("Name"), "parent": N_("Parent unit"), "lang": N_("Language"),
-    "tz": N_("Time zone"), "country": N_("Country"), "owner": N_("Owner"), "action_days": N_("Days to act"),
-    "public_results": N_("Public results page"), "unit": N_("Unit"), "survey": N_("Survey"), "kind": N_("Kind"),
-    "counter": N_("Counter"), "service": N_("Service"), "token": N_("Touchpoint"), "touchpoint": N_("Touchpoint"),
-    "id": N_("Record"), "agency": N_("Agency"), "metric": N_("Metric"), "target": N_("Target"),
-    "comparator": N_("Comparator"), "period": N_("Period"), "min_n": N_("Minimum n"), "title": N_("Title"),
-    "indicator": N_("Indicator"), "valid_from": N_("Valid from"), "from": N_("Retire from"), "template": N_("Template"),
-    "role": N_("Role"), "names": N_("Names"), "body": N_("Form"),
+    "code": N_("Code"),
+    "name": N_("Name"),
+    "parent": N_("Parent unit"),
+    "lang": N_("Language"),
+    "tz": N_("Time zone"),
+    "country": N_("Country"),
+    "owner": N_("Owner"),
+    "action_days": N_("Days to act"),
+    "public_results": N_("Public results page"),
+    "unit": N_("Unit"),
+    "survey": N_("Survey"),
+    "kind": N_("Kind"),
+    "counter": N_("Counter"),
+    "service": N_("Service"),
+    "token": N_("Touchpoint"),
+    "touchpoint": N_("Touchpoint"),
+    "id": N_("Record"),
+    "agency": N_("Agency"),
+    "metric": N_("Metric"),
+    "target": N_("Target"),
+    "comparator": N_("Comparator"),
+    "period": N_("Period"),
+    "min_n": N_("Minimum n"),
+    "title": N_("Title"),
+    "indicator": N_("Indicator"),
+    "valid_from": N_("Valid from"),
+    "from": N_("Retire from"),
+    "template": N_("Template"),
+    "role": N_("Role"),
+    "names": N_("Names"),
+    "body": N_("Form"),
 }
 REASONS = {
     InvalidInput: N_("this value is not valid"),
@@ -151,7 +174,9 @@ class Saved:
 
 
 async def submit_form(
-    request: Request, principal: Principal, state: State,
+    request: Request,
+    principal: Principal,
+    state: State,
     change: Callable[[dict[str, str]], Awaitable[Saved]],
     redisplay: Callable[[FeedbackError, dict[str, str]], Awaitable[Response]],
 ) -> Response:
@@ -171,9 +196,21 @@ def flash_redirect(url: str, message: str, state: State, **args: str) -> Respons
     """303 after a successful post, with a one-time message (a msgid and its values) for the next page."""
     payload = "\x1f".join([message, *[f"{k}\x1e{v}" for k, v in args.items()]])
     secure = (state.settings.public_url or "").startswith("https://")
-    return Redirect(url, status_code=303, cookies=[
-        Cookie(key=FLASH_COOKIE, value=quote(payload, safe=""), max_age=120, path=PREFIX, httponly=True,
-               samesite="strict", secure=secure)])
+    return Redirect(
+        url,
+        status_code=303,
+        cookies=[
+            Cookie(
+                key=FLASH_COOKIE,
+                value=quote(payload, safe=""),
+                max_age=120,
+                path=PREFIX,
+                httponly=True,
+                samesite="strict",
+                secure=secure,
+            )
+        ],
+    )
 
 
 def take_flash(request: Request, lang: str) -> tuple[str | None, dict[str, str]]:
@@ -199,21 +236,41 @@ def clear_flash(response: Response) -> Response:
 
 
 FLASH_MESSAGES = {
-    N_("Unit %(code)s created."), N_("Unit %(code)s saved."), N_("Service %(code)s created."),
-    N_("Touchpoint %(name)s created."), N_("Touchpoint %(name)s retired."),
-    N_("Enrollment code for %(name)s: %(code)s (valid 15 minutes)."), N_("Kiosk %(id)s revoked."),
-    N_("Survey %(slug)s version %(version)s published."), N_("Objective %(id)s created."),
-    N_("Objective %(id)s: version %(version)s saved."), N_("Objective %(id)s retired from %(day)s."),
+    N_("Unit %(code)s created."),
+    N_("Unit %(code)s saved."),
+    N_("Service %(code)s created."),
+    N_("Touchpoint %(name)s created."),
+    N_("Touchpoint %(name)s retired."),
+    N_("Enrollment code for %(name)s: %(code)s (valid 15 minutes)."),
+    N_("Kiosk %(id)s revoked."),
+    N_("Survey %(slug)s version %(version)s published."),
+    N_("Objective %(id)s created."),
+    N_("Objective %(id)s: version %(version)s saved."),
+    N_("Objective %(id)s retired from %(day)s."),
 }
 
 
-async def page(request: Request, principal: Principal, template: str, context: dict[str, Any], *,
-               status: int = 200, error: FeedbackError | None = None) -> Response:
+async def page(
+    request: Request,
+    principal: Principal,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    error: FeedbackError | None = None,
+) -> Response:
     """Render an admin page with the flash message, the error (if any) and whether forms are shown."""
     lang = page_lang(request)
     flash, flash_args = take_flash(request, lang)
-    full = {"flash": flash, "flash_args": flash_args, "can_write": may_write(principal), "admin_prefix": PREFIX,
-            "page_lang": lang, **error_context(error, lang), **context}
+    full = {
+        "flash": flash,
+        "flash_args": flash_args,
+        "can_write": may_write(principal),
+        "admin_prefix": PREFIX,
+        "page_lang": lang,
+        **error_context(error, lang),
+        **context,
+    }
     if error is not None:
         status = error.status_code
     response = layout.render(request, template, full, status=status)
@@ -223,13 +280,16 @@ async def page(request: Request, principal: Principal, template: str, context: d
 def error_handler(request: Request, exc: FeedbackError) -> Response:
     """A refused or unknown thing on an admin page: an HTML page in the page language, never JSON or a 500."""
     lang = page_lang(request)
-    context = {"admin_prefix": PREFIX, "page_lang": lang, "can_write": False, "flash": None,
-               **error_context(exc, lang)}
+    context = {"admin_prefix": PREFIX, "page_lang": lang, "can_write": False, "flash": None, **error_context(exc, lang)}
     return layout.render(request, "admin_error.html", context, status=exc.status_code)
 
 
-EXCEPTION_HANDLERS = {InvalidInput: error_handler, NotFound: error_handler, Conflict: error_handler,
-                      Forbidden: error_handler}
+EXCEPTION_HANDLERS = {
+    InvalidInput: error_handler,
+    NotFound: error_handler,
+    Conflict: error_handler,
+    Forbidden: error_handler,
+}
 
 
 class AdminController(Controller):

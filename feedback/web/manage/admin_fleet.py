@@ -31,8 +31,9 @@ from feedback.web.security import Principal
 class KioskAdmin(AdminController):
     path = f"{PREFIX}/kiosks"
 
-    async def _list(self, request: Request, principal: Principal, state: State, *,
-                    error: FeedbackError | None = None) -> Response:
+    async def _list(
+        self, request: Request, principal: Principal, state: State, *, error: FeedbackError | None = None
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         now, silent_after = datetime.now(UTC), timedelta(seconds=state.settings.kiosk_silent_after)
@@ -42,17 +43,27 @@ class KioskAdmin(AdminController):
             if not principal.may_see(kiosk["unit"], snapshot):
                 continue
             touchpoint = snapshot.touchpoints.get(kiosk["touchpoint"])
-            items.append({**kiosk, "unit_name": unit_name(snapshot, kiosk["unit"], lang),
-                          "touchpoint_name": touchpoint.name if touchpoint else kiosk["touchpoint"],
-                          "last_seen_at": datetime.fromisoformat(kiosk["last_seen"]) if kiosk["last_seen"] else None,
-                          "battery_percent": None if kiosk["battery"] is None else round(kiosk["battery"] * 100)})
+            items.append(
+                {
+                    **kiosk,
+                    "unit_name": unit_name(snapshot, kiosk["unit"], lang),
+                    "touchpoint_name": touchpoint.name if touchpoint else kiosk["touchpoint"],
+                    "last_seen_at": datetime.fromisoformat(kiosk["last_seen"]) if kiosk["last_seen"] else None,
+                    "battery_percent": None if kiosk["battery"] is None else round(kiosk["battery"] * 100),
+                }
+            )
         visible = set(visible_units(principal, snapshot))
         kiosk_points = sorted(
-            ((tp.token, f"{tp.name} — {unit_name(snapshot, tp.unit, lang)}") for tp in snapshot.touchpoints.values()
-             if tp.kind == "kiosk" and tp.unit in visible and tp.token not in snapshot.retired),
-            key=lambda item: item[1])
-        return await page(request, principal, "admin_kiosks.html",
-                          {"kiosks": items, "kiosk_points": kiosk_points}, error=error)
+            (
+                (tp.token, f"{tp.name} — {unit_name(snapshot, tp.unit, lang)}")
+                for tp in snapshot.touchpoints.values()
+                if tp.kind == "kiosk" and tp.unit in visible and tp.token not in snapshot.retired
+            ),
+            key=lambda item: item[1],
+        )
+        return await page(
+            request, principal, "admin_kiosks.html", {"kiosks": items, "kiosk_points": kiosk_points}, error=error
+        )
 
     @get("/")
     async def kiosks(self, request: Request, principal: Principal, state: State) -> Response:
@@ -69,20 +80,24 @@ class KioskAdmin(AdminController):
             require_unit(principal, snapshot, touchpoint.unit)
             if touchpoint.kind != "kiosk":
                 raise InvalidInput("touchpoint: not a kiosk touchpoint", "touchpoint")
-            code, _expires = await state.store.write(
-                lambda conn: kiosks.create_enrollment(conn, token, principal.user))
+            code, _expires = await state.store.write(lambda conn: kiosks.create_enrollment(conn, token, principal.user))
             # The code travels in the one-time, HttpOnly flash cookie, never in a URL or a log line.
-            return Saved(f"{PREFIX}/kiosks", "Enrollment code for %(name)s: %(code)s (valid 15 minutes).",
-                         {"name": touchpoint.name, "code": code})
+            return Saved(
+                f"{PREFIX}/kiosks",
+                "Enrollment code for %(name)s: %(code)s (valid 15 minutes).",
+                {"name": touchpoint.name, "code": code},
+            )
 
-        return await submit_form(request, principal, state, change, lambda error, _values: self._list(
-            request, principal, state, error=error))
+        return await submit_form(
+            request, principal, state, change, lambda error, _values: self._list(request, principal, state, error=error)
+        )
 
     @post("/{kiosk_id:str}/revoke")
     async def revoke(self, request: Request, principal: Principal, state: State, kiosk_id: str) -> Response:
         snapshot = await fresh_snapshot(state)
         rows = await state.store.query(
-            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,))
+            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,)
+        )
         if not rows:
             raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
         require_unit(principal, snapshot, rows[0]["unit"])

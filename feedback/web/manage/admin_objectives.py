@@ -62,18 +62,34 @@ def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
 def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
     """What the objective forms offer. Metrics and indicators are shown by name (message ids the templates
     translate, as on the action page), services by their name in `lang`; option values stay the codes."""
-    services = sorted(((code, service_label(snapshot, code, lang)) for code in snapshot.services),
-                      key=lambda item: (item[1].casefold(), item[0]))
-    return {"metrics": OBJECTIVE_METRICS, "periods": OBJECTIVE_PERIODS, "indicators": INDICATORS,
-            "services": services, "share_metrics": objectives.SHARE_METRICS,
-            "metric_labels": METRIC_TEXT, "indicator_labels": INDICATOR_LABELS}
+    services = sorted(
+        ((code, service_label(snapshot, code, lang)) for code in snapshot.services),
+        key=lambda item: (item[1].casefold(), item[0]),
+    )
+    return {
+        "metrics": OBJECTIVE_METRICS,
+        "periods": OBJECTIVE_PERIODS,
+        "indicators": INDICATORS,
+        "services": services,
+        "share_metrics": objectives.SHARE_METRICS,
+        "metric_labels": METRIC_TEXT,
+        "indicator_labels": INDICATOR_LABELS,
+    }
 
 
 class ObjectiveAdmin(AdminController):
     path = f"{PREFIX}/objectives"
 
-    async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
-                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+    async def _list(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        unit: str | None,
+        *,
+        error: FeedbackError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         codes = units_in_view(principal, snapshot, unit)
@@ -83,19 +99,33 @@ class ObjectiveAdmin(AdminController):
             for code in codes:
                 today = local_today(snapshot, code)
                 for doc in objectives.list_objectives(conn, [code], today):
-                    status = objectives.status_at(conn, snapshot, doc["id"], today) \
-                        if doc["valid_from"] <= today.isoformat() else None
+                    status = (
+                        objectives.status_at(conn, snapshot, doc["id"], today)
+                        if doc["valid_from"] <= today.isoformat()
+                        else None
+                    )
                     found.append({**doc, "status": status, "unit_name": unit_name(snapshot, code, lang)})
             return found
 
         items = await state.store.read(read)
-        return await page(request, principal, "admin_objectives.html", {
-            "objectives": items, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
-            **choices(snapshot, lang), "values": values or {"unit": unit or ""}}, error=error)
+        return await page(
+            request,
+            principal,
+            "admin_objectives.html",
+            {
+                "objectives": items,
+                "unit": unit,
+                "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
+                **choices(snapshot, lang),
+                "values": values or {"unit": unit or ""},
+            },
+            error=error,
+        )
 
     @get("/")
-    async def list_page(self, request: Request, principal: Principal, state: State,
-                        unit: str | None = None) -> Response:
+    async def list_page(
+        self, request: Request, principal: Principal, state: State, unit: str | None = None
+    ) -> Response:
         return await self._list(request, principal, state, unit or None)
 
     @post("/")
@@ -106,12 +136,22 @@ class ObjectiveAdmin(AdminController):
             require_unit(principal, snapshot, unit)
             spec = spec_from_form(values, partial=False)
             today = local_today(snapshot, unit)
-            objective_id = await state.store.write(lambda conn: objectives.create_objective(
-                conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n))
+            objective_id = await state.store.write(
+                lambda conn: objectives.create_objective(
+                    conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n
+                )
+            )
             return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s created.", {"id": str(objective_id)})
 
-        return await submit_form(request, principal, state, change, lambda error, values: self._list(
-            request, principal, state, values.get("unit") or None, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, values: self._list(
+                request, principal, state, values.get("unit") or None, error=error, values=values
+            ),
+        )
 
     async def _unit_of(self, state: State, objective_id: int) -> str:
         rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
@@ -119,8 +159,16 @@ class ObjectiveAdmin(AdminController):
             raise NotFound(f"id: no objective {objective_id}", "id")
         return rows[0]["unit"]
 
-    async def _detail(self, request: Request, principal: Principal, state: State, objective_id: int, *,
-                      error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+    async def _detail(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        objective_id: int,
+        *,
+        error: FeedbackError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         unit = await self._unit_of(state, objective_id)
         require_unit(principal, snapshot, unit)
@@ -128,15 +176,29 @@ class ObjectiveAdmin(AdminController):
 
         def read(conn) -> tuple[dict[str, Any], dict[str, Any] | None]:
             doc = objectives.objective_document(conn, objective_id, today)
-            status = objectives.status_at(conn, snapshot, objective_id, today) \
-                if doc["versions"][0]["valid_from"] <= today.isoformat() else None
+            status = (
+                objectives.status_at(conn, snapshot, objective_id, today)
+                if doc["versions"][0]["valid_from"] <= today.isoformat()
+                else None
+            )
             return doc, status
 
         doc, status = await state.store.read(read)
         lang = page_lang(request)
-        return await page(request, principal, "admin_objective.html", {
-            "objective": doc, "status": status, "objective_unit": unit_name(snapshot, unit, lang),
-            **choices(snapshot, lang), "today": today.isoformat(), "values": values or {}}, error=error)
+        return await page(
+            request,
+            principal,
+            "admin_objective.html",
+            {
+                "objective": doc,
+                "status": status,
+                "objective_unit": unit_name(snapshot, unit, lang),
+                **choices(snapshot, lang),
+                "today": today.isoformat(),
+                "values": values or {},
+            },
+            error=error,
+        )
 
     @get("/{objective_id:int}")
     async def detail(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
@@ -152,13 +214,22 @@ class ObjectiveAdmin(AdminController):
             spec = spec_from_form(values, partial=True)
             values.pop("current_metric", None)
             today = local_today(snapshot, unit)
-            version = await state.store.write(lambda conn: objectives.new_version(
-                conn, objective_id, spec, actor=principal.user, today=today))
-            return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s: version %(version)s saved.",
-                         {"id": str(objective_id), "version": str(version)})
+            version = await state.store.write(
+                lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today)
+            )
+            return Saved(
+                f"{PREFIX}/objectives/{objective_id}",
+                "Objective %(id)s: version %(version)s saved.",
+                {"id": str(objective_id), "version": str(version)},
+            )
 
-        return await submit_form(request, principal, state, new_version, lambda error, values: self._detail(
-            request, principal, state, objective_id, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            new_version,
+            lambda error, values: self._detail(request, principal, state, objective_id, error=error, values=values),
+        )
 
     @post("/{objective_id:int}/retire")
     async def retire(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
@@ -168,13 +239,22 @@ class ObjectiveAdmin(AdminController):
 
         async def retire_from(values: dict[str, str]) -> Saved:
             day = values.get("from") or local_today(snapshot, unit).isoformat()
-            await state.store.write(lambda conn: objectives.retire_objective(
-                conn, objective_id, actor=principal.user, from_day=day))
-            return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s retired from %(day)s.",
-                         {"id": str(objective_id), "day": day})
+            await state.store.write(
+                lambda conn: objectives.retire_objective(conn, objective_id, actor=principal.user, from_day=day)
+            )
+            return Saved(
+                f"{PREFIX}/objectives/{objective_id}",
+                "Objective %(id)s retired from %(day)s.",
+                {"id": str(objective_id), "day": day},
+            )
 
-        return await submit_form(request, principal, state, retire_from, lambda error, values: self._detail(
-            request, principal, state, objective_id, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            retire_from,
+            lambda error, values: self._detail(request, principal, state, objective_id, error=error, values=values),
+        )
 
 
 ROUTES: list = [ObjectiveAdmin]

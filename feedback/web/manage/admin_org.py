@@ -64,15 +64,38 @@ async def user_names(state: State) -> list[str]:
 class UnitAdmin(AdminController):
     path = f"{PREFIX}/units"
 
-    async def _list(self, request: Request, principal: Principal, state: State, *,
-                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+    async def _list(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        *,
+        error: FeedbackError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
-        units = [{"code": code, "name": unit_name(snapshot, code, lang), "depth": depth(snapshot, code),
-                  "unit": snapshot.units[code]} for code in visible_units(principal, snapshot)]
-        return await page(request, principal, "admin_units.html", {
-            "units": units, "lang_choices": language_choices(), "users": await user_names(state),
-            "values": values or {}}, error=error)
+        units = [
+            {
+                "code": code,
+                "name": unit_name(snapshot, code, lang),
+                "depth": depth(snapshot, code),
+                "unit": snapshot.units[code],
+            }
+            for code in visible_units(principal, snapshot)
+        ]
+        return await page(
+            request,
+            principal,
+            "admin_units.html",
+            {
+                "units": units,
+                "lang_choices": language_choices(),
+                "users": await user_names(state),
+                "values": values or {},
+            },
+            error=error,
+        )
 
     @get("/")
     async def units(self, request: Request, principal: Principal, state: State) -> Response:
@@ -108,20 +131,39 @@ class UnitAdmin(AdminController):
             await state.store.write(job)
             return Saved(f"{PREFIX}/units/{code}", "Unit %(code)s created.", {"code": code})
 
-        return await submit_form(request, principal, state, change, lambda error, values: self._list(
-            request, principal, state, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, values: self._list(request, principal, state, error=error, values=values),
+        )
 
-    async def _edit(self, request: Request, principal: Principal, state: State, code: str, *,
-                    error: FeedbackError | None = None) -> Response:
+    async def _edit(
+        self, request: Request, principal: Principal, state: State, code: str, *, error: FeedbackError | None = None
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         require_unit(principal, snapshot, code, "code")
         lang = page_lang(request)
         unit = snapshot.units[code]
-        live = sum(1 for tp in snapshot.touchpoints.values() if tp.unit in snapshot.subtree(code)
-                   and tp.token not in snapshot.retired)
-        return await page(request, principal, "admin_unit.html", {
-            "unit": unit, "name": unit_name(snapshot, code, lang), "users": await user_names(state),
-            "parent_name": unit_name(snapshot, unit.parent, lang), "live_touchpoints": live}, error=error)
+        live = sum(
+            1
+            for tp in snapshot.touchpoints.values()
+            if tp.unit in snapshot.subtree(code) and tp.token not in snapshot.retired
+        )
+        return await page(
+            request,
+            principal,
+            "admin_unit.html",
+            {
+                "unit": unit,
+                "name": unit_name(snapshot, code, lang),
+                "users": await user_names(state),
+                "parent_name": unit_name(snapshot, unit.parent, lang),
+                "live_touchpoints": live,
+            },
+            error=error,
+        )
 
     @get("/{code:str}")
     async def edit(self, request: Request, principal: Principal, state: State, code: str) -> Response:
@@ -137,16 +179,25 @@ class UnitAdmin(AdminController):
             action_days = whole_number(values, "action_days", 1, 365)
             country = optional(values, "country")
             public = values.get("public_results") == "1"
-            await state.store.write(lambda conn: organisation.update_unit(
-                conn, code, owner=owner, action_days=action_days, country=country, public_results=public))
+            await state.store.write(
+                lambda conn: organisation.update_unit(
+                    conn, code, owner=owner, action_days=action_days, country=country, public_results=public
+                )
+            )
             return Saved(f"{PREFIX}/units/{code}", "Unit %(code)s saved.", {"code": code})
 
-        return await submit_form(request, principal, state, change, lambda error, _values: self._edit(
-            request, principal, state, code, error=error))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, _values: self._edit(request, principal, state, code, error=error),
+        )
 
     @get("/{code:str}/posters.pdf", media_type="application/pdf")
-    async def posters(self, request: Request, principal: Principal, state: State, code: str,
-                      paper: str | None = None) -> Response[bytes]:
+    async def posters(
+        self, request: Request, principal: Principal, state: State, code: str, paper: str | None = None
+    ) -> Response[bytes]:
         size = posters.parse_paper(paper)
         snapshot = await fresh_snapshot(state)
         require_unit(principal, snapshot, code, "code")
@@ -160,8 +211,15 @@ class UnitAdmin(AdminController):
 class ServiceAdmin(AdminController):
     path = f"{PREFIX}/services"
 
-    async def _list(self, request: Request, principal: Principal, state: State, *,
-                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+    async def _list(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        *,
+        error: FeedbackError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         services = []
@@ -170,11 +228,23 @@ class ServiceAdmin(AdminController):
                 continue
             agency = row.get("agency")
             names = msgspec.json.decode(row["names"]) if row.get("names") else {}
-            services.append({"code": code, "name": names.get(lang) or row["name"], "kind": row.get("kind"),
-                             "agency": agency, "agency_name": unit_name(snapshot, agency, lang)})
+            services.append(
+                {
+                    "code": code,
+                    "name": names.get(lang) or row["name"],
+                    "kind": row.get("kind"),
+                    "agency": agency,
+                    "agency_name": unit_name(snapshot, agency, lang),
+                }
+            )
         units = [(code, unit_name(snapshot, code, lang)) for code in visible_units(principal, snapshot)]
-        return await page(request, principal, "admin_services.html", {
-            "services": services, "units": units, "values": values or {}}, error=error)
+        return await page(
+            request,
+            principal,
+            "admin_services.html",
+            {"services": services, "units": units, "values": values or {}},
+            error=error,
+        )
 
     @get("/")
     async def services(self, request: Request, principal: Principal, state: State) -> Response:
@@ -207,15 +277,28 @@ class ServiceAdmin(AdminController):
             await state.store.write(job)
             return Saved(f"{PREFIX}/services", "Service %(code)s created.", {"code": code})
 
-        return await submit_form(request, principal, state, change, lambda error, values: self._list(
-            request, principal, state, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, values: self._list(request, principal, state, error=error, values=values),
+        )
 
 
 class TouchpointAdmin(AdminController):
     path = f"{PREFIX}/touchpoints"
 
-    async def _list(self, request: Request, principal: Principal, state: State, unit: str | None, *,
-                    error: FeedbackError | None = None, values: dict[str, str] | None = None) -> Response:
+    async def _list(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        unit: str | None,
+        *,
+        error: FeedbackError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         codes = units_in_view(principal, snapshot, unit)
@@ -224,23 +307,51 @@ class TouchpointAdmin(AdminController):
         groups: list[dict[str, Any]] = []
         for code in codes:
             items = []
-            for tp in sorted((t for t in snapshot.touchpoints.values() if t.unit == code),
-                             key=lambda t: (t.token in snapshot.retired, t.name)):
-                items.append({"tp": tp, "counter": counter_label(tp.counter, lang),
-                              "retired_at": (stamps.get(tp.token) or {}).get("retired_at"),
-                              "service": tp.service})
-            groups.append({"code": code, "name": unit_name(snapshot, code, lang), "touchpoints": items,
-                           "live": sum(1 for item in items if not item["retired_at"])})
-        services = [(code, row["name"]) for code, row in sorted(snapshot.services.items())
-                    if principal.may_use_service(code, snapshot)]
-        return await page(request, principal, "admin_touchpoints.html", {
-            "groups": groups, "unit": unit, "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
-            "surveys": sorted(snapshot.current), "services": services, "lang_choices": language_choices(),
-            "values": values or {"unit": unit or ""}}, error=error)
+            for tp in sorted(
+                (t for t in snapshot.touchpoints.values() if t.unit == code),
+                key=lambda t: (t.token in snapshot.retired, t.name),
+            ):
+                items.append(
+                    {
+                        "tp": tp,
+                        "counter": counter_label(tp.counter, lang),
+                        "retired_at": (stamps.get(tp.token) or {}).get("retired_at"),
+                        "service": tp.service,
+                    }
+                )
+            groups.append(
+                {
+                    "code": code,
+                    "name": unit_name(snapshot, code, lang),
+                    "touchpoints": items,
+                    "live": sum(1 for item in items if not item["retired_at"]),
+                }
+            )
+        services = [
+            (code, row["name"])
+            for code, row in sorted(snapshot.services.items())
+            if principal.may_use_service(code, snapshot)
+        ]
+        return await page(
+            request,
+            principal,
+            "admin_touchpoints.html",
+            {
+                "groups": groups,
+                "unit": unit,
+                "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
+                "surveys": sorted(snapshot.current),
+                "services": services,
+                "lang_choices": language_choices(),
+                "values": values or {"unit": unit or ""},
+            },
+            error=error,
+        )
 
     @get("/")
-    async def touchpoints(self, request: Request, principal: Principal, state: State,
-                          unit: str | None = None) -> Response:
+    async def touchpoints(
+        self, request: Request, principal: Principal, state: State, unit: str | None = None
+    ) -> Response:
         return await self._list(request, principal, state, unit or None)
 
     @post("/")
@@ -263,12 +374,22 @@ class TouchpointAdmin(AdminController):
             lang = optional(values, "lang")
             if lang is not None and lang not in LANGUAGES:
                 raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
-            await state.store.write(lambda conn: organisation.add_touchpoint(
-                conn, unit, name, survey, kind=kind, lang=lang, counter=counter, service=service))
+            await state.store.write(
+                lambda conn: organisation.add_touchpoint(
+                    conn, unit, name, survey, kind=kind, lang=lang, counter=counter, service=service
+                )
+            )
             return Saved(f"{PREFIX}/touchpoints?unit={unit}", "Touchpoint %(name)s created.", {"name": name})
 
-        return await submit_form(request, principal, state, change, lambda error, values: self._list(
-            request, principal, state, values.get("unit") or None, error=error, values=values))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, values: self._list(
+                request, principal, state, values.get("unit") or None, error=error, values=values
+            ),
+        )
 
     @post("/{token:str}/retire")
     async def retire(self, request: Request, principal: Principal, state: State, token: str) -> Response:
@@ -280,15 +401,24 @@ class TouchpointAdmin(AdminController):
 
         async def change(_values: dict[str, str]) -> Saved:
             await state.store.write(lambda conn: organisation.retire_touchpoint(conn, token))
-            return Saved(f"{PREFIX}/touchpoints?unit={touchpoint.unit}", "Touchpoint %(name)s retired.",
-                         {"name": touchpoint.name})
+            return Saved(
+                f"{PREFIX}/touchpoints?unit={touchpoint.unit}",
+                "Touchpoint %(name)s retired.",
+                {"name": touchpoint.name},
+            )
 
-        return await submit_form(request, principal, state, change, lambda error, _values: self._list(
-            request, principal, state, touchpoint.unit, error=error))
+        return await submit_form(
+            request,
+            principal,
+            state,
+            change,
+            lambda error, _values: self._list(request, principal, state, touchpoint.unit, error=error),
+        )
 
     @get("/{token:str}/poster.pdf", media_type="application/pdf")
-    async def poster(self, request: Request, principal: Principal, state: State, token: str,
-                     paper: str | None = None) -> Response[bytes]:
+    async def poster(
+        self, request: Request, principal: Principal, state: State, token: str, paper: str | None = None
+    ) -> Response[bytes]:
         size = posters.parse_paper(paper)
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(token)

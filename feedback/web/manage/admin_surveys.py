@@ -60,8 +60,15 @@ def kind_of(question: Any) -> str:
     return type(question).__name__.removesuffix("Question").lower()
 
 
-def preview_response(snapshot: Any, principal: Principal, slug: str, definition: SurveyDefinition,
-                     number: int, asked: str | None, path: str) -> Response:
+def preview_response(
+    snapshot: Any,
+    principal: Principal,
+    slug: str,
+    definition: SurveyDefinition,
+    number: int,
+    asked: str | None,
+    path: str,
+) -> Response:
     """The citizen page exactly as a touchpoint would show it, in one language, storing nothing."""
     units = visible_units(principal, snapshot)
     if not units:
@@ -78,30 +85,54 @@ class SurveyAdmin(AdminController):
 
     path = f"{PREFIX}/surveys"
 
-    async def _list(self, request: Request, principal: Principal, state: State, *,
-                    error: FeedbackError | None = None) -> Response:
+    async def _list(
+        self, request: Request, principal: Principal, state: State, *, error: FeedbackError | None = None
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         versions: dict[str, list[SurveyVersion]] = {}
         for (slug, _number), version in sorted(snapshot.versions.items()):
             versions.setdefault(slug, []).append(version)
-        published = [{"slug": slug, "title": text_in(items[-1].definition.title, lang, slug),
-                      "versions": [{"version": v.version, "published_at": v.published_at,
-                                    "questions": len(v.definition.questions),
-                                    "languages": v.definition.languages} for v in reversed(items)]}
-                     for slug, items in versions.items()]
+        published = [
+            {
+                "slug": slug,
+                "title": text_in(items[-1].definition.title, lang, slug),
+                "versions": [
+                    {
+                        "version": v.version,
+                        "published_at": v.published_at,
+                        "questions": len(v.definition.questions),
+                        "languages": v.definition.languages,
+                    }
+                    for v in reversed(items)
+                ],
+            }
+            for slug, items in versions.items()
+        ]
         templates = []
         for slug, template in sorted(surveys.survey_templates().items()):
             current = snapshot.current.get(slug)
             same = current is not None and _encoder.encode(current.definition) == _encoder.encode(
-                surveys.decode_definition(_encoder.encode(template)))
-            templates.append({"slug": slug, "title": text_in(template.title, lang, slug),
-                              "languages": [(code, ENDONYMS.get(code, code)) for code in template.languages],
-                              "current": current.version if current else None, "same": same,
-                              "next": (current.version + 1) if current else 1})
+                surveys.decode_definition(_encoder.encode(template))
+            )
+            templates.append(
+                {
+                    "slug": slug,
+                    "title": text_in(template.title, lang, slug),
+                    "languages": [(code, ENDONYMS.get(code, code)) for code in template.languages],
+                    "current": current.version if current else None,
+                    "same": same,
+                    "next": (current.version + 1) if current else 1,
+                }
+            )
         drafts = await open_drafts(state, None, lang)
-        return await page(request, principal, "admin_surveys.html",
-                          {"published": published, "templates": templates, "drafts": drafts}, error=error)
+        return await page(
+            request,
+            principal,
+            "admin_surveys.html",
+            {"published": published, "templates": templates, "drafts": drafts},
+            error=error,
+        )
 
     @get("/")
     async def surveys(self, request: Request, principal: Principal, state: State) -> Response:
@@ -113,21 +144,45 @@ class SurveyAdmin(AdminController):
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         current = snapshot.current.get(slug)
-        questions = [{"key": q.key, "kind": kind_of(q), "indicator": getattr(q, "indicator", None),
-                      "required": q.required, "text": text_in(q.text, lang)} for q in template.questions]
-        return await page(request, principal, "admin_survey_draft.html", {
-            "slug": slug, "title": text_in(template.title, lang, slug), "questions": questions,
-            "survey_langs": [(code, ENDONYMS.get(code, code)) for code in template.languages],
-            "current": current.version if current else None, "next": (current.version + 1) if current else 1,
-            "drafts": await open_drafts(state, slug, lang)})
+        questions = [
+            {
+                "key": q.key,
+                "kind": kind_of(q),
+                "indicator": getattr(q, "indicator", None),
+                "required": q.required,
+                "text": text_in(q.text, lang),
+            }
+            for q in template.questions
+        ]
+        return await page(
+            request,
+            principal,
+            "admin_survey_draft.html",
+            {
+                "slug": slug,
+                "title": text_in(template.title, lang, slug),
+                "questions": questions,
+                "survey_langs": [(code, ENDONYMS.get(code, code)) for code in template.languages],
+                "current": current.version if current else None,
+                "next": (current.version + 1) if current else 1,
+                "drafts": await open_drafts(state, slug, lang),
+            },
+        )
 
     @get("/drafts/{slug:str}/preview", media_type=MediaType.HTML)
     async def preview(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
         template = surveys.decode_definition(_encoder.encode(template_or_404(slug)))
         snapshot = await fresh_snapshot(state)
         current = snapshot.current.get(slug)
-        return preview_response(snapshot, principal, slug, template, (current.version + 1) if current else 1,
-                                request.query_params.get("lang"), f"{PREFIX}/surveys/drafts/{slug}/preview")
+        return preview_response(
+            snapshot,
+            principal,
+            slug,
+            template,
+            (current.version + 1) if current else 1,
+            request.query_params.get("lang"),
+            f"{PREFIX}/surveys/drafts/{slug}/preview",
+        )
 
     @post("/drafts/{slug:str}/preview")
     async def preview_submit(self, slug: str) -> Response:
@@ -142,8 +197,13 @@ class SurveyAdmin(AdminController):
         version = await state.store.write(lambda conn: surveys.publish(conn, template))
         state.catalog.invalidate()
         survey_page.page_cache.pages.clear()
-        return flash_redirect(f"{PREFIX}/surveys", "Survey %(slug)s version %(version)s published.", state,
-                              slug=slug, version=str(version))
+        return flash_redirect(
+            f"{PREFIX}/surveys",
+            "Survey %(slug)s version %(version)s published.",
+            state,
+            slug=slug,
+            version=str(version),
+        )
 
     @post("/drafts/{slug:str}/edit")
     async def start_draft(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
@@ -165,20 +225,24 @@ class SurveyAdmin(AdminController):
 # --- the draft store ---------------------------------------------------------------------------------
 
 
-def create_draft(conn: sqlite3.Connection, definition: SurveyDefinition, base_version: int | None,
-                 user: str | None) -> int:
+def create_draft(
+    conn: sqlite3.Connection, definition: SurveyDefinition, base_version: int | None, user: str | None
+) -> int:
     """Store a new draft of `definition`; returns its id."""
     now = datetime.now(UTC).isoformat()
     cursor = conn.execute(
         "INSERT INTO survey_drafts (slug, base_version, definition, created_by, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (definition.slug, base_version, _encoder.encode(definition).decode(), user, now, now))
+        (definition.slug, base_version, _encoder.encode(definition).decode(), user, now, now),
+    )
     return int(cursor.lastrowid or 0)
 
 
 def save_draft(conn: sqlite3.Connection, draft_id: int, definition: SurveyDefinition) -> None:
-    conn.execute("UPDATE survey_drafts SET definition = ?, updated_at = ? WHERE id = ?",
-                 (_encoder.encode(definition).decode(), datetime.now(UTC).isoformat(), draft_id))
+    conn.execute(
+        "UPDATE survey_drafts SET definition = ?, updated_at = ? WHERE id = ?",
+        (_encoder.encode(definition).decode(), datetime.now(UTC).isoformat(), draft_id),
+    )
 
 
 def publish_draft(conn: sqlite3.Connection, draft_id: int, definition: SurveyDefinition) -> int:
@@ -201,8 +265,7 @@ async def load_draft(state: State, draft_id: int) -> tuple[dict[str, Any], Surve
 
 async def open_drafts(state: State, slug: str | None, lang: str) -> list[dict[str, Any]]:
     sql = "SELECT id, slug, base_version, definition, created_by, updated_at FROM survey_drafts"
-    rows = await state.store.query(sql + (" WHERE slug = ?" if slug else "") + " ORDER BY id",
-                                   (slug,) if slug else ())
+    rows = await state.store.query(sql + (" WHERE slug = ?" if slug else "") + " ORDER BY id", (slug,) if slug else ())
     drafts = []
     for row in rows:
         try:
@@ -293,27 +356,45 @@ def field_label(field: str | None, lang: str) -> str | None:
         return _("Question %(key)s: text in %(language)s") % {"key": parts[1], "language": language}
     if parts[0] == "q" and len(parts) == 5 and parts[2] == "opt":
         return _("Question %(key)s, option %(option)s: text in %(language)s") % {
-            "key": parts[1], "option": parts[3], "language": language}
+            "key": parts[1],
+            "option": parts[3],
+            "language": language,
+        }
     if parts[0] == "op":
         return _("Question order and removal")
     return None
 
 
-def draft_context(row: dict[str, Any], definition: SurveyDefinition, lang: str,
-                  current: int | None) -> dict[str, Any]:
+def draft_context(row: dict[str, Any], definition: SurveyDefinition, lang: str, current: int | None) -> dict[str, Any]:
     questions = []
     for q in definition.questions:
-        questions.append({
-            "key": q.key, "kind": kind_of(q), "indicator": q.indicator, "required": q.required,
-            "primary": q is definition.primary_rating(), "text": q.text, "scale": getattr(q, "scale", None),
-            "show_if": q.show_if.question if q.show_if else None,
-            "options": [{"key": o.key, "text": o.text} for o in getattr(q, "options", None) or []]})
-    return {"draft": row, "draft_id": row["id"], "slug": definition.slug,
-            "title": text_in(definition.title, lang, definition.slug), "title_texts": definition.title,
-            "questions": questions, "text_langs": [(code, ENDONYMS[code]) for code in LANGUAGES],
-            "survey_langs": [(code, ENDONYMS.get(code, code)) for code in definition.languages],
-            "draft_langs": list(definition.languages), "current": current, "next": (current or 0) + 1,
-            "stale": row["base_version"] is not None and current is not None and current != row["base_version"]}
+        questions.append(
+            {
+                "key": q.key,
+                "kind": kind_of(q),
+                "indicator": q.indicator,
+                "required": q.required,
+                "primary": q is definition.primary_rating(),
+                "text": q.text,
+                "scale": getattr(q, "scale", None),
+                "show_if": q.show_if.question if q.show_if else None,
+                "options": [{"key": o.key, "text": o.text} for o in getattr(q, "options", None) or []],
+            }
+        )
+    return {
+        "draft": row,
+        "draft_id": row["id"],
+        "slug": definition.slug,
+        "title": text_in(definition.title, lang, definition.slug),
+        "title_texts": definition.title,
+        "questions": questions,
+        "text_langs": [(code, ENDONYMS[code]) for code in LANGUAGES],
+        "survey_langs": [(code, ENDONYMS.get(code, code)) for code in definition.languages],
+        "draft_langs": list(definition.languages),
+        "current": current,
+        "next": (current or 0) + 1,
+        "stale": row["base_version"] is not None and current is not None and current != row["base_version"],
+    }
 
 
 class SurveyDraftAdmin(AdminController):
@@ -321,9 +402,16 @@ class SurveyDraftAdmin(AdminController):
 
     path = f"{PREFIX}/surveys/edit"
 
-    async def _edit_page(self, request: Request, principal: Principal, state: State, draft_id: int, *,
-                         definition: SurveyDefinition | None = None,
-                         error: FeedbackError | None = None) -> Response:
+    async def _edit_page(
+        self,
+        request: Request,
+        principal: Principal,
+        state: State,
+        draft_id: int,
+        *,
+        definition: SurveyDefinition | None = None,
+        error: FeedbackError | None = None,
+    ) -> Response:
         row, stored = await load_draft(state, draft_id)
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
@@ -333,8 +421,9 @@ class SurveyDraftAdmin(AdminController):
             label = field_label(error.field, lang)
             if label:
                 _ = gettext_for(lang)
-                reason = next((text for kind, text in REASONS.items() if isinstance(error, kind)),
-                              REASONS[InvalidInput])
+                reason = next(
+                    (text for kind, text in REASONS.items() if isinstance(error, kind)), REASONS[InvalidInput]
+                )
                 context["error"] = _("%(field)s: %(reason)s") % {"field": label, "reason": _(reason)}
         return await page(request, principal, "admin_survey_edit.html", context, error=error)
 
@@ -354,8 +443,12 @@ class SurveyDraftAdmin(AdminController):
             return await self._edit_page(request, principal, state, draft_id, error=error)
         await state.store.write(lambda conn: save_draft(conn, draft_id, edited))
         anchor = values.get("op", "save").partition(":")[2]
-        return flash_redirect(f"{PREFIX}/surveys/edit/{draft_id}" + (f"#q-{anchor}" if anchor else ""),
-                              "Draft %(id)s saved.", state, id=str(draft_id))
+        return flash_redirect(
+            f"{PREFIX}/surveys/edit/{draft_id}" + (f"#q-{anchor}" if anchor else ""),
+            "Draft %(id)s saved.",
+            state,
+            id=str(draft_id),
+        )
 
     @get("/{draft_id:int}/preview", media_type=MediaType.HTML)
     async def preview(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
@@ -363,9 +456,15 @@ class SurveyDraftAdmin(AdminController):
         row, definition = await load_draft(state, draft_id)
         snapshot = await fresh_snapshot(state)
         current = snapshot.current.get(row["slug"])
-        return preview_response(snapshot, principal, row["slug"], definition,
-                                (current.version + 1) if current else 1, request.query_params.get("lang"),
-                                f"{PREFIX}/surveys/edit/{draft_id}/preview")
+        return preview_response(
+            snapshot,
+            principal,
+            row["slug"],
+            definition,
+            (current.version + 1) if current else 1,
+            request.query_params.get("lang"),
+            f"{PREFIX}/surveys/edit/{draft_id}/preview",
+        )
 
     @post("/{draft_id:int}/preview")
     async def preview_submit(self, draft_id: int) -> Response:
@@ -384,8 +483,13 @@ class SurveyDraftAdmin(AdminController):
         version = await state.store.write(lambda conn: publish_draft(conn, draft_id, definition))
         state.catalog.invalidate()
         survey_page.page_cache.pages.clear()
-        return flash_redirect(f"{PREFIX}/surveys", "Survey %(slug)s version %(version)s published.", state,
-                              slug=row["slug"], version=str(version))
+        return flash_redirect(
+            f"{PREFIX}/surveys",
+            "Survey %(slug)s version %(version)s published.",
+            state,
+            slug=row["slug"],
+            version=str(version),
+        )
 
     @post("/{draft_id:int}/discard")
     async def discard(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:

@@ -2,9 +2,10 @@
 
 Passwords are argon2id hashes. A session is a random id in the `fb_session` cookie; SQLite keeps
 only its SHA-256 (table `sessions`), so every worker sees the same sessions and a copy of the
-database cannot be used to sign in. Failed sign-ins are counted per user name in SQLite
-(`login_attempts`); after `settings.lockout_attempts` failures within `settings.lockout_minutes`
-the name is locked for that long, whether or not such a user exists.
+database cannot be used to sign in. Sign-ins are counted per user name in SQLite
+(`login_attempts`), each reserved before its password is checked; after `settings.lockout_attempts`
+failures within `settings.lockout_minutes` the name is locked for that long, whether or not such a
+user exists, and however many guesses arrive at once.
 
 Page handlers take the signed-in user with the `current_user` dependency:
 
@@ -33,6 +34,7 @@ from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
+from feedback import attempts
 from feedback import auth as tokens
 from feedback.errors import FeedbackError, InvalidInput, Unauthorized
 from feedback.models import LANGUAGES, ROLES
@@ -61,6 +63,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 # -- passwords and users ----------------------------------------------------------------------
 
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -80,8 +83,17 @@ def check_password(password: str) -> None:
         raise InvalidInput("password: at most 1024 characters", "password")
 
 
-def save_user(conn: sqlite3.Connection, name: str, role: str, unit: str | None, *, password: str | None = None,
-              email: str | None = None, lang: str | None = None, password_hash: str | None = None) -> None:
+def save_user(
+    conn: sqlite3.Connection,
+    name: str,
+    role: str,
+    unit: str | None,
+    *,
+    password: str | None = None,
+    email: str | None = None,
+    lang: str | None = None,
+    password_hash: str | None = None,
+) -> None:
     """Create or update a user (role, unit, e-mail, language; the password when given).
 
     Every role but admin is scoped to a unit subtree, so it needs a unit. On the writer thread pass
@@ -117,6 +129,7 @@ def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> None:
 
 # -- sessions -----------------------------------------------------------------------------------
 
+
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -128,8 +141,9 @@ def _now() -> datetime:
 def session_cookie(request: Request, value: str, max_age: int | None) -> Cookie:
     settings = request.app.state.settings
     secure = bool(settings.public_url and settings.public_url.startswith("https"))
-    return Cookie(key=SESSION_COOKIE, value=value, path="/", httponly=True, samesite="lax", secure=secure,
-                  max_age=max_age)
+    return Cookie(
+        key=SESSION_COOKIE, value=value, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age
+    )
 
 
 def clearing_cookie(request: Request) -> Cookie:
@@ -259,31 +273,52 @@ def safe_next(value: str | None) -> str:
 
 # -- sign-in, lockout, sign-out ---------------------------------------------------------------
 
+
 def _lock_key(username: str) -> str:
     return username.strip().lower()[:MAX_FIELD]
 
 
-def _sign_in_facts(username: str, since: str) -> Callable[[sqlite3.Connection], dict]:
-    def read(conn: sqlite3.Connection) -> dict:
-        failures = [r[0] for r in conn.execute(
-            "SELECT at FROM login_attempts WHERE username = ? AND at > ? ORDER BY at", (_lock_key(username), since))]
+def _sign_in_user(username: str) -> Callable[[sqlite3.Connection], dict | None]:
+    def read(conn: sqlite3.Connection) -> dict | None:
         row = conn.execute(
             "SELECT name, role, unit, lang, password_hash, coalesce(disabled, 0) FROM users WHERE name = ?",
             (username,),
         ).fetchone()
-        user = None
-        if row is not None:
-            user = {"name": row[0], "role": row[1], "unit": row[2], "lang": row[3], "password_hash": row[4],
-                    "disabled": bool(row[5])}
-        return {"failures": failures, "user": user}
+        if row is None:
+            return None
+        return {
+            "name": row[0],
+            "role": row[1],
+            "unit": row[2],
+            "lang": row[3],
+            "password_hash": row[4],
+            "disabled": bool(row[5]),
+        }
 
     return read
 
 
-def _login_page(request: Request, *, error: str | None = None, username: str = "", next_path: str = HOME_PATH,
-                status: int = 200) -> Response:
-    return layout.render(request, "login.html", {"error": error, "username": username, "next": next_path,
-                                                 "page_title_msg": "Sign in"}, status=status)
+async def _reserve_attempt(state: State, key: str, now: datetime) -> int | None:
+    """Count this sign-in against the name before its password is checked (None: the name is locked).
+
+    Reserved in the write transaction, so however many guesses arrive at once, at most
+    `lockout_attempts` of them per window are ever checked."""
+    settings = state.settings
+    window = timedelta(minutes=settings.lockout_minutes)
+    return await state.store.write(
+        lambda conn: attempts.reserve(conn, attempts.SIGN_IN, key, now, window, settings.lockout_attempts)
+    )
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, username: str = "", next_path: str = HOME_PATH, status: int = 200
+) -> Response:
+    return layout.render(
+        request,
+        "login.html",
+        {"error": error, "username": username, "next": next_path, "page_title_msg": "Sign in"},
+        status=status,
+    )
 
 
 @get(LOGIN_PATH, include_in_schema=False)
@@ -303,27 +338,29 @@ async def login(request: Request, state: State) -> Response:
     settings = state.settings
     _ = layout.translator(request)
     now = _now()
-    window = timedelta(minutes=settings.lockout_minutes)
-    facts = await state.store.read(_sign_in_facts(username, (now - window).isoformat()))
-    if settings.lockout_attempts > 0 and len(facts["failures"]) >= settings.lockout_attempts:
-        # Whether or not the name exists, the answer is the same.
-        return _login_page(request, username=username, next_path=next_path, status=429, error=_(
-            "Too many failed sign-ins for this user name. Try again in %(minutes)d minutes.")
-            % {"minutes": round(settings.lockout_minutes)})
-    user = facts["user"]
+    key = _lock_key(username)
+    attempt = await _reserve_attempt(state, key, now)
+    if attempt is None:
+        # Locked before anything is looked up: the same answer whether or not the name exists.
+        return _login_page(
+            request,
+            username=username,
+            next_path=next_path,
+            status=429,
+            error=_("Too many failed sign-ins for this user name. Try again in %(minutes)d minutes.")
+            % {"minutes": round(settings.lockout_minutes)},
+        )
+    user = await state.store.read(_sign_in_user(username))
     hashed = user["password_hash"] if user and not user["disabled"] else None
     ok = bool(username and password) and await asyncio.to_thread(verify_password, hashed, password)
-    if not ok:
-        key, at = _lock_key(username), now.isoformat()
-        stale = (now - max(window, timedelta(days=1))).isoformat()
-
-        def count_failure(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO login_attempts (username, at) VALUES (?, ?)", (key, at))
-            conn.execute("DELETE FROM login_attempts WHERE at < ?", (stale,))
-
-        await state.store.write(count_failure)
-        return _login_page(request, username=username, next_path=next_path, status=401,
-                           error=_("The user name or the password is wrong."))
+    if not ok:  # the reserved attempt stays, as the failure
+        return _login_page(
+            request,
+            username=username,
+            next_path=next_path,
+            status=401,
+            error=_("The user name or the password is wrong."),
+        )
     session_id = secrets.token_urlsafe(32)
     lang = layout.choose_language(request, user_lang=user["lang"])
     expires = now + timedelta(hours=settings.session_hours)
@@ -336,18 +373,21 @@ async def login(request: Request, state: State) -> Response:
         _sessions.pop(replaced, None)
 
     def open_session(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM login_attempts WHERE username = ?", (_lock_key(username),))
+        attempts.clear(conn, attempts.SIGN_IN, key, attempt)
         if replaced:  # signing in again, perhaps as someone else: the old session ends
             conn.execute("DELETE FROM sessions WHERE id = ?", (replaced,))
         conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now.isoformat(),))
-        conn.execute("INSERT INTO sessions (id, user, created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)",
-                     (_digest(session_id), user["name"], now.isoformat(), expires.isoformat(), lang))
+        conn.execute(
+            "INSERT INTO sessions (id, user, created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)",
+            (_digest(session_id), user["name"], now.isoformat(), expires.isoformat(), lang),
+        )
         if new_hash:
             conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (new_hash, user["name"]))
 
     await state.store.write(open_session)
-    return Redirect(next_path, status_code=303,
-                    cookies=[session_cookie(request, session_id, int(settings.session_hours * 3600))])
+    return Redirect(
+        next_path, status_code=303, cookies=[session_cookie(request, session_id, int(settings.session_hours * 3600))]
+    )
 
 
 @post("/manage/logout", include_in_schema=False)
@@ -361,6 +401,7 @@ async def logout(request: Request, state: State) -> Response:
 
 
 # -- errors under /manage as pages ------------------------------------------------------------
+
 
 def wants_page(request: Request) -> bool:
     """Errors under /manage are pages unless the client asked for JSON or an event stream."""
@@ -390,8 +431,7 @@ def page_exception_handlers(base: dict) -> dict:
             return json_feedback(request, Unauthorized("session: sign in first", "session"))
         return Redirect(f"{LOGIN_PATH}?next={quote(exc.next_path, safe='/')}", status_code=303)
 
-    return {**base, FeedbackError: on_feedback_error, HTTPException: on_http_error,
-            SignInRequired: on_sign_in}
+    return {**base, FeedbackError: on_feedback_error, HTTPException: on_http_error, SignInRequired: on_sign_in}
 
 
 ROUTES: list = [login_form, login, logout]

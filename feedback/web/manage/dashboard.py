@@ -44,16 +44,34 @@ STATUS_LABELS = {
     "retired": N_("Retired"),
 }
 SIGNAL_LABELS = {"beyond_limits": N_("Outside the control limits"), "run_of_eight": N_("Eight weeks on one side")}
-WEEKDAY_LABELS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
-                  N_("Sunday"))
+WEEKDAY_LABELS = (
+    N_("Monday"),
+    N_("Tuesday"),
+    N_("Wednesday"),
+    N_("Thursday"),
+    N_("Friday"),
+    N_("Saturday"),
+    N_("Sunday"),
+)
 # The controlled vocabulary of indicators (feedback.models.INDICATORS), as people read it.
 INDICATOR_LABELS = {
-    "overall": N_("Overall"), "waiting_time": N_("Waiting time"), "service_time": N_("Service time"),
-    "on_time": N_("On time"), "staff_courtesy": N_("Staff courtesy"), "staff_competence": N_("Staff competence"),
-    "efficiency": N_("Efficiency"), "information": N_("Information"), "premises": N_("Premises"),
-    "ease": N_("Ease"), "trust": N_("Trust"), "equity": N_("Fair treatment"), "convenience": N_("Convenience"),
-    "visits": N_("Number of visits"), "agencies": N_("Number of agencies"),
-    "feedback_handling": N_("Handling of feedback"), "result": N_("Result"),
+    "overall": N_("Overall"),
+    "waiting_time": N_("Waiting time"),
+    "service_time": N_("Service time"),
+    "on_time": N_("On time"),
+    "staff_courtesy": N_("Staff courtesy"),
+    "staff_competence": N_("Staff competence"),
+    "efficiency": N_("Efficiency"),
+    "information": N_("Information"),
+    "premises": N_("Premises"),
+    "ease": N_("Ease"),
+    "trust": N_("Trust"),
+    "equity": N_("Fair treatment"),
+    "convenience": N_("Convenience"),
+    "visits": N_("Number of visits"),
+    "agencies": N_("Number of agencies"),
+    "feedback_handling": N_("Handling of feedback"),
+    "result": N_("Result"),
 }
 LEVEL_LABELS = (N_("Very dissatisfied"), N_("Dissatisfied"), N_("Neutral"), N_("Satisfied"), N_("Very satisfied"))
 
@@ -99,8 +117,12 @@ async def dashboard_page(request: Request, state: State, user: Principal) -> Res
         row["status_label"] = _(STATUS_LABELS[row["status"]]) if row["status"] else ""
         rates = [whole_percent(w["rate"]) for w in row["spark"]]
         row["spark_text"] = _("Weekly satisfaction, last 12 weeks: %(rates)s") % {"rates": ", ".join(rates)}
-    charts = {"sparklines": {row["code"]: [None if w["rate"] is None else round(w["rate"] * 100, 1)
-                                           for w in row["spark"]] for row in rows}}
+    charts = {
+        "sparklines": {
+            row["code"]: [None if w["rate"] is None else round(w["rate"] * 100, 1) for w in row["spark"]]
+            for row in rows
+        }
+    }
     return layout.render(request, "dashboard.html", {"rows": rows, "charts": charts, "min_n": min_n})
 
 
@@ -133,8 +155,7 @@ async def unit_page(
         row["name"] = touchpoint.name if touchpoint else row["key"]
         row["unit"] = touchpoint.unit if touchpoint else None
     for row in data["by_service"]:
-        row["name"] = service_label(snapshot, row["key"], lang) if row["key"] in snapshot.services \
-            else _("No service")
+        row["name"] = service_label(snapshot, row["key"], lang) if row["key"] in snapshot.services else _("No service")
     for row in data["by_counter"]:
         row["name"] = counter_label(row["counter"], lang)
     chart = data["p_chart"]
@@ -145,13 +166,21 @@ async def unit_page(
         row["label"] = _(known) if known else row["indicator"]
     signal_weeks = {s["week"] for s in chart["signals"]}
     heat = data["heatmap"]
-    heat_rows = [{"label": _(WEEKDAY_LABELS[d]), "cells": [
-        {**cell, "class": _heat_class(cell["n"], heat["max_n"])} for cell in heat["cells"][d]]} for d in range(7)]
+    heat_rows = [
+        {
+            "label": _(WEEKDAY_LABELS[d]),
+            "cells": [{**cell, "class": _heat_class(cell["n"], heat["max_n"])} for cell in heat["cells"][d]],
+        }
+        for d in range(7)
+    ]
     total = data["total"]
     levels = [{"level": i, "label": _(LEVEL_LABELS[i - 1]), "count": total["levels"][str(i)]} for i in range(1, 6)]
     charts = {
-        "levels": {"labels": [f"{lv['level']} · {lv['label']}" for lv in levels],
-                   "values": [lv["count"] for lv in levels], "label": _("Responses")},
+        "levels": {
+            "labels": [f"{lv['level']} · {lv['label']}" for lv in levels],
+            "values": [lv["count"] for lv in levels],
+            "label": _("Responses"),
+        },
         "p_chart": {
             "labels": [w["week"] for w in chart["weeks"]],
             "p": [None if w["p"] is None else round(w["p"] * 100, 2) for w in chart["weeks"]],
@@ -159,21 +188,39 @@ async def unit_page(
             "lcl": [None if w["lcl"] is None else round(w["lcl"] * 100, 2) for w in chart["weeks"]],
             "centre": None if chart["centre"] is None else round(chart["centre"] * 100, 2),
             "signals": [w["week"] in signal_weeks for w in chart["weeks"]],
-            "names": {"p": _("Weekly satisfaction"), "ucl": _("Upper control limit"),
-                      "lcl": _("Lower control limit"), "centre": _("Centre line")},
+            "names": {
+                "p": _("Weekly satisfaction"),
+                "ucl": _("Upper control limit"),
+                "lcl": _("Lower control limit"),
+                "centre": _("Centre line"),
+            },
         },
-        "indicators": {"labels": [row["label"] for row in data["indicators"]],
-                       "values": [None if row["mean"] is None else round(row["mean"], 1)
-                                  for row in data["indicators"]], "label": _("Mean (0–100)")},
+        "indicators": {
+            "labels": [row["label"] for row in data["indicators"]],
+            "values": [None if row["mean"] is None else round(row["mean"], 1) for row in data["indicators"]],
+            "label": _("Mean (0–100)"),
+        },
     }
     children = [row for row in data["by_unit"] if row["key"] != code]
-    return layout.render(request, "unit.html", {
-        "code": code, "data": data, "total": total, "levels": levels, "heat": heat, "heat_rows": heat_rows,
-        "chart": chart, "charts": charts, "children": children, "min_n": min_n,
-        "period": {"from": start.isoformat(), "to": end.isoformat()},
-        "responses_url": f"/manage/units/{code}/responses?" + urlencode({"from": start.isoformat(),
-                                                                        "to": end.isoformat()}),
-    })
+    return layout.render(
+        request,
+        "unit.html",
+        {
+            "code": code,
+            "data": data,
+            "total": total,
+            "levels": levels,
+            "heat": heat,
+            "heat_rows": heat_rows,
+            "chart": chart,
+            "charts": charts,
+            "children": children,
+            "min_n": min_n,
+            "period": {"from": start.isoformat(), "to": end.isoformat()},
+            "responses_url": f"/manage/units/{code}/responses?"
+            + urlencode({"from": start.isoformat(), "to": end.isoformat()}),
+        },
+    )
 
 
 def _service_name(service: dict[str, Any], lang: str) -> str | None:
@@ -196,8 +243,9 @@ def service_label(snapshot: Snapshot, code: str, lang: str) -> str:
 
 def service_choices(snapshot: Snapshot, subtree: set[str], lang: str) -> dict[str, str]:
     """The services offered in a subtree (at its touchpoints or by its units), code -> name, by name."""
-    codes = {tp.service for tp in snapshot.touchpoints.values() if tp.unit in subtree and tp.service} \
-        | {code for code, service in snapshot.services.items() if service.get("agency") in subtree}
+    codes = {tp.service for tp in snapshot.touchpoints.values() if tp.unit in subtree and tp.service} | {
+        code for code, service in snapshot.services.items() if service.get("agency") in subtree
+    }
     names = {code: service_label(snapshot, code, lang) for code in codes}
     return dict(sorted(names.items(), key=lambda item: (item[1].casefold(), item[0])))
 
@@ -218,8 +266,7 @@ def _flagged(value: str | None) -> bool | None:
     return value == "yes"
 
 
-@get("/manage/units/{code:str}/responses", dependencies={"user": Provide(auth.current_user)},
-     include_in_schema=False)
+@get("/manage/units/{code:str}/responses", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
 async def responses_page(
     request: Request,
     state: State,
@@ -244,10 +291,17 @@ async def responses_page(
     if touchpoint and (touchpoint not in snapshot.touchpoints or snapshot.touchpoints[touchpoint].unit not in subtree):
         raise InvalidInput(f"touchpoint: no touchpoint {touchpoint!r} in this unit", "touchpoint")
     search = (q or "").strip()[:200]
-    options = {"service": service or None, "touchpoint": touchpoint or None, "level": _level(level),
-               "flagged": _flagged(flagged), "search": search or None, "cursor": after}
+    options = {
+        "service": service or None,
+        "touchpoint": touchpoint or None,
+        "level": _level(level),
+        "flagged": _flagged(flagged),
+        "search": search or None,
+        "cursor": after,
+    }
     page = await state.store.read(
-        lambda conn: dashboard_data.list_responses(conn, snapshot, code, start, end, **options))
+        lambda conn: dashboard_data.list_responses(conn, snapshot, code, start, end, **options)
+    )
     lang = layout.choose_language(request)
     for item in page["items"]:
         tp = snapshot.touchpoints.get(item["touchpoint"])
@@ -255,23 +309,43 @@ async def responses_page(
         item["counter_label"] = counter_label(item["counter"], lang)
         item["service_name"] = service_label(snapshot, item["service"], lang) if item["service"] else None
         item["tz"] = snapshot.units[item["unit"]].tz
-    filters = {"from": start.isoformat(), "to": end.isoformat(), "service": service or "",
-               "touchpoint": touchpoint or "", "level": level or "", "flagged": flagged or "", "q": search}
+    filters = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "service": service or "",
+        "touchpoint": touchpoint or "",
+        "level": level or "",
+        "flagged": flagged or "",
+        "q": search,
+    }
     next_url = None
     if page["next"]:
-        next_url = f"/manage/units/{code}/responses?" + urlencode({**{k: v for k, v in filters.items() if v},
-                                                                   "after": page["next"]})
+        next_url = f"/manage/units/{code}/responses?" + urlencode(
+            {**{k: v for k, v in filters.items() if v}, "after": page["next"]}
+        )
     _ = gettext_for(lang)
     # The filter choices, value (as in the URL) -> what people read.
-    touchpoints = {tp.token: tp.name for tp in sorted(
-        (tp for tp in snapshot.touchpoints.values() if tp.unit in subtree), key=lambda t: t.name)}
+    touchpoints = {
+        tp.token: tp.name
+        for tp in sorted((tp for tp in snapshot.touchpoints.values() if tp.unit in subtree), key=lambda t: t.name)
+    }
     levels = {str(level): f"{level} · {_(label)}" for level, label in enumerate(LEVEL_LABELS, start=1)}
-    return layout.render(request, "responses.html", {
-        "code": code, "items": page["items"], "next_url": next_url, "filters": filters,
-        "first_page_url": f"/manage/units/{code}/responses?" + urlencode({k: v for k, v in filters.items() if v}),
-        "is_later_page": bool(after), "services": service_choices(snapshot, subtree, lang),
-        "touchpoints": touchpoints, "levels": levels, "officers": auth.may_see_officers(user),
-    })
+    return layout.render(
+        request,
+        "responses.html",
+        {
+            "code": code,
+            "items": page["items"],
+            "next_url": next_url,
+            "filters": filters,
+            "first_page_url": f"/manage/units/{code}/responses?" + urlencode({k: v for k, v in filters.items() if v}),
+            "is_later_page": bool(after),
+            "services": service_choices(snapshot, subtree, lang),
+            "touchpoints": touchpoints,
+            "levels": levels,
+            "officers": auth.may_see_officers(user),
+        },
+    )
 
 
 ROUTES: list = [dashboard_page, unit_page, responses_page]

@@ -141,10 +141,10 @@ def formatters(lang: str, default_tz: str = "UTC") -> dict[str, Callable[..., st
             return format_datetime(moment, format=format, tzinfo=zone, locale=locale)
         local = moment.astimezone(zone)
         return get_datetime_format("medium", locale=locale).format(
-            format_time(local, "short", locale=locale), format_date(local.date(), "medium", locale=locale))
+            format_time(local, "short", locale=locale), format_date(local.date(), "medium", locale=locale)
+        )
 
-    return {"fmt_percent": fmt_percent, "fmt_number": fmt_number, "fmt_date": fmt_date,
-            "fmt_datetime": fmt_datetime}
+    return {"fmt_percent": fmt_percent, "fmt_number": fmt_number, "fmt_date": fmt_date, "fmt_datetime": fmt_datetime}
 
 
 def lang_url(request: Request, code: str) -> str:
@@ -174,10 +174,12 @@ def base_context(request: Request) -> dict[str, Any]:
         nav.append(("/manage/admin", _("Admin")))
     nav.append(("/manage/reports", _("Reports")))
     path = request.url.path
-    current = max((href for href, _label in nav if path == href or (href != "/manage/" and path.startswith(href))),
-                  key=len, default="/manage/" if path == "/manage/" else None)
-    role_names = {"admin": _("Administrator"), "manager": _("Manager"), "viewer": _("Viewer"),
-                  "auditor": _("Auditor")}
+    current = max(
+        (href for href, _label in nav if path == href or (href != "/manage/" and path.startswith(href))),
+        key=len,
+        default="/manage/" if path == "/manage/" else None,
+    )
+    role_names = {"admin": _("Administrator"), "manager": _("Manager"), "viewer": _("Viewer"), "auditor": _("Auditor")}
     return {
         "_": _,
         "ngettext": translation.ngettext,
@@ -202,8 +204,14 @@ def base_context(request: Request) -> dict[str, Any]:
     }
 
 
-def render(request: Request, template_name: str, context: dict[str, Any] | None = None, *,
-           status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def render(
+    request: Request,
+    template_name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """Render a manage template (autoescaped) in the request's language, as a private, uncached page."""
     full = base_context(request)
     full.update(context or {})
@@ -211,10 +219,16 @@ def render(request: Request, template_name: str, context: dict[str, Any] | None 
     cookies = []
     asked = _valid(request.query_params.get("lang"))
     if asked and request.cookies.get(LANG_COOKIE) != asked:
-        cookies.append(Cookie(key=LANG_COOKIE, value=asked, path="/", max_age=365 * 86400, samesite="lax",
-                              httponly=True))
-    return Response(html, status_code=status, media_type=MediaType.HTML, cookies=cookies,
-                    headers={"cache-control": "no-store", **(headers or {})})
+        cookies.append(
+            Cookie(key=LANG_COOKIE, value=asked, path="/", max_age=365 * 86400, samesite="lax", httponly=True)
+        )
+    return Response(
+        html,
+        status_code=status,
+        media_type=MediaType.HTML,
+        cookies=cookies,
+        headers={"cache-control": "no-store", **(headers or {})},
+    )
 
 
 ERROR_TITLES = {

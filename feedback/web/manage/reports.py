@@ -43,10 +43,19 @@ def N_(message: str) -> str:
     return message
 
 
-BY_CHOICES = (("unit", N_("Child unit")), ("service", N_("Service")), ("touchpoint", N_("Touchpoint")),
-              ("day", N_("Day")), ("week", N_("Week")), ("month", N_("Month")))
-FLAG_CHOICES = (("", N_("All responses")), ("false", N_("Only counted responses")),
-                ("true", N_("Only suspect responses")))
+BY_CHOICES = (
+    ("unit", N_("Child unit")),
+    ("service", N_("Service")),
+    ("touchpoint", N_("Touchpoint")),
+    ("day", N_("Day")),
+    ("week", N_("Week")),
+    ("month", N_("Month")),
+)
+FLAG_CHOICES = (
+    ("", N_("All responses")),
+    ("false", N_("Only counted responses")),
+    ("true", N_("Only suspect responses")),
+)
 
 
 def visible_units(principal: Principal, snapshot: Snapshot) -> list[str]:
@@ -65,19 +74,22 @@ def months_back(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-@get("/manage/reports", name="manage_reports", dependencies={"principal": Provide(auth.current_user)})
+@get(
+    "/manage/reports",
+    name="manage_reports",
+    include_in_schema=False,
+    dependencies={"principal": Provide(auth.current_user)},
+)
 async def reports_page(request: Request, state: State, principal: Principal, unit: str | None = None) -> Response:
     snapshot = await fresh_snapshot(state)
     units = visible_units(principal, snapshot)
     selected = unit if unit in units else (principal.unit if principal.unit in units else (units[0] if units else None))
     today = local_today(snapshot, selected) if selected else datetime.now(UTC).date()
-    services = sorted({tp.service for tp in snapshot.touchpoints.values()
-                       if tp.service and tp.unit in set(units)})
+    services = sorted({tp.service for tp in snapshot.touchpoints.values() if tp.service and tp.unit in set(units)})
     lang = layout.choose_language(request)
     _ = gettext_for(lang)
     context = {
-        "units": [(code, unit_name(snapshot, code, lang), snapshot.units[code].path.count("/") - 1)
-                  for code in units],
+        "units": [(code, unit_name(snapshot, code, lang), snapshot.units[code].path.count("/") - 1) for code in units],
         "selected": selected,
         "date_from": quarter_start(today).isoformat(),
         "date_to": today.isoformat(),
@@ -85,8 +97,9 @@ async def reports_page(request: Request, state: State, principal: Principal, uni
         "by_choices": BY_CHOICES,
         "flag_choices": FLAG_CHOICES,
         "pdf_languages": [(code, ENDONYMS[code]) for code in LANGUAGES],
-        "public_units": [(code, unit_name(snapshot, code, lang)) for code in units
-                         if snapshot.units[code].public_results],
+        "public_units": [
+            (code, unit_name(snapshot, code, lang)) for code in units if snapshot.units[code].public_results
+        ],
     }
     return layout.render(request, "reports.html", context)
 
@@ -114,8 +127,9 @@ def _scrub(text: str | None, secrets: list[str]) -> str:
     return text.strip(" ·")
 
 
-def closed_actions(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], since_utc: str
-                   ) -> list[dict[str, Any]]:
+def closed_actions(
+    conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], since_utc: str
+) -> list[dict[str, Any]]:
     """Actions of the subtree closed since a moment: title, when, and what was done, without personal data."""
     marks = ",".join("?" for _ in units)
     rows = actions._rows(
@@ -123,32 +137,46 @@ def closed_actions(conn: sqlite3.Connection, snapshot: Snapshot, units: list[str
         f"SELECT a.id, a.unit, a.title, a.closed_at, r.case_ref, r.officer, r.counter FROM actions a"
         f" LEFT JOIN responses r ON r.id = a.response_id WHERE a.unit IN ({marks}) AND a.status = 'closed'"
         f" AND a.closed_at >= ? ORDER BY a.closed_at DESC LIMIT ?",
-        [*units, since_utc, PUBLIC_ACTIONS])
+        [*units, since_utc, PUBLIC_ACTIONS],
+    )
     found = []
     for row in rows:
         secrets = [row["case_ref"] or "", row["officer"] or ""]
         done: dict[str, str] = {}
-        for event in actions._rows(conn, "SELECT result, action_taken, correction FROM action_events"
-                                         " WHERE action = ? ORDER BY seq", (row["id"],)):
+        for event in actions._rows(
+            conn,
+            "SELECT result, action_taken, correction FROM action_events WHERE action = ? ORDER BY seq",
+            (row["id"],),
+        ):
             for name in DONE_FIELDS:
                 if event[name]:
                     done[name] = event[name]  # the latest record of each step wins
         tz = snapshot.units[row["unit"]].tz if row["unit"] in snapshot.units else "UTC"
-        found.append({
-            "title": _scrub(row["title"], secrets),
-            "unit": row["unit"],
-            "closed": datetime.fromisoformat(row["closed_at"]).astimezone(ZoneInfo(tz)).date().isoformat(),
-            "action_taken": _scrub(done.get("action_taken") or done.get("correction"), secrets),
-            "result": _scrub(done.get("result"), secrets),
-        })
+        found.append(
+            {
+                "title": _scrub(row["title"], secrets),
+                "unit": row["unit"],
+                "closed": datetime.fromisoformat(row["closed_at"]).astimezone(ZoneInfo(tz)).date().isoformat(),
+                "action_taken": _scrub(done.get("action_taken") or done.get("correction"), secrets),
+                "result": _scrub(done.get("result"), secrets),
+            }
+        )
     return found
 
 
 def not_found(lang: str) -> Response:
     _ = gettext_for(lang)
     html = public_env.get_template("public_results.html").render(
-        _=_, lang=lang, html_lang=HTML_LANG[lang], asset_version=__version__, switch_langs=[], base_path="",
-        case_query="", missing=True, title=_("This page does not exist."))
+        _=_,
+        lang=lang,
+        html_lang=HTML_LANG[lang],
+        asset_version=__version__,
+        switch_langs=[],
+        base_path="",
+        case_query="",
+        missing=True,
+        title=_("This page does not exist."),
+    )
     return Response(html, status_code=404, media_type=MediaType.HTML, headers={"cache-control": "no-store"})
 
 
@@ -180,12 +208,25 @@ async def public_results(request: Request, state: State, code: str) -> Response:
         month_rows.append({"key": key, "label": fmt["fmt_date"](first, "LLLL y"), "row": months.get(key)})
     name = unit_name(snapshot, code, lang)
     html = public_env.get_template("public_results.html").render(
-        _=_, lang=lang, html_lang=HTML_LANG[lang], asset_version=__version__,
-        switch_langs=[(c, ENDONYMS[c]) for c in LANGUAGES], base_path=f"/results/{code}", case_query="",
-        missing=False, title=_("Results and what we did: %(unit)s") % {"unit": name}, unit_name=name,
-        months=month_rows, total=rates["total"], closed=closed, fmt_share=lambda value: fmt_share(value, lang),
-        fmt_number=fmt["fmt_number"], fmt_date=fmt["fmt_date"], min_n=min_n,
-        period=f"{fmt['fmt_date'](start, 'long')} – {fmt['fmt_date'](today, 'long')}")
+        _=_,
+        lang=lang,
+        html_lang=HTML_LANG[lang],
+        asset_version=__version__,
+        switch_langs=[(c, ENDONYMS[c]) for c in LANGUAGES],
+        base_path=f"/results/{code}",
+        case_query="",
+        missing=False,
+        title=_("Results and what we did: %(unit)s") % {"unit": name},
+        unit_name=name,
+        months=month_rows,
+        total=rates["total"],
+        closed=closed,
+        fmt_share=lambda value: fmt_share(value, lang),
+        fmt_number=fmt["fmt_number"],
+        fmt_date=fmt["fmt_date"],
+        min_n=min_n,
+        period=f"{fmt['fmt_date'](start, 'long')} – {fmt['fmt_date'](today, 'long')}",
+    )
     return Response(html, media_type=MediaType.HTML, headers={"cache-control": "public, max-age=300"})
 
 

@@ -1,7 +1,10 @@
-"""Admin pages for users at /manage/admin/users: list, create, change role/unit, disable, reset password.
+"""Admin pages for users and their API tokens at /manage/admin/users.
 
-Only admins may open them. Every change is a POST form with the CSRF token, answered with a 303
-back to a page (post/redirect/get); invalid input re-renders the form with a message and 400.
+Only admins may open them, and each admin only for the users it administers (feedback.user_admin holds
+the rule: an admin with a unit sees and changes only users of its subtree; any other user answers 404).
+Every change is a POST form with the CSRF token, answered with a 303 back to a page (post/redirect/get);
+invalid input re-renders the form with a message and 400, a change the admin may not make with 403.
+A new API token is shown once, on the page that answers the POST that made it.
 """
 
 from __future__ import annotations
@@ -16,20 +19,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.response import Redirect
 
-from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound
+from feedback import user_admin
+from feedback.catalog import Snapshot
+from feedback.errors import Conflict, FeedbackError, Forbidden, NotFound
 from feedback.models import LANGUAGES, ROLES
+from feedback.web.api import fresh_snapshot
 from feedback.web.manage import layout
-from feedback.web.manage.auth import (
-    MAX_FIELD,
-    check_password,
-    current_user,
-    forget_sessions,
-    hash_password,
-    require_admin,
-    save_user,
-    set_disabled,
-)
-from feedback.web.security import Principal
+from feedback.web.manage.auth import MAX_FIELD, check_password, current_user, forget_sessions, hash_password
+from feedback.web.security import Principal, forget_tokens
 
 BASE = "/manage/admin/users"
 DEPENDENCIES = {"user": Provide(current_user)}
@@ -41,8 +38,9 @@ NOTICES = {
     "disabled": "The user was disabled and signed out.",
     "enabled": "The user was enabled.",
     "password": "The password was changed; the user was signed out everywhere.",
+    "revoked": "The token was revoked. Programs using it are refused within 30 seconds.",
 }
-# Which message to show for an input error, by the field it names.
+# Which message to show for an input error or a refusal.
 FIELD_ERRORS = {
     "user": "Enter a user name without spaces or slashes.",
     "role": "Choose a role.",
@@ -51,7 +49,10 @@ FIELD_ERRORS = {
     "lang": "Choose a language.",
     "email": "Enter a valid e-mail address.",
     "exists": "A user with this name exists already.",
-    "self": "You cannot disable yourself.",
+    "self": "You cannot change your own role or unit or disable yourself; another administrator must.",
+    "role_denied": "You may not give this role.",
+    "unit_denied": "Choose a unit inside your own unit: you administer only the users there.",
+    "token_disabled": "A disabled user cannot get a token. Enable the user first.",
 }
 
 
@@ -59,176 +60,251 @@ def _field(form: Any, name: str) -> str:
     return str(form.get(name) or "").strip()[:MAX_FIELD]
 
 
-def _load_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [dict(row) for row in conn.execute(
-        "SELECT name, role, unit, email, lang, coalesce(disabled, 0) AS disabled, created_at,"
-        " password_hash IS NOT NULL AS has_password FROM users ORDER BY name")]
-
-
-def _units(request: Request, unit_name: Any) -> list[tuple[str, str]]:
-    snapshot = request.app.state.catalog.snapshot
+def _unit_choices(snapshot: Snapshot, actor: Principal, unit_name: Any) -> list[tuple[str, str]]:
+    """The units the admin may give: its own subtree (every unit for an admin without one)."""
     ordered = sorted(snapshot.units.values(), key=lambda u: u.path)
-    return [(u.code, "\u2003" * (u.path.strip("/").count("/")) + unit_name(u.code)) for u in ordered]
+    return [
+        (u.code, "\u2003" * (u.path.strip("/").count("/")) + unit_name(u.code))
+        for u in ordered
+        if actor.unit is None or snapshot.in_subtree(u.code, actor.unit)
+    ]
 
 
-def _choices(request: Request) -> dict[str, Any]:
+def _choices(request: Request, snapshot: Snapshot, actor: Principal) -> dict[str, Any]:
     context = layout.base_context(request)
-    return {"units": _units(request, context["unit_name"]), "roles": ROLES, "lang_codes": LANGUAGES}
+    roles = [r for r in ROLES if user_admin.ROLE_RANK[r] <= user_admin.ROLE_RANK.get(actor.role, 0)]
+    return {
+        "units": _unit_choices(snapshot, actor, context["unit_name"]),
+        "roles": roles,
+        "lang_codes": LANGUAGES,
+        "may_give_no_unit": actor.unit is None,
+    }
 
 
-async def _list_page(request: Request, state: State, *, error: str | None = None, form: dict | None = None,
-                     status: int = 200) -> Response:
-    users = await state.store.read(_load_users)
-    done = request.query_params.get("done")
-    return layout.render(request, "users.html", {
-        "users": users, "error": error, "form": form or {}, "notice": NOTICES.get(done or ""), **_choices(request),
-    }, status=status)
-
-
-async def _user_page(request: Request, state: State, name: str, *, error: str | None = None,
-                     status: int = 200) -> Response:
-    found = [u for u in await state.store.read(_load_users) if u["name"] == name]
-    if not found:
-        raise NotFound(f"user: no user {name!r}", "user")
-    done = request.query_params.get("done")
-    return layout.render(request, "auth_user.html", {
-        "target": found[0], "error": error, "notice": NOTICES.get(done or ""), **_choices(request),
-    }, status=status)
-
-
-def _error_key(error: FeedbackError) -> str:
+def _message_key(error: FeedbackError, actor: Principal, name: str | None) -> str:
+    if isinstance(error, Forbidden):
+        if name == actor.user:
+            return "self"
+        return "role_denied" if error.field == "role" else "unit_denied"
     if isinstance(error, Conflict):
-        return "exists"
+        return "token_disabled" if error.field == "user" else "exists"
+    if error.field == "name":
+        return "user"
     return error.field if error.field in FIELD_ERRORS else "user"
 
 
-def _email(value: str) -> str | None:
-    if not value:
-        return None
-    if "@" not in value or any(ch.isspace() for ch in value):
-        raise InvalidInput("email: not an e-mail address", "email")
-    return value
+def _refusal(request: Request, error: FeedbackError, actor: Principal, name: str | None) -> tuple[str, int]:
+    """The page message and status for an error that re-renders a form (a hidden user stays a 404)."""
+    if isinstance(error, NotFound) and error.field in ("user", "id"):
+        raise error
+    _ = layout.translator(request)
+    return _(FIELD_ERRORS[_message_key(error, actor, name)]), 403 if isinstance(error, Forbidden) else 400
 
 
-def _lang(value: str) -> str | None:
-    return value or None
+async def _list_page(
+    request: Request,
+    state: State,
+    actor: Principal,
+    *,
+    error: str | None = None,
+    form: dict | None = None,
+    status: int = 200,
+) -> Response:
+    snapshot = await fresh_snapshot(state)
+    users = await state.store.read(lambda conn: user_admin.list_users(conn, actor, snapshot))
+    done = request.query_params.get("done")
+    return layout.render(
+        request,
+        "users.html",
+        {
+            "users": users,
+            "error": error,
+            "form": form or {},
+            "notice": NOTICES.get(done or ""),
+            **_choices(request, snapshot, actor),
+        },
+        status=status,
+    )
+
+
+async def _user_page(
+    request: Request,
+    state: State,
+    actor: Principal,
+    name: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    new_token: dict | None = None,
+) -> Response:
+    snapshot = await fresh_snapshot(state)
+
+    def read(conn: sqlite3.Connection) -> tuple[dict, list[dict]]:
+        target = user_admin.visible_user(conn, actor, name, snapshot)
+        return target, user_admin.list_tokens(conn, actor, snapshot, name)
+
+    target, tokens = await state.store.read(read)
+    done = request.query_params.get("done") if new_token is None else None
+    return layout.render(
+        request,
+        "auth_user.html",
+        {
+            "target": target,
+            "tokens": tokens,
+            "new_token": new_token,
+            "error": error,
+            "notice": NOTICES.get(done or ""),
+            **_choices(request, snapshot, actor),
+        },
+        status=status,
+    )
+
+
+def _forget(state: State, name: str) -> None:
+    """This process's caches of the user, so the change holds at once here (other processes: soon)."""
+    state.catalog.invalidate()
+    forget_sessions(name)
+    forget_tokens(user=name)
 
 
 @get(BASE, dependencies=DEPENDENCIES, include_in_schema=False)
 async def users_list(request: Request, state: State, user: Principal) -> Response:
-    require_admin(user)
-    return await _list_page(request, state)
+    user_admin.require_admin(user)
+    return await _list_page(request, state, user)
 
 
 @post(BASE, dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_create(request: Request, state: State, user: Principal) -> Response:
-    require_admin(user)
+    user_admin.require_admin(user)
     form = await request.form()
     values = {k: _field(form, k) for k in ("name", "role", "unit", "email", "lang")}
     password = str(form.get("password") or "")
+    snapshot = await fresh_snapshot(state)
     try:
-        email = _email(values["email"])
         check_password(password)
         hashed = await asyncio.to_thread(hash_password, password)
-        name = values["name"]
-
-        def create(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-                raise Conflict(f"user: {name!r} exists already", "user")
-            save_user(conn, name, values["role"], values["unit"] or None, email=email,
-                      lang=_lang(values["lang"]), password_hash=hashed)
-
-        await state.store.write(create)
+        await state.store.write(
+            lambda conn: user_admin.create_user(
+                conn,
+                user,
+                snapshot,
+                values["name"],
+                values["role"],
+                values["unit"] or None,
+                email=values["email"] or None,
+                lang=values["lang"] or None,
+                password_hash=hashed,
+            )
+        )
     except FeedbackError as error:
-        _ = layout.translator(request)
-        return await _list_page(request, state, error=_(FIELD_ERRORS[_error_key(error)]), form=values, status=400)
-    request.app.state.catalog.invalidate()
+        message, status = _refusal(request, error, user, None)
+        return await _list_page(request, state, user, error=message, form=values, status=status)
+    state.catalog.invalidate()
     return Redirect(f"{BASE}?done=created", status_code=303)
 
 
 @get(BASE + "/{name:str}", dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_detail(request: Request, state: State, user: Principal, name: str) -> Response:
-    require_admin(user)
-    return await _user_page(request, state, name)
+    user_admin.require_admin(user)
+    return await _user_page(request, state, user, name)
 
 
-async def _change(request: Request, state: State, name: str, change: Any, done: str) -> Response:
+async def _change(request: Request, state: State, actor: Principal, name: str, done: str, **changes: Any) -> Response:
+    snapshot = await fresh_snapshot(state)
     try:
-        await state.store.write(change)
+        await state.store.write(lambda conn: user_admin.change_user(conn, actor, snapshot, name, **changes))
     except FeedbackError as error:
-        if isinstance(error, NotFound) and error.field == "user":
-            raise
-        _ = layout.translator(request)
-        return await _user_page(request, state, name, error=_(FIELD_ERRORS[_error_key(error)]), status=400)
-    request.app.state.catalog.invalidate()
-    forget_sessions(name)
+        message, status = _refusal(request, error, actor, name)
+        return await _user_page(request, state, actor, name, error=message, status=status)
+    _forget(state, name)
     return Redirect(f"{BASE}/{quote(name, safe='')}?done={done}", status_code=303)
-
-
-def _must_exist(conn: sqlite3.Connection, name: str) -> None:
-    if not conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-        raise NotFound(f"user: no user {name!r}", "user")
 
 
 @post(BASE + "/{name:str}", dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_update(request: Request, state: State, user: Principal, name: str) -> Response:
-    require_admin(user)
+    user_admin.require_admin(user)
     form = await request.form()
-    role, unit, lang = _field(form, "role"), _field(form, "unit") or None, _lang(_field(form, "lang"))
-    raw_email = _field(form, "email")
-
-    def update(conn: sqlite3.Connection) -> None:
-        _must_exist(conn, name)
-        email = _email(raw_email)
-        save_user(conn, name, role, unit, lang=lang)
-        conn.execute("UPDATE users SET email = ?, lang = ? WHERE name = ?", (email, lang, name))
-
-    return await _change(request, state, name, update, "saved")
+    return await _change(
+        request,
+        state,
+        user,
+        name,
+        "saved",
+        role=_field(form, "role"),
+        unit=_field(form, "unit") or None,
+        email=_field(form, "email") or None,
+        lang=_field(form, "lang") or None,
+    )
 
 
 @post(BASE + "/{name:str}/disable", dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_disable(request: Request, state: State, user: Principal, name: str) -> Response:
-    require_admin(user)
-    if name == user.user:
-        _ = layout.translator(request)
-        return await _user_page(request, state, name, error=_(FIELD_ERRORS["self"]), status=400)
-
-    def disable(conn: sqlite3.Connection) -> None:
-        _must_exist(conn, name)
-        set_disabled(conn, name, True)
-
-    return await _change(request, state, name, disable, "disabled")
+    user_admin.require_admin(user)
+    return await _change(request, state, user, name, "disabled", disabled=True)
 
 
 @post(BASE + "/{name:str}/enable", dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_enable(request: Request, state: State, user: Principal, name: str) -> Response:
-    require_admin(user)
-
-    def enable(conn: sqlite3.Connection) -> None:
-        _must_exist(conn, name)
-        set_disabled(conn, name, False)
-
-    return await _change(request, state, name, enable, "enabled")
+    user_admin.require_admin(user)
+    return await _change(request, state, user, name, "enabled", disabled=False)
 
 
 @post(BASE + "/{name:str}/password", dependencies=DEPENDENCIES, include_in_schema=False)
 async def user_password(request: Request, state: State, user: Principal, name: str) -> Response:
-    require_admin(user)
+    user_admin.require_admin(user)
+    snapshot = await fresh_snapshot(state)
+    # The user must be the admin's before anything is hashed or said about the password.
+    await state.store.read(lambda conn: user_admin.visible_user(conn, user, name, snapshot))
     form = await request.form()
     password = str(form.get("password") or "")
     try:
         check_password(password)
+        hashed = await asyncio.to_thread(hash_password, password)
+        await state.store.write(lambda conn: user_admin.set_password(conn, user, snapshot, name, hashed))
     except FeedbackError as error:
-        _ = layout.translator(request)
-        return await _user_page(request, state, name, error=_(FIELD_ERRORS[_error_key(error)]), status=400)
-    hashed = await asyncio.to_thread(hash_password, password)
-
-    def reset(conn: sqlite3.Connection) -> None:
-        _must_exist(conn, name)
-        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
-        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
-
-    return await _change(request, state, name, reset, "password")
+        message, status = _refusal(request, error, user, name)
+        return await _user_page(request, state, user, name, error=message, status=status)
+    _forget(state, name)
+    return Redirect(f"{BASE}/{quote(name, safe='')}?done=password", status_code=303)
 
 
-ROUTES: list = [users_list, user_create, user_detail, user_update, user_disable, user_enable, user_password]
+@post(BASE + "/{name:str}/tokens", dependencies=DEPENDENCIES, include_in_schema=False)
+async def user_token_create(request: Request, state: State, user: Principal, name: str) -> Response:
+    """The new token is on this answer only: it is never stored, so no later page can show it."""
+    user_admin.require_admin(user)
+    snapshot = await fresh_snapshot(state)
+    try:
+        created = await state.store.write(lambda conn: user_admin.create_token(conn, user, snapshot, name))
+    except FeedbackError as error:
+        message, status = _refusal(request, error, user, name)
+        return await _user_page(request, state, user, name, error=message, status=status)
+    return await _user_page(request, state, user, name, new_token=created)
+
+
+@post(BASE + "/{name:str}/tokens/{token_id:str}/revoke", dependencies=DEPENDENCIES, include_in_schema=False)
+async def user_token_revoke(request: Request, state: State, user: Principal, name: str, token_id: str) -> Response:
+    user_admin.require_admin(user)
+    snapshot = await fresh_snapshot(state)
+
+    def revoke(conn: sqlite3.Connection) -> str:
+        user_admin.visible_user(conn, user, name, snapshot)
+        token = next((t for t in user_admin.list_tokens(conn, user, snapshot, name) if t["id"] == token_id), None)
+        if token is None:  # another user's token is not revoked through this user's page
+            raise NotFound(f"id: no token {token_id!r}", "id")
+        return user_admin.revoke_token(conn, user, snapshot, token_id)[1]
+
+    forget_tokens(digest=await state.store.write(revoke))
+    return Redirect(f"{BASE}/{quote(name, safe='')}?done=revoked", status_code=303)
+
+
+ROUTES: list = [
+    users_list,
+    user_create,
+    user_detail,
+    user_update,
+    user_disable,
+    user_enable,
+    user_password,
+    user_token_create,
+    user_token_revoke,
+]
