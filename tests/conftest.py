@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -34,9 +33,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 
-# The console script beside this interpreter (a venv need not be activated), else the one on PATH.
-_beside = Path(sys.executable).parent / "feedback"
-FEEDBACK = str(_beside) if _beside.exists() else (shutil.which("feedback") or "feedback")
+# `feedback` as the tests run it: this interpreter with the working tree first on the path, so a
+# server or command under test runs the code being tested, never a copy installed earlier.
+FEEDBACK = [sys.executable, "-m", "feedback"]
+SOURCE_PATH = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "kiosk")]
+
+
+def source_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process that must import the working tree."""
+    merged = {**os.environ, **(env or {})}
+    merged["PYTHONPATH"] = os.pathsep.join([*SOURCE_PATH, *filter(None, [merged.get("PYTHONPATH")])])
+    return merged
 
 
 @dataclass
@@ -100,14 +107,14 @@ class Server:
         self.db = db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "test-secret", **(env or {})}
+        self.env = source_env({"FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "test-secret", **(env or {})})
         self.workers = workers
         self.process: subprocess.Popen | None = None
         self.log = db.with_suffix(".server.log")
 
     def start(self) -> Server:
         self.process = subprocess.Popen(
-            [FEEDBACK, "serve", "--db", str(self.db), "--port", str(self.port), "--workers", str(self.workers)],
+            [*FEEDBACK, "serve", "--db", str(self.db), "--port", str(self.port), "--workers", str(self.workers)],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -200,10 +207,10 @@ def auth_header(token: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [FEEDBACK, *args],
+        [*FEEDBACK, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=source_env(env),
         input=input,
         timeout=300,
         check=False,

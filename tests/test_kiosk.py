@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
-from feedback_plugins.templates import HAOCHAPING
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from feedback import kiosks as kiosk_store
 from feedback import surveys
 from feedback.kiosk_strings import KIOSK_MESSAGES
+from feedback_plugins.templates import HAOCHAPING
 from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, rows, run_cli
 
 PORTRAIT = {"width": 800, "height": 1280}
@@ -459,9 +459,8 @@ def test_only_the_apps_own_files_are_served(servers, org: Org) -> None:
     from pathlib import Path
 
     srv = serve(servers, org, {})
-    # The app's source folder (installed as the package feedback.kiosk; the test process may import
-    # the source tree's feedback package, which does not map it).
-    folder = Path(__file__).resolve().parent.parent / "kiosk"
+    # The app's source folder, the package feedback_kiosk.
+    folder = Path(__file__).resolve().parent.parent / "kiosk" / "feedback_kiosk"
     python = [path for path in folder.rglob("*") if path.is_file() and path.suffix in (".py", ".pyc")]
     assert python, "the app's folder is a Python package"
     for path in python:

@@ -22,11 +22,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
-from feedback_plugins.mail import parse_smtp_url
 
 from feedback import auth
 from feedback.db import open_utils
 from feedback.i18n import LOCALES_DIR
+from feedback_plugins.mail import parse_smtp_url
 from tests.conftest import ROOT, Org, Server, auth_header, free_port, make_org, rows, run_cli
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")  # units A, A1, A1a

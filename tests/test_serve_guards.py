@@ -18,14 +18,14 @@ import httpx
 import pytest
 
 from feedback.web.survey_page import read_form_id
-from tests.conftest import FEEDBACK, Org, Server, make_org, rows, run_cli
+from tests.conftest import FEEDBACK, Org, Server, make_org, rows, run_cli, source_env
 
 
 def serve_once(db: Path, port: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`feedback serve` on a port, expected to give up at once; a server that starts anyway is killed."""
     process = subprocess.Popen(
-        [FEEDBACK, "serve", "--db", str(db), "--port", str(port)],
-        env={**os.environ, "FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "s", **(env or {})},
+        [*FEEDBACK, "serve", "--db", str(db), "--port", str(port)],
+        env=source_env({"FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "s", **(env or {})}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,7 +4,6 @@ import re
 
 import msgspec
 import pytest
-from feedback_plugins import templates
 
 from feedback.models import (
     INDICATORS,
@@ -14,6 +13,7 @@ from feedback.models import (
     SurveyDefinition,
     TextQuestion,
 )
+from feedback_plugins import templates
 
 LANGS = {"vi", "ru", "zh", "en"}
 SLUGS = ["csat", "haochaping", "vash_kontrol", "vn_one_stop", "a11_v2", "govuk"]

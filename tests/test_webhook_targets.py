@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from feedback_plugins.webhooks import not_routable_reason
 
+from feedback_plugins.webhooks import not_routable_reason
 from tests.conftest import Org, Server, auth_header, free_port, rows
 from tests.test_webhooks import Receiver, register, respond
 from tests.tls_helpers import self_signed

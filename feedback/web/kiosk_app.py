@@ -12,9 +12,9 @@ from litestar.response.base import ASGIResponse
 from litestar.response.redirect import ASGIRedirectResponse
 from litestar.static_files.base import StaticFiles
 
-import feedback.kiosk
+import feedback_kiosk
 
-KIOSK_APP_DIR = Path(feedback.kiosk.__file__).parent
+KIOSK_APP_DIR = Path(feedback_kiosk.__file__).parent
 # The kinds of file the tablet app is made of (the package data): the folder is also a Python
 # package, and its __init__.py or __pycache__ are nobody's business.
 KIOSK_FILE_TYPES = frozenset({".html", ".js", ".css", ".webmanifest", ".png", ".svg", ".json"})
