@@ -4,10 +4,9 @@ The respondent's score is the mean of the criteria answered, on the common 1..5 
 when that mean is 4 or more, dissatisfied when it is 2 or less (regional practice calls back below 4).
 """
 
-from feedback_plugins.csat import indicator_values
-
 from feedback import hookimpl
 from feedback.models import RatingQuestion, Score, SurveyDefinition
+from feedback_plugins.csat import indicator_values
 
 
 @hookimpl
