@@ -66,6 +66,8 @@ import httpx
 from feedback import auth, organisation, surveys
 from feedback.db import open_utils
 from feedback.migrations import apply_all
+from feedback.plugins import build_plugin_manager
+from feedback.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -398,11 +400,12 @@ class BigOrg:
 
 def build_organisation(db_path: Path) -> tuple[BigOrg, list[tuple]]:
     """Units, services, touchpoints and an admin token through the library, like an operator would."""
+    plugins = build_plugin_manager(Settings())
     db = open_utils(str(db_path))
-    apply_all(db)
+    apply_all(db, plugins)
     conn = db.conn
     conn.execute("BEGIN")
-    surveys.publish_template(conn, "csat")
+    surveys.publish_template(conn, "csat", plugins)
     roots, leaves, subtree = [], [], {}
     touchpoint_units: list[str] = []
     services: dict[str, list[str]] = {}

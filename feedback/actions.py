@@ -8,29 +8,35 @@ manager above; after an action is implemented the software watches the same unit
 indicator for some weeks and closes the action when the rate has recovered, or reopens it.
 
 Every function taking `conn` runs inside the caller's transaction (the store's writer or a reader);
-the `async` ones write through the store and fire events on the `track_event` bus after commit.
+the `async` ones write through the store. Each change logs its event (`action.opened`,
+`action.changed`, `action.due_soon`, `action.overdue`) in its own transaction; the dispatcher hands
+it to the `track_event` bus after commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import plugins
 from feedback.calendars import add_working_days, working_days_between
 from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
+from feedback.events import record
 from feedback.i18n import gettext_for
-from feedback.ingest import add_to_rollups, fire_event, is_suspect
 from feedback.jobs import Job, JobContext
-from feedback.models import ActionRequest, Event
+from feedback.models import ActionRequest, Event, is_suspect
+from feedback.plugins import PluginManager
 from feedback.rates import wilson
+from feedback.store import actions as action_store
+from feedback.store import exposure as exposure_store
+from feedback.store import organisation as organisation_store
+from feedback.store import responses as response_store
 
 STATES = (
     "new",
@@ -111,13 +117,6 @@ NOTE_NOT_ESCALATED = N_("Overdue since %(due)s; no manager above to escalate to"
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-    """Rows as dicts, whatever row factory the caller's connection has."""
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row
-    return [dict(row) for row in cursor.execute(sql, tuple(params))]
-
-
 def _tz(snapshot: Snapshot | None, unit: str) -> str:
     found = snapshot.units.get(unit) if snapshot else None
     return found.tz if found else "UTC"
@@ -245,10 +244,10 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _action_row(conn: sqlite3.Connection, action_id: int) -> dict[str, Any]:
-    found = _rows(conn, "SELECT * FROM actions WHERE id = ?", (action_id,))
-    if not found:
+    found = action_store.get(conn, action_id)
+    if found is None:
         raise NotFound(f"id: no corrective action {action_id}", "id")
-    return found[0]
+    return found
 
 
 def _append_event(
@@ -266,22 +265,18 @@ def _append_event(
 ) -> dict[str, Any]:
     """One append-only step of the record (the database refuses to change or delete it later)."""
     record = record or {}
-    columns = ("action", "type", "from_status", "to_status", "actor", "at", *RECORD_FIELDS, "due", "data")
-    values = (
-        action_id,
-        type_,
-        from_status,
-        to_status,
-        actor,
-        at,
-        *(record.get(f) for f in RECORD_FIELDS),
-        due,
-        _json.encode(data or {}).decode(),
-    )
-    cursor = conn.execute(
-        f"INSERT INTO action_events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values
-    )
-    return event_json(_rows(conn, "SELECT * FROM action_events WHERE seq = ?", (cursor.lastrowid,))[0])
+    values = {
+        "action": action_id,
+        "type": type_,
+        "from_status": from_status,
+        "to_status": to_status,
+        "actor": actor,
+        "at": at,
+        **{f: record.get(f) for f in RECORD_FIELDS},
+        "due": due,
+        "data": _json.encode(data or {}).decode(),
+    }
+    return event_json(action_store.append_event(conn, values))
 
 
 # -- what "recovered" means: the rate an action is judged on --------------------------------------------
@@ -337,27 +332,12 @@ def effect_rate(
     if metric == "callback_rate":
         return metric_callback(conn, snapshot, unit, date_from, date_to)
     units = snapshot.subtree(unit) if unit in snapshot.units else [unit]
-    marks = ",".join("?" for _ in units)
-    params: list[Any] = [*units, date_from, date_to]
-    service_sql = ""
-    if service:
-        service_sql = " AND service = ?"
-        params.append(service)
     if metric == "indicator_mean":
-        row = conn.execute(
-            f"SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
-            f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{service_sql} AND indicator = ?",
-            (*params, indicator),
-        ).fetchone()
-        return float(row[1]) / 100.0, int(row[0])
-    table = "rollups" if service else "rollups_unit_day"
-    row = conn.execute(
-        f"SELECT coalesce(sum(n), 0), coalesce(sum(satisfied), 0), coalesce(sum(dissatisfied), 0),"
-        f" coalesce(sum(score_n), 0), coalesce(sum(score_sum), 0)"
-        f" FROM {table} WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{service_sql}",
-        params,
-    ).fetchone()
-    n, satisfied, dissatisfied, score_n, score_sum = int(row[0]), row[1], row[2], int(row[3]), row[4]
+        count, total = response_store.indicator_totals(conn, units, date_from, date_to, indicator or "", service)
+        return total / 100.0, count
+    sums = response_store.rollup_totals(conn, units, date_from, date_to, service)
+    n, satisfied, dissatisfied = int(sums["n"]), sums["satisfied"], sums["dissatisfied"]
+    score_n, score_sum = int(sums["score_n"]), sums["score_sum"]
     if metric == "not_dissatisfied":
         return float(n - dissatisfied), n
     if metric == "bad_review_rate":
@@ -365,12 +345,8 @@ def effect_rate(
     if metric == "mean_score":
         return float(score_sum) / 100.0, score_n
     if metric == "response_rate":
-        served = conn.execute(
-            f"SELECT coalesce(sum(served), 0) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-            f"{service_sql}",
-            params,
-        ).fetchone()[0]
-        return float(min(n, served)), int(served)
+        served = exposure_store.served_total(conn, units, date_from, date_to, service)
+        return float(min(n, served)), served
     return float(satisfied), n
 
 
@@ -402,23 +378,23 @@ def open_action(
     default_days: int = 10,
     owner: str | None = None,
     note: str | None = None,
+    plugins: PluginManager | None = None,
+    assigned: bool = False,
 ) -> dict[str, Any] | None:
     """Open one action in the caller's write transaction; None when its `source_key` was opened before.
 
-    The owner is `owner`, else the `corrective_action_assignee` plugins' answer, else the unit's owner
-    or the nearest one above. The deadline is `request.due`, else the `working_days`-th working day
+    The owner is `owner`, else (unless `assigned`: the caller chose it before the write, with
+    `choose_owner`) the answer of `plugins`' `corrective_action_assignee`, else the unit's owner or
+    the nearest one above. The deadline is `request.due`, else the `working_days`-th working day
     (the request's, else the unit's `action_days`, else `default_days`) after the local opening day.
     """
     unit = snapshot.units.get(request.unit)
     if unit is None:
         raise NotFound(f"unit: no unit {request.unit!r}", "unit")
-    if conn.execute("SELECT 1 FROM actions WHERE source_key = ?", (request.source_key,)).fetchone():
+    if action_store.exists_for(conn, request.source_key):
         return None  # a replayed cause: one action per key, nothing else to do
-    if owner is None:
-        chosen = plugins.call_isolated(
-            "corrective_action_assignee", firstresult=True, action=request, unit=unit, snapshot=snapshot
-        )
-        owner = chosen if isinstance(chosen, str) and chosen else default_owner(snapshot, unit.code)
+    if owner is None and not assigned:
+        owner = choose_owner(request, snapshot, plugins)
     opened_day = local_day(now, unit.tz)
     due = None
     opening: dict[str, Any] = {"kind": request.kind, "source_key": request.source_key, "owner": owner}
@@ -462,15 +438,9 @@ def open_action(
         "data": _json.encode(request.data).decode(),
     }
     row["baseline"] = _baseline(conn, snapshot, row, effect_spec(row, snapshot))
-    columns = list(row)
-    cursor = conn.execute(
-        f"INSERT INTO actions ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        " ON CONFLICT (source_key) DO NOTHING",
-        [row[c] for c in columns],
-    )
-    if cursor.rowcount == 0:
+    action_id = action_store.insert(conn, row)
+    if action_id is None:  # the unique source key: a cause opens one action, however it races
         return None
-    action_id = cursor.lastrowid
     _append_event(
         conn,
         action_id,
@@ -483,7 +453,28 @@ def open_action(
         due=row["due"],
         data=opening,
     )
-    return action_json(_action_row(conn, action_id), snapshot, now)
+    action = action_json(_action_row(conn, action_id), snapshot, now)
+    record(conn, [opened_event(action, now)])  # in the opening's own transaction
+    return action
+
+
+def choose_owner(request: ActionRequest, snapshot: Snapshot, plugins: PluginManager | None) -> str | None:
+    """Who owns a new action: the answer of `plugins`' `corrective_action_assignee`, else the unit's
+    owner or the nearest one above (None for a unit the snapshot does not know)."""
+    unit = snapshot.units.get(request.unit)
+    if unit is None:
+        return None
+    chosen = plugins.hook.corrective_action_assignee(action=request, unit=unit, snapshot=snapshot) if plugins else None
+    return chosen if isinstance(chosen, str) and chosen else default_owner(snapshot, unit.code)
+
+
+async def choose_owners(
+    requests: list[ActionRequest], snapshot: Snapshot, plugins: PluginManager | None
+) -> list[str | None]:
+    """`choose_owner` for each request, before the write and on a worker thread: an assignee that looks
+    people up (a directory, a duty roster) holds up only its own caller, never the writer thread, the
+    other writes or the event loop."""
+    return await asyncio.to_thread(lambda: [choose_owner(request, snapshot, plugins) for request in requests])
 
 
 def opened_event(action: dict[str, Any], now: datetime) -> Event:
@@ -499,11 +490,6 @@ def changed_event(action: dict[str, Any], event: dict[str, Any], now: datetime, 
     )
 
 
-async def fire_all(events: Iterable[Event], store: Store) -> None:
-    for event in events:
-        await fire_event(event, store)
-
-
 async def open_requested(
     store: Store,
     snapshot: Snapshot,
@@ -513,21 +499,29 @@ async def open_requested(
     default_days: int = 10,
     actor: str = SYSTEM,
 ) -> list[dict[str, Any]]:
-    """Open several actions in one write, then fire `action.opened` for each one actually opened."""
+    """Open several actions in one write (each logs its `action.opened` in it); returns those opened."""
     if not requests:
         return []
+    owners = await choose_owners(requests, snapshot, store.plugins)
 
     def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         opened = []
-        for request in requests:
-            action = open_action(conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days)
+        for request, owner in zip(requests, owners, strict=True):
+            action = open_action(
+                conn,
+                request,
+                snapshot=snapshot,
+                now=now,
+                actor=actor,
+                default_days=default_days,
+                owner=owner,
+                assigned=True,
+            )
             if action is not None:
                 opened.append(action)
         return opened
 
-    opened = await store.write(job)
-    await fire_all((opened_event(action, now) for action in opened), store)
-    return opened
+    return await store.write(job)
 
 
 async def open_manual(
@@ -541,17 +535,26 @@ async def open_manual(
     note: str | None = None,
     default_days: int = 10,
 ) -> dict[str, Any]:
-    """Open one action by hand (the API's POST), then fire `action.opened`."""
+    """Open one action by hand (the API's POST); its `action.opened` is logged in the same write."""
+    if owner is None and request.unit in snapshot.units:
+        owner = (await choose_owners([request], snapshot, store.plugins))[0]
 
     def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
         return open_action(
-            conn, request, snapshot=snapshot, now=now, actor=actor, default_days=default_days, owner=owner, note=note
+            conn,
+            request,
+            snapshot=snapshot,
+            now=now,
+            actor=actor,
+            default_days=default_days,
+            owner=owner,
+            note=note,
+            assigned=True,
         )
 
     action = await store.write(job)
     if action is None:
         raise Conflict(f"source_key: an action for {request.source_key!r} exists", "source_key")
-    await fire_event(opened_event(action, now), store)
     return action
 
 
@@ -574,21 +577,17 @@ def _record(fields: dict[str, Any]) -> dict[str, str]:
 
 def _take_out_of_kpis(conn: sqlite3.Connection, response_id: str) -> None:
     """An upheld appeal: the response stays on record, flagged, and moves from rates to raw counts."""
-    found = _rows(conn, "SELECT * FROM responses WHERE id = ?", (response_id,))
-    if not found:
+    row = response_store.get(conn, response_id)
+    if row is None:
         return
-    row = found[0]
     flags = list(_decode(row["flags"], []))
     if "appeal_upheld" in flags:
         return
     was_suspect = is_suspect(flags)
-    conn.execute(
-        "UPDATE responses SET flags = ? WHERE id = ?",
-        (_json.encode(sorted({*flags, "appeal_upheld"})).decode(), response_id),
-    )
+    response_store.set_flags(conn, response_id, _json.encode(sorted({*flags, "appeal_upheld"})).decode())
     if not was_suspect:  # a suspect response was never in the rates: nothing to move
-        add_to_rollups(conn, row, _decode(row["indicators"], {}), suspect=False, sign=-1)
-        add_to_rollups(conn, row, {}, suspect=True, sign=1)
+        response_store.add_to_rollups(conn, row, _decode(row["indicators"], {}), suspect=False, sign=-1)
+        response_store.add_to_rollups(conn, row, {}, suspect=True, sign=1)
 
 
 def transition(
@@ -607,9 +606,42 @@ def transition(
     """Move an action to `target` in the caller's write transaction; returns (action, the new event).
 
     Raises NotFound (unknown id), InvalidInput (unknown state, missing or bad field), Conflict (not
-    allowed from the current state) or Forbidden (a role that may not act; an appeal decided by the
-    rated officer or by the person who appealed). `weeks` is how long an effectiveness review watches.
+    allowed from the current state, or another step moved the action first) or Forbidden (a role that
+    may not act; an appeal decided by the rated officer or by the person who appealed). `weeks` is how
+    long an effectiveness review watches.
     """
+    move = plan_transition(
+        conn, action_id, target, actor=actor, role=role, fields=fields, snapshot=snapshot, now=now, weeks=weeks
+    )
+    return apply_move(conn, move, snapshot, now, data)
+
+
+class Move(msgspec.Struct, frozen=True):
+    """One checked step, planned from the action as it was read: applied only while it is still so."""
+
+    action_id: int
+    from_status: str
+    to_status: str
+    updates: dict[str, Any]
+    record: dict[str, str]
+    due: str | None
+    actor: str
+    response_id: str | None
+
+
+def plan_transition(
+    conn: sqlite3.Connection,
+    action_id: int,
+    target: str,
+    *,
+    actor: str,
+    role: str,
+    fields: dict[str, Any],
+    snapshot: Snapshot,
+    now: datetime,
+    weeks: int = 4,
+) -> Move:
+    """Read the action and check the step (every error `transition` names but a lost race); writes nothing."""
     row = _action_row(conn, action_id)
     if target not in STATES:
         raise InvalidInput(f"type: unknown state {target!r}; one of {list(STATES)}", "type")
@@ -644,14 +676,10 @@ def transition(
     if target == "appealed" and (row["source_type"] != "response" or not row["response_id"]):
         raise Conflict("type: only an action opened by a response can be appealed", "type")
     if target in ("appeal_upheld", "appeal_rejected"):
-        officer = conn.execute("SELECT officer FROM responses WHERE id = ?", (row["response_id"],)).fetchone()
-        if officer is not None and officer[0] and officer[0] == actor:
+        officer = response_store.officer_of(conn, row["response_id"])
+        if officer and officer == actor:
             raise Forbidden("actor: the rated officer may not decide their own appeal", "actor")
-        appellant = conn.execute(
-            "SELECT actor FROM action_events WHERE action = ? AND to_status = 'appealed' ORDER BY seq DESC LIMIT 1",
-            (action_id,),
-        ).fetchone()
-        if appellant is not None and appellant[0] == actor:
+        if action_store.appellant(conn, action_id) == actor:
             raise Forbidden("actor: an appeal is decided by someone other than the person who appealed", "actor")
     if target in CLOSED_STATES:
         updates["closed_at"] = stamp
@@ -661,29 +689,40 @@ def transition(
         updates.update(
             watch_from=today.isoformat(), watch_until=(today + timedelta(weeks=weeks)).isoformat(), watch_extensions=0
         )
-    if target == "appeal_upheld":
-        _take_out_of_kpis(conn, row["response_id"])
-    assignments = ", ".join(f"{column} = ?" for column in updates)
-    conn.execute(f"UPDATE actions SET {assignments} WHERE id = ?", (*updates.values(), action_id))
+    return Move(action_id, current, target, updates, record, new_due, actor, row["response_id"])
+
+
+def apply_move(
+    conn: sqlite3.Connection, move: Move, snapshot: Snapshot, now: datetime, data: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write a planned step in the caller's write transaction: compare and set on the state it was
+    planned from, so of two conflicting steps exactly one wins and the other is a Conflict (409)."""
+    if not action_store.move(conn, move.action_id, move.from_status, move.updates):
+        now_in = action_store.get(conn, move.action_id)
+        raise Conflict(
+            f"type: the action is no longer in state {move.from_status!r}"
+            f" (another step moved it to {now_in['status'] if now_in else None!r}); reload it and try again",
+            "type",
+        )
+    if move.to_status == "appeal_upheld":
+        _take_out_of_kpis(conn, move.response_id)
     event = _append_event(
         conn,
-        action_id,
-        target,
-        from_status=current,
-        to_status=target,
-        actor=actor,
-        at=stamp,
-        record=record,
-        due=new_due,
+        move.action_id,
+        move.to_status,
+        from_status=move.from_status,
+        to_status=move.to_status,
+        actor=move.actor,
+        at=move.updates["updated_at"],
+        record=move.record,
+        due=move.due,
         data=data,
     )
-    return action_json(_action_row(conn, action_id), snapshot, now), event
+    return action_json(_action_row(conn, move.action_id), snapshot, now), event
 
 
 def _has_contact(conn: sqlite3.Connection, response_id: str | None) -> bool:
-    if not response_id:
-        return False
-    return conn.execute("SELECT 1 FROM contacts WHERE response_id = ?", (response_id,)).fetchone() is not None
+    return bool(response_id) and response_store.contact_of(conn, response_id) is not None
 
 
 async def apply_transition(
@@ -698,25 +737,25 @@ async def apply_transition(
     now: datetime,
     settings: Any,
 ) -> dict[str, Any]:
-    """Write one step, then fire `action.changed` (with `"callback": true` when a response whose
-    respondent left consented contact reaches `closed`). Returns {"action", "event"}."""
+    """Write one step and, in the same transaction, its `action.changed` event (with `"callback": true`
+    when a response whose respondent left consented contact reaches `closed`). Returns {"action", "event"}."""
 
-    def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        action, event = transition(
-            conn,
-            action_id,
-            target,
-            actor=actor,
-            role=role,
-            fields=fields,
-            snapshot=snapshot,
-            now=now,
-            weeks=settings.effectiveness_weeks,
+    weeks = settings.effectiveness_weeks
+    # Checked on a reader and written with compare-and-set: the writer only writes, and a step planned
+    # from a state that another step left meanwhile is a Conflict (409), never a lost update.
+    move = await store.read(
+        lambda conn: plan_transition(
+            conn, action_id, target, actor=actor, role=role, fields=fields, snapshot=snapshot, now=now, weeks=weeks
         )
-        return action, event, target == "closed" and _has_contact(conn, action["response_id"])
+    )
 
-    action, event, callback = await store.write(job)
-    await fire_event(changed_event(action, event, now, callback), store)
+    def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+        action, event = apply_move(conn, move, snapshot, now)
+        callback = target == "closed" and _has_contact(conn, action["response_id"])
+        record(conn, [changed_event(action, event, now, callback)])
+        return action, event
+
+    action, event = await store.write(job)
     return {"action": action, "event": event}
 
 
@@ -741,24 +780,9 @@ def list_actions(
     unit's local today (or `today`) and not closed.
     """
     now = now or datetime.now(UTC)
-    where, params = [], []
-    if unit is not None:
-        units = snapshot.subtree(unit)
-        where.append(f"unit IN ({','.join('?' for _ in units)})")
-        params.extend(units)
-    if status == "open":
-        where.append("status NOT IN ('closed', 'appeal_upheld')")
-    elif status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if kind is not None:
-        where.append("kind = ?")
-        params.append(kind)
-    if overdue:
-        where.append("due IS NOT NULL AND status NOT IN ('closed', 'appeal_upheld')")
-    sql = "SELECT * FROM actions" + (f" WHERE {' AND '.join(where)}" if where else "")
+    units = snapshot.subtree(unit) if unit is not None else None
     found = []
-    for row in _rows(conn, sql, params):
+    for row in action_store.listing(conn, units, status, kind, due_and_open=bool(overdue)):
         item = action_json(row, snapshot, now)
         if today is not None:
             item["overdue"] = (
@@ -778,13 +802,10 @@ def get_action(
     row = _action_row(conn, action_id)
     tz = None
     if snapshot is None or row["unit"] not in snapshot.units:
-        found = conn.execute("SELECT tz FROM units WHERE code = ?", (row["unit"],)).fetchone()
-        tz = found[0] if found else "UTC"
+        tz = organisation_store.unit_tz(conn, row["unit"]) or "UTC"
     action = action_json(row, snapshot, now, tz=tz)
     action["data"] = _decode(row["data"], {})
-    action["events"] = [
-        event_json(e) for e in _rows(conn, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (action_id,))
-    ]
+    action["events"] = [event_json(e) for e in action_store.events_of(conn, action_id)]
     return action
 
 
@@ -792,8 +813,7 @@ def contact_of(conn: sqlite3.Connection, action: dict[str, Any]) -> str | None:
     """The consented contact of the response behind an open action (None once closed or purged)."""
     if action["status"] in CLOSED_STATES or not action.get("response_id"):
         return None
-    found = conn.execute("SELECT contact FROM contacts WHERE response_id = ?", (action["response_id"],)).fetchone()
-    return found[0] if found else None
+    return response_store.contact_of(conn, action["response_id"])
 
 
 class _Tally:
@@ -839,12 +859,7 @@ def _tallies(
     # A day of margin either side in UTC; the local days are worked out exactly below.
     low = datetime.combine(start - timedelta(days=2), datetime.min.time(), UTC).isoformat()
     high = datetime.combine(end + timedelta(days=2), datetime.min.time(), UTC).isoformat()
-    rows = _rows(
-        conn,
-        f"SELECT unit, kind, status, due, opened_at, closed_at FROM actions WHERE unit IN"
-        f" ({','.join('?' for _ in units)}) AND opened_at < ? AND (closed_at IS NULL OR closed_at >= ?)",
-        (*units, high, low),
-    )
+    rows = action_store.open_in_period(conn, units, high, low)
     tallies = {code: _Tally() for code in units}
     for row in rows:
         tz = _tz(snapshot, row["unit"])
@@ -918,15 +933,12 @@ def metric_callback(
 
 # -- jobs ----------------------------------------------------------------------------------------------------
 def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime, due_soon_days: int) -> list[Event]:
-    """Remind owners of deadlines near, escalate the overdue to the manager above; the events to fire."""
+    """Remind owners of deadlines near, escalate the overdue to the manager above; logs the events (and
+    returns them)."""
     events: list[Event] = []
     stamp = now.isoformat()
     # Once overdue (and escalated) an action has nothing more to wait for here.
-    rows = _rows(
-        conn,
-        "SELECT * FROM actions WHERE status NOT IN ('closed', 'appeal_upheld') AND due IS NOT NULL"
-        " AND overdue_at IS NULL ORDER BY id",
-    )
+    rows = action_store.awaiting_deadline(conn)
     for row in rows:
         unit = snapshot.units.get(row["unit"])
         if unit is None:
@@ -935,9 +947,8 @@ def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime,
         due = date.fromisoformat(row["due"])
         if today > due:
             target = owner_above(snapshot, unit.code, besides=row["owner"])
-            conn.execute(
-                "UPDATE actions SET overdue_at = ?, escalated_to = ?, escalated_at = ? WHERE id = ?",
-                (stamp, target, stamp if target else None, row["id"]),
+            action_store.update(
+                conn, row["id"], overdue_at=stamp, escalated_to=target, escalated_at=stamp if target else None
             )
             note = (
                 _text(unit.lang, NOTE_ESCALATED, due=row["due"], user=target)
@@ -965,12 +976,13 @@ def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime,
                 )
             )
         elif row["due_soon_at"] is None and working_days_between(today, due, unit.country) <= due_soon_days:
-            conn.execute("UPDATE actions SET due_soon_at = ? WHERE id = ?", (stamp, row["id"]))
+            action_store.update(conn, row["id"], due_soon_at=stamp)
             action = action_json(_action_row(conn, row["id"]), snapshot, now)
             action["working_days_left"] = working_days_between(today, due, unit.country)
             events.append(
                 Event(type="action.due_soon", id=f"action.due_soon:{row['id']}", created_at=stamp, data=action)
             )
+    record(conn, events)
     return events
 
 
@@ -984,11 +996,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
     """Judge every watch that has ended: recovered → closed (or confirmed), not recovered → reopened."""
     events: list[Event] = []
     stamp = now.isoformat()
-    rows = _rows(
-        conn,
-        "SELECT * FROM actions WHERE watch_until IS NOT NULL"
-        " AND status IN ('effectiveness_review', 'closed') ORDER BY id",
-    )
+    rows = action_store.watched(conn)
     for row in rows:
         unit = snapshot.units.get(row["unit"])
         if unit is None:
@@ -1023,7 +1031,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
         if n < needed:
             if row["watch_extensions"] >= MAX_WATCH_EXTENSIONS:
                 note = _text(unit.lang, NOTE_TOO_FEW, n=n, start=watch_from, end=row["watch_until"])
-                conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+                action_store.update(conn, row["id"], watch_until=None, updated_at=stamp)
                 _append_event(
                     conn,
                     row["id"],
@@ -1038,11 +1046,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
             else:
                 later = (until + timedelta(weeks=1)).isoformat()
                 note = _text(unit.lang, NOTE_EXTENDED, n=n, until=later)
-                conn.execute(
-                    "UPDATE actions SET watch_until = ?, watch_extensions = watch_extensions + 1,"
-                    " updated_at = ? WHERE id = ?",
-                    (later, stamp, row["id"]),
-                )
+                action_store.extend_watch(conn, row["id"], later, stamp)
                 _append_event(
                     conn,
                     row["id"],
@@ -1061,7 +1065,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
             if target is None:
                 target = _baseline(conn, snapshot, row, spec)
         if target is None:
-            conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+            action_store.update(conn, row["id"], watch_until=None, updated_at=stamp)
             _append_event(
                 conn,
                 row["id"],
@@ -1088,7 +1092,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
             "target": _figure(target, metric),
         }
         if recovered and row["status"] == "closed":
-            conn.execute("UPDATE actions SET watch_until = NULL, updated_at = ? WHERE id = ?", (stamp, row["id"]))
+            action_store.update(conn, row["id"], watch_until=None, updated_at=stamp)
             _append_event(
                 conn,
                 row["id"],
@@ -1113,7 +1117,7 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
                 now=now,
                 data={"effectiveness": figures},
             )
-            conn.execute("UPDATE actions SET watch_until = NULL WHERE id = ?", (row["id"],))
+            action_store.update(conn, row["id"], watch_until=None)
             action["watch_until"] = None
             events.append(changed_event(action, event, now, _has_contact(conn, action["response_id"])))
         else:
@@ -1129,19 +1133,18 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
                 data={"effectiveness": figures},
             )
             events.append(changed_event(action, event, now))
+    record(conn, events)
     return events
 
 
 async def run_deadlines(ctx: JobContext) -> None:
     snapshot, now, days = ctx.snapshot, ctx.now, ctx.settings.due_soon_days
-    events = await ctx.store.write(lambda conn: check_deadlines(conn, snapshot, now, days))
-    await fire_all(events, ctx.store)
+    await ctx.store.write(lambda conn: check_deadlines(conn, snapshot, now, days))
 
 
 async def run_effectiveness(ctx: JobContext) -> None:
     snapshot, now, min_n = ctx.snapshot, ctx.now, ctx.settings.min_n
-    events = await ctx.store.write(lambda conn: check_effectiveness(conn, snapshot, now, min_n))
-    await fire_all(events, ctx.store)
+    await ctx.store.write(lambda conn: check_effectiveness(conn, snapshot, now, min_n))
 
 
 def jobs() -> list[Job]:

@@ -7,7 +7,6 @@ every `ttl` seconds otherwise, so a change made by another process shows up soon
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,12 @@ from datetime import UTC, datetime
 import msgspec
 
 from feedback.models import ObjectiveVersion, SurveyVersion, Touchpoint, Unit, User
+from feedback.plugins import PluginManager
+from feedback.store import Connection
+from feedback.store import objectives as objective_store
+from feedback.store import organisation as organisation_store
+from feedback.store import surveys as survey_store
+from feedback.store import users as user_store
 from feedback.surveys import decode_definition
 
 
@@ -77,15 +82,9 @@ def retired_moment(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
+def load_snapshot(conn: Connection, plugins: PluginManager | None = None) -> Snapshot:
     snap = Snapshot()
-    # Rows by column name, whatever row factory the caller's connection has.
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row
-    conn = cursor
-    for row in conn.execute(
-        "SELECT code, name, names, parent, lang, tz, path, country, owner, action_days, public_results FROM units"
-    ):
+    for row in organisation_store.all_units(conn):
         snap.units[row["code"]] = Unit(
             code=row["code"],
             name=row["name"],
@@ -99,22 +98,16 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
             action_days=row["action_days"],
             public_results=bool(row["public_results"]),
         )
-    for row in conn.execute("SELECT name, role, unit, email, lang FROM users WHERE coalesce(disabled, 0) = 0"):
-        snap.users[row["name"]] = User(**dict(row))
-    for row in conn.execute(
-        "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
-        " ORDER BY v.objective, v.version"
-    ):
-        data = dict(row)  # a Row iterates over its values, not its keys
+    for row in user_store.enabled_users(conn):
+        snap.users[row["name"]] = User(**row)
+    for data in objective_store.versions(conn):
         data.pop("created_at", None)
         data.pop("created_by", None)
         version = msgspec.convert(data, ObjectiveVersion, strict=False)
         snap.objective_versions.setdefault(version.unit, []).append(version)
-    for row in conn.execute("SELECT code, name, names, kind, agency FROM services"):
-        snap.services[row["code"]] = dict(row)
-    for row in conn.execute(
-        "SELECT token, short_code, name, unit, lang, survey, kind, counter, service, retired_at FROM touchpoints"
-    ):
+    for row in organisation_store.all_services(conn):
+        snap.services[row["code"]] = row
+    for row in organisation_store.all_touchpoints(conn):
         snap.touchpoints[row["token"]] = Touchpoint(
             token=row["token"],
             name=row["name"],
@@ -130,13 +123,11 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
             snap.short_codes[row["short_code"].upper()] = row["token"]
         if row["retired_at"]:
             snap.retired[row["token"]] = retired_moment(row["retired_at"])
-    for row in conn.execute(
-        "SELECT slug, version, definition, published_at FROM survey_versions ORDER BY slug, version"
-    ):
+    for row in survey_store.all_versions(conn):
         version = SurveyVersion(
             slug=row["slug"],
             version=row["version"],
-            definition=decode_definition(row["definition"]),
+            definition=decode_definition(row["definition"], plugins),
             published_at=row["published_at"],
         )
         snap.versions[(row["slug"], row["version"])] = version
@@ -145,8 +136,9 @@ def load_snapshot(conn: sqlite3.Connection) -> Snapshot:
 
 
 class Catalog:
-    def __init__(self, ttl: float = 5.0) -> None:
+    def __init__(self, ttl: float = 5.0, plugins: PluginManager | None = None) -> None:
         self.ttl = ttl
+        self.plugins = plugins  # whose question kinds the survey versions are decoded with
         self._snapshot = Snapshot()
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -163,9 +155,9 @@ class Catalog:
         self.reloading = True
         return True
 
-    def reload(self, conn: sqlite3.Connection) -> Snapshot:
+    def reload(self, conn: Connection) -> Snapshot:
         try:
-            snapshot = load_snapshot(conn)
+            snapshot = load_snapshot(conn, self.plugins)
             with self._lock:
                 self._snapshot = snapshot
                 self._loaded_at = time.monotonic()

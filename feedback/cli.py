@@ -9,16 +9,31 @@ from pathlib import Path
 
 import click
 
-from feedback import __version__, plugins, serving
+from feedback import __version__, serving
 from feedback.db import open_utils
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
+from feedback.plugins import PluginManager, build_plugin_manager, describe_plugins
 from feedback.settings import load_settings
+from feedback.store import events as event_store
 
 
-def open_migrated(path: str):
+def command_plugins() -> PluginManager:
+    """The plugin manager `main` built for this command from the settings (built here when the
+    command group runs without `main`, or outside a command)."""
+    context = click.get_current_context(silent=True)
+    root = context.find_root() if context else None
+    if root is not None and isinstance(root.obj, PluginManager):
+        return root.obj
+    plugins = build_plugin_manager(load_settings(keep_secret=False))
+    if root is not None:
+        root.obj = plugins
+    return plugins
+
+
+def open_migrated(path: str, plugins: PluginManager | None = None):
     db = open_utils(path)
-    apply_all(db)
+    apply_all(db, plugins or command_plugins())
     return db
 
 
@@ -34,21 +49,39 @@ def in_transaction(db_path: str, fn):
         db.close()
 
 
+def release_dead_leases(db, path: str) -> None:
+    """When no server or command has the database open, every lease in its event log and outbox
+    belongs to a process that died (e.g. killed with SIGKILL): end them, so what was in flight is
+    dispatched and sent again at once rather than when the leases run out."""
+    try:
+        serving.refuse_database_in_use(path)
+    except serving.DatabaseInUse:
+        return  # another server runs: its leases are live
+    with db.conn:
+        events, rows = event_store.release_leases(db.conn)
+    if events or rows:
+        click.echo(f"released the leases of a stopped server: {events} event(s), {rows} delivery(ies)", err=True)
+
+
 def run_jobs(db_path: str, only: list[str] | None = None, now=None) -> dict[str, bool]:
     """Run periodic jobs once against a database file, with the same store the server uses."""
     import asyncio
 
     from feedback.catalog import Catalog
     from feedback.db import Store
-    from feedback.jobs import run_all
+    from feedback.scheduler import run_all
 
-    open_migrated(db_path).close()
-    store = Store(db_path)
+    plugins = command_plugins()
+    open_migrated(db_path, plugins).close()
+    # Held while the jobs run, so a server starting meanwhile leaves this command's leases alone.
+    held = serving.hold_database(db_path)
+    store = Store(db_path, plugins=plugins)
     store.start()
     try:
-        return asyncio.run(run_all(store, load_settings(db=db_path), Catalog(), now, only))
+        return asyncio.run(run_all(store, load_settings(db=db_path), Catalog(plugins=plugins), now, only))
     finally:
         store.close()
+        held.close()
 
 
 @click.group()
@@ -61,8 +94,10 @@ def cli() -> None:
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
 def init(db_path: str) -> None:
     """Create or migrate a database."""
+    from feedback.store.dialect import applied_migrations
+
     db = open_migrated(db_path)
-    applied = len(list(db.query("SELECT 1 FROM _sqlite_migrations")))
+    applied = applied_migrations(db.conn)
     db.close()
     click.echo(f"{db_path}: schema up to date ({applied} migrations applied)")
 
@@ -87,21 +122,17 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     from feedback.auth import create_token
+    from feedback.store.organisation import first_touchpoint_per_root
 
     db = open_migrated(db_path)
     try:
-        summary = build_demo(db, days=days, seed=seed)
+        summary = build_demo(db, days=days, seed=seed, plugins=command_plugins())
         with db.conn:
             summary["admin_token"] = create_token(db.conn, "admin", "admin", None)
         # One survey page and one kiosk touchpoint per agency, to try straight away.
         for key, kind, prefix in (("survey_pages", "qr", "/s/"), ("kiosk_touchpoints", "kiosk", "")):
             summary[key] = {
-                root: f"{prefix}{token}"
-                for root, token in db.execute(
-                    "SELECT substr(u.path, 2, instr(substr(u.path, 2), '/') - 1) AS root, min(t.token)"
-                    " FROM touchpoints t JOIN units u ON u.code = t.unit WHERE t.kind = ? GROUP BY root",
-                    (kind,),
-                ).fetchall()
+                root: f"{prefix}{token}" for root, token in first_touchpoint_per_root(db.conn, kind).items()
             }
     finally:
         db.close()
@@ -134,7 +165,10 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
         raise click.ClickException(str(error)) from None
     settings = load_settings()
     db = open_migrated(settings.db)
-    db.close()
+    try:
+        release_dead_leases(db, settings.db)
+    finally:
+        db.close()
     os.environ.setdefault("FEEDBACK_PUBLIC_URL", f"http://{host}:{port}")
     # The workers inherit the lock (`demo --force` refuses a held file) and die with this process.
     held = serving.hold_database(settings.db)  # noqa: F841 - open for as long as the server runs
@@ -197,7 +231,7 @@ def token_create(db_path: str, user: str, role: str | None, unit: str | None) ->
 @click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False))
 def plugins_command(db_path: str | None) -> None:
     """List loaded plugins and the hooks each implements, as JSON."""
-    click.echo(json.dumps(plugins.describe_plugins(), indent=2))
+    click.echo(json.dumps(describe_plugins(command_plugins()), indent=2))
 
 
 @cli.command("tick")
@@ -283,7 +317,7 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
 
     db = open_migrated(db_path)
     try:
-        snapshot = load_snapshot(db.conn)
+        snapshot = load_snapshot(db.conn, command_plugins())
     finally:
         db.close()
     if unit not in snapshot.units:
@@ -336,7 +370,7 @@ def exposure_import(db_path: str, csv_file: str) -> None:
         raise click.ClickException(f"{csv_file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
     def load(conn) -> int:
-        return store_items(conn, parse_csv(text, load_snapshot(conn)), source="csv")
+        return store_items(conn, parse_csv(text, load_snapshot(conn, command_plugins())), source="csv")
 
     stored = in_transaction(db_path, load)
     click.echo(f"{stored} rows stored from {csv_file}")
@@ -359,7 +393,7 @@ def user_add(
     db_path: str, name: str, password_stdin: bool, role: str, unit: str | None, email: str | None, lang: str | None
 ) -> None:
     """Create or update a user; with --password-stdin also set the password (argon2id)."""
-    from feedback.web.manage.auth import save_user
+    from feedback.auth import save_user
 
     password = None
     if password_stdin:
@@ -368,11 +402,11 @@ def user_add(
     click.echo(f"user {name} ({role}{', unit ' + unit if unit else ''}) saved", err=True)
 
 
-plugins.pm.hook.register_commands(cli=cli)
-
-
 def main() -> None:
+    # One plugin manager for the command, from the settings: plugins may add commands to the group.
+    plugins = build_plugin_manager(load_settings(keep_secret=False))
+    plugins.hook.register_commands(cli=cli)
     try:
-        cli(prog_name="feedback")
+        cli(prog_name="feedback", obj=plugins)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -8,12 +8,13 @@ is unlikely to be chance and deserves a look (ISO 9001 9.1.3 analysis and evalua
 from __future__ import annotations
 
 import math
-import sqlite3
 from datetime import date, timedelta
 from typing import Any
 
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput
+from feedback.store import Connection
+from feedback.store import responses as response_store
 
 # Which share each chart plots: the successes counted from a rollup row, and whether a high share
 # is the good side (a bad-review rate is better low).
@@ -32,24 +33,17 @@ def week_label(monday: date) -> str:
 
 
 def daily_counts(
-    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None = None
+    conn: Connection, units: list[str], date_from: str, date_to: str, service: str | None = None
 ) -> dict[str, tuple[int, int, int]]:
     """day -> (n, satisfied, dissatisfied) over the given units, from the rollups."""
-    marks = ",".join("?" for _ in units)
-    params: list[Any] = [*units, date_from, date_to]
-    table, extra = "rollups_unit_day", ""
-    if service is not None:
-        table, extra = "rollups", " AND service = ?"
-        params.append(service)
-    sql = (
-        f"SELECT day, sum(n), sum(satisfied), sum(dissatisfied) FROM {table}"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra} GROUP BY day"
-    )
-    return {row[0]: (row[1] or 0, row[2] or 0, row[3] or 0) for row in conn.execute(sql, params)}
+    return {
+        row["day"]: (row["n"], row["satisfied"], row["dissatisfied"])
+        for row in response_store.daily_rollups(conn, units, date_from, date_to, service)
+    }
 
 
 def p_chart(
-    conn: sqlite3.Connection,
+    conn: Connection,
     snapshot: Snapshot,
     unit: str,
     end: date,

@@ -9,7 +9,6 @@ responses. Only the response list reads `responses`, a page of 50 at a time thro
 from __future__ import annotations
 
 import heapq
-import sqlite3
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -21,6 +20,9 @@ from feedback.catalog import Snapshot
 from feedback.control_chart import p_chart
 from feedback.objectives import evaluate, interval, judge, measure, period_of
 from feedback.rates import Tally, exposure_cells, satisfaction, wilson
+from feedback.store import Connection, dialect
+from feedback.store import actions as action_store
+from feedback.store import responses as response_store
 
 WINDOW_DAYS = 30
 SPARK_WEEKS = 12
@@ -68,13 +70,13 @@ def tree_units(snapshot: Snapshot, roots: list[str]) -> list[str]:
     return sorted(set(codes), key=lambda code: snapshot.units[code].path)
 
 
-def objective_statuses(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, at: date) -> list[dict[str, Any]]:
+def objective_statuses(conn: Connection, snapshot: Snapshot, unit: str, at: date) -> list[dict[str, Any]]:
     """The status document of each of the unit's own objectives in force on a day."""
     versions = snapshot.objectives_in_force(unit, at.isoformat(), with_ancestors=False)
     return [evaluate(conn, snapshot, version, at) for version in sorted(versions, key=lambda v: v.objective)]
 
 
-def objective_status(conn: sqlite3.Connection, snapshot: Snapshot, version: Any, at: date) -> str:
+def objective_status(conn: Connection, snapshot: Snapshot, version: Any, at: date) -> str:
     """The status `evaluate` gives, without the p-chart signals it also computes (the dashboard shows
     only the status, for every unit at once)."""
     if version.retired_from is not None and at.isoformat() >= version.retired_from:
@@ -88,7 +90,7 @@ def objective_status(conn: sqlite3.Connection, snapshot: Snapshot, version: Any,
 
 
 def dashboard(
-    conn: sqlite3.Connection, snapshot: Snapshot, roots: list[str], today: dict[str, date], min_n: int
+    conn: Connection, snapshot: Snapshot, roots: list[str], today: dict[str, date], min_n: int
 ) -> list[dict[str, Any]]:
     """One row per unit of the tree: last-30-day rate with n and interval, 12 weekly rates for the
     sparkline, the response rate where customers are counted, and the worst objective status.
@@ -104,12 +106,8 @@ def dashboard(
         for c in codes
     )
     last = max(today[c] for c in codes)
-    marks = ",".join("?" for _ in codes)
     own: dict[str, list[tuple[str, int, int]]] = {}
-    for unit, day, n, satisfied in conn.execute(
-        f"SELECT unit, day, n, satisfied FROM rollups_unit_day WHERE unit IN ({marks}) AND day BETWEEN ? AND ?",
-        [*codes, first.isoformat(), last.isoformat()],
-    ):
+    for unit, day, n, satisfied in response_store.unit_day_rollups(conn, codes, first.isoformat(), last.isoformat()):
         own.setdefault(unit, []).append((day, n, satisfied))
     # Response rates need the 30-day window only, not the sparkline's twelve weeks.
     window_first = min(today[c] - timedelta(days=WINDOW_DAYS - 1) for c in codes)
@@ -189,7 +187,7 @@ def _offset_minutes(tz: str, day: str) -> int:
     return int(offset.total_seconds() // 60) if offset else 0
 
 
-def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str, end: str) -> dict[str, Any]:
+def heatmap(conn: Connection, snapshot: Snapshot, unit: str, start: str, end: str) -> dict[str, Any]:
     """Counted responses and satisfied ones by local weekday (0 = Monday) × local hour.
 
     `heatmap_rollups` keeps the local day and the UTC hour; each unit's time zone gives the local hour.
@@ -199,12 +197,7 @@ def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str,
         by_tz.setdefault(snapshot.units[code].tz, []).append(code)
     cells = [[[0, 0] for _ in range(24)] for _ in range(7)]
     for tz, codes in by_tz.items():
-        marks = ",".join("?" for _ in codes)
-        for day, hour, n, satisfied in conn.execute(
-            f"SELECT day, hour, sum(n), sum(satisfied) FROM heatmap_rollups WHERE unit IN ({marks})"
-            f" AND day BETWEEN ? AND ? GROUP BY day, hour",
-            [*codes, start, end],
-        ):
+        for day, hour, n, satisfied in response_store.heatmap_cells(conn, codes, start, end):
             local = (hour * 60 + _offset_minutes(tz, day)) // 60 % 24
             cell = cells[date.fromisoformat(day).weekday()][local]
             cell[0] += n or 0
@@ -224,16 +217,11 @@ def heatmap(conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: str,
     }
 
 
-def indicator_profile(conn: sqlite3.Connection, units: list[str], start: str, end: str) -> list[dict[str, Any]]:
+def indicator_profile(conn: Connection, units: list[str], start: str, end: str) -> list[dict[str, Any]]:
     """Mean of each indicator (0-100) over the period."""
-    marks = ",".join("?" for _ in units)
     return [
         {"indicator": indicator, "n": n, "mean": total / n if n else None}
-        for indicator, n, total in conn.execute(
-            f"SELECT indicator, sum(n), sum(sum) FROM rollup_indicators WHERE unit IN ({marks})"
-            f" AND day BETWEEN ? AND ? GROUP BY indicator ORDER BY indicator",
-            [*units, start, end],
-        )
+        for indicator, n, total in response_store.indicator_sums(conn, units, start, end)
     ]
 
 
@@ -254,9 +242,7 @@ def by_counter(snapshot: Snapshot, touchpoint_rows: list[dict[str, Any]], min_n:
     return rows
 
 
-def unit_page(
-    conn: sqlite3.Connection, snapshot: Snapshot, unit: str, start: date, end: date, min_n: int
-) -> dict[str, Any]:
+def unit_page(conn: Connection, snapshot: Snapshot, unit: str, start: date, end: date, min_n: int) -> dict[str, Any]:
     """Everything the unit page shows for the unit's subtree and a period of local days."""
     start_s, end_s = start.isoformat(), end.isoformat()
     units = snapshot.subtree(unit)
@@ -310,7 +296,7 @@ def decode_cursor(cursor: str | None) -> tuple[str, str, str] | None:
 
 
 def list_responses(
-    conn: sqlite3.Connection,
+    conn: Connection,
     snapshot: Snapshot,
     unit: str,
     start: date,
@@ -329,43 +315,29 @@ def list_responses(
     Keyset paging: each unit's rows come in index order through (unit, day), at most `limit` + 1
     per unit, merged; the cursor is the last row's (day, server_time, id).
     """
-    where = ["unit = ?", "day BETWEEN ? AND ?"]
-    params: list[Any] = [start.isoformat(), end.isoformat()]
-    if service:
-        where.append("service = ?")
-        params.append(service)
-    if touchpoint:
-        where.append("touchpoint = ?")
-        params.append(touchpoint)
-    if level is not None:
-        where.append("level = ?")
-        params.append(level)
-    if flagged is not None:
-        where.append("flags != '[]'" if flagged else "flags = '[]'")
     words = (search or "").split()
     long_words = [w for w in words if len(w) >= TRIGRAM]
-    if long_words:
-        where.append("rowid IN (SELECT rowid FROM comment_search WHERE comment_search MATCH ?)")
-        params.append(_fts_query(long_words))
-    for word in words:
-        if len(word) < TRIGRAM:
-            where.append("answers LIKE ? ESCAPE '\\'")
-            params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    short_words = [
+        "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for word in words
+        if len(word) < TRIGRAM
+    ]
     after = decode_cursor(cursor)
-    if after is not None:
-        where.append("(day, server_time, id) < (?, ?, ?)")
-        params.extend(after)
-    sql = (
-        f"SELECT id, receipt, touchpoint, unit, service, channel, counter, officer, lang, answers, server_time,"
-        f" occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified"
-        f" FROM responses WHERE {' AND '.join(where)}"
-        f" ORDER BY day DESC, server_time DESC, id DESC LIMIT ?"
-    )
-    streams = []
-    cur = conn.cursor()
-    cur.row_factory = sqlite3.Row
-    for code in snapshot.subtree(unit):
-        streams.append([dict(row) for row in cur.execute(sql, [code, *params, limit + 1])])
+    streams = [
+        dialect.browse_responses(
+            conn,
+            code,
+            start.isoformat(),
+            end.isoformat(),
+            limit + 1,
+            equal={"service": service or None, "touchpoint": touchpoint or None, "level": level},
+            flagged=flagged,
+            comment_match=_fts_query(long_words) if long_words else None,
+            comment_like=short_words,
+            before=after,
+        )
+        for code in snapshot.subtree(unit)
+    ]
     merged = heapq.merge(*streams, key=lambda r: (r["day"], r["server_time"], r["id"]), reverse=True)
     items = []
     for row in merged:
@@ -375,17 +347,7 @@ def list_responses(
     more = len(items) > limit
     items = items[:limit]
     # The corrective action a response opened, so a bad review leads straight to what is being done.
-    ids = [item["id"] for item in items]
-    opened = (
-        {
-            row[1]: {"id": row[0], "status": row[2]}
-            for row in conn.execute(
-                f"SELECT id, response_id, status FROM actions WHERE response_id IN ({','.join('?' for _ in ids)})", ids
-            )
-        }
-        if ids
-        else {}
-    )
+    opened = action_store.opened_by(conn, [item["id"] for item in items])
     for item in items:
         answers = msgspec.json.decode(item.pop("answers"))
         item["comment"] = comment_text(answers)

@@ -20,20 +20,37 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from feedback.store import dialect
+
 log = logging.getLogger("feedback.db")
 T = TypeVar("T")
 
 _STOP = object()
+# What the writer thread of a Store is doing: the store, and the callbacks of the transaction under way.
+_in_writer = threading.local()
+
+
+def writing_store() -> Store | None:
+    """The Store whose writer thread runs the caller (a write job), or None (a CLI connection, a reader)."""
+    return getattr(_in_writer, "store", None)
+
+
+def after_commit(callback: Callable[[], None]) -> bool:
+    """Run `callback()` on the writer thread once the calling write job's transaction has committed,
+    before the job's caller is answered; dropped if the job rolls back. It must be quick and must not
+    raise (hand work to an event loop with `call_soon_threadsafe`). Returns False, and keeps nothing,
+    outside a Store's writer thread: nobody would run it there."""
+    pending = getattr(_in_writer, "pending", None)
+    if pending is None:
+        return False
+    pending.append(callback)
+    return True
 
 
 def connect_writer(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
-    # WAL is switched on outside a transaction; FULL makes every COMMIT durable.
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    dialect.configure_writer(conn)
     return conn
 
 
@@ -41,7 +58,7 @@ def connect_reader(path: str) -> sqlite3.Connection:
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout=30000")
+    dialect.configure_reader(conn)
     return conn
 
 
@@ -49,9 +66,7 @@ def open_utils(path: str) -> sqlite_utils.Database:
     """A sqlite-utils handle for schema and admin work (CLI, migrations, demo)."""
     db = sqlite_utils.Database(path)
     db.enable_wal()
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=30000")
+    dialect.configure_admin(db.conn)
     return db
 
 
@@ -88,9 +103,15 @@ def _settle(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
 class Store:
     """The async face of the database for the web app and plugins."""
 
-    def __init__(self, path: str, max_batch: int = 256, readers: int = 4) -> None:
+    def __init__(self, path: str, max_batch: int = 256, readers: int = 4, plugins: Any = None) -> None:
         self.path = path
         self.max_batch = max_batch
+        # The app's plugin manager: what is written through this store fires its events to these
+        # plugins (None: a bare store, e.g. in a script, fires nothing).
+        self.plugins = plugins
+        # The in-process dispatcher of the event log: it takes the events a write job logs as soon as
+        # their transaction commits (None: they wait in the log for a dispatcher to claim them).
+        self.event_sink: Any = None
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="feedback-read")
@@ -128,6 +149,7 @@ class Store:
 
     def _write_loop(self) -> None:
         conn = connect_writer(self.path)
+        _in_writer.store, _in_writer.pending = self, []
         try:
             while True:
                 first = self._jobs.get()
@@ -164,8 +186,10 @@ class Store:
         except BaseException:  # noqa: BLE001 - replayed below, error by error
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            _in_writer.pending.clear()
             self._run_isolated(conn, batch)
             return
+        self._run_after_commit()
         self._resolve([(future, True, value) for (_, future), value in zip(batch, values, strict=True)])
 
     def _run_isolated(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
@@ -174,11 +198,13 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             for fn, future in batch:
                 conn.execute("SAVEPOINT job")
+                registered = len(_in_writer.pending)
                 try:
                     result = fn(conn)
                 except BaseException as error:  # noqa: BLE001 - handed to the caller
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    del _in_writer.pending[registered:]  # what the job asked for after commit went with it
                     outcomes.append((future, False, error))
                 else:
                     conn.execute("RELEASE job")
@@ -188,11 +214,23 @@ class Store:
             log.exception("write batch failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            _in_writer.pending.clear()
             for _fn, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        self._run_after_commit()
         self._resolve(outcomes)
+
+    def _run_after_commit(self) -> None:
+        """The callbacks the committed jobs registered with `after_commit`, in the order they came."""
+        callbacks = list(_in_writer.pending)
+        _in_writer.pending.clear()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - the commit stands; a bad callback only loses its own work
+                log.exception("after-commit callback failed")
 
     def _resolve(self, outcomes: list[tuple[Future, bool, Any]]) -> None:
         """Answer the callers, only now that their writes are committed."""

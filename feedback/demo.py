@@ -31,9 +31,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from feedback.auth import ensure_user
 from feedback.catalog import load_snapshot
+from feedback.events import stamp
 from feedback.ingest import prepare, store_job
 from feedback.models import Submission
 from feedback.organisation import add_service, add_touchpoint, add_unit, set_exposure
+from feedback.plugins import PluginManager
+from feedback.store import events as event_store
+from feedback.store import organisation as organisation_store
+from feedback.store import responses as response_store
+from feedback.store import users as user_store
 from feedback.surveys import publish_template
 
 SURVEYS = ("csat", "haochaping", "vash_kontrol", "vn_one_stop", "a11_v2", "govuk")
@@ -816,9 +822,11 @@ def _case_ref(agency: Agency, service: str, local: datetime, seq: int, base: int
     return f"450000-{local:%Y%m%d}-{seq:06d}"  # 办件编号: region code - date - number
 
 
-def _create_organisation(conn: sqlite3.Connection, rng: random.Random) -> tuple[list[Point], dict[str, Agency]]:
+def _create_organisation(
+    conn: sqlite3.Connection, rng: random.Random, plugins: PluginManager
+) -> tuple[list[Point], dict[str, Agency]]:
     for slug in SURVEYS:
-        publish_template(conn, slug)
+        publish_template(conn, slug, plugins)
     points: list[Point] = []
     unit_agency: dict[str, Agency] = {}
     for agency in AGENCIES:
@@ -865,10 +873,9 @@ def _create_organisation(conn: sqlite3.Connection, rng: random.Random) -> tuple[
             owner = agency.manager if spec.parent is None else f"{spec.code.lower()}.lead"
             if owner != agency.manager:
                 ensure_user(conn, owner, "manager", spec.code, f"{owner}@example.org")
-            conn.execute("UPDATE users SET lang = ? WHERE name = ?", (agency.lang, owner))
-            conn.execute(
-                "UPDATE units SET country = ?, owner = ?, action_days = ? WHERE code = ?",
-                (country, owner, action_days, spec.code),
+            user_store.set_lang(conn, owner, agency.lang)
+            organisation_store.update_unit(
+                conn, spec.code, {"country": country, "owner": owner, "action_days": action_days}
             )
     ensure_user(conn, "admin", "admin", None, "admin@example.org")
     return points, unit_agency
@@ -878,7 +885,7 @@ def _create_objectives(conn: sqlite3.Connection, since: date) -> int:
     from feedback.objectives import create_objective
 
     for unit, spec in OBJECTIVES:
-        owner = conn.execute("SELECT owner FROM units WHERE code = ?", (unit,)).fetchone()[0]
+        owner = organisation_store.unit_owner(conn, unit)
         create_objective(
             conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin", today=since
         )
@@ -891,8 +898,12 @@ def _begin(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN")
 
 
-def build_demo(db: sqlite_utils.Database, days: int = 90, seed: int = 2024, today: date | None = None) -> dict:
-    """Create the demo organisations and `days` days of history ending yesterday; returns a summary."""
+def build_demo(
+    db: sqlite_utils.Database, days: int = 90, seed: int = 2024, today: date | None = None, *, plugins: PluginManager
+) -> dict:
+    """Create the demo organisations and `days` days of history ending yesterday; returns a summary.
+
+    Its surveys are the presets `plugins` register, and they score its responses."""
     today = today or date.today()
     rng = random.Random(seed)
     conn = db.conn
@@ -901,18 +912,21 @@ def build_demo(db: sqlite_utils.Database, days: int = 90, seed: int = 2024, toda
     try:
         _begin(conn)
         try:
-            points, unit_agency = _create_organisation(conn, rng)
+            points, unit_agency = _create_organisation(conn, rng, plugins)
             _create_objectives(conn, today - timedelta(days=days))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        snapshot = load_snapshot(conn)
-        _history(conn, rng, snapshot, points, unit_agency, days, today)
+        snapshot = load_snapshot(conn, plugins)
+        _history(conn, rng, snapshot, points, unit_agency, days, today, plugins)
+        # The history's events are not news: nothing is sent about them.
+        _begin(conn)
+        event_store.mark_all_dispatched(conn, stamp(datetime.now(UTC)))
+        conn.execute("COMMIT")
         return {
-            "units": conn.execute("SELECT count(*) FROM units").fetchone()[0],
-            "touchpoints": conn.execute("SELECT count(*) FROM touchpoints").fetchone()[0],
-            "responses": conn.execute("SELECT count(*) FROM responses").fetchone()[0],
+            **organisation_store.counts(conn),
+            "responses": response_store.count_all(conn),
             "days": days,
             "roots": [a.code for a in AGENCIES],
             "bad_fortnight_touchpoint": next(p.token for p in points if p.bad),
@@ -929,6 +943,7 @@ def _history(
     unit_agency: dict[str, Agency],
     days: int,
     today: date,
+    plugins: PluginManager,
 ) -> None:
     specs = [spec for agency in AGENCIES for spec in agency.units if spec.traffic]
     by_unit: dict[str, list[Point]] = {}
@@ -1034,7 +1049,7 @@ def _history(
                         lang=lang,
                     )
                     # The demo's case references come from the counters' systems (signed links, invitations).
-                    prepared = prepare(submission, snapshot, now=utc, case_verified=True)
+                    prepared = prepare(submission, snapshot, plugins=plugins, now=utc, case_verified=True)
                     if ago > ACTIONS_FROM:
                         prepared.requests = []  # before the system ran: no corrective-action queue yet
                     result, _row = store_job(prepared)(conn)

@@ -1,4 +1,4 @@
-"""Exports as data: response rows, rate rows and the OMB A-11 v2 quarterly table, as CSV or XLSX.
+"""Exports as data: response rows and rate rows as CSV or XLSX, and the CSV exports plugins add.
 
 No web code here. Responses are read in bounded pages, keyset over the (unit, day) index (one unit
 of the subtree after another, then day, then rowid), so an export of ten million rows never holds
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -25,8 +24,9 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput
-from feedback.ingest import is_suspect
-from feedback.models import ContactQuestion, TextQuestion
+from feedback.models import ContactQuestion, TextQuestion, is_suspect
+from feedback.store import Connection, dialect
+from feedback.store import responses as response_store
 
 if TYPE_CHECKING:
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 PAGE_SIZE = 2000
 XLSX_MAX_ROWS = 1_000_000
 BOM = "\ufeff"  # so Excel opens UTF-8 (Vietnamese, Cyrillic, CJK) without garbling it
-A11_SLUG = "a11_v2"
-A11_SATISFACTION = "satisfaction"
-A11_CHOICES = ("went_well", "could_be_better")
-A11_OPTIONS = ("effectiveness", "ease", "efficiency", "transparency", "humanity", "employee", "other")
 
 RESPONSE_COLUMNS = (
     "id",
@@ -126,14 +122,8 @@ def parse_level(value: str | None) -> int | None:
     return int(value)
 
 
-def _dict_rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row
-    return [dict(row) for row in cursor.execute(sql, tuple(params))]
-
-
 def fetch_page(
-    conn: sqlite3.Connection, flt: ResponseFilter, cursor: Cursor, limit: int = PAGE_SIZE
+    conn: Connection, flt: ResponseFilter, cursor: Cursor, limit: int = PAGE_SIZE
 ) -> tuple[list[dict[str, Any]], Cursor]:
     """The next page of responses after `cursor` (at most `limit` rows scanned) and the cursor after it.
 
@@ -142,21 +132,16 @@ def fetch_page(
     """
     while cursor.unit_index < len(flt.units):
         unit = flt.units[cursor.unit_index]
-        where = ["unit = ?", "day BETWEEN ? AND ?", "(day > ? OR (day = ? AND rowid > ?))"]
-        params: list[Any] = [unit, flt.date_from, flt.date_to, cursor.day, cursor.day, cursor.rowid]
-        for column, value in (
-            ("service", flt.service),
-            ("touchpoint", flt.touchpoint),
-            ("level", flt.level),
-            ("survey", flt.survey),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.flagged:
-            where.append("flags NOT IN ('', '[]')")
-        sql = f"SELECT rowid AS _rowid, * FROM responses WHERE {' AND '.join(where)} ORDER BY day, rowid LIMIT ?"
-        rows = _dict_rows(conn, sql, [*params, limit])
+        rows = dialect.response_page(
+            conn,
+            unit,
+            flt.date_from,
+            flt.date_to,
+            (cursor.day, cursor.rowid),
+            limit,
+            equal=_equal(flt),
+            flagged_only=bool(flt.flagged),
+        )
         if len(rows) < limit:
             next_cursor = Cursor(cursor.unit_index + 1)
         else:
@@ -169,22 +154,10 @@ def fetch_page(
     return [], Cursor(len(flt.units), done=True)
 
 
-def count_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> int:
+def count_responses(conn: Connection, flt: ResponseFilter) -> int:
     """How many responses the filter holds (the suspect test needs the flags, so it pages)."""
     if flt.flagged is None:
-        marks = ",".join("?" for _ in flt.units)
-        where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
-        params: list[Any] = [*flt.units, flt.date_from, flt.date_to]
-        for column, value in (
-            ("service", flt.service),
-            ("touchpoint", flt.touchpoint),
-            ("level", flt.level),
-            ("survey", flt.survey),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        return conn.execute(f"SELECT count(*) FROM responses WHERE {' AND '.join(where)}", params).fetchone()[0]
+        return response_store.count_matching(conn, flt.units, flt.date_from, flt.date_to, _equal(flt))
     total, cursor = 0, Cursor()
     while not cursor.done:
         rows, cursor = fetch_page(conn, flt, cursor)
@@ -192,7 +165,12 @@ def count_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> int:
     return total
 
 
-def iter_responses(conn: sqlite3.Connection, flt: ResponseFilter) -> Iterator[dict[str, Any]]:
+def _equal(flt: ResponseFilter) -> dict[str, Any]:
+    """The filter's column = value conditions."""
+    return {"service": flt.service, "touchpoint": flt.touchpoint, "level": flt.level, "survey": flt.survey}
+
+
+def iter_responses(conn: Connection, flt: ResponseFilter) -> Iterator[dict[str, Any]]:
     """Every response of the filter, page by page (for use on a reader thread)."""
     cursor = Cursor()
     while not cursor.done:
@@ -343,7 +321,7 @@ def csv_text(rows: Iterable[Iterable[Any]]) -> str:
 
 
 def response_csv_page(
-    conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cursor: Cursor
+    conn: Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cursor: Cursor
 ) -> tuple[bytes, Cursor]:
     """One page of the response CSV, already encoded (so the event loop only forwards bytes)."""
     rows, cursor = fetch_page(conn, flt, cursor)
@@ -376,7 +354,7 @@ def check_xlsx_size(count: int, flt: ResponseFilter, cap: int = XLSX_MAX_ROWS) -
 
 
 def responses_xlsx(
-    conn: sqlite3.Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cap: int = XLSX_MAX_ROWS
+    conn: Connection, snapshot: Snapshot, flt: ResponseFilter, layout: ResponseLayout, cap: int = XLSX_MAX_ROWS
 ) -> IO[bytes]:
     """The response export as XLSX (TooLarge, naming the period, above `cap` rows)."""
     check_xlsx_size(count_responses(conn, flt), flt, cap)
@@ -427,7 +405,31 @@ def rate_table(result: dict[str, Any], snapshot: Snapshot) -> list[list[Any]]:
     return table
 
 
-# -- OMB A-11 §280 v2 -------------------------------------------------------------------------------
+# -- exports plugins add ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """A CSV export a plugin adds through `register_exporters`.
+
+    It is served as `GET /api/v1/exports/<name>.csv` for a unit's subtree (`unit`, 403 outside the
+    caller's) between two local days (`from`, `to`; by default the last `default_days`), like the
+    core's exports, as UTF-8 with a BOM and the file name `<file_name>_<unit>_<from>_<to>.csv`; the
+    manager app's reports page offers it under `title` and `description` (message ids, translated
+    through the gettext catalogues, the plugin's own included)."""
+
+    name: str
+    title: str
+    description: str
+    #: The column names, in order.
+    header: Callable[[], list[str]]
+    #: `rows(conn, snapshot, units, date_from, date_to)` on a reader thread: the table, one list per row.
+    rows: Callable[[Any, Snapshot, list[str], str, str], list[list[Any]]]
+    #: What the OpenAPI document says of the operation and of its CSV (English).
+    summary: str = ""
+    file_description: str = "CSV"
+    file_name: str = ""  # defaults to `name`
+    default_days: int = 30
 
 
 def quarter_of(day: str) -> str:
@@ -441,91 +443,6 @@ def quarter_bounds(key: str, date_from: str, date_to: str) -> tuple[str, str]:
     first = date(year, 3 * quarter - 2, 1)
     last = date(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1).toordinal() - 1
     return max(first.isoformat(), date_from), min(date.fromordinal(last).isoformat(), date_to)
-
-
-def a11_header() -> list[str]:
-    header = [
-        "service",
-        "service_name",
-        "quarter",
-        "period_start",
-        "period_end",
-        "customers_served",
-        "surveys_offered",
-        "respondents",
-    ]
-    header.extend(f"satisfaction_{answer}" for answer in range(1, 6))
-    for question in A11_CHOICES:
-        header.extend(f"{question}_{option}" for option in A11_OPTIONS)
-    return header
-
-
-def a11_rows(
-    conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], date_from: str, date_to: str
-) -> list[list[Any]]:
-    """Per service and quarter: customers served, offered the survey, respondents, and the counts of
-    each satisfaction answer 1–5 and each "what went well / could be better" option.
-
-    Respondents are the a11_v2 responses counted in rates (suspect ones left out), so they equal the
-    sum of the satisfaction counts; served and offered come from the exposure counts of the service.
-    """
-    cells: dict[tuple[str, str], dict[str, int]] = {}
-
-    def cell(service: str, quarter: str) -> dict[str, int]:
-        return cells.setdefault((service, quarter), {})
-
-    flt = ResponseFilter(tuple(units), date_from, date_to, survey=A11_SLUG, flagged=False)
-    for row in iter_responses(conn, flt):
-        try:
-            answers = msgspec.json.decode(row["answers"])
-        except msgspec.DecodeError:
-            continue
-        counts = cell(row["service"] or "", quarter_of(row["day"]))
-        counts["respondents"] = counts.get("respondents", 0) + 1
-        rating = answers.get(A11_SATISFACTION)
-        if isinstance(rating, int) and 1 <= rating <= 5:
-            counts[f"satisfaction_{rating}"] = counts.get(f"satisfaction_{rating}", 0) + 1
-        for question in A11_CHOICES:
-            chosen = answers.get(question) or []
-            for option in chosen if isinstance(chosen, list) else [chosen]:
-                if option in A11_OPTIONS:
-                    name = f"{question}_{option}"
-                    counts[name] = counts.get(name, 0) + 1
-    # Exposure of the services that answer A-11 v2 here (those with responses, or with an a11_v2 touchpoint).
-    unit_set = set(units)
-    services = {service for service, _ in cells}
-    services.update(
-        tp.service or "" for tp in snapshot.touchpoints.values() if tp.unit in unit_set and tp.survey == A11_SLUG
-    )
-    if services:
-        marks = ",".join("?" for _ in units)
-        service_marks = ",".join("?" for _ in services)
-        for service, day, served, offered in conn.execute(
-            f"SELECT service, day, served, offered FROM exposure WHERE unit IN ({marks})"
-            f" AND day BETWEEN ? AND ? AND service IN ({service_marks})",
-            [*units, date_from, date_to, *sorted(services)],
-        ):
-            counts = cell(service or "", quarter_of(day))
-            counts["served"] = counts.get("served", 0) + (served or 0)
-            counts["offered"] = counts.get("offered", 0) + (offered or 0)
-    header = a11_header()
-    table = []
-    for (service, quarter), counts in sorted(cells.items()):
-        start, end = quarter_bounds(quarter, date_from, date_to)
-        name = snapshot.services[service]["name"] if service in snapshot.services else ""
-        row: list[Any] = [
-            service,
-            name,
-            quarter,
-            start,
-            end,
-            counts.get("served"),
-            counts.get("offered"),
-            counts.get("respondents", 0),
-        ]
-        row.extend(counts.get(column, 0) for column in header[8:])
-        table.append(row)
-    return table
 
 
 def filename(kind: str, unit: str, date_from: str, date_to: str, extension: str) -> str:

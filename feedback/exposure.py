@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +18,8 @@ from typing import Any
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput
 from feedback.organisation import set_exposure
+from feedback.store import Connection
+from feedback.store import exposure as exposure_store
 
 MAX_ITEMS = 5000
 FIELDS = ("unit", "service", "day", "served", "offered")
@@ -134,7 +135,7 @@ def parse_csv(text: str, snapshot: Snapshot) -> list[ExposureItem]:
     return items
 
 
-def store_items(conn: sqlite3.Connection, items: Iterable[ExposureItem], source: str) -> int:
+def store_items(conn: Connection, items: Iterable[ExposureItem], source: str) -> int:
     """Upsert every item in the caller's transaction; the latest count for a cell wins."""
     count = 0
     for item in items:
@@ -143,22 +144,7 @@ def store_items(conn: sqlite3.Connection, items: Iterable[ExposureItem], source:
     return count
 
 
-def list_exposure(conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str) -> list[dict[str, Any]]:
-    marks = ",".join("?" for _ in units)
-    rows = conn.execute(
-        f"SELECT unit, service, day, served, offered, source, updated_at FROM exposure"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ? ORDER BY day, unit, service",
-        [*units, date_from, date_to],
-    )
+def list_exposure(conn: Connection, units: list[str], date_from: str, date_to: str) -> list[dict[str, Any]]:
     return [
-        {
-            "unit": row[0],
-            "service": row[1] or None,
-            "day": row[2],
-            "served": row[3],
-            "offered": row[4],
-            "source": row[5],
-            "updated_at": row[6],
-        }
-        for row in rows
+        {**row, "service": row["service"] or None} for row in exposure_store.listing(conn, units, date_from, date_to)
     ]

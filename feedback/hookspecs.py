@@ -1,8 +1,10 @@
 """The plugin contract: every hook, one docstring each.
 
-Hooks are synchronous; an implementation may take any subset of the keyword arguments and may
-return a value, a callable or an awaitable (the core resolves each with `await_me_maybe`).
-`register_*` hooks are collected once at start-up and never called per request.
+Hooks are synchronous; an implementation may take any subset of the keyword arguments. `startup`
+and `track_event` may return a value, a callable or an awaitable (the core resolves each with
+`await_me_maybe`). `register_*` hooks are collected once at start-up and never called per request.
+A new hook goes here (one function, one docstring), in `docs/plugins.md` with its exact signature,
+and gets a `test_hook_<name>` test; the core calls it as `pm.hook.<name>(...)` with every argument.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def register_question_types():
 
 @hookspec
 def register_survey_templates():
-    """Return a list of `SurveyDefinition` templates (CSAT, 好差评, Ваш контроль, …)."""
+    """Return a list of `SurveyDefinition` templates (a survey preset each)."""
 
 
 @hookspec
@@ -50,7 +52,10 @@ def score_response(survey, answers, submission):
 
 @hookspec
 def track_event(event, store):
-    """React to an `Event` after the write that caused it has committed (mail, webhooks, SSE…)."""
+    """React to an `Event` after the write that caused it has committed (mail, webhooks, SSE…).
+
+    Called by the event log's dispatcher, at least once per event and in order per aggregate: key
+    whatever is queued or sent on `event.id`, so that a second call does nothing new."""
 
 
 @hookspec
@@ -77,3 +82,15 @@ def corrective_action_assignee(action, unit, snapshot):
 @hookspec
 def register_jobs(settings):
     """Return `Job`s (or a list) to run periodically in the server and once per `feedback tick`."""
+
+
+@hookspec
+def register_exporters():
+    """Return `feedback.exports.Exporter`s (or a list): each is served as
+    `GET /api/v1/exports/<name>.csv` and offered on the manager app's reports page."""
+
+
+@hookspec
+def register_translations():
+    """Return a locales folder (or a list of them) laid out as `<locale>/LC_MESSAGES/*.po`; its messages
+    join the core's catalogues (the core's own translation wins when both have a message id)."""

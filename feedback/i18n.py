@@ -3,16 +3,23 @@
 Catalogues live in `feedback/locales/<locale>/LC_MESSAGES/*.po`; every `.po` file of a locale is
 merged, so each face (survey page, posters, …) keeps its own file. Message ids are English.
 Survey texts are not here: a survey definition carries its own text per language.
+
+A plugin ships its own catalogues (the `register_translations` hook names a folder laid out the
+same way); they are merged after the core's, so the core's translation of a message id wins, then
+the plugin registered first. They are added for the whole process when a plugin manager holding the
+plugin is built: catalogues only add translations, so apps with other plugin sets lose nothing.
 """
 
 from __future__ import annotations
 
 import gettext
 import io
+import threading
 from functools import cache
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -26,23 +33,39 @@ ENDONYMS = {"vi": "Tiếng Việt", "ru": "Русский", "zh": "中文", "en"
 HTML_LANG = {"vi": "vi", "ru": "ru", "zh": "zh-Hans", "en": "en"}
 
 
+# Plugins' locales folders, in the order they were added (after the core's own).
+_plugin_locales: list[Path] = []
+_plugin_locales_lock = threading.Lock()
+
+
+def add_locales(folder: str | Path) -> None:
+    """Merge a plugin's catalogues (`<folder>/<locale>/LC_MESSAGES/*.po`) after the core's."""
+    path = Path(folder).resolve()
+    with _plugin_locales_lock:
+        if path in _plugin_locales:
+            return
+        _plugin_locales.append(path)
+        translations.cache_clear()
+
+
 @cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The merged catalogue of a language; English (and anything unknown) falls back to the msgid."""
-    folder = LOCALES_DIR / CATALOGUE.get(lang, "en") / "LC_MESSAGES"
-    merged: gettext.NullTranslations | None = None
-    for po_file in sorted(folder.glob("*.po")):
-        with po_file.open("rb") as handle:
-            catalog = read_po(handle, locale=CATALOGUE.get(lang, "en"))
-        buffer = io.BytesIO()
-        write_mo(buffer, catalog)
-        buffer.seek(0)
-        part = gettext.GNUTranslations(buffer)
-        if merged is None:
-            merged = part
-        else:
-            merged.add_fallback(part)
-    return merged or gettext.NullTranslations()
+    locale = CATALOGUE.get(lang, "en")
+    merged = Catalog(locale=locale)
+    for root in (LOCALES_DIR, *_plugin_locales):
+        for po_file in sorted((root / locale / "LC_MESSAGES").glob("*.po")):
+            with po_file.open("rb") as handle:
+                catalog = read_po(handle, locale=locale)
+            for message in catalog:
+                # The first translation of an id wins (the core's, then the plugins' in order); an
+                # empty or fuzzy one is no translation, so a later catalogue may still give one.
+                if message.id and message.string and not message.fuzzy and message.id not in merged:
+                    merged[message.id] = message
+    buffer = io.BytesIO()
+    write_mo(buffer, merged)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
 
 
 def gettext_for(lang: str):

@@ -1,28 +1,37 @@
-"""The one path into the store. Every channel (survey page, kiosk, JSON API, CSV) calls `ingest`.
+"""The one path into the store. Every channel (JSON API, survey page, kiosk) calls `ingest`.
 
-validate against the survey version in force → score through plugins → store idempotently with
-rollups in the same transaction → acknowledge → fire `track_event` after commit.
+`ingest` takes a batch of submissions and the channel's `Policy`, and for each: validates it against
+the survey version in force → scores it through plugins → plans what follows (the objectives it
+counts towards, the corrective actions it opens and their owners: every plugin call happens here,
+before the write) → one write job for the whole batch: idempotent inserts with their rollups, the
+actions they open and the `response.stored` and `action.opened` events in the same transaction (and
+the policy's own state, such as a kiosk's recent presses, read and recorded in it too) → acknowledge;
+the dispatcher hands the events to `track_event` after commit. It answers an `Outcome` per
+submission, which the channel maps to its own reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import plugins
+from feedback import actions
 from feedback.catalog import Snapshot
 from feedback.db import Store
-from feedback.errors import Conflict, Gone, InvalidInput, NotFound
+from feedback.errors import Conflict, FeedbackError, Gone, InvalidInput, NotFound
+from feedback.events import record_response_stored
 from feedback.models import (
     ActionRequest,
     ChoiceQuestion,
@@ -35,10 +44,12 @@ from feedback.models import (
     SurveyDefinition,
     SurveyVersion,
     TextQuestion,
+    is_suspect,
 )
+from feedback.plugins import PluginManager, flatten
+from feedback.store import Connection, responses
+from feedback.store.responses import add_to_rollups
 
-# Flags that only annotate a response; every other flag marks it suspect (left out of rates).
-INFORMATIONAL_FLAGS = frozenset({"clock_skew", "scoring_failed"})
 # How far a client clock may be ahead of ours, and how old an offline answer may be, before the
 # client time is distrusted (the server time is used instead and the response flagged).
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -158,11 +169,11 @@ def validate_answers(
     return cleaned, contact
 
 
-def score(version: SurveyVersion, answers: dict[str, Any], submission: Submission) -> tuple[Score, bool]:
+def score(
+    version: SurveyVersion, answers: dict[str, Any], submission: Submission, plugins: PluginManager
+) -> tuple[Score, bool]:
     """Ask the plugins; a failing scorer never loses the response (it is stored unscored)."""
-    result = plugins.call_isolated(
-        "score_response", firstresult=True, survey=version.definition, answers=answers, submission=submission
-    )
+    result = plugins.hook.score_response(survey=version.definition, answers=answers, submission=submission)
     if isinstance(result, Score):
         return result, False
     return Score(level=None, satisfied=False, dissatisfied=False, score=None), True
@@ -188,18 +199,25 @@ class Prepared:
     requests: list[ActionRequest] = field(default_factory=list)
     snapshot: Snapshot | None = None
     answers: dict[str, Any] = field(default_factory=dict)  # decoded, for the event after commit
+    plugins: PluginManager | None = None  # the plugins that scored it, asked for its action's owner
+    # The owner of each requested action, chosen before the write (None: not chosen yet, so the
+    # writer asks; only callers that write without `ingest`, such as the demo loader, leave it so).
+    owners: list[str | None] | None = None
 
 
 def prepare(
     submission: Submission,
     snapshot: Snapshot,
     *,
+    plugins: PluginManager,
     flags: list[str] | None = None,
     now: datetime | None = None,
     device: str | None = None,
     case_verified: bool = False,
 ) -> Prepared:
     """Validate and score (no I/O): raises InvalidInput, NotFound or Gone naming the field.
+
+    `plugins` score it and say which objectives it counts towards and which actions it opens.
 
     `case_verified`: the channel vouches for the case reference (a signed link, the kiosk's own
     invitation, an authenticated integration); only such a reference makes a later rating of the same
@@ -245,7 +263,7 @@ def prepare(
         else:
             occurred = client
     refuse_if_retired(snapshot, touchpoint.token, occurred)
-    result, failed = score(version, answers, submission)
+    result, failed = score(version, answers, submission, plugins)
     if failed:
         flags.append("scoring_failed")
     unit = snapshot.units[touchpoint.unit]
@@ -280,10 +298,16 @@ def prepare(
         "device": device,
     }
     prepared = Prepared(
-        row=row, contact=contact, indicators=result.indicators, flags=flags, snapshot=snapshot, answers=answers
+        row=row,
+        contact=contact,
+        indicators=result.indicators,
+        flags=flags,
+        snapshot=snapshot,
+        answers=answers,
+        plugins=plugins,
     )
-    if _has_impls("map_response") or _has_impls("evaluate_triggers"):
-        prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot)
+    if plugins.has_impls("map_response") or plugins.has_impls("evaluate_triggers"):
+        prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot, plugins)
     return prepared
 
 
@@ -295,12 +319,8 @@ def refuse_if_retired(snapshot: Snapshot, token: str, occurred: datetime) -> Non
         raise Gone(f"touchpoint: {token!r} was retired at {retired_at.isoformat()}", "touchpoint")
 
 
-def _has_impls(hook_name: str) -> bool:
-    return bool(getattr(plugins.pm.hook, hook_name).get_hookimpls())
-
-
 def evaluate_response(
-    prepared: Prepared, answers: dict[str, Any], result: Score, snapshot: Snapshot
+    prepared: Prepared, answers: dict[str, Any], result: Score, snapshot: Snapshot, plugins: PluginManager
 ) -> tuple[list[int], list[ActionRequest]]:
     """Ask the plugins which objectives a response counts towards and which actions it opens (no I/O)."""
     row = prepared.row
@@ -330,106 +350,14 @@ def evaluate_response(
     objectives = snapshot.objectives_in_force(row["unit"], row["day"])
     hits: list[int] = []
     if objectives:
-        found = plugins.call_isolated("map_response", response=response, objectives=objectives, snapshot=snapshot)
-        hits = sorted({int(h) for h in plugins.flatten(found) if isinstance(h, int)})
-    found = plugins.call_isolated(
-        "evaluate_triggers", response=response, objective=None, status=None, hits=hits, snapshot=snapshot
-    )
-    requests = [r for r in plugins.flatten(found) if isinstance(r, ActionRequest)]
+        found = plugins.hook.map_response(response=response, objectives=objectives, snapshot=snapshot)
+        hits = sorted({int(h) for h in flatten(found) if isinstance(h, int)})
+    found = plugins.hook.evaluate_triggers(response=response, objective=None, status=None, hits=hits, snapshot=snapshot)
+    requests = [r for r in flatten(found) if isinstance(r, ActionRequest)]
     return hits, requests
 
 
-RESPONSE_COLUMNS = (
-    "id",
-    "receipt",
-    "touchpoint",
-    "unit",
-    "service",
-    "survey",
-    "survey_version",
-    "channel",
-    "transaction_point",
-    "case_ref",
-    "counter",
-    "officer",
-    "lang",
-    "answers",
-    "client_time",
-    "server_time",
-    "occurred_at",
-    "day",
-    "level",
-    "satisfied",
-    "dissatisfied",
-    "score",
-    "indicators",
-    "flags",
-    "content_hash",
-    "device",
-    "case_verified",
-)
-INSERT_RESPONSE = (
-    f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
-)
-# What a rollup row adds up, in the order add_to_rollups passes the values.
-ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
-
-
-def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
-    """INSERT … ON CONFLICT DO UPDATE that adds one response's measures to a rollup row."""
-    columns = (*key, *ROLLUP_MEASURES)
-    additions = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}"
-    )
-
-
-UPSERT_ROLLUP = rollup_upsert("rollups", ("unit", "day", "service", "touchpoint"))
-UPSERT_UNIT_DAY = rollup_upsert("rollups_unit_day", ("unit", "day"))
-# The weekday × hour heatmap: local day and UTC hour of occurred_at (the unit's time zone turns it
-# into a local hour when read).
-UPSERT_HEATMAP = rollup_upsert("heatmap_rollups", ("unit", "day", "hour"))
-UPSERT_INDICATOR = """
-INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
-  n = n + excluded.n, sum = sum + excluded.sum
-"""
-
-
-def is_suspect(flags: list[str]) -> bool:
-    return any(flag not in INFORMATIONAL_FLAGS for flag in flags)
-
-
-def add_to_rollups(
-    conn: sqlite3.Connection, row: dict[str, Any], indicators: dict[str, float], suspect: bool, sign: int = 1
-) -> None:
-    """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
-    key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
-    if suspect:
-        measures = (0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign)
-    else:
-        level = row["level"]
-        has_score = row["score"] is not None
-        levels = [sign if level == i else 0 for i in range(1, 6)]
-        measures = (
-            sign if level is not None else 0,
-            sign * row["satisfied"],
-            sign * row["dissatisfied"],
-            sign if has_score else 0,
-            sign * (row["score"] or 0.0),
-            *levels,
-            0,
-        )
-    conn.execute(UPSERT_ROLLUP, (*key, *measures))
-    conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
-    conn.execute(UPSERT_HEATMAP, (row["unit"], row["day"], int(row["occurred_at"][11:13]), *measures))
-    if suspect:
-        return
-    for indicator, value in indicators.items():
-        conn.execute(UPSERT_INDICATOR, (*key, indicator, sign, sign * value))
+RESPONSE_COLUMNS = responses.COLUMNS
 
 
 def open_requested_actions(
@@ -437,68 +365,87 @@ def open_requested_actions(
 ) -> tuple[dict[str, Any], ...]:
     """Open what the plugins asked for, in the response's own transaction: a crash never leaves a bad
     review without its action, and a replay never opens a second one (actions are keyed on the id)."""
-    from feedback import actions  # actions build on ingest's rollup helpers
-
     opened = []
-    for request in prepared.requests:
+    owners = prepared.owners if prepared.owners is not None else [None] * len(prepared.requests)
+    for request, owner in zip(prepared.requests, owners, strict=True):
         if request.unit not in prepared.snapshot.units:
             continue
-        action = actions.open_action(conn, request, snapshot=prepared.snapshot, now=now, default_days=default_days)
+        action = actions.open_action(
+            conn,
+            request,
+            snapshot=prepared.snapshot,
+            now=now,
+            default_days=default_days,
+            plugins=prepared.plugins,
+            owner=owner,
+            assigned=prepared.owners is not None,
+        )
         if action is not None:
             opened.append(action)
     return tuple(opened)
 
 
 def store_job(prepared: Prepared, default_action_days: int = 10):
-    """The writer job: idempotent insert + rollups + actions. Returns (IngestResult, stored row or None)."""
-    row = prepared.row
+    """One response as a writer job of its own (the demo loader's path): returns (IngestResult, stored
+    row or None) and raises Conflict for an id stored with other content."""
 
-    def job(conn: sqlite3.Connection) -> tuple[IngestResult, dict[str, Any] | None]:
-        all_flags = list(prepared.flags)
-        if row["case_ref"] and earlier_verified_rating(conn, row):
-            all_flags.append("duplicate_case")
-        row["flags"] = _json.encode(sorted(set(all_flags))).decode()
-        # The common case is a new id: try the insert first and look at the stored row only on a clash.
-        if conn.execute(INSERT_RESPONSE, [row[c] for c in RESPONSE_COLUMNS]).rowcount == 0:
-            existing = conn.execute(
-                "SELECT receipt, content_hash, flags, level FROM responses WHERE id = ?", (row["id"],)
-            ).fetchone()
-            if existing["content_hash"] != row["content_hash"]:
-                raise Conflict("id: a different response was already stored with this id", "id")
-            stored_flags = tuple(msgspec.json.decode(existing["flags"]))
-            return IngestResult(row["id"], existing["receipt"], False, stored_flags, existing["level"]), None
-        if prepared.contact:
-            conn.execute(
-                "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)",
-                (row["id"], prepared.contact, row["server_time"]),
-            )
-        suspect = is_suspect(all_flags)
-        add_to_rollups(conn, row, prepared.indicators, suspect)
-        opened: tuple[dict[str, Any], ...] = ()
-        if prepared.requests and not suspect:  # a press burst or a flood opens no work orders
-            opened = open_requested_actions(
-                conn, prepared, datetime.fromisoformat(row["server_time"]), default_action_days
-            )
-        result = IngestResult(row["id"], row["receipt"], True, tuple(sorted(set(all_flags))), row["level"], opened)
-        return result, row
+    def job(conn: Connection) -> tuple[IngestResult, dict[str, Any] | None]:
+        outcome, row = store_response(conn, prepared, (), default_action_days)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result, row
 
     return job
 
 
-def earlier_verified_rating(conn: sqlite3.Connection, row: dict[str, Any]) -> bool:
-    """Whether the case of `row` was already rated at its touchpoint under a verified reference.
+def store_response(
+    conn: Connection, prepared: Prepared, extra_flags: Sequence[str], default_action_days: int
+) -> tuple[Outcome, dict[str, Any] | None]:
+    """Store one prepared response in the writer's transaction: the idempotent insert, its contact,
+    its `response.stored` event, rollups and the actions it opens. Returns its outcome and the stored
+    row (None for a replay).
 
-    Only a verified reference claims a case: an unverified one (anyone can type a case number) is kept
-    and counted, but never makes another rating a duplicate, so nobody can pre-empt a citizen's rating.
-    A later rating of a case already claimed is a duplicate whether verified or not: after the real
-    rating, an unverified one is a second rating or a forgery, and either way stays out of the rates.
-    """
-    return (
-        conn.execute(
-            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND case_verified = 1 AND id != ? LIMIT 1",
-            (row["touchpoint"], row["case_ref"], row["id"]),
-        ).fetchone()
-        is not None
+    A conflict is found before anything is written, so it is an outcome, not a rollback; run again
+    (the writer replays a batch when another job in it failed), it gives the same answer."""
+    row = prepared.row
+    all_flags = [*prepared.flags, *extra_flags]
+    # Only a verified reference claims a case: see `responses.case_claimed`.
+    if row["case_ref"] and responses.case_claimed(conn, row["touchpoint"], row["case_ref"], row["id"]):
+        all_flags.append("duplicate_case")
+    flags = tuple(sorted(set(all_flags)))
+    row["flags"] = _json.encode(flags).decode()
+    # The common case is a new id: try the insert first and look at the stored row only on a clash.
+    if not responses.insert(conn, row):
+        return replay_outcome(responses.stored_receipt(conn, row["id"]), row["id"], row["content_hash"]), None
+    if prepared.contact:
+        responses.add_contact(conn, row["id"], prepared.contact, row["server_time"])
+    # In the response's own transaction: the event commits with it, or neither does.
+    record_response_stored(
+        conn,
+        row["id"],
+        row["server_time"],
+        prepared.hits,
+        lambda: stored_event(row, flags, prepared.hits, prepared.answers, prepared.indicators),
+    )
+    suspect = is_suspect(all_flags)
+    add_to_rollups(conn, row, prepared.indicators, suspect)
+    opened: tuple[dict[str, Any], ...] = ()
+    if prepared.requests and not suspect:  # a press burst or a flood opens no work orders
+        opened = open_requested_actions(conn, prepared, datetime.fromisoformat(row["server_time"]), default_action_days)
+    result = IngestResult(row["id"], row["receipt"], True, flags, row["level"], opened)
+    return Outcome("stored", row["id"], result), row
+
+
+CONFLICT = "id: a different response was already stored with this id"
+
+
+def replay_outcome(stored: dict[str, Any] | None, response_id: str, digest: str) -> Outcome:
+    """A response id seen before: its stored answer again when the content is the same, else a conflict."""
+    if stored is None or stored["content_hash"] != digest:
+        return Outcome("conflict", response_id, error=Conflict(CONFLICT, "id"))
+    flags = tuple(msgspec.json.decode(stored["flags"]))
+    return Outcome(
+        "duplicate", response_id, IngestResult(response_id, stored["receipt"], False, flags, stored["level"])
     )
 
 
@@ -520,43 +467,6 @@ def stored_event(
     return Event(type="response.stored", id=f"response.stored:{row['id']}", created_at=row["server_time"], data=data)
 
 
-async def fire_event(event: Event, store: Store) -> None:
-    """Fire `track_event` after commit; each plugin isolated, awaitables awaited."""
-    for result in plugins.call_isolated("track_event", event=event, store=store):
-        try:
-            await plugins.await_me_maybe(result)
-        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
-            plugins.failures.record("track_event", "track_event", error)
-
-
-def action_event(action: dict[str, Any], kind: str = "action.opened") -> Event:
-    return Event(type=kind, id=f"{kind}:{action['id']}", created_at=action["opened_at"], data=action)
-
-
-async def after_commit(result: IngestResult, row: dict[str, Any] | None, prepared: Prepared, store: Store) -> None:
-    """The events of a stored response: `response.stored`, then `action.opened` for what it opened."""
-    if row is None or not plugins.pm.hook.track_event.get_hookimpls():
-        return
-    await fire_event(stored_event(row, result.flags, prepared.hits, prepared.answers, prepared.indicators), store)
-    for action in result.actions:
-        await fire_event(action_event(action), store)
-
-
-def stored_replays(conn: sqlite3.Connection, wanted: dict[str, str]) -> dict[str, IngestResult]:
-    """Of `wanted` (response id -> content hash), those already stored with that very content, as the
-    result a replay answers (a reader-side check, for when prepare refused before the writer could)."""
-    if not wanted:
-        return {}
-    marks = ",".join("?" for _ in wanted)
-    found = {}
-    for rid, receipt, digest, flags, level in conn.execute(
-        f"SELECT id, receipt, content_hash, flags, level FROM responses WHERE id IN ({marks})", list(wanted)
-    ):
-        if wanted[rid] == digest:
-            found[rid] = IngestResult(rid, receipt, False, tuple(msgspec.json.decode(flags)), level)
-    return found
-
-
 def replay_key(submission: Submission) -> tuple[str, str] | None:
     """(normalised id, content hash) of a submission that names its id, else None."""
     if submission.id is None:
@@ -567,25 +477,169 @@ def replay_key(submission: Submission) -> tuple[str, str] | None:
         return None
 
 
+# -- the one path -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One submission as a channel hands it to `ingest`, with what the channel itself saw."""
+
+    submission: Submission
+    flags: tuple[str, ...] = ()  # e.g. a honeypot hit or a repeat from the same browser
+    case_verified: bool = False  # the channel vouches for the case reference (see `prepare`)
+    # When the server rendered the form this came from (the survey page's signed form ids): a form
+    # opened while its touchpoint was live is still taken after the retirement, counted for then.
+    opened_at: datetime | None = None
+
+
+Status = Literal["stored", "duplicate", "rejected", "conflict", "gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one submission. `stored` and `duplicate` (the same id and content again) carry
+    the `result`; `rejected` (invalid: 400, or naming nothing: 404), `conflict` (the id was stored with
+    other content: 409) and `gone` (its touchpoint was retired first: 410) carry the `error`, whose
+    message starts with the offending field."""
+
+    status: Status
+    id: str | None = None  # the normalised response id, once the submission got that far
+    result: IngestResult | None = None
+    error: FeedbackError | None = None
+
+
+class Policy:
+    """What a channel changes on the one path. The defaults are the JSON API's and the survey page's.
+
+    A channel that judges submissions against state of its own (the kiosk misuse filter, against the
+    device's earlier presses) does it in `flags_in_write`, which runs inside the write job: the read,
+    the check and the record of that state are one transaction, however many workers write."""
+
+    device: str | None = None  # stored with each response; a device need only answer the primary rating
+    always_write = False  # run the write job even when no submission reaches it (to record state)
+
+    def flags_in_write(self, conn: Connection, prepared: list[Prepared]) -> dict[str, list[str]]:
+        """Extra flags, by response id, for the batch's prepared responses (no plugin calls here)."""
+        return {}
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(slots=True)
+class Refused:
+    """A submission refused because its touchpoint was retired first. A retry of one stored while
+    the touchpoint was live still gets its stored answer (`keys`: the id and content hash as sent);
+    a form opened while it was live is stored as of its opening (`fallback`)."""
+
+    error: Gone
+    keys: list[tuple[str, str]]
+    fallback: Prepared | None = None
+
+
 async def ingest(
-    submission: Submission,
+    items: Sequence[Item],
     store: Store,
     snapshot: Snapshot,
     *,
-    flags: list[str] | None = None,
+    policy: Policy = DEFAULT_POLICY,
     default_action_days: int = 10,
-    case_verified: bool = False,
-) -> IngestResult:
-    """Validate, score, store durably and idempotently; returns once the commit is on disk."""
-    try:
-        prepared = prepare(submission, snapshot, flags=flags, case_verified=case_verified)
-    except Gone:
-        # A retry of a response the touchpoint took while live still gets its stored answer (200).
-        key = replay_key(submission)
-        found = await store.read(lambda conn: stored_replays(conn, dict([key]))) if key else {}
-        if not found:
-            raise
-        return next(iter(found.values()))
-    result, row = await store.write(store_job(prepared, default_action_days))
-    await after_commit(result, row, prepared, store)
-    return result
+) -> list[Outcome]:
+    """Validate, score and plan each submission, then store the batch in one write job with its
+    events. Returns an outcome per submission, in order, once the commit is on disk."""
+    outcomes: list[Outcome | None] = [None] * len(items)
+    planned: list[tuple[int, Prepared]] = []
+    refused: list[tuple[int, Refused]] = []
+    for index, item in enumerate(items):
+        try:
+            planned.append((index, prepare_item(item, snapshot, policy, store.plugins)))
+        except Gone as error:
+            refusal = refuse_retired(item, snapshot, policy, store.plugins, error)
+            if refusal.keys or refusal.fallback is not None:
+                refused.append((index, refusal))
+            else:
+                outcomes[index] = Outcome("gone", error=error)
+        except FeedbackError as error:
+            outcomes[index] = Outcome("rejected", error=error)
+    await assign_owners([p for _, p in planned] + [r.fallback for _, r in refused if r.fallback is not None])
+    if planned or refused or policy.always_write:
+        # The events it logs reach the dispatcher once it commits.
+        written = await store.write(write_job(planned, refused, policy, default_action_days))
+        for index, outcome in written.items():
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]  # every index is answered above
+
+
+def prepare_item(item: Item, snapshot: Snapshot, policy: Policy, plugins: PluginManager) -> Prepared:
+    return prepare(
+        item.submission,
+        snapshot,
+        plugins=plugins,
+        flags=list(item.flags),
+        device=policy.device,
+        case_verified=item.case_verified,
+    )
+
+
+def refuse_retired(item: Item, snapshot: Snapshot, policy: Policy, plugins: PluginManager, error: Gone) -> Refused:
+    """What may still come of a submission its retired touchpoint refused (see `Refused`).
+
+    A form rendered while the touchpoint was live and sent after its retirement is taken with
+    `submitted_at` = its render time: the rating was begun on a form the server handed out while the
+    code was live, so it counts for that moment (as a kiosk's offline tap counts for when it was
+    tapped), while server_time still says when it arrived (moving `now` back would falsify it). The
+    submission as sent is looked up first, so a resend of a form stored while live is answered as the
+    replay it is."""
+    key = replay_key(item.submission)
+    refusal = Refused(error, [key] if key else [])
+    if item.opened_at is not None:
+        opened = msgspec.structs.replace(item.submission, submitted_at=item.opened_at.isoformat())
+        try:
+            refusal.fallback = prepare_item(Item(opened, item.flags, item.case_verified), snapshot, policy, plugins)
+        except Gone:
+            # Opened too long ago to be believed: only a resend of one stored back then is answered.
+            if later := replay_key(opened):
+                refusal.keys.append(later)
+    return refusal
+
+
+async def assign_owners(prepared: list[Prepared]) -> None:
+    """Ask `corrective_action_assignee` who owns each action the batch asks for, before the write and
+    on a worker thread: an assignee that looks people up (a directory, a duty roster) holds up only
+    its own response, never the writer or the event loop. Most responses ask for nothing."""
+    asking = [p for p in prepared if p.requests]
+    if not asking:
+        return
+
+    def choose() -> None:
+        for p in asking:
+            p.owners = [actions.choose_owner(request, p.snapshot, p.plugins) for request in p.requests]
+
+    await asyncio.to_thread(choose)
+
+
+def write_job(
+    planned: list[tuple[int, Prepared]], refused: list[tuple[int, Refused]], policy: Policy, default_action_days: int
+):
+    """The batch's one writer job: the policy's flags, each response, then the refused submissions'
+    stored answers. Returns {index: Outcome}."""
+
+    def job(conn: Connection) -> dict[int, Outcome]:
+        extra = policy.flags_in_write(conn, [p for _, p in planned])
+        outcomes: dict[int, Outcome] = {}
+        for index, prepared in planned:
+            outcomes[index] = store_response(conn, prepared, extra.get(prepared.row["id"], ()), default_action_days)[0]
+        for index, refusal in refused:
+            for response_id, digest in refusal.keys:
+                replay = replay_outcome(responses.stored_receipt(conn, response_id), response_id, digest)
+                if replay.status == "duplicate":
+                    outcomes[index] = replay
+                    break
+            else:
+                if refusal.fallback is not None:
+                    outcomes[index] = store_response(conn, refusal.fallback, (), default_action_days)[0]
+                else:
+                    outcomes[index] = Outcome("gone", error=refusal.error)
+        return outcomes
+
+    return job

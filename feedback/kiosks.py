@@ -1,6 +1,6 @@
 """Kiosk tablets: enrollment codes, device tokens, the misuse filter and case invitations.
 
-Functions here take a `sqlite3.Connection` inside the caller's transaction (the CLI's, or the
+Functions here take a connection inside the caller's transaction (the CLI's, or the
 web app's writer thread), like `organisation.py`.
 """
 
@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from feedback import attempts
 from feedback.errors import Conflict, InvalidInput, NotFound
+from feedback.events import record
+from feedback.ingest import Policy, Prepared
+from feedback.models import Event
+from feedback.store import Connection
+from feedback.store import kiosks as kiosk_store
+from feedback.store import responses as response_store
+from feedback.store import users as user_store
 
 ENROLL_CODE_MINUTES = 15
 # Wrong enrollment codes one client may try within the window: 6-digit codes must not be guessable.
@@ -33,64 +39,55 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def create_enrollment(conn: sqlite3.Connection, touchpoint: str, created_by: str | None = None) -> tuple[str, str]:
+def create_enrollment(conn: Connection, touchpoint: str, created_by: str | None = None) -> tuple[str, str]:
     """A one-time 6-digit code for a kiosk touchpoint, valid 15 minutes. Returns (code, expires_at)."""
-    row = conn.execute("SELECT kind, retired_at FROM touchpoints WHERE token = ?", (touchpoint,)).fetchone()
+    row = kiosk_store.touchpoint_state(conn, touchpoint)
     if row is None:
         raise NotFound(f"touchpoint: no touchpoint {touchpoint!r}", "touchpoint")
-    if row[1]:
+    if row["retired_at"]:
         raise Conflict(f"touchpoint: {touchpoint!r} is retired", "touchpoint")
     issued = now()
     expires = (issued + timedelta(minutes=ENROLL_CODE_MINUTES)).isoformat()
-    # Codes are short, so an active code must be unique among the active ones.
-    conn.execute("DELETE FROM kiosk_enrollments WHERE expires_at < ? AND used_at IS NULL", (issued.isoformat(),))
+    # Codes are short, so a code must be unique among the stored ones: the digest is the key, and
+    # digits that are taken are drawn again.
+    kiosk_store.drop_expired_enrollments(conn, issued.isoformat())
     while True:
         code = f"{secrets.randbelow(1_000_000):06d}"
-        if not conn.execute("SELECT 1 FROM kiosk_enrollments WHERE code_hash = ?", (hash_secret(code),)).fetchone():
-            break
-    conn.execute(
-        "INSERT INTO kiosk_enrollments (code_hash, touchpoint, created_at, created_by, expires_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (hash_secret(code), touchpoint, issued.isoformat(), created_by, expires),
-    )
-    return code, expires
+        if kiosk_store.insert_enrollment(conn, hash_secret(code), touchpoint, issued.isoformat(), created_by, expires):
+            return code, expires
 
 
-def redeem_enrollment(conn: sqlite3.Connection, code: str, name: str | None = None) -> dict:
+def redeem_enrollment(conn: Connection, code: str, name: str | None = None) -> dict:
     """Trade a valid code for a device token bound to the code's touchpoint (the code is then spent)."""
     if not (len(code) == 6 and code.isdigit()):
         raise InvalidInput("code: must be the 6 digits shown by the enrollment", "code")
-    row = conn.execute(
-        "SELECT touchpoint, expires_at, used_at FROM kiosk_enrollments WHERE code_hash = ?", (hash_secret(code),)
-    ).fetchone()
     issued = now()
-    if row is None or row[2] is not None or row[1] < issued.isoformat():
-        raise NotFound("code: unknown, expired or already used", "code")
     token = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
     kiosk_id = "k" + secrets.token_hex(4)
-    conn.execute(
-        "INSERT INTO kiosks (id, touchpoint, name, token_hash, enrolled_at, backlog, dead_letters, recent_presses)"
-        " VALUES (?, ?, ?, ?, ?, 0, 0, '[]')",
-        (kiosk_id, row[0], name or f"kiosk {kiosk_id}", hash_secret(token), issued.isoformat()),
-    )
-    conn.execute(
-        "UPDATE kiosk_enrollments SET used_at = ?, kiosk = ? WHERE code_hash = ?",
-        (issued.isoformat(), kiosk_id, hash_secret(code)),
-    )
-    return {"device_token": token, "kiosk": {"id": kiosk_id, "touchpoint": row[0], "name": name or f"kiosk {kiosk_id}"}}
+    # Spent in one statement: of two tablets sending the same code at once, one gets the kiosk.
+    touchpoint = kiosk_store.spend_enrollment(conn, hash_secret(code), issued.isoformat(), kiosk_id)
+    if touchpoint is None:
+        raise NotFound("code: unknown, expired or already used", "code")
+    kiosk_store.insert(conn, kiosk_id, touchpoint, name or f"kiosk {kiosk_id}", hash_secret(token), issued.isoformat())
+    return {
+        "device_token": token,
+        "kiosk": {"id": kiosk_id, "touchpoint": touchpoint, "name": name or f"kiosk {kiosk_id}"},
+    }
 
 
-def reserve_enrollment_attempt(conn: sqlite3.Connection, client: str, at: datetime | None = None) -> int | None:
+def reserve_enrollment_attempt(conn: Connection, client: str, at: datetime | None = None) -> int | None:
     """Count a code against the client before it is checked; None when the client has had its
     `ENROLL_GUESSES` within the window (the code must then not be checked at all)."""
-    return attempts.reserve(conn, attempts.KIOSK_ENROLL, client, at or now(), ENROLL_GUESS_WINDOW, ENROLL_GUESSES)
+    return user_store.reserve_attempt(
+        conn, user_store.KIOSK_ENROLL, client, at or now(), ENROLL_GUESS_WINDOW, ENROLL_GUESSES
+    )
 
 
-def redeem_reserved(conn: sqlite3.Connection, attempt: int, code: str, name: str | None = None) -> dict:
+def redeem_reserved(conn: Connection, attempt: int, code: str, name: str | None = None) -> dict:
     """`redeem_enrollment` for a reserved attempt: a good code takes the attempt back; a bad one raises,
     so this job rolls back and the attempt stays counted as a wrong code."""
     result = redeem_enrollment(conn, code, name)
-    attempts.release(conn, attempts.KIOSK_ENROLL, attempt)
+    user_store.release_attempt(conn, user_store.KIOSK_ENROLL, attempt)
     return result
 
 
@@ -131,18 +128,48 @@ def dump_recent(recent: list[datetime], keep: int) -> str:
     return msgspec.json.encode([t.isoformat() for t in sorted(recent)[-keep:]]).decode()
 
 
+@dataclass(frozen=True, kw_only=True)
+class KioskPolicy(Policy):
+    """The kiosk channel on the one ingest path: each response keeps its device, only the primary
+    rating is required, and the misuse filter flags presses against the device's earlier ones."""
+
+    device: str
+    min_interval: float
+    burst_count: int
+    burst_window: float
+    always_write = True  # a sync records when the tablet last synced, even if every tap was refused
+
+    def flags_in_write(self, conn: Connection, prepared: list[Prepared]) -> dict[str, list[str]]:
+        """`fast_repeat` and `burst` by response id, judged on the device's own clock (even a wrong one)
+        across batches; a tap stored before (a retried batch) is no new press. Runs in the write job:
+        the device's presses are claimed, judged and recorded in one transaction."""
+        recent = load_recent(kiosk_store.claim_presses(conn, self.device))
+        known = response_store.existing_ids(conn, [p.row["id"] for p in prepared])
+        fresh = sorted((p for p in prepared if p.row["id"] not in known), key=pressed_at)
+        times = [datetime.fromisoformat(pressed_at(p)) for p in fresh]
+        found = misuse_flags(times, recent, self.min_interval, self.burst_count, self.burst_window)
+        synced = now().isoformat()
+        kiosk_store.record_presses(conn, self.device, dump_recent(recent, max(self.burst_count, 2)), synced)
+        return {p.row["id"]: flags for p, flags in zip(fresh, found, strict=True) if flags}
+
+
+def pressed_at(prepared: Prepared) -> str:
+    """When the tap happened by the device's clock (the server's time when the device gave none)."""
+    return prepared.row["client_time"] or prepared.row["occurred_at"]
+
+
 def create_invitation(
-    conn: sqlite3.Connection,
+    conn: Connection,
     kiosk_id: str,
     case_ref: str,
     service: str | None,
     officer: str | None,
     created_by: str | None,
 ) -> dict:
-    row = conn.execute("SELECT revoked_at FROM kiosks WHERE id = ?", (kiosk_id,)).fetchone()
-    if row is None:
+    exists, revoked_at = kiosk_store.revoked_at(conn, kiosk_id)
+    if not exists:
         raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
-    if row[0]:
+    if revoked_at:
         raise Conflict(f"id: kiosk {kiosk_id!r} is revoked", "id")
     issued = now()
     invitation = {
@@ -155,78 +182,55 @@ def create_invitation(
         "created_by": created_by,
         "expires_at": (issued + timedelta(minutes=INVITATION_MINUTES)).isoformat(),
     }
-    conn.execute(
-        "INSERT INTO kiosk_invitations (id, kiosk, case_ref, service, officer, created_at, created_by, expires_at)"
-        " VALUES (:id, :kiosk, :case_ref, :service, :officer, :created_at, :created_by, :expires_at)",
-        invitation,
-    )
+    kiosk_store.insert_invitation(conn, invitation)
     return invitation
 
 
-def invited_cases(conn: sqlite3.Connection, kiosk_id: str, cases: Iterable[str]) -> set[str]:
+def invited_cases(conn: Connection, kiosk_id: str, cases: Iterable[str]) -> set[str]:
     """Of `cases`, those this server delivered to the kiosk in an invitation: a tap carrying one of them
     has its case reference from us, so it is verified."""
-    wanted = sorted(set(cases))
-    if not wanted:
-        return set()
-    marks = ",".join("?" for _ in wanted)
-    return {
-        row[0]
-        for row in conn.execute(
-            f"SELECT case_ref FROM kiosk_invitations WHERE kiosk = ? AND delivered_at IS NOT NULL"
-            f" AND case_ref IN ({marks})",
-            [kiosk_id, *wanted],
-        )
-    }
+    return kiosk_store.delivered_cases(conn, kiosk_id, sorted(set(cases)))
 
 
-def take_invitation(conn: sqlite3.Connection, kiosk_id: str) -> dict | None:
+def take_invitation(conn: Connection, kiosk_id: str) -> dict | None:
     """The oldest pending invitation of a kiosk, marked delivered; older ones for it are superseded."""
     issued = now().isoformat()
-    rows = conn.execute(
-        "SELECT id, case_ref, service, officer FROM kiosk_invitations WHERE kiosk = ? AND delivered_at IS NULL"
-        " AND expires_at > ? ORDER BY created_at DESC",
-        (kiosk_id, issued),
-    ).fetchall()
+    rows = kiosk_store.pending_invitations(conn, kiosk_id, issued)
     if not rows:
         return None
     # The counter has moved on: only the newest case matters; the others are marked delivered too.
-    conn.execute(
-        "UPDATE kiosk_invitations SET delivered_at = ? WHERE kiosk = ? AND delivered_at IS NULL", (issued, kiosk_id)
-    )
-    newest = rows[0]
-    return {"id": newest[0], "case_ref": newest[1], "service": newest[2], "officer": newest[3]}
+    kiosk_store.mark_invitations_delivered(conn, kiosk_id, issued)
+    return rows[0]
 
 
-def revoke(conn: sqlite3.Connection, kiosk_id: str) -> None:
-    if conn.execute("SELECT 1 FROM kiosks WHERE id = ?", (kiosk_id,)).fetchone() is None:
+def revoke(conn: Connection, kiosk_id: str) -> None:
+    if not kiosk_store.revoked_at(conn, kiosk_id)[0]:
         raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
-    conn.execute("UPDATE kiosks SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now().isoformat(), kiosk_id))
+    kiosk_store.revoke(conn, kiosk_id, now().isoformat())
 
 
-def mark_silent(conn: sqlite3.Connection, cutoff: str, marked_at: str) -> list[dict]:
-    """Kiosks not heard from since `cutoff` and not yet reported: mark and return them."""
-    rows = conn.execute(
-        "SELECT k.id, k.touchpoint, t.unit, coalesce(k.last_seen, k.enrolled_at) AS last_seen"
-        " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.revoked_at IS NULL"
-        " AND k.silent_since IS NULL AND coalesce(k.last_seen, k.enrolled_at) < ?",
-        (cutoff,),
-    ).fetchall()
-    for row in rows:
-        conn.execute("UPDATE kiosks SET silent_since = ? WHERE id = ?", (marked_at, row[0]))
-    return [dict(zip(("kiosk", "touchpoint", "unit", "last_seen"), tuple(row), strict=True)) for row in rows]
+def mark_silent(conn: Connection, cutoff: str, marked_at: str) -> list[dict]:
+    """Kiosks not heard from since `cutoff` and not yet reported: mark them, log a `kiosk.silent` event
+    for each in the same transaction, and return them."""
+    # Each kiosk is reported by the call that marks it, so two workers never both report one.
+    found = [
+        row for row in kiosk_store.newly_silent(conn, cutoff) if kiosk_store.mark_silent(conn, row["kiosk"], marked_at)
+    ]
+    record(conn, [silent_event(data, marked_at) for data in found])
+    return found
 
 
-def health(conn: sqlite3.Connection, now: datetime, silent_after: timedelta) -> list[dict]:
+def silent_event(data: dict, marked_at: str) -> Event:
+    return Event(
+        type="kiosk.silent", id=f"kiosk.silent:{data['kiosk']}:{data['last_seen']}", created_at=marked_at, data=data
+    )
+
+
+def health(conn: Connection, now: datetime, silent_after: timedelta) -> list[dict]:
     """Every enrolled kiosk with its unit and last report, oldest enrolment first: `revoked`, and `silent`
     when a live one has not been heard from for `silent_after`."""
     found = []
-    for row in conn.execute(
-        "SELECT k.id, k.touchpoint, k.name, k.enrolled_at, k.revoked_at, k.last_seen, k.backlog,"
-        " k.dead_letters, k.app_version, k.last_sync, k.battery, t.unit"
-        " FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint ORDER BY k.enrolled_at"
-    ):
-        item = dict(row)
+    for item in kiosk_store.fleet(conn):
         last = datetime.fromisoformat(item["last_seen"] or item["enrolled_at"])
         item["revoked"] = item["revoked_at"] is not None
         item["silent"] = not item["revoked"] and now - last > silent_after

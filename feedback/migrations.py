@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from feedback.plugins import flatten, pm
+from feedback.plugins import PluginManager, flatten
+from feedback.store import dialect
 
 migrations = sqlite_utils.Migrations("feedback")
 
@@ -57,10 +58,8 @@ def m001_organisation(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     # A published version is immutable: the database itself refuses changes.
-    db.execute(
-        """CREATE TRIGGER IF NOT EXISTS survey_versions_immutable
-        BEFORE UPDATE ON survey_versions
-        BEGIN SELECT RAISE(ABORT, 'published survey versions are immutable'); END"""
+    dialect.refuse_changes(
+        db, "survey_versions_immutable", "survey_versions", "UPDATE", "published survey versions are immutable"
     )
     db.table("touchpoints").create(
         {
@@ -353,10 +352,7 @@ def m006_quality(db: sqlite_utils.Database) -> None:
     # ISO 9001 7.5: the record of each step is append-only; the database itself refuses edits.
     for verb in ("UPDATE", "DELETE"):
         for table in ("action_events", "objective_versions"):
-            db.execute(
-                f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}
-                BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
-            )
+            dialect.refuse_changes(db, f"{table}_no_{verb.lower()}", table, verb, f"{table} is append-only")
     # Mails and webhook deliveries: written durably, then delivered (and retried) by a job.
     db.execute(
         """CREATE TABLE IF NOT EXISTS outbox (
@@ -378,12 +374,6 @@ def m006_quality(db: sqlite_utils.Database) -> None:
     )
 
 
-# Free text in the answers: the "comment" key, and any other string that is not an option key (option
-# keys are identifiers; typed text has spaces, capitals or letters outside a-z).
-COMMENT_TEXT_SQL = """(SELECT group_concat(value, char(10)) FROM json_each({answers})
-    WHERE type = 'text' AND (key = 'comment' OR value GLOB '*[^a-z0-9_]*'))"""
-
-
 @migrations()
 def m008_comment_search(db: sqlite_utils.Database) -> None:
     """Full-text search over comments (FTS5), and an hourly rollup for the weekday × hour heatmap.
@@ -394,22 +384,7 @@ def m008_comment_search(db: sqlite_utils.Database) -> None:
     `heatmap_rollups` counts responses by unit × local day × UTC hour of occurred_at: the local hour
     and weekday follow from the unit's time zone when read, so ingest needs nothing but the row.
     """
-    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS comment_search USING fts5(body, tokenize = 'trigram')")
-    text = COMMENT_TEXT_SQL.format(answers="new.answers")
-    db.execute(
-        f"""CREATE TRIGGER IF NOT EXISTS responses_comment_search AFTER INSERT ON responses
-        WHEN new.answers GLOB '*"*":"*' AND {text} IS NOT NULL
-        BEGIN INSERT INTO comment_search (rowid, body) VALUES (new.rowid, {text}); END"""
-    )
-    db.execute(
-        """CREATE TRIGGER IF NOT EXISTS responses_comment_search_delete AFTER DELETE ON responses
-        BEGIN DELETE FROM comment_search WHERE rowid = old.rowid; END"""
-    )
-    db.execute(
-        f"INSERT INTO comment_search (rowid, body) SELECT rowid, {COMMENT_TEXT_SQL.format(answers='answers')}"
-        f' FROM responses WHERE answers GLOB \'*"*":"*\' AND {COMMENT_TEXT_SQL.format(answers="answers")}'
-        " IS NOT NULL AND rowid NOT IN (SELECT rowid FROM comment_search)"
-    )
+    dialect.create_comment_search(db)
     level_columns = ", ".join(f"{level} INTEGER NOT NULL DEFAULT 0" for level in LEVELS)
     db.execute(
         f"""CREATE TABLE IF NOT EXISTS heatmap_rollups (
@@ -442,10 +417,10 @@ GROUP BY unit, day, hour
 """
 
 
-def all_migration_sets() -> list[sqlite_utils.Migrations]:
+def all_migration_sets(plugins: PluginManager) -> list[sqlite_utils.Migrations]:
     """The core set first, then every set a plugin registers."""
     sets = [migrations]
-    sets.extend(flatten(pm.hook.register_migrations()))
+    sets.extend(flatten(plugins.hook.register_migrations()))
     names = [m.name for m in sets]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -453,8 +428,8 @@ def all_migration_sets() -> list[sqlite_utils.Migrations]:
     return sets
 
 
-def apply_all(db: sqlite_utils.Database) -> None:
-    for migration_set in all_migration_sets():
+def apply_all(db: sqlite_utils.Database, plugins: PluginManager) -> None:
+    for migration_set in all_migration_sets(plugins):
         migration_set.apply(db)
 
 
@@ -545,3 +520,26 @@ def m013_case_verified(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE responses ADD COLUMN case_verified INTEGER NOT NULL DEFAULT 0")
     # Kiosk sync asks whether a tap's case came in an invitation to that very kiosk.
     db.execute("CREATE INDEX IF NOT EXISTS kiosk_invitations_case ON kiosk_invitations (kiosk, case_ref)")
+
+
+@migrations()
+def m014_event_log(db: sqlite_utils.Database) -> None:
+    # Every event, written in the transaction that caused it and dispatched to `track_event` after:
+    # a crash between the two leaves the event here, never lost. `seq` orders the events of each
+    # aggregate (the thing an event is about, e.g. "action:42"); `id` is the event's stable id, so a
+    # replayed write inserts nothing. A pending event may be leased to a dispatcher ('' when not).
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS event_log (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            aggregate TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            data TEXT,                                -- JSON; NULL for response.stored (read from the response)
+            claimed_by TEXT NOT NULL DEFAULT '',
+            claimed_until TEXT NOT NULL DEFAULT '',
+            dispatched_at TEXT
+        )"""
+    )
+    # Only pending events are indexed: the dispatcher's claims and the per-aggregate order check.
+    db.execute("CREATE INDEX IF NOT EXISTS event_log_pending ON event_log (aggregate, seq) WHERE dispatched_at IS NULL")

@@ -331,6 +331,15 @@ class ActionRequest(Struct, frozen=True, kw_only=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+# Flags that only annotate a response; every other flag marks it suspect (left out of rates).
+INFORMATIONAL_FLAGS = frozenset({"clock_skew", "scoring_failed"})
+
+
+def is_suspect(flags: list[str]) -> bool:
+    """Whether a response with these flags is left out of rates (any flag not merely informational)."""
+    return any(flag not in INFORMATIONAL_FLAGS for flag in flags)
+
+
 T = TypeVar("T")
 
 

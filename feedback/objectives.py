@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,14 +19,20 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import actions, plugins
+from feedback import actions
 from feedback.catalog import Snapshot
 from feedback.control_chart import CHART_METRICS, p_chart
 from feedback.errors import Conflict, InvalidInput, NotFound
-from feedback.ingest import fire_event
+from feedback.events import record
 from feedback.jobs import Job, JobContext
 from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS, ActionRequest, Event, ObjectiveVersion
+from feedback.plugins import flatten
 from feedback.rates import exposure_cells, wilson
+from feedback.store import Connection
+from feedback.store import objectives as objective_store
+from feedback.store import organisation as organisation_store
+from feedback.store import responses as response_store
+from feedback.store import users as user_store
 
 log = logging.getLogger("feedback.objectives")
 
@@ -87,7 +92,7 @@ def _parse_day(value: Any, field: str) -> str:
 
 
 def validate_spec(
-    conn: sqlite3.Connection,
+    conn: Connection,
     spec: Any,
     *,
     today: date | str,
@@ -134,10 +139,7 @@ def validate_spec(
     if isinstance(min_n, bool) or not isinstance(min_n, int) or not 1 <= min_n <= 10**7:
         raise InvalidInput("min_n: must be a whole number of at least 1", "min_n")
     owner = values.get("owner")
-    if owner is not None and (
-        not isinstance(owner, str)
-        or not conn.execute("SELECT 1 FROM users WHERE name = ? AND coalesce(disabled, 0) = 0", (owner,)).fetchone()
-    ):
+    if owner is not None and (not isinstance(owner, str) or not user_store.exists(conn, owner, enabled=True)):
         raise InvalidInput(f"owner: no user {owner!r}", "owner")
     method = values.get("method") or "wilson"
     if method != "wilson":
@@ -154,9 +156,7 @@ def validate_spec(
     elif indicator is not None:
         raise InvalidInput("indicator: only the metric indicator_mean takes an indicator", "indicator")
     service = values.get("service") or None
-    if service is not None and (
-        not isinstance(service, str) or not conn.execute("SELECT 1 FROM services WHERE code = ?", (service,)).fetchone()
-    ):
+    if service is not None and (not isinstance(service, str) or not organisation_store.service_exists(conn, service)):
         raise InvalidInput(f"service: no service {service!r}", "service")
     valid_from = _parse_day(values["valid_from"], "valid_from") if values.get("valid_from") else _day(today)
     if previous is not None and valid_from < previous.valid_from:
@@ -179,34 +179,15 @@ def validate_spec(
 
 
 def _insert_version(
-    conn: sqlite3.Connection, objective_id: int, version: int, checked: dict[str, Any], actor: str | None
+    conn: Connection, objective_id: int, version: int, checked: dict[str, Any], actor: str | None
 ) -> None:
-    conn.execute(
-        "INSERT INTO objective_versions (objective, version, valid_from, title, metric, indicator, service,"
-        " comparator, target, period, min_n, owner, method, created_at, created_by)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            objective_id,
-            version,
-            checked["valid_from"],
-            checked["title"],
-            checked["metric"],
-            checked["indicator"],
-            checked["service"],
-            checked["comparator"],
-            checked["target"],
-            checked["period"],
-            checked["min_n"],
-            checked["owner"],
-            checked["method"],
-            _now(),
-            actor,
-        ),
+    objective_store.insert_version(
+        conn, {**checked, "objective": objective_id, "version": version, "created_at": _now(), "created_by": actor}
     )
 
 
 def create_objective(
-    conn: sqlite3.Connection,
+    conn: Connection,
     unit: str,
     spec: dict[str, Any],
     *,
@@ -215,30 +196,21 @@ def create_objective(
     default_min_n: int | None = None,
 ) -> int:
     """A new objective for a unit with its first version; returns its id."""
-    if not isinstance(unit, str) or not conn.execute("SELECT 1 FROM units WHERE code = ?", (unit,)).fetchone():
+    if not isinstance(unit, str) or not organisation_store.unit_exists(conn, unit):
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
     checked = validate_spec(conn, spec, today=today, default_min_n=default_min_n)
-    objective_id = conn.execute(
-        "INSERT INTO objectives (unit, created_at, created_by) VALUES (?, ?, ?)", (unit, _now(), actor)
-    ).lastrowid
+    objective_id = objective_store.insert_objective(conn, unit, _now(), actor)
     _insert_version(conn, objective_id, 1, checked, actor)
     return objective_id
 
 
-def load_versions(conn: sqlite3.Connection, objective_id: int) -> list[ObjectiveVersion]:
+def load_versions(conn: Connection, objective_id: int) -> list[ObjectiveVersion]:
     """Every version of an objective, oldest first; NotFound when there is no such objective."""
-    cursor = conn.cursor()
-    cursor.row_factory = sqlite3.Row
-    rows = cursor.execute(
-        "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
-        " WHERE v.objective = ? ORDER BY v.version",
-        (objective_id,),
-    ).fetchall()
+    rows = objective_store.versions(conn, objective_id)
     if not rows:
         raise NotFound(f"id: no objective {objective_id}", "id")
     versions = []
-    for row in rows:
-        data = dict(row)
+    for data in rows:
         data.pop("created_at")
         data.pop("created_by")
         versions.append(msgspec.convert(data, ObjectiveVersion, strict=False))
@@ -246,7 +218,7 @@ def load_versions(conn: sqlite3.Connection, objective_id: int) -> list[Objective
 
 
 def new_version(
-    conn: sqlite3.Connection, objective_id: int, spec: dict[str, Any], *, actor: str | None, today: date | str
+    conn: Connection, objective_id: int, spec: dict[str, Any], *, actor: str | None, today: date | str
 ) -> int:
     """Append a version in force from `valid_from` (default today); returns its number."""
     versions = load_versions(conn, objective_id)
@@ -258,7 +230,7 @@ def new_version(
     return latest.version + 1
 
 
-def retire_objective(conn: sqlite3.Connection, objective_id: int, *, actor: str | None, from_day: date | str) -> None:
+def retire_objective(conn: Connection, objective_id: int, *, actor: str | None, from_day: date | str) -> None:
     """The objective stops applying from a local day on; its versions and past states stay."""
     versions = load_versions(conn, objective_id)
     day = _parse_day(_day(from_day), "from")
@@ -266,10 +238,8 @@ def retire_objective(conn: sqlite3.Connection, objective_id: int, *, actor: str 
         raise Conflict(f"id: objective {objective_id} is already retired from {versions[-1].retired_from}", "id")
     if day < versions[0].valid_from:
         raise InvalidInput(f"from: must not be before {versions[0].valid_from}, when the objective took effect", "from")
-    conn.execute(
-        "UPDATE objectives SET retired_from = ?, retired_at = ?, retired_by = ? WHERE id = ?",
-        (day, _now(), actor, objective_id),
-    )
+    if not objective_store.retire(conn, objective_id, day, _now(), actor):  # retired meanwhile by someone else
+        raise Conflict(f"id: objective {objective_id} is already retired", "id")
 
 
 def version_at(versions: Sequence[ObjectiveVersion], day: str) -> ObjectiveVersion | None:
@@ -307,45 +277,36 @@ def version_document(version: ObjectiveVersion, row: dict[str, Any] | None = Non
 
 
 def objective_document(
-    conn: sqlite3.Connection, objective_id: int, today: date | str, *, with_versions: bool = True
+    conn: Connection, objective_id: int, today: date | str, *, with_versions: bool = True
 ) -> dict[str, Any]:
     """An objective as the API shows it: its version in force today (else its first one) and history."""
     versions = load_versions(conn, objective_id)
-    head = conn.execute(
-        "SELECT unit, created_at, created_by, retired_from, retired_at, retired_by FROM objectives WHERE id = ?",
-        (objective_id,),
-    ).fetchone()
-    stamps = {
-        row[0]: {"created_at": row[1], "created_by": row[2]}
-        for row in conn.execute(
-            "SELECT version, created_at, created_by FROM objective_versions WHERE objective = ?", (objective_id,)
-        )
-    }
+    head = objective_store.head(conn, objective_id) or {}
+    stamps = objective_store.version_stamps(conn, objective_id)
     day = _day(today)
     current = version_at(versions, day) or versions[0]
-    retired_from = head[3]
+    retired_from = head["retired_from"]
     doc: dict[str, Any] = {
         "id": objective_id,
-        "unit": head[0],
+        "unit": head["unit"],
         **version_document(current),
         "current": version_document(current, stamps[current.version]),
         "retired": retired_from is not None and day >= retired_from,
         "retired_from": retired_from,
-        "retired_at": head[4],
-        "retired_by": head[5],
-        "created_at": head[1],
-        "created_by": head[2],
+        "retired_at": head["retired_at"],
+        "retired_by": head["retired_by"],
+        "created_at": head["created_at"],
+        "created_by": head["created_by"],
     }
     doc["versions"] = [version_document(v, stamps[v.version]) for v in versions] if with_versions else len(versions)
     return doc
 
 
-def list_objectives(conn: sqlite3.Connection, units: list[str], today: date | str) -> list[dict[str, Any]]:
-    marks = ",".join("?" for _ in units)
-    ids = [
-        row[0] for row in conn.execute(f"SELECT id FROM objectives WHERE unit IN ({marks}) ORDER BY unit, id", units)
+def list_objectives(conn: Connection, units: list[str], today: date | str) -> list[dict[str, Any]]:
+    return [
+        objective_document(conn, objective_id, today, with_versions=False)
+        for objective_id in objective_store.ids_of(conn, units)
     ]
-    return [objective_document(conn, objective_id, today, with_versions=False) for objective_id in ids]
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -364,42 +325,19 @@ def period_of(period: str, at: date) -> tuple[date, date, str]:
 
 
 def _rollup_sums(
-    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None
+    conn: Connection, units: list[str], date_from: str, date_to: str, service: str | None
 ) -> dict[str, float]:
-    marks = ",".join("?" for _ in units)
-    params: list[Any] = [*units, date_from, date_to]
-    table, extra = "rollups_unit_day", ""
-    if service is not None:
-        table, extra = "rollups", " AND service = ?"
-        params.append(service)
-    row = conn.execute(
-        f"SELECT coalesce(sum(n), 0), coalesce(sum(satisfied), 0), coalesce(sum(dissatisfied), 0),"
-        f" coalesce(sum(score_n), 0), coalesce(sum(score_sum), 0) FROM {table}"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ?{extra}",
-        params,
-    ).fetchone()
-    return dict(zip(("n", "satisfied", "dissatisfied", "score_n", "score_sum"), row, strict=True))
+    return response_store.rollup_totals(conn, units, date_from, date_to, service)
 
 
 def _indicator_sums(
-    conn: sqlite3.Connection, units: list[str], date_from: str, date_to: str, service: str | None, indicator: str
+    conn: Connection, units: list[str], date_from: str, date_to: str, service: str | None, indicator: str
 ) -> tuple[int, float]:
-    marks = ",".join("?" for _ in units)
-    params: list[Any] = [*units, date_from, date_to, indicator]
-    extra = ""
-    if service is not None:
-        extra = " AND service = ?"
-        params.append(service)
-    row = conn.execute(
-        f"SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
-        f" WHERE unit IN ({marks}) AND day BETWEEN ? AND ? AND indicator = ?{extra}",
-        params,
-    ).fetchone()
-    return int(row[0]), float(row[1])
+    return response_store.indicator_totals(conn, units, date_from, date_to, indicator, service)
 
 
 def measure(
-    conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVersion, date_from: date, date_to: date
+    conn: Connection, snapshot: Snapshot, version: ObjectiveVersion, date_from: date, date_to: date
 ) -> tuple[float | None, int, float | None]:
     """(value, n, successes) of a metric over the unit's subtree; successes is None for means.
 
@@ -457,7 +395,7 @@ def judge(comparator: str, target: float, low: float, high: float) -> str:
     return "met" if high <= target else "breached" if low > target else "at_risk"
 
 
-def evaluate(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVersion, at: date) -> dict[str, Any]:
+def evaluate(conn: Connection, snapshot: Snapshot, version: ObjectiveVersion, at: date) -> dict[str, Any]:
     """The status document of one objective version for the period containing `at`."""
     date_from, date_to, key = period_of(version.period, at)
     doc: dict[str, Any] = {
@@ -500,7 +438,7 @@ def evaluate(conn: sqlite3.Connection, snapshot: Snapshot, version: ObjectiveVer
     return doc
 
 
-def status_at(conn: sqlite3.Connection, snapshot: Snapshot, objective_id: int, at: date) -> dict[str, Any]:
+def status_at(conn: Connection, snapshot: Snapshot, objective_id: int, at: date) -> dict[str, Any]:
     """The status on a day, judged by the version in force that day (a retired objective is "retired")."""
     versions = load_versions(conn, objective_id)
     version = version_at(versions, at.isoformat())
@@ -512,16 +450,14 @@ def status_at(conn: sqlite3.Connection, snapshot: Snapshot, objective_id: int, a
 # -- the periodic evaluation --------------------------------------------------------------------
 
 
-def _previous_state(conn: sqlite3.Connection, objective: int, period: str, key: str) -> tuple[bool, list]:
+def _previous_state(conn: Connection, objective: int, period: str, key: str) -> tuple[bool, list]:
     """(was the stored state a breach, the signals it had seen) for a new evaluation.
 
     Months and quarters compare with the state of the same period. A rolling window gets a new key
     every day, so it compares with the latest earlier window that still overlaps it: one breach
     episode is one breach.
     """
-    rows = conn.execute(
-        "SELECT period, status, signals FROM objective_states WHERE objective = ?", (objective,)
-    ).fetchall()
+    rows = [(row["period"], row["status"], row["signals"]) for row in objective_store.states(conn, objective)]
     same = next((row for row in rows if row[0] == key), None)
     oldest = ""
     if key.startswith("R30:"):
@@ -557,35 +493,41 @@ def needs_triggers(status: dict[str, Any], breached_before: bool, seen: list[dic
 
 
 def _store_states(items: list[tuple[ObjectiveVersion, dict[str, Any]]], evaluated_at: str):
-    """Writer job: upsert each state; returns the status docs that just became a breach."""
+    """Writer job: upsert each state and log `objective.breached` for each that just became a breach
+    (in the same transaction); returns those status docs."""
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def job(conn: Connection) -> list[dict[str, Any]]:
         breached = []
         for version, status in items:
             breached_before, _ = _previous_state(conn, version.objective, version.period, status["period_key"])
             if status["status"] == "breached" and not breached_before:
                 breached.append(status)
             low, high = status["ci95"] or (None, None)
-            conn.execute(
-                "INSERT INTO objective_states (objective, period, status, value, n, low, high, signals, evaluated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (objective, period) DO UPDATE SET status = excluded.status,"
-                " value = excluded.value, n = excluded.n, low = excluded.low, high = excluded.high,"
-                " signals = excluded.signals, evaluated_at = excluded.evaluated_at",
-                (
-                    version.objective,
-                    status["period_key"],
-                    status["status"],
-                    status["value"],
-                    status["n"],
-                    low,
-                    high,
-                    json.dumps(status["signals"]),
-                    evaluated_at,
-                ),
+            objective_store.upsert_state(
+                conn,
+                version.objective,
+                status["period_key"],
+                status["status"],
+                status["value"],
+                status["n"],
+                low,
+                high,
+                json.dumps(status["signals"]),
+                evaluated_at,
             )
+        record(conn, [breached_event(status, evaluated_at) for status in breached])
         return breached
 
     return job
+
+
+def breached_event(status: dict[str, Any], at: str) -> Event:
+    return Event(
+        type="objective.breached",
+        id=f"objective.breached:{status['objective']}:{status['period_key']}",
+        created_at=at,
+        data=dict(status),
+    )
 
 
 def local_today(snapshot: Snapshot, unit: str, now: datetime) -> date:
@@ -593,13 +535,13 @@ def local_today(snapshot: Snapshot, unit: str, now: datetime) -> date:
 
 
 async def run_evaluation(ctx: JobContext) -> list[dict[str, Any]]:
-    """Evaluate every objective in force on its unit's local today; store states, fire breaches, open actions.
+    """Evaluate every objective in force on its unit's local today; store states, log breaches, open actions.
 
     Returns the status documents evaluated.
     """
     snapshot = ctx.snapshot
 
-    def evaluate_all(conn: sqlite3.Connection) -> list[tuple[ObjectiveVersion, dict[str, Any], bool, list]]:
+    def evaluate_all(conn: Connection) -> list[tuple[ObjectiveVersion, dict[str, Any], bool, list]]:
         found = []
         for unit in sorted(snapshot.objective_versions):
             if unit not in snapshot.units:
@@ -618,27 +560,19 @@ async def run_evaluation(ctx: JobContext) -> list[dict[str, Any]]:
             try:
                 await open_triggered(ctx, version, status)
             except Exception as error:  # noqa: BLE001 - the state is not stored, so the next run retries
-                plugins.failures.record("objectives", "open_requested", error)
+                ctx.store.plugins.failures.record("objectives", "open_requested", error)
                 continue
         to_store.append((version, status))
-    newly_breached = await ctx.store.write(_store_states(to_store, ctx.now.isoformat()))
-    for status in newly_breached:
-        event = Event(
-            type="objective.breached",
-            id=f"objective.breached:{status['objective']}:{status['period_key']}",
-            created_at=ctx.now.isoformat(),
-            data=dict(status),
-        )
-        await fire_event(event, ctx.store)
+    await ctx.store.write(_store_states(to_store, ctx.now.isoformat()))
     return [status for _, status in to_store]
 
 
 async def open_triggered(ctx: JobContext, version: ObjectiveVersion, status: dict[str, Any]) -> None:
     """Ask `evaluate_triggers` what to open for a breach or a signal, and open it (idempotent on source_key)."""
-    results = plugins.call_isolated(
-        "evaluate_triggers", objective=version, status=status, response=None, hits=None, snapshot=ctx.snapshot
+    results = ctx.store.plugins.hook.evaluate_triggers(
+        objective=version, status=status, response=None, hits=None, snapshot=ctx.snapshot
     )
-    requests = [item for item in plugins.flatten(results) if isinstance(item, ActionRequest)]
+    requests = [item for item in flatten(results) if isinstance(item, ActionRequest)]
     if not requests:
         return
     await actions.open_requested(

@@ -1,13 +1,12 @@
 """Units, services and touchpoints: the organisation a response is tied to.
 
-Functions take a `sqlite3.Connection` inside the caller's transaction, so the CLI, the demo and
-the web app's writer thread share one implementation.
+Functions take a connection inside the caller's transaction, so the CLI, the demo and the web
+app's writer thread share one implementation; the SQL is in `feedback.store.organisation`.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +14,10 @@ import msgspec
 
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import LANGUAGES
+from feedback.store import Connection
+from feedback.store import exposure as exposure_store
+from feedback.store import organisation as organisation_store
+from feedback.store import surveys as survey_store
 
 SHORT_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -24,7 +27,7 @@ def now_iso() -> str:
 
 
 def add_unit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     code: str,
     name: str,
     *,
@@ -43,20 +46,16 @@ def add_unit(
         raise InvalidInput("code: must be non-empty and without '/'", "code")
     path = f"/{code}/"
     if parent is not None:
-        row = conn.execute("SELECT path FROM units WHERE code = ?", (parent,)).fetchone()
-        if row is None:
+        parent_path = organisation_store.unit_path(conn, parent)
+        if parent_path is None:
             raise NotFound(f"parent: no unit {parent!r}", "parent")
-        path = f"{row[0]}{code}/"
-    if conn.execute("SELECT 1 FROM units WHERE code = ?", (code,)).fetchone():
-        raise Conflict(f"code: unit {code!r} exists", "code")
-    conn.execute(
-        "INSERT INTO units (code, name, names, parent, lang, tz, path, created_at) VALUES (?,?,?,?,?,?,?,?)",
-        (code, name, msgspec.json.encode(names).decode() if names else None, parent, lang, tz, path, now_iso()),
-    )
+        path = f"{parent_path}{code}/"
+    encoded = msgspec.json.encode(names).decode() if names else None
+    organisation_store.insert_unit(conn, code, name, encoded, parent, lang, tz, path, now_iso())  # 409 when taken
 
 
 def add_service(
-    conn: sqlite3.Connection,
+    conn: Connection,
     code: str,
     name: str,
     *,
@@ -64,23 +63,20 @@ def add_service(
     agency: str | None = None,
     names: dict[str, str] | None = None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO services (code, name, names, kind, agency, created_at) VALUES (?,?,?,?,?,?)",
-        (code, name, msgspec.json.encode(names).decode() if names else None, kind, agency, now_iso()),
-    )
+    """A new service (Conflict naming `code` when the code is taken)."""
+    encoded = msgspec.json.encode(names).decode() if names else None
+    organisation_store.insert_service(conn, code, name, encoded, kind, agency, now_iso())
 
 
-def new_short_code(conn: sqlite3.Connection, prefix: str) -> str:
-    """A short typeable code (e.g. HP-7K3Q) for people who cannot scan."""
+def new_short_code(prefix: str) -> str:
+    """A short typeable code (e.g. HP-7K3Q) for people who cannot scan; the table's unique index
+    decides whether it is free."""
     prefix = "".join(ch for ch in prefix.upper() if ch.isalnum())[:3] or "FB"
-    while True:
-        code = f"{prefix}-{''.join(secrets.choice(SHORT_CODE_ALPHABET) for _ in range(4))}"
-        if not conn.execute("SELECT 1 FROM touchpoints WHERE short_code = ?", (code,)).fetchone():
-            return code
+    return f"{prefix}-{''.join(secrets.choice(SHORT_CODE_ALPHABET) for _ in range(4))}"
 
 
 def add_touchpoint(
-    conn: sqlite3.Connection,
+    conn: Connection,
     unit: str,
     name: str,
     survey: str,
@@ -91,24 +87,33 @@ def add_touchpoint(
     service: str | None = None,
     token: str | None = None,
 ) -> str:
-    unit_row = conn.execute("SELECT lang FROM units WHERE code = ?", (unit,)).fetchone()
-    if unit_row is None:
+    unit_lang = organisation_store.unit_lang(conn, unit)
+    if unit_lang is None:
         raise NotFound(f"unit: no unit {unit!r}", "unit")
     if kind not in ("qr", "kiosk"):
         raise InvalidInput("kind: must be 'qr' or 'kiosk'", "kind")
-    if not conn.execute("SELECT 1 FROM survey_versions WHERE slug = ?", (survey,)).fetchone():
+    if not survey_store.is_published(conn, survey):
         raise NotFound(f"survey: no published survey {survey!r}", "survey")
-    token = token or secrets.token_urlsafe(9)
-    conn.execute(
-        "INSERT INTO touchpoints (token, short_code, name, unit, lang, survey, kind, counter, service, created_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (token, new_short_code(conn, unit), name, unit, lang or unit_row[0], survey, kind, counter, service, now_iso()),
-    )
-    return token
+    row = {
+        "token": token or secrets.token_urlsafe(9),
+        "short_code": "",
+        "name": name,
+        "unit": unit,
+        "lang": lang or unit_lang,
+        "survey": survey,
+        "kind": kind,
+        "counter": counter,
+        "service": service,
+        "created_at": now_iso(),
+    }
+    while True:  # a short code someone holds already is drawn again
+        row["short_code"] = new_short_code(unit)
+        if organisation_store.insert_touchpoint(conn, row):
+            return row["token"]
 
 
 def set_exposure(
-    conn: sqlite3.Connection,
+    conn: Connection,
     unit: str,
     service: str | None,
     day: str,
@@ -116,16 +121,11 @@ def set_exposure(
     offered: int | None = None,
     source: str = "api",
 ) -> None:
-    conn.execute(
-        "INSERT INTO exposure (unit, service, day, served, offered, source, updated_at) VALUES (?,?,?,?,?,?,?)"
-        " ON CONFLICT (unit, service, day) DO UPDATE SET served = excluded.served,"
-        " offered = excluded.offered, source = excluded.source, updated_at = excluded.updated_at",
-        (unit, service or "", day, served, offered, source, now_iso()),
-    )
+    exposure_store.upsert(conn, unit, service or "", day, served, offered, source, now_iso())
 
 
 def update_unit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     code: str,
     *,
     owner: str | None = None,
@@ -141,13 +141,12 @@ def update_unit(
     )
 
 
-def retire_touchpoint(conn: sqlite3.Connection, token: str) -> str:
+def retire_touchpoint(conn: Connection, token: str) -> str:
     """Stop a touchpoint taking ratings; the row and its responses stay. Returns when it was retired."""
-    row = conn.execute("SELECT retired_at FROM touchpoints WHERE token = ?", (token,)).fetchone()
-    if row is None:
-        raise NotFound(f"token: no touchpoint {token!r}", "token")
-    if row[0]:
-        raise Conflict(f"token: touchpoint {token!r} was retired at {row[0]}", "token")
     retired_at = now_iso()
-    conn.execute("UPDATE touchpoints SET retired_at = ? WHERE token = ?", (retired_at, token))
-    return retired_at
+    if organisation_store.retire_touchpoint(conn, token, retired_at):
+        return retired_at
+    exists, earlier = organisation_store.touchpoint_retired_at(conn, token)
+    if not exists:
+        raise NotFound(f"token: no touchpoint {token!r}", "token")
+    raise Conflict(f"token: touchpoint {token!r} was retired at {earlier}", "token")

@@ -1,10 +1,12 @@
 """The durable outbox: mails, webhook calls and any plugin's deliveries, written first, sent after.
 
-A row is queued once per `dedupe_key` (the same event to the same target), so a replayed response
-or a re-run job never sends twice. Delivery claims rows with a lease (`claimed_until`), so several
-server processes never send the same row at the same time, and a row whose sender died is picked
-up again once its lease ends. A failed send is retried with backoff until it gives up.
-Channel-agnostic: the channel's plugin supplies `send(row)`.
+A row is queued once per `dedupe_key` (the same event to the same target), so an event handed to
+`track_event` again, a replayed response or a re-run job never sends twice. Delivery claims rows in
+batches with a lease (`claimed_until`), sends up to `CONCURRENCY` at once and writes each outcome
+right after its send, so several server processes never send the same row at the same time, and a
+crash sends again only the rows that were in flight (claimed, outcome not yet written), once their
+lease ends. A failed send is retried with backoff until it gives up. Channel-agnostic: the channel's
+plugin supplies `send(row)`.
 
 Pruning (the "outbox.prune" job). Rows delivered more than `FEEDBACK_OUTBOX_KEEP_DAYS` (30) days
 ago are deleted, and given-up rows after three times as long, so an operator can still read why a
@@ -24,36 +26,37 @@ given to another.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedback.db import Store
+from feedback.events import stamp
 from feedback.jobs import Job, JobContext
+from feedback.store import Connection
+from feedback.store import events as outbox_store
 
 log = logging.getLogger("feedback.outbox")
 
 # Seconds to wait after the 1st, 2nd, … failure; the last step repeats until MAX_ATTEMPTS.
 BACKOFF = (5, 30, 120, 600, 3600, 21600)
 MAX_ATTEMPTS = 10
-PENDING = "delivered_at IS NULL AND failed_at IS NULL"
 # Given-up rows are kept this many times as long as delivered ones.
 GIVEN_UP_FACTOR = 3
 PRUNE_BATCH = 500
-PRUNABLE = "(delivered_at < :delivered_before OR failed_at < :failed_before)"
+# Sends in flight at once in a delivery round, and rows taken per claim.
+CONCURRENCY = 16
+CLAIM_BATCH = 64
+
+__all__ = ["GiveUp", "claim", "delivered", "deliver_due", "due_at", "enqueue", "key_digest", "retry_later", "stamp"]
+
+key_digest = outbox_store.key_digest
 
 
 class GiveUp(Exception):
     """Raised by a `send` when retrying cannot help (the target was removed): the row fails at once."""
-
-
-def stamp(moment: datetime) -> str:
-    """Fixed-width UTC text, so times compare correctly as strings in SQL."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def due_at(created_at: str | None) -> datetime:
@@ -68,7 +71,7 @@ def due_at(created_at: str | None) -> datetime:
 
 
 def enqueue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     channel: str,
     dedupe_key: str,
@@ -79,79 +82,105 @@ def enqueue(
     now: datetime,
 ) -> bool:
     """Queue one delivery; False when `dedupe_key` was queued before (nothing is queued twice)."""
-    at = stamp(now)
-    return (
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (channel, dedupe_key, event_id, event_type, target, payload,"
-            " next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
-            " WHERE NOT EXISTS (SELECT 1 FROM outbox_pruned WHERE key = ?)",
-            (channel, dedupe_key, event_id, event_type, target, payload, at, at, key_digest(dedupe_key)),
-        ).rowcount
-        == 1
+    return outbox_store.enqueue(
+        conn,
+        channel=channel,
+        dedupe_key=dedupe_key,
+        target=target,
+        payload=payload,
+        at=stamp(now),
+        event_id=event_id,
+        event_type=event_type,
     )
-
-
-def key_digest(dedupe_key: str) -> bytes:
-    """What `outbox_pruned` keeps of a pruned row's key."""
-    return hashlib.sha256(dedupe_key.encode()).digest()[:16]
 
 
 def claim(
-    conn: sqlite3.Connection, channel: str, now: datetime, limit: int = 20, lease_seconds: float = 60
+    conn: Connection, channel: str, now: datetime, limit: int = 20, lease_seconds: float = 60
 ) -> list[dict[str, Any]]:
     """Take up to `limit` due rows of a channel for `lease_seconds`; one statement, so it is atomic."""
-    at = stamp(now)
-    rows = conn.execute(
-        f"""UPDATE outbox SET claimed_until = ?
-            WHERE id IN (SELECT id FROM outbox WHERE channel = ? AND {PENDING} AND next_attempt_at <= ?
-                         AND (claimed_until IS NULL OR claimed_until <= ?)
-                         ORDER BY next_attempt_at, id LIMIT ?)
-            RETURNING *""",
-        (stamp(now + timedelta(seconds=lease_seconds)), channel, at, at, limit),
-    ).fetchall()
-    return sorted((dict(row) for row in rows), key=lambda row: row["id"])
+    return outbox_store.claim(conn, channel, stamp(now), stamp(now + timedelta(seconds=lease_seconds)), limit)
 
 
-def delivered(conn: sqlite3.Connection, id: int, now: datetime) -> None:
-    conn.execute(
-        "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, claimed_until = NULL WHERE id = ?",
-        (stamp(now), id),
-    )
+def delivered(conn: Connection, id: int, now: datetime) -> None:
+    outbox_store.record_delivered(conn, [(id, stamp(now))])
 
 
-def retry_later(conn: sqlite3.Connection, id: int, now: datetime, error: str, *, give_up: bool = False) -> None:
-    """Count a failed attempt: try again after the backoff, or give up after MAX_ATTEMPTS."""
-    row = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (id,)).fetchone()
-    if row is None:
-        return
-    attempts = row[0] + 1
+def failure(
+    row_id: int, attempts_before: int, now: datetime, error: str, give_up: bool = False
+) -> tuple[int, int, str | None, str | None, str]:
+    """The record of a failed attempt: try again after the backoff, or give up after MAX_ATTEMPTS."""
+    attempts = attempts_before + 1
     if give_up or attempts >= MAX_ATTEMPTS:
-        conn.execute(
-            "UPDATE outbox SET attempts = ?, failed_at = ?, claimed_until = NULL, last_error = ? WHERE id = ?",
-            (attempts, stamp(now), error[:1000], id),
-        )
-        return
+        return row_id, attempts, None, stamp(now), error
     wait = BACKOFF[min(attempts, len(BACKOFF)) - 1]
-    conn.execute(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, claimed_until = NULL, last_error = ? WHERE id = ?",
-        (attempts, stamp(now + timedelta(seconds=wait)), error[:1000], id),
-    )
+    return row_id, attempts, stamp(now + timedelta(seconds=wait)), None, error
 
 
-def _has_due(channel: str, now: datetime) -> Callable[[sqlite3.Connection], bool]:
-    at = stamp(now)
+def retry_later(conn: Connection, id: int, now: datetime, error: str, *, give_up: bool = False) -> None:
+    """Count a failed attempt: try again after the backoff, or give up after MAX_ATTEMPTS."""
+    attempts = outbox_store.attempts_of(conn, id)
+    if attempts is not None:
+        outbox_store.record_failed(conn, [failure(id, attempts, now, error, give_up)])
 
-    def check(conn: sqlite3.Connection) -> bool:
-        return (
-            conn.execute(
-                f"SELECT 1 FROM outbox WHERE channel = ? AND {PENDING} AND next_attempt_at <= ?"
-                " AND (claimed_until IS NULL OR claimed_until <= ?) LIMIT 1",
-                (channel, at, at),
-            ).fetchone()
-            is not None
-        )
 
-    return check
+class _Recorder:
+    """Writes the outcome of each send as soon as it is known: one write at a time, carrying every
+    outcome that arrived while the previous one was being written (so a busy round costs a write per
+    group commit, not per send, and a crash forgets only what was in flight)."""
+
+    def __init__(self, store: Store, on_delivered: Callable[[Connection, dict[str, Any]], None] | None) -> None:
+        self.store = store
+        self.on_delivered = on_delivered
+        self._delivered: list[tuple[dict[str, Any], str]] = []
+        self._failed: list[tuple[int, int, str | None, str | None, str]] = []
+        self._writing: asyncio.Task | None = None
+
+    def sent(self, row: dict[str, Any], at: datetime) -> None:
+        self._delivered.append((row, stamp(at)))
+        self._kick()
+
+    def failed(self, record: tuple[int, int, str | None, str | None, str]) -> None:
+        self._failed.append(record)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._delivered or self._failed:
+            ok, self._delivered = self._delivered, []
+            bad, self._failed = self._failed, []
+            try:
+                await self.store.write(lambda conn, ok=ok, bad=bad: self._record(conn, ok, bad))
+            except Exception:  # noqa: BLE001 - one by one, so one bad outcome keeps the others
+                log.exception("recording %s outcome(s) together failed; recording them one by one", len(ok) + len(bad))
+                for item in ok:
+                    await self._one(lambda conn, item=item: self._record(conn, [item], []))
+                for record in bad:
+                    await self._one(lambda conn, record=record: self._record(conn, [], [record]))
+
+    async def _one(self, job: Callable[[Connection], None]) -> None:
+        try:
+            await self.store.write(job)
+        except Exception:  # noqa: BLE001 - left claimed: sent again once its lease ends
+            log.exception("recording a delivery outcome failed")
+
+    def _record(
+        self,
+        conn: Connection,
+        ok: list[tuple[dict[str, Any], str]],
+        bad: list[tuple[int, int, str | None, str | None, str]],
+    ) -> None:
+        outbox_store.record_delivered(conn, [(row["id"], at) for row, at in ok])
+        if self.on_delivered is not None:
+            for row, _ in ok:
+                self.on_delivered(conn, row)
+        outbox_store.record_failed(conn, bad)
+
+    async def flush(self) -> None:
+        while self._writing is not None and not self._writing.done():
+            await self._writing
 
 
 async def deliver_due(
@@ -161,21 +190,28 @@ async def deliver_due(
     now: datetime,
     *,
     lease_seconds: float = 60,
-    on_delivered: Callable[[sqlite3.Connection, dict[str, Any]], None] | None = None,
+    on_delivered: Callable[[Connection, dict[str, Any]], None] | None = None,
+    concurrency: int = CONCURRENCY,
+    batch: int = CLAIM_BATCH,
 ) -> int:
-    """Claim the due rows of a channel, send them concurrently, record each outcome; returns how many
-    were delivered. `send` raising means "try again later" (`GiveUp`: never). `on_delivered(conn, row)` runs in the same
-    transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary). A send must
-    finish within `lease_seconds`, or another process may take the row and send it again."""
+    """Send every due row of a channel, up to `concurrency` at once (claimed as slots free up, at most
+    `batch` per claim), until nothing due is left; returns how many were delivered.
+
+    Each outcome is recorded right after its send (outcomes that arrive together share one write), so a
+    crash mid-round sends again only the rows whose send had started and whose outcome was not yet
+    written. `send` raising means "try again later" (`GiveUp`: never). `on_delivered(conn, row)` runs in
+    the same transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary).
+    A claimed row must be sent within `lease_seconds`, or another process may take it and send it again."""
     # A read first: an idle outbox costs the writer nothing.
-    if not await store.read(_has_due(channel, now)):
+    if not await store.read(lambda conn: outbox_store.has_due(conn, channel, stamp(now))):
         return 0
-    rows = await store.write(lambda conn: claim(conn, channel, now, lease_seconds=lease_seconds))
     started = time.monotonic()
 
     def moment() -> datetime:
         # `now` may be a time-travelling `feedback tick --now`: outcomes are stamped on its clock.
         return now + timedelta(seconds=time.monotonic() - started)
+
+    recorder = _Recorder(store, on_delivered)
 
     async def attempt(row: dict[str, Any]) -> bool:
         try:
@@ -183,20 +219,28 @@ async def deliver_due(
         except Exception as error:  # noqa: BLE001 - any failure is a retry, recorded on the row
             text = f"{type(error).__name__}: {error}"
             log.warning("%s delivery %s failed (attempt %s): %s", channel, row["id"], row["attempts"] + 1, text)
-            at, final = moment(), isinstance(error, GiveUp)
-            await store.write(lambda conn: retry_later(conn, row["id"], at, text, give_up=final))
+            recorder.failed(failure(row["id"], row["attempts"], moment(), text, isinstance(error, GiveUp)))
             return False
-
-        def record(conn: sqlite3.Connection) -> None:
-            delivered(conn, row["id"], moment())
-            if on_delivered is not None:
-                on_delivered(conn, row)
-
-        await store.write(record)
+        recorder.sent(row, moment())
         return True
 
-    results = await asyncio.gather(*(attempt(row) for row in rows))
-    return sum(results)
+    sending: set[asyncio.Task] = set()
+    more, count = True, 0
+    while True:
+        # Claim only what can be sent at once (when at least half the slots are free), so that what is
+        # claimed is in flight: a crash leaves no more than `concurrency` rows to send again.
+        free = concurrency - len(sending)
+        if more and free >= max(1, concurrency // 2):
+            at, limit = moment(), min(free, batch)
+            claimed = await store.write(lambda conn, at=at, limit=limit: claim(conn, channel, at, limit, lease_seconds))
+            more = len(claimed) == limit
+            sending.update(asyncio.ensure_future(attempt(row)) for row in claimed)
+        if not sending:
+            break
+        done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+        count += sum(task.result() for task in done)
+    await recorder.flush()
+    return count
 
 
 def prune_cutoffs(now: datetime, keep_days: float) -> dict[str, str]:
@@ -205,39 +249,19 @@ def prune_cutoffs(now: datetime, keep_days: float) -> dict[str, str]:
     return {"delivered_before": stamp(now - keep), "failed_before": stamp(now - keep * GIVEN_UP_FACTOR)}
 
 
-def next_prunable(
-    conn: sqlite3.Connection, after_id: int, cutoffs: dict[str, str], limit: int = PRUNE_BATCH
-) -> tuple[int, int, int] | None:
-    """(first id, last id, rows) of the next `limit` prunable rows after `after_id`, or None."""
-    found = conn.execute(
-        f"SELECT id FROM outbox WHERE id > :after AND {PRUNABLE} ORDER BY id LIMIT :limit",
-        {"after": after_id, "limit": limit, **cutoffs},
-    ).fetchall()
-    return (found[0][0], found[-1][0], len(found)) if found else None
-
-
-def prune_range(conn: sqlite3.Connection, first_id: int, last_id: int, cutoffs: dict[str, str]) -> int:
-    """Delete the prunable rows with ids first_id..last_id, keeping their keys; returns how many went.
-    The condition is checked again here: a pending row is never deleted, whatever the range holds."""
-    keys = conn.execute(
-        f"DELETE FROM outbox WHERE id BETWEEN :first AND :last AND {PRUNABLE} RETURNING dedupe_key",
-        {"first": first_id, "last": last_id, **cutoffs},
-    ).fetchall()
-    conn.executemany("INSERT OR IGNORE INTO outbox_pruned (key) VALUES (?)", [(key_digest(k),) for (k,) in keys])
-    return len(keys)
-
-
 async def prune(store: Store, now: datetime, keep_days: float, batch: int = PRUNE_BATCH) -> int:
     """Delete delivered rows older than `keep_days` and given-up rows older than three times that, in
     batches of `batch` rows, each found on a reader and deleted in its own short write. Returns how many."""
     cutoffs = prune_cutoffs(now, keep_days)
     pruned, after = 0, 0
     while True:
-        found = await store.read(lambda conn, after=after: next_prunable(conn, after, cutoffs, batch))
+        found = await store.read(lambda conn, after=after: outbox_store.next_prunable(conn, after, cutoffs, batch))
         if found is None:
             break
         first, last, count = found
-        pruned += await store.write(lambda conn, first=first, last=last: prune_range(conn, first, last, cutoffs))
+        pruned += await store.write(
+            lambda conn, first=first, last=last: outbox_store.prune_range(conn, first, last, cutoffs)
+        )
         after = last
         if count < batch:
             break

@@ -1,7 +1,16 @@
-"""The plugin manager: built-in plugins by name, then third-party entry points (group "feedback")."""
+"""The plugin manager: built-in plugins by name, then third-party entry points (group "feedback").
+
+Each app builds its own manager from its settings (`build_plugin_manager`), so two apps in one
+process may hold different plugin sets; nothing is loaded when this module is imported. Hooks are
+called through pluggy (`pm.hook.<name>(...)`), which honours `firstresult` from the hookspec and
+`wrapper=True` implementations. Isolation is per implementation: at registration each
+implementation's function is wrapped so that an exception is recorded under its plugin's name and
+becomes a None result (which pluggy skips), and the other implementations still run.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -10,30 +19,31 @@ import sys
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from feedback import hookspecs
-from feedback.settings import load_settings
+from feedback import hookspecs, i18n
+from feedback.settings import Settings
 
 log = logging.getLogger("feedback.plugins")
 
-# Built-in behaviour is ordinary plugin modules, so any plugin can override or block it.
-DEFAULT_PLUGINS = (
-    "feedback_plugins.question_types",
-    "feedback_plugins.csat",
-    "feedback_plugins.templates",
-    "feedback_plugins.criteria_mean",
-    "feedback_plugins.quality_rules",
-    "feedback_plugins.haochaping_rules",
-    "feedback_plugins.vash_kontrol_rules",
-    "feedback_plugins.mail",
-    "feedback_plugins.webhooks",
-    "feedback.web.live",
-)
+# Built-in behaviour is ordinary plugin modules, so any plugin can override or block it. The package
+# of built-in plugins lists its own modules (`BUILTINS`), so the core names none of their rules.
+BUILTIN_PACKAGE = "feedback_plugins"
+CORE_PLUGINS = ("feedback.web.live",)
+
+
+def default_plugins() -> tuple[str, ...]:
+    """The module names registered before any third party's: the built-in plugins, then the core's."""
+    return (*importlib.import_module(BUILTIN_PACKAGE).BUILTINS, *CORE_PLUGINS)
+
+
+# Hooks whose results the core resolves later with `await_me_maybe` (a callable or an awaitable):
+# that deferred work is isolated too, and a failure in it recorded under the plugin's name.
+DEFERRED_HOOKS = frozenset({"startup", "track_event"})
 
 
 class PluginFailures:
@@ -56,7 +66,127 @@ class PluginFailures:
             return {key: {"count": n, "last": self.last[key]} for key, n in self.counts.items()}
 
 
-failures = PluginFailures()
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager for the "feedback" hooks, with every implementation isolated.
+
+    `failures` counts what raised, per plugin and hook, for this manager (so for one app) only."""
+
+    def __init__(self) -> None:
+        super().__init__("feedback")
+        self.failures = PluginFailures()
+        self.add_hookspecs(hookspecs)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        if registered is not None:
+            for caller in self.get_hookcallers(plugin) or ():
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin:
+                        # HookImpl keeps the argument names it read from the original function, so
+                        # pluggy calls the isolating wrapper with exactly the arguments it would have.
+                        impl.function = isolate(impl, caller.name, self.failures)  # type: ignore[misc]
+        return registered
+
+    def has_impls(self, hook_name: str) -> bool:
+        """Whether any plugin implements a hook (lets the hot path skip building its arguments)."""
+        return bool(getattr(self.hook, hook_name).get_hookimpls())
+
+
+def isolate(impl: pluggy.HookImpl, hook: str, failures: PluginFailures) -> Callable[..., Any]:
+    """The function pluggy calls instead of `impl.function`: the same, but a failure is recorded
+    under the plugin's name and never reaches the caller or the other implementations."""
+    if impl.wrapper:
+        return _isolated_wrapper(impl.function, impl.plugin_name, hook, failures)
+    if impl.hookwrapper:
+        return _isolated_old_wrapper(impl.function, impl.plugin_name, hook, failures)
+    function, plugin, deferred = impl.function, impl.plugin_name, hook in DEFERRED_HOOKS
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+            failures.record(plugin, hook, error)
+            return None  # pluggy skips None: the next implementation answers a firstresult hook
+        if deferred and (callable(result) or inspect.isawaitable(result)):
+            return _resolved(result, plugin, hook, failures)
+        return result
+
+    return call
+
+
+async def _resolved(value: Any, plugin: str, hook: str, failures: PluginFailures) -> Any:
+    try:
+        return await await_me_maybe(value)
+    except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+        failures.record(plugin, hook, error)
+        return None
+
+
+def _isolated_wrapper(function: Callable[..., Any], plugin: str, hook: str, failures: PluginFailures) -> Callable:
+    """A `wrapper=True` implementation, isolated: if it raises before or after its `yield`, the
+    failure is recorded and the result of the implementations inside it passes through unchanged."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+        try:
+            teardown = function(*args, **kwargs)
+            next(teardown)
+        except Exception as error:  # noqa: BLE001 - StopIteration too: a wrapper that never yields
+            failures.record(plugin, hook, error)
+            return (yield)
+        try:
+            inner = yield
+        except BaseException as error:
+            # The implementations inside raised (a core error, not a plugin's): the wrapper sees it, as in pluggy.
+            try:
+                teardown.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            except BaseException as raised:
+                if raised is not error and isinstance(raised, Exception):
+                    failures.record(plugin, hook, raised)
+                raise error from None
+            teardown.close()
+            raise
+        try:
+            teardown.send(inner)
+        except StopIteration as stop:
+            return stop.value
+        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+            failures.record(plugin, hook, error)
+            return inner
+        teardown.close()
+        failures.record(plugin, hook, RuntimeError("the wrapper yielded more than once"))
+        return inner
+
+    return call
+
+
+def _isolated_old_wrapper(function: Callable[..., Any], plugin: str, hook: str, failures: PluginFailures) -> Callable:
+    """An old-style `hookwrapper=True` implementation (it receives a `pluggy.Result`), isolated."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Generator[None, Any, None]:
+        try:
+            teardown = function(*args, **kwargs)
+            next(teardown)
+        except Exception as error:  # noqa: BLE001 - StopIteration too: a wrapper that never yields
+            failures.record(plugin, hook, error)
+            yield
+            return
+        outcome = yield
+        try:
+            teardown.send(outcome)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+            failures.record(plugin, hook, error)
+            return
+        teardown.close()
+        failures.record(plugin, hook, RuntimeError("the wrapper yielded more than once"))
+
+    return call
 
 
 def load_plugins_dir(pm: pluggy.PluginManager, folder: str) -> None:
@@ -72,62 +202,24 @@ def load_plugins_dir(pm: pluggy.PluginManager, folder: str) -> None:
         pm.register(module, name=path.stem)
 
 
-def make_plugin_manager(block: Iterable[str] = (), plugins_dir: str | None = None) -> pluggy.PluginManager:
-    """A fresh manager with the hookspecs, DEFAULT_PLUGINS, entry-point plugins and a plugins folder."""
-    pm = pluggy.PluginManager("feedback")
-    pm.add_hookspecs(hookspecs)
-    for name in block:
+def build_plugin_manager(settings: Settings) -> PluginManager:
+    """A fresh manager for one app or one command: the hookspecs, `default_plugins()`, the entry-point
+    plugins and the plugins folder, less the blocked ones; their gettext catalogues join the core's."""
+    pm = PluginManager()
+    for name in settings.block_plugins:
         pm.set_blocked(name)
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in default_plugins():
         if pm.is_blocked(module_name):
             continue
         pm.register(importlib.import_module(module_name), name=module_name)
     pm.load_setuptools_entrypoints("feedback")
-    if plugins_dir:
-        load_plugins_dir(pm, plugins_dir)
+    if settings.plugins_dir:
+        load_plugins_dir(pm, settings.plugins_dir)
     # A misspelt hook name in a plugin becomes an error here instead of silence.
     pm.check_pending()
+    for folder in flatten(pm.hook.register_translations()):
+        i18n.add_locales(folder)
     return pm
-
-
-_settings = load_settings()
-pm = make_plugin_manager(_settings.block_plugins, _settings.plugins_dir)
-
-
-def block_plugins(names: Iterable[str]) -> None:
-    """Switch plugins off by name (the `block_plugins` setting); a blocked plugin is unregistered."""
-    for name in names:
-        pm.set_blocked(name)
-
-
-def plugin_name(hookimpl: pluggy.HookImpl) -> str:
-    return hookimpl.plugin_name
-
-
-def call_isolated(hook_name: str, firstresult: bool = False, **kwargs: Any) -> Any:
-    """Call a hook implementation by implementation, so one that raises cannot stop the others.
-
-    Returns the first non-None result when `firstresult`, else the list of results. Failures are
-    logged and counted in `failures`.
-    """
-    caller = getattr(pm.hook, hook_name)
-    results = []
-    # pluggy calls implementations last-registered-first, tryfirst before the rest.
-    for impl in reversed(caller.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
-        try:
-            result = impl.function(**args)
-        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
-            failures.record(impl.plugin_name, hook_name, error)
-            continue
-        if result is None:
-            continue
-        if firstresult:
-            return result
-        results.append(result)
-    return None if firstresult else results
 
 
 async def await_me_maybe(value: Any) -> Any:
@@ -152,9 +244,10 @@ def flatten(results: Iterable[Any]) -> list[Any]:
     return items
 
 
-def describe_plugins() -> list[dict[str, Any]]:
+def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """What `feedback plugins` prints: each loaded plugin and the hooks it implements."""
     described = []
+    builtin = default_plugins()
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
             continue
@@ -165,7 +258,7 @@ def describe_plugins() -> list[dict[str, Any]]:
                 "name": name,
                 "hooks": hooks,
                 "version": dist.version if dist else None,
-                "builtin": name in DEFAULT_PLUGINS,
+                "builtin": name in builtin,
             }
         )
     return described

@@ -6,13 +6,15 @@ Dashboards and the API read rollups only (unit × service × touchpoint × day),
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, get_args
 
 from feedback.catalog import Snapshot
+from feedback.store import Connection
+from feedback.store import exposure as exposure_store
+from feedback.store import responses as response_store
 
 Grouping = Literal["unit", "service", "touchpoint", "day", "week", "month"]
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
@@ -33,9 +35,8 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return low, high
 
 
-# The summed rollup columns, in the order every query here selects them.
-MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
-SUM_MEASURES = ", ".join(f"sum({name})" for name in MEASURES)
+# The summed rollup columns, in the order the store returns them.
+MEASURES = response_store.ROLLUP_MEASURES
 
 
 def rate_row(key: str | None, sums: Sequence[float], min_n: int) -> dict[str, Any]:
@@ -119,19 +120,19 @@ def child_of(root: str, snapshot: Snapshot) -> Callable[[str], str]:
     return child
 
 
-# What SQL groups by for each `by`; unit and week are then merged further in Python.
-SQL_GROUP = {
+# What the store groups by for each `by`; unit and week are then merged further in Python.
+STORE_GROUP = {
     "unit": "unit",
     "service": "service",
     "touchpoint": "touchpoint",
     "day": "day",
     "week": "day",
-    "month": "substr(day, 1, 7)",
+    "month": "month",
 }
 
 
 def satisfaction(
-    conn: sqlite3.Connection,
+    conn: Connection,
     snapshot: Snapshot,
     unit: str,
     date_from: str,
@@ -142,20 +143,7 @@ def satisfaction(
 ) -> dict[str, Any]:
     """Rates for a unit's subtree between two local days (inclusive), grouped `by`."""
     units = snapshot.subtree(unit)
-    marks = ",".join("?" for _ in units)
-    sql_group = SQL_GROUP[by]
-    # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
-    table = "rollups" if filters or by in ("service", "touchpoint") else "rollups_unit_day"
-    where = [f"unit IN ({marks})", "day BETWEEN ? AND ?"]
-    params: list[Any] = [*units, date_from, date_to]
-    for column, value in (filters or {}).items():
-        where.append(f"{column} = ?")
-        params.append(value)
-    cursor = conn.cursor()
-    cursor.row_factory = None  # plain tuples: this loop runs once per day of a long period
-    groups = cursor.execute(
-        f"SELECT {sql_group}, {SUM_MEASURES} FROM {table} WHERE {' AND '.join(where)} GROUP BY {sql_group}", params
-    ).fetchall()
+    groups = response_store.rollup_groups(conn, units, date_from, date_to, STORE_GROUP[by], filters)
     merge = {"unit": child_of(unit, snapshot), "week": week_key}.get(by)
     sums: dict[str | None, Sequence[float]] = {}
     for group, *measures in groups:
@@ -181,7 +169,7 @@ def satisfaction(
 
 
 def exposure_cells(
-    conn: sqlite3.Connection,
+    conn: Connection,
     units: list[str],
     date_from: str,
     date_to: str,
@@ -195,30 +183,11 @@ def exposure_cells(
     the customers served that day so a data-entry slip cannot push a response rate over 100 %.
     Only days with exposure count: a day without counts says nothing about the response rate.
     """
-    marks = ",".join("?" for _ in units)
-    params: list[Any] = [*units, date_from, date_to]
-    service_filter = ""
-    if service is not None:
-        service_filter = " AND service = ?"
-        params.append(service)
     keyed = by_service or service is not None
-    group = "unit, service, day" if keyed else "unit, day"
-    served = conn.execute(
-        f"SELECT {group}, sum(served) FROM exposure WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-        f"{service_filter} GROUP BY {group}",
-        params,
-    ).fetchall()
+    served = exposure_store.served_cells(conn, units, date_from, date_to, keyed, service)
     if not served:
         return []
-    table = "rollups" if keyed else "rollups_unit_day"
-    answered = {
-        tuple(row[:-1]): row[-1] or 0
-        for row in conn.execute(
-            f"SELECT {group}, sum(n + suspect) FROM {table} WHERE unit IN ({marks}) AND day BETWEEN ? AND ?"
-            f"{service_filter} GROUP BY {group}",
-            params,
-        )
-    }
+    answered = response_store.answered_cells(conn, units, date_from, date_to, keyed, service)
     cells = []
     for row in served:
         key, count = tuple(row[:-1]), row[-1] or 0
@@ -239,7 +208,7 @@ def response_rate(served: int | None, respondents: int) -> float | None:
 
 
 def add_response_rates(
-    conn: sqlite3.Connection,
+    conn: Connection,
     units: list[str],
     date_from: str,
     date_to: str,

@@ -27,6 +27,7 @@ from feedback.i18n import CATALOGUE, gettext_for
 from feedback.models import LANGUAGES
 from feedback.posters import FONTS_DIR, PDF_LANG
 from feedback.rates import satisfaction
+from feedback.store import actions as action_store
 
 INK = (25, 25, 25)
 GREY = (95, 95, 95)
@@ -149,25 +150,14 @@ def gather(
             objective_rows.append(status)
     tz = snapshot.units[unit].tz
     low, high = _utc_bounds(date_from, date_to, tz)
-    marks = ",".join("?" for _ in units)
     verdicts = {"effective": 0, "not_effective": 0, "unknown": 0}
-    for (data,) in conn.execute(
-        f"SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.unit IN ({marks})"
-        f" AND e.at >= ? AND e.at < ? AND e.data LIKE '%effectiveness%'",
-        [*units, low, high],
-    ):
+    for data in action_store.effectiveness_data(conn, units, low, high):
         verdict = (_decode(data).get("effectiveness") or {}).get("verdict")
         if verdict in verdicts:
             verdicts[verdict] += 1
     listed = [
         actions.action_json(row, snapshot, now)
-        for row in actions._rows(
-            conn,
-            f"SELECT * FROM actions WHERE unit IN ({marks}) AND ((opened_at >= ? AND opened_at < ?)"
-            f" OR (closed_at >= ? AND closed_at < ?) OR (closed_at IS NULL AND opened_at < ?))"
-            f" ORDER BY opened_at LIMIT ?",
-            [*units, low, high, low, high, high, MAX_ACTIONS_LISTED + 1],
-        )
+        for row in action_store.active_in(conn, units, low, high, MAX_ACTIONS_LISTED + 1)
     ]
     return {
         "unit": unit,

@@ -103,8 +103,11 @@ _BOOLEAN = {"webhook_allow_private", "jobs"}
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from `FEEDBACK_CONFIG` (a TOML file), then `FEEDBACK_*` variables, then overrides."""
+def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = True, **overrides: object) -> Settings:
+    """Settings from `FEEDBACK_CONFIG` (a TOML file), then `FEEDBACK_*` variables, then overrides.
+
+    Without a secret set, the one kept beside the database is read or made (`stored_secret`);
+    `keep_secret=False` leaves it empty instead, for callers that sign nothing (loading plugins)."""
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, object] = {}
     config_file = environ.get("FEEDBACK_CONFIG")
@@ -124,7 +127,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         values["trusted_proxies"] = [name.strip() for name in values["trusted_proxies"].split(",") if name.strip()]
     settings = msgspec.convert(values, Settings, strict=False)
     proxy_networks(settings.trusted_proxies)  # a typo stops start-up rather than trusting nobody silently
-    if not settings.secret:
+    if not settings.secret and keep_secret:
         settings.secret = stored_secret(settings.db)
     return settings
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import holidays
 
 from feedback.errors import InvalidInput, NotFound
+from feedback.store import Connection
+from feedback.store import organisation as organisation_store
+from feedback.store import users as user_store
 
 FIELDS = ("owner", "country", "action_days", "public_results")
 
@@ -16,9 +18,9 @@ def supported_countries() -> set[str]:
     return set(holidays.list_supported_countries())
 
 
-def update_unit_settings(conn: sqlite3.Connection, code: str, changes: dict[str, Any]) -> dict[str, Any]:
+def update_unit_settings(conn: Connection, code: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Validate and store the given fields (None clears owner, country or action_days); returns the unit's."""
-    if not conn.execute("SELECT 1 FROM units WHERE code = ?", (code,)).fetchone():
+    if not organisation_store.unit_exists(conn, code):
         raise NotFound(f"code: no unit {code!r}", "code")
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
@@ -26,9 +28,7 @@ def update_unit_settings(conn: sqlite3.Connection, code: str, changes: dict[str,
     values: dict[str, Any] = {}
     if "owner" in changes:
         owner = changes["owner"]
-        if owner is not None and (
-            not isinstance(owner, str) or not conn.execute("SELECT 1 FROM users WHERE name = ?", (owner,)).fetchone()
-        ):
+        if owner is not None and (not isinstance(owner, str) or not user_store.exists(conn, owner)):
             raise InvalidInput(f"owner: no user {owner!r}", "owner")
         values["owner"] = owner
     if "country" in changes:
@@ -48,7 +48,6 @@ def update_unit_settings(conn: sqlite3.Connection, code: str, changes: dict[str,
             raise InvalidInput("public_results: true or false", "public_results")
         values["public_results"] = int(changes["public_results"])
     if values:
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        conn.execute(f"UPDATE units SET {assignments} WHERE code = ?", (*values.values(), code))
-    row = conn.execute(f"SELECT {', '.join(FIELDS)} FROM units WHERE code = ?", (code,)).fetchone()
-    return {"code": code, **{field: row[i] for i, field in enumerate(FIELDS)}, "public_results": bool(row[3])}
+        organisation_store.update_unit(conn, code, values)
+    row = organisation_store.unit_columns(conn, code, FIELDS) or {}
+    return {"code": code, **row, "public_results": bool(row.get("public_results"))}

@@ -16,15 +16,18 @@ Each function checks inside the caller's transaction, against the rows as they a
 
 from __future__ import annotations
 
-import sqlite3
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from msgspec import UNSET, UnsetType
 
 from feedback import auth
 from feedback.catalog import Snapshot
-from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
+from feedback.errors import Forbidden, InvalidInput, NotFound
 from feedback.models import LANGUAGES, ROLES
+from feedback.store import Connection
+from feedback.store import organisation as organisation_store
+from feedback.store import users as user_store
 
 # Higher administers lower or equal; auditors and viewers only read, so they rank alike.
 ROLE_RANK = {"admin": 3, "manager": 2, "auditor": 1, "viewer": 1}
@@ -73,7 +76,7 @@ def require_grant(actor: Actor, role: str, unit: str | None, snapshot: Snapshot)
     raise Forbidden(f"unit: {unit!r} is outside your unit {actor.unit!r}", "unit")
 
 
-def visible_user(conn: sqlite3.Connection, actor: Actor, name: str, snapshot: Snapshot) -> dict[str, Any]:
+def visible_user(conn: Connection, actor: Actor, name: str, snapshot: Snapshot) -> dict[str, Any]:
     """The user `actor` may administer, else NotFound whether or not it exists."""
     require_admin(actor)
     found = auth.find_user(conn, name)
@@ -82,7 +85,7 @@ def visible_user(conn: sqlite3.Connection, actor: Actor, name: str, snapshot: Sn
     return found
 
 
-def list_users(conn: sqlite3.Connection, actor: Actor, snapshot: Snapshot) -> list[dict[str, Any]]:
+def list_users(conn: Connection, actor: Actor, snapshot: Snapshot) -> list[dict[str, Any]]:
     require_admin(actor)
     return [u for u in auth.list_users(conn) if may_manage(actor, u["unit"], u["role"], snapshot)]
 
@@ -98,12 +101,12 @@ def check_name(name: str) -> str:
 
 
 def check_fields(
-    conn: sqlite3.Connection, role: str, unit: str | None, lang: str | None = None, email: str | None = None
+    conn: Connection, role: str, unit: str | None, lang: str | None = None, email: str | None = None
 ) -> None:
     """400 naming the field for a bad role, unit, language or e-mail."""
     if role not in ROLES:
         raise InvalidInput(f"role: must be one of {list(ROLES)}", "role")
-    if unit is not None and not conn.execute("SELECT 1 FROM units WHERE code = ?", (unit,)).fetchone():
+    if unit is not None and not organisation_store.unit_exists(conn, unit):
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
     if role not in ADMIN_ROLES and unit is None:
         raise InvalidInput("unit: every role but admin needs a unit", "unit")
@@ -117,7 +120,7 @@ def check_fields(
 
 
 def create_user(
-    conn: sqlite3.Connection,
+    conn: Connection,
     actor: Actor,
     snapshot: Snapshot,
     name: str,
@@ -128,20 +131,19 @@ def create_user(
     lang: str | None = None,
     password_hash: str | None = None,
 ) -> dict[str, Any]:
-    """A new user (400 bad input, 403 a role or unit the actor may not give, 409 the name is taken)."""
+    """A new user (400 bad input, 403 a role or unit the actor may not give, 409 the name is taken:
+    the table's key decides, so of two admins creating the same name at once one gets the 409)."""
     require_admin(actor)
     name = check_name(name)
     check_fields(conn, role, unit, lang, email)
     require_grant(actor, role, unit, snapshot)
-    if auth.find_user(conn, name) is not None:
-        raise Conflict(f"name: {name!r} exists already", "name")
-    auth.ensure_user(conn, name, role, unit, email)
-    conn.execute("UPDATE users SET lang = ?, password_hash = ? WHERE name = ?", (lang, password_hash, name))
+    created_at = datetime.now(UTC).isoformat()
+    user_store.insert(conn, name, role, unit, created_at, email=email, lang=lang, password_hash=password_hash)
     return auth.find_user(conn, name) or {}
 
 
 def change_user(
-    conn: sqlite3.Connection,
+    conn: Connection,
     actor: Actor,
     snapshot: Snapshot,
     name: str,
@@ -175,21 +177,18 @@ def change_user(
     if (new_role, new_unit) != (current["role"], current["unit"]):
         auth.ensure_user(conn, name, new_role, new_unit)  # its live tokens follow
     if not isinstance(email, UnsetType):
-        conn.execute("UPDATE users SET email = ? WHERE name = ?", (email, name))
+        user_store.set_email(conn, name, email)
     if not isinstance(lang, UnsetType):
-        conn.execute("UPDATE users SET lang = ? WHERE name = ?", (lang, name))
+        user_store.set_lang(conn, name, lang)
     if not isinstance(disabled, UnsetType):
-        conn.execute("UPDATE users SET disabled = ? WHERE name = ?", (1 if disabled else 0, name))
-        if disabled:
-            conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        user_store.set_disabled(conn, name, disabled)  # disabling signs the user out everywhere
     return auth.find_user(conn, name) or {}
 
 
-def set_password(conn: sqlite3.Connection, actor: Actor, snapshot: Snapshot, name: str, password_hash: str) -> None:
+def set_password(conn: Connection, actor: Actor, snapshot: Snapshot, name: str, password_hash: str) -> None:
     """A new password (hashed beforehand: hashing is slow) ends every session of the user."""
     visible_user(conn, actor, name, snapshot)
-    conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
-    conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+    user_store.set_password_hash(conn, name, password_hash)
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -204,24 +203,20 @@ def _token_visible(actor: Actor, token: dict[str, Any], owner: dict[str, Any] | 
     )
 
 
-def list_tokens(
-    conn: sqlite3.Connection, actor: Actor, snapshot: Snapshot, user: str | None = None
-) -> list[dict[str, Any]]:
+def list_tokens(conn: Connection, actor: Actor, snapshot: Snapshot, user: str | None = None) -> list[dict[str, Any]]:
     """Token records (never the hash) of the users `actor` administers; only `user`'s when given."""
     require_admin(actor)
     owners = {u["name"]: u for u in auth.list_users(conn)}
     return [t for t in auth.list_tokens(conn, user) if _token_visible(actor, t, owners.get(t["user"]), snapshot)]
 
 
-def create_token(conn: sqlite3.Connection, actor: Actor, snapshot: Snapshot, user: str) -> dict[str, Any]:
+def create_token(conn: Connection, actor: Actor, snapshot: Snapshot, user: str) -> dict[str, Any]:
     """A new token with the user's role and unit; the record carries the token itself, shown once."""
     visible_user(conn, actor, user, snapshot)
     return auth.issue_token(conn, user)
 
 
-def revoke_token(
-    conn: sqlite3.Connection, actor: Actor, snapshot: Snapshot, token_id: str
-) -> tuple[dict[str, Any], str]:
+def revoke_token(conn: Connection, actor: Actor, snapshot: Snapshot, token_id: str) -> tuple[dict[str, Any], str]:
     """Revoke a token the actor may see (NotFound otherwise); returns its record and its hash (for caches)."""
     require_admin(actor)
     token = auth.find_token(conn, token_id)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,8 @@ import pytest
 from feedback import auth, organisation, surveys
 from feedback.db import open_utils
 from feedback.migrations import apply_all
+from feedback.plugins import PluginManager, build_plugin_manager
+from feedback.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -55,15 +58,21 @@ class Org:
     tokens: dict[str, str] = field(default_factory=dict)
 
 
+@cache
+def default_plugins() -> PluginManager:
+    """The plugins a server has with no plugin settings (the built-in ones), for preparing databases."""
+    return build_plugin_manager(Settings())
+
+
 def make_org(db_path: Path) -> Org:
     """Two agencies: A (A → A1 → A1a) answering CSAT and 好差评, and B answering Ваш контроль."""
     db = open_utils(str(db_path))
-    apply_all(db)
+    apply_all(db, default_plugins())
     conn = db.conn
     org = Org(db=db_path)
     conn.execute("BEGIN")
     for slug in ("csat", "haochaping", "vash_kontrol"):
-        surveys.publish_template(conn, slug)
+        surveys.publish_template(conn, slug, default_plugins())
     organisation.add_unit(conn, "A", "Agency A", lang="en", tz="Asia/Ho_Chi_Minh")
     organisation.add_unit(
         conn,
@@ -215,3 +224,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
         timeout=300,
         check=False,
     )
+
+
+def wait_for_dispatch(org: Org, timeout: float = 15.0) -> None:
+    """Wait until every event in the log has been handed to `track_event` (none left pending): what a
+    plugin does with an event happens after the commit, on the server's dispatcher."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rows(org, "SELECT count(*) AS n FROM event_log WHERE dispatched_at IS NULL")[0]["n"] == 0:
+            return
+        time.sleep(0.02)
+    pending = rows(org, "SELECT id, claimed_by, claimed_until FROM event_log WHERE dispatched_at IS NULL")
+    raise AssertionError(f"events still pending after {timeout} s: {pending[:10]}")

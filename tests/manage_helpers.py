@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 
+from feedback.auth import save_user
 from feedback.db import open_utils
 from feedback.migrations import apply_all
-from feedback.web.manage.auth import save_user
+from tests.conftest import default_plugins
 
 _CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
@@ -36,7 +37,7 @@ def add_user(
     """Create (or update) a user with a password, straight in the SQLite file."""
     database = open_utils(str(db))
     try:
-        apply_all(database)
+        apply_all(database, default_plugins())
         with database.conn:
             save_user(database.conn, name, role, unit, password=password, email=email, lang=lang)
     finally:

@@ -22,7 +22,7 @@ from feedback.calendars import add_working_days
 from feedback.catalog import load_snapshot
 from feedback.models import ActionRequest
 from feedback.rates import wilson
-from tests.conftest import Server, auth_header, make_org, rows, run_cli
+from tests.conftest import Server, auth_header, default_plugins, make_org, rows, run_cli, wait_for_dispatch
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -76,7 +76,7 @@ class Env:
         conn.execute("PRAGMA foreign_keys=ON")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn, load_snapshot(conn))
+            result = fn(conn, load_snapshot(conn, default_plugins()))
             conn.execute("COMMIT")
             return result
         except BaseException:
@@ -87,6 +87,7 @@ class Env:
             conn.close()
 
     def events(self) -> list[dict[str, Any]]:
+        wait_for_dispatch(self.org)  # track_event runs after the commit, on the dispatcher
         if not self.events_log.exists():
             return []
         return [json.loads(line) for line in self.events_log.read_text().splitlines()]

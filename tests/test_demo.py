@@ -11,7 +11,8 @@ import pytest
 
 from feedback.cli import open_migrated
 from feedback.demo import BAD_FROM, BAD_TO, build_demo
-from feedback.ingest import is_suspect
+from feedback.models import is_suspect
+from tests.conftest import default_plugins
 
 TODAY = date(2024, 3, 15)
 DAYS = 21
@@ -19,9 +20,9 @@ SEED = 7
 
 
 def build(path: Path, seed: int = SEED) -> tuple[dict, sqlite3.Connection]:
-    db = open_migrated(str(path))
+    db = open_migrated(str(path), default_plugins())
     try:
-        summary = build_demo(db, days=DAYS, seed=seed, today=TODAY)
+        summary = build_demo(db, days=DAYS, seed=seed, today=TODAY, plugins=default_plugins())
     finally:
         db.close()
     conn = sqlite3.connect(path)

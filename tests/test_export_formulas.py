@@ -15,7 +15,7 @@ import pytest
 from openpyxl import load_workbook
 
 from feedback import organisation, surveys
-from tests.conftest import Server, auth_header, make_org
+from tests.conftest import Server, auth_header, default_plugins, make_org
 
 TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date()
 PERIOD = {"from": (TODAY - timedelta(days=2)).isoformat(), "to": (TODAY + timedelta(days=1)).isoformat()}
@@ -31,7 +31,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("formulas") / "feedback.db")
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
-    surveys.publish_template(conn, "a11_v2")
+    surveys.publish_template(conn, "a11_v2", default_plugins())
     organisation.add_service(conn, "S3", SERVICE_NAME, agency="A")
     organisation.add_touchpoint(conn, "A1", TOUCHPOINT_NAME, "a11_v2", service="S3", token="tp-x")
     conn.execute("COMMIT")

@@ -14,8 +14,8 @@ import pytest
 from openpyxl import load_workbook
 
 from feedback import organisation, surveys
-from feedback.web.manage.auth import save_user
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, rows
+from feedback.auth import save_user
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, default_plugins, make_org, rows
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 TODAY = datetime.now(UTC).astimezone(TZ).date()
@@ -45,7 +45,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("exports") / "feedback.db")
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
-    surveys.publish_template(conn, "a11_v2")
+    surveys.publish_template(conn, "a11_v2", default_plugins())
     org.touchpoints["a11"] = organisation.add_touchpoint(
         conn, "A1", "A-11 desk", "a11_v2", service="S2", token="tp-a11"
     )

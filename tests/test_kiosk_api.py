@@ -288,7 +288,7 @@ def test_kiosk_app_and_its_service_worker_ship_the_same_version() -> None:
     """The shell cache is named after the version: a changed app must ship a new cache."""
     import re
 
-    root = Path(__file__).resolve().parent.parent / "kiosk"
+    root = Path(__file__).resolve().parent.parent / "kiosk" / "feedback_kiosk"
     app = re.search(r'APP_VERSION = "([^"]+)"', (root / "app.js").read_text()).group(1)
     worker = re.search(r'var VERSION = "([^"]+)"', (root / "sw.js").read_text()).group(1)
     assert app == worker

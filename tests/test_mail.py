@@ -25,7 +25,7 @@ from babel.messages.pofile import read_po
 
 from feedback import auth
 from feedback.db import open_utils
-from feedback.i18n import LOCALES_DIR
+from feedback_plugins import LOCALES
 from feedback_plugins.mail import parse_smtp_url
 from tests.conftest import ROOT, Org, Server, auth_header, free_port, make_org, rows, run_cli
 
@@ -405,12 +405,12 @@ def test_smtp_urls() -> None:
 
 
 def test_every_mail_text_is_translated() -> None:
-    source = ROOT / "plugins" / "mail.py"
+    source = ROOT / "plugins" / "feedback_plugins" / "mail.py"
     ids = {message for _, message, _, _ in extract_from_file("python", str(source), keywords={"_": None})}
     ids.add("This is an automatic message from the feedback service; please do not reply.")
     assert len(ids) > 30
     for folder in ("vi", "ru", "zh_Hans", "en"):
-        with (LOCALES_DIR / folder / "LC_MESSAGES" / "mail.po").open("rb") as handle:
+        with (LOCALES / folder / "LC_MESSAGES" / "mail.po").open("rb") as handle:
             catalog = read_po(handle)
         present = {message.id for message in catalog if message.id}
         assert ids <= present, (folder, sorted(ids - present))

@@ -27,9 +27,10 @@ import pytest
 
 from feedback import outbox
 from feedback.db import Store, open_utils
-from feedback.ingest import RESPONSE_COLUMNS, is_suspect
+from feedback.ingest import RESPONSE_COLUMNS
 from feedback.migrations import apply_all
-from tests.conftest import Org, Server, auth_header, make_org, rows, run_cli
+from feedback.models import is_suspect
+from tests.conftest import Org, Server, auth_header, default_plugins, make_org, rows, run_cli
 from tests.test_mail import Sink, staffed_org
 from tests.test_mail import smtp as smtp  # noqa: PLC0414 - the SMTP sink fixture, re-exported for pytest
 
@@ -471,7 +472,7 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 def outbox_db(tmp_path: Path) -> Path:
     path = tmp_path / "outbox.db"
     handle = open_utils(str(path))
-    apply_all(handle)
+    apply_all(handle, default_plugins())
     handle.close()
     return path
 

@@ -17,7 +17,7 @@ from feedback.db import open_utils
 from feedback.errors import Forbidden
 from feedback.web.manage import auth
 from feedback.web.security import Principal
-from tests.conftest import ARTIFACTS, AXE, Org, Server, make_org, rows, run_cli
+from tests.conftest import ARTIFACTS, AXE, Org, Server, default_plugins, make_org, rows, run_cli
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 PASSWORD = "correct horse 1"
@@ -201,7 +201,7 @@ def test_a_manager_viewer_and_auditor_may_not_open_admin_pages(server: Server, p
 
 def test_roles_and_unit_scope(people: Org) -> None:
     db = open_utils(str(people.db))
-    snapshot = load_snapshot(db.conn)
+    snapshot = load_snapshot(db.conn, default_plugins())
     db.close()
     manager, viewer = Principal("mai", "manager", "A1"), Principal("olga", "viewer", "B")
     auditor, admin = Principal("wei", "auditor", "A"), Principal("boss", "admin", None)

@@ -19,7 +19,7 @@ from feedback.catalog import load_snapshot
 from feedback.ingest import prepare, store_job
 from feedback.models import Submission
 from feedback.rates import wilson
-from tests.conftest import Org, Server, auth_header, make_org, rows, run_cli
+from tests.conftest import Org, Server, auth_header, default_plugins, make_org, rows, run_cli
 
 TZ_A = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -349,7 +349,7 @@ def store_history(org: Org, weekly: list[int], per_week: int = 20, touchpoint: s
     """Write months of responses through the real ingest path, on a connection as the demo does."""
     conn = sqlite3.connect(org.db, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    snapshot = load_snapshot(conn)
+    snapshot = load_snapshot(conn, default_plugins())
     conn.execute("BEGIN")
     for week, satisfied in enumerate(weekly):
         for i in range(per_week):
@@ -360,7 +360,9 @@ def store_history(org: Org, weekly: list[int], per_week: int = 20, touchpoint: s
                 id=str(uuid.uuid4()),
                 submitted_at=local.isoformat(),
             )
-            result, _ = store_job(prepare(submission, snapshot, now=local.astimezone(UTC)))(conn)
+            result, _ = store_job(prepare(submission, snapshot, plugins=default_plugins(), now=local.astimezone(UTC)))(
+                conn
+            )
             assert result.created and not result.flags
     conn.execute("COMMIT")
     conn.close()

@@ -12,6 +12,7 @@ import pytest
 from feedback import outbox
 from feedback.db import Store, open_utils
 from feedback.migrations import apply_all
+from tests.conftest import default_plugins
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -20,7 +21,7 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 def db(tmp_path: Path) -> str:
     path = tmp_path / "outbox.db"
     handle = open_utils(str(path))
-    apply_all(handle)
+    apply_all(handle, default_plugins())
     handle.close()
     return str(path)
 

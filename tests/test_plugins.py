@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedback import hookspecs, plugins
-from tests.conftest import make_org, run_cli
+from feedback import hookspecs
+from feedback.plugins import build_plugin_manager
+from feedback.settings import Settings
+from tests.conftest import auth_header, make_org, run_cli, wait_for_dispatch
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "feedback_spec"))
@@ -24,21 +26,6 @@ def write_plugin(folder: Path, name: str, source: str) -> Path:
     path = folder / f"{name}.py"
     path.write_text(textwrap.dedent(source), encoding="utf-8")
     return folder
-
-
-@pytest.fixture
-def registered():
-    """Register plugin folders in this test process for one test, and unregister them after."""
-    names: list[str] = []
-
-    def register(folder: Path) -> None:
-        before = {name for name, _ in plugins.pm.list_name_plugin()}
-        plugins.load_plugins_dir(plugins.pm, str(folder))
-        names.extend(n for n, _ in plugins.pm.list_name_plugin() if n not in before)
-
-    yield register
-    for name in names:
-        plugins.pm.unregister(name=name)
 
 
 def test_every_hook_is_documented_with_its_signature() -> None:
@@ -142,16 +129,15 @@ NPS_PLUGIN = """
 """
 
 
-def test_hook_register_question_types(tmp_path: Path, registered, start_server) -> None:
+def test_hook_register_question_types(tmp_path: Path, start_server) -> None:
     folder = write_plugin(tmp_path / "p", "nps", NPS_PLUGIN)
-    registered(folder)
     from feedback import organisation, surveys
     from feedback.db import open_utils
 
     org = make_org(tmp_path / "f.db")
     db = open_utils(str(org.db))
     db.conn.execute("BEGIN")
-    surveys.publish_template(db.conn, "nps_exit")
+    surveys.publish_template(db.conn, "nps_exit", build_plugin_manager(Settings(plugins_dir=str(folder))))
     organisation.add_touchpoint(db.conn, "A", "NPS desk", "nps_exit", token="tp-nps")
     db.conn.execute("COMMIT")
     db.close()
@@ -164,12 +150,14 @@ def test_hook_register_question_types(tmp_path: Path, registered, start_server) 
     assert good.status_code == 201
 
 
-def test_hook_register_survey_templates(tmp_path: Path, registered) -> None:
+def test_hook_register_survey_templates(tmp_path: Path) -> None:
     from feedback.surveys import survey_templates
 
-    assert {"csat", "haochaping", "vash_kontrol", "vn_one_stop", "a11_v2", "govuk"} <= set(survey_templates())
-    registered(write_plugin(tmp_path / "p", "nps", NPS_PLUGIN))
-    assert "nps_exit" in survey_templates()
+    builtin = survey_templates(build_plugin_manager(Settings()))
+    assert {"csat", "haochaping", "vash_kontrol", "vn_one_stop", "a11_v2", "govuk"} <= set(builtin)
+    assert "nps_exit" not in builtin
+    folder = write_plugin(tmp_path / "p", "nps", NPS_PLUGIN)
+    assert "nps_exit" in survey_templates(build_plugin_manager(Settings(plugins_dir=str(folder))))
 
 
 def test_hook_register_routes(tmp_path: Path, org, start_server) -> None:
@@ -277,6 +265,7 @@ def test_hook_track_event(tmp_path: Path, org, start_server) -> None:
     body = {"id": "3d9c3f0e-8b7a-4a56-9a4e-0b3e1c2d4f5a", "touchpoint": "tp-a1", "answers": {"overall": 2}}
     assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 201
     assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 200
+    wait_for_dispatch(org)  # track_event runs after the commit, on the dispatcher
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(events) == 1  # the replay fires nothing
     assert events[0]["type"] == "response.stored"
@@ -311,3 +300,322 @@ def test_failing_plugin_never_loses_a_response(tmp_path: Path, org, start_server
     assert failures["broken.score_response"]["count"] == 1
     assert failures["broken.track_event"]["count"] == 1
     assert "bus broke" in failures["broken.track_event"]["last"]
+
+
+# -- hook calls go through pluggy, each implementation isolated ---------------------------------------------
+
+
+def prepared_with(tmp_path: Path, folder: Path, answers: dict | None = None, block: tuple[str, ...] = ()):
+    """A real organisation's snapshot and a plugin manager with `folder`'s plugins (less `block`): the
+    response `prepare` makes of a CSAT rating at tp-a, and the manager."""
+    from feedback.catalog import load_snapshot
+    from feedback.ingest import prepare
+    from feedback.models import Submission
+
+    pm = build_plugin_manager(Settings(plugins_dir=str(folder), block_plugins=list(block)))
+    org = make_org(tmp_path / "f.db")
+    conn = sqlite3.connect(org.db)
+    conn.row_factory = sqlite3.Row
+    snapshot = load_snapshot(conn, pm)
+    conn.close()
+    submission = Submission(touchpoint="tp-a", answers=answers or {"overall": 4})
+    return prepare(submission, snapshot, plugins=pm), pm
+
+
+def test_a_wrapper_implementation_is_honoured(tmp_path: Path) -> None:
+    folder = write_plugin(
+        tmp_path / "p",
+        "tens",
+        """
+        import msgspec
+        from feedback import hookimpl
+
+        @hookimpl(wrapper=True)
+        def score_response(survey):
+            score = yield  # whatever the scorers inside decided
+            if score is None or score.score is None:
+                return score
+            return msgspec.structs.replace(score, score=score.score // 10 * 10)
+    """,
+    )
+    prepared, pm = prepared_with(tmp_path, folder)
+    # The built-in CSAT scorer gives a 4 of 5 the score 75; the wrapper around it rounds it down.
+    assert (prepared.row["level"], prepared.row["score"]) == (4, 70.0)
+    assert pm.failures.snapshot() == {}
+
+
+def test_firstresult_stops_at_the_first_answer(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    write_plugin(
+        folder,
+        "first",
+        """
+        from feedback import hookimpl
+        from feedback.models import Score
+
+        @hookimpl(tryfirst=True)
+        def score_response(survey):
+            return Score(level=2, satisfied=False, dissatisfied=True, score=25.0)
+    """,
+    )
+    write_plugin(
+        folder,
+        "second",
+        """
+        from feedback import hookimpl
+        from feedback.models import Score
+
+        CALLS = []
+
+        @hookimpl
+        def score_response(survey):
+            CALLS.append(survey.slug)
+            return Score(level=5, satisfied=True, dissatisfied=False, score=100.0)
+    """,
+    )
+    prepared, pm = prepared_with(tmp_path, folder)
+    assert (prepared.row["level"], prepared.row["dissatisfied"]) == (2, 1)
+    assert pm.get_plugin("second").CALLS == []  # never asked: the first answer won
+
+
+BROKEN = """
+    from feedback import hookimpl
+
+    @hookimpl(tryfirst=True)
+    def score_response(survey):
+        raise RuntimeError("scorer broke")
+
+    @hookimpl
+    def evaluate_triggers(response):
+        raise RuntimeError("rule broke")
+
+    @hookimpl
+    def track_event(event):
+        async def later():
+            raise RuntimeError("bus broke")
+
+        return later()
+"""
+
+
+def test_a_raising_implementation_is_isolated_and_recorded_under_its_own_name(tmp_path: Path) -> None:
+    import asyncio
+
+    from feedback.models import Event
+    from feedback.plugins import await_me_maybe
+
+    folder = tmp_path / "p"
+    write_plugin(folder, "broken", BROKEN)
+    write_plugin(
+        folder,
+        "broken_wrapper",
+        """
+        from feedback import hookimpl
+
+        @hookimpl(wrapper=True)
+        def evaluate_triggers(response):
+            yield
+            raise RuntimeError("wrapper broke")
+    """,
+    )
+    write_plugin(
+        folder,
+        "opener",
+        """
+        from feedback import hookimpl
+        from feedback.models import ActionRequest
+
+        @hookimpl
+        def evaluate_triggers(response):
+            if response is not None:
+                return ActionRequest(kind="work_order", source_key=f"response:{response.id}", unit=response.unit,
+                                     title="Look at it", response_id=response.id)
+    """,
+    )
+    # The built-in event plugins want a real store; this test fires an event without one.
+    prepared, pm = prepared_with(
+        tmp_path, folder, {"overall": 5}, ("feedback_plugins.mail", "feedback_plugins.webhooks")
+    )
+    # firstresult: the broken scorer is skipped and the built-in one answers; nothing is flagged.
+    assert (prepared.row["level"], prepared.flags) == (5, [])
+    # A normal hook: the broken rule and the broken wrapper around it cost nothing; the other rule's
+    # request comes through.
+    assert [request.title for request in prepared.requests] == ["Look at it"]
+    # What a plugin hands back to await is isolated too.
+    event = Event(type="response.stored", id="response.stored:x", created_at="2026-01-01T00:00:00+00:00", data={})
+
+    async def fire() -> None:
+        for result in pm.hook.track_event(event=event, store=None):
+            await await_me_maybe(result)
+
+    asyncio.run(fire())
+    failures = pm.failures.snapshot()
+    assert set(failures) == {
+        "broken.score_response",
+        "broken.evaluate_triggers",
+        "broken_wrapper.evaluate_triggers",
+        "broken.track_event",
+    }
+    assert "scorer broke" in failures["broken.score_response"]["last"]
+    assert "wrapper broke" in failures["broken_wrapper.evaluate_triggers"]["last"]
+    assert "bus broke" in failures["broken.track_event"]["last"]
+
+
+def test_two_apps_in_one_process_have_their_own_plugins(tmp_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from feedback.web.app import create_app
+
+    folder = write_plugin(tmp_path / "p", "broken", BROKEN)
+    write_plugin(
+        folder,
+        "hello",
+        """
+        from litestar import get
+        from feedback import hookimpl
+
+        @get("/hello")
+        async def hello() -> dict:
+            return {"hello": "world"}
+
+        @hookimpl
+        def register_routes(settings):
+            return [hello]
+    """,
+    )
+    one, two = make_org(tmp_path / "one.db"), make_org(tmp_path / "two.db")
+    common = {"secret": "s" * 32, "jobs": False, "rate_limit": 0}
+    with (
+        TestClient(create_app(Settings(db=str(one.db), plugins_dir=str(folder), **common))) as first,
+        TestClient(
+            create_app(Settings(db=str(two.db), block_plugins=["feedback_plugins.a11_export"], **common))
+        ) as second,
+    ):
+        assert first.get("/hello").json() == {"hello": "world"}
+        assert second.get("/hello").status_code == 404
+        admin_one, admin_two = (auth_header(org.tokens["admin"]) for org in (one, two))
+        assert first.get("/api/v1/exports/a11.csv?unit=A", headers=admin_one).status_code == 200
+        assert second.get("/api/v1/exports/a11.csv?unit=A", headers=admin_two).status_code == 404
+        for client in (first, second):
+            reply = client.post("/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 5}})
+            assert reply.status_code == 201
+        assert first.get("/healthz").json()["plugin_failures"]["broken.score_response"]["count"] == 1
+        assert second.get("/healthz").json()["plugin_failures"] == {}
+    stored = [sqlite3.connect(org.db).execute("SELECT level, flags FROM responses").fetchall() for org in (one, two)]
+    assert stored == [[(5, "[]")], [(5, "[]")]]
+
+
+# -- exporters and catalogues from a plugin --------------------------------------------------------------------
+
+VISITS = """
+    from pathlib import Path
+
+    from feedback import hookimpl
+    from feedback.exports import Exporter, ResponseFilter, iter_responses
+
+
+    def rows(conn, snapshot, units, date_from, date_to):
+        counts = {}
+        for row in iter_responses(conn, ResponseFilter(tuple(units), date_from, date_to)):
+            counts[row["unit"]] = counts.get(row["unit"], 0) + 1
+        return [[unit, counts[unit]] for unit in sorted(counts)]
+
+
+    @hookimpl
+    def register_exporters():
+        return Exporter(
+            name="visits",
+            title="Visits per unit (CSV)",
+            description="How many ratings each unit of the subtree received.",
+            header=lambda: ["unit", "ratings"],
+            rows=rows,
+            summary="Ratings per unit",
+        )
+
+
+    @hookimpl
+    def register_translations():
+        return Path(__file__).parent / "visits_locales"
+"""
+VISITS_PO = """
+msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Language: {lang}\\n"
+
+msgid "Visits per unit (CSV)"
+msgstr "{title}"
+
+msgid "How many ratings each unit of the subtree received."
+msgstr "{description}"
+
+# The core translates this one already: its own translation wins.
+msgid "Download CSV"
+msgstr "Bấm vào đây"
+"""
+
+
+@pytest.fixture(scope="module")
+def visits_site(tmp_path_factory: pytest.TempPathFactory):
+    """A server whose plugins folder holds a third-party exporter shipping its own catalogue."""
+    from tests.conftest import Server
+
+    root = tmp_path_factory.mktemp("visits")
+    folder = write_plugin(root / "plugins", "visits", VISITS)
+    texts = {
+        "vi": ("Lượt đánh giá theo đơn vị (CSV)", "Số lượt đánh giá mỗi đơn vị trong cây đã nhận."),
+        "ru": ("Оценки по подразделениям (CSV)", "Сколько оценок получило каждое подразделение."),
+    }
+    for lang, (title, description) in texts.items():
+        messages = folder / "visits_locales" / lang / "LC_MESSAGES"
+        messages.mkdir(parents=True)
+        po = VISITS_PO.format(lang=lang, title=title, description=description)
+        (messages / "visits.po").write_text(textwrap.dedent(po).lstrip(), encoding="utf-8")
+    org = make_org(root / "f.db")
+    server = Server(org.db, env={"FEEDBACK_PLUGINS_DIR": str(folder)}).start()
+    for touchpoint in ("tp-a", "tp-a1", "tp-a1"):
+        reply = httpx.post(f"{server.url}/api/v1/responses", json={"touchpoint": touchpoint, "answers": {"overall": 4}})
+        assert reply.status_code == 201
+    yield server, org, texts
+    server.stop()
+
+
+def test_hook_register_exporters(visits_site) -> None:
+    server, org, _ = visits_site
+    reply = httpx.get(
+        f"{server.url}/api/v1/exports/visits.csv", params={"unit": "A"}, headers=auth_header(org.tokens["admin"])
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"].startswith("text/csv")
+    assert re.match(
+        r'attachment; filename="visits_A_\d{4}-\d\d-\d\d_\d{4}-\d\d-\d\d\.csv"', reply.headers["content-disposition"]
+    )
+    assert reply.content.decode("utf-8-sig").splitlines() == ["unit,ratings", "A,1", "A1,2"]
+    # Scoped like the core's exports: the subtree of a unit the caller may see, and nothing else.
+    outside = httpx.get(
+        f"{server.url}/api/v1/exports/visits.csv", params={"unit": "A"}, headers=auth_header(org.tokens["viewer_b"])
+    )
+    assert outside.status_code == 403
+    operation = httpx.get(f"{server.url}/schema/openapi.json").json()["paths"]["/api/v1/exports/visits.csv"]["get"]
+    assert operation["summary"] == "Ratings per unit" and operation["tags"] == ["exports"]
+
+
+def test_hook_register_translations(visits_site) -> None:
+    from tests.manage_helpers import add_user, sign_in
+
+    server, org, texts = visits_site
+    for user, lang in (("lan", "vi"), ("olga", "ru")):
+        add_user(org.db, user, "correct horse 1", "admin", lang=lang)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            sign_in(client, server, user, "correct horse 1")
+            page = client.get("/manage/reports").text
+        title, description = texts[lang]
+        assert f'<h2 id="visits-heading">{title}</h2>' in page
+        assert description in page
+        assert 'action="/api/v1/exports/visits.csv"' in page
+        # The built-in A-11 export's texts come from the built-in plugins' own catalogue.
+        a11 = {"vi": "Báo cáo quý theo OMB A-11 §280 v2 (CSV)", "ru": "Квартальный отчёт OMB A-11 §280 v2 (CSV)"}
+        assert a11[lang] in page
+        # A message id the core translates keeps the core's translation.
+        assert "Bấm vào đây" not in page
+        assert {"vi": "Tải CSV", "ru": "Скачать CSV"}[lang] in page

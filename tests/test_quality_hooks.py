@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import auth_header, rows, run_cli
+from tests.conftest import auth_header, rows, run_cli, wait_for_dispatch
 from tests.test_plugins import write_plugin
 
 
@@ -79,6 +79,7 @@ def test_hook_map_response(tmp_path: Path, org, start_server) -> None:
     srv = start_server(org.db, feedback_plugins_dir=str(folder))
     reply = httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1", "answers": {"overall": 4}})
     assert reply.status_code == 201
+    wait_for_dispatch(org)
     stored = [e for e in read_events(log) if e["type"] == "response.stored"]
     # The built-in rule maps to A1's and A's objectives for service S1; the site plugin adds the
     # S2 objective of the same unit, and nobody maps B's.
@@ -99,6 +100,7 @@ def test_built_in_mapping_follows_service_and_indicator(tmp_path: Path, org, sta
         httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a1", "answers": {"overall": 5}}).status_code
         == 201
     )
+    wait_for_dispatch(org)
     hits = read_events(log)[0]["data"]["objectives"]
     assert s1 in hits and overall in hits
     assert s2 not in hits and courtesy not in hits and rectification not in hits
@@ -145,6 +147,7 @@ def test_hook_evaluate_triggers(tmp_path: Path, org, start_server) -> None:
     # Three working days from the day it opened, on the unit's calendar.
     opened = date.fromisoformat(action["opened_at"][:10])
     assert (date.fromisoformat(action["due"]) - opened).days >= 3
+    wait_for_dispatch(org)
     opened_events = [e for e in read_events(log) if e["type"] == "action.opened"]
     assert [e["id"] for e in opened_events] == [f"action.opened:{action['id']}"]
 

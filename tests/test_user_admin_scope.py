@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedback.web.manage.auth import hash_password
+from feedback.passwords import hash_password
 from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, rows, run_cli
 from tests.manage_helpers import csrf_token, sign_in
 

@@ -11,8 +11,9 @@ from feedback.ingest import validate_answers
 from feedback.models import ChoiceQuestion, RatingQuestion, TextQuestion
 from feedback.rates import wilson
 from feedback.surveys import survey_templates
+from tests.conftest import default_plugins
 
-TEMPLATES = survey_templates()
+TEMPLATES = survey_templates(default_plugins())
 anything = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 20) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),

@@ -120,10 +120,12 @@ def test_a_target_refused_at_delivery_fails_at_once_with_the_reason(org: Org, st
     stored = respond(strict)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        [row] = rows(org, "SELECT attempts, failed_at, last_error, event_id FROM outbox WHERE channel = 'webhook'")
-        if row["attempts"] >= 1:
+        # Queued by the dispatcher just after the response's commit, then tried.
+        found = rows(org, "SELECT attempts, failed_at, last_error, event_id FROM outbox WHERE channel = 'webhook'")
+        if found and found[0]["attempts"] >= 1:
             break
         time.sleep(0.1)
+    [row] = found
     assert row["event_id"] == f"response.stored:{stored['id']}"
     assert row["attempts"] == 1 and row["failed_at"], row  # final: no retries of a refused address
     assert row["last_error"].startswith("GiveUp: url: ") and "127.0.0.1" in row["last_error"]

@@ -9,15 +9,19 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Meta, Struct
 
 from feedback import actions
+from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import ActionRequest
-from feedback.web.api import UnitPeriod, fresh_snapshot, parse_day, unit_period
+from feedback.store import actions as action_store
+from feedback.web.access import TOKEN, requires_role, requires_unit
+from feedback.web.api import UnitPeriod, parse_day, unit_period
 from feedback.web.schemas import Action, ActionDetail, ActionStepped, Kpis, success
-from feedback.web.security import Principal, current_principal
+from feedback.web.security import Principal
 
 Text = Annotated[str, Meta(max_length=actions.MAX_TEXT)]
 Code = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -70,22 +74,23 @@ def parse_flag(value: str | None, field: str) -> bool | None:
 class ActionsController(Controller):
     path = "/api/v1/actions"
     tags = ["actions"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @get(
+        guards=[requires_unit()],
         summary="The corrective-action queue of a unit's subtree: overdue first, then by due day",
         responses=success(list[Action]),
     )
     async def list(
         self,
-        principal: Principal,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
         state: State,
-        unit: str | None = None,
-        status: str | None = None,
-        overdue: str | None = None,
-        kind: str | None = None,
+        unit: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        overdue: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
     ) -> list[dict[str, Any]]:
-        snapshot = await fresh_snapshot(state)
         unit, status = unit or principal.unit, status or None
         if unit is not None:
             if unit not in snapshot.units:
@@ -99,8 +104,13 @@ class ActionsController(Controller):
         )
 
     @get("/{action_id:int}", summary="One corrective action with its record of steps", responses=success(ActionDetail))
-    async def detail(self, action_id: int, principal: Principal, state: State) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
+    async def detail(
+        self,
+        action_id: FromPath[int],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> dict[str, Any]:
 
         def read(conn: Any) -> dict[str, Any]:
             action = actions.get_action(conn, action_id, snapshot)
@@ -114,10 +124,18 @@ class ActionsController(Controller):
             action.pop("data", None)  # opening details may name the rated officer
         return action
 
-    @post(summary="Open a corrective action by hand (admin, manager)", responses=success(Action, 201, "Opened"))
-    async def create(self, data: NewAction, principal: Principal, state: State) -> Response[dict[str, Any]]:
-        principal.require_role(*WRITERS)
-        snapshot = await fresh_snapshot(state)
+    @post(
+        guards=[requires_role(*WRITERS)],
+        summary="Open a corrective action by hand (admin, manager)",
+        responses=success(Action, 201, "Opened"),
+    )
+    async def create(
+        self,
+        data: JSONBody[NewAction],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[dict[str, Any]]:
         unit = snapshot.units.get(data.unit)
         if unit is None:
             raise NotFound(f"unit: no unit {data.unit!r}", "unit")
@@ -166,19 +184,23 @@ class ActionsController(Controller):
 
     @post(
         "/{action_id:int}/events",
+        guards=[requires_role(*WRITERS)],
         summary="Record a step: move the action to the state named by `type`",
         responses=success(ActionStepped, 201, "Recorded"),
     )
     async def step(
-        self, action_id: int, data: ActionStep, principal: Principal, state: State
+        self,
+        action_id: FromPath[int],
+        data: JSONBody[ActionStep],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
     ) -> Response[dict[str, Any]]:
-        principal.require_role(*WRITERS)
-        snapshot = await fresh_snapshot(state)
-        rows = await state.store.query("SELECT unit FROM actions WHERE id = ?", (action_id,))
-        if not rows:
+        unit = await state.store.read(lambda conn: action_store.unit_of(conn, action_id))
+        if unit is None:
             raise NotFound(f"id: no corrective action {action_id}", "id")
-        if rows[0]["unit"] in snapshot.units:
-            principal.require_unit(rows[0]["unit"], snapshot)
+        if unit in snapshot.units:
+            principal.require_unit(unit, snapshot)
         fields = {k: v for k, v in msgspec.structs.asdict(data).items() if k != "type" and v is not None}
         result = await actions.apply_transition(
             state.store,
@@ -197,14 +219,15 @@ class ActionsController(Controller):
 class KpisController(Controller):
     path = "/api/v1/kpis"
     tags = ["actions"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @get(
         summary="Corrective-action KPIs: on-time rectification and call-back rates per unit",
         dependencies={"period": unit_period()},
+        guards=[requires_unit()],
         responses=success(Kpis),
     )
-    async def kpis(self, period: UnitPeriod, state: State) -> dict[str, Any]:
+    async def kpis(self, period: NamedDependency[UnitPeriod], state: State) -> dict[str, Any]:
         now = datetime.now(UTC)
         min_n = state.settings.min_n
         return await state.store.read(

@@ -5,26 +5,29 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, patch, post
+from litestar import Controller, MediaType, Request, asgi, get, patch
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.exceptions import ClientException
-from litestar.params import QueryParameter
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ClientException, MethodNotAllowedException
+from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Operation, PathItem, RequestBody
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.types import Receive, Scope, Send
 
-from feedback import __version__, plugins
+from feedback import __version__
 from feedback.catalog import Snapshot
 from feedback.errors import Gone, InvalidInput, NotFound
-from feedback.ingest import ingest
+from feedback.ingest import Item, ingest
 from feedback.models import Submission, SurveyVersion
 from feedback.rates import Grouping, satisfaction
 from feedback.unit_settings import update_unit_settings
+from feedback.web.access import TOKEN, fresh_snapshot, requires_role, requires_unit
 from feedback.web.json_body import TOO_DEEP, decode_json, refuse_repeated_keys
 from feedback.web.schemas import (
+    ErrorBody,
     Health,
     Receipt,
     Satisfaction,
@@ -34,17 +37,9 @@ from feedback.web.schemas import (
     UnitSettings,
     success,
 )
-from feedback.web.security import Principal, current_principal, integration_vouches
+from feedback.web.security import Principal, integration_vouches
 
 MAX_RESPONSE_BODY = 64 * 1024
-
-
-async def fresh_snapshot(state: State) -> Snapshot:
-    """The catalog, reloaded on a reader thread when stale (never on the event loop)."""
-    catalog = state.catalog
-    if catalog.needs_reload():
-        return await state.store.read(catalog.reload)
-    return catalog.snapshot
 
 
 class HealthController(Controller):
@@ -57,7 +52,7 @@ class HealthController(Controller):
             "version": __version__,
             "writes": state.store.writes,
             "batches": state.store.batches,
-            "plugin_failures": plugins.failures.snapshot(),
+            "plugin_failures": state.plugins.failures.snapshot(),
         }
 
 
@@ -79,71 +74,105 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def lean_ingest(app: ASGIApp) -> ASGIApp:
-    """Serves `POST /api/v1/responses` below the framework's per-request machinery.
+RESPONSES_PATH = "/api/v1/responses"
+_ALLOWED = "OPTIONS, POST"
 
-    It is the busiest route by far, and a request object, handler signature binding and response
-    object cost more than the validation and scoring themselves. Routing, the rate limiter, the
-    security headers and the error handlers still apply (they sit outside this middleware); the
-    handler below stays for the OpenAPI document and behaves the same.
-    """
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await app(scope, receive, send)
+@asgi(RESPONSES_PATH, copy_scope=False)
+async def responses_route(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /api/v1/responses` (public, idempotent on id): the busiest route by far, as a plain ASGI
+    route, because a request object, signature binding and a response object would cost more than
+    the validation and scoring themselves.
+
+    It is a route like any other for what surrounds it: app middleware (the rate limiter), guards,
+    the security headers (`before_send`) and the exception handlers apply. The body is read under the
+    size limit and decoded by the app's JSON rules here. Litestar leaves ASGI routes out of the OpenAPI
+    document, so `document_responses_route` describes it there by hand."""
+    if scope["type"] != "http":
+        raise ClientException()
+    if scope["method"] != "POST":
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", _ALLOWED.encode())]})
+            await send({"type": "http.response.body", "body": b""})
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > MAX_RESPONSE_BODY:
-                raise ClientException(f"body: larger than {MAX_RESPONSE_BODY // 1024} KiB", status_code=413)
-        state = scope["app"].state
-        data = decode_submission(await read_body(receive, MAX_RESPONSE_BODY))
-        snapshot = await fresh_snapshot(state)
-        # Only a case reference needs the token looked at: the hot path without one stays as it was.
-        verified = data.case_ref is not None and await integration_vouches(
-            next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None),
-            state,
-            snapshot,
-            data.touchpoint,
-        )
-        result = await ingest(
-            data, state.store, snapshot, default_action_days=state.settings.default_action_days, case_verified=verified
-        )
-        body = _json_encoder.encode(result.body())
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 201 if result.created else 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    return middleware
-
-
-class ResponsesController(Controller):
-    path = "/api/v1/responses"
-    tags = ["responses"]
-
-    @post(
-        middleware=[lean_ingest],
-        request_max_body_size=MAX_RESPONSE_BODY,
-        responses={**success(Receipt, 201, "Stored"), **success(Receipt, 200, "A replay of a stored response")},
-        summary="Store a response (public, idempotent on id)",
-        description="201 when stored; 200 with the same body for a replay of the same id and content; "
-        "409 when the id was stored with different content; 410 when the touchpoint was retired before the "
-        "rating was given (submitted_at when plausible, else the time of arrival).",
+        raise MethodNotAllowedException(headers={"allow": _ALLOWED})
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_RESPONSE_BODY:
+            raise ClientException(f"body: larger than {MAX_RESPONSE_BODY // 1024} KiB", status_code=413)
+    state = scope["app"].state
+    data = decode_submission(await read_body(receive, MAX_RESPONSE_BODY))
+    snapshot = await fresh_snapshot(state)
+    # Only a case reference needs the token looked at: the hot path without one stays as it was.
+    verified = data.case_ref is not None and await integration_vouches(
+        next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None),
+        state,
+        snapshot,
+        data.touchpoint,
     )
-    async def create(self, data: Submission, request: Request, state: State) -> Response[dict[str, str]]:
-        # `data` documents the request body; `lean_ingest` answers every request before this runs.
-        snapshot = await fresh_snapshot(state)
-        verified = data.case_ref is not None and await integration_vouches(
-            request.headers.get("authorization"), state, snapshot, data.touchpoint
+    [outcome] = await ingest(
+        [Item(data, case_verified=verified)],
+        state.store,
+        snapshot,
+        default_action_days=state.settings.default_action_days,
+    )
+    if outcome.result is None:
+        raise outcome.error  # 400 or 404, 409, 410: answered by the app's error handlers
+    body = _json_encoder.encode(outcome.result.body())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201 if outcome.status == "stored" else 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def document_responses_route(openapi: OpenAPI) -> None:
+    """Describe `POST /api/v1/responses` in the OpenAPI document: its body, its two success answers
+    and every error it gives (Litestar documents HTTP route handlers only)."""
+    paths = openapi.paths if openapi.paths is not None else {}
+    if RESPONSES_PATH in paths:
+        return
+    (submission, receipt, error), schemas = msgspec.json.schema_components(
+        (Submission, Receipt, ErrorBody), ref_template="#/components/schemas/{name}"
+    )
+    if openapi.components.schemas is None:
+        openapi.components.schemas = {}
+    for name, schema in schemas.items():
+        openapi.components.schemas.setdefault(name, schema)
+
+    def answer(description: str, schema: dict[str, Any]) -> OpenAPIResponse:
+        return OpenAPIResponse(description=description, content={"application/json": OpenAPIMediaType(schema=schema)})
+
+    paths[RESPONSES_PATH] = PathItem(
+        post=Operation(
+            tags=["responses"],
+            summary="Store a response (public, idempotent on id)",
+            description="201 when stored; 200 with the same body for a replay of the same id and content; "
+            "409 when the id was stored with different content; 410 when the touchpoint was retired before the "
+            "rating was given (submitted_at when plausible, else the time of arrival). A bearer token of a "
+            "manager or admin whose units cover the touchpoint vouches for the case reference.",
+            operation_id="ApiV1ResponsesCreate",
+            request_body=RequestBody(content={"application/json": OpenAPIMediaType(schema=submission)}, required=True),
+            responses={
+                "201": answer("Stored", receipt),
+                "200": answer("A replay of a stored response", receipt),
+                "400": answer("The body or a field of it is invalid (named in `field`)", error),
+                "404": answer("No such touchpoint, or its survey has no published version", error),
+                "409": answer("The id was stored with different content", error),
+                "410": answer("The touchpoint was retired before the rating was given", error),
+                "413": answer(f"The body is larger than {MAX_RESPONSE_BODY // 1024} KiB", error),
+                "429": answer("Over the rate limit of public posts", error),
+            },
         )
-        result = await ingest(
-            data, state.store, snapshot, default_action_days=state.settings.default_action_days, case_verified=verified
-        )
-        return Response(result.body(), status_code=201 if result.created else 200)
+    )
+    openapi.paths = paths
+
+
+async def document_hand_written_routes(request: Request) -> None:
+    """`before_request` of the OpenAPI document's routes: complete the document before it is first served."""
+    document_responses_route(request.app.openapi_schema)
 
 
 _submission_decoder = msgspec.json.Decoder(Submission)
@@ -193,8 +222,7 @@ class TouchpointsController(Controller):
         summary="The survey version in force at a touchpoint (public)",
         responses=success(TouchpointSurvey),
     )
-    async def survey(self, token: str, state: State) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
+    async def survey(self, token: FromPath[str], snapshot: NamedDependency[Snapshot]) -> dict[str, Any]:
         touchpoint = snapshot.touchpoint(token)
         if touchpoint is None:
             raise NotFound(f"token: no touchpoint {token!r}", "token")
@@ -217,12 +245,13 @@ class TouchpointsController(Controller):
         return document
 
     @get(
-        dependencies={"principal": Provide(current_principal)},
+        dependencies={"principal": TOKEN},
         summary="Touchpoints the token may see",
         responses=success(list[TouchpointItem]),
     )
-    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
-        snapshot = await fresh_snapshot(state)
+    async def list(
+        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot]
+    ) -> list[dict[str, Any]]:
         items = []
         for tp in sorted(snapshot.touchpoints.values(), key=lambda t: (t.unit, t.token)):
             if not principal.may_see(tp.unit, snapshot):
@@ -248,11 +277,12 @@ class TouchpointsController(Controller):
 class UnitsController(Controller):
     path = "/api/v1/units"
     tags = ["units"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @get(summary="Units the token may see (its subtree)", responses=success(list[UnitItem]))
-    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
-        snapshot = await fresh_snapshot(state)
+    async def list(
+        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot]
+    ) -> list[dict[str, Any]]:
         items = []
         for unit in sorted(snapshot.units.values(), key=lambda u: u.path):
             if not principal.may_see(unit.code, snapshot):
@@ -275,15 +305,11 @@ class UnitsController(Controller):
 
     @patch(
         "/{code:str}",
+        guards=[requires_unit("code", source="path"), requires_role("admin", "manager")],
         summary="Set a unit's owner, calendar country, rectification days or public page",
         responses=success(UnitSettings),
     )
-    async def update(self, code: str, request: Request, principal: Principal, state: State) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
-        if code not in snapshot.units:
-            raise NotFound(f"code: no unit {code!r}", "code")
-        principal.require_role("admin", "manager")
-        principal.require_unit(code, snapshot)
+    async def update(self, code: FromPath[str], request: Request, state: State) -> dict[str, Any]:
         changes = decode_json(await request.body())
         if not isinstance(changes, dict):
             raise InvalidInput("body: a JSON object of settings", "body")
@@ -341,13 +367,12 @@ def unit_period(default_days: int = 30) -> Provide:
     """A dependency reading `unit`, `from` and `to`; needs a `principal` dependency beside it."""
 
     async def provide(
-        principal: Principal,
-        state: State,
-        unit: str | None = None,
-        date_from: str | None = QueryParameter(name="from", default=None),
-        date_to: str | None = QueryParameter(name="to", default=None),
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        unit: FromQuery[str | None] = None,
+        date_from: Annotated[str | None, QueryParameter(name="from")] = None,
+        date_to: Annotated[str | None, QueryParameter(name="to")] = None,
     ) -> UnitPeriod:
-        snapshot = await fresh_snapshot(state)
         code = scope_unit(principal, snapshot, unit)
         start, end = day_range(snapshot, code, date_from, date_to, default_days)
         return UnitPeriod(snapshot, code, start, end)
@@ -362,16 +387,17 @@ def rate_filters(service: str | None, touchpoint: str | None) -> dict[str, str]:
 class SatisfactionController(Controller):
     path = "/api/v1/satisfaction"
     tags = ["rates"]
-    dependencies = {"principal": Provide(current_principal), "period": unit_period()}
+    dependencies = {"principal": TOKEN, "period": unit_period()}
+    guards = [requires_unit()]
 
     @get(summary="Satisfaction rates for a unit's subtree, from rollups", responses=success(Satisfaction))
     async def rates(
         self,
-        period: UnitPeriod,
+        period: NamedDependency[UnitPeriod],
         state: State,
-        by: Grouping = "unit",
-        service: str | None = None,
-        touchpoint: str | None = None,
+        by: FromQuery[Grouping] = "unit",
+        service: FromQuery[str | None] = None,
+        touchpoint: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
         filters = rate_filters(service, touchpoint)
         min_n = state.settings.min_n
@@ -382,4 +408,4 @@ class SatisfactionController(Controller):
         )
 
 
-CONTROLLERS = [HealthController, ResponsesController, TouchpointsController, UnitsController, SatisfactionController]
+CONTROLLERS = [HealthController, responses_route, TouchpointsController, UnitsController, SatisfactionController]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import CacheControlHeader, State
@@ -18,17 +18,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from feedback import __version__, plugins, serving
+from feedback import __version__, serving
 from feedback.catalog import Catalog
 from feedback.db import Store, open_utils
-from feedback.jobs import run_forever
+from feedback.dispatch import Dispatcher
 from feedback.migrations import apply_all
+from feedback.plugins import PluginManager, await_me_maybe, build_plugin_manager, flatten
+from feedback.scheduler import run_forever
 from feedback.settings import Settings, load_settings
+from feedback.web.access import SNAPSHOT
 from feedback.web.actions_api import ACTION_CONTROLLERS
-from feedback.web.api import CONTROLLERS
+from feedback.web.api import CONTROLLERS, document_hand_written_routes
 from feedback.web.client_address import client_key
 from feedback.web.errors import EXCEPTION_HANDLERS
-from feedback.web.exports_api import EXPORT_CONTROLLERS
+from feedback.web.exports_api import EXPORT_CONTROLLERS, export_routes
 from feedback.web.json_body import JSONBodyRequest
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
 from feedback.web.kiosk_app import kiosk_app_router
@@ -77,10 +80,10 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     message["headers"] = [*headers, *SECURITY_HEADERS]
 
 
-def migrate(path: str) -> None:
+def migrate(path: str, plugins: PluginManager) -> None:
     db = open_utils(path)
     try:
-        apply_all(db)
+        apply_all(db, plugins)
     finally:
         db.close()
 
@@ -122,17 +125,21 @@ def csrf_config(settings: Settings) -> CSRFConfig:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
-    plugins.block_plugins(settings.block_plugins)
-    store = Store(settings.db, max_batch=settings.max_batch)
-    catalog = Catalog()
+    # This app's own plugins: another app in the same process may hold a different set.
+    plugins = build_plugin_manager(settings)
+    store = Store(settings.db, max_batch=settings.max_batch, plugins=plugins)
+    catalog = Catalog(plugins=plugins)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate, settings.db)
+        await asyncio.to_thread(migrate, settings.db, plugins)
         store.start()
         await store.read(catalog.reload)
-        for result in plugins.call_isolated("startup", store=store, settings=settings):
-            await plugins.await_me_maybe(result)
+        for result in plugins.hook.startup(store=store, settings=settings):
+            await await_me_maybe(result)
+        # The event bus: every event committed from now on, and whatever the log still holds.
+        dispatcher = Dispatcher(store)
+        dispatcher.start()
         background = [asyncio.create_task(watch_for_silent_kiosks(store, settings))]
         if settings.jobs:
             background.append(asyncio.create_task(run_forever(store, settings, catalog)))
@@ -144,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             for task in background:
                 task.cancel()
+            await dispatcher.stop()
             await asyncio.to_thread(store.close)
 
     route_handlers: list = [
@@ -164,17 +172,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cache_control=CacheControlHeader(max_age=86400, public=True),
         ),
     ]
-    route_handlers.extend(plugins.flatten(plugins.pm.hook.register_routes(settings=settings)))
+    route_handlers.extend(export_routes(flatten(plugins.hook.register_exporters())))
+    route_handlers.extend(flatten(plugins.hook.register_routes(settings=settings)))
     rate_limit = rate_limit_config(settings)
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        state=State({"settings": settings, "store": store, "catalog": catalog}),
+        state=State({"settings": settings, "store": store, "catalog": catalog, "plugins": plugins}),
+        dependencies={"snapshot": SNAPSHOT},
         exception_handlers=auth.page_exception_handlers(EXCEPTION_HANDLERS),
         csrf_config=csrf_config(settings),
         before_send=[add_security_headers],
         middleware=[rate_limit.middleware] if rate_limit else [],
-        openapi_config=OpenAPIConfig(title="feedback", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="feedback",
+            version=__version__,
+            path="/schema",
+            # The document's own routes complete it with what Litestar does not describe (ASGI routes).
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, before_request=document_hand_written_routes
+            ),
+        ),
         response_cache_config=ResponseCacheConfig(default_expiration=60),
         request_max_body_size=1024 * 1024,
         request_class=JSONBodyRequest,

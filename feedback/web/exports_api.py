@@ -1,4 +1,5 @@
-"""CSV/XLSX exports, the OMB A-11 v2 CSV and the management-review PDF, for a token or a signed-in session.
+"""CSV/XLSX exports, the CSV exports plugins register and the management-review PDF, for a token or a
+signed-in session.
 
 Scope and days work as in `/api/v1/satisfaction`: the unit's subtree (403 outside the caller's),
 `from`/`to` as the unit's local days. The response CSV is streamed page by page; XLSX files are
@@ -11,9 +12,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response, Router, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromQuery
 from litestar.response import Stream
 
 from feedback import exports
@@ -21,8 +24,9 @@ from feedback.errors import InvalidInput
 from feedback.models import LANGUAGES
 from feedback.rates import Grouping, satisfaction
 from feedback.review_pack import management_review_pdf
+from feedback.web.access import requires_unit
 from feedback.web.api import UnitPeriod, rate_filters, unit_period
-from feedback.web.manage.auth import api_principal, may_see_officers
+from feedback.web.manage.auth import TOKEN_OR_SESSION, may_see_officers
 from feedback.web.schemas import binary
 from feedback.web.security import Principal
 
@@ -78,7 +82,8 @@ async def read_rates(
 class ExportsController(Controller):
     path = "/api/v1/exports"
     tags = ["exports"]
-    dependencies = {"principal": Provide(api_principal), "period": unit_period()}
+    dependencies = {"principal": TOKEN_OR_SESSION, "period": unit_period()}
+    guards = [requires_unit()]
 
     @get(
         "/responses.csv",
@@ -88,13 +93,13 @@ class ExportsController(Controller):
     )
     async def responses_csv(
         self,
-        principal: Principal,
-        period: UnitPeriod,
+        principal: NamedDependency[Principal],
+        period: NamedDependency[UnitPeriod],
         state: State,
-        service: str | None = None,
-        touchpoint: str | None = None,
-        level: str | None = None,
-        flagged: str | None = None,
+        service: FromQuery[str | None] = None,
+        touchpoint: FromQuery[str | None] = None,
+        level: FromQuery[str | None] = None,
+        flagged: FromQuery[str | None] = None,
     ) -> Stream:
         snapshot, flt = period.snapshot, response_filter(period, service, touchpoint, level, flagged)
         layout = exports.response_layout(snapshot, flt, may_see_officers(principal))
@@ -121,13 +126,13 @@ class ExportsController(Controller):
     )
     async def responses_xlsx(
         self,
-        principal: Principal,
-        period: UnitPeriod,
+        principal: NamedDependency[Principal],
+        period: NamedDependency[UnitPeriod],
         state: State,
-        service: str | None = None,
-        touchpoint: str | None = None,
-        level: str | None = None,
-        flagged: str | None = None,
+        service: FromQuery[str | None] = None,
+        touchpoint: FromQuery[str | None] = None,
+        level: FromQuery[str | None] = None,
+        flagged: FromQuery[str | None] = None,
     ) -> Stream:
         snapshot, flt = period.snapshot, response_filter(period, service, touchpoint, level, flagged)
         layout = exports.response_layout(snapshot, flt, may_see_officers(principal))
@@ -143,11 +148,11 @@ class ExportsController(Controller):
     )
     async def rates_csv(
         self,
-        period: UnitPeriod,
+        period: NamedDependency[UnitPeriod],
         state: State,
-        by: Grouping = "unit",
-        service: str | None = None,
-        touchpoint: str | None = None,
+        by: FromQuery[Grouping] = "unit",
+        service: FromQuery[str | None] = None,
+        touchpoint: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         result = await read_rates(period, state, by, service, touchpoint)
         body = exports.iter_csv_bytes(list(exports.RATE_COLUMNS), exports.rate_table(result, period.snapshot))
@@ -162,11 +167,11 @@ class ExportsController(Controller):
     )
     async def rates_xlsx(
         self,
-        period: UnitPeriod,
+        period: NamedDependency[UnitPeriod],
         state: State,
-        by: Grouping = "unit",
-        service: str | None = None,
-        touchpoint: str | None = None,
+        by: FromQuery[Grouping] = "unit",
+        service: FromQuery[str | None] = None,
+        touchpoint: FromQuery[str | None] = None,
     ) -> Stream:
         result = await read_rates(period, state, by, service, touchpoint)
         table = exports.rate_table(result, period.snapshot)
@@ -174,27 +179,58 @@ class ExportsController(Controller):
         name = exports.filename(f"rates_by_{by}", result["unit"], result["from"], result["to"], "xlsx")
         return Stream(stream_file(handle), media_type=XLSX_TYPE, headers=attachment(name))
 
-    @get(
-        "/a11.csv",
-        summary="OMB A-11 §280 v2 quarterly CSV: exposure triple and answer counts per service",
-        dependencies={"period": unit_period(QUARTER_DAYS)},
-        media_type=CSV_TYPE,
-        responses=binary(CSV_TYPE, "The A-11 v2 CSV"),
-    )
-    async def a11_csv(self, period: UnitPeriod, state: State) -> Response[bytes]:
+
+# The exports of the core itself; a plugin's exporter may not take these names.
+CORE_EXPORTS = frozenset({"responses", "rates"})
+
+
+def export_handler(exporter: exports.Exporter) -> HTTPRouteHandler:
+    """`GET /api/v1/exports/<name>.csv` for one exporter a plugin registered."""
+
+    async def handler(period: NamedDependency[UnitPeriod], state: State) -> Response[bytes]:
         snapshot, unit = period.snapshot, period.unit
         start, end = period.start.isoformat(), period.end.isoformat()
         units = sorted(snapshot.subtree(unit), key=lambda code: snapshot.units[code].path)
-        table = await state.store.read(lambda conn: exports.a11_rows(conn, snapshot, units, start, end))
-        body = exports.iter_csv_bytes(exports.a11_header(), table)
-        name = exports.filename("a11_v2", unit, start, end, "csv")
+        table = await state.store.read(lambda conn: exporter.rows(conn, snapshot, units, start, end))
+        body = exports.iter_csv_bytes(exporter.header(), table)
+        name = exports.filename(exporter.file_name or exporter.name, unit, start, end, "csv")
         return Response(body, media_type=CSV_TYPE, headers=attachment(name))
+
+    # The handler's name makes its OpenAPI operation id, as a method of the same name would.
+    handler.__name__ = handler.__qualname__ = f"{exporter.name}_csv"
+    return get(
+        f"/{exporter.name}.csv",
+        summary=exporter.summary or exporter.title,
+        dependencies={"period": unit_period(exporter.default_days)},
+        media_type=CSV_TYPE,
+        responses=binary(CSV_TYPE, exporter.file_description),
+    )(handler)
+
+
+def export_routes(exporters: list[exports.Exporter]) -> list[Router]:
+    """The exports plugins register, beside the core's: same path, scope, period and access."""
+    names = [exporter.name for exporter in exporters]
+    clashes = {name for name in names if names.count(name) > 1 or name in CORE_EXPORTS}
+    if clashes:
+        raise ValueError(f"exporters registered twice or named like a core export: {sorted(clashes)}")
+    if not exporters:
+        return []
+    return [
+        Router(
+            path=ExportsController.path,
+            route_handlers=[export_handler(exporter) for exporter in exporters],
+            tags=ExportsController.tags,
+            dependencies=ExportsController.dependencies,
+            guards=ExportsController.guards,
+        )
+    ]
 
 
 class ReportsController(Controller):
     path = "/api/v1/reports"
     tags = ["reports"]
-    dependencies = {"principal": Provide(api_principal), "period": unit_period(QUARTER_DAYS)}
+    dependencies = {"principal": TOKEN_OR_SESSION, "period": unit_period(QUARTER_DAYS)}
+    guards = [requires_unit()]
 
     @get(
         "/management-review.pdf",
@@ -203,7 +239,11 @@ class ReportsController(Controller):
         responses=binary("application/pdf", "The review pack as PDF"),
     )
     async def management_review(
-        self, principal: Principal, period: UnitPeriod, state: State, lang: str | None = None
+        self,
+        principal: NamedDependency[Principal],
+        period: NamedDependency[UnitPeriod],
+        state: State,
+        lang: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         snapshot, unit = period.snapshot, period.unit
         start, end = period.start.isoformat(), period.end.isoformat()

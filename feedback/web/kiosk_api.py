@@ -6,32 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
 from feedback import kiosks
-from feedback.errors import Conflict, FeedbackError, Gone, InvalidInput, NotFound, Unauthorized
+from feedback.catalog import Snapshot
+from feedback.errors import InvalidInput, NotFound, Unauthorized
 from feedback.i18n import gettext_for
-from feedback.ingest import (
-    IngestResult,
-    Prepared,
-    after_commit,
-    fire_event,
-    prepare,
-    replay_key,
-    store_job,
-    stored_replays,
-)
-from feedback.models import LANGUAGES, Event, Submission
+from feedback.ingest import Item, Outcome, ingest
+from feedback.models import LANGUAGES, Submission
+from feedback.store import kiosks as kiosk_store
+from feedback.web.access import TOKEN, requires_role
 from feedback.web.api import fresh_snapshot, survey_document
 from feedback.web.client_address import client_key
 from feedback.web.schemas import (
@@ -46,7 +39,7 @@ from feedback.web.schemas import (
     SyncResults,
     success,
 )
-from feedback.web.security import Principal, current_principal
+from feedback.web.security import Principal
 
 log = logging.getLogger("feedback.kiosk")
 DEVICE_CACHE_SECONDS = 10.0
@@ -109,10 +102,8 @@ async def current_device(request: Request, state: State) -> Device:
     digest = kiosks.hash_secret(token.strip())
     cached = _device_cache.get(digest)
     if cached is None or cached[1] < time.monotonic():
-        rows = await state.store.query(
-            "SELECT id, touchpoint FROM kiosks WHERE token_hash = ? AND revoked_at IS NULL", (digest,)
-        )
-        device = Device(rows[0]["id"], rows[0]["touchpoint"]) if rows else None
+        row = await state.store.read(lambda conn: kiosk_store.device(conn, digest))
+        device = Device(row["id"], row["touchpoint"]) if row else None
         _device_cache[digest] = (device, time.monotonic() + DEVICE_CACHE_SECONDS)
     else:
         device = cached[0]
@@ -143,7 +134,7 @@ class KioskDeviceController(Controller):
         summary="Trade a one-time enrollment code for a device token (public)",
         responses=success(KioskEnrolled, 201, "Enrolled"),
     )
-    async def enroll(self, data: EnrollBody, request: Request, state: State) -> Response[dict]:
+    async def enroll(self, data: JSONBody[EnrollBody], request: Request, state: State) -> Response[dict]:
         key = client_key(request.scope, state.settings)
         # Reserved before the code is checked, so no more than the limit are checked however many arrive.
         attempt = await state.store.write(lambda conn: kiosks.reserve_enrollment_attempt(conn, key))
@@ -162,8 +153,9 @@ class KioskDeviceController(Controller):
         summary="The kiosk's touchpoint and survey",
         responses=success(KioskConfig),
     )
-    async def config(self, device: Device, state: State) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
+    async def config(
+        self, device: NamedDependency[Device], snapshot: NamedDependency[Snapshot], state: State
+    ) -> dict[str, Any]:
         touchpoint = snapshot.touchpoints.get(device.touchpoint)
         version = snapshot.current.get(touchpoint.survey) if touchpoint else None
         if touchpoint is None or version is None:
@@ -201,50 +193,23 @@ class KioskDeviceController(Controller):
         summary="Store queued taps; a result per item",
         responses=success(SyncResults),
     )
-    async def sync(self, data: SyncBody, device: Device, state: State) -> dict[str, Any]:
+    async def sync(self, data: JSONBody[SyncBody], device: NamedDependency[Device], state: State) -> dict[str, Any]:
         snapshot = await fresh_snapshot(state)
-        results: list[dict[str, Any] | None] = [None] * len(data.items)
-        prepared: list[tuple[int, Prepared]] = []
-        after_retirement: dict[int, Submission] = {}
         # A case the server itself sent this tablet as an invitation is verified; any other is not.
         cases = {item.case_ref for item in data.items if item.case_ref}
         invited = await state.store.read(lambda conn: kiosks.invited_cases(conn, device.id, cases)) if cases else set()
-        for index, item in enumerate(data.items):
-            submission = Submission(
-                touchpoint=device.touchpoint,
-                answers=item.answers,
-                id=item.id,
-                lang=item.lang,
-                case_ref=item.case_ref,
-                service=item.service,
-                officer=item.officer,
-                channel="kiosk",
-                submitted_at=item.submitted_at,
-            )
-            try:
-                prepared.append(
-                    (index, prepare(submission, snapshot, device=device.id, case_verified=item.case_ref in invited))
-                )
-            except FeedbackError as error:
-                results[index] = {"id": item.id, "status": "rejected", "reason": error.message, "field": error.field}
-                if isinstance(error, Gone):
-                    after_retirement[index] = submission
-        await answer_stored_replays(state, after_retirement, results)
+        items = [Item(tap_submission(item, device), case_verified=item.case_ref in invited) for item in data.items]
         settings = state.settings
-        job = sync_job(
-            device.id,
-            prepared,
-            settings.kiosk_min_interval,
-            settings.kiosk_burst_count,
-            settings.kiosk_burst_window,
-            settings.default_action_days,
+        policy = kiosks.KioskPolicy(
+            device=device.id,
+            min_interval=settings.kiosk_min_interval,
+            burst_count=settings.kiosk_burst_count,
+            burst_window=settings.kiosk_burst_window,
         )
-        outcomes, stored_rows = await state.store.write(job)
-        for index, outcome in outcomes.items():
-            results[index] = outcome
-        for row, result, item in stored_rows:
-            await after_commit(result, row, item, state.store)
-        return {"results": results}
+        outcomes = await ingest(
+            items, state.store, snapshot, policy=policy, default_action_days=settings.default_action_days
+        )
+        return {"results": [sync_result(item, outcome) for item, outcome in zip(data.items, outcomes, strict=True)]}
 
     @post(
         "/heartbeat",
@@ -253,18 +218,16 @@ class KioskDeviceController(Controller):
         summary="Report queue length, dead letters, app version, battery; answers survey version and retirement",
         responses=success(HeartbeatReply),
     )
-    async def heartbeat(self, data: Heartbeat, device: Device, state: State) -> dict[str, Any]:
+    async def heartbeat(
+        self, data: JSONBody[Heartbeat], device: NamedDependency[Device], state: State
+    ) -> dict[str, Any]:
         seen = datetime.now(UTC).isoformat()
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE kiosks SET last_seen = ?, backlog = ?, dead_letters = ?, app_version = ?,"
-                " last_sync = coalesce(?, last_sync),"
-                " battery = ?, silent_since = NULL WHERE id = ?",
-                (seen, data.queue, data.dead_letters, data.app_version, data.last_sync, data.battery, device.id),
+        await state.store.write(
+            lambda conn: kiosk_store.record_heartbeat(
+                conn, device.id, seen, data.queue, data.dead_letters, data.app_version, data.last_sync, data.battery
             )
-
-        await state.store.write(job)
+        )
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(device.touchpoint)
         version = snapshot.current.get(touchpoint.survey) if touchpoint else None
@@ -283,15 +246,15 @@ class KioskDeviceController(Controller):
         responses=success(InvitationPoll),
     )
     async def invitation(
-        self, device: Device, state: State, wait: Annotated[int, Parameter(ge=0, le=60)] = 20
+        self, device: NamedDependency[Device], state: State, wait: Annotated[int, QueryParameter(ge=0, le=60)] = 20
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         event = _invitation_events.setdefault(device.id, asyncio.Event())
         while True:
-            pending = await state.store.query(
-                "SELECT 1 FROM kiosk_invitations WHERE kiosk = ? AND delivered_at IS NULL AND expires_at > ?",
-                (device.id, datetime.now(UTC).isoformat()),
+            now = datetime.now(UTC).isoformat()
+            pending = await state.store.read(
+                lambda conn, at=now: kiosk_store.has_pending_invitation(conn, device.id, at)
             )
             if pending:
                 found = await state.store.write(lambda conn: kiosks.take_invitation(conn, device.id))
@@ -306,84 +269,29 @@ class KioskDeviceController(Controller):
                 await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
 
 
-async def answer_stored_replays(
-    state: State, refused: dict[int, Submission], results: list[dict[str, Any] | None]
-) -> None:
-    """Taps refused because the touchpoint retired that were in fact stored while it was live (a
-    retried batch) are duplicates, not rejects: the tablet may drop them from its queue."""
-    keys = {index: key for index, submission in refused.items() if (key := replay_key(submission))}
-    if not keys:
-        return
-    wanted = dict(keys.values())
-    found = await state.store.read(lambda conn: stored_replays(conn, wanted))
-    for index, (response_id, _digest) in keys.items():
-        if response_id in found:
-            results[index] = {"id": response_id, "status": "duplicate", "receipt": found[response_id].receipt}
+def tap_submission(item: KioskItem, device: Device) -> Submission:
+    """A queued tap as a submission to the kiosk's own touchpoint."""
+    return Submission(
+        touchpoint=device.touchpoint,
+        answers=item.answers,
+        id=item.id,
+        lang=item.lang,
+        case_ref=item.case_ref,
+        service=item.service,
+        officer=item.officer,
+        channel="kiosk",
+        submitted_at=item.submitted_at,
+    )
 
 
-def sync_job(
-    device_id: str,
-    prepared: list[tuple[int, Prepared]],
-    min_interval: float,
-    burst_count: int,
-    burst_window: float,
-    default_action_days: int = 10,
-):
-    """One writer job for a batch: misuse flags from device times, then each item in its own savepoint."""
-
-    def job(conn: sqlite3.Connection):
-        row = conn.execute("SELECT recent_presses FROM kiosks WHERE id = ?", (device_id,)).fetchone()
-        recent = kiosks.load_recent(row[0] if row else None)
-        ids = [p.row["id"] for _, p in prepared]
-        marks = ",".join("?" for _ in ids)
-        known = {r[0] for r in conn.execute(f"SELECT id FROM responses WHERE id IN ({marks})", ids)} if ids else set()
-
-        # Intervals between presses are judged on the device's own clock, even a wrong one.
-        def pressed(p: Prepared) -> str:
-            return p.row["client_time"] or p.row["occurred_at"]
-
-        fresh = sorted((p for _, p in prepared if p.row["id"] not in known), key=pressed)
-        press_times = [datetime.fromisoformat(pressed(p)) for p in fresh]
-        misuse = {
-            p.row["id"]: flags
-            for p, flags in zip(
-                fresh, kiosks.misuse_flags(press_times, recent, min_interval, burst_count, burst_window), strict=True
-            )
-        }
-        outcomes: dict[int, dict[str, Any]] = {}
-        stored: list[tuple[dict, IngestResult, Prepared]] = []
-        for index, original in prepared:
-            # A copy: the writer may replay this job, and a replay must not add the flags twice.
-            extra = misuse.get(original.row["id"], [])
-            item = replace(original, row=dict(original.row), flags=[*original.flags, *extra])
-            conn.execute("SAVEPOINT item")
-            try:
-                result, stored_row = store_job(item, default_action_days)(conn)
-            except Conflict as error:
-                conn.execute("ROLLBACK TO item")
-                outcomes[index] = {
-                    "id": item.row["id"],
-                    "status": "rejected",
-                    "reason": error.message,
-                    "field": error.field,
-                }
-            else:
-                outcomes[index] = {
-                    "id": result.id,
-                    "status": "stored" if result.created else "duplicate",
-                    "receipt": result.receipt,
-                }
-                if stored_row is not None:
-                    stored.append((stored_row, result, item))
-            conn.execute("RELEASE item")
-        keep = max(burst_count, 2)
-        conn.execute(
-            "UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?",
-            (kiosks.dump_recent(recent, keep), datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat(), device_id),
-        )
-        return outcomes, stored
-
-    return job
+def sync_result(item: KioskItem, outcome: Outcome) -> dict[str, Any]:
+    """The tablet's answer for one tap: `stored` or `duplicate` (it may leave the queue) with its
+    receipt, else `rejected` with the reason and field (it goes to the dead letters)."""
+    if outcome.result is not None:
+        status = "stored" if outcome.status == "stored" else "duplicate"
+        return {"id": outcome.result.id, "status": status, "receipt": outcome.result.receipt}
+    error = outcome.error
+    return {"id": outcome.id or item.id, "status": "rejected", "reason": error.message, "field": error.field}
 
 
 class KioskFleetController(Controller):
@@ -391,19 +299,18 @@ class KioskFleetController(Controller):
 
     path = "/api/v1/kiosks"
     tags = ["kiosks"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     async def _kiosk_unit(self, state: State, kiosk_id: str) -> str:
-        rows = await state.store.query(
-            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,)
-        )
-        if not rows:
+        unit = await state.store.read(lambda conn: kiosk_store.unit_of(conn, kiosk_id))
+        if unit is None:
             raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
-        return rows[0]["unit"]
+        return unit
 
     @get(summary="Kiosks of the token's subtree with their health", responses=success(list[KioskHealth]))
-    async def list(self, principal: Principal, state: State) -> list[dict[str, Any]]:
-        snapshot = await fresh_snapshot(state)
+    async def list(
+        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot], state: State
+    ) -> list[dict[str, Any]]:
         now, silent_after = datetime.now(UTC), timedelta(seconds=state.settings.kiosk_silent_after)
         fields = (
             "id",
@@ -428,12 +335,17 @@ class KioskFleetController(Controller):
 
     @post(
         "/enroll",
+        guards=[requires_role("admin", "manager")],
         summary="A one-time 6-digit enrollment code for a kiosk touchpoint",
         responses=success(EnrollmentCode, 201, "Issued"),
     )
-    async def enroll(self, data: EnrollRequest, principal: Principal, state: State) -> Response[dict]:
-        principal.require_role("admin", "manager")
-        snapshot = await fresh_snapshot(state)
+    async def enroll(
+        self,
+        data: JSONBody[EnrollRequest],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[dict]:
         touchpoint = snapshot.touchpoints.get(data.touchpoint)
         if touchpoint is None:
             raise NotFound(f"touchpoint: no touchpoint {data.touchpoint!r}", "touchpoint")
@@ -445,12 +357,18 @@ class KioskFleetController(Controller):
 
     @post(
         "/{kiosk_id:str}/invite",
+        guards=[requires_role("admin", "manager")],
         summary="Show the rating screen for a case that just ended",
         responses=success(IssuedInvitation, 201, "Issued"),
     )
-    async def invite(self, kiosk_id: str, data: InviteBody, principal: Principal, state: State) -> Response[dict]:
-        principal.require_role("admin", "manager")
-        snapshot = await fresh_snapshot(state)
+    async def invite(
+        self,
+        kiosk_id: FromPath[str],
+        data: JSONBody[InviteBody],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[dict]:
         unit = await self._kiosk_unit(state, kiosk_id)
         principal.require_unit(unit, snapshot)
         if data.service is not None and data.service not in snapshot.services:
@@ -469,13 +387,18 @@ class KioskFleetController(Controller):
 
     @post(
         "/{kiosk_id:str}/revoke",
+        guards=[requires_role("admin", "manager")],
         status_code=200,
         summary="Revoke a kiosk's device token",
         responses=success(KioskRevoked),
     )
-    async def revoke(self, kiosk_id: str, principal: Principal, state: State) -> dict[str, Any]:
-        principal.require_role("admin", "manager")
-        snapshot = await fresh_snapshot(state)
+    async def revoke(
+        self,
+        kiosk_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> dict[str, Any]:
         principal.require_unit(await self._kiosk_unit(state, kiosk_id), snapshot)
         await state.store.write(lambda conn: kiosks.revoke(conn, kiosk_id))
         forget_device_cache()
@@ -488,22 +411,14 @@ async def strings_json() -> dict[str, dict[str, str]]:
 
 
 async def watch_for_silent_kiosks(store, settings, interval: float | None = None) -> None:
-    """Fire `kiosk.silent` once for each kiosk whose heartbeats stopped for `kiosk_silent_after` seconds."""
+    """Log `kiosk.silent` once for each kiosk whose heartbeats stopped for `kiosk_silent_after` seconds."""
     interval = interval or max(1.0, min(60.0, settings.kiosk_silent_after / 4))
     while True:
         await asyncio.sleep(interval)
         try:
             cutoff = (datetime.now(UTC) - timedelta(seconds=settings.kiosk_silent_after)).isoformat()
             marked_at = datetime.now(UTC).isoformat()
-
-            for data in await store.write(lambda conn, c=cutoff, m=marked_at: kiosks.mark_silent(conn, c, m)):
-                event = Event(
-                    type="kiosk.silent",
-                    id=f"kiosk.silent:{data['kiosk']}:{data['last_seen']}",
-                    created_at=marked_at,
-                    data=data,
-                )
-                await fire_event(event, store)
+            await store.write(lambda conn, c=cutoff, m=marked_at: kiosks.mark_silent(conn, c, m))
         except Exception:  # noqa: BLE001 - the watcher must outlive a bad round
             log.exception("silent-kiosk check failed")
 

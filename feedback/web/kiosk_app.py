@@ -8,9 +8,10 @@ from litestar import HttpMethod, Request, Router, route
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.file_system import BaseLocalFileSystem
-from litestar.response.base import ASGIResponse
-from litestar.response.redirect import ASGIRedirectResponse
-from litestar.static_files.base import StaticFiles
+from litestar.params import FromPath
+from litestar.response import Redirect
+from litestar.static_files import StaticFiles
+from litestar.types import ASGIApp
 
 import feedback_kiosk
 
@@ -35,7 +36,7 @@ def kiosk_app_router() -> Router:
         headers={cache_control.HEADER_NAME: cache_control.to_header()},
     )
 
-    async def send_file(path: str, head: bool) -> ASGIResponse:
+    async def send_file(path: str, head: bool) -> ASGIApp:
         # Built as for GET, so that HEAD carries the same headers (Litestar leaves out the content
         # type of a HEAD file response); then sent without its body.
         response = await files.handle(path=path, is_head_response=False)
@@ -43,18 +44,17 @@ def kiosk_app_router() -> Router:
         return response
 
     @route("/", http_method=[HttpMethod.GET, HttpMethod.HEAD], name="kiosk_app")
-    async def shell(request: Request) -> ASGIResponse:
+    async def shell(request: Request) -> ASGIApp:
         head = request.method == HttpMethod.HEAD
         raw_path = request.scope.get("raw_path") or b"/"
         if not raw_path.split(b"?", 1)[0].endswith(b"/"):
             query = request.scope.get("query_string", b"").decode("latin-1")
-            return ASGIRedirectResponse(
-                path="/kiosk/" + (f"?{query}" if query else ""), status_code=308, is_head_response=head
-            )
+            redirect = Redirect(path="/kiosk/" + (f"?{query}" if query else ""), status_code=308)
+            return redirect.to_asgi_response(None, request, is_head_response=head)
         return await send_file("/", head)
 
     @route("/{file_path:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD], name="kiosk_app/file")
-    async def app_file(request: Request, file_path: PurePath) -> ASGIResponse:
+    async def app_file(request: Request, file_path: FromPath[PurePath]) -> ASGIApp:
         if file_path.suffix not in KIOSK_FILE_TYPES:
             raise NotFoundException()
         return await send_file(file_path.as_posix(), request.method == HttpMethod.HEAD)

@@ -18,6 +18,7 @@ from typing import Any
 from feedback.db import Store
 from feedback.hookspecs import hookimpl
 from feedback.models import Event
+from feedback.store import actions as action_store
 
 log = logging.getLogger("feedback.live")
 
@@ -79,14 +80,10 @@ class Hub:
 
     async def _poll_once(self, store: Store) -> None:
         if self.watermark is None:
-            found = await store.query("SELECT max(updated_at) AS at FROM actions")
-            self.watermark = found[0]["at"] or ""
+            self.watermark = await store.read(action_store.latest_change) or ""
             return
-        changed = await store.query(
-            "SELECT id, unit, status, title, owner, due, opened_at, updated_at FROM actions"
-            " WHERE updated_at > ? ORDER BY updated_at LIMIT 500",
-            (self.watermark,),
-        )
+        watermark = self.watermark
+        changed = await store.read(lambda conn: action_store.changed_since(conn, watermark))
         for row in changed:
             self.watermark = max(self.watermark, row["updated_at"])
             key = (row["id"], row["updated_at"])

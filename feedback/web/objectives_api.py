@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from feedback import exposure, objectives
+from feedback.catalog import Snapshot
 from feedback.control_chart import MAX_WEEKS, p_chart
 from feedback.errors import Forbidden, InvalidInput, NotFound
-from feedback.web.api import UnitPeriod, fresh_snapshot, local_today, parse_day, scope_unit, unit_period
+from feedback.store import objectives as objective_store
+from feedback.web.access import TOKEN, requires_role, requires_unit
+from feedback.web.api import UnitPeriod, local_today, parse_day, scope_unit, unit_period
 from feedback.web.json_body import decode_json
 from feedback.web.schemas import (
     ControlChart,
@@ -23,7 +26,7 @@ from feedback.web.schemas import (
     ObjectiveSummary,
     success,
 )
-from feedback.web.security import Principal, current_principal
+from feedback.web.security import Principal
 
 WRITERS = ("admin", "manager")
 MAX_EXPOSURE_BODY = 4 * 1024 * 1024
@@ -36,23 +39,29 @@ def decode_body(raw: bytes) -> Any:
 
 
 async def objective_unit(state: State, objective_id: int) -> str:
-    rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
-    if not rows:
+    unit = await state.store.read(lambda conn: objective_store.unit_of(conn, objective_id))
+    if unit is None:
         raise NotFound(f"id: no objective {objective_id}", "id")
-    return rows[0]["unit"]
+    return unit
 
 
 class ObjectivesController(Controller):
     path = "/api/v1/objectives"
     tags = ["objectives"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @get(
+        guards=[requires_unit()],
         summary="Quality objectives of a unit's subtree, each with the version in force today",
         responses=success(list[ObjectiveSummary]),
     )
-    async def list(self, principal: Principal, state: State, unit: str | None = None) -> list[dict[str, Any]]:
-        snapshot = await fresh_snapshot(state)
+    async def list(
+        self,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        unit: FromQuery[str | None] = None,
+    ) -> list[dict[str, Any]]:
         if unit is None and principal.unit is None:
             roots = [code for code, u in snapshot.units.items() if u.parent is None]
         else:
@@ -70,11 +79,13 @@ class ObjectivesController(Controller):
         return await state.store.read(read)
 
     @post(
+        guards=[requires_role(*WRITERS)],
         summary="Create a quality objective (admin or manager of the unit)",
         responses=success(Objective, 201, "Created"),
     )
-    async def create(self, request: Request, principal: Principal, state: State) -> Response[dict[str, Any]]:
-        principal.require_role(*WRITERS)
+    async def create(
+        self, request: Request, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot], state: State
+    ) -> Response[dict[str, Any]]:
         body = decode_body(await request.body())
         if not isinstance(body, dict):
             raise InvalidInput("body: must be a JSON object", "body")
@@ -82,7 +93,6 @@ class ObjectivesController(Controller):
         unit = spec.pop("unit", None) or principal.unit
         if unit is None:
             raise InvalidInput("unit: required", "unit")
-        snapshot = await fresh_snapshot(state)
         if not isinstance(unit, str) or unit not in snapshot.units:
             raise InvalidInput(f"unit: no unit {unit!r}", "unit")
         principal.require_unit(unit, snapshot)
@@ -97,22 +107,33 @@ class ObjectivesController(Controller):
         return Response(document, status_code=201)
 
     @get("/{objective_id:int}", summary="One objective with every version", responses=success(Objective))
-    async def show(self, objective_id: int, principal: Principal, state: State) -> dict[str, Any]:
+    async def show(
+        self,
+        objective_id: FromPath[int],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
-        snapshot = await fresh_snapshot(state)
         principal.require_unit(unit, snapshot)
         today = local_today(snapshot, unit)
         return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))
 
     @put(
         "/{objective_id:int}",
+        guards=[requires_role(*WRITERS)],
         summary="A new version of an objective, in force from valid_from (default today)",
         responses=success(Objective),
     )
-    async def change(self, objective_id: int, request: Request, principal: Principal, state: State) -> dict[str, Any]:
-        principal.require_role(*WRITERS)
+    async def change(
+        self,
+        objective_id: FromPath[int],
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
-        snapshot = await fresh_snapshot(state)
         principal.require_unit(unit, snapshot)
         body = decode_body(await request.body())
         if not isinstance(body, dict):
@@ -129,14 +150,20 @@ class ObjectivesController(Controller):
 
     @post(
         "/{objective_id:int}/retire",
+        guards=[requires_role(*WRITERS)],
         status_code=200,
         summary="Retire an objective from a day on (never deleted)",
         responses=success(Objective),
     )
-    async def retire(self, objective_id: int, request: Request, principal: Principal, state: State) -> dict[str, Any]:
-        principal.require_role(*WRITERS)
+    async def retire(
+        self,
+        objective_id: FromPath[int],
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
-        snapshot = await fresh_snapshot(state)
         principal.require_unit(unit, snapshot)
         body = decode_body(await request.body())
         body = {} if body is None else body
@@ -159,10 +186,14 @@ class ObjectivesController(Controller):
         responses=success(ObjectiveStatus),
     )
     async def status(
-        self, objective_id: int, principal: Principal, state: State, at: str | None = None
+        self,
+        objective_id: FromPath[int],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        at: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
         unit = await objective_unit(state, objective_id)
-        snapshot = await fresh_snapshot(state)
         principal.require_unit(unit, snapshot)
         day = parse_day(at, "at") or local_today(snapshot, unit)
         return await state.store.read(lambda conn: objectives.status_at(conn, snapshot, objective_id, day))
@@ -171,7 +202,8 @@ class ObjectivesController(Controller):
 class ControlChartController(Controller):
     path = "/api/v1/control-chart"
     tags = ["objectives"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
+    guards = [requires_unit()]
 
     @get(
         summary="Weekly p-chart of a unit's subtree: 3-sigma limits and run-of-eight signals",
@@ -179,15 +211,15 @@ class ControlChartController(Controller):
     )
     async def chart(
         self,
-        principal: Principal,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
         state: State,
-        unit: str | None = None,
-        date_to: str | None = QueryParameter(name="to", default=None),
-        weeks: int = Parameter(default=26, ge=1, le=MAX_WEEKS),
-        metric: str = "satisfaction",
-        service: str | None = None,
+        unit: FromQuery[str | None] = None,
+        date_to: Annotated[str | None, QueryParameter(name="to")] = None,
+        weeks: Annotated[int, QueryParameter(ge=1, le=MAX_WEEKS)] = 26,
+        metric: FromQuery[str] = "satisfaction",
+        service: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
-        snapshot = await fresh_snapshot(state)
         unit = scope_unit(principal, snapshot, unit)
         if service is not None and service not in snapshot.services:
             raise InvalidInput(f"service: no service {service!r}", "service")
@@ -198,17 +230,18 @@ class ControlChartController(Controller):
 class ExposureController(Controller):
     path = "/api/v1/exposure"
     tags = ["exposure"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @post(
+        guards=[requires_role(*WRITERS)],
         status_code=200,
         request_max_body_size=MAX_EXPOSURE_BODY,
         responses=success(ExposureStored),
         summary="Store customers served / offered a survey per unit, service and day (all or nothing)",
     )
-    async def store(self, request: Request, principal: Principal, state: State) -> dict[str, int]:
-        principal.require_role(*WRITERS)
-        snapshot = await fresh_snapshot(state)
+    async def store(
+        self, request: Request, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot], state: State
+    ) -> dict[str, int]:
         body = decode_body(await request.body())
         if body is None:
             raise InvalidInput("body: an object or a list of objects is required", "body")
@@ -223,9 +256,10 @@ class ExposureController(Controller):
     @get(
         summary="Exposure counts of a unit's subtree between two local days",
         dependencies={"period": unit_period()},
+        guards=[requires_unit()],
         responses=success(ExposureList),
     )
-    async def list(self, period: UnitPeriod, state: State) -> dict[str, Any]:
+    async def list(self, period: NamedDependency[UnitPeriod], state: State) -> dict[str, Any]:
         units = period.snapshot.subtree(period.unit)
         start, end = period.start.isoformat(), period.end.isoformat()
         rows = await state.store.read(lambda conn: exposure.list_exposure(conn, units, start, end))

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
 from feedback import posters, qr
@@ -17,37 +17,36 @@ from feedback.case_links import case_link, case_sig, case_sig_valid
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, Gone, InvalidInput, NotFound
 from feedback.models import Touchpoint
-from feedback.web.api import fresh_snapshot
+from feedback.web.access import TOKEN, fresh_snapshot, requires_role, requires_unit
 from feedback.web.security import Principal, current_principal, may_vouch_for_case
 
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
 MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 
-SIZE = QueryParameter(
-    name="size",
-    default=None,
-    required=False,
-    description=f"PNG: width and height in pixels, {qr.MIN_SIZE}..{qr.MAX_SIZE} (default "
-    f"{qr.DEFAULT_SIZE}); SVG: its width and height attributes",
-)
-ECC = QueryParameter(
-    name="ecc", default=None, required=False, description="Error correction level: L, M (default), Q or H"
-)
-CASE = QueryParameter(
-    name="case",
-    default=None,
-    required=False,
-    description="A case reference (dossier code, declaration number) to encode as ?case=REF, "
-    f"at most {qr.MAX_CASE_LENGTH} characters",
-)
-SIG = QueryParameter(
-    name="sig",
-    default=None,
-    required=False,
-    description="The signature of `case` from `POST /api/v1/touchpoints/{token}/case-links`; the code "
-    "then encodes the signed link (400 when it does not match)",
-)
-PAPER = QueryParameter(name="paper", default=None, required=False, description="A4 (default) or A5")
+# Optional query parameters, each declared with `= None` where it is used.
+Size = Annotated[
+    str | None,
+    QueryParameter(
+        description=f"PNG: width and height in pixels, {qr.MIN_SIZE}..{qr.MAX_SIZE} (default "
+        f"{qr.DEFAULT_SIZE}); SVG: its width and height attributes",
+    ),
+]
+Ecc = Annotated[str | None, QueryParameter(description="Error correction level: L, M (default), Q or H")]
+Case = Annotated[
+    str | None,
+    QueryParameter(
+        description="A case reference (dossier code, declaration number) to encode as ?case=REF, "
+        f"at most {qr.MAX_CASE_LENGTH} characters",
+    ),
+]
+Sig = Annotated[
+    str | None,
+    QueryParameter(
+        description="The signature of `case` from `POST /api/v1/touchpoints/{token}/case-links`; the code "
+        "then encodes the signed link (400 when it does not match)",
+    ),
+]
+Paper = Annotated[str | None, QueryParameter(description="A4 (default) or A5")]
 
 
 def public_base(request: Request, state: State) -> str:
@@ -151,11 +150,11 @@ class TouchpointQRController(Controller):
         self,
         request: Request,
         state: State,
-        token: str,
-        size: str | None = SIZE,
-        ecc: str | None = ECC,
-        case: str | None = CASE,
-        sig: str | None = SIG,
+        token: FromPath[str],
+        size: Size = None,
+        ecc: Ecc = None,
+        case: Case = None,
+        sig: Sig = None,
     ) -> Response[bytes]:
         return await image_response("svg", request, state, token, size, ecc, case, sig)
 
@@ -170,28 +169,33 @@ class TouchpointQRController(Controller):
         self,
         request: Request,
         state: State,
-        token: str,
-        size: str | None = SIZE,
-        ecc: str | None = ECC,
-        case: str | None = CASE,
-        sig: str | None = SIG,
+        token: FromPath[str],
+        size: Size = None,
+        ecc: Ecc = None,
+        case: Case = None,
+        sig: Sig = None,
     ) -> Response[bytes]:
         return await image_response("png", request, state, token, size, ecc, case, sig)
 
     @post(
         "/{token:str}/case-links",
         status_code=200,
-        dependencies={"principal": Provide(current_principal)},
+        dependencies={"principal": TOKEN},
+        guards=[requires_role("admin", "manager")],
         summary="A signed survey link for a case (counter software; manager or admin of the unit)",
         description="`{public_url}/s/{token}?case=REF&sig=…`. A rating given through it has a verified case "
         "reference, and only a verified reference makes a later rating of the same case a duplicate.",
     )
     async def sign_case(
-        self, token: str, data: CaseLinkRequest, request: Request, state: State, principal: Principal
+        self,
+        token: FromPath[str],
+        data: JSONBody[CaseLinkRequest],
+        request: Request,
+        state: State,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
     ) -> CaseLink:
-        snapshot = await fresh_snapshot(state)
         touchpoint = find_touchpoint(snapshot, token)
-        principal.require_role("admin", "manager")
         principal.require_unit(touchpoint.unit, snapshot)
         retired_at = snapshot.retired.get(touchpoint.token)
         if retired_at is not None:  # its link would only show the retired page
@@ -205,14 +209,19 @@ class TouchpointQRController(Controller):
     @get(
         "/{token:str}/poster.pdf",
         media_type="application/pdf",
-        dependencies={"principal": Provide(current_principal)},
+        dependencies={"principal": TOKEN},
         summary="A printable poster for one touchpoint (PDF)",
     )
     async def poster(
-        self, request: Request, state: State, principal: Principal, token: str, paper: str | None = PAPER
+        self,
+        request: Request,
+        state: State,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        token: FromPath[str],
+        paper: Paper = None,
     ) -> Response[bytes]:
         size = posters.parse_paper(paper)
-        snapshot = await fresh_snapshot(state)
         touchpoint = find_touchpoint(snapshot, token)
         principal.require_unit(touchpoint.unit, snapshot)
         base = public_base(request, state)
@@ -223,21 +232,23 @@ class TouchpointQRController(Controller):
 class UnitPostersController(Controller):
     path = "/api/v1/units"
     tags = ["units"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
 
     @get(
         "/{code:str}/posters.pdf",
+        guards=[requires_unit("code", source="path")],
         media_type="application/pdf",
         summary="Printable posters for every live touchpoint of a unit's subtree (PDF, one page each)",
     )
     async def unit_posters(
-        self, request: Request, state: State, principal: Principal, code: str, paper: str | None = PAPER
+        self,
+        request: Request,
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        code: FromPath[str],
+        paper: Paper = None,
     ) -> Response[bytes]:
         size = posters.parse_paper(paper)
-        snapshot = await fresh_snapshot(state)
-        if code not in snapshot.units:
-            raise NotFound(f"code: no unit {code!r}", "code")
-        principal.require_unit(code, snapshot)
         tokens = posters.unit_tokens(snapshot, code)
         if not tokens:
             raise NotFound(f"code: unit {code!r} has no touchpoints", "code")

@@ -63,6 +63,14 @@ class Receipt(Struct, kw_only=True):
     receipt: Annotated[str, _field("the short receipt code shown to the respondent")]
 
 
+class ErrorBody(Struct, kw_only=True):
+    """Every error answer of the API (what `feedback.web.errors` sends)."""
+
+    status_code: Annotated[int, _field("the HTTP status")]
+    detail: Annotated[str, _field("what is wrong, starting with the offending field")]
+    field: Annotated[str, _field("the offending field, e.g. answers.overall")] | UnsetType = UNSET
+
+
 # -- touchpoints, surveys and units --------------------------------------------------------------
 
 

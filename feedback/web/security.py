@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from feedback.auth import hash_token
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, Unauthorized
+from feedback.store import users as user_store
 
 # Looked-up tokens are cached briefly so the hot path needs no read; a revocation takes effect
 # within this many seconds.
@@ -56,7 +57,7 @@ def forget_tokens(*, user: str | None = None, digest: str | None = None) -> None
 
 
 async def current_principal(request: Request, state: State) -> Principal:
-    """The dependency every token-protected handler takes."""
+    """Who a request's bearer token speaks for (behind `feedback.web.access.TOKEN`); 401 without one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -73,12 +74,8 @@ async def token_principal(token: str, state: State) -> Principal | None:
     cached = _cache.get(digest)
     now = time.monotonic()
     if cached is None or cached[1] < now:
-        rows = await state.store.query(
-            "SELECT t.user, t.role, t.unit FROM api_tokens t JOIN users u ON u.name = t.user"
-            " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND coalesce(u.disabled, 0) = 0",
-            (digest,),
-        )
-        principal = Principal(rows[0]["user"], rows[0]["role"], rows[0]["unit"]) if rows else None
+        row = await state.store.read(lambda conn: user_store.token_principal(conn, digest))
+        principal = Principal(row["user"], row["role"], row["unit"]) if row else None
         if len(_cache) > 10_000:
             _cache.clear()
         _cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)

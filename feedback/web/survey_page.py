@@ -24,14 +24,15 @@ import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie, State
+from litestar.params import FromPath
 from markupsafe import Markup, escape
 
 from feedback import __version__
 from feedback.case_links import MAX_SIG_LENGTH, case_sig_valid
 from feedback.catalog import Snapshot
-from feedback.errors import Conflict, Gone, InvalidInput
+from feedback.errors import InvalidInput
 from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
-from feedback.ingest import IngestResult, ingest, new_response_id_bytes
+from feedback.ingest import Item, ingest, new_response_id_bytes
 from feedback.models import (
     LANGUAGES,
     ChoiceQuestion,
@@ -378,7 +379,7 @@ class SurveyPageController(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def page(self, token: str, request: Request, state: State) -> Response[str]:
+    async def page(self, token: FromPath[str], request: Request, state: State) -> Response[str]:
         snapshot, touchpoint, version = await survey_at(state, token)
         if touchpoint is not None and touchpoint.token in snapshot.retired:
             return retired_page(request, snapshot, touchpoint, token)
@@ -395,7 +396,7 @@ class SurveyPageController(Controller):
         )
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
-    async def submit(self, token: str, request: Request, state: State) -> Response[str]:
+    async def submit(self, token: FromPath[str], request: Request, state: State) -> Response[str]:
         snapshot, touchpoint, version = await survey_at(state, token)
         if touchpoint is None:
             return not_found(request)
@@ -430,17 +431,18 @@ class SurveyPageController(Controller):
             case_ref=case_ref,
             channel="qr",
         )
-        try:
-            result = await ingest_form(submission, rendered_at, state, snapshot, flags, case_verified)
-        except Gone:
+        # A form rendered while the touchpoint was live is still taken after its retirement (`opened_at`).
+        item = Item(submission, flags=tuple(flags), case_verified=case_verified, opened_at=rendered_at)
+        [outcome] = await ingest([item], state.store, snapshot, default_action_days=state.settings.default_action_days)
+        if outcome.status == "gone":
             return retired_page(request, snapshot, touchpoint, token)
-        except InvalidInput as error:
-            key = (error.field or "").removeprefix("answers.")
+        if outcome.status == "rejected" and isinstance(outcome.error, InvalidInput):
+            key = (outcome.error.field or "").removeprefix("answers.")
             question = version.definition.question(key)
             if question is not None:
                 template = (
                     "Please answer: %(question)s"
-                    if "required" in error.message
+                    if "required" in outcome.error.message
                     else "This answer is not valid: %(question)s"
                 )
                 message = _(template) % {"question": text_in(question.text, lang)}
@@ -462,11 +464,14 @@ class SurveyPageController(Controller):
             )
             # The same form id again: once corrected, the form is still the one rendered back then.
             return html(fill(page, case_ref, form_id, case_sig), 400)
-        except Conflict:
+        if outcome.status == "conflict":
             # The same form was sent again with other answers: the first stays, as stored.
             return thanks_page(
                 snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False, already=True, status=409
             )
+        if outcome.error is not None:
+            raise outcome.error
+        result = outcome.result
         cookies = []
         window = state.settings.repeat_window
         if window > 0:
@@ -499,47 +504,6 @@ class SurveyPageController(Controller):
         )
         response.cookies.extend(cookies)
         return response
-
-
-async def ingest_form(
-    submission: Submission,
-    rendered_at: datetime | None,
-    state: State,
-    snapshot: Snapshot,
-    flags: list[str],
-    case_verified: bool = False,
-) -> IngestResult:
-    """Ingest a form post; raises Gone when a retired touchpoint takes nothing from this form.
-
-    A form rendered while the touchpoint was live and sent after its retirement is taken with
-    `submitted_at` = its render time. That is the honest record: the rating was begun on a form the
-    server handed out while the code was live, so it is counted for that moment (occurred_at, as a
-    kiosk's offline tap is counted for when it was tapped), while server_time still says when it
-    arrived. Moving `now` back instead would falsify server_time. The first attempt goes without
-    it, so a resend of a form stored while live is answered as the replay it is.
-    """
-    settings = state.settings
-    try:
-        return await ingest(
-            submission,
-            state.store,
-            snapshot,
-            flags=flags,
-            default_action_days=settings.default_action_days,
-            case_verified=case_verified,
-        )
-    except Gone:
-        if rendered_at is None:
-            raise
-        opened = msgspec.structs.replace(submission, submitted_at=rendered_at.isoformat())
-        return await ingest(
-            opened,
-            state.store,
-            snapshot,
-            flags=flags,
-            default_action_days=settings.default_action_days,
-            case_verified=case_verified,
-        )
 
 
 def thanks_page(

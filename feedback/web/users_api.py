@@ -8,19 +8,21 @@ and within `TOKEN_CACHE_SECONDS` (30 s) in the others, which cache token look-up
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Response, get, patch, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from feedback import user_admin
-from feedback.web.api import fresh_snapshot
+from feedback.catalog import Snapshot
+from feedback.store import Connection
+from feedback.web.access import TOKEN, requires
 from feedback.web.manage.auth import forget_sessions
-from feedback.web.security import Principal, current_principal, forget_tokens
+from feedback.web.security import Principal, forget_tokens
 
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\s/\\]+$")]
 Code = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -96,19 +98,24 @@ def _token_out(row: dict) -> TokenOut:
 class UsersController(Controller):
     path = "/api/v1/users"
     tags = ["users"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
+    guards = [requires(user_admin.require_admin)]
 
     @get(summary="Users the admin token administers (its unit's subtree; every user for an admin without a unit)")
-    async def list_users(self, principal: Principal, state: State) -> list[UserOut]:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def list_users(
+        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot], state: State
+    ) -> list[UserOut]:
         rows = await state.store.read(lambda conn: user_admin.list_users(conn, principal, snapshot))
         return [_user_out(row) for row in rows]
 
     @post(summary="Create a user in the admin's subtree (with at most the admin's role)")
-    async def create_user(self, data: NewUser, principal: Principal, state: State) -> Response[UserOut]:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def create_user(
+        self,
+        data: JSONBody[NewUser],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[UserOut]:
         row = await state.store.write(
             lambda conn: user_admin.create_user(
                 conn, principal, snapshot, data.name, data.role, data.unit, email=data.email, lang=data.lang
@@ -118,9 +125,14 @@ class UsersController(Controller):
         return Response(_user_out(row), status_code=201)
 
     @patch("/{name:str}", summary="Change a user's role, unit, e-mail, language or whether it is disabled")
-    async def change_user(self, name: str, data: UserChange, principal: Principal, state: State) -> UserOut:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def change_user(
+        self,
+        name: FromPath[str],
+        data: JSONBody[UserChange],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> UserOut:
         row = await state.store.write(
             lambda conn: user_admin.change_user(
                 conn,
@@ -143,28 +155,41 @@ class UsersController(Controller):
 class TokensController(Controller):
     path = "/api/v1/tokens"
     tags = ["users"]
-    dependencies = {"principal": Provide(current_principal)}
+    dependencies = {"principal": TOKEN}
+    guards = [requires(user_admin.require_admin)]
 
     @get(summary="API tokens of the users the admin token administers (never the token or its hash)")
-    async def list_tokens(self, principal: Principal, state: State, user: str | None = None) -> list[TokenOut]:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def list_tokens(
+        self,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        user: FromQuery[str | None] = None,
+    ) -> list[TokenOut]:
         rows = await state.store.read(lambda conn: user_admin.list_tokens(conn, principal, snapshot, user))
         return [_token_out(row) for row in rows]
 
     @post(summary="A new token for a user the admin administers, with that user's role and unit; shown once")
-    async def create_token(self, data: TokenRequest, principal: Principal, state: State) -> Response[NewToken]:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def create_token(
+        self,
+        data: JSONBody[TokenRequest],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[NewToken]:
         row = await state.store.write(lambda conn: user_admin.create_token(conn, principal, snapshot, data.user))
         return Response(msgspec.convert(row, NewToken), status_code=201, headers=NO_STORE)
 
     @post("/{token_id:str}/revoke", status_code=200, summary="Revoke a token (a second revocation changes nothing)")
-    async def revoke_token(self, token_id: str, principal: Principal, state: State) -> TokenOut:
-        user_admin.require_admin(principal)
-        snapshot = await fresh_snapshot(state)
+    async def revoke_token(
+        self,
+        token_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> TokenOut:
 
-        def revoke(conn: sqlite3.Connection) -> tuple[dict, str]:
+        def revoke(conn: Connection) -> tuple[dict, str]:
             return user_admin.revoke_token(conn, principal, snapshot, token_id)
 
         row, digest = await state.store.write(revoke)

@@ -3,11 +3,13 @@ the case, to verify and rectify by the local deadline (the unit's `action_days` 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedback import hookimpl
 from feedback.i18n import gettext_for
 from feedback.models import ActionRequest, StoredResponse
+from feedback_plugins import LOCALES
 
 if TYPE_CHECKING:
     from feedback.catalog import Snapshot
@@ -43,3 +45,8 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
             "reasons": response.answers.get("bad_reasons"),
         },
     )
+
+
+@hookimpl
+def register_translations() -> Path:
+    return LOCALES

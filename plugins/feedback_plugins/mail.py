@@ -17,12 +17,12 @@ import json
 import logging
 import re
 import smtplib
-import sqlite3
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -32,18 +32,29 @@ from babel.numbers import format_decimal
 from feedback import hookimpl
 from feedback.db import Store
 from feedback.i18n import CATALOGUE, gettext_for
+from feedback.jobs import Job
 from feedback.models import LANGUAGES, Event, Unit
 from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue
+from feedback.rates import satisfaction
 from feedback.settings import Settings, load_settings
+from feedback.store import Connection
+from feedback.store import actions as action_store
+from feedback.store import events as outbox_store
+from feedback.store import objectives as objective_store
+from feedback.store import organisation as organisation_store
+from feedback.store import responses as response_store
+from feedback.store import users as user_store
+from feedback_plugins import LOCALES
 
 if TYPE_CHECKING:
     from feedback.catalog import Snapshot
-    from feedback.jobs import Job, JobContext
+    from feedback.jobs import JobContext
 
 log = logging.getLogger("feedback.mail")
 
 CHANNEL = "mail"
 SMTP_TIMEOUT = 30.0
+SMTP_CONCURRENCY = 4  # connections to the SMTP server at once
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 CLOSED = ("closed", "appeal_upheld")
 # Metrics whose values are means on 0-100; every other metric is a share 0-1.
@@ -158,13 +169,13 @@ def build_message(row: dict[str, Any], sender: str) -> EmailMessage:
     return message
 
 
-def _after_delivery(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+def _after_delivery(conn: Connection, row: dict[str, Any]) -> None:
     """A call-back mail went out: its contact has done its job and is purged (with the outbox copy)."""
     response_id = json.loads(row["payload"]).get("purge_contact")
     if not response_id:
         return
     purge_contact(conn, response_id, "call-back mail delivered")
-    conn.execute("UPDATE outbox SET target = '(purged)', payload = '{}' WHERE id = ?", (row["id"],))
+    outbox_store.forget_target(conn, row["id"])
 
 
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
@@ -178,7 +189,16 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
         await asyncio.to_thread(send_message, target, build_message(row, sender))
 
     # Several SMTP steps, each with its own timeout: a lease long enough for all of them.
-    return await deliver_due(store, CHANNEL, send, now, lease_seconds=SMTP_TIMEOUT * 10, on_delivered=_after_delivery)
+    return await deliver_due(
+        store,
+        CHANNEL,
+        send,
+        now,
+        lease_seconds=SMTP_TIMEOUT * 10,
+        on_delivered=_after_delivery,
+        concurrency=SMTP_CONCURRENCY,
+        batch=SMTP_CONCURRENCY * 4,
+    )
 
 
 def _nudge(store: Store) -> None:
@@ -320,25 +340,16 @@ def callback_mail(
 # -- reacting to events ----------------------------------------------------------------------------------
 
 
-def _units(conn: sqlite3.Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
-    marks = ",".join("?" for _ in codes)
+def _units(conn: Connection, codes: list[str]) -> dict[str, dict[str, Any]]:
     found = {}
-    for row in conn.execute(f"SELECT code, name, names, lang FROM units WHERE code IN ({marks})", codes):
-        unit = dict(row)
+    for unit in organisation_store.units_named(conn, codes):
         unit["names"] = json.loads(unit["names"]) if unit["names"] else {}
         found[unit["code"]] = unit
     return found
 
 
-def _recipients(conn: sqlite3.Connection, names: list[str]) -> dict[str, dict[str, Any]]:
-    marks = ",".join("?" for _ in names)
-    rows = conn.execute(
-        f"SELECT u.name, u.email, u.lang, coalesce(unit.lang, '') AS unit_lang FROM users u"
-        f" LEFT JOIN units unit ON unit.code = u.unit"
-        f" WHERE u.name IN ({marks}) AND coalesce(u.disabled, 0) = 0 AND u.email IS NOT NULL AND u.email != ''",
-        names,
-    )
-    return {row["name"]: dict(row) for row in rows}
+def _recipients(conn: Connection, names: list[str]) -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in user_store.mail_recipients(conn, names)}
 
 
 async def _notify(event: Event, store: Store) -> None:
@@ -351,11 +362,11 @@ async def _notify(event: Event, store: Store) -> None:
         kinds = [(data.get("owner"), event.type.split(".", 1)[1])]
     unit_code = data.get("unit")
 
-    def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    def read(conn: Connection) -> tuple[dict[str, Any], dict[str, Any], str | None]:
         units = _units(conn, [unit_code]) if unit_code else {}
-        manager = conn.execute("SELECT owner FROM units WHERE code = ?", (unit_code,)).fetchone()
-        names = [name for name, _ in kinds if name] + ([manager[0]] if manager and manager[0] else [])
-        return _recipients(conn, names) if names else {}, units, manager[0] if manager else None
+        manager = organisation_store.unit_owner(conn, unit_code) if unit_code else None
+        names = [name for name, _ in kinds if name] + ([manager] if manager else [])
+        return _recipients(conn, names) if names else {}, units, manager
 
     recipients, units, manager = await store.read(read)
     if not kinds[0][0] and manager:
@@ -376,7 +387,7 @@ async def _notify(event: Event, store: Store) -> None:
     if not queued:
         return
 
-    def queue(conn: sqlite3.Connection) -> None:
+    def queue(conn: Connection) -> None:
         for mail in queued:
             enqueue(
                 conn,
@@ -393,8 +404,8 @@ async def _notify(event: Event, store: Store) -> None:
     _nudge(store)
 
 
-def purge_contact(conn: sqlite3.Connection, response_id: str, reason: str) -> bool:
-    purged = conn.execute("DELETE FROM contacts WHERE response_id = ?", (response_id,)).rowcount > 0
+def purge_contact(conn: Connection, response_id: str, reason: str) -> bool:
+    purged = response_store.delete_contact(conn, response_id)
     if purged:
         log.info("contact of response %s purged: %s", response_id, reason)
     return purged
@@ -404,24 +415,12 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     action = event.data
     response_id = action.get("response_id") or (action.get("source") or {}).get("response_id")
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
-        row = conn.execute(
-            "SELECT c.contact, r.lang, r.receipt, r.unit FROM contacts c JOIN responses r ON r.id = c.response_id"
-            " WHERE c.response_id = ?",
-            (response_id,),
-        ).fetchone()
-        if row is None:
+    def read(conn: Connection) -> dict[str, Any] | None:
+        found = response_store.contact_with_response(conn, response_id)
+        if found is None:
             return None
-        found = dict(row)
-        found["unit"] = _units(conn, [row["unit"]]).get(row["unit"])
-        found["events"] = [
-            dict(e)
-            for e in conn.execute(
-                "SELECT result, action_taken, correction, explanation FROM action_events WHERE action = ?"
-                " ORDER BY seq DESC",
-                (action["id"],),
-            )
-        ]
+        found["unit"] = _units(conn, [found["unit"]]).get(found["unit"])
+        found["events"] = action_store.records_newest_first(conn, action["id"])
         return found
 
     found = await store.read(read)
@@ -477,11 +476,9 @@ def track_event(event: Event, store: Store):
 
 
 def digest_sections(
-    conn: sqlite3.Connection, snapshot: Snapshot, units: list[Unit], today: date, min_n: int
+    conn: Connection, snapshot: Snapshot, units: list[Unit], today: date, min_n: int
 ) -> list[dict[str, Any]]:
     """For each unit (its subtree): last ISO week's satisfaction, objectives at risk or breached, overdue actions."""
-    from feedback.rates import satisfaction
-
     monday = today - timedelta(days=today.weekday())
     week_from, week_to = monday - timedelta(days=7), monday - timedelta(days=1)
     sections = []
@@ -493,11 +490,7 @@ def digest_sections(
         objectives = []
         for code in subtree:
             for version in snapshot.objectives_in_force(code, today.isoformat(), with_ancestors=False):
-                state = conn.execute(
-                    "SELECT status, value, n FROM objective_states WHERE objective = ?"
-                    " ORDER BY evaluated_at DESC, period DESC LIMIT 1",
-                    (version.objective,),
-                ).fetchone()
+                state = objective_store.latest_state(conn, version.objective)
                 if state and state["status"] in ("at_risk", "breached"):
                     objectives.append(
                         {
@@ -510,15 +503,7 @@ def digest_sections(
                             "n": state["n"],
                         }
                     )
-        marks = ",".join("?" for _ in subtree)
-        overdue = [
-            dict(row)
-            for row in conn.execute(
-                f"SELECT id, title, due, owner FROM actions WHERE unit IN ({marks}) AND due IS NOT NULL AND due < ?"
-                f" AND status NOT IN ('closed', 'appeal_upheld') ORDER BY due, id LIMIT 50",
-                [*subtree, today.isoformat()],
-            )
-        ]
+        overdue = action_store.overdue_of(conn, subtree, today.isoformat())
         sections.append(
             {
                 "unit": unit,
@@ -611,7 +596,7 @@ async def run_digest(ctx: JobContext) -> int:
         year, week, _ = local.date().isocalendar()
         week_key = f"{year}-W{week:02d}"
         key = f"digest:{owner}:{week_key}"
-        if await ctx.store.query("SELECT 1 FROM outbox WHERE dedupe_key = ?", (key,)):
+        if await ctx.store.read(lambda conn, key=key: outbox_store.has_key(conn, key)):
             continue
         day = local.date()
         sections = await ctx.store.read(
@@ -634,23 +619,13 @@ async def run_digest(ctx: JobContext) -> int:
 # -- contact retention -----------------------------------------------------------------------------------
 
 
-def purge_expired_contacts(conn: sqlite3.Connection, now: datetime, retention_days: int) -> list[str]:
+def purge_expired_contacts(conn: Connection, now: datetime, retention_days: int) -> list[str]:
     """Purge contacts past their retention whose response has no open corrective action; returns the ids."""
     cutoff = (now - timedelta(days=retention_days)).astimezone(UTC).isoformat()
-    rows = conn.execute(
-        """SELECT response_id FROM contacts c
-           WHERE (c.created_at < ? OR (c.purge_after IS NOT NULL AND c.purge_after < ?))
-             AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.response_id = c.response_id
-                             AND a.status NOT IN ('closed', 'appeal_upheld'))""",
-        (cutoff, now.astimezone(UTC).isoformat()),
-    ).fetchall()
-    purged = [row[0] for row in rows if purge_contact(conn, row[0], f"older than {retention_days} days")]
+    expired = response_store.expired_contacts(conn, cutoff, now.astimezone(UTC).isoformat())
+    purged = [found for found in expired if purge_contact(conn, found, f"older than {retention_days} days")]
     # A call-back mail that never went out keeps no copy of the address beyond the retention either.
-    conn.execute(
-        "UPDATE outbox SET target = '(purged)', payload = '{}' WHERE channel = ? AND dedupe_key LIKE 'callback:%'"
-        " AND target != '(purged)' AND (failed_at IS NOT NULL OR created_at < ?)",
-        (CHANNEL, cutoff),
-    )
+    outbox_store.forget_stale_targets(conn, CHANNEL, "callback:", cutoff)
     return purged
 
 
@@ -660,13 +635,16 @@ async def _purge_job(ctx: JobContext) -> None:
 
 
 async def _deliver_job(ctx: JobContext) -> None:
+    if _state.serving:
+        # In the server a round runs in the background (one at a time): a backlog being sent must not
+        # hold up the other jobs.
+        _nudge(ctx.store)
+        return
     await deliver(ctx.store, ctx.now, ctx.settings)
 
 
 @hookimpl
 def register_jobs(settings: Settings) -> list[Job]:
-    from feedback.jobs import Job  # plugins load while feedback.plugins imports: core modules come later
-
     _state.settings = settings
     # In this order, so one `feedback tick` queues the digest and then delivers it.
     return [
@@ -681,3 +659,8 @@ def startup(settings: Settings) -> None:
     _state.settings = settings
     _state.serving = True
     smtp_target(settings)
+
+
+@hookimpl
+def register_translations() -> Path:
+    return LOCALES

@@ -3,11 +3,13 @@ objective or a control-chart signal opens, and who owns a new corrective action.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedback import hookimpl
 from feedback.i18n import gettext_for
 from feedback.models import ActionRequest, ObjectiveVersion, StoredResponse, Unit
+from feedback_plugins import LOCALES
 
 if TYPE_CHECKING:
     from feedback.catalog import Snapshot
@@ -106,3 +108,8 @@ def corrective_action_assignee(action: ActionRequest, unit: Unit, snapshot: Snap
         if candidate and candidate in snapshot.users:
             return candidate
     return None
+
+
+@hookimpl
+def register_translations() -> Path:
+    return LOCALES

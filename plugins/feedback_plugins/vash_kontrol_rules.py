@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedback import hookimpl
 from feedback.i18n import gettext_for
 from feedback.models import ActionRequest, StoredResponse
+from feedback_plugins import LOCALES
 
 if TYPE_CHECKING:
     from feedback.catalog import Snapshot
@@ -40,3 +42,8 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
         response_id=response.id,
         data={"criteria": low, "case_ref": response.case_ref, "officer": response.officer},
     )
+
+
+@hookimpl
+def register_translations() -> Path:
+    return LOCALES

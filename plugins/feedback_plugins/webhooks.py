@@ -19,7 +19,6 @@ import hmac
 import ipaddress
 import logging
 import socket
-import sqlite3
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -30,23 +29,27 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 import sqlite_utils
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
 from feedback import __version__, hookimpl
 from feedback.db import Store
 from feedback.errors import Forbidden, InvalidInput, NotFound
+from feedback.jobs import Job
 from feedback.models import Event
 from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue, stamp
 from feedback.settings import Settings, load_settings
+from feedback.store import Connection
+from feedback.store import webhooks as webhook_store
+from feedback.web.access import TOKEN, requires
+from feedback.web.security import Principal
 
 if TYPE_CHECKING:
-    from feedback.jobs import Job, JobContext
-    from feedback.web.security import Principal
+    from feedback.jobs import JobContext
 
 log = logging.getLogger("feedback.webhooks")
 
@@ -62,6 +65,7 @@ EVENTS = (
     "*",
 )
 TIMEOUT = 10.0
+CONCURRENCY = 16  # deliveries in flight at once (no order among them is promised)
 # Active webhooks are cached per process; a change made in another process shows within this long.
 CACHE_SECONDS = 5.0
 
@@ -70,16 +74,7 @@ migrations = sqlite_utils.Migrations("feedback_webhooks")
 
 @migrations()
 def m001_webhooks(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS webhooks (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            url TEXT NOT NULL,
-            secret TEXT NOT NULL,
-            events TEXT NOT NULL DEFAULT '["*"]',  -- JSON list of event types, "*" for all
-            created_by TEXT, created_at TEXT NOT NULL,
-            disabled_at TEXT                      -- disabled, never deleted: deliveries keep their record
-        )"""
-    )
+    webhook_store.create_table(db)
 
 
 @dataclass
@@ -225,11 +220,8 @@ def signature(secret: str, body: bytes) -> str:
 # -- queueing --------------------------------------------------------------------------------------
 
 
-def _load_hooks(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [
-        {"id": row[0], "events": set(msgspec.json.decode(row[1]))}
-        for row in conn.execute("SELECT id, events FROM webhooks WHERE disabled_at IS NULL ORDER BY id")
-    ]
+def _load_hooks(conn: Connection) -> list[dict[str, Any]]:
+    return [{"id": row["id"], "events": set(msgspec.json.decode(row["events"]))} for row in webhook_store.active(conn)]
 
 
 def body_of(event: Event) -> str:
@@ -249,7 +241,7 @@ async def _enqueue(event: Event, store: Store) -> None:
     payload = body_of(event)
     at = due_at(event.created_at)
 
-    def queue(conn: sqlite3.Connection) -> None:
+    def queue(conn: Connection) -> None:
         for hook_id in matching:
             enqueue(
                 conn,
@@ -285,13 +277,29 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
-    """One delivery round of the webhook outbox."""
+    """One delivery round of the webhook outbox: every due delivery, `CONCURRENCY` at a time."""
+    hooks: dict[int, asyncio.Future] = {}  # each webhook read once per round
+    clients: dict[tuple[str, str, int | None, tuple[str, ...]], httpx.AsyncClient] = {}
+
+    def client_for(target: Target) -> httpx.AsyncClient:
+        # A client per host name and checked addresses, for this round: a pooled connection is only
+        # ever reused for the same name at the same address (its TLS server name and certificate
+        # check are the name's). Direct connections only: a proxy would resolve the name itself,
+        # past the address check.
+        key = (target.url.scheme, target.url.host, target.url.port, target.addresses)
+        if key not in clients:
+            clients[key] = httpx.AsyncClient(
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=_tls_context()
+            )
+        return clients[key]
 
     async def send(row: dict[str, Any]) -> None:
-        hooks = await store.query("SELECT url, secret, disabled_at FROM webhooks WHERE id = ?", (int(row["target"]),))
-        if not hooks or hooks[0]["disabled_at"]:
+        hook_id = int(row["target"])
+        if hook_id not in hooks:
+            hooks[hook_id] = asyncio.ensure_future(store.read(lambda conn: webhook_store.target(conn, hook_id)))
+        hook = await hooks[hook_id]
+        if hook is None or hook["disabled_at"]:
             raise GiveUp("webhook disabled")
-        hook = hooks[0]
         # Checked again before every attempt: the name may resolve elsewhere by now. A refused
         # address is final (the row fails with the reason); a name that does not resolve is retried.
         try:
@@ -306,20 +314,23 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
             "X-Feedback-Event": row["event_type"] or "",
             "X-Feedback-Delivery": str(row["id"]),
         }
-        # A client per delivery: a pooled connection, made for another host name at the same
-        # address, must never carry this one. Direct connections only: a proxy would resolve the
-        # name itself, past the address check.
-        async with httpx.AsyncClient(
-            timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=_tls_context()
-        ) as client:
-            status = await post_to_checked_address(client, target, body, headers)
+        status = await post_to_checked_address(client_for(target), target, body, headers)
         if not 200 <= status < 300:
             raise RuntimeError(f"HTTP {status}")
 
-    return await deliver_due(store, CHANNEL, send, now)
+    try:
+        return await deliver_due(store, CHANNEL, send, now, concurrency=CONCURRENCY)
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 async def _deliver_job(ctx: JobContext) -> None:
+    if _state.serving:
+        # In the server a round runs in the background (one at a time): a backlog being sent must not
+        # hold up the other jobs.
+        _nudger.nudge(CHANNEL, lambda: deliver(ctx.store, datetime.now(UTC), current_settings()))
+        return
     await deliver(ctx.store, ctx.now, ctx.settings)
 
 
@@ -330,8 +341,6 @@ def register_migrations() -> sqlite_utils.Migrations:
 
 @hookimpl
 def register_jobs(settings: Settings) -> list[Job]:
-    from feedback.jobs import Job  # plugins load while feedback.plugins imports: core modules come later
-
     _state.settings = settings
     return [Job("webhooks.deliver", every=2, run=_deliver_job)]
 
@@ -387,13 +396,6 @@ def _documented(body: Any, status: int = 200, description: str = "OK") -> dict[i
     return {status: ResponseSpec(data_container=body, description=description, generate_examples=False)}
 
 
-async def _principal(request: Request, state: State) -> Any:
-    # Imported when a request comes: this module loads while feedback.plugins is still importing.
-    from feedback.web.security import current_principal
-
-    return await current_principal(request, state)
-
-
 def _require_admin(principal: Principal) -> None:
     # Webhooks see every unit's events: only an installation-wide admin may manage them.
     if principal.role != "admin" or principal.unit is not None:
@@ -434,33 +436,29 @@ def _delivery_status(row: dict[str, Any]) -> str:
 class WebhooksController(Controller):
     path = "/api/v1/webhooks"
     tags = ["webhooks"]
-    dependencies = {"principal": Provide(_principal)}
+    dependencies = {"principal": TOKEN}
+    guards = [requires(_require_admin)]
 
     async def _get(self, state: State, webhook_id: int) -> dict[str, Any]:
-        rows = await state.store.query(
-            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks WHERE id = ?", (webhook_id,)
-        )
-        if not rows:
+        row = await state.store.read(lambda conn: webhook_store.get(conn, webhook_id))
+        if row is None:
             raise NotFound(f"id: no webhook {webhook_id}", "id")
-        return rows[0]
+        return row
 
     @post(
         summary="Register a webhook (admin)",
         responses=_documented(WebhookCreated, 201, "Registered"),
         description="Events: " + ", ".join(EVENTS) + '; none or ["*"] means all. The secret is never shown again.',
     )
-    async def create(self, data: WebhookBody, principal: Any, state: State) -> Response[dict[str, Any]]:
-        _require_admin(principal)
+    async def create(
+        self, data: JSONBody[WebhookBody], principal: NamedDependency[Principal], state: State
+    ) -> Response[dict[str, Any]]:
         events = _normalise_events(data.events)
         await check_url(data.url, state.settings.webhook_allow_private)
         created_at = stamp(datetime.now(UTC))
+        encoded = msgspec.json.encode(events).decode()
         webhook_id = await state.store.write(
-            lambda conn: (
-                conn.execute(
-                    "INSERT INTO webhooks (url, secret, events, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (data.url, data.secret, msgspec.json.encode(events).decode(), principal.user, created_at),
-                ).lastrowid
-            )
+            lambda conn: webhook_store.insert(conn, data.url, data.secret, encoded, principal.user, created_at)
         )
         forget_cache()
         log.info("webhook %s registered for %s by %s", webhook_id, events, principal.user)
@@ -469,12 +467,8 @@ class WebhooksController(Controller):
         )
 
     @get(summary="Registered webhooks, secrets hidden (admin)", responses=_documented(list[Webhook]))
-    async def list(self, principal: Any, state: State) -> list[dict[str, Any]]:
-        _require_admin(principal)
-        rows = await state.store.query(
-            "SELECT id, url, events, created_at, created_by, disabled_at FROM webhooks ORDER BY id"
-        )
-        return [_public(row) for row in rows]
+    async def list(self, state: State) -> list[dict[str, Any]]:
+        return [_public(row) for row in await state.store.read(webhook_store.listing)]
 
     @delete(
         "/{webhook_id:int}",
@@ -482,15 +476,12 @@ class WebhooksController(Controller):
         summary="Disable a webhook; its record and deliveries stay",
         responses=_documented(Webhook),
     )
-    async def disable(self, webhook_id: int, principal: Any, state: State) -> dict[str, Any]:
-        _require_admin(principal)
+    async def disable(
+        self, webhook_id: FromPath[int], principal: NamedDependency[Principal], state: State
+    ) -> dict[str, Any]:
         await self._get(state, webhook_id)
         at = stamp(datetime.now(UTC))
-        await state.store.write(
-            lambda conn: conn.execute(
-                "UPDATE webhooks SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", (at, webhook_id)
-            )
-        )
+        await state.store.write(lambda conn: webhook_store.disable(conn, webhook_id, at))
         forget_cache()
         log.info("webhook %s disabled by %s", webhook_id, principal.user)
         return _public(await self._get(state, webhook_id))
@@ -502,18 +493,12 @@ class WebhooksController(Controller):
     )
     async def deliveries(
         self,
-        webhook_id: int,
-        principal: Any,
+        webhook_id: FromPath[int],
         state: State,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
-        _require_admin(principal)
         await self._get(state, webhook_id)
-        rows = await state.store.query(
-            "SELECT id, event_id, event_type, attempts, last_error, created_at, next_attempt_at, delivered_at,"
-            " failed_at FROM outbox WHERE channel = ? AND target = ? ORDER BY id DESC LIMIT ?",
-            (CHANNEL, str(webhook_id), limit),
-        )
+        rows = await state.store.read(lambda conn: webhook_store.deliveries(conn, CHANNEL, webhook_id, limit))
         return [{**row, "status": _delivery_status(row)} for row in rows]
 
 

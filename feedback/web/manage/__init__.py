@@ -5,6 +5,13 @@ Each module exports `ROUTES`, the Litestar handlers or routers it serves.
 
 from __future__ import annotations
 
-from feedback.web.manage import actions_pages, admin, auth, dashboard, reports
+from feedback.web.manage import actions_pages, admin, auth, dashboard, reports, users
 
-MANAGE_ROUTES: list = [*auth.ROUTES, *dashboard.ROUTES, *actions_pages.ROUTES, *admin.ROUTES, *reports.ROUTES]
+MANAGE_ROUTES: list = [
+    *auth.ROUTES,
+    *users.ROUTES,
+    *dashboard.ROUTES,
+    *actions_pages.ROUTES,
+    *admin.ROUTES,
+    *reports.ROUTES,
+]

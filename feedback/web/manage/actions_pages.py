@@ -17,17 +17,21 @@ from urllib.parse import urlencode
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.response import Redirect, ServerSentEvent
-from litestar.response.sse import ServerSentEventMessage
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 
 from feedback import actions
 from feedback.catalog import Snapshot
-from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
+from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.models import ActionRequest
 from feedback.objectives import SHARE_METRICS
 from feedback.review_pack import METRIC_TEXT
+from feedback.store import actions as action_store
+from feedback.store import objectives as objective_store
+from feedback.store import responses as response_store
 from feedback.web import live
+from feedback.web.access import requires_role, requires_unit
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage import auth, layout
 from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
@@ -144,6 +148,10 @@ def _error_page(request: Request, error: Exception) -> Response:
     return _page(request, "actions_error.html", {"error": error_message(error)}, status_of(error))
 
 
+# Errors raised by these pages' guards are shown on the same page as the ones the handlers catch.
+PAGE_ERRORS = {FeedbackError: _error_page}
+
+
 def _query(**values: Any) -> str:
     kept = {key: value for key, value in values.items() if value not in (None, "")}
     return f"?{urlencode(kept)}" if kept else ""
@@ -205,16 +213,18 @@ async def _queue(
     "/manage/actions",
     name="manage_actions",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_unit()],
+    exception_handlers=PAGE_ERRORS,
 )
 async def queue_page(
     request: Request,
     state: State,
-    principal: Principal,
-    unit: str | None = None,
-    status: str | None = None,
-    kind: str | None = None,
-    overdue: str | None = None,
+    principal: NamedDependency[Principal],
+    unit: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
+    overdue: FromQuery[str | None] = None,
 ) -> Response:
     """The queue as a list: overdue first, then by due day."""
     try:
@@ -228,10 +238,16 @@ async def queue_page(
     "/manage/actions/board",
     name="manage_actions_board",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_unit()],
+    exception_handlers=PAGE_ERRORS,
 )
 async def board_page(
-    request: Request, state: State, principal: Principal, unit: str | None = None, kind: str | None = None
+    request: Request,
+    state: State,
+    principal: NamedDependency[Principal],
+    unit: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
 ) -> Response:
     """The queue as a board: one column per group of states."""
     try:
@@ -245,9 +261,9 @@ async def board_page(
     "/manage/actions/stream",
     name="manage_actions_stream",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
 )
-async def stream(state: State, principal: Principal) -> ServerSentEvent:
+async def stream(state: State, principal: NamedDependency[Principal]) -> ServerSentEvent:
     """Server-sent events: `action.opened` / `action.changed` of the user's subtree, as they happen."""
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
@@ -286,20 +302,9 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
         if principal.role in CONTACT_ROLES:
             action["contact"] = actions.contact_of(conn, action)
         if action.get("response_id"):
-            found = conn.execute(
-                "SELECT receipt, unit, touchpoint, server_time FROM responses WHERE id = ?", (action["response_id"],)
-            ).fetchone()
-            action["response"] = (
-                dict(zip(("receipt", "unit", "touchpoint", "server_time"), found, strict=True)) if found else None
-            )
+            action["response"] = response_store.summary(conn, action["response_id"])
         if action.get("objective_id") is not None:
-            columns = ("title", "metric", "indicator", "comparator", "target", "period")
-            found = conn.execute(
-                f"SELECT {', '.join(columns)} FROM objective_versions WHERE objective = ?"
-                " ORDER BY version DESC LIMIT 1",
-                (action["objective_id"],),
-            ).fetchone()
-            action["objective"] = dict(zip(columns, found, strict=True)) if found else None
+            action["objective"] = objective_store.latest_version(conn, action["objective_id"])
         return action
 
     action = await state.store.read(read)
@@ -333,10 +338,14 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
     "/manage/actions/{action_id:int}",
     name="manage_action",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
 )
 async def action_page(
-    request: Request, state: State, principal: Principal, action_id: int, done: str | None = None
+    request: Request,
+    state: State,
+    principal: NamedDependency[Principal],
+    action_id: FromPath[int],
+    done: FromQuery[str | None] = None,
 ) -> Response:
     """One action: its source, owner, due day, full record, and a form per allowed next step."""
     try:
@@ -351,20 +360,23 @@ async def action_page(
     "/manage/actions/{action_id:int}/events",
     name="manage_action_step",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_role(*auth.WRITER_ROLES)],
+    exception_handlers=PAGE_ERRORS,
 )
-async def record_step(request: Request, state: State, principal: Principal, action_id: int) -> Response:
+async def record_step(
+    request: Request, state: State, principal: NamedDependency[Principal], action_id: FromPath[int]
+) -> Response:
     """One step from a form: 303 back to the action page, or the page again with the error."""
     form = await request.form()
     target = str(form.get("type") or "")
     values = {name: str(form.get(name) or "").strip() for name in (*TEXT_FIELDS, "due")}
     try:
-        auth.require_writer(principal)
         snapshot = await fresh_snapshot(state)
-        rows = await state.store.query("SELECT unit FROM actions WHERE id = ?", (action_id,))
-        if not rows:
+        unit = await state.store.read(lambda conn: action_store.unit_of(conn, action_id))
+        if unit is None:
             raise NotFound(f"id: no corrective action {action_id}", "id")
-        principal.require_unit(rows[0]["unit"], snapshot)
+        principal.require_unit(unit, snapshot)
         missing = [name for name in REQUIRED_FIELDS.get(target, ()) if not values.get(name)]
         if missing:
             raise InvalidInput(f"{missing[0]}: required", missing[0])
@@ -417,12 +429,12 @@ async def _new_context(state: State, principal: Principal, lang: str) -> dict[st
     "/manage/actions/new",
     name="manage_action_new",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_role(*auth.WRITER_ROLES)],
+    exception_handlers=PAGE_ERRORS,
 )
-async def new_page(request: Request, state: State, principal: Principal) -> Response:
+async def new_page(request: Request, state: State, principal: NamedDependency[Principal]) -> Response:
     """The form to open a corrective action by hand (an audit finding, a complaint by phone…)."""
-    if not may_write(principal):
-        return _error_page(request, Forbidden("role: read only", "role"))
     return _page(request, "actions_new.html", await _new_context(state, principal, layout.choose_language(request)))
 
 
@@ -438,14 +450,15 @@ NEW_ERRORS: dict[str | None, str] = {
     "/manage/actions/new",
     name="manage_action_create",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_role(*auth.WRITER_ROLES)],
+    exception_handlers=PAGE_ERRORS,
 )
-async def create_action(request: Request, state: State, principal: Principal) -> Response:
+async def create_action(request: Request, state: State, principal: NamedDependency[Principal]) -> Response:
     """Open an action by hand, then go to its page."""
     form = await request.form()
     values = {name: str(form.get(name) or "").strip() for name in ("unit", "title", "due", "service", "note")}
     try:
-        auth.require_writer(principal)
         snapshot = await fresh_snapshot(state)
         unit = snapshot.units.get(values["unit"])
         if unit is None:

@@ -7,10 +7,9 @@ shown no forms and are refused (403) if they post.
 from __future__ import annotations
 
 from litestar import Request, Response, get
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
 
-from feedback.web.api import fresh_snapshot
+from feedback.catalog import Snapshot
 from feedback.web.manage import admin_fleet, admin_objectives, admin_org, admin_surveys, auth
 from feedback.web.manage.admin_common import EXCEPTION_HANDLERS, PREFIX, page, page_lang, unit_name, visible_units
 from feedback.web.security import Principal
@@ -19,11 +18,12 @@ from feedback.web.security import Principal
 @get(
     PREFIX,
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
     exception_handlers=EXCEPTION_HANDLERS,
 )
-async def admin_index(request: Request, principal: Principal, state: State) -> Response:
-    snapshot = await fresh_snapshot(state)
+async def admin_index(
+    request: Request, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot]
+) -> Response:
     lang = page_lang(request)
     units = [(code, unit_name(snapshot, code, lang)) for code in visible_units(principal, snapshot)]
     return await page(request, principal, "admin_index.html", {"units": units})

@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, Response
 from litestar.datastructures import Cookie, State
-from litestar.di import Provide
 from litestar.response import Redirect
 
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import gettext_for
+from feedback.web.access import requires_role
 from feedback.web.manage import auth, layout
 from feedback.web.security import Principal
 
@@ -103,6 +103,10 @@ def require_unit(principal: Principal, snapshot: Snapshot, code: str, field: str
     principal.require_unit(code, snapshot)
 
 
+# The guard of every admin form post: admins and managers change things; auditors and viewers only look.
+WRITERS = requires_role(*WRITER_ROLES)
+
+
 def require_writer(principal: Principal) -> None:
     """Admins and managers change things; auditors and viewers only look."""
     check = getattr(auth, "require_writer", None)
@@ -180,11 +184,11 @@ async def submit_form(
     change: Callable[[dict[str, str]], Awaitable[Saved]],
     redisplay: Callable[[FeedbackError, dict[str, str]], Awaitable[Response]],
 ) -> Response:
-    """Every admin form post: read it, check the role, make the change. A refusal shows the page again with the
-    error and what was typed; a success reloads the catalog and redirects with a flash message."""
+    """Every admin form post: read it, make the change (the route's `WRITERS` guard has checked the role). A
+    refusal shows the page again with the error and what was typed; a success reloads the catalog and redirects
+    with a flash message."""
     values = await read_form(request)
     try:
-        require_writer(principal)
         saved = await change(values)
     except FeedbackError as error:
         return await redisplay(error, values)
@@ -296,7 +300,7 @@ class AdminController(Controller):
     """What every admin page shares: a signed-in user as `principal`, errors as HTML pages, no OpenAPI entry."""
 
     include_in_schema = False
-    dependencies = {"principal": Provide(auth.current_user)}
+    dependencies = {"principal": auth.SESSION}
     exception_handlers = EXCEPTION_HANDLERS
 
 

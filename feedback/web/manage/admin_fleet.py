@@ -6,20 +6,24 @@ from datetime import UTC, datetime, timedelta
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from feedback import kiosks
+from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
+from feedback.store import kiosks as kiosk_store
 from feedback.web.api import fresh_snapshot
 from feedback.web.kiosk_api import forget_device_cache
 from feedback.web.manage.admin_common import (
     PREFIX,
+    WRITERS,
     AdminController,
     Saved,
     flash_redirect,
     page,
     page_lang,
     require_unit,
-    require_writer,
     required,
     submit_form,
     unit_name,
@@ -66,11 +70,11 @@ class KioskAdmin(AdminController):
         )
 
     @get("/")
-    async def kiosks(self, request: Request, principal: Principal, state: State) -> Response:
+    async def kiosks(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         return await self._list(request, principal, state)
 
-    @post("/enroll")
-    async def enroll(self, request: Request, principal: Principal, state: State) -> Response:
+    @post("/enroll", guards=[WRITERS])
+    async def enroll(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             token = required(values, "touchpoint")
@@ -92,16 +96,19 @@ class KioskAdmin(AdminController):
             request, principal, state, change, lambda error, _values: self._list(request, principal, state, error=error)
         )
 
-    @post("/{kiosk_id:str}/revoke")
-    async def revoke(self, request: Request, principal: Principal, state: State, kiosk_id: str) -> Response:
-        snapshot = await fresh_snapshot(state)
-        rows = await state.store.query(
-            "SELECT t.unit FROM kiosks k JOIN touchpoints t ON t.token = k.touchpoint WHERE k.id = ?", (kiosk_id,)
-        )
-        if not rows:
+    @post("/{kiosk_id:str}/revoke", guards=[WRITERS])
+    async def revoke(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        kiosk_id: FromPath[str],
+    ) -> Response:
+        unit = await state.store.read(lambda conn: kiosk_store.unit_of(conn, kiosk_id))
+        if unit is None:
             raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
-        require_unit(principal, snapshot, rows[0]["unit"])
-        require_writer(principal)
+        require_unit(principal, snapshot, unit)
         await state.store.write(lambda conn: kiosks.revoke(conn, kiosk_id))
         forget_device_cache()
         return flash_redirect(f"{PREFIX}/kiosks", "Kiosk %(id)s revoked.", state, id=kiosk_id)

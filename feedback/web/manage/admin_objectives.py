@@ -7,15 +7,20 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 
 from feedback import objectives
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
 from feedback.review_pack import METRIC_TEXT
+from feedback.store import objectives as objective_store
+from feedback.web.access import requires_unit
 from feedback.web.api import fresh_snapshot, local_today
 from feedback.web.manage.admin_common import (
     PREFIX,
+    WRITERS,
     AdminController,
     Saved,
     optional,
@@ -122,14 +127,14 @@ class ObjectiveAdmin(AdminController):
             error=error,
         )
 
-    @get("/")
+    @get("/", guards=[requires_unit()])
     async def list_page(
-        self, request: Request, principal: Principal, state: State, unit: str | None = None
+        self, request: Request, principal: NamedDependency[Principal], state: State, unit: FromQuery[str | None] = None
     ) -> Response:
         return await self._list(request, principal, state, unit or None)
 
-    @post("/")
-    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+    @post("/", guards=[WRITERS])
+    async def create(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             unit = required(values, "unit")
@@ -154,10 +159,10 @@ class ObjectiveAdmin(AdminController):
         )
 
     async def _unit_of(self, state: State, objective_id: int) -> str:
-        rows = await state.store.query("SELECT unit FROM objectives WHERE id = ?", (objective_id,))
-        if not rows:
+        unit = await state.store.read(lambda conn: objective_store.unit_of(conn, objective_id))
+        if unit is None:
             raise NotFound(f"id: no objective {objective_id}", "id")
-        return rows[0]["unit"]
+        return unit
 
     async def _detail(
         self,
@@ -201,12 +206,20 @@ class ObjectiveAdmin(AdminController):
         )
 
     @get("/{objective_id:int}")
-    async def detail(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
+    async def detail(
+        self, request: Request, principal: NamedDependency[Principal], state: State, objective_id: FromPath[int]
+    ) -> Response:
         return await self._detail(request, principal, state, objective_id)
 
-    @post("/{objective_id:int}/versions")
-    async def change(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
-        snapshot = await fresh_snapshot(state)
+    @post("/{objective_id:int}/versions", guards=[WRITERS])
+    async def change(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        objective_id: FromPath[int],
+    ) -> Response:
         unit = await self._unit_of(state, objective_id)
         require_unit(principal, snapshot, unit)
 
@@ -231,9 +244,15 @@ class ObjectiveAdmin(AdminController):
             lambda error, values: self._detail(request, principal, state, objective_id, error=error, values=values),
         )
 
-    @post("/{objective_id:int}/retire")
-    async def retire(self, request: Request, principal: Principal, state: State, objective_id: int) -> Response:
-        snapshot = await fresh_snapshot(state)
+    @post("/{objective_id:int}/retire", guards=[WRITERS])
+    async def retire(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        objective_id: FromPath[int],
+    ) -> Response:
         unit = await self._unit_of(state, objective_id)
         require_unit(principal, snapshot, unit)
 

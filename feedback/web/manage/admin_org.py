@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 
 from feedback import organisation, posters
-from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
+from feedback.catalog import Snapshot
+from feedback.errors import FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, counter_label
 from feedback.models import LANGUAGES
+from feedback.store import Connection
+from feedback.store import organisation as organisation_store
+from feedback.store import users as user_store
+from feedback.web.access import requires_unit
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage.admin_common import (
     PREFIX,
+    WRITERS,
     AdminController,
     Saved,
     depth,
@@ -57,8 +64,7 @@ def language_choices() -> list[tuple[str, str]]:
 
 
 async def user_names(state: State) -> list[str]:
-    rows = await state.store.query("SELECT name FROM users WHERE coalesce(disabled, 0) = 0 ORDER BY name")
-    return [row["name"] for row in rows]
+    return await state.store.read(user_store.enabled_names)
 
 
 class UnitAdmin(AdminController):
@@ -98,11 +104,11 @@ class UnitAdmin(AdminController):
         )
 
     @get("/")
-    async def units(self, request: Request, principal: Principal, state: State) -> Response:
+    async def units(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         return await self._list(request, principal, state)
 
-    @post("/")
-    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+    @post("/", guards=[WRITERS])
+    async def create(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             code = new_code(values)
@@ -124,7 +130,7 @@ class UnitAdmin(AdminController):
             action_days = whole_number(values, "action_days", 1, 365)
             country = optional(values, "country")
 
-            def job(conn: sqlite3.Connection) -> None:
+            def job(conn: Connection) -> None:
                 organisation.add_unit(conn, code, name, parent=parent, lang=lang, tz=tz, names=names)
                 organisation.update_unit(conn, code, owner=owner, action_days=action_days, country=country)
 
@@ -165,15 +171,16 @@ class UnitAdmin(AdminController):
             error=error,
         )
 
-    @get("/{code:str}")
-    async def edit(self, request: Request, principal: Principal, state: State, code: str) -> Response:
+    @get("/{code:str}", guards=[requires_unit("code", source="path")])
+    async def edit(
+        self, request: Request, principal: NamedDependency[Principal], state: State, code: FromPath[str]
+    ) -> Response:
         return await self._edit(request, principal, state, code)
 
-    @post("/{code:str}")
-    async def update(self, request: Request, principal: Principal, state: State, code: str) -> Response:
-        snapshot = await fresh_snapshot(state)
-        require_unit(principal, snapshot, code, "code")
-
+    @post("/{code:str}", guards=[requires_unit("code", source="path"), WRITERS])
+    async def update(
+        self, request: Request, principal: NamedDependency[Principal], state: State, code: FromPath[str]
+    ) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             owner = optional(values, "owner")
             action_days = whole_number(values, "action_days", 1, 365)
@@ -194,13 +201,16 @@ class UnitAdmin(AdminController):
             lambda error, _values: self._edit(request, principal, state, code, error=error),
         )
 
-    @get("/{code:str}/posters.pdf", media_type="application/pdf")
+    @get("/{code:str}/posters.pdf", guards=[requires_unit("code", source="path")], media_type="application/pdf")
     async def posters(
-        self, request: Request, principal: Principal, state: State, code: str, paper: str | None = None
+        self,
+        request: Request,
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        code: FromPath[str],
+        paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         size = posters.parse_paper(paper)
-        snapshot = await fresh_snapshot(state)
-        require_unit(principal, snapshot, code, "code")
         tokens = posters.unit_tokens(snapshot, code)
         if not tokens:
             raise NotFound(f"code: unit {code!r} has no live touchpoints", "code")
@@ -247,11 +257,11 @@ class ServiceAdmin(AdminController):
         )
 
     @get("/")
-    async def services(self, request: Request, principal: Principal, state: State) -> Response:
+    async def services(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         return await self._list(request, principal, state)
 
-    @post("/")
-    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+    @post("/", guards=[WRITERS])
+    async def create(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             code = new_code(values)
@@ -269,12 +279,9 @@ class ServiceAdmin(AdminController):
             lang = snapshot.units[agency].lang if agency else "en"
             name = names.get(lang) or next(iter(names.values()))
 
-            def job(conn: sqlite3.Connection) -> None:
-                if conn.execute("SELECT 1 FROM services WHERE code = ?", (code,)).fetchone():
-                    raise Conflict(f"code: service {code!r} exists", "code")
-                organisation.add_service(conn, code, name, kind=kind, agency=agency, names=names)
-
-            await state.store.write(job)
+            await state.store.write(  # 409 naming `code` when the code is taken
+                lambda conn: organisation.add_service(conn, code, name, kind=kind, agency=agency, names=names)
+            )
             return Saved(f"{PREFIX}/services", "Service %(code)s created.", {"code": code})
 
         return await submit_form(
@@ -302,8 +309,7 @@ class TouchpointAdmin(AdminController):
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         codes = units_in_view(principal, snapshot, unit)
-        rows = await state.store.query("SELECT token, retired_at, created_at FROM touchpoints")
-        stamps = {row["token"]: row for row in rows}
+        stamps = await state.store.read(organisation_store.touchpoint_stamps)
         groups: list[dict[str, Any]] = []
         for code in codes:
             items = []
@@ -348,14 +354,14 @@ class TouchpointAdmin(AdminController):
             error=error,
         )
 
-    @get("/")
+    @get("/", guards=[requires_unit()])
     async def touchpoints(
-        self, request: Request, principal: Principal, state: State, unit: str | None = None
+        self, request: Request, principal: NamedDependency[Principal], state: State, unit: FromQuery[str | None] = None
     ) -> Response:
         return await self._list(request, principal, state, unit or None)
 
-    @post("/")
-    async def create(self, request: Request, principal: Principal, state: State) -> Response:
+    @post("/", guards=[WRITERS])
+    async def create(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         async def change(values: dict[str, str]) -> Saved:
             snapshot = await fresh_snapshot(state)
             unit = required(values, "unit")
@@ -391,8 +397,10 @@ class TouchpointAdmin(AdminController):
             ),
         )
 
-    @post("/{token:str}/retire")
-    async def retire(self, request: Request, principal: Principal, state: State, token: str) -> Response:
+    @post("/{token:str}/retire", guards=[WRITERS])
+    async def retire(
+        self, request: Request, principal: NamedDependency[Principal], state: State, token: FromPath[str]
+    ) -> Response:
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(token)
         if touchpoint is None:
@@ -417,10 +425,15 @@ class TouchpointAdmin(AdminController):
 
     @get("/{token:str}/poster.pdf", media_type="application/pdf")
     async def poster(
-        self, request: Request, principal: Principal, state: State, token: str, paper: str | None = None
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+        token: FromPath[str],
+        paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         size = posters.parse_paper(paper)
-        snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(token)
         if touchpoint is None:
             raise NotFound(f"token: no touchpoint {token!r}", "token")

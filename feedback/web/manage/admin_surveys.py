@@ -8,20 +8,25 @@ draft: responses of every version are compared by them.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from feedback import surveys
 from feedback.errors import FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, gettext_for, text_in
 from feedback.models import LANGUAGES, SurveyDefinition, SurveyVersion, Touchpoint
+from feedback.plugins import PluginManager
+from feedback.store import Connection
+from feedback.store import surveys as survey_store
 from feedback.web import survey_page
+from feedback.web.access import requires
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage.admin_common import (
     FLASH_MESSAGES,
@@ -42,8 +47,8 @@ _encoder = msgspec.json.Encoder()
 MAX_TEXT = 1000
 
 
-def template_or_404(slug: str) -> Any:
-    templates = surveys.survey_templates()
+def template_or_404(slug: str, plugins: PluginManager) -> Any:
+    templates = surveys.survey_templates(plugins)
     if slug not in templates:
         raise NotFound(f"template: no survey template {slug!r}", "template")
     return templates[slug]
@@ -54,6 +59,10 @@ def require_survey_admin(principal: Principal) -> None:
     require_writer(principal)
     if principal.role != "admin" or principal.unit is not None:
         raise Forbidden("role: only an installation-wide admin publishes surveys", "role")
+
+
+# The guard of the survey editor and of publishing.
+SURVEY_ADMINS = requires(require_survey_admin)
 
 
 def kind_of(question: Any) -> str:
@@ -110,10 +119,10 @@ class SurveyAdmin(AdminController):
             for slug, items in versions.items()
         ]
         templates = []
-        for slug, template in sorted(surveys.survey_templates().items()):
+        for slug, template in sorted(surveys.survey_templates(state.plugins).items()):
             current = snapshot.current.get(slug)
             same = current is not None and _encoder.encode(current.definition) == _encoder.encode(
-                surveys.decode_definition(_encoder.encode(template))
+                surveys.decode_definition(_encoder.encode(template), state.plugins)
             )
             templates.append(
                 {
@@ -135,12 +144,14 @@ class SurveyAdmin(AdminController):
         )
 
     @get("/")
-    async def surveys(self, request: Request, principal: Principal, state: State) -> Response:
+    async def surveys(self, request: Request, principal: NamedDependency[Principal], state: State) -> Response:
         return await self._list(request, principal, state)
 
     @get("/drafts/{slug:str}")
-    async def draft(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
-        template = template_or_404(slug)
+    async def draft(
+        self, request: Request, principal: NamedDependency[Principal], state: State, slug: FromPath[str]
+    ) -> Response:
+        template = template_or_404(slug, state.plugins)
         snapshot = await fresh_snapshot(state)
         lang = page_lang(request)
         current = snapshot.current.get(slug)
@@ -170,8 +181,10 @@ class SurveyAdmin(AdminController):
         )
 
     @get("/drafts/{slug:str}/preview", media_type=MediaType.HTML)
-    async def preview(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
-        template = surveys.decode_definition(_encoder.encode(template_or_404(slug)))
+    async def preview(
+        self, request: Request, principal: NamedDependency[Principal], state: State, slug: FromPath[str]
+    ) -> Response:
+        template = surveys.decode_definition(_encoder.encode(template_or_404(slug, state.plugins)), state.plugins)
         snapshot = await fresh_snapshot(state)
         current = snapshot.current.get(slug)
         return preview_response(
@@ -185,16 +198,17 @@ class SurveyAdmin(AdminController):
         )
 
     @post("/drafts/{slug:str}/preview")
-    async def preview_submit(self, slug: str) -> Response:
+    async def preview_submit(self, slug: FromPath[str]) -> Response:
         # A preview's form goes nowhere: back to the draft, nothing stored.
         return Redirect(f"{PREFIX}/surveys/drafts/{slug}", status_code=303)
 
-    @post("/drafts/{slug:str}/publish")
-    async def publish(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
+    @post("/drafts/{slug:str}/publish", guards=[SURVEY_ADMINS])
+    async def publish(
+        self, request: Request, principal: NamedDependency[Principal], state: State, slug: FromPath[str]
+    ) -> Response:
         await read_form(request)
-        require_survey_admin(principal)
-        template = template_or_404(slug)
-        version = await state.store.write(lambda conn: surveys.publish(conn, template))
+        template = template_or_404(slug, state.plugins)
+        version = await state.store.write(lambda conn: surveys.publish(conn, template, state.plugins))
         state.catalog.invalidate()
         survey_page.page_cache.pages.clear()
         return flash_redirect(
@@ -205,11 +219,12 @@ class SurveyAdmin(AdminController):
             version=str(version),
         )
 
-    @post("/drafts/{slug:str}/edit")
-    async def start_draft(self, request: Request, principal: Principal, state: State, slug: str) -> Response:
+    @post("/drafts/{slug:str}/edit", guards=[SURVEY_ADMINS])
+    async def start_draft(
+        self, request: Request, principal: NamedDependency[Principal], state: State, slug: FromPath[str]
+    ) -> Response:
         """Copy the template, or the version in force (`source=current`), into a new editable draft."""
         values = await read_form(request)
-        require_survey_admin(principal)
         snapshot = await fresh_snapshot(state)
         current = snapshot.current.get(slug)
         if values.get("source") == "current":
@@ -217,7 +232,8 @@ class SurveyAdmin(AdminController):
                 raise NotFound(f"survey: no published survey {slug!r}", "survey")
             definition, base = current.definition, current.version
         else:
-            definition, base = surveys.decode_definition(_encoder.encode(template_or_404(slug))), None
+            template = template_or_404(slug, state.plugins)
+            definition, base = surveys.decode_definition(_encoder.encode(template), state.plugins), None
         draft_id = await state.store.write(lambda conn: create_draft(conn, definition, base, principal.user))
         return Redirect(f"{PREFIX}/surveys/edit/{draft_id}", status_code=303)
 
@@ -225,51 +241,43 @@ class SurveyAdmin(AdminController):
 # --- the draft store ---------------------------------------------------------------------------------
 
 
-def create_draft(
-    conn: sqlite3.Connection, definition: SurveyDefinition, base_version: int | None, user: str | None
-) -> int:
+def create_draft(conn: Connection, definition: SurveyDefinition, base_version: int | None, user: str | None) -> int:
     """Store a new draft of `definition`; returns its id."""
     now = datetime.now(UTC).isoformat()
-    cursor = conn.execute(
-        "INSERT INTO survey_drafts (slug, base_version, definition, created_by, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (definition.slug, base_version, _encoder.encode(definition).decode(), user, now, now),
-    )
-    return int(cursor.lastrowid or 0)
-
-
-def save_draft(conn: sqlite3.Connection, draft_id: int, definition: SurveyDefinition) -> None:
-    conn.execute(
-        "UPDATE survey_drafts SET definition = ?, updated_at = ? WHERE id = ?",
-        (_encoder.encode(definition).decode(), datetime.now(UTC).isoformat(), draft_id),
+    return survey_store.insert_draft(
+        conn, definition.slug, base_version, _encoder.encode(definition).decode(), user, now
     )
 
 
-def publish_draft(conn: sqlite3.Connection, draft_id: int, definition: SurveyDefinition) -> int:
-    """Publish the draft as the next immutable version and remove the draft, in one transaction."""
-    version = surveys.publish(conn, definition)
-    conn.execute("DELETE FROM survey_drafts WHERE id = ?", (draft_id,))
-    return version
+def save_draft(conn: Connection, draft_id: int, definition: SurveyDefinition) -> None:
+    survey_store.update_draft(conn, draft_id, _encoder.encode(definition).decode(), datetime.now(UTC).isoformat())
+
+
+def publish_draft(conn: Connection, draft_id: int, definition: SurveyDefinition, plugins: PluginManager) -> int:
+    """Publish the draft as the next immutable version and remove the draft, in one transaction. The
+    draft is taken first, so of two admins publishing it at once only one makes a version."""
+    if not survey_store.delete_draft(conn, draft_id):
+        raise NotFound(f"id: no survey draft {draft_id}", "id")
+    return surveys.publish(conn, definition, plugins)
 
 
 async def load_draft(state: State, draft_id: int) -> tuple[dict[str, Any], SurveyDefinition]:
-    rows = await state.store.query("SELECT * FROM survey_drafts WHERE id = ?", (draft_id,))
-    if not rows:
+    row = await state.store.read(lambda conn: survey_store.draft(conn, draft_id))
+    if row is None:
         raise NotFound(f"id: no survey draft {draft_id}", "id")
     try:
-        definition = surveys.decode_definition(rows[0]["definition"])
+        definition = surveys.decode_definition(row["definition"], state.plugins)
     except msgspec.ValidationError as error:
         raise InvalidInput(f"body: the stored draft is not a valid survey ({error})", "body") from None
-    return rows[0], definition
+    return row, definition
 
 
 async def open_drafts(state: State, slug: str | None, lang: str) -> list[dict[str, Any]]:
-    sql = "SELECT id, slug, base_version, definition, created_by, updated_at FROM survey_drafts"
-    rows = await state.store.query(sql + (" WHERE slug = ?" if slug else "") + " ORDER BY id", (slug,) if slug else ())
+    rows = await state.store.read(lambda conn: survey_store.drafts(conn, slug))
     drafts = []
     for row in rows:
         try:
-            title = text_in(surveys.decode_definition(row["definition"]).title, lang, row["slug"])
+            title = text_in(surveys.decode_definition(row["definition"], state.plugins).title, lang, row["slug"])
         except msgspec.ValidationError:
             title = row["slug"]
         drafts.append({**row, "title": title, "updated_at": datetime.fromisoformat(row["updated_at"])})
@@ -294,7 +302,7 @@ def _texts(old: dict[str, str], values: dict[str, str], prefix: str, languages: 
     return texts
 
 
-def apply_edit(definition: SurveyDefinition, values: dict[str, str]) -> SurveyDefinition:
+def apply_edit(definition: SurveyDefinition, values: dict[str, str], plugins: PluginManager) -> SurveyDefinition:
     """The draft with the form's texts, `required` flags and the one move/remove asked for (`op`).
 
     Only texts, `required`, order and removal of optional questions change; the result is validated
@@ -335,7 +343,7 @@ def apply_edit(definition: SurveyDefinition, values: dict[str, str]) -> SurveyDe
     elif op != "save":
         raise InvalidInput(f"op: unknown action {op!r}", "op")
     try:
-        edited = surveys.decode_definition(_encoder.encode(raw))
+        edited = surveys.decode_definition(_encoder.encode(raw), plugins)
     except msgspec.ValidationError as error:
         raise InvalidInput(f"body: not a valid survey ({error})", "body") from None
     if edited.primary_rating() is None and definition.primary_rating() is not None:
@@ -427,18 +435,20 @@ class SurveyDraftAdmin(AdminController):
                 context["error"] = _("%(field)s: %(reason)s") % {"field": label, "reason": _(reason)}
         return await page(request, principal, "admin_survey_edit.html", context, error=error)
 
-    @get("/{draft_id:int}")
-    async def edit(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
-        require_survey_admin(principal)
+    @get("/{draft_id:int}", guards=[SURVEY_ADMINS])
+    async def edit(
+        self, request: Request, principal: NamedDependency[Principal], state: State, draft_id: FromPath[int]
+    ) -> Response:
         return await self._edit_page(request, principal, state, draft_id)
 
-    @post("/{draft_id:int}")
-    async def save(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
+    @post("/{draft_id:int}", guards=[SURVEY_ADMINS])
+    async def save(
+        self, request: Request, principal: NamedDependency[Principal], state: State, draft_id: FromPath[int]
+    ) -> Response:
         values = await read_form(request)
-        require_survey_admin(principal)
         _row, definition = await load_draft(state, draft_id)
         try:
-            edited = apply_edit(definition, values)
+            edited = apply_edit(definition, values, state.plugins)
         except FeedbackError as error:
             return await self._edit_page(request, principal, state, draft_id, error=error)
         await state.store.write(lambda conn: save_draft(conn, draft_id, edited))
@@ -450,9 +460,10 @@ class SurveyDraftAdmin(AdminController):
             id=str(draft_id),
         )
 
-    @get("/{draft_id:int}/preview", media_type=MediaType.HTML)
-    async def preview(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
-        require_survey_admin(principal)
+    @get("/{draft_id:int}/preview", media_type=MediaType.HTML, guards=[SURVEY_ADMINS])
+    async def preview(
+        self, request: Request, principal: NamedDependency[Principal], state: State, draft_id: FromPath[int]
+    ) -> Response:
         row, definition = await load_draft(state, draft_id)
         snapshot = await fresh_snapshot(state)
         current = snapshot.current.get(row["slug"])
@@ -467,20 +478,21 @@ class SurveyDraftAdmin(AdminController):
         )
 
     @post("/{draft_id:int}/preview")
-    async def preview_submit(self, draft_id: int) -> Response:
+    async def preview_submit(self, draft_id: FromPath[int]) -> Response:
         # A preview's form goes nowhere: back to the draft, nothing stored.
         return Redirect(f"{PREFIX}/surveys/edit/{draft_id}", status_code=303)
 
-    @post("/{draft_id:int}/publish")
-    async def publish(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
+    @post("/{draft_id:int}/publish", guards=[SURVEY_ADMINS])
+    async def publish(
+        self, request: Request, principal: NamedDependency[Principal], state: State, draft_id: FromPath[int]
+    ) -> Response:
         await read_form(request)
-        require_survey_admin(principal)
         row, definition = await load_draft(state, draft_id)
         try:
-            apply_edit(definition, {})  # what was stored is checked again, as a save would
+            apply_edit(definition, {}, state.plugins)  # what was stored is checked again, as a save would
         except FeedbackError as error:
             return await self._edit_page(request, principal, state, draft_id, error=error)
-        version = await state.store.write(lambda conn: publish_draft(conn, draft_id, definition))
+        version = await state.store.write(lambda conn: publish_draft(conn, draft_id, definition, state.plugins))
         state.catalog.invalidate()
         survey_page.page_cache.pages.clear()
         return flash_redirect(
@@ -491,12 +503,13 @@ class SurveyDraftAdmin(AdminController):
             version=str(version),
         )
 
-    @post("/{draft_id:int}/discard")
-    async def discard(self, request: Request, principal: Principal, state: State, draft_id: int) -> Response:
+    @post("/{draft_id:int}/discard", guards=[SURVEY_ADMINS])
+    async def discard(
+        self, request: Request, principal: NamedDependency[Principal], state: State, draft_id: FromPath[int]
+    ) -> Response:
         await read_form(request)
-        require_survey_admin(principal)
         await load_draft(state, draft_id)
-        await state.store.write(lambda conn: conn.execute("DELETE FROM survey_drafts WHERE id = ?", (draft_id,)))
+        await state.store.write(lambda conn: survey_store.delete_draft(conn, draft_id))
         return flash_redirect(f"{PREFIX}/surveys", "Draft %(id)s discarded.", state, id=str(draft_id))
 
 

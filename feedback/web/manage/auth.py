@@ -7,10 +7,10 @@ database cannot be used to sign in. Sign-ins are counted per user name in SQLite
 failures within `settings.lockout_minutes` the name is locked for that long, whether or not such a
 user exists, and however many guesses arrive at once.
 
-Page handlers take the signed-in user with the `current_user` dependency:
+Page handlers take the signed-in user with the `SESSION` dependency (guards on the route see the same user):
 
-    @get("/manage/things", dependencies={"user": Provide(current_user)})
-    async def things(request: Request, user: Principal) -> Response: ...
+    @get("/manage/things", dependencies={"principal": SESSION}, guards=[requires_role("admin")])
+    async def things(request: Request, principal: NamedDependency[Principal]) -> Response: ...
 
 Not signed in → 303 to /manage/login?next=<path>. Errors raised under /manage (Forbidden, NotFound,
 a missing CSRF token…) leave as an HTML page in the user's language unless the client asked for JSON.
@@ -21,23 +21,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
-from feedback import attempts
-from feedback import auth as tokens
-from feedback.errors import FeedbackError, InvalidInput, Unauthorized
-from feedback.models import LANGUAGES, ROLES
+from feedback.errors import FeedbackError, Unauthorized
+from feedback.passwords import hash_password, needs_rehash, verify_password
+from feedback.store import Connection
+from feedback.store import users as user_store
+from feedback.web.access import authenticator
 from feedback.web.manage import layout
 from feedback.web.security import Principal, current_principal
 
@@ -53,78 +50,7 @@ OFFICER_ROLES = ("admin", "manager", "auditor")
 # Session look-ups are cached this long per worker; a sign-out on the same worker takes effect at
 # once, a disabled user or a sign-out elsewhere within this many seconds.
 SESSION_CACHE_SECONDS = 5.0
-MIN_PASSWORD = 8
 MAX_FIELD = 200
-
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Unknown names are verified against this, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
-
-# -- passwords and users ----------------------------------------------------------------------
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when `password` matches; always spends one argon2 verification."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-
-
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password: at least {MIN_PASSWORD} characters", "password")
-    if len(password) > 1024:
-        raise InvalidInput("password: at most 1024 characters", "password")
-
-
-def save_user(
-    conn: sqlite3.Connection,
-    name: str,
-    role: str,
-    unit: str | None,
-    *,
-    password: str | None = None,
-    email: str | None = None,
-    lang: str | None = None,
-    password_hash: str | None = None,
-) -> None:
-    """Create or update a user (role, unit, e-mail, language; the password when given).
-
-    Every role but admin is scoped to a unit subtree, so it needs a unit. On the writer thread pass
-    `password_hash` (from `hash_password`, computed beforehand) instead of `password`: hashing is slow.
-    """
-    name = name.strip()
-    if not name or len(name) > MAX_FIELD or any(ch.isspace() or ch in "/\\" for ch in name):
-        raise InvalidInput("user: a name without spaces or slashes, at most 200 characters", "user")
-    if role not in ROLES:
-        raise InvalidInput(f"role: must be one of {list(ROLES)}", "role")
-    if role != "admin" and not unit:
-        raise InvalidInput("unit: every role but admin needs a unit", "unit")
-    if lang is not None and lang not in LANGUAGES:
-        raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
-    if password is not None:
-        check_password(password)
-    tokens.ensure_user(conn, name, role, unit or None, email or None)
-    if lang is not None:
-        conn.execute("UPDATE users SET lang = ? WHERE name = ?", (lang, name))
-    if password is not None:
-        password_hash = hash_password(password)
-    if password_hash is not None:
-        conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
-        # A new password ends every session of the user.
-        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
-
-
-def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> None:
-    conn.execute("UPDATE users SET disabled = ? WHERE name = ?", (1 if disabled else 0, name))
-    if disabled:
-        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -167,17 +93,12 @@ async def session_principal(request: Request) -> Principal | None:
     entry = _sessions.get(digest)
     if entry is None or entry[1] < now:
         state = request.app.state
-        rows = await state.store.query(
-            "SELECT s.user, s.expires_at, s.lang, u.role, u.unit, coalesce(u.disabled, 0) AS disabled"
-            " FROM sessions s JOIN users u ON u.name = s.user WHERE s.id = ?",
-            (digest,),
-        )
+        row = await state.store.read(lambda conn: user_store.session(conn, digest))
         found = None
-        if rows:
-            row = rows[0]
+        if row is not None:
             if row["disabled"]:
                 user = row["user"]
-                await state.store.write(lambda conn: conn.execute("DELETE FROM sessions WHERE user = ?", (user,)))
+                await state.store.write(lambda conn: user_store.end_sessions_of(conn, user))
             elif row["expires_at"] > _now().isoformat():
                 found = (row["user"], row["role"], row["unit"], row["lang"])
         if len(_sessions) > 10_000:
@@ -242,6 +163,11 @@ async def api_principal(request: Request, state: State) -> Principal:
     return principal
 
 
+# The principal dependencies of the manager app's pages and of the exports and reports.
+SESSION = authenticator(current_user)
+TOKEN_OR_SESSION = authenticator(api_principal)
+
+
 def may_see_officers(principal: Principal) -> bool:
     """Per-officer columns and results: admin, manager and auditor; not viewer."""
     return principal.role in OFFICER_ROLES
@@ -278,26 +204,6 @@ def _lock_key(username: str) -> str:
     return username.strip().lower()[:MAX_FIELD]
 
 
-def _sign_in_user(username: str) -> Callable[[sqlite3.Connection], dict | None]:
-    def read(conn: sqlite3.Connection) -> dict | None:
-        row = conn.execute(
-            "SELECT name, role, unit, lang, password_hash, coalesce(disabled, 0) FROM users WHERE name = ?",
-            (username,),
-        ).fetchone()
-        if row is None:
-            return None
-        return {
-            "name": row[0],
-            "role": row[1],
-            "unit": row[2],
-            "lang": row[3],
-            "password_hash": row[4],
-            "disabled": bool(row[5]),
-        }
-
-    return read
-
-
 async def _reserve_attempt(state: State, key: str, now: datetime) -> int | None:
     """Count this sign-in against the name before its password is checked (None: the name is locked).
 
@@ -306,7 +212,7 @@ async def _reserve_attempt(state: State, key: str, now: datetime) -> int | None:
     settings = state.settings
     window = timedelta(minutes=settings.lockout_minutes)
     return await state.store.write(
-        lambda conn: attempts.reserve(conn, attempts.SIGN_IN, key, now, window, settings.lockout_attempts)
+        lambda conn: user_store.reserve_attempt(conn, user_store.SIGN_IN, key, now, window, settings.lockout_attempts)
     )
 
 
@@ -350,7 +256,7 @@ async def login(request: Request, state: State) -> Response:
             error=_("Too many failed sign-ins for this user name. Try again in %(minutes)d minutes.")
             % {"minutes": round(settings.lockout_minutes)},
         )
-    user = await state.store.read(_sign_in_user(username))
+    user = await state.store.read(lambda conn: user_store.sign_in_record(conn, username))
     hashed = user["password_hash"] if user and not user["disabled"] else None
     ok = bool(username and password) and await asyncio.to_thread(verify_password, hashed, password)
     if not ok:  # the reserved attempt stays, as the failure
@@ -364,25 +270,20 @@ async def login(request: Request, state: State) -> Response:
     session_id = secrets.token_urlsafe(32)
     lang = layout.choose_language(request, user_lang=user["lang"])
     expires = now + timedelta(hours=settings.session_hours)
-    rehash = _hasher.check_needs_rehash(hashed) if hashed else False
-    new_hash = await asyncio.to_thread(hash_password, password) if rehash else None
+    new_hash = await asyncio.to_thread(hash_password, password) if needs_rehash(hashed) else None
 
     old = request.cookies.get(SESSION_COOKIE)
     replaced = _digest(old) if old else None
     if replaced:
         _sessions.pop(replaced, None)
 
-    def open_session(conn: sqlite3.Connection) -> None:
-        attempts.clear(conn, attempts.SIGN_IN, key, attempt)
+    def open_session(conn: Connection) -> None:
+        user_store.clear_attempts(conn, user_store.SIGN_IN, key, attempt)
         if replaced:  # signing in again, perhaps as someone else: the old session ends
-            conn.execute("DELETE FROM sessions WHERE id = ?", (replaced,))
-        conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now.isoformat(),))
-        conn.execute(
-            "INSERT INTO sessions (id, user, created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)",
-            (_digest(session_id), user["name"], now.isoformat(), expires.isoformat(), lang),
-        )
-        if new_hash:
-            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (new_hash, user["name"]))
+            user_store.end_session(conn, replaced)
+        user_store.open_session(conn, _digest(session_id), user["name"], now.isoformat(), expires.isoformat(), lang)
+        if new_hash:  # the same password, hashed with today's parameters: no reason to sign out
+            user_store.set_password_hash(conn, user["name"], new_hash, sign_out=False)
 
     await state.store.write(open_session)
     return Redirect(
@@ -396,7 +297,7 @@ async def logout(request: Request, state: State) -> Response:
     if value:
         digest = _digest(value)
         _sessions.pop(digest, None)
-        await state.store.write(lambda conn: conn.execute("DELETE FROM sessions WHERE id = ?", (digest,)))
+        await state.store.write(lambda conn: user_store.end_session(conn, digest))
     return Redirect(LOGIN_PATH, status_code=303, cookies=[clearing_cookie(request)])
 
 
@@ -416,14 +317,20 @@ def page_exception_handlers(base: dict) -> dict:
     json_feedback = base[FeedbackError]
     json_http = base[HTTPException]
 
+    def error_page(request: Request, status: int) -> Response:
+        if request.scope.get("fb_user") is None:  # type: ignore[typeddict-item]
+            # No route ran (a 404): the header still shows who is signed in, from the session cache.
+            cached_principal(request)
+        return layout.error_page(request, status)
+
     def on_feedback_error(request: Request, exc: FeedbackError) -> Response:
         if wants_page(request):
-            return layout.error_page(request, exc.status_code)
+            return error_page(request, exc.status_code)
         return json_feedback(request, exc)
 
     def on_http_error(request: Request, exc: HTTPException) -> Response:
         if wants_page(request):
-            return layout.error_page(request, exc.status_code)
+            return error_page(request, exc.status_code)
         return json_http(request, exc)
 
     def on_sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -435,7 +342,3 @@ def page_exception_handlers(base: dict) -> dict:
 
 
 ROUTES: list = [login_form, login, logout]
-
-from feedback.web.manage import users as _users  # noqa: E402  (its pages use the helpers above)
-
-ROUTES.extend(_users.ROUTES)

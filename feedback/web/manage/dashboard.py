@@ -8,19 +8,20 @@ text equivalent beside it.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from feedback import dashboard_data
 from feedback.catalog import Snapshot
-from feedback.errors import InvalidInput, NotFound
+from feedback.errors import InvalidInput
 from feedback.i18n import counter_label, gettext_for
+from feedback.web.access import requires_unit
 from feedback.web.api import day_range, fresh_snapshot, local_today
 from feedback.web.manage import auth, layout
 from feedback.web.security import Principal
@@ -76,10 +77,8 @@ INDICATOR_LABELS = {
 LEVEL_LABELS = (N_("Very dissatisfied"), N_("Dissatisfied"), N_("Neutral"), N_("Satisfied"), N_("Very satisfied"))
 
 
-def _unit_or_404(snapshot: Snapshot, code: str, user: Principal) -> None:
-    if code not in snapshot.units:
-        raise NotFound(f"unit: no unit {code!r}", "unit")
-    user.require_unit(code, snapshot)
+# The unit pages: a unit that does not exist is a 404 naming `unit`, one outside the user's subtree a 403.
+UNIT_IN_PATH = requires_unit("code", source="path", field="unit")
 
 
 def _period(snapshot: Snapshot, code: str, date_from: str | None, date_to: str | None) -> tuple[date, date]:
@@ -94,8 +93,8 @@ def _translate_statuses(_: Any, objectives: list[dict[str, Any]]) -> None:
         objective["status_label"] = _(STATUS_LABELS.get(objective["status"], objective["status"]))
 
 
-@get("/manage/", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
-async def dashboard_page(request: Request, state: State, user: Principal) -> Response:
+@get("/manage/", dependencies={"user": auth.SESSION}, include_in_schema=False)
+async def dashboard_page(request: Request, state: State, user: NamedDependency[Principal]) -> Response:
     """The unit tree the user may see, each unit with its last 30 days."""
     snapshot = await fresh_snapshot(state)
     roots = dashboard_data.visible_roots(snapshot, user.unit)
@@ -132,18 +131,22 @@ def _heat_class(n: int, max_n: int) -> str:
     return f"heat-{1 + min(HEAT_CLASSES - 2, (n * (HEAT_CLASSES - 1) - 1) // max_n)}"
 
 
-@get("/manage/units/{code:str}", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
+@get(
+    "/manage/units/{code:str}",
+    dependencies={"user": auth.SESSION},
+    guards=[UNIT_IN_PATH],
+    include_in_schema=False,
+)
 async def unit_page(
     request: Request,
     state: State,
-    user: Principal,
-    code: str,
-    date_from: str | None = QueryParameter(name="from", default=None),
-    date_to: str | None = QueryParameter(name="to", default=None),
+    user: NamedDependency[Principal],
+    snapshot: NamedDependency[Snapshot],
+    code: FromPath[str],
+    date_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to")] = None,
 ) -> Response:
     """Breakdowns, heatmap, p-chart, levels, indicators, raw vs counted, objectives of one unit's subtree."""
-    snapshot = await fresh_snapshot(state)
-    _unit_or_404(snapshot, code, user)
     start, end = _period(snapshot, code, date_from, date_to)
     min_n = state.settings.min_n
     data = await state.store.read(lambda conn: dashboard_data.unit_page(conn, snapshot, code, start, end, min_n))
@@ -266,24 +269,28 @@ def _flagged(value: str | None) -> bool | None:
     return value == "yes"
 
 
-@get("/manage/units/{code:str}/responses", dependencies={"user": Provide(auth.current_user)}, include_in_schema=False)
+@get(
+    "/manage/units/{code:str}/responses",
+    dependencies={"user": auth.SESSION},
+    guards=[UNIT_IN_PATH],
+    include_in_schema=False,
+)
 async def responses_page(
     request: Request,
     state: State,
-    user: Principal,
-    code: str,
-    date_from: str | None = QueryParameter(name="from", default=None),
-    date_to: str | None = QueryParameter(name="to", default=None),
-    service: str | None = None,
-    touchpoint: str | None = None,
-    level: str | None = None,
-    flagged: str | None = None,
-    q: str | None = None,
-    after: str | None = None,
+    user: NamedDependency[Principal],
+    snapshot: NamedDependency[Snapshot],
+    code: FromPath[str],
+    date_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to")] = None,
+    service: FromQuery[str | None] = None,
+    touchpoint: FromQuery[str | None] = None,
+    level: FromQuery[str | None] = None,
+    flagged: FromQuery[str | None] = None,
+    q: FromQuery[str | None] = None,
+    after: FromQuery[str | None] = None,
 ) -> Response:
     """The subtree's responses, 50 a page, with filters and full-text search over comments."""
-    snapshot = await fresh_snapshot(state)
-    _unit_or_404(snapshot, code, user)
     start, end = _period(snapshot, code, date_from, date_to)
     subtree = set(snapshot.subtree(code))
     if service and service not in snapshot.services:

@@ -26,7 +26,7 @@ from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import MediaType, Request, Response
 from litestar.datastructures import Cookie
-from litestar.utils.scope.state import ScopeState
+from litestar.template.base import csrf_token as litestar_csrf_token
 
 from feedback.i18n import ENDONYMS, HTML_LANG, gettext_for, negotiate, translations
 from feedback.models import LANGUAGES
@@ -73,8 +73,8 @@ def translator(request: Request) -> Callable[[str], str]:
 def csrf_token(request: Request) -> str:
     """The token for this page's forms. Where the CSRF middleware did not run (a 404 outside any
     route) the fb_csrf cookie, which holds the same signed token, stands in."""
-    token = ScopeState.from_scope(request.scope).csrf_token
-    if isinstance(token, str):
+    token = litestar_csrf_token({"request": request})  # Litestar's own template helper
+    if token:
         return token
     cookie = request.cookies.get(CSRF_COOKIE, "")
     return cookie if cookie.isalnum() and len(cookie) <= 200 else ""
@@ -246,9 +246,4 @@ ERROR_TITLES = {
 def error_page(request: Request, status: int) -> Response:
     """An error under /manage as a page in the user's language (no internal detail)."""
     message = ERROR_TITLES.get(status, "Something went wrong. Please try again later.")
-    if request.scope.get("fb_user") is None:  # type: ignore[typeddict-item]
-        # No route ran (a 404): the header still shows who is signed in, from the session cache.
-        from feedback.web.manage.auth import cached_principal
-
-        cached_principal(request)
     return render(request, "auth_error.html", {"status": status, "message_id": message}, status=status)

@@ -9,7 +9,6 @@ without personal data (no contact, officer, case reference or comment).
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,18 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import MediaType, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 
-from feedback import __version__, actions
+from feedback import __version__
 from feedback.catalog import Snapshot
 from feedback.i18n import ENDONYMS, HTML_LANG, gettext_for, negotiate
 from feedback.models import LANGUAGES
+from feedback.plugins import flatten
 from feedback.rates import satisfaction
 from feedback.review_pack import fmt_share, service_label, unit_name
+from feedback.store import Connection
+from feedback.store import actions as action_store
 from feedback.web.api import fresh_snapshot, local_today
 from feedback.web.manage import auth, layout
 from feedback.web.security import Principal
@@ -78,10 +81,16 @@ def months_back(day: date, months: int) -> date:
     "/manage/reports",
     name="manage_reports",
     include_in_schema=False,
-    dependencies={"principal": Provide(auth.current_user)},
+    dependencies={"principal": auth.SESSION},
 )
-async def reports_page(request: Request, state: State, principal: Principal, unit: str | None = None) -> Response:
-    snapshot = await fresh_snapshot(state)
+async def reports_page(
+    request: Request,
+    state: State,
+    principal: NamedDependency[Principal],
+    snapshot: NamedDependency[Snapshot],
+    unit: FromQuery[str | None] = None,
+) -> Response:
+    # `unit` only picks the unit shown first: one the user may not see falls back to the user's own.
     units = visible_units(principal, snapshot)
     selected = unit if unit in units else (principal.unit if principal.unit in units else (units[0] if units else None))
     today = local_today(snapshot, selected) if selected else datetime.now(UTC).date()
@@ -100,6 +109,8 @@ async def reports_page(request: Request, state: State, principal: Principal, uni
         "public_units": [
             (code, unit_name(snapshot, code, lang)) for code in units if snapshot.units[code].public_results
         ],
+        # The CSV exports plugins register (their titles are message ids, in the plugins' catalogues).
+        "exporters": flatten(state.plugins.hook.register_exporters()),
     }
     return layout.render(request, "reports.html", context)
 
@@ -127,27 +138,14 @@ def _scrub(text: str | None, secrets: list[str]) -> str:
     return text.strip(" ·")
 
 
-def closed_actions(
-    conn: sqlite3.Connection, snapshot: Snapshot, units: list[str], since_utc: str
-) -> list[dict[str, Any]]:
+def closed_actions(conn: Connection, snapshot: Snapshot, units: list[str], since_utc: str) -> list[dict[str, Any]]:
     """Actions of the subtree closed since a moment: title, when, and what was done, without personal data."""
-    marks = ",".join("?" for _ in units)
-    rows = actions._rows(
-        conn,
-        f"SELECT a.id, a.unit, a.title, a.closed_at, r.case_ref, r.officer, r.counter FROM actions a"
-        f" LEFT JOIN responses r ON r.id = a.response_id WHERE a.unit IN ({marks}) AND a.status = 'closed'"
-        f" AND a.closed_at >= ? ORDER BY a.closed_at DESC LIMIT ?",
-        [*units, since_utc, PUBLIC_ACTIONS],
-    )
+    rows = action_store.closed_since(conn, units, since_utc, PUBLIC_ACTIONS)
     found = []
     for row in rows:
         secrets = [row["case_ref"] or "", row["officer"] or ""]
         done: dict[str, str] = {}
-        for event in actions._rows(
-            conn,
-            "SELECT result, action_taken, correction FROM action_events WHERE action = ? ORDER BY seq",
-            (row["id"],),
-        ):
+        for event in action_store.done_records(conn, row["id"]):
             for name in DONE_FIELDS:
                 if event[name]:
                     done[name] = event[name]  # the latest record of each step wins
@@ -181,7 +179,7 @@ def not_found(lang: str) -> Response:
 
 
 @get("/results/{code:str}", name="public_results", include_in_schema=False)
-async def public_results(request: Request, state: State, code: str) -> Response:
+async def public_results(request: Request, state: State, code: FromPath[str]) -> Response:
     snapshot = await fresh_snapshot(state)
     unit = snapshot.units.get(code)
     if unit is None or not unit.public_results:
@@ -194,7 +192,7 @@ async def public_results(request: Request, state: State, code: str) -> Response:
     since = datetime.combine(start, datetime.min.time(), ZoneInfo(unit.tz)).astimezone(UTC).isoformat()
     min_n = state.settings.min_n
 
-    def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def read(conn: Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         rates = satisfaction(conn, snapshot, code, start.isoformat(), today.isoformat(), "month", min_n)
         return rates, closed_actions(conn, snapshot, units, since)
 

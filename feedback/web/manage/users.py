@@ -10,26 +10,31 @@ A new API token is shown once, on the page that answers the POST that made it.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from feedback import user_admin
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, FeedbackError, Forbidden, NotFound
 from feedback.models import LANGUAGES, ROLES
+from feedback.passwords import check_password, hash_password
+from feedback.store import Connection
+from feedback.web.access import requires
 from feedback.web.api import fresh_snapshot
 from feedback.web.manage import layout
-from feedback.web.manage.auth import MAX_FIELD, check_password, current_user, forget_sessions, hash_password
+from feedback.web.manage.auth import MAX_FIELD, SESSION, forget_sessions
 from feedback.web.security import Principal, forget_tokens
 
 BASE = "/manage/admin/users"
-DEPENDENCIES = {"user": Provide(current_user)}
+DEPENDENCIES = {"user": SESSION}
+# Only admins open these pages (each only for the users it administers, which feedback.user_admin checks).
+GUARDS = [requires(user_admin.require_admin)]
 
 # Short keys in ?done= after a change, shown as a notice.
 NOTICES = {
@@ -139,7 +144,7 @@ async def _user_page(
 ) -> Response:
     snapshot = await fresh_snapshot(state)
 
-    def read(conn: sqlite3.Connection) -> tuple[dict, list[dict]]:
+    def read(conn: Connection) -> tuple[dict, list[dict]]:
         target = user_admin.visible_user(conn, actor, name, snapshot)
         return target, user_admin.list_tokens(conn, actor, snapshot, name)
 
@@ -167,15 +172,13 @@ def _forget(state: State, name: str) -> None:
     forget_tokens(user=name)
 
 
-@get(BASE, dependencies=DEPENDENCIES, include_in_schema=False)
-async def users_list(request: Request, state: State, user: Principal) -> Response:
-    user_admin.require_admin(user)
+@get(BASE, dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def users_list(request: Request, state: State, user: NamedDependency[Principal]) -> Response:
     return await _list_page(request, state, user)
 
 
-@post(BASE, dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_create(request: Request, state: State, user: Principal) -> Response:
-    user_admin.require_admin(user)
+@post(BASE, dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_create(request: Request, state: State, user: NamedDependency[Principal]) -> Response:
     form = await request.form()
     values = {k: _field(form, k) for k in ("name", "role", "unit", "email", "lang")}
     password = str(form.get("password") or "")
@@ -203,9 +206,10 @@ async def user_create(request: Request, state: State, user: Principal) -> Respon
     return Redirect(f"{BASE}?done=created", status_code=303)
 
 
-@get(BASE + "/{name:str}", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_detail(request: Request, state: State, user: Principal, name: str) -> Response:
-    user_admin.require_admin(user)
+@get(BASE + "/{name:str}", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_detail(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     return await _user_page(request, state, user, name)
 
 
@@ -220,9 +224,10 @@ async def _change(request: Request, state: State, actor: Principal, name: str, d
     return Redirect(f"{BASE}/{quote(name, safe='')}?done={done}", status_code=303)
 
 
-@post(BASE + "/{name:str}", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_update(request: Request, state: State, user: Principal, name: str) -> Response:
-    user_admin.require_admin(user)
+@post(BASE + "/{name:str}", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_update(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     form = await request.form()
     return await _change(
         request,
@@ -237,21 +242,24 @@ async def user_update(request: Request, state: State, user: Principal, name: str
     )
 
 
-@post(BASE + "/{name:str}/disable", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_disable(request: Request, state: State, user: Principal, name: str) -> Response:
-    user_admin.require_admin(user)
+@post(BASE + "/{name:str}/disable", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_disable(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     return await _change(request, state, user, name, "disabled", disabled=True)
 
 
-@post(BASE + "/{name:str}/enable", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_enable(request: Request, state: State, user: Principal, name: str) -> Response:
-    user_admin.require_admin(user)
+@post(BASE + "/{name:str}/enable", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_enable(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     return await _change(request, state, user, name, "enabled", disabled=False)
 
 
-@post(BASE + "/{name:str}/password", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_password(request: Request, state: State, user: Principal, name: str) -> Response:
-    user_admin.require_admin(user)
+@post(BASE + "/{name:str}/password", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_password(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     snapshot = await fresh_snapshot(state)
     # The user must be the admin's before anything is hashed or said about the password.
     await state.store.read(lambda conn: user_admin.visible_user(conn, user, name, snapshot))
@@ -268,10 +276,11 @@ async def user_password(request: Request, state: State, user: Principal, name: s
     return Redirect(f"{BASE}/{quote(name, safe='')}?done=password", status_code=303)
 
 
-@post(BASE + "/{name:str}/tokens", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_token_create(request: Request, state: State, user: Principal, name: str) -> Response:
+@post(BASE + "/{name:str}/tokens", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_token_create(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
     """The new token is on this answer only: it is never stored, so no later page can show it."""
-    user_admin.require_admin(user)
     snapshot = await fresh_snapshot(state)
     try:
         created = await state.store.write(lambda conn: user_admin.create_token(conn, user, snapshot, name))
@@ -281,12 +290,15 @@ async def user_token_create(request: Request, state: State, user: Principal, nam
     return await _user_page(request, state, user, name, new_token=created)
 
 
-@post(BASE + "/{name:str}/tokens/{token_id:str}/revoke", dependencies=DEPENDENCIES, include_in_schema=False)
-async def user_token_revoke(request: Request, state: State, user: Principal, name: str, token_id: str) -> Response:
-    user_admin.require_admin(user)
+@post(
+    BASE + "/{name:str}/tokens/{token_id:str}/revoke", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False
+)
+async def user_token_revoke(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str], token_id: FromPath[str]
+) -> Response:
     snapshot = await fresh_snapshot(state)
 
-    def revoke(conn: sqlite3.Connection) -> str:
+    def revoke(conn: Connection) -> str:
         user_admin.visible_user(conn, user, name, snapshot)
         token = next((t for t in user_admin.list_tokens(conn, user, snapshot, name) if t["id"] == token_id), None)
         if token is None:  # another user's token is not revoked through this user's page

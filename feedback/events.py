@@ -1,0 +1,152 @@
+"""Events are records: each is written to the event log in the transaction that caused it.
+
+A write job that changes something (a response stored, an action opened or moved, an objective
+breached, a kiosk gone silent) calls `record` (or `record_response_stored`) on its own connection,
+so the event commits with the change or not at all; a crash right after the commit leaves it in the
+log, never lost. `feedback.dispatch` then hands each event to `track_event` at least once, in order
+per aggregate, keyed by its id; an id already in the log is not written again, so a replayed write
+adds nothing.
+
+Inside a server, the writer hands each new event to the process's dispatcher as soon as its
+transaction commits (it is born leased to that dispatcher, so no other process takes it meanwhile);
+elsewhere (`feedback tick`, `feedback demo`) events wait in the log for a dispatcher to claim them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Protocol
+
+import msgspec
+
+from feedback.db import after_commit, writing_store
+from feedback.models import Event
+from feedback.store import Connection
+from feedback.store import events as event_store
+
+# How long an event handed to this process's dispatcher is held from the others: a crash leaves it
+# to any dispatcher after this long.
+HOT_LEASE = timedelta(seconds=15)
+
+_json = msgspec.json.Encoder()
+
+
+def stamp(moment: datetime) -> str:
+    """Fixed-width UTC text, so times compare correctly as strings in SQL."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def aggregate_of(event_type: str, event_id: str) -> str:
+    """What an event is about, as kind:id: the kind is the first part of its type, the id the first
+    part of its id after the type (`action.changed:42:7` → `action:42`)."""
+    kind = event_type.split(".", 1)[0]
+    rest = event_id[len(event_type) + 1 :] if event_id.startswith(event_type + ":") else event_id
+    return f"{kind}:{rest.split(':', 1)[0]}"
+
+
+class Logged:
+    """An event just written to the log, as the in-process dispatcher receives it after commit."""
+
+    __slots__ = ("aggregate", "event", "id", "seq")
+
+    def __init__(self, id: str, aggregate: str, event: Event | Callable[[], Event], seq: int = 0) -> None:
+        self.id = id
+        self.aggregate = aggregate
+        self.event = event  # a callable builds it when it is dispatched
+        self.seq = seq  # its place in the log, once written
+
+    def resolve(self) -> Event:
+        return self.event() if callable(self.event) else self.event
+
+
+class Sink(Protocol):
+    """The in-process dispatcher, as the writer sees it (`Store.event_sink`)."""
+
+    holder: str
+
+    def accept(self, items: list[Logged]) -> None:
+        """Called on the writer thread right after the commit; must only hand the items over."""
+
+
+def record(conn: Connection, events: Sequence[Event]) -> None:
+    """Write events to the log in the caller's transaction (each once per id)."""
+    if not events:
+        return
+    rows = [(e.id, e.type, aggregate_of(e.type, e.id), e.created_at, _json.encode(e.data).decode()) for e in events]
+    sink = _sink()
+    if sink is None:
+        event_store.insert_events(conn, [(*row, "", "") for row in rows])
+        return
+    until = _hot_until()
+    waiting: set[str] = set()
+    claimed = []
+    for row in rows:
+        # An aggregate with an earlier event some other dispatcher holds (or nobody yet) waits its
+        # turn in the log; otherwise this process hands its events over in commit order.
+        if row[2] in waiting or event_store.has_pending_of_others(conn, row[2], sink.holder):
+            waiting.add(row[2])
+            claimed.append((*row, "", ""))
+        else:
+            claimed.append((*row, sink.holder, until))
+    by_id = {event.id: event for event in events}
+    handed = [
+        Logged(event_id, row[2], by_id[event_id], seq)
+        for (event_id, seq), row in _inserted_rows(event_store.insert_events(conn, claimed), claimed)
+        if row[5]  # leased to this process: handed over after commit
+    ]
+    if handed:
+        after_commit(partial(sink.accept, handed))
+
+
+def record_response_stored(
+    conn: Connection, response_id: str, created_at: str, objectives: Sequence[int], build: Callable[[], Event]
+) -> None:
+    """Write a `response.stored` event compactly: the response row is in the same transaction, so the
+    log keeps only what the row lacks (the objectives it counts towards) and the data is rebuilt from
+    the row when the event is dispatched. `build` makes the event for the in-process dispatcher.
+    (On every response's path: kept to one statement and no more Python than needed.)"""
+    event_id = "response.stored:" + response_id
+    aggregate = "response:" + response_id
+    data = _json.encode({"objectives": list(objectives)}).decode() if objectives else None
+    sink = _sink()
+    # A new response has no earlier event: no order to check.
+    row = (
+        event_id,
+        "response.stored",
+        aggregate,
+        created_at,
+        data,
+        *((sink.holder, _hot_until()) if sink else ("", "")),
+    )
+    seq = event_store.insert_event(conn, row)
+    if sink is not None and seq is not None:
+        after_commit(partial(sink.accept, [Logged(event_id, aggregate, build, seq)]))
+
+
+def _sink() -> Sink | None:
+    store = writing_store()
+    return store.event_sink if store is not None else None
+
+
+def _inserted_rows(inserted: list[tuple[str, int]], rows: list[tuple]) -> list[tuple[tuple[str, int], tuple]]:
+    by_id = {row[0]: row for row in rows}
+    return [(pair, by_id[pair[0]]) for pair in inserted]
+
+
+_until = [0.0, ""]  # when it was worked out (monotonic), the lease end as text
+
+
+def _hot_until() -> str:
+    """When a lease taken now ends; worked out at most ten times a second (a lease is 15 s)."""
+    now = time.monotonic()
+    if now - _until[0] > 0.1:
+        _until[0], _until[1] = now, stamp(datetime.now(UTC) + HOT_LEASE)
+    return _until[1]
+
+
+def compact_data(data: str | None) -> dict[str, Any]:
+    """The stored data of an event (an empty dict when none was kept)."""
+    return msgspec.json.decode(data) if data else {}

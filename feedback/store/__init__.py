@@ -1,0 +1,89 @@
+"""The store layer: every SQL statement of the application lives in this package.
+
+One module per aggregate (responses, surveys, organisation, actions, objectives, events,
+kiosks, users, exposure, and the webhooks plugin's table) holds plain functions that take a
+connection and return dicts (or ids, counts, booleans); `dialect` holds the forms only SQLite
+accepts (PRAGMAs, FTS5, triggers, rowid paging, the set-based rollup rebuild).
+Callers outside this package never write SQL and never import `sqlite3`: they annotate with
+`Connection` and catch `Conflict`, which `unique()` raises when a constraint refuses a row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from feedback.errors import Conflict
+
+#: The connection every store function takes (a `sqlite3.Connection` today).
+Connection = sqlite3.Connection
+#: A row as the database hands it over; store functions turn rows into dicts before returning.
+Row = sqlite3.Row
+#: Raised by the driver when a constraint refuses a write.
+IntegrityError = sqlite3.IntegrityError
+
+__all__ = ["Connection", "IntegrityError", "Row", "all_rows", "first_row", "marks", "scalar", "unique", "where_equal"]
+
+
+def all_rows(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    """Every row as a dict, whatever row factory the connection has (the CLI's has none)."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return [dict(row) for row in cursor.execute(sql, params if isinstance(params, dict) else tuple(params))]
+
+
+def first_row(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+    """The first row as a dict, or None."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    found = cursor.execute(sql, params if isinstance(params, dict) else tuple(params)).fetchone()
+    cursor.close()  # done with the statement (an INSERT … RETURNING must not stay open until COMMIT)
+    return dict(found) if found is not None else None
+
+
+def scalar(conn: Connection, sql: str, params: Sequence[Any] = (), default: Any = None) -> Any:
+    """The first column of the first row, or `default` when there is no row."""
+    cursor = conn.execute(sql, tuple(params))
+    found = cursor.fetchone()
+    cursor.close()
+    return found[0] if found is not None else default
+
+
+def where_equal(equal: dict[str, Any] | None, allowed: Collection[str]) -> tuple[str, list[Any]]:
+    """` AND column = ?` for each value given (None: any), and the parameters; columns must be `allowed`
+    (they are spliced into the SQL)."""
+    where, params = "", []
+    for column, value in (equal or {}).items():
+        if value is None:
+            continue
+        if column not in allowed:
+            raise ValueError(f"not a filter column: {column}")
+        where += f" AND {column} = ?"
+        params.append(value)
+    return where, params
+
+
+def marks(values: Sequence[Any]) -> str:
+    """`?, ?, ?` for an `IN (…)` list of these values."""
+    return ", ".join("?" for _ in values)
+
+
+@contextmanager
+def unique(message: str, field: str | None = None) -> Iterator[None]:
+    """Turn a constraint violation inside the block into `Conflict(message, field)`.
+
+    The one place where a refused insert becomes a 409: the database's primary keys and unique
+    constraints decide, so two writers racing for the same key cannot both win. SQLite undoes only the
+    refused statement and the transaction goes on (PostgreSQL would need a savepoint around it).
+    """
+    try:
+        yield
+    except sqlite3.IntegrityError as error:
+        if getattr(error, "sqlite_errorname", "") not in _KEY_VIOLATIONS:
+            raise  # a NOT NULL or foreign-key failure is a bug or bad input, not a race
+        raise Conflict(message, field) from error
+
+
+_KEY_VIOLATIONS = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}

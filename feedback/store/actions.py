@@ -1,0 +1,222 @@
+"""Corrective actions and their append-only step records (`actions`, `action_events`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from feedback.store import Connection, all_rows, first_row, marks, scalar
+
+OPEN = "status NOT IN ('closed', 'appeal_upheld')"
+
+
+def get(conn: Connection, action_id: int) -> dict[str, Any] | None:
+    """The `actions` row, or None."""
+    return first_row(conn, "SELECT * FROM actions WHERE id = ?", (action_id,))
+
+
+def unit_of(conn: Connection, action_id: int) -> str | None:
+    """The unit an action belongs to (for scope checks before anything else is read), or None."""
+    return scalar(conn, "SELECT unit FROM actions WHERE id = ?", (action_id,))
+
+
+def exists_for(conn: Connection, source_key: str) -> bool:
+    """Whether an action was ever opened for this cause."""
+    return scalar(conn, "SELECT 1 FROM actions WHERE source_key = ?", (source_key,)) is not None
+
+
+def insert(conn: Connection, row: dict[str, Any]) -> int | None:
+    """A new action; its id, or None when its `source_key` has one already (the key is unique)."""
+    columns = list(row)
+    found = conn.execute(
+        f"INSERT INTO actions ({', '.join(columns)}) VALUES ({marks(columns)})"
+        " ON CONFLICT (source_key) DO NOTHING RETURNING id",
+        [row[c] for c in columns],
+    ).fetchone()
+    return found[0] if found is not None else None
+
+
+def move(conn: Connection, action_id: int, expected: str, updates: dict[str, Any]) -> bool:
+    """Compare and set: apply `updates` (which carry the new status) only while the action is still in
+    state `expected`. False when another step moved it first, so two conflicting steps cannot both win."""
+    assignments = ", ".join(f"{column} = ?" for column in updates)
+    cursor = conn.execute(
+        f"UPDATE actions SET {assignments} WHERE id = ? AND status = ?", (*updates.values(), action_id, expected)
+    )
+    return cursor.rowcount == 1
+
+
+def update(conn: Connection, action_id: int, **values: Any) -> None:
+    """Set bookkeeping columns that do not change the state (deadline marks, the effectiveness watch)."""
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    conn.execute(f"UPDATE actions SET {assignments} WHERE id = ?", (*values.values(), action_id))
+
+
+def extend_watch(conn: Connection, action_id: int, until: str, at: str) -> None:
+    """Watch a week longer (too few responses to judge yet)."""
+    conn.execute(
+        "UPDATE actions SET watch_until = ?, watch_extensions = watch_extensions + 1, updated_at = ? WHERE id = ?",
+        (until, at, action_id),
+    )
+
+
+def append_event(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+    """One step of the record; returns the stored row. The database refuses to change or delete it later."""
+    columns = list(values)
+    found = first_row(
+        conn,
+        f"INSERT INTO action_events ({', '.join(columns)}) VALUES ({marks(columns)}) RETURNING *",
+        [values[c] for c in columns],
+    )
+    assert found is not None  # an INSERT … RETURNING always returns its row
+    return found
+
+
+def events_of(conn: Connection, action_id: int) -> list[dict[str, Any]]:
+    """Every step of an action, oldest first."""
+    return all_rows(conn, "SELECT * FROM action_events WHERE action = ? ORDER BY seq", (action_id,))
+
+
+def appellant(conn: Connection, action_id: int) -> str | None:
+    """Who made the latest appeal of an action."""
+    return scalar(
+        conn,
+        "SELECT actor FROM action_events WHERE action = ? AND to_status = 'appealed' ORDER BY seq DESC LIMIT 1",
+        (action_id,),
+    )
+
+
+def listing(
+    conn: Connection,
+    units: Sequence[str] | None,
+    status: str | None = None,
+    kind: str | None = None,
+    due_and_open: bool = False,
+) -> list[dict[str, Any]]:
+    """Actions of these units (every unit when None); `status` "open" means any state but the closed ones."""
+    where, params = [], []
+    if units is not None:
+        where.append(f"unit IN ({marks(units)})")
+        params.extend(units)
+    if status == "open":
+        where.append(OPEN)
+    elif status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if due_and_open:
+        where.append(f"due IS NOT NULL AND {OPEN}")
+    return all_rows(conn, "SELECT * FROM actions" + (f" WHERE {' AND '.join(where)}" if where else ""), params)
+
+
+def open_in_period(conn: Connection, units: Sequence[str], before: str, after: str) -> list[dict[str, Any]]:
+    """The actions of these units opened before `before` and not closed before `after` (for KPIs)."""
+    return all_rows(
+        conn,
+        f"SELECT unit, kind, status, due, opened_at, closed_at FROM actions WHERE unit IN ({marks(units)})"
+        " AND opened_at < ? AND (closed_at IS NULL OR closed_at >= ?)",
+        (*units, before, after),
+    )
+
+
+def awaiting_deadline(conn: Connection) -> list[dict[str, Any]]:
+    """Open actions with a due day that are not overdue yet (once overdue nothing more waits for them)."""
+    return all_rows(conn, f"SELECT * FROM actions WHERE {OPEN} AND due IS NOT NULL AND overdue_at IS NULL ORDER BY id")
+
+
+def watched(conn: Connection) -> list[dict[str, Any]]:
+    """Actions whose effectiveness is being watched."""
+    return all_rows(
+        conn,
+        "SELECT * FROM actions WHERE watch_until IS NOT NULL AND status IN ('effectiveness_review', 'closed')"
+        " ORDER BY id",
+    )
+
+
+def latest_change(conn: Connection) -> str | None:
+    """The newest `updated_at` of any action."""
+    return scalar(conn, "SELECT max(updated_at) FROM actions")
+
+
+def changed_since(conn: Connection, watermark: str, limit: int = 500) -> list[dict[str, Any]]:
+    """Actions changed after `watermark`, oldest change first (what live pages are told)."""
+    return all_rows(
+        conn,
+        "SELECT id, unit, status, title, owner, due, opened_at, updated_at FROM actions"
+        " WHERE updated_at > ? ORDER BY updated_at LIMIT ?",
+        (watermark, limit),
+    )
+
+
+def closed_since(conn: Connection, units: Sequence[str], since: str, limit: int) -> list[dict[str, Any]]:
+    """Actions of these units closed since a moment, newest first, with their response's personal
+    fields (so that a public page can scrub them out of the text)."""
+    return all_rows(
+        conn,
+        "SELECT a.id, a.unit, a.title, a.closed_at, r.case_ref, r.officer, r.counter FROM actions a"
+        f" LEFT JOIN responses r ON r.id = a.response_id WHERE a.unit IN ({marks(units)}) AND a.status = 'closed'"
+        " AND a.closed_at >= ? ORDER BY a.closed_at DESC LIMIT ?",
+        (*units, since, limit),
+    )
+
+
+def done_records(conn: Connection, action_id: int) -> list[dict[str, Any]]:
+    """What was done, step by step: the result, the action taken and the correction of each event."""
+    return all_rows(
+        conn, "SELECT result, action_taken, correction FROM action_events WHERE action = ? ORDER BY seq", (action_id,)
+    )
+
+
+def effectiveness_data(conn: Connection, units: Sequence[str], low: str, high: str) -> list[str]:
+    """The data (JSON) of the steps of these units' actions in [low, high) that judged effectiveness."""
+    return [
+        row["data"]
+        for row in all_rows(
+            conn,
+            f"SELECT e.data FROM action_events e JOIN actions a ON a.id = e.action WHERE a.unit IN ({marks(units)})"
+            " AND e.at >= ? AND e.at < ? AND e.data LIKE '%effectiveness%'",
+            (*units, low, high),
+        )
+    ]
+
+
+def active_in(conn: Connection, units: Sequence[str], low: str, high: str, limit: int) -> list[dict[str, Any]]:
+    """Actions of these units opened or closed in [low, high), or still open at its end; oldest first."""
+    return all_rows(
+        conn,
+        f"SELECT * FROM actions WHERE unit IN ({marks(units)}) AND ((opened_at >= ? AND opened_at < ?)"
+        " OR (closed_at >= ? AND closed_at < ?) OR (closed_at IS NULL AND opened_at < ?))"
+        " ORDER BY opened_at LIMIT ?",
+        (*units, low, high, low, high, high, limit),
+    )
+
+
+def records_newest_first(conn: Connection, action_id: int) -> list[dict[str, Any]]:
+    """result, action_taken, correction and explanation of every step, newest first."""
+    return all_rows(
+        conn,
+        "SELECT result, action_taken, correction, explanation FROM action_events WHERE action = ? ORDER BY seq DESC",
+        (action_id,),
+    )
+
+
+def overdue_of(conn: Connection, units: Sequence[str], today: str, limit: int = 50) -> list[dict[str, Any]]:
+    """id, title, due and owner of these units' open actions due before `today`, earliest due first."""
+    return all_rows(
+        conn,
+        f"SELECT id, title, due, owner FROM actions WHERE unit IN ({marks(units)}) AND due IS NOT NULL AND due < ?"
+        f" AND {OPEN} ORDER BY due, id LIMIT ?",
+        (*units, today, limit),
+    )
+
+
+def opened_by(conn: Connection, response_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """response id → {id, status} of the action each of these responses opened (if any)."""
+    if not response_ids:
+        return {}
+    rows = all_rows(
+        conn, f"SELECT id, response_id, status FROM actions WHERE response_id IN ({marks(response_ids)})", response_ids
+    )
+    return {row["response_id"]: {"id": row["id"], "status": row["status"]} for row in rows}

@@ -1,0 +1,367 @@
+"""Responses and the rollups kept beside them: stored answers, contacts, daily and indicator rollups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from feedback.store import Connection, all_rows, first_row, marks, scalar, where_equal
+
+# -- one response ----------------------------------------------------------------------------------
+
+
+def get(conn: Connection, response_id: str) -> dict[str, Any] | None:
+    """The `responses` row, or None."""
+    return first_row(conn, "SELECT * FROM responses WHERE id = ?", (response_id,))
+
+
+def summary(conn: Connection, response_id: str) -> dict[str, Any] | None:
+    """Receipt, unit, touchpoint and time of a response (what an action's page links to), or None."""
+    return first_row(conn, "SELECT receipt, unit, touchpoint, server_time FROM responses WHERE id = ?", (response_id,))
+
+
+def officer_of(conn: Connection, response_id: str | None) -> str | None:
+    """The officer a response rated, if it named one."""
+    return scalar(conn, "SELECT officer FROM responses WHERE id = ?", (response_id,))
+
+
+def set_flags(conn: Connection, response_id: str, flags: str) -> None:
+    """Replace a response's flags (a JSON list); the answers themselves never change."""
+    conn.execute("UPDATE responses SET flags = ? WHERE id = ?", (flags, response_id))
+
+
+def contact_of(conn: Connection, response_id: str | None) -> str | None:
+    """The consented contact left with a response (None when there is none, or it was purged)."""
+    return scalar(conn, "SELECT contact FROM contacts WHERE response_id = ?", (response_id,))
+
+
+# -- rollups ---------------------------------------------------------------------------------------
+
+
+def rollup_totals(
+    conn: Connection, units: Sequence[str], day_from: str, day_to: str, service: str | None = None
+) -> dict[str, Any]:
+    """Sums over units and local days (one service's when given): n, satisfied, dissatisfied, score_n,
+    score_sum; zeros when nothing was counted."""
+    table = "rollups" if service else "rollups_unit_day"
+    found = first_row(
+        conn,
+        "SELECT coalesce(sum(n), 0) AS n, coalesce(sum(satisfied), 0) AS satisfied,"
+        " coalesce(sum(dissatisfied), 0) AS dissatisfied, coalesce(sum(score_n), 0) AS score_n,"
+        f" coalesce(sum(score_sum), 0) AS score_sum FROM {table}"
+        f" WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?" + (" AND service = ?" if service else ""),
+        (*units, day_from, day_to, *([service] if service else [])),
+    )
+    assert found is not None  # an aggregate without GROUP BY always has its row
+    return found
+
+
+def indicator_totals(
+    conn: Connection, units: Sequence[str], day_from: str, day_to: str, indicator: str, service: str | None = None
+) -> tuple[int, float]:
+    """(n, sum of 0-100 values) of one indicator over units and local days (one service's when given)."""
+    found = conn.execute(
+        "SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
+        f" WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?"
+        + (" AND service = ?" if service else "")
+        + " AND indicator = ?",
+        (*units, day_from, day_to, *([service] if service else []), indicator),
+    ).fetchone()
+    return int(found[0]), float(found[1])
+
+
+# -- contacts (kept apart from the answers, purged once no longer needed) ---------------------------
+
+
+def delete_contact(conn: Connection, response_id: str) -> bool:
+    """Purge the contact left with a response; False when there was none."""
+    return conn.execute("DELETE FROM contacts WHERE response_id = ?", (response_id,)).rowcount > 0
+
+
+def contact_with_response(conn: Connection, response_id: str) -> dict[str, Any] | None:
+    """contact, lang, receipt and unit of a response that left a contact, or None."""
+    return first_row(
+        conn,
+        "SELECT c.contact, r.lang, r.receipt, r.unit FROM contacts c JOIN responses r ON r.id = c.response_id"
+        " WHERE c.response_id = ?",
+        (response_id,),
+    )
+
+
+def expired_contacts(conn: Connection, cutoff: str, now: str) -> list[str]:
+    """Response ids whose contact is older than `cutoff` (or past its own purge time) and whose response
+    has no open corrective action."""
+    return [
+        row["response_id"]
+        for row in all_rows(
+            conn,
+            "SELECT response_id FROM contacts c WHERE (c.created_at < ? OR (c.purge_after IS NOT NULL"
+            " AND c.purge_after < ?)) AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.response_id = c.response_id"
+            " AND a.status NOT IN ('closed', 'appeal_upheld'))",
+            (cutoff, now),
+        )
+    ]
+
+
+# -- rollups: each response counted in as it is stored -------------------------------------------------
+
+# What a rollup row adds up, in the order add_to_rollups passes the values.
+ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
+
+
+def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT DO UPDATE that adds one response's measures to a rollup row."""
+    columns = (*key, *ROLLUP_MEASURES)
+    additions = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}"
+    )
+
+
+UPSERT_ROLLUP = rollup_upsert("rollups", ("unit", "day", "service", "touchpoint"))
+UPSERT_UNIT_DAY = rollup_upsert("rollups_unit_day", ("unit", "day"))
+# The weekday × hour heatmap: local day and UTC hour of occurred_at (the unit's time zone turns it
+# into a local hour when read).
+UPSERT_HEATMAP = rollup_upsert("heatmap_rollups", ("unit", "day", "hour"))
+UPSERT_INDICATOR = """
+INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
+  n = n + excluded.n, sum = sum + excluded.sum
+"""
+
+
+def add_to_rollups(
+    conn: Connection, row: dict[str, Any], indicators: dict[str, float], suspect: bool, sign: int = 1
+) -> None:
+    """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
+    key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
+    if suspect:
+        measures = (0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign)
+    else:
+        level = row["level"]
+        has_score = row["score"] is not None
+        levels = [sign if level == i else 0 for i in range(1, 6)]
+        measures = (
+            sign if level is not None else 0,
+            sign * row["satisfied"],
+            sign * row["dissatisfied"],
+            sign if has_score else 0,
+            sign * (row["score"] or 0.0),
+            *levels,
+            0,
+        )
+    conn.execute(UPSERT_ROLLUP, (*key, *measures))
+    conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
+    conn.execute(UPSERT_HEATMAP, (row["unit"], row["day"], int(row["occurred_at"][11:13]), *measures))
+    if suspect:
+        return
+    for indicator, value in indicators.items():
+        conn.execute(UPSERT_INDICATOR, (*key, indicator, sign, sign * value))
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+
+#: The columns of `responses`, in the order `insert` writes them.
+COLUMNS = (
+    "id",
+    "receipt",
+    "touchpoint",
+    "unit",
+    "service",
+    "survey",
+    "survey_version",
+    "channel",
+    "transaction_point",
+    "case_ref",
+    "counter",
+    "officer",
+    "lang",
+    "answers",
+    "client_time",
+    "server_time",
+    "occurred_at",
+    "day",
+    "level",
+    "satisfied",
+    "dissatisfied",
+    "score",
+    "indicators",
+    "flags",
+    "content_hash",
+    "device",
+    "case_verified",
+)
+_INSERT = f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({marks(COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+
+
+def insert(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert a response unless its id is taken (then nothing is written); True when inserted."""
+    return conn.execute(_INSERT, [row[c] for c in COLUMNS]).rowcount == 1
+
+
+def stored_receipt(conn: Connection, response_id: str) -> dict[str, Any] | None:
+    """What a replay of a stored response is answered with: receipt, content_hash, flags, level."""
+    found = conn.execute(
+        "SELECT receipt, content_hash, flags, level FROM responses WHERE id = ?", (response_id,)
+    ).fetchone()
+    return dict(zip(("receipt", "content_hash", "flags", "level"), found, strict=True)) if found else None
+
+
+def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` already stored."""
+    if not ids:
+        return set()
+    return {row[0] for row in conn.execute(f"SELECT id FROM responses WHERE id IN ({marks(ids)})", tuple(ids))}
+
+
+def case_claimed(conn: Connection, touchpoint: str, case_ref: str, response_id: str) -> bool:
+    """Whether another response already rated this case at this touchpoint under a verified reference.
+
+    Only a verified reference claims a case: an unverified one (anyone can type a case number) is kept
+    and counted, but never makes another rating a duplicate, so nobody can pre-empt a citizen's rating.
+    A later rating of a case already claimed is a duplicate whether verified or not: after the real
+    rating, an unverified one is a second rating or a forgery, and either way stays out of the rates.
+    """
+    return (
+        conn.execute(
+            "SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND case_verified = 1 AND id != ? LIMIT 1",
+            (touchpoint, case_ref, response_id),
+        ).fetchone()
+        is not None
+    )
+
+
+def add_contact(conn: Connection, response_id: str, contact: str, created_at: str) -> None:
+    """Keep a consented contact apart from the answers."""
+    conn.execute(
+        "INSERT INTO contacts (response_id, contact, created_at) VALUES (?, ?, ?)", (response_id, contact, created_at)
+    )
+
+
+def daily_rollups(
+    conn: Connection, units: Sequence[str], day_from: str, day_to: str, service: str | None = None
+) -> list[dict[str, Any]]:
+    """Per local day: n, satisfied and dissatisfied summed over units (one service's when given)."""
+    table = "rollups" if service is not None else "rollups_unit_day"
+    return all_rows(
+        conn,
+        "SELECT day, coalesce(sum(n), 0) AS n, coalesce(sum(satisfied), 0) AS satisfied,"
+        f" coalesce(sum(dissatisfied), 0) AS dissatisfied FROM {table}"
+        f" WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?"
+        + (" AND service = ?" if service is not None else "")
+        + " GROUP BY day",
+        (*units, day_from, day_to, *([service] if service is not None else [])),
+    )
+
+
+def count_matching(
+    conn: Connection, units: Sequence[str], day_from: str, day_to: str, equal: dict[str, Any] | None = None
+) -> int:
+    """How many responses of these units and local days have the given column values (None: any)."""
+    where, params = where_equal(equal, FILTER_COLUMNS)
+    return int(
+        scalar(
+            conn,
+            f"SELECT count(*) FROM responses WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?{where}",
+            (*units, day_from, day_to, *params),
+            0,
+        )
+    )
+
+
+FILTER_COLUMNS = frozenset({"service", "touchpoint", "level", "survey", "channel", "officer"})
+
+
+# The summed rollup columns, in the order `rollup_groups` returns them.
+ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
+_SUM_MEASURES = ", ".join(f"sum({name})" for name in ROLLUP_MEASURES)
+_GROUPS = {
+    "unit": "unit",
+    "service": "service",
+    "touchpoint": "touchpoint",
+    "day": "day",
+    "month": "substr(day, 1, 7)",
+}
+_ROLLUP_FILTERS = frozenset({"service", "touchpoint"})
+
+
+def rollup_groups(
+    conn: Connection,
+    units: Sequence[str],
+    day_from: str,
+    day_to: str,
+    group: str,
+    equal: dict[str, str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """(key, *ROLLUP_MEASURES summed) per `group` (unit, service, touchpoint, day or month) over units and
+    local days, with `equal` narrowing service or touchpoint. Plain tuples: pages run this per request."""
+    equal = equal or {}
+    if not set(equal) <= _ROLLUP_FILTERS:
+        raise ValueError(f"not a rollup filter: {sorted(set(equal) - _ROLLUP_FILTERS)}")
+    sql_group = _GROUPS[group]
+    # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
+    table = "rollups" if equal or group in ("service", "touchpoint") else "rollups_unit_day"
+    where = "".join(f" AND {column} = ?" for column in equal)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(
+        f"SELECT {sql_group}, {_SUM_MEASURES} FROM {table} WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?"
+        f"{where} GROUP BY {sql_group}",
+        (*units, day_from, day_to, *equal.values()),
+    ).fetchall()
+
+
+def answered_cells(
+    conn: Connection, units: Sequence[str], day_from: str, day_to: str, by_service: bool, service: str | None = None
+) -> dict[tuple[str, ...], int]:
+    """(unit, [service,] day) → every stored response there, suspect ones too."""
+    group = "unit, service, day" if by_service else "unit, day"
+    table = "rollups" if by_service else "rollups_unit_day"
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(
+        f"SELECT {group}, sum(n + suspect) FROM {table} WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?"
+        + (" AND service = ?" if service is not None else "")
+        + f" GROUP BY {group}",
+        (*units, day_from, day_to, *([service] if service is not None else [])),
+    )
+    return {tuple(row[:-1]): row[-1] or 0 for row in rows}
+
+
+def unit_day_rollups(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[tuple[Any, ...]]:
+    """(unit, day, n, satisfied) of every unit × local day rollup row in the range (plain tuples)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(
+        f"SELECT unit, day, n, satisfied FROM rollups_unit_day WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?",
+        (*units, day_from, day_to),
+    ).fetchall()
+
+
+def heatmap_cells(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[tuple[Any, ...]]:
+    """(local day, UTC hour, n, satisfied) summed over units (plain tuples)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(
+        "SELECT day, hour, coalesce(sum(n), 0), coalesce(sum(satisfied), 0) FROM heatmap_rollups"
+        f" WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ? GROUP BY day, hour",
+        (*units, day_from, day_to),
+    ).fetchall()
+
+
+def indicator_sums(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[tuple[str, int, float]]:
+    """(indicator, n, sum of 0-100 values) per indicator over units and local days, by indicator."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(
+        "SELECT indicator, coalesce(sum(n), 0), coalesce(sum(sum), 0) FROM rollup_indicators"
+        f" WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ? GROUP BY indicator ORDER BY indicator",
+        (*units, day_from, day_to),
+    ).fetchall()
+
+
+def count_all(conn: Connection) -> int:
+    """How many responses are stored."""
+    return int(scalar(conn, "SELECT count(*) FROM responses", (), 0))
