@@ -28,6 +28,7 @@ T = TypeVar("T")
 _STOP = object()
 # What the writer thread of a Store is doing: the store, and the callbacks of the transaction under way.
 _in_writer = threading.local()
+_ALONE = object()  # `after_commit` without an item
 
 
 def writing_store() -> Store | None:
@@ -35,15 +36,17 @@ def writing_store() -> Store | None:
     return getattr(_in_writer, "store", None)
 
 
-def after_commit(callback: Callable[[], None]) -> bool:
+def after_commit(callback: Callable[..., None], item: Any = _ALONE) -> bool:
     """Run `callback()` on the writer thread once the calling write job's transaction has committed,
-    before the job's caller is answered; dropped if the job rolls back. It must be quick and must not
-    raise (hand work to an event loop with `call_soon_threadsafe`). Returns False, and keeps nothing,
-    outside a Store's writer thread: nobody would run it there."""
+    before the job's caller is answered; dropped if the job rolls back. With `item`, `callback` runs
+    once per commit with the list of every item registered with it, in order (one call for a whole
+    group commit). It must be quick and must not raise (hand work to an event loop with
+    `call_soon_threadsafe`). Returns False, and keeps nothing, outside a Store's writer thread:
+    nobody would run it there."""
     pending = getattr(_in_writer, "pending", None)
     if pending is None:
         return False
-    pending.append(callback)
+    pending.append((callback, item))
     return True
 
 
@@ -224,11 +227,21 @@ class Store:
 
     def _run_after_commit(self) -> None:
         """The callbacks the committed jobs registered with `after_commit`, in the order they came."""
-        callbacks = list(_in_writer.pending)
+        pending = list(_in_writer.pending)
         _in_writer.pending.clear()
-        for callback in callbacks:
+        grouped: dict[Callable, list[Any]] = {}
+        calls: list[tuple[Callable, tuple]] = []
+        for callback, item in pending:
+            if item is _ALONE:
+                calls.append((callback, ()))
+            elif callback in grouped:
+                grouped[callback].append(item)
+            else:
+                grouped[callback] = [item]
+                calls.append((callback, (grouped[callback],)))
+        for callback, args in calls:
             try:
-                callback()
+                callback(*args)
             except Exception:  # noqa: BLE001 - the commit stands; a bad callback only loses its own work
                 log.exception("after-commit callback failed")
 

@@ -37,6 +37,8 @@ POLL_SECONDS = 2.0
 BATCH = 500
 # How long a claimed event is held from other dispatchers while this one hands it over.
 CLAIM_LEASE = timedelta(seconds=30)
+# How long handed-over events wait to be recorded together (one write for all of them).
+MARK_EVERY = 0.05
 # How long what one plugin returned for one event may take before the event moves on without it.
 HAND_OVER_SECONDS = 30.0
 
@@ -107,7 +109,8 @@ class Dispatcher:
         next_poll = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+                async with asyncio.timeout(self.poll):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if self._hot:
@@ -175,14 +178,17 @@ class Dispatcher:
         self.dispatched += len(events)
         self._done.extend(seq for seq, _aggregate, _event in events)
         if self._marking is None or self._marking.done():
-            self._marking = asyncio.get_running_loop().create_task(self._mark_pending())
+            self._marking = asyncio.get_running_loop().create_task(self._mark_pending(MARK_EVERY))
 
     async def _after(self, earlier: asyncio.Future, event: Event) -> None:
         await earlier
         await deliver(event, self.store)
 
-    async def _mark_pending(self) -> None:
-        """Record what was handed over, in one write per round (rounds coalesce while one is written)."""
+    async def _mark_pending(self, gather_for: float = 0.0) -> None:
+        """Record what was handed over, in one write (what is handed over meanwhile, `gather_for`
+        seconds first and while it is written, joins the next)."""
+        if gather_for:
+            await asyncio.sleep(gather_for)
         while self._done:
             seqs, self._done = self._done, []
             at = stamp(datetime.now(UTC))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -97,8 +96,8 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
         for (event_id, seq), row in _inserted_rows(event_store.insert_events(conn, claimed), claimed)
         if row[5]  # leased to this process: handed over after commit
     ]
-    if handed:
-        after_commit(partial(sink.accept, handed))
+    for item in handed:
+        after_commit(sink.accept, item)
 
 
 def record_response_stored(
@@ -123,7 +122,7 @@ def record_response_stored(
     )
     seq = event_store.insert_event(conn, row)
     if sink is not None and seq is not None:
-        after_commit(partial(sink.accept, [Logged(event_id, aggregate, build, seq)]))
+        after_commit(sink.accept, Logged(event_id, aggregate, build, seq))
 
 
 def _sink() -> Sink | None:
