@@ -16,8 +16,18 @@ hookimpl = HookimplMarker("feedback")
 
 
 @hookspec
+def register_tables():
+    """Return a `feedback.store.tables.Table` (or a list of them): the tables this plugin owns.
+
+    On migrate the core creates a missing table and adds the columns and indexes a table lacks; it
+    never drops or alters one. The rows are read and written with `feedback.store.plugin_data`."""
+
+
+@hookspec
 def register_migrations():
-    """Return a `sqlite_utils.Migrations` set (or a list of them) owned by this plugin."""
+    """Return a `sqlite_utils.Migrations` set (or a list of them) owned by this plugin.
+
+    SQLite only, and superseded by `register_tables`; kept for plugins written before it."""
 
 
 @hookspec

@@ -1,11 +1,12 @@
-"""The core schema, as a sqlite-utils `Migrations` set. Plugins bring their own sets."""
+"""The core schema, as a sqlite-utils `Migrations` set. Plugins declare their tables (`register_tables`,
+created and topped up by `feedback.store.tables`) or, as before, bring their own sets."""
 
 from __future__ import annotations
 
 import sqlite_utils
 
 from feedback.plugins import PluginManager, flatten
-from feedback.store import dialect
+from feedback.store import dialect, tables
 
 migrations = sqlite_utils.Migrations("feedback")
 
@@ -428,9 +429,24 @@ def all_migration_sets(plugins: PluginManager) -> list[sqlite_utils.Migrations]:
     return sets
 
 
+def plugin_tables(plugins: PluginManager) -> list[tables.Table]:
+    """Every table the plugins declare (`register_tables`). A declaration that fails stops the migration
+    (a table the plugin counts on must not be silently missing), naming the plugin and the error."""
+    before = dict(plugins.failures.counts)
+    declared = flatten(plugins.hook.register_tables())
+    for key, count in plugins.failures.counts.items():
+        if key.endswith(".register_tables") and count > before.get(key, 0):
+            plugin = key.removesuffix(".register_tables")
+            raise tables.TableSpecError(f"plugin {plugin}: register_tables failed: {plugins.failures.last[key]}")
+    tables.check_distinct(declared)
+    return declared
+
+
 def apply_all(db: sqlite_utils.Database, plugins: PluginManager) -> None:
+    """The core set, the plugins' sets, then the plugins' declared tables (created or topped up)."""
     for migration_set in all_migration_sets(plugins):
         migration_set.apply(db)
+    tables.migrate(db.conn, plugin_tables(plugins))
 
 
 @migrations()

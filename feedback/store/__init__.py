@@ -1,9 +1,10 @@
 """The store layer: every SQL statement of the application lives in this package.
 
 One module per aggregate (responses, surveys, organisation, actions, objectives, events,
-kiosks, users, exposure, and the webhooks plugin's table) holds plain functions that take a
-connection and return dicts (or ids, counts, booleans); `dialect` holds the forms only SQLite
-accepts (PRAGMAs, FTS5, triggers, rowid paging, the set-based rollup rebuild).
+kiosks, users, exposure) holds plain functions that take a connection and return dicts (or ids,
+counts, booleans); `dialect` holds the forms only SQLite accepts (PRAGMAs, FTS5, triggers, rowid
+paging, the set-based rollup rebuild). Plugins declare their own tables with `tables` and reach
+their rows through `plugin_data`.
 Callers outside this package never write SQL and never import `sqlite3`: they annotate with
 `Connection` and catch `Conflict`, which `unique()` raises when a constraint refuses a row.
 """
@@ -71,19 +72,29 @@ def marks(values: Sequence[Any]) -> str:
 
 
 @contextmanager
-def unique(message: str, field: str | None = None) -> Iterator[None]:
-    """Turn a constraint violation inside the block into `Conflict(message, field)`.
+def unique(conn: Connection, message: str, field: str | None = None) -> Iterator[None]:
+    """Turn a key violation inside the block into `Conflict(message, field)`.
 
     The one place where a refused insert becomes a 409: the database's primary keys and unique
-    constraints decide, so two writers racing for the same key cannot both win. SQLite undoes only the
-    refused statement and the transaction goes on (PostgreSQL would need a savepoint around it).
+    constraints decide, so two writers racing for the same key cannot both win. The block runs in a
+    savepoint: whatever fails in it undoes the block alone and the transaction goes on, on SQLite and
+    on PostgreSQL alike (which would otherwise refuse every later statement of the transaction).
     """
+    if not conn.in_transaction and conn.isolation_level is not None:
+        # A connection that opens transactions implicitly (the CLI's) would open one at the first write
+        # anyway: open it first, so the savepoint nests in it and the caller's commit still decides.
+        conn.execute("BEGIN")
+    conn.execute("SAVEPOINT unique_block")
     try:
         yield
-    except sqlite3.IntegrityError as error:
-        if getattr(error, "sqlite_errorname", "") not in _KEY_VIOLATIONS:
-            raise  # a NOT NULL or foreign-key failure is a bug or bad input, not a race
-        raise Conflict(message, field) from error
+    except BaseException as error:
+        if conn.in_transaction:  # a RAISE(ROLLBACK) trigger ends the transaction, savepoints and all
+            conn.execute("ROLLBACK TO SAVEPOINT unique_block")
+            conn.execute("RELEASE SAVEPOINT unique_block")
+        if isinstance(error, IntegrityError) and getattr(error, "sqlite_errorname", "") in _KEY_VIOLATIONS:
+            raise Conflict(message, field) from error
+        raise  # a NOT NULL or foreign-key failure is a bug or bad input, not a race
+    conn.execute("RELEASE SAVEPOINT unique_block")
 
 
 _KEY_VIOLATIONS = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}

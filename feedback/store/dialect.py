@@ -4,7 +4,8 @@ SQL that SQLite and PostgreSQL both accept, so this is the module another databa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from feedback.models import INFORMATIONAL_FLAGS
@@ -310,3 +311,36 @@ def rebuild_end(conn: Connection) -> None:
 def large_cache(conn: Connection) -> None:
     """64 MiB of page cache for a long set-based job on this connection."""
     conn.execute("PRAGMA cache_size = -65536")
+
+
+# -- plugin tables (feedback.store.tables) ------------------------------------------------------------
+
+#: The backend whose column types and DDL `feedback.store.tables` generates for this module.
+BACKEND = "sqlite"
+
+
+def table_columns(conn: Connection, table: str) -> list[str]:
+    """The column names of a table, in order; [] when there is no such table."""
+    return [row["name"] for row in all_rows(conn, "SELECT name FROM pragma_table_info(?)", (table,))]
+
+
+def index_names(conn: Connection, table: str) -> set[str]:
+    """The names of a table's indexes (the automatic ones of its keys too)."""
+    return {row["name"] for row in all_rows(conn, "SELECT name FROM pragma_index_list(?)", (table,))}
+
+
+@contextmanager
+def write_transaction(conn: Connection) -> Iterator[None]:
+    """A transaction that holds the write lock from its first statement (so what it read stays true
+    until it commits); inside a transaction already, the block simply joins it."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -248,6 +248,16 @@ def attempts_of(conn: Connection, row_id: int) -> int | None:
     return scalar(conn, "SELECT attempts FROM outbox WHERE id = ?", (row_id,))
 
 
+def deliveries(conn: Connection, channel: str, target: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` outbox rows of a channel addressed to `target`, newest first (no payload)."""
+    return all_rows(
+        conn,
+        "SELECT id, event_id, event_type, attempts, last_error, created_at, next_attempt_at, delivered_at,"
+        " failed_at FROM outbox WHERE channel = ? AND target = ? ORDER BY id DESC LIMIT ?",
+        (channel, target, limit),
+    )
+
+
 def forget_target(conn: Connection, row_id: int) -> None:
     """Drop a delivered row's address and payload (a call-back whose contact was purged)."""
     conn.execute("UPDATE outbox SET target = '(purged)', payload = '{}' WHERE id = ?", (row_id,))

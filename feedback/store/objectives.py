@@ -79,7 +79,9 @@ def insert_version(conn: Connection, values: dict[str, Any]) -> None:
     """Store a version (VERSION_COLUMNS); the (objective, version) key refuses a second version of the
     same number, so two people saving a change at once cannot both make version n + 1."""
     with unique(
-        f"id: objective {values['objective']} got a new version at the same moment; reload it and save again", "id"
+        conn,
+        f"id: objective {values['objective']} got a new version at the same moment; reload it and save again",
+        "id",
     ):
         conn.execute(
             f"INSERT INTO objective_versions ({', '.join(VERSION_COLUMNS)}) VALUES ({marks(VERSION_COLUMNS)})",

@@ -54,7 +54,7 @@ def insert_unit(
     created_at: str,
 ) -> None:
     """A new unit; Conflict naming `code` when the code is taken (the primary key decides)."""
-    with unique(f"code: unit {code!r} exists", "code"):
+    with unique(conn, f"code: unit {code!r} exists", "code"):
         conn.execute(
             "INSERT INTO units (code, name, names, parent, lang, tz, path, created_at) VALUES (?,?,?,?,?,?,?,?)",
             (code, name, names, parent, lang, tz, path, created_at),
@@ -83,7 +83,7 @@ def insert_service(
     conn: Connection, code: str, name: str, names: str | None, kind: str, agency: str | None, created_at: str
 ) -> None:
     """A new service; Conflict naming `code` when the code is taken (the primary key decides)."""
-    with unique(f"code: service {code!r} exists", "code"):
+    with unique(conn, f"code: service {code!r} exists", "code"):
         conn.execute(
             "INSERT INTO services (code, name, names, kind, agency, created_at) VALUES (?,?,?,?,?,?)",
             (code, name, names, kind, agency, created_at),
@@ -98,7 +98,7 @@ def insert_touchpoint(conn: Connection, row: dict[str, Any]) -> bool:
 
     False when its short code is taken (draw another); Conflict naming `token` when the token is."""
     columns = list(row)
-    with unique(f"token: touchpoint {row['token']!r} exists", "token"):
+    with unique(conn, f"token: touchpoint {row['token']!r} exists", "token"):
         cursor = conn.execute(
             f"INSERT INTO touchpoints ({', '.join(columns)}) VALUES ({marks(columns)})"
             " ON CONFLICT (short_code) DO NOTHING",

@@ -63,7 +63,7 @@ def upsert_survey(conn: Connection, slug: str, title: str, at: str) -> None:
 def insert_next_version(conn: Connection, slug: str, definition: str, at: str) -> int:
     """Store `definition` as the survey's next version, numbered in the same statement; returns it.
     Two publications racing for one number: the key refuses the second (Conflict naming `survey`)."""
-    with unique(f"survey: another version of {slug!r} was published at the same moment; publish again", "survey"):
+    with unique(conn, f"survey: another version of {slug!r} was published at the same moment; publish again", "survey"):
         return int(
             scalar(
                 conn,

@@ -56,7 +56,7 @@ def insert(
 ) -> None:
     """A new user; Conflict naming `name` when the name is taken (the primary key decides, so two
     admins creating the same name at once cannot both succeed)."""
-    with unique(f"name: {name!r} exists already", "name"):
+    with unique(conn, f"name: {name!r} exists already", "name"):
         conn.execute(
             "INSERT INTO users (name, role, unit, email, lang, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (name, role, unit, email, lang, password_hash, created_at),

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 import httpx
 import msgspec
-import sqlite_utils
 from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -43,8 +43,9 @@ from feedback.jobs import Job
 from feedback.models import Event
 from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue, stamp
 from feedback.settings import Settings, load_settings
-from feedback.store import Connection
-from feedback.store import webhooks as webhook_store
+from feedback.store import Connection, plugin_data
+from feedback.store import events as event_store
+from feedback.store.tables import Column, Table
 from feedback.web.access import TOKEN, requires
 from feedback.web.security import Principal
 
@@ -69,12 +70,21 @@ CONCURRENCY = 16  # deliveries in flight at once (no order among them is promise
 # Active webhooks are cached per process; a change made in another process shows within this long.
 CACHE_SECONDS = 5.0
 
-migrations = sqlite_utils.Migrations("feedback_webhooks")
-
-
-@migrations()
-def m001_webhooks(db: sqlite_utils.Database) -> None:
-    webhook_store.create_table(db)
+# The plugin's one table. A database made before it was declared here has it already, from the
+# plugin's old sqlite-utils migration, with these same columns.
+WEBHOOKS = Table(
+    "webhooks",
+    [
+        Column("id", "integer", primary_key=True, autoincrement=True),
+        Column("url", "text", nullable=False),
+        Column("secret", "text", nullable=False),
+        Column("events", "json", nullable=False, default=["*"]),  # event types, "*" for all
+        Column("created_by", "text"),
+        Column("created_at", "timestamp", nullable=False),
+        Column("disabled_at", "timestamp"),  # disabled, never deleted: deliveries keep their record
+    ],
+)
+PUBLIC_COLUMNS = ("id", "url", "events", "created_at", "created_by", "disabled_at")  # never the secret
 
 
 @dataclass
@@ -83,20 +93,30 @@ class _State:
     serving: bool = False  # inside the server (not `feedback tick`): deliver promptly after queueing
     hooks: list[dict[str, Any]] = field(default_factory=list)
     loaded_at: float | None = None
+    nudger: Nudger = field(default_factory=Nudger)
 
 
-_state = _State()
-_nudger = Nudger()
+# One state per app, keyed by its store: apps sharing a process (tests) have their own settings and hooks.
+_states: WeakKeyDictionary[Store, _State] = WeakKeyDictionary()
 
 
-def current_settings() -> Settings:
-    if _state.settings is None:
-        _state.settings = load_settings()
-    return _state.settings
+def _state_of(store: Store) -> _State:
+    state = _states.get(store)
+    if state is None:
+        state = _states.setdefault(store, _State())
+    return state
 
 
-def forget_cache() -> None:
-    _state.loaded_at = None
+def current_settings(store: Store) -> Settings:
+    """The app's settings (handed over at start-up); outside the server (`feedback tick`), the environment's."""
+    state = _state_of(store)
+    if state.settings is None:
+        state.settings = load_settings(keep_secret=False)  # the webhook secrets are the receivers' own
+    return state.settings
+
+
+def forget_cache(store: Store) -> None:
+    _state_of(store).loaded_at = None
 
 
 # -- address checks ------------------------------------------------------------------------------
@@ -221,7 +241,13 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def _load_hooks(conn: Connection) -> list[dict[str, Any]]:
-    return [{"id": row["id"], "events": set(msgspec.json.decode(row["events"]))} for row in webhook_store.active(conn)]
+    active = plugin_data.select(conn, WEBHOOKS, {"disabled_at": None}, columns=["id", "events"], order_by="id")
+    return [{"id": row["id"], "events": set(row["events"])} for row in active]
+
+
+def _target(conn: Connection, webhook_id: int) -> dict[str, Any] | None:
+    """url, secret and disabled_at of a webhook (what a delivery needs), or None."""
+    return plugin_data.first(conn, WEBHOOKS, {"id": webhook_id}, columns=["url", "secret", "disabled_at"])
 
 
 def body_of(event: Event) -> str:
@@ -232,10 +258,11 @@ def body_of(event: Event) -> str:
 
 
 async def _enqueue(event: Event, store: Store) -> None:
-    if _state.loaded_at is None or time.monotonic() - _state.loaded_at > CACHE_SECONDS:
-        _state.hooks = await store.read(_load_hooks)
-        _state.loaded_at = time.monotonic()
-    matching = [hook["id"] for hook in _state.hooks if "*" in hook["events"] or event.type in hook["events"]]
+    state = _state_of(store)
+    if state.loaded_at is None or time.monotonic() - state.loaded_at > CACHE_SECONDS:
+        state.hooks = await store.read(_load_hooks)
+        state.loaded_at = time.monotonic()
+    matching = [hook["id"] for hook in state.hooks if "*" in hook["events"] or event.type in hook["events"]]
     if not matching:
         return
     payload = body_of(event)
@@ -255,14 +282,15 @@ async def _enqueue(event: Event, store: Store) -> None:
             )
 
     await store.write(queue)
-    if _state.serving:
-        _nudger.nudge(CHANNEL, lambda: deliver(store, datetime.now(UTC), current_settings()))
+    if state.serving:
+        state.nudger.nudge(CHANNEL, lambda: deliver(store, datetime.now(UTC), current_settings(store)))
 
 
 @hookimpl
 def track_event(event: Event, store: Store):
-    fresh = _state.loaded_at is not None and time.monotonic() - _state.loaded_at <= CACHE_SECONDS
-    if fresh and not _state.hooks:
+    state = _state_of(store)
+    fresh = state.loaded_at is not None and time.monotonic() - state.loaded_at <= CACHE_SECONDS
+    if fresh and not state.hooks:
         return None  # the common case on the ingest path: no webhooks, no work
     return _enqueue(event, store)
 
@@ -296,7 +324,7 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
     async def send(row: dict[str, Any]) -> None:
         hook_id = int(row["target"])
         if hook_id not in hooks:
-            hooks[hook_id] = asyncio.ensure_future(store.read(lambda conn: webhook_store.target(conn, hook_id)))
+            hooks[hook_id] = asyncio.ensure_future(store.read(lambda conn: _target(conn, hook_id)))
         hook = await hooks[hook_id]
         if hook is None or hook["disabled_at"]:
             raise GiveUp("webhook disabled")
@@ -326,29 +354,30 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
 
 
 async def _deliver_job(ctx: JobContext) -> None:
-    if _state.serving:
+    state = _state_of(ctx.store)
+    if state.serving:
         # In the server a round runs in the background (one at a time): a backlog being sent must not
         # hold up the other jobs.
-        _nudger.nudge(CHANNEL, lambda: deliver(ctx.store, datetime.now(UTC), current_settings()))
+        state.nudger.nudge(CHANNEL, lambda: deliver(ctx.store, datetime.now(UTC), ctx.settings))
         return
     await deliver(ctx.store, ctx.now, ctx.settings)
 
 
 @hookimpl
-def register_migrations() -> sqlite_utils.Migrations:
-    return migrations
+def register_tables() -> Table:
+    return WEBHOOKS
 
 
 @hookimpl
-def register_jobs(settings: Settings) -> list[Job]:
-    _state.settings = settings
+def register_jobs() -> list[Job]:
     return [Job("webhooks.deliver", every=2, run=_deliver_job)]
 
 
 @hookimpl
-def startup(settings: Settings) -> None:
-    _state.settings = settings
-    _state.serving = True
+def startup(store: Store, settings: Settings) -> None:
+    state = _state_of(store)
+    state.settings = settings
+    state.serving = True
 
 
 # -- API ---------------------------------------------------------------------------------------------
@@ -417,7 +446,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "url": row["url"],
-        "events": msgspec.json.decode(row["events"]),
+        "events": row["events"],
         "created_at": row["created_at"],
         "created_by": row["created_by"],
         "disabled_at": row["disabled_at"],
@@ -440,7 +469,9 @@ class WebhooksController(Controller):
     guards = [requires(_require_admin)]
 
     async def _get(self, state: State, webhook_id: int) -> dict[str, Any]:
-        row = await state.store.read(lambda conn: webhook_store.get(conn, webhook_id))
+        row = await state.store.read(
+            lambda conn: plugin_data.first(conn, WEBHOOKS, {"id": webhook_id}, columns=PUBLIC_COLUMNS)
+        )
         if row is None:
             raise NotFound(f"id: no webhook {webhook_id}", "id")
         return row
@@ -456,11 +487,11 @@ class WebhooksController(Controller):
         events = _normalise_events(data.events)
         await check_url(data.url, state.settings.webhook_allow_private)
         created_at = stamp(datetime.now(UTC))
-        encoded = msgspec.json.encode(events).decode()
+        row = {"url": data.url, "secret": data.secret, "events": events, "created_by": principal.user}
         webhook_id = await state.store.write(
-            lambda conn: webhook_store.insert(conn, data.url, data.secret, encoded, principal.user, created_at)
+            lambda conn: plugin_data.insert(conn, WEBHOOKS, {**row, "created_at": created_at})
         )
-        forget_cache()
+        forget_cache(state.store)
         log.info("webhook %s registered for %s by %s", webhook_id, events, principal.user)
         return Response(
             {"id": webhook_id, "url": data.url, "events": events, "created_at": created_at}, status_code=201
@@ -468,7 +499,10 @@ class WebhooksController(Controller):
 
     @get(summary="Registered webhooks, secrets hidden (admin)", responses=_documented(list[Webhook]))
     async def list(self, state: State) -> list[dict[str, Any]]:
-        return [_public(row) for row in await state.store.read(webhook_store.listing)]
+        rows = await state.store.read(
+            lambda conn: plugin_data.select(conn, WEBHOOKS, columns=PUBLIC_COLUMNS, order_by="id")
+        )
+        return [_public(row) for row in rows]
 
     @delete(
         "/{webhook_id:int}",
@@ -481,8 +515,13 @@ class WebhooksController(Controller):
     ) -> dict[str, Any]:
         await self._get(state, webhook_id)
         at = stamp(datetime.now(UTC))
-        await state.store.write(lambda conn: webhook_store.disable(conn, webhook_id, at))
-        forget_cache()
+        # A second call keeps the first time.
+        await state.store.write(
+            lambda conn: plugin_data.update(
+                conn, WEBHOOKS, {"id": webhook_id, "disabled_at": None}, {"disabled_at": at}
+            )
+        )
+        forget_cache(state.store)
         log.info("webhook %s disabled by %s", webhook_id, principal.user)
         return _public(await self._get(state, webhook_id))
 
@@ -498,11 +537,10 @@ class WebhooksController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         await self._get(state, webhook_id)
-        rows = await state.store.read(lambda conn: webhook_store.deliveries(conn, CHANNEL, webhook_id, limit))
+        rows = await state.store.read(lambda conn: event_store.deliveries(conn, CHANNEL, str(webhook_id), limit))
         return [{**row, "status": _delivery_status(row)} for row in rows]
 
 
 @hookimpl
-def register_routes(settings: Settings) -> list:
-    _state.settings = settings
+def register_routes() -> list:
     return [WebhooksController]
