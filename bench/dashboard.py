@@ -44,7 +44,7 @@ import ingest as bulk  # noqa: E402 - bench/ingest.py, for its bulk loader
 
 from feedback import objectives  # noqa: E402
 from feedback.db import open_utils  # noqa: E402
-from tests.conftest import Server  # noqa: E402
+from tests.conftest import ProcessServer as Server  # noqa: E402 - benchmarks measure `feedback serve` itself
 from tests.manage_helpers import add_user, sign_in  # noqa: E402
 
 TARGET_MS = 300.0

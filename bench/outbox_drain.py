@@ -49,7 +49,8 @@ from ingest import environment, load_average, log, wait_for_quiet  # noqa: E402
 from feedback.models import Event  # noqa: E402
 from feedback.outbox import enqueue  # noqa: E402
 from feedback_plugins.webhooks import CHANNEL, body_of, signature  # noqa: E402
-from tests.conftest import Server, auth_header, free_port, make_org  # noqa: E402
+from tests.conftest import ProcessServer as Server  # noqa: E402 - benchmarks measure `feedback serve` itself
+from tests.conftest import auth_header, free_port, make_org  # noqa: E402
 
 TARGET = 200.0
 SECRET = "bench-secret"

@@ -5,7 +5,9 @@ objective), by the objectives job, or by hand. Every step is an append-only `act
 who, when and the ISO 10.2 record (correction, root cause, similar cases, action taken, result).
 Deadlines are counted in working days on the unit's calendar; an overdue action escalates to the
 manager above; after an action is implemented the software watches the same unit / service /
-indicator for some weeks and closes the action when the rate has recovered, or reopens it.
+indicator for some weeks and closes the action when the rate's whole Wilson interval clears the
+target, reopens it when the whole interval misses it, and otherwise watches longer, then leaves the
+decision to the owner with the figures on record.
 
 Every function taking `conn` runs inside the caller's transaction (the store's writer or a reader);
 the `async` ones write through the store. Each change logs its event (`action.opened`,
@@ -32,7 +34,7 @@ from feedback.i18n import gettext_for
 from feedback.jobs import Job, JobContext
 from feedback.models import ActionRequest, Event, is_suspect
 from feedback.plugins import PluginManager
-from feedback.rates import wilson
+from feedback.rates import decimals, wilson
 from feedback.store import actions as action_store
 from feedback.store import exposure as exposure_store
 from feedback.store import organisation as organisation_store
@@ -112,6 +114,18 @@ NOTE_CONFIRMED = N_(
 NOTE_EXTENDED = N_("Too few responses (%(n)s) to judge effectiveness; watching until %(until)s")
 NOTE_TOO_FEW = N_("Effectiveness could not be judged: only %(n)s responses from %(start)s to %(end)s")
 NOTE_NO_TARGET = N_("Effectiveness could not be judged: no target and no earlier rate to compare with")
+NOTE_UNDECIDED = N_(
+    "Not clear yet: %(rate)s over %(n)s responses from %(start)s to %(end)s (95 %% interval %(low)s to %(high)s)"
+    " neither clears nor misses the target %(target)s; watching until %(until)s"
+)
+NOTE_DECISION = N_(
+    "Decision needed: %(rate)s over %(n)s responses from %(start)s to %(end)s (95 %% interval %(low)s to"
+    " %(high)s) still neither clears nor misses the target %(target)s; the owner closes or reopens the action"
+)
+NOTE_UNCONFIRMED = N_(
+    "Effectiveness after closing not confirmed: %(rate)s over %(n)s responses from %(start)s to %(end)s"
+    " (95 %% interval %(low)s to %(high)s) neither clears nor misses the target %(target)s"
+)
 NOTE_ESCALATED = N_("Overdue since %(due)s; escalated to %(user)s")
 NOTE_NOT_ESCALATED = N_("Overdue since %(due)s; no manager above to escalate to")
 
@@ -180,6 +194,19 @@ def default_owner(snapshot: Snapshot, unit: str) -> str | None:
 
 
 # -- the action as the API and the event bus show it -------------------------------------------------
+def decision_needed(row: dict[str, Any]) -> bool:
+    """Under effectiveness review with the watch over and no verdict (the figures neither cleared nor
+    missed the target, or could not be judged): the owner closes or reopens the action."""
+    return row["status"] == "effectiveness_review" and not row["watch_until"]
+
+
+def allowed_moves(row: dict[str, Any]) -> frozenset[str]:
+    """The next states a person may choose: the workflow's, and reopening when a decision is needed (while
+    the software watches, only it reopens; once it could not decide, the owner may)."""
+    allowed = TRANSITIONS.get(row["status"], frozenset())
+    return allowed | {"reopened"} if decision_needed(row) else allowed
+
+
 def action_json(
     row: dict[str, Any], snapshot: Snapshot | None = None, now: datetime | None = None, tz: str | None = None
 ) -> dict[str, Any]:
@@ -215,6 +242,7 @@ def action_json(
         "period": row["period"],
         "watch_from": row["watch_from"],
         "watch_until": row["watch_until"],
+        "decision_needed": decision_needed(row),
         "reopen_count": row["reopen_count"],
         "target": row["target"],
         "baseline": row["baseline"],
@@ -649,7 +677,7 @@ def plan_transition(
     if not system and role not in ("admin", "manager"):
         raise Forbidden(f"role: {role!r} may not change a corrective action", "role")
     current = row["status"]
-    allowed = TRANSITIONS.get(current, frozenset())
+    allowed = allowed_moves(row)
     if system:
         allowed = allowed | SYSTEM_TRANSITIONS.get(current, frozenset())
     if target not in allowed:
@@ -986,14 +1014,85 @@ def check_deadlines(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime,
     return events
 
 
-def _figure(value: float, metric: str) -> str:
+def _figure(value: float, metric: str, digits: int = 1) -> str:
     if metric in MEAN_METRICS:
-        return f"{value * 100:.1f}/100"
-    return f"{value * 100:.1f} %"
+        return f"{value * 100:.{digits}f}/100"
+    return f"{value * 100:.{digits}f} %"
 
 
-def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datetime, min_n: int) -> list[Event]:
-    """Judge every watch that has ended: recovered → closed (or confirmed), not recovered → reopened."""
+def judge_effect(comparator: str, target: float, low: float, high: float) -> str:
+    """The rule objectives judge by (`objectives.judge`): effective only when the whole Wilson interval
+    clears the target, not effective when the whole interval misses it, undecided in between."""
+    if comparator == ">=":
+        return "effective" if low >= target else "not_effective" if high < target else "undecided"
+    return "effective" if high <= target else "not_effective" if low > target else "undecided"
+
+
+def _decide_by(conn: sqlite3.Connection, action_id: int, watch_from: str, until: date, weeks: int) -> date:
+    """The last day an undecided watch may run to: `weeks` weeks after the end of the watch that was
+    first judged undecided (kept in that judgement's record, so a later setting does not move it)."""
+    for event in action_store.events_of(conn, action_id):
+        if event["type"] == "effectiveness_undecided":
+            figures = _decode(event["data"], {}).get("effectiveness") or {}
+            if figures.get("watch_from") == watch_from and figures.get("decide_by"):
+                return date.fromisoformat(figures["decide_by"])
+    return until + timedelta(weeks=weeks)
+
+
+def _undecided(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    row: dict[str, Any],
+    figures: dict[str, Any],
+    values: dict[str, Any],
+    now: datetime,
+    weeks: int,
+) -> list[Event]:
+    """Neither cleared nor missed: watch a week longer, up to `weeks` weeks; then an action under review
+    waits for its owner's decision, with the figures on record (a closed one stays closed, unconfirmed)."""
+    stamp, lang = now.isoformat(), _lang(snapshot, row["unit"])
+    until = date.fromisoformat(row["watch_until"])
+    decide_by = _decide_by(conn, row["id"], figures["watch_from"], until, weeks)
+    figures = {**figures, "decide_by": decide_by.isoformat()}
+    if until < decide_by:
+        later = min(until + timedelta(weeks=1), decide_by).isoformat()
+        action_store.update(conn, row["id"], watch_until=later, updated_at=stamp)
+        _append_event(
+            conn,
+            row["id"],
+            "effectiveness_undecided",
+            from_status=row["status"],
+            to_status=row["status"],
+            actor=SYSTEM,
+            at=stamp,
+            record={"note": _text(lang, NOTE_UNDECIDED, **values, until=later)},
+            data={"effectiveness": {**figures, "extended_to": later}},
+        )
+        return []
+    action_store.update(conn, row["id"], watch_until=None, updated_at=stamp)
+    closed = row["status"] == "closed"
+    event = _append_event(
+        conn,
+        row["id"],
+        "effectiveness_unknown" if closed else "effectiveness_decision_needed",
+        from_status=row["status"],
+        to_status=row["status"],
+        actor=SYSTEM,
+        at=stamp,
+        record={"note": _text(lang, NOTE_UNCONFIRMED if closed else NOTE_DECISION, **values)},
+        data={"effectiveness": figures},
+    )
+    if closed:
+        return []
+    # The owner has a decision to make: the queue pages and the bus learn it as a change of the action.
+    return [changed_event(action_json(_action_row(conn, row["id"]), snapshot, now), event, now)]
+
+
+def check_effectiveness(
+    conn: sqlite3.Connection, snapshot: Snapshot, now: datetime, min_n: int, weeks: int = 4
+) -> list[Event]:
+    """Judge every watch that has ended: effective → closed (or confirmed), not effective → reopened,
+    undecided → watched up to `weeks` weeks longer, then left to the owner's decision."""
     events: list[Event] = []
     stamp = now.isoformat()
     rows = action_store.watched(conn)
@@ -1079,18 +1178,22 @@ def check_effectiveness(conn: sqlite3.Connection, snapshot: Snapshot, now: datet
             )
             continue
         low, high = wilson(successes, n)
-        # Recovered unless the interval lies clearly on the wrong side of the target.
-        recovered = high >= target if spec["comparator"] == ">=" else low <= target
-        figures.update(
-            ci95=[low, high], target=target, target_source=source, verdict="effective" if recovered else "not_effective"
-        )
+        verdict = judge_effect(spec["comparator"], target, low, high)
+        recovered = verdict == "effective"
+        figures.update(ci95=[low, high], target=target, target_source=source, verdict=verdict)
+        digits = decimals(target)  # a 99.47 % target is not printed as 99.5 %, nor a rate beside it
         values = {
-            "rate": _figure(successes / n, metric),
+            "rate": _figure(successes / n, metric, digits),
             "n": n,
             "start": watch_from,
             "end": row["watch_until"],
-            "target": _figure(target, metric),
+            "target": _figure(target, metric, digits),
+            "low": _figure(low, metric, digits),
+            "high": _figure(high, metric, digits),
         }
+        if verdict == "undecided":
+            events.extend(_undecided(conn, snapshot, row, figures, values, now, weeks))
+            continue
         if recovered and row["status"] == "closed":
             action_store.update(conn, row["id"], watch_until=None, updated_at=stamp)
             _append_event(
@@ -1143,8 +1246,8 @@ async def run_deadlines(ctx: JobContext) -> None:
 
 
 async def run_effectiveness(ctx: JobContext) -> None:
-    snapshot, now, min_n = ctx.snapshot, ctx.now, ctx.settings.min_n
-    await ctx.store.write(lambda conn: check_effectiveness(conn, snapshot, now, min_n))
+    snapshot, now, min_n, weeks = ctx.snapshot, ctx.now, ctx.settings.min_n, ctx.settings.effectiveness_weeks
+    await ctx.store.write(lambda conn: check_effectiveness(conn, snapshot, now, min_n, weeks))
 
 
 def jobs() -> list[Job]:

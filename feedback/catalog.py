@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from feedback.models import ObjectiveVersion, SurveyVersion, Touchpoint, Unit, User
+from feedback.i18n import name_in
+from feedback.models import DEFAULT_COMPLAINT_LEVELS, ObjectiveVersion, SurveyVersion, Touchpoint, Unit, User
 from feedback.plugins import PluginManager
 from feedback.store import Connection
 from feedback.store import objectives as objective_store
@@ -67,9 +68,49 @@ class Snapshot:
         agency = (self.services.get(code) or {}).get("agency")
         return not agency or self.in_subtree(agency, unit) or self.in_subtree(unit, agency)
 
+    def complaint_levels(self, code: str) -> tuple[tuple[int, ...], str | None]:
+        """The levels at which one response at a unit opens a complaint action, and the unit that set
+        them: the unit's own setting, else the nearest unit above that has one, else the default (None)."""
+        for ancestor in self.ancestors(code):
+            levels = self.units[ancestor].complaint_levels
+            if levels is not None:
+                return levels, ancestor
+        return DEFAULT_COMPLAINT_LEVELS, None
+
     def touchpoint(self, token_or_code: str) -> Touchpoint | None:
         token = self.short_codes.get(token_or_code.upper(), token_or_code)
         return self.touchpoints.get(token)
+
+    def unit_name(self, code: str | None, lang: str) -> str:
+        """A unit's name for a reader of `lang` (reader's language, English, the unit's own); an unknown
+        unit as its code."""
+        unit = self.units.get(code) if code else None
+        if unit is None:
+            return code or ""
+        return name_in(unit.names, lang, unit.lang, unit.name)
+
+    def service_name(self, code: str | None, lang: str) -> str:
+        """A service's name for a reader of `lang` (reader's language, English, then its agency's own
+        language, whose name it was created with); an unknown service as its code."""
+        service = self.services.get(code) if code else None
+        if service is None:
+            return code or ""
+        agency = self.units.get(service.get("agency") or "")
+        names = decode_names(service.get("names"))
+        return name_in(names, lang, agency.lang if agency else None, service.get("name") or code)
+
+
+def decode_names(names: str | bytes | dict[str, str] | None) -> dict[str, str]:
+    """A `names` column (JSON text, or already decoded) as a dict; unreadable text as no names."""
+    if isinstance(names, dict):
+        return names
+    if not names:
+        return {}
+    try:
+        decoded = msgspec.json.decode(names)
+    except msgspec.DecodeError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def retired_moment(text: str) -> datetime:
@@ -80,6 +121,11 @@ def retired_moment(text: str) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def decode_levels(text: str | None) -> tuple[int, ...] | None:
+    """`units.complaint_levels` (a JSON list, or NULL for "as the unit above") as a tuple."""
+    return None if text is None else tuple(msgspec.json.decode(text, type=list[int]))
 
 
 def load_snapshot(conn: Connection, plugins: PluginManager | None = None) -> Snapshot:
@@ -97,6 +143,7 @@ def load_snapshot(conn: Connection, plugins: PluginManager | None = None) -> Sna
             owner=row["owner"],
             action_days=row["action_days"],
             public_results=bool(row["public_results"]),
+            complaint_levels=decode_levels(row["complaint_levels"]),
         )
     for row in user_store.enabled_users(conn):
         snap.users[row["name"]] = User(**row)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -14,8 +16,23 @@ from feedback.db import open_utils
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, build_plugin_manager, describe_plugins
-from feedback.settings import load_settings
+from feedback.settings import SettingsError, load_settings, named_database
+from feedback.store import DatabaseError
 from feedback.store import events as event_store
+
+
+class Refused(click.ClickException):
+    """A command line that cannot run as given: one line, exit status 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+def check_folder(path: str, option: str = "--db") -> None:
+    """One clear line instead of SQLite's "unable to open database file" (or a traceback) when the
+    folder a file is to go in does not exist."""
+    folder = Path(path).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise click.ClickException(f"{option}: the folder {folder} does not exist; create it first")
 
 
 def command_plugins() -> PluginManager:
@@ -32,8 +49,12 @@ def command_plugins() -> PluginManager:
 
 
 def open_migrated(path: str, plugins: PluginManager | None = None):
-    db = open_utils(path)
-    apply_all(db, plugins or command_plugins())
+    check_folder(path)
+    try:
+        db = open_utils(path)
+        apply_all(db, plugins or command_plugins())
+    except DatabaseError as error:  # not a database, unreadable, read-only, …
+        raise click.ClickException(f"--db: cannot use {path} as a database: {error}") from None
     return db
 
 
@@ -45,6 +66,8 @@ def in_transaction(db_path: str, fn):
             return fn(db.conn)
     except FeedbackError as error:
         raise click.ClickException(error.message) from None
+    except DatabaseError as error:
+        raise click.ClickException(f"--db: cannot write to {db_path}: {error}") from None
     finally:
         db.close()
 
@@ -104,12 +127,12 @@ def init(db_path: str) -> None:
 
 @cli.command()
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
-@click.option("--days", default=90, show_default=True, help="Days of synthetic history")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(min=0), help="Days of synthetic history")
 @click.option("--seed", default=2024, show_default=True, help="Random seed (the demo is deterministic)")
 @click.option("--force", is_flag=True, help="Replace an existing file")
 def demo(db_path: str, days: int, seed: int, force: bool) -> None:
     """Build a database with the demo organisations and months of realistic history."""
-    from feedback.demo import build_demo
+    from feedback.demo import build_demo, sign_in_users
 
     path = Path(db_path)
     if path.exists():
@@ -129,6 +152,8 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
         summary = build_demo(db, days=days, seed=seed, plugins=command_plugins())
         with db.conn:
             summary["admin_token"] = create_token(db.conn, "admin", "admin", None)
+            # A way into /manage/: an admin and a unit manager with generated passwords.
+            summary["sign_in"] = sign_in_users(db.conn)
         # One survey page and one kiosk touchpoint per agency, to try straight away.
         for key, kind, prefix in (("survey_pages", "qr", "/s/"), ("kiosk_touchpoints", "kiosk", "")):
             summary[key] = {
@@ -144,12 +169,12 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
 @cli.command()
 @click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite file")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Server processes; each has its own writer thread and caches",
 )
 def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
@@ -157,6 +182,11 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    # A server never makes ./feedback.db by default: a database named nowhere is a mistake, not a wish.
+    named = db_path or named_database()
+    if not named:
+        raise Refused("serve: name the database with --db PATH or FEEDBACK_DB; nothing is made in the current folder")
+    check_folder(named, "--db" if db_path else "FEEDBACK_DB")
     if db_path:
         os.environ["FEEDBACK_DB"] = str(Path(db_path).resolve())
     try:
@@ -169,11 +199,17 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
         release_dead_leases(db, settings.db)
     finally:
         db.close()
-    os.environ.setdefault("FEEDBACK_PUBLIC_URL", f"http://{host}:{port}")
+    own_address = f"http://{host}:{port}"
+    warning = public_url_warning(settings.public_url, own_address)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    os.environ.setdefault("FEEDBACK_PUBLIC_URL", own_address)
     # The workers inherit the lock (`demo --force` refuses a held file) and die with this process.
     held = serving.hold_database(settings.db)  # noqa: F841 - open for as long as the server runs
     os.environ[serving.PARENT_ENV] = str(os.getpid())
     click.echo(f"feedback {__version__} serving {os.environ.get('FEEDBACK_DB')} on http://{host}:{port}", err=True)
+    # granian runs each worker on uvloop when it is installed (a dependency): waking the event loop for
+    # each request handed over from granian's threads costs far less there than in asyncio's own loop.
     Granian(
         "feedback.web.app:create_app_from_env",
         factory=True,
@@ -185,13 +221,33 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     ).serve()
 
 
+def public_url_warning(public_url: str | None, own_address: str) -> str | None:
+    """Why the QR codes, posters and links would carry an address phones cannot reach; None when fine."""
+    if not public_url:
+        return (
+            f"FEEDBACK_PUBLIC_URL is not set, so every QR code, poster and link prints {own_address};"
+            " set it to the address citizens' phones reach"
+        )
+    host = (urlsplit(public_url).hostname or "").rstrip(".")
+    try:
+        loopback = host == "localhost" or host.endswith(".localhost") or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost
+        loopback = False
+    if loopback:
+        return (
+            f"FEEDBACK_PUBLIC_URL is {public_url}, a loopback address: every QR code, poster and link prints"
+            " it, and no phone reaches it"
+        )
+    return None
+
+
 @cli.group()
 def token() -> None:
     """API tokens."""
 
 
 @token.command("create")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
 @click.option("--user", required=True)
 @click.option(
     "--role",
@@ -253,11 +309,24 @@ def tick(db_path: str, now_text: str | None, only: tuple[str, ...]) -> None:
         now = parse_time(now_text, "now") if now_text else datetime.now(UTC)
     except FeedbackError as error:
         raise click.ClickException(error.message) from None
+    check_job_names(db_path, only)
     results = run_jobs(db_path, list(only) or None, now)
     click.echo(json.dumps({"now": now.isoformat(), "jobs": results}, indent=2))
     if not all(results.values()):
         failed = ", ".join(name for name, ok in results.items() if not ok)
         raise click.ClickException(f"jobs failed: {failed} (see the log above)")
+
+
+def check_job_names(db_path: str, names: tuple[str, ...]) -> None:
+    """Refuse (exit 2) a --job that names no job, listing the jobs there are."""
+    from feedback.scheduler import collect_jobs
+
+    if not names:
+        return
+    known = [job.name for job in collect_jobs(load_settings(db=db_path, keep_secret=False), command_plugins())]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise Refused(f"--job: no job named {', '.join(map(repr, unknown))}; the jobs are: {', '.join(known)}")
 
 
 @cli.command("rebuild-rollups")
@@ -315,6 +384,7 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
     from feedback.catalog import load_snapshot
     from feedback.posters import render_posters, unit_tokens
 
+    check_folder(out, "--out")
     db = open_migrated(db_path)
     try:
         snapshot = load_snapshot(db.conn, command_plugins())
@@ -330,7 +400,10 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
         content = render_posters(snapshot, tokens, base, paper.upper())
     except FeedbackError as error:
         raise click.ClickException(error.message) from None
-    Path(out).write_bytes(content)
+    try:
+        Path(out).write_bytes(content)
+    except OSError as error:
+        raise click.ClickException(f"--out: cannot write {out}: {error.strerror or error}") from None
     click.echo(f"{out}: {len(tokens)} poster(s) on {paper.upper()} for unit {unit}, codes for {base}", err=True)
 
 
@@ -340,7 +413,7 @@ def kiosk() -> None:
 
 
 @kiosk.command("enroll")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
 @click.option("--touchpoint", required=True, help="The kiosk touchpoint's token")
 def kiosk_enroll(db_path: str, touchpoint: str) -> None:
     """Print a one-time 6-digit enrollment code (valid 15 minutes), alone on the last line."""
@@ -368,6 +441,8 @@ def exposure_import(db_path: str, csv_file: str) -> None:
         text = Path(csv_file).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise click.ClickException(f"{csv_file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise click.ClickException(f"{csv_file}: cannot read it: {error.strerror or error}") from None
 
     def load(conn) -> int:
         return store_items(conn, parse_csv(text, load_snapshot(conn, command_plugins())), source="csv")
@@ -382,7 +457,7 @@ def user_group() -> None:
 
 
 @user_group.command("add")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
 @click.option("--user", "name", required=True, help="User name (the sign-in name)")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input")
 @click.option("--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), required=True)
@@ -403,10 +478,13 @@ def user_add(
 
 
 def main() -> None:
-    # One plugin manager for the command, from the settings: plugins may add commands to the group.
-    plugins = build_plugin_manager(load_settings(keep_secret=False))
-    plugins.hook.register_commands(cli=cli)
     try:
+        # One plugin manager for the command, from the settings: plugins may add commands to the group.
+        plugins = build_plugin_manager(load_settings(keep_secret=False))
+        plugins.hook.register_commands(cli=cli)
         cli(prog_name="feedback", obj=plugins)
+    except SettingsError as error:  # a FEEDBACK_* variable or the config file: one line, not a traceback
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -18,7 +18,8 @@ import msgspec
 
 from feedback.catalog import Snapshot
 from feedback.control_chart import p_chart
-from feedback.objectives import evaluate, interval, judge, measure, period_of
+from feedback.ingest import normalise_receipt
+from feedback.objectives import evaluate, interval, judge, measure, period_of, previous_period_end
 from feedback.rates import Tally, exposure_cells, satisfaction, wilson
 from feedback.store import Connection, dialect
 from feedback.store import actions as action_store
@@ -32,6 +33,11 @@ PAGE_SIZE = 50
 STATUS_ORDER = ("breached", "at_risk", "insufficient_data", "met")
 # Trigram search needs three characters; shorter words (two-character Chinese words) use LIKE.
 TRIGRAM = 3
+
+
+def status_rank(doc: dict[str, Any]) -> int:
+    """Where an objective's status stands in `STATUS_ORDER` (worst first; others last)."""
+    return STATUS_ORDER.index(doc["status"]) if doc["status"] in STATUS_ORDER else len(STATUS_ORDER)
 
 
 def worst_status(statuses: list[str]) -> str | None:
@@ -71,22 +77,82 @@ def tree_units(snapshot: Snapshot, roots: list[str]) -> list[str]:
 
 
 def objective_statuses(conn: Connection, snapshot: Snapshot, unit: str, at: date) -> list[dict[str, Any]]:
-    """The status document of each of the unit's own objectives in force on a day."""
+    """The status document of each of the unit's own objectives in force on a day, each with the last
+    complete period beside a period still too young to judge (`previous`) and the open actions the
+    objective opened (`open_actions`)."""
     versions = snapshot.objectives_in_force(unit, at.isoformat(), with_ancestors=False)
-    return [evaluate(conn, snapshot, version, at) for version in sorted(versions, key=lambda v: v.objective)]
+    docs = []
+    for version in sorted(versions, key=lambda v: v.objective):
+        doc = evaluate(conn, snapshot, version, at)
+        doc["titles"] = version.titles
+        doc["previous"] = previous_judgement(conn, snapshot, doc, at)
+        docs.append(doc)
+    attach_open_actions(conn, docs)
+    return docs
 
 
-def objective_status(conn: Connection, snapshot: Snapshot, version: Any, at: date) -> str:
-    """The status `evaluate` gives, without the p-chart signals it also computes (the dashboard shows
-    only the status, for every unit at once)."""
+def judged(conn: Connection, snapshot: Snapshot, version: Any, at: date) -> dict[str, Any]:
+    """What `evaluate` judges for the period containing `at` (status, value, n and the period's days),
+    without the p-chart signals it also computes (the dashboard judges every unit's objectives at once)."""
+    date_from, date_to, key = period_of(version.period, at)
+    doc: dict[str, Any] = {
+        "objective": version.objective,
+        "unit": version.unit,
+        "title": version.title,
+        "titles": version.titles,
+        "metric": version.metric,
+        "indicator": version.indicator,
+        "comparator": version.comparator,
+        "target": version.target,
+        "period": version.period,
+        "period_key": key,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "min_n": version.min_n,
+        "value": None,
+        "n": 0,
+        "status": "insufficient_data",
+    }
     if version.retired_from is not None and at.isoformat() >= version.retired_from:
-        return "retired"
-    date_from, date_to, _ = period_of(version.period, at)
+        doc["status"] = "retired"
+        return doc
     value, n, successes = measure(conn, snapshot, version, date_from, date_to)
     bounds = interval(version, value, n, successes)
-    if bounds is None or n < version.min_n:
-        return "insufficient_data"
-    return judge(version.comparator, version.target, *bounds)
+    doc.update(value=value, n=n)
+    if bounds is not None and n >= version.min_n:
+        doc["status"] = judge(version.comparator, version.target, *bounds)
+    return doc
+
+
+def previous_judgement(conn: Connection, snapshot: Snapshot, doc: dict[str, Any], at: date) -> dict[str, Any] | None:
+    """The last complete period's judgement, when the current one has too few responses to judge yet
+    (two days into a month), by the version in force on that period's last day; else None."""
+    if doc["status"] != "insufficient_data":
+        return None
+    end = previous_period_end(doc["period"], at)
+    versions = snapshot.objectives_in_force(doc["unit"], end.isoformat(), with_ancestors=False)
+    version = next((v for v in versions if v.objective == doc["objective"]), None)
+    return judged(conn, snapshot, version, end) if version is not None else None
+
+
+def _decoded(text: str | None) -> dict[str, Any]:
+    try:
+        found = msgspec.json.decode(text) if text else {}
+    except msgspec.DecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def attach_open_actions(conn: Connection, docs: list[dict[str, Any]]) -> None:
+    """Put on each objective document the open corrective actions it opened (`open_actions`, with the
+    data their titles are built from), so a badge is never read without the nonconformity still being
+    worked on."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in action_store.open_for_objectives(conn, [doc["objective"] for doc in docs]):
+        row["data"] = _decoded(row["data"])
+        found.setdefault(row["objective_id"], []).append(row)
+    for doc in docs:
+        doc["open_actions"] = found.get(doc["objective"], [])
 
 
 def dashboard(
@@ -152,10 +218,15 @@ def dashboard(
         weeks = [(sums[4 + 2 * i], sums[5 + 2 * i]) for i in range(SPARK_WEEKS)]
         window, served, respondents = sums[0:2], sums[2], sums[3]
         start_s, end_s = start.isoformat(), end.isoformat()
-        statuses = [
-            objective_status(conn, snapshot, version, end)
-            for version in snapshot.objectives_in_force(code, end_s, with_ancestors=False)
+        objectives = [
+            judged(conn, snapshot, version, end)
+            for version in sorted(
+                snapshot.objectives_in_force(code, end_s, with_ancestors=False), key=lambda v: v.objective
+            )
         ]
+        for doc in objectives:
+            doc["previous"] = previous_judgement(conn, snapshot, doc, end)
+        statuses = [doc["status"] for doc in objectives]
         unit = snapshot.units[code]
         rows.append(
             {
@@ -172,10 +243,11 @@ def dashboard(
                 ],
                 "served": served or None,
                 "response_rate": respondents / served if served else None,
-                "objectives": len(statuses),
+                "objectives": sorted(objectives, key=status_rank),
                 "status": worst_status(statuses),
             }
         )
+    attach_open_actions(conn, [doc for row in rows for doc in row["objectives"]])
     return rows
 
 
@@ -313,8 +385,14 @@ def list_responses(
     """A page of the subtree's responses, newest first (local day, then server time, then id).
 
     Keyset paging: each unit's rows come in index order through (unit, day), at most `limit` + 1
-    per unit, merged; the cursor is the last row's (day, server_time, id).
+    per unit, merged; the cursor is the last row's (day, server_time, id). A search that is a receipt
+    code of a response in the subtree finds that response alone, whatever the period and filters.
     """
+    receipt = normalise_receipt(search) if search and not cursor else None
+    if receipt is not None:
+        found = response_store.with_receipt_in(conn, receipt, snapshot.subtree(unit), dialect.BROWSE_COLUMNS)
+        if found:
+            return {"items": _listed(conn, found), "next": None}
     words = (search or "").split()
     long_words = [w for w in words if len(w) >= TRIGRAM]
     short_words = [
@@ -345,12 +423,17 @@ def list_responses(
             break
         items.append(row)
     more = len(items) > limit
-    items = items[:limit]
-    # The corrective action a response opened, so a bad review leads straight to what is being done.
+    items = _listed(conn, items[:limit])
+    return {"items": items, "next": encode_cursor(items[-1]) if more and items else None}
+
+
+def _listed(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the response list as shown: the comment out of the answers, the flags decoded, and the
+    corrective action each opened, so a bad review leads straight to what is being done."""
     opened = action_store.opened_by(conn, [item["id"] for item in items])
     for item in items:
         answers = msgspec.json.decode(item.pop("answers"))
         item["comment"] = comment_text(answers)
         item["flags"] = msgspec.json.decode(item["flags"]) if item["flags"] else []
         item["action"] = opened.get(item["id"])
-    return {"items": items, "next": encode_cursor(items[-1]) if more and items else None}
+    return items

@@ -1,9 +1,12 @@
 """The store: one writer thread with group commit, and one read-only connection per reader thread.
 
 Datasette's `database.py` model: the only write connection belongs to a thread fed by a queue.
-The writer takes every job that is waiting, runs each in its own SAVEPOINT inside one
-`BEGIN IMMEDIATE` transaction and commits once (`synchronous=FULL`), so throughput comes from
-batching, never from weaker durability. A job's future resolves only after COMMIT returned.
+The writer takes every job that is waiting, runs them all in one `BEGIN IMMEDIATE` transaction
+and commits once (`synchronous=FULL`), so throughput comes from batching, never from weaker
+durability; only when a job raises is the batch rolled back and replayed job by job, each in its own
+SAVEPOINT, so that the failing job alone is refused. Work the jobs share (the rollups of a batch of
+responses, see `deferred`) is written once before COMMIT. A job's future resolves only after COMMIT
+returned.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
@@ -48,6 +52,40 @@ def after_commit(callback: Callable[..., None], item: Any = _ALONE) -> bool:
         return False
     pending.append((callback, item))
     return True
+
+
+class Deferred(Protocol):
+    """Work that write jobs add to and the writer does once for all of them (see `deferred`)."""
+
+    def flush(self, conn: sqlite3.Connection) -> None: ...
+
+
+D = TypeVar("D", bound=Deferred)
+
+
+def deferred(key: str, make: Callable[[], D]) -> D | None:
+    """The running transaction's `Deferred` under `key`, made on first use; None outside a Store's
+    writer thread (the caller then writes at once).
+
+    The writer flushes it before the transaction commits and before any job that does not declare
+    `fn.defers = True` (so a job that reads what it holds always sees it written), and, when a
+    batch is replayed job by job, at the end of each job inside its savepoint (so a failing job
+    takes its share with it). Jobs that declare `defers` (ingest's) share it: a group commit of many
+    responses to a few touchpoints updates each rollup row once."""
+    held = getattr(_in_writer, "deferred", None)
+    if held is None:
+        return None
+    found = held.get(key)
+    if found is None:
+        found = held[key] = make()
+    return found
+
+
+def _flush_deferred(conn: sqlite3.Connection) -> None:
+    held = _in_writer.deferred
+    while held:
+        _key, work = held.popitem()
+        work.flush(conn)
 
 
 def connect_writer(path: str) -> sqlite3.Connection:
@@ -122,6 +160,9 @@ class Store:
         self._started = False
         self.batches = 0
         self.writes = 0
+        # Where the writer's time goes (seconds, since start): running batches, and of that, COMMIT.
+        self.write_seconds = 0.0
+        self.commit_seconds = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -152,7 +193,7 @@ class Store:
 
     def _write_loop(self) -> None:
         conn = connect_writer(self.path)
-        _in_writer.store, _in_writer.pending = self, []
+        _in_writer.store, _in_writer.pending, _in_writer.deferred = self, [], {}
         try:
             while True:
                 first = self._jobs.get()
@@ -182,16 +223,28 @@ class Store:
         # Optimistic first: every job in one transaction with no savepoints (they cost as much as the
         # job itself). Only when a job raises is the batch rolled back and replayed job by job, each
         # in its own savepoint, so that one bad request cannot take the others down with it.
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            values = [fn(conn) for fn, _ in batch]
+            values = []
+            for fn, _ in batch:
+                if not getattr(fn, "defers", False):
+                    _flush_deferred(conn)
+                values.append(fn(conn))
+            _flush_deferred(conn)
+            committing = time.perf_counter()
             conn.execute("COMMIT")
         except BaseException:  # noqa: BLE001 - replayed below, error by error
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _in_writer.pending.clear()
+            _in_writer.deferred.clear()
             self._run_isolated(conn, batch)
+            self.write_seconds += time.perf_counter() - started
             return
+        done = time.perf_counter()
+        self.commit_seconds += done - committing
+        self.write_seconds += done - started
         self._run_after_commit()
         self._resolve([(future, True, value) for (_, future), value in zip(batch, values, strict=True)])
 
@@ -204,10 +257,12 @@ class Store:
                 registered = len(_in_writer.pending)
                 try:
                     result = fn(conn)
+                    _flush_deferred(conn)
                 except BaseException as error:  # noqa: BLE001 - handed to the caller
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     del _in_writer.pending[registered:]  # what the job asked for after commit went with it
+                    _in_writer.deferred.clear()
                     outcomes.append((future, False, error))
                 else:
                     conn.execute("RELEASE job")
@@ -218,6 +273,7 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _in_writer.pending.clear()
+            _in_writer.deferred.clear()
             for _fn, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -275,11 +331,10 @@ class Store:
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
     async def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only SQL query, for scripts and tests that look at the file; the application
+        and its plugins read through the store modules' functions instead."""
+
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [dict(row) for row in conn.execute(sql, params)]
 
         return await self.read(run)
-
-    def query_sync(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
-        """For threads that are not the event loop (CLI, plugins already off the loop)."""
-        return [dict(row) for row in self._reader().execute(sql, params)]

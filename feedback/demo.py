@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import math
 import random
+import secrets
 import sqlite3
 import uuid
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import sqlite_utils
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from feedback.auth import ensure_user
+from feedback.auth import ensure_user, save_user
 from feedback.catalog import load_snapshot
 from feedback.events import stamp
 from feedback.ingest import prepare, store_job
@@ -102,7 +103,7 @@ class Agency:
     lang: str
     tz: str
     survey: str
-    services: list[tuple[str, str, str]]  # (code, name, English name)
+    services: list[tuple[str, dict[str, str]]]  # (code, name in each language)
     service_kind: str
     units: list[UnitSpec]
     manager: str
@@ -116,75 +117,324 @@ def _n(vi: str, ru: str, zh: str, en: str) -> dict[str, str]:
     return {"vi": vi, "ru": ru, "zh": zh, "en": en}
 
 
+# Each service's name in all four languages (vi, ru, zh, en), so no page falls back to another script.
 HP_SERVICES = [
-    ("HP-NK", "Thủ tục hải quan đối với hàng hóa nhập khẩu thương mại", "Customs clearance of commercial imports"),
-    ("HP-XK", "Thủ tục hải quan đối với hàng hóa xuất khẩu thương mại", "Customs clearance of commercial exports"),
-    ("HP-KBS", "Khai bổ sung hồ sơ hải quan", "Amending a customs declaration"),
+    (
+        "HP-NK",
+        _n(
+            "Thủ tục hải quan đối với hàng hóa nhập khẩu thương mại",
+            "Таможенное оформление коммерческого импорта",
+            "商业进口货物海关手续",
+            "Customs clearance of commercial imports",
+        ),
+    ),
+    (
+        "HP-XK",
+        _n(
+            "Thủ tục hải quan đối với hàng hóa xuất khẩu thương mại",
+            "Таможенное оформление коммерческого экспорта",
+            "商业出口货物海关手续",
+            "Customs clearance of commercial exports",
+        ),
+    ),
+    (
+        "HP-KBS",
+        _n(
+            "Khai bổ sung hồ sơ hải quan",
+            "Внесение изменений в таможенную декларацию",
+            "补充海关申报",
+            "Amending a customs declaration",
+        ),
+    ),
     (
         "HP-GC",
-        "Thủ tục hải quan đối với hàng hóa gia công, sản xuất xuất khẩu",
-        "Customs procedure for processing and export-production goods",
+        _n(
+            "Thủ tục hải quan đối với hàng hóa gia công, sản xuất xuất khẩu",
+            "Таможенное оформление товаров для переработки и экспортного производства",
+            "加工贸易及出口生产货物海关手续",
+            "Customs procedure for processing and export-production goods",
+        ),
     ),
-    ("HP-QC", "Thủ tục hải quan đối với hàng hóa quá cảnh", "Customs procedure for goods in transit"),
-    ("HP-HT", "Hoàn thuế đối với hàng hóa xuất khẩu, nhập khẩu", "Refund of import and export duties"),
-    ("HP-MT", "Miễn thuế đối với hàng hóa xuất khẩu, nhập khẩu", "Exemption from import and export duties"),
+    (
+        "HP-QC",
+        _n(
+            "Thủ tục hải quan đối với hàng hóa quá cảnh",
+            "Таможенное оформление транзитных товаров",
+            "过境货物海关手续",
+            "Customs procedure for goods in transit",
+        ),
+    ),
+    (
+        "HP-HT",
+        _n(
+            "Hoàn thuế đối với hàng hóa xuất khẩu, nhập khẩu",
+            "Возврат ввозных и вывозных пошлин",
+            "进出口货物退税",
+            "Refund of import and export duties",
+        ),
+    ),
+    (
+        "HP-MT",
+        _n(
+            "Miễn thuế đối với hàng hóa xuất khẩu, nhập khẩu",
+            "Освобождение от ввозных и вывозных пошлин",
+            "进出口货物免税",
+            "Exemption from import and export duties",
+        ),
+    ),
 ]
 
 SAK_SERVICES = [
-    ("SAK-DT", "Таможенное декларирование и выпуск товаров", "Declaring and releasing goods"),
-    ("SAK-TR", "Помещение товаров под таможенную процедуру таможенного транзита", "Customs transit"),
-    ("SAK-KDT", "Внесение изменений в декларацию на товары", "Amending a goods declaration"),
+    (
+        "SAK-DT",
+        _n(
+            "Khai báo hải quan và thông quan hàng hóa",
+            "Таможенное декларирование и выпуск товаров",
+            "货物报关与放行",
+            "Declaring and releasing goods",
+        ),
+    ),
+    (
+        "SAK-TR",
+        _n(
+            "Thủ tục quá cảnh hải quan cho hàng hóa",
+            "Помещение товаров под таможенную процедуру таможенного транзита",
+            "货物海关过境手续",
+            "Customs transit",
+        ),
+    ),
+    (
+        "SAK-KDT",
+        _n(
+            "Sửa đổi tờ khai hàng hóa",
+            "Внесение изменений в декларацию на товары",
+            "修改货物报关单",
+            "Amending a goods declaration",
+        ),
+    ),
     (
         "SAK-KONS",
-        "Консультирование участников внешнеэкономической деятельности",
-        "Advice to foreign-trade participants",
+        _n(
+            "Tư vấn cho doanh nghiệp xuất nhập khẩu",
+            "Консультирование участников внешнеэкономической деятельности",
+            "对外贸易经营者咨询",
+            "Advice to foreign-trade participants",
+        ),
     ),
-    ("SAK-FL", "Таможенное оформление товаров для личного пользования", "Clearing goods for personal use"),
+    (
+        "SAK-FL",
+        _n(
+            "Thủ tục hải quan cho hàng hóa sử dụng cá nhân",
+            "Таможенное оформление товаров для личного пользования",
+            "个人自用物品通关",
+            "Clearing goods for personal use",
+        ),
+    ),
 ]
 
 KG_SERVICES = [
-    ("KG-01", "Cấp mã số đơn vị có quan hệ với ngân sách", "Issuing a budget-relation unit code"),
+    (
+        "KG-01",
+        _n(
+            "Cấp mã số đơn vị có quan hệ với ngân sách",
+            "Присвоение кода участника бюджетных отношений",
+            "核发预算关系单位代码",
+            "Issuing a budget-relation unit code",
+        ),
+    ),
     (
         "KG-02",
-        "Quyết toán dự án hoàn thành sử dụng vốn đầu tư công",
-        "Final settlement of completed public investment projects",
+        _n(
+            "Quyết toán dự án hoàn thành sử dụng vốn đầu tư công",
+            "Окончательный расчёт по завершённым проектам государственных инвестиций",
+            "公共投资竣工项目决算",
+            "Final settlement of completed public investment projects",
+        ),
     ),
     (
         "KG-03",
-        "Thẩm định phương án giá hàng hóa, dịch vụ do Nhà nước định giá",
-        "Appraisal of price proposals for state-priced goods and services",
+        _n(
+            "Thẩm định phương án giá hàng hóa, dịch vụ do Nhà nước định giá",
+            "Экспертиза ценовых предложений на товары и услуги с государственными ценами",
+            "政府定价商品和服务价格方案审核",
+            "Appraisal of price proposals for state-priced goods and services",
+        ),
     ),
-    ("KG-04", "Đăng ký giá hàng hóa, dịch vụ", "Price registration"),
-    ("KG-05", "Kê khai giá hàng hóa, dịch vụ", "Price declaration"),
-    ("KG-06", "Quyết định mua sắm tài sản công", "Decision on procurement of public assets"),
-    ("KG-07", "Quyết định thanh lý tài sản công", "Decision on liquidation of public assets"),
-    ("KG-08", "Quyết định điều chuyển tài sản công", "Decision on transfer of public assets"),
-    ("KG-09", "Quyết định bán tài sản công", "Decision on sale of public assets"),
-    ("KG-10", "Quyết định thu hồi tài sản công", "Decision on recovery of public assets"),
-    ("KG-11", "Xác lập quyền sở hữu toàn dân về tài sản", "Establishing state ownership of assets"),
+    ("KG-04", _n("Đăng ký giá hàng hóa, dịch vụ", "Регистрация цен", "价格登记", "Price registration")),
+    ("KG-05", _n("Kê khai giá hàng hóa, dịch vụ", "Декларирование цен", "价格申报", "Price declaration")),
+    (
+        "KG-06",
+        _n(
+            "Quyết định mua sắm tài sản công",
+            "Решение о закупке государственного имущества",
+            "公共资产采购决定",
+            "Decision on procurement of public assets",
+        ),
+    ),
+    (
+        "KG-07",
+        _n(
+            "Quyết định thanh lý tài sản công",
+            "Решение о списании государственного имущества",
+            "公共资产清理决定",
+            "Decision on liquidation of public assets",
+        ),
+    ),
+    (
+        "KG-08",
+        _n(
+            "Quyết định điều chuyển tài sản công",
+            "Решение о передаче государственного имущества",
+            "公共资产调拨决定",
+            "Decision on transfer of public assets",
+        ),
+    ),
+    (
+        "KG-09",
+        _n(
+            "Quyết định bán tài sản công",
+            "Решение о продаже государственного имущества",
+            "公共资产出售决定",
+            "Decision on sale of public assets",
+        ),
+    ),
+    (
+        "KG-10",
+        _n(
+            "Quyết định thu hồi tài sản công",
+            "Решение об изъятии государственного имущества",
+            "公共资产收回决定",
+            "Decision on recovery of public assets",
+        ),
+    ),
+    (
+        "KG-11",
+        _n(
+            "Xác lập quyền sở hữu toàn dân về tài sản",
+            "Установление права государственной собственности на имущество",
+            "确立资产全民所有权",
+            "Establishing state ownership of assets",
+        ),
+    ),
 ]
 
 BT_SERVICES = [
-    ("BT-KS", "Đăng ký khai sinh", "Birth registration"),
-    ("BT-KH", "Đăng ký kết hôn", "Marriage registration"),
-    ("BT-CT", "Chứng thực bản sao từ bản chính", "Certifying copies of original documents"),
-    ("BT-HN", "Cấp giấy xác nhận tình trạng hôn nhân", "Certificate of marital status"),
+    ("BT-KS", _n("Đăng ký khai sinh", "Регистрация рождения", "出生登记", "Birth registration")),
+    ("BT-KH", _n("Đăng ký kết hôn", "Регистрация брака", "结婚登记", "Marriage registration")),
+    (
+        "BT-CT",
+        _n(
+            "Chứng thực bản sao từ bản chính",
+            "Заверение копий с подлинников документов",
+            "复印件与原件相符证明",
+            "Certifying copies of original documents",
+        ),
+    ),
+    (
+        "BT-HN",
+        _n(
+            "Cấp giấy xác nhận tình trạng hôn nhân",
+            "Справка о семейном положении",
+            "婚姻状况证明",
+            "Certificate of marital status",
+        ),
+    ),
 ]
 
 GX_SERVICES = [
-    ("GX-SCXK", "工业产品生产许可证核发", "Industrial product production licence"),
-    ("GX-TZSB", "特种设备生产单位许可", "Licensing of special equipment manufacturers"),
-    ("GX-TZRY", "特种设备作业人员资格认定", "Qualification of special equipment operators"),
-    ("GX-JLQJ", "计量器具型式批准", "Pattern approval of measuring instruments"),
-    ("GX-JLBZ", "计量标准器具核准", "Approval of measurement standards"),
-    ("GX-JYJC", "检验检测机构资质认定", "Accreditation of inspection and testing bodies"),
+    (
+        "GX-SCXK",
+        _n(
+            "Cấp giấy phép sản xuất sản phẩm công nghiệp",
+            "Лицензия на производство промышленной продукции",
+            "工业产品生产许可证核发",
+            "Industrial product production licence",
+        ),
+    ),
+    (
+        "GX-TZSB",
+        _n(
+            "Cấp phép đơn vị sản xuất thiết bị đặc chủng",
+            "Лицензирование производителей специального оборудования",
+            "特种设备生产单位许可",
+            "Licensing of special equipment manufacturers",
+        ),
+    ),
+    (
+        "GX-TZRY",
+        _n(
+            "Công nhận năng lực người vận hành thiết bị đặc chủng",
+            "Аттестация персонала, работающего со специальным оборудованием",
+            "特种设备作业人员资格认定",
+            "Qualification of special equipment operators",
+        ),
+    ),
+    (
+        "GX-JLQJ",
+        _n(
+            "Phê duyệt mẫu phương tiện đo",
+            "Утверждение типа средств измерений",
+            "计量器具型式批准",
+            "Pattern approval of measuring instruments",
+        ),
+    ),
+    (
+        "GX-JLBZ",
+        _n(
+            "Phê duyệt chuẩn đo lường",
+            "Утверждение эталонов",
+            "计量标准器具核准",
+            "Approval of measurement standards",
+        ),
+    ),
+    (
+        "GX-JYJC",
+        _n(
+            "Công nhận năng lực tổ chức kiểm định, thử nghiệm",
+            "Аккредитация испытательных и контрольных организаций",
+            "检验检测机构资质认定",
+            "Accreditation of inspection and testing bodies",
+        ),
+    ),
 ]
 
 US_SERVICES = [
-    ("US-DS11", "Passport application (Form DS-11)", "Passport application (Form DS-11)"),
-    ("US-DS82", "Passport renewal (Form DS-82)", "Passport renewal (Form DS-82)"),
-    ("US-EXP", "Expedited passport service", "Expedited passport service"),
-    ("US-BEN", "Federal benefits enquiry", "Federal benefits enquiry"),
+    (
+        "US-DS11",
+        _n(
+            "Đơn xin cấp hộ chiếu (mẫu DS-11)",
+            "Заявление на паспорт (форма DS-11)",
+            "护照申请（DS-11 表）",
+            "Passport application (Form DS-11)",
+        ),
+    ),
+    (
+        "US-DS82",
+        _n(
+            "Gia hạn hộ chiếu (mẫu DS-82)",
+            "Продление паспорта (форма DS-82)",
+            "护照续签（DS-82 表）",
+            "Passport renewal (Form DS-82)",
+        ),
+    ),
+    (
+        "US-EXP",
+        _n(
+            "Dịch vụ cấp hộ chiếu nhanh",
+            "Ускоренное оформление паспорта",
+            "加急护照服务",
+            "Expedited passport service",
+        ),
+    ),
+    (
+        "US-BEN",
+        _n(
+            "Giải đáp về trợ cấp liên bang",
+            "Справки о федеральных пособиях",
+            "联邦福利咨询",
+            "Federal benefits enquiry",
+        ),
+    ),
 ]
 
 
@@ -540,11 +790,28 @@ JURISDICTION = {
 
 # Quality objectives from the articles and the like, per unit (ISO 9001 6.2).
 OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
-    ("GX", {"title": "满意率 ≥ 99.47 %", "metric": "satisfaction", "target": 0.9947, "period": "month"}),
+    (
+        "GX",
+        {
+            "title": "满意率 ≥ 99.47 %",
+            "titles": _n(
+                "Tỷ lệ hài lòng ≥ 99,47 %", "Удовлетворённость ≥ 99,47 %", "满意率 ≥ 99.47 %", "Satisfaction ≥ 99.47 %"
+            ),
+            "metric": "satisfaction",
+            "target": 0.9947,
+            "period": "month",
+        },
+    ),
     (
         "GX",
         {
             "title": "差评按时整改率 ≥ 95 %",
+            "titles": _n(
+                "Khắc phục đánh giá kém đúng hạn ≥ 95 %",
+                "Устранение по негативным оценкам в срок ≥ 95 %",
+                "差评按时整改率 ≥ 95 %",
+                "Bad reviews rectified on time ≥ 95 %",
+            ),
             "metric": "on_time_rectification",
             "target": 0.95,
             "period": "quarter",
@@ -553,12 +820,27 @@ OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "GX-DT",
-        {"title": "差评率 ≤ 1 %", "metric": "bad_review_rate", "comparator": "<=", "target": 0.01, "period": "month"},
+        {
+            "title": "差评率 ≤ 1 %",
+            "titles": _n(
+                "Tỷ lệ đánh giá kém ≤ 1 %", "Доля негативных оценок ≤ 1 %", "差评率 ≤ 1 %", "Bad review rate ≤ 1 %"
+            ),
+            "metric": "bad_review_rate",
+            "comparator": "<=",
+            "target": 0.01,
+            "period": "month",
+        },
     ),
     (
         "KG",
         {
             "title": "Xử lý phản ánh đúng hạn ≥ 99,8 %",
+            "titles": _n(
+                "Xử lý phản ánh đúng hạn ≥ 99,8 %",
+                "Обращения рассмотрены в срок ≥ 99,8 %",
+                "反映按时处理率 ≥ 99.8 %",
+                "Feedback handled on time ≥ 99.8 %",
+            ),
             "metric": "on_time_rectification",
             "target": 0.998,
             "period": "quarter",
@@ -569,6 +851,12 @@ OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
         "KG",
         {
             "title": "Tỷ lệ không hài lòng thấp: không hài lòng ≤ 5 % (QĐ 766)",
+            "titles": _n(
+                "Tỷ lệ không hài lòng thấp: không hài lòng ≤ 5 % (QĐ 766)",
+                "Недовольных ≤ 5 % (решение 766)",
+                "不满意率 ≤ 5 %（第766号决定）",
+                "Dissatisfied ≤ 5 % (Decision 766)",
+            ),
             "metric": "not_dissatisfied",
             "target": 0.95,
             "period": "quarter",
@@ -578,35 +866,119 @@ OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
         "KG",
         {
             "title": "Trả kết quả đúng hẹn (đánh giá) ≥ 85/100",
+            "titles": _n(
+                "Trả kết quả đúng hẹn (đánh giá) ≥ 85/100",
+                "Результат в срок (оценка) ≥ 85 из 100",
+                "按时办结（评价）≥ 85/100",
+                "Results on time (rated) ≥ 85/100",
+            ),
             "metric": "indicator_mean",
             "indicator": "on_time",
             "target": 85.0,
             "period": "quarter",
         },
     ),
-    ("KG-MC", {"title": "Tỷ lệ phản hồi ≥ 15 %", "metric": "response_rate", "target": 0.15, "period": "month"}),
-    ("BT", {"title": "Không hài lòng ≤ 5 % (QĐ 766)", "metric": "not_dissatisfied", "target": 0.95, "period": "month"}),
-    ("HP", {"title": "Mức độ hài lòng ≥ 90 %", "metric": "satisfaction", "target": 0.90, "period": "quarter"}),
+    (
+        "KG-MC",
+        {
+            "title": "Tỷ lệ phản hồi ≥ 15 %",
+            "titles": _n("Tỷ lệ phản hồi ≥ 15 %", "Доля ответивших ≥ 15 %", "回复率 ≥ 15 %", "Response rate ≥ 15 %"),
+            "metric": "response_rate",
+            "target": 0.15,
+            "period": "month",
+        },
+    ),
+    (
+        "BT",
+        {
+            "title": "Không hài lòng ≤ 5 % (QĐ 766)",
+            "titles": _n(
+                "Không hài lòng ≤ 5 % (QĐ 766)",
+                "Недовольных ≤ 5 % (решение 766)",
+                "不满意 ≤ 5 %（第766号决定）",
+                "Dissatisfied ≤ 5 % (Decision 766)",
+            ),
+            "metric": "not_dissatisfied",
+            "target": 0.95,
+            "period": "month",
+        },
+    ),
+    (
+        "HP",
+        {
+            "title": "Mức độ hài lòng ≥ 90 %",
+            "titles": _n("Mức độ hài lòng ≥ 90 %", "Удовлетворённость ≥ 90 %", "满意率 ≥ 90 %", "Satisfaction ≥ 90 %"),
+            "metric": "satisfaction",
+            "target": 0.90,
+            "period": "quarter",
+        },
+    ),
     (
         "HP-KV1",
-        {"title": "Mức độ hài lòng ≥ 90 % (30 ngày)", "metric": "satisfaction", "target": 0.90, "period": "rolling_30"},
+        {
+            "title": "Mức độ hài lòng ≥ 90 % (30 ngày)",
+            "titles": _n(
+                "Mức độ hài lòng ≥ 90 % (30 ngày)",
+                "Удовлетворённость ≥ 90 % (30 дней)",
+                "满意率 ≥ 90 %（30天）",
+                "Satisfaction ≥ 90 % (30 days)",
+            ),
+            "metric": "satisfaction",
+            "target": 0.90,
+            "period": "rolling_30",
+        },
     ),
-    ("SAK", {"title": "Средняя оценка ≥ 80 из 100", "metric": "mean_score", "target": 80.0, "period": "month"}),
+    (
+        "SAK",
+        {
+            "title": "Средняя оценка ≥ 80 из 100",
+            "titles": _n(
+                "Điểm trung bình ≥ 80/100", "Средняя оценка ≥ 80 из 100", "平均分 ≥ 80/100", "Mean score ≥ 80/100"
+            ),
+            "metric": "mean_score",
+            "target": 80.0,
+            "period": "month",
+        },
+    ),
     (
         "SAK-YS",
-        {"title": "Обратные звонки ≥ 95 %", "metric": "callback_rate", "target": 0.95, "period": "month", "min_n": 5},
+        {
+            "title": "Обратные звонки ≥ 95 %",
+            "titles": _n("Gọi lại ≥ 95 %", "Обратные звонки ≥ 95 %", "回访率 ≥ 95 %", "Call-backs ≥ 95 %"),
+            "metric": "callback_rate",
+            "target": 0.95,
+            "period": "month",
+            "min_n": 5,
+        },
     ),
     (
         "SAK-YS",
         {
             "title": "Время ожидания ≥ 75 из 100",
+            "titles": _n(
+                "Thời gian chờ ≥ 75/100", "Время ожидания ≥ 75 из 100", "等候时间 ≥ 75/100", "Waiting time ≥ 75/100"
+            ),
             "metric": "indicator_mean",
             "indicator": "waiting_time",
             "target": 75.0,
             "period": "month",
         },
     ),
-    ("US-1", {"title": "Customer satisfaction ≥ 85 %", "metric": "satisfaction", "target": 0.85, "period": "quarter"}),
+    (
+        "US-1",
+        {
+            "title": "Customer satisfaction ≥ 85 %",
+            "titles": _n(
+                "Mức độ hài lòng của khách hàng ≥ 85 %",
+                "Удовлетворённость клиентов ≥ 85 %",
+                "客户满意度 ≥ 85 %",
+                "Customer satisfaction ≥ 85 %",
+            ),
+            "metric": "satisfaction",
+            "target": 0.85,
+            "period": "quarter",
+        },
+    ),
 ]
 # Officer codes as the queue systems print them, by unit.
 OFFICER_PREFIX = {
@@ -833,10 +1205,8 @@ def _create_organisation(
         for spec in agency.units:
             add_unit(conn, spec.code, spec.name, parent=spec.parent, lang=agency.lang, tz=agency.tz, names=spec.names)
             unit_agency[spec.code] = agency
-        for code, name, english in agency.services:
-            add_service(
-                conn, code, name, kind=agency.service_kind, agency=agency.code, names={agency.lang: name, "en": english}
-            )
+        for code, names in agency.services:
+            add_service(conn, code, names[agency.lang], kind=agency.service_kind, agency=agency.code, names=names)
         for spec in agency.units:
             for tp in spec.touchpoints:
                 survey = tp.survey or agency.survey
@@ -890,6 +1260,22 @@ def _create_objectives(conn: sqlite3.Connection, since: date) -> int:
             conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin", today=since
         )
     return len(OBJECTIVES)
+
+
+# Who signs in to /manage/ on the demo: the installation's admin, and the manager of the unit whose
+# objective the bad fortnight breached (its nonconformity waits in that manager's queue).
+SIGN_IN_USERS = (("admin", "admin", None), (f"{BAD_UNIT.lower()}.lead", "manager", BAD_UNIT))
+
+
+def sign_in_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Give the demo's admin and one unit manager fresh random passwords (argon2id hashes are kept);
+    returns `[{"user", "password", "role", "unit"}]` for the summary, the only place they are shown."""
+    found = []
+    for user, role, unit in SIGN_IN_USERS:
+        password = secrets.token_urlsafe(12)  # never seeded: the demo's data is deterministic, its keys are not
+        save_user(conn, user, role, unit, password=password)
+        found.append({"user": user, "password": password, "role": role, "unit": unit})
+    return found
 
 
 def _begin(conn: sqlite3.Connection) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,6 +105,10 @@ class Dispatcher:
         if self._wake is not None:
             self._wake.set()
 
+    def _wanted(self) -> Callable[[str], bool]:
+        """Which event types some plugin's `track_event` wants this round (see `tracked_events`)."""
+        return wanted_types(self.store)
+
     async def _run(self) -> None:
         assert self._wake is not None and self._loop is not None
         next_poll = 0.0
@@ -115,7 +120,10 @@ class Dispatcher:
             try:
                 if self._hot:
                     taken, self._hot = self._hot, []
-                    await self._hand_over([(item.seq, item.aggregate, item.resolve()) for item in taken])
+                    wanted = self._wanted()
+                    # Events nobody wants are recorded as handed over without being built.
+                    self._skip([item.seq for item in taken if not wanted(item.type)])
+                    await self._hand_over([(i.seq, i.aggregate, i.resolve()) for i in taken if wanted(i.type)])
                 if self._loop.time() >= next_poll:
                     next_poll = self._loop.time() + self.poll
                     await self.drain()
@@ -135,7 +143,9 @@ class Dispatcher:
             )
             if not rows:
                 break  # what is free waits behind another dispatcher's events of the same aggregate
-            await self._hand_over(await self._materialise(rows))
+            wanted = self._wanted()
+            self._skip([row["seq"] for row in rows if not wanted(row["type"])])
+            await self._hand_over(await self._materialise([row for row in rows if wanted(row["type"])]))
             # Recorded before the next claim: a later event of the same aggregate waits for these.
             await self._mark_now()
             total += len(rows)
@@ -180,6 +190,11 @@ class Dispatcher:
         if self._marking is None or self._marking.done():
             self._marking = asyncio.get_running_loop().create_task(self._mark_pending(MARK_EVERY))
 
+    def _skip(self, seqs: list[int]) -> None:
+        if seqs:
+            self.dispatched += len(seqs)
+            self._done.extend(seqs)
+
     async def _after(self, earlier: asyncio.Future, event: Event) -> None:
         await earlier
         await deliver(event, self.store)
@@ -209,6 +224,30 @@ async def deliver(event: Event, store: Store) -> None:
     implementation is isolated by the plugin manager: a failure is recorded under the plugin's name,
     and the event still counts as handed over."""
     await settle(event, call_hooks(event, store), store)
+
+
+def _every_type(_event_type: str) -> bool:
+    return True
+
+
+def wanted_types(store: Store) -> Callable[[str], bool]:
+    """A test for event types: True where some `track_event` implementation wants the type now.
+
+    Every type is wanted while any plugin implements `track_event` without `tracked_events`, or
+    answers "*"; no type when no plugin implements `track_event`."""
+    plugins = store.plugins
+    if plugins is None:
+        return lambda _event_type: False
+    trackers = {impl.plugin_name for impl in plugins.hook.track_event.get_hookimpls()}
+    if not trackers:
+        return lambda _event_type: False
+    declaring = {impl.plugin_name for impl in plugins.hook.tracked_events.get_hookimpls()}
+    if not trackers <= declaring:
+        return _every_type
+    wanted: set[str] = set()
+    for answer in plugins.hook.tracked_events(store=store):
+        wanted.update(answer)
+    return _every_type if "*" in wanted else wanted.__contains__
 
 
 def call_hooks(event: Event, store: Store) -> list[Any]:

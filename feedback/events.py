@@ -49,10 +49,11 @@ def aggregate_of(event_type: str, event_id: str) -> str:
 class Logged:
     """An event just written to the log, as the in-process dispatcher receives it after commit."""
 
-    __slots__ = ("aggregate", "event", "id", "seq")
+    __slots__ = ("aggregate", "event", "id", "seq", "type")
 
-    def __init__(self, id: str, aggregate: str, event: Event | Callable[[], Event], seq: int = 0) -> None:
+    def __init__(self, id: str, type: str, aggregate: str, event: Event | Callable[[], Event], seq: int = 0) -> None:
         self.id = id
+        self.type = type
         self.aggregate = aggregate
         self.event = event  # a callable builds it when it is dispatched
         self.seq = seq  # its place in the log, once written
@@ -92,7 +93,7 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
             claimed.append((*row, sink.holder, until))
     by_id = {event.id: event for event in events}
     handed = [
-        Logged(event_id, row[2], by_id[event_id], seq)
+        Logged(event_id, row[1], row[2], by_id[event_id], seq)
         for (event_id, seq), row in _inserted_rows(event_store.insert_events(conn, claimed), claimed)
         if row[5]  # leased to this process: handed over after commit
     ]
@@ -122,7 +123,7 @@ def record_response_stored(
     )
     seq = event_store.insert_event(conn, row)
     if sink is not None and seq is not None:
-        after_commit(sink.accept, Logged(event_id, aggregate, build, seq))
+        after_commit(sink.accept, Logged(event_id, "response.stored", aggregate, build, seq))
 
 
 def _sink() -> Sink | None:

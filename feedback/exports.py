@@ -9,6 +9,7 @@ into a temporary file, under a row cap.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -18,9 +19,6 @@ from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput
@@ -291,6 +289,17 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+@functools.cache
+def _openpyxl() -> tuple[Any, Any, Any]:
+    """openpyxl's workbook, cell and illegal-character pattern, imported on the first XLSX: every
+    command and server imports this module, and most never write a workbook."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return Workbook, WriteOnlyCell, ILLEGAL_CHARACTERS_RE
+
+
 def spreadsheet_cell(value: Any, sheet: WriteOnlyWorksheet | None = None) -> Any:
     """A cell of any export, safe to open in a spreadsheet; numbers stay numbers, None is empty.
 
@@ -304,7 +313,8 @@ def spreadsheet_cell(value: Any, sheet: WriteOnlyWorksheet | None = None) -> Any
         return value
     if sheet is None:
         return "'" + value if value.startswith(FORMULA_STARTS) else value
-    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+    _, write_only_cell, illegal_characters = _openpyxl()
+    cell = write_only_cell(sheet, illegal_characters.sub("\ufffd", value))
     cell.data_type = "s"
     return cell
 
@@ -333,7 +343,8 @@ def response_csv_page(
 
 def write_xlsx(header: list[str], rows: Iterable[list[Any]], sheet: str) -> IO[bytes]:
     """A workbook in write-only mode (rows go straight to disk), as an open temporary file at offset 0."""
-    workbook = Workbook(write_only=True)
+    workbook_class, _, _ = _openpyxl()
+    workbook = workbook_class(write_only=True)
     worksheet = workbook.create_sheet(sheet[:31])
     worksheet.append([spreadsheet_cell(value, worksheet) for value in header])
     for row in rows:

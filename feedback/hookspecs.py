@@ -69,6 +69,14 @@ def track_event(event, store):
 
 
 @hookspec
+def tracked_events(store):
+    """The event types this plugin's `track_event` wants now: a collection of type names, "*" among
+    them for every type. Asked once per round of events the dispatcher hands over; an event no plugin
+    wants is recorded as dispatched without being built or handed to `track_event`. A plugin that
+    implements `track_event` without this hook gets every event."""
+
+
+@hookspec
 def map_response(response, objectives, snapshot):
     """Return the ids of the `objectives` (ObjectiveVersion list in force for the response's unit
     and its ancestors) that a just-scored `response` (StoredResponse) counts towards."""
@@ -87,6 +95,13 @@ def evaluate_triggers(response, objective, status, hits, snapshot):
 @hookspec(firstresult=True)
 def corrective_action_assignee(action, unit, snapshot):
     """Return the user name who owns a new corrective action (`action` an ActionRequest, `unit` a Unit)."""
+
+
+@hookspec(firstresult=True)
+def action_title(action, lang, snapshot):
+    """Return the title of a corrective action this plugin opened, in the reader's language `lang`,
+    built from what it stored with the action (`action["data"]`, `kind`, `period`, `objective_id`…);
+    None for any other action, which then shows its stored `title`."""
 
 
 @hookspec

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from bisect import bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,10 @@ ENROLL_CODE_MINUTES = 15
 ENROLL_GUESSES = 10
 ENROLL_GUESS_WINDOW = timedelta(minutes=15)
 INVITATION_MINUTES = 10
+SKEWED = "clock_skew"  # ingest's flag for a device time too far ahead or too old to believe
+# How far before its batch's arrival a skewed tap may be placed: beyond any filter window, and within
+# the range of a date, however absurd the device's clock.
+MAX_ANCHORED_GAP = timedelta(days=30)
 DEVICE_TOKEN_PREFIX = "fbd_"
 
 
@@ -98,24 +103,25 @@ def misuse_flags(
     burst_count: int,
     burst_window: float,
 ) -> list[list[str]]:
-    """Flags for presses on one device, in device-time order, given the device's recent presses.
+    """Flags for presses on one device, in time order, given the device's recent presses (sorted).
 
     A press closer than `min_interval` seconds to the one before is `fast_repeat`; the
     `burst_count`-th press (and later ones) within `burst_window` seconds is `burst`. Both are stored
-    and left out of rates, never dropped. `min_interval` 0 turns every filter off. `recent` is
-    extended in place with the presses seen.
+    and left out of rates, never dropped. `min_interval` 0 turns every filter off. `recent` gains the
+    presses seen, kept sorted. Only presses at or before a press judge it: one recorded later (a clock
+    that was put back) says nothing about how fast this one followed the one before.
     """
     flags: list[list[str]] = []
     for pressed in press_times:
         found: list[str] = []
         if min_interval > 0:
-            if recent and (pressed - recent[-1]).total_seconds() < min_interval:
+            before = bisect_right(recent, pressed)
+            if before and (pressed - recent[before - 1]).total_seconds() < min_interval:
                 found.append("fast_repeat")
             window_start = pressed - timedelta(seconds=burst_window)
-            in_window = [t for t in recent if t > window_start]
-            if len(in_window) + 1 >= burst_count:
+            if before - bisect_right(recent, window_start) + 1 >= burst_count:
                 found.append("burst")
-        recent.append(pressed)
+        insort(recent, pressed)
         flags.append(found)
     return flags
 
@@ -145,17 +151,38 @@ class KioskPolicy(Policy):
         the device's presses are claimed, judged and recorded in one transaction."""
         recent = load_recent(kiosk_store.claim_presses(conn, self.device))
         known = response_store.existing_ids(conn, [p.row["id"] for p in prepared])
-        fresh = sorted((p for p in prepared if p.row["id"] not in known), key=pressed_at)
-        times = [datetime.fromisoformat(pressed_at(p)) for p in fresh]
-        found = misuse_flags(times, recent, self.min_interval, self.burst_count, self.burst_window)
+        fresh = [p for p in prepared if p.row["id"] not in known]
+        timed = sorted(zip(filter_times(fresh), fresh, strict=True), key=lambda pair: pair[0])
+        found = misuse_flags([t for t, _ in timed], recent, self.min_interval, self.burst_count, self.burst_window)
         synced = now().isoformat()
         kiosk_store.record_presses(conn, self.device, dump_recent(recent, max(self.burst_count, 2)), synced)
-        return {p.row["id"]: flags for p, flags in zip(fresh, found, strict=True) if flags}
+        return {p.row["id"]: flags for (_, p), flags in zip(timed, found, strict=True) if flags}
 
 
 def pressed_at(prepared: Prepared) -> str:
     """When the tap happened by the device's clock (the server's time when the device gave none)."""
     return prepared.row["client_time"] or prepared.row["occurred_at"]
+
+
+def filter_times(prepared: list[Prepared]) -> list[datetime]:
+    """When each tap happened, as the misuse filter judges it: by the device's clock, except for taps
+    whose device time was already flagged `clock_skew`. Those are put on the server's clock: the
+    latest of them at its arrival and the others before it by their spacing on the device (a clock
+    set wrong still ticks evenly). So one tap stamped days ahead never makes the genuine taps after
+    it look like repeats, and a tablet whose clock is wrong all along is still judged on its own
+    spacing, not flagged for arriving in one batch."""
+    skewed = [p for p in prepared if SKEWED in p.flags]
+    if skewed:
+        latest = max(datetime.fromisoformat(p.row["client_time"]) for p in skewed)
+        arrival = max(datetime.fromisoformat(p.row["server_time"]) for p in skewed)
+    times = []
+    for p in prepared:
+        if SKEWED in p.flags:
+            gap = min(latest - datetime.fromisoformat(p.row["client_time"]), MAX_ANCHORED_GAP)
+            times.append(arrival - gap)
+        else:
+            times.append(datetime.fromisoformat(pressed_at(p)))
+    return times
 
 
 def create_invitation(

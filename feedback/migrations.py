@@ -559,3 +559,19 @@ def m014_event_log(db: sqlite_utils.Database) -> None:
     )
     # Only pending events are indexed: the dispatcher's claims and the per-aggregate order check.
     db.execute("CREATE INDEX IF NOT EXISTS event_log_pending ON event_log (aggregate, seq) WHERE dispatched_at IS NULL")
+
+
+@migrations()
+def m015_unit_complaint_levels(db: sqlite_utils.Database) -> None:
+    # The rating levels at which one response opens a complaint action (a JSON list such as [1, 2];
+    # [] for none); NULL: as the nearest unit above that sets it, else the default.
+    if "complaint_levels" not in db["units"].columns_dict:
+        db.execute("ALTER TABLE units ADD COLUMN complaint_levels TEXT")
+
+
+@migrations()
+def m016_objective_titles(db: sqlite_utils.Database) -> None:
+    # An objective's title in each language it was given in (a JSON object such as {"vi": …, "en": …});
+    # NULL: only the one `title`.
+    if "titles" not in db["objective_versions"].columns_dict:
+        db.execute("ALTER TABLE objective_versions ADD COLUMN titles TEXT")

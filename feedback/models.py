@@ -181,6 +181,13 @@ class Unit(Struct, frozen=True, kw_only=True):
     owner: str | None = None  # the user who answers for the unit (its manager)
     action_days: int | None = None  # working days to rectify a bad review, where a rule sets one
     public_results: bool = False
+    # Levels at which one response opens a complaint action, as set on this unit ([] for none);
+    # None: as the unit above (`Snapshot.complaint_levels` resolves it, else DEFAULT_COMPLAINT_LEVELS).
+    complaint_levels: tuple[int, ...] | None = None
+
+
+# The levels that open a complaint action where no unit on the way up says otherwise: the two worst.
+DEFAULT_COMPLAINT_LEVELS: tuple[int, ...] = (1, 2)
 
 
 class User(Struct, frozen=True, kw_only=True):
@@ -300,6 +307,7 @@ class ObjectiveVersion(Struct, frozen=True, kw_only=True):
     period: str
     min_n: int
     title: str | None = None
+    titles: dict[str, str] | None = None  # the title in other languages, by language code
     indicator: str | None = None
     service: str | None = None
     owner: str | None = None

@@ -25,7 +25,15 @@ from feedback.control_chart import CHART_METRICS, p_chart
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.events import record
 from feedback.jobs import Job, JobContext
-from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS, ActionRequest, Event, ObjectiveVersion
+from feedback.models import (
+    INDICATORS,
+    LANGUAGES,
+    OBJECTIVE_METRICS,
+    OBJECTIVE_PERIODS,
+    ActionRequest,
+    Event,
+    ObjectiveVersion,
+)
 from feedback.plugins import flatten
 from feedback.rates import exposure_cells, wilson
 from feedback.store import Connection
@@ -54,12 +62,13 @@ SPEC_FIELDS = (
     "owner",
     "method",
     "title",
+    "titles",
     "indicator",
     "service",
     "valid_from",
 )
 # Carried into a new version when its metric stays the same; a new metric needs its own target.
-CARRIED_ALWAYS = ("metric", "title", "period", "min_n", "owner", "method", "service")
+CARRIED_ALWAYS = ("metric", "title", "titles", "period", "min_n", "owner", "method", "service")
 CARRIED_SAME_METRIC = ("comparator", "target", "indicator")
 DEFAULT_MIN_N = 30
 MAX_TITLE = 200
@@ -147,6 +156,7 @@ def validate_spec(
     title = values.get("title")
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
         raise InvalidInput(f"title: must be text of at most {MAX_TITLE} characters", "title")
+    titles = _check_titles(values.get("titles"))
     indicator = values.get("indicator")
     if metric == "indicator_mean":
         if indicator is None:
@@ -172,17 +182,44 @@ def validate_spec(
         "owner": owner,
         "method": method,
         "title": title,
+        "titles": titles,
         "indicator": indicator,
         "service": service,
         "valid_from": valid_from,
     }
 
 
+def _check_titles(titles: Any) -> dict[str, str] | None:
+    """The title in other languages: an object of language code -> text (empty ones left out)."""
+    if titles is None:
+        return None
+    if not isinstance(titles, dict):
+        raise InvalidInput("titles: must be an object of language -> title", "titles")
+    kept = {}
+    for lang, text in titles.items():
+        if lang not in LANGUAGES:
+            raise InvalidInput(f"titles: {lang!r} is not one of {list(LANGUAGES)}", "titles")
+        if not isinstance(text, str) or len(text) > MAX_TITLE:
+            raise InvalidInput(f"titles: must be text of at most {MAX_TITLE} characters", "titles")
+        if text.strip():
+            kept[lang] = text.strip()
+    return kept or None
+
+
 def _insert_version(
     conn: Connection, objective_id: int, version: int, checked: dict[str, Any], actor: str | None
 ) -> None:
+    titles = checked.get("titles")
     objective_store.insert_version(
-        conn, {**checked, "objective": objective_id, "version": version, "created_at": _now(), "created_by": actor}
+        conn,
+        {
+            **checked,
+            "titles": json.dumps(titles, ensure_ascii=False) if titles else None,
+            "objective": objective_id,
+            "version": version,
+            "created_at": _now(),
+            "created_by": actor,
+        },
     )
 
 
@@ -260,6 +297,7 @@ def version_document(version: ObjectiveVersion, row: dict[str, Any] | None = Non
             "version",
             "valid_from",
             "title",
+            "titles",
             "metric",
             "indicator",
             "service",
@@ -322,6 +360,13 @@ def period_of(period: str, at: date) -> tuple[date, date, str]:
     if period == "rolling_30":
         return at - timedelta(days=29), at, f"R30:{at.isoformat()}"
     raise InvalidInput(f"period: must be one of {list(OBJECTIVE_PERIODS)}", "period")
+
+
+def previous_period_end(period: str, at: date) -> date:
+    """The last day of the complete period before the one that contains `at` (the month or quarter
+    before, or the 30 days before a rolling window)."""
+    start, _, _ = period_of(period, at)
+    return start - timedelta(days=1)
 
 
 def _rollup_sums(

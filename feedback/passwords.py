@@ -6,6 +6,7 @@ writer thread is handed a ready hash, never a password.
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from argon2 import PasswordHasher
@@ -17,8 +18,13 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 _hasher = PasswordHasher()
-# Unknown names are verified against this, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Unknown names are verified against this, so a wrong name costs as long as a wrong password.
+    Made on first use, not on import: every command and server process imports this module."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -28,7 +34,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; always spends one argon2 verification."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import msgspec
 from fpdf import FPDF
 
 import feedback
@@ -68,18 +67,7 @@ def short_code_of(snapshot: Snapshot, token: str) -> str | None:
 
 
 def service_name(snapshot: Snapshot, code: str | None, lang: str) -> str | None:
-    service = snapshot.services.get(code) if code else None
-    if not service:
-        return None
-    names = service.get("names")
-    if names:
-        try:
-            localized = msgspec.json.decode(names) if isinstance(names, (str, bytes)) else names
-        except msgspec.DecodeError:
-            localized = None
-        if isinstance(localized, dict) and localized.get(lang):
-            return localized[lang]
-    return service.get("name")
+    return snapshot.service_name(code, lang) if code in snapshot.services else None
 
 
 class Poster(FPDF):

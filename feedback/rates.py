@@ -35,6 +35,17 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return low, high
 
 
+def decimals(value: float | None, scale: float = 100.0, most: int = 4) -> int:
+    """How many decimals `value × scale` was written with: at least one, at most `most`.
+
+    A target of 0.9947 is 99.47 %; printing it, or a rate beside it, with one decimal would show
+    99.5 % and change the target."""
+    if value is None:
+        return 1
+    text = f"{value * scale:.{most}f}".rstrip("0")  # float noise (99.47000000000001) ends at `most`
+    return max(1, len(text.partition(".")[2]))
+
+
 # The summed rollup columns, in the order the store returns them.
 MEASURES = response_store.ROLLUP_MEASURES
 

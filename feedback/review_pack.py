@@ -26,7 +26,7 @@ from feedback.catalog import Snapshot
 from feedback.i18n import CATALOGUE, gettext_for
 from feedback.models import LANGUAGES
 from feedback.posters import FONTS_DIR, PDF_LANG
-from feedback.rates import satisfaction
+from feedback.rates import decimals, satisfaction
 from feedback.store import actions as action_store
 
 INK = (25, 25, 25)
@@ -103,16 +103,23 @@ def fmt_period(date_from: str, date_to: str, lang: str) -> str:
     return f"{fmt_day(date_from, lang)} – {fmt_day(date_to, lang)}"
 
 
-def fmt_metric(value: float | None, metric: str, lang: str) -> str:
-    """An objective's figure on its own scale: shares as percentages, means out of 100."""
+def decimals_of(target: float | None, metric: str) -> int:
+    """How many decimals a target was set with, on the scale it is printed on (means out of 100)."""
+    return decimals(target, 1.0 if metric in objectives.MEAN_METRICS else 100.0)
+
+
+def fmt_metric(value: float | None, metric: str, lang: str, digits: int = 1) -> str:
+    """An objective's figure on its own scale: shares as percentages, means out of 100, with `digits`
+    decimals (a target's own precision, so a value is never rounded onto the other side of it)."""
     if metric in objectives.MEAN_METRICS:
-        return fmt_number(value, lang)
-    return fmt_share(value, lang)
+        return fmt_number(value, lang, digits)
+    if value is None:
+        return "—"
+    return format_percent(value, "#,##0." + "0" * digits + "%", locale=babel_locale(lang))
 
 
 def unit_name(snapshot: Snapshot, code: str, lang: str) -> str:
-    unit = snapshot.units[code]
-    return (unit.names or {}).get(lang) or unit.name
+    return snapshot.unit_name(code, lang)
 
 
 def _utc_bounds(date_from: str, date_to: str, tz: str) -> tuple[str, str]:
@@ -194,6 +201,14 @@ class ReviewPack(FPDF):
         self.set_lang(PDF_LANG.get(lang, "en"))
         self.c_margin = 1.2
 
+    def _render_styled_text_line(self, *args: Any, **kwargs: Any) -> Any:
+        # fpdf2 (2.8.9) may set the font of a line that starts in a fallback face (Chinese) inside the
+        # table cell's own graphics state, then take it as set for the page: the next line of that cell
+        # printed its first glyphs in the heading's bold font, so "(" came out as a wrong glyph. Each
+        # line therefore states its font again (a few bytes); tests/test_review_pack.py reads it back.
+        self.current_font_is_set_on_page = False
+        return super()._render_styled_text_line(*args, **kwargs)
+
     def footer(self) -> None:
         self.set_y(-12)
         self.set_font("NotoSans", "", 8)
@@ -211,7 +226,7 @@ class ReviewPack(FPDF):
     def paragraph(self, text: str, size: float = 10, color: tuple[int, int, int] = INK) -> None:
         self.set_font("NotoSans", "", size)
         self.set_text_color(*color)
-        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, size * 0.5, text, align="L", new_x="LMARGIN", new_y="NEXT")  # justified CJK gapes
         self.set_text_color(*INK)
 
     def grid(self, header: list[str], rows: list[list[str]], widths: tuple[int, ...]) -> None:
@@ -337,13 +352,14 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
             interval = status.get("ci95")
             title = status.get("title") or _(METRIC_TEXT.get(metric, metric))
             comparator = COMPARATOR.get(status["comparator"], status["comparator"])
+            digits = decimals_of(status["target"], metric)
             objective_rows.append(
                 [
                     f"{title} ({unit_name(snapshot, status['unit'], lang)})",
-                    f"{comparator} {fmt_metric(status['target'], metric, lang)}",
-                    fmt_metric(status["value"], metric, lang),
+                    f"{comparator} {fmt_metric(status['target'], metric, lang, digits)}",
+                    fmt_metric(status["value"], metric, lang, digits),
                     fmt_number(status["n"], lang, 0),
-                    f"{fmt_metric(interval[0], metric, lang)} – {fmt_metric(interval[1], metric, lang)}"
+                    f"{fmt_metric(interval[0], metric, lang, digits)} – {fmt_metric(interval[1], metric, lang, digits)}"
                     if interval
                     else "—",
                     _(STATUS_TEXT.get(status["status"], status["status"])),
@@ -450,15 +466,7 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
 def service_label(snapshot: Snapshot, code: str | None, lang: str, _: Any) -> str:
     if not code:
         return _("(no service)")
-    service = snapshot.services.get(code)
-    if not service:
-        return code
-    names = service.get("names")
-    if names:
-        localized = _decode(names) if isinstance(names, str) else names
-        if isinstance(localized, dict) and localized.get(lang):
-            return str(localized[lang])
-    return str(service.get("name") or code)
+    return snapshot.service_name(code, lang)
 
 
 def management_review_pdf(

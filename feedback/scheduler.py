@@ -1,7 +1,7 @@
 """The scheduler: which jobs there are, and running them in the server or once per `feedback tick`.
 
-The core's jobs come first, then every plugin's (`register_jobs`), then the outbox's pruning:
-evaluation before delivery, delivery before pruning. A run is claimed in `job_runs` first, so each
+The core's jobs come first, then every plugin's (`register_jobs`), then the pruning of the outbox
+and of the event log: evaluation before delivery, delivery before pruning. A run is claimed in `job_runs` first, so each
 job runs at most once per interval across all worker processes.
 """
 

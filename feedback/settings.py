@@ -12,6 +12,10 @@ from pathlib import Path
 import msgspec
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message starts with its variable's name."""
+
+
 class Settings(msgspec.Struct, kw_only=True):
     db: str = "feedback.db"
     secret: str = ""
@@ -46,8 +50,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # Periodic jobs (objective evaluation, deadlines, deliveries) run inside the server unless 0.
     jobs: bool = True
     # Corrective actions: working days to rectify when neither a rule nor the unit sets a deadline,
-    # how many working days before the deadline the owner is reminded, and how many weeks after
-    # closing the same unit/service/indicator is watched before the action counts as effective.
+    # how many working days before the deadline the owner is reminded, and how many weeks an action
+    # under effectiveness review is watched (and, when its interval neither clears nor misses the
+    # target, watched at most this many weeks more before its owner must decide).
     default_action_days: int = 10
     due_soon_days: int = 2
     effectiveness_weeks: int = 4
@@ -64,6 +69,10 @@ class Settings(msgspec.Struct, kw_only=True):
     session_hours: float = 12.0
     lockout_attempts: int = 5
     lockout_minutes: float = 15.0
+    # What `feedback serve` logs: the service's own loggers (`feedback.*`) from this level, every other
+    # library's (font subsetting, HTTP clients, …) from its own, so their chatter stays out unless asked.
+    log_level: str = "INFO"
+    library_log_level: str = "WARNING"
 
 
 _ENV = {
@@ -98,6 +107,8 @@ _ENV = {
     "FEEDBACK_SESSION_HOURS": "session_hours",
     "FEEDBACK_LOCKOUT_ATTEMPTS": "lockout_attempts",
     "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
+    "FEEDBACK_LOG_LEVEL": "log_level",
+    "FEEDBACK_LIBRARY_LOG_LEVEL": "library_log_level",
 }
 _BOOLEAN = {"webhook_allow_private", "jobs"}
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
@@ -109,10 +120,7 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     Without a secret set, the one kept beside the database is read or made (`stored_secret`);
     `keep_secret=False` leaves it empty instead, for callers that sign nothing (loading plugins)."""
     environ = dict(os.environ if environ is None else environ)
-    values: dict[str, object] = {}
-    config_file = environ.get("FEEDBACK_CONFIG")
-    if config_file:
-        values.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
+    values: dict[str, object] = dict(_config_file(environ))
     for variable, field in _ENV.items():
         if variable in environ and environ[variable] != "":
             raw = environ[variable]
@@ -125,11 +133,55 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("trusted_proxies"), str):  # a TOML file may give one string, as the variable does
         values["trusted_proxies"] = [name.strip() for name in values["trusted_proxies"].split(",") if name.strip()]
-    settings = msgspec.convert(values, Settings, strict=False)
+    try:
+        settings = msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_name_the_setting(str(error))) from None
     proxy_networks(settings.trusted_proxies)  # a typo stops start-up rather than trusting nobody silently
+    settings.log_level = _log_level(settings.log_level, "FEEDBACK_LOG_LEVEL")
+    settings.library_log_level = _log_level(settings.library_log_level, "FEEDBACK_LIBRARY_LOG_LEVEL")
     if not settings.secret and keep_secret:
         settings.secret = stored_secret(settings.db)
     return settings
+
+
+def _config_file(environ: dict[str, str]) -> dict[str, object]:
+    """The settings of the TOML file FEEDBACK_CONFIG names (none when unset)."""
+    path = environ.get("FEEDBACK_CONFIG")
+    if not path:
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SettingsError(f"FEEDBACK_CONFIG: cannot read {path}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SettingsError(f"FEEDBACK_CONFIG: {path} is not a TOML file: {error}") from None
+
+
+def _name_the_setting(message: str) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.min_n`" as "FEEDBACK_MIN_N: expected `int`, got `str`"."""
+    text, _, where = message.rpartition(" - at `$.")
+    field = where.rstrip("`").split(".")[0].split("[")[0]
+    if not text or not field:
+        return f"settings: {message}"
+    variable = next((name for name, known in _ENV.items() if known == field), f"FEEDBACK_{field.upper()}")
+    return f"{variable}: {text[:1].lower()}{text[1:]}"
+
+
+def _log_level(value: str, variable: str) -> str:
+    """A logging level's name in capitals (`info` is INFO); SettingsError for anything else."""
+    name = str(value).strip().upper()
+    if name not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"{variable}: {value!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return name
+
+
+def named_database(environ: dict[str, str] | None = None) -> str | None:
+    """The database the environment names (FEEDBACK_DB, or `db` in the FEEDBACK_CONFIG file); None when
+    nothing does and only the built-in default (./feedback.db) would be used."""
+    environ = dict(os.environ if environ is None else environ)
+    named = environ.get("FEEDBACK_DB") or _config_file(environ).get("db")
+    return str(named) if named else None
 
 
 def proxy_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -139,7 +191,7 @@ def proxy_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ip
         try:
             networks.append(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"FEEDBACK_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
+            raise SettingsError(f"FEEDBACK_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
     return tuple(networks)
 
 
@@ -164,7 +216,13 @@ def stored_secret(db: str) -> str:
     except FileNotFoundError:
         pass
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:  # the database's folder is missing or not writable
+        raise SettingsError(
+            f"FEEDBACK_SECRET: not set, and no secret can be kept beside the database ({path}:"
+            f" {error.strerror or error})"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(secrets.token_hex(32) + "\n")

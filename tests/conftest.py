@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import gc
+import logging
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from feedback import auth, organisation, surveys
+from feedback import auth, kiosks, organisation, surveys
 from feedback.db import open_utils
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, build_plugin_manager
-from feedback.settings import Settings
+from feedback.settings import Settings, load_settings
+from feedback.store import events as event_store
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -103,14 +111,27 @@ def make_org(db_path: Path) -> Org:
     return org
 
 
+def enrollment_code(org: Org, touchpoint: str = "tp-a1a") -> str:
+    """A kiosk enrollment code, made as `feedback kiosk enroll` makes it (through the core, in this process:
+    for tests that only need a kiosk; tests/test_kiosk_api.py runs the command itself)."""
+    db = open_utils(str(org.db))
+    try:
+        with db.conn:
+            code, _expires = kiosks.create_enrollment(db.conn, touchpoint, "cli")
+    finally:
+        db.close()
+    return code
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-class Server:
-    """`feedback serve` in a child process, as an operator would run it."""
+class ProcessServer:
+    """`feedback serve` in a child process, as an operator would run it: for tests where the process is
+    the point (SIGKILL, several workers, what `serve` checks and prints before it serves)."""
 
     def __init__(self, db: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.db = db
@@ -121,7 +142,7 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.log = db.with_suffix(".server.log")
 
-    def start(self) -> Server:
+    def start(self) -> ProcessServer:
         self.process = subprocess.Popen(
             [*FEEDBACK, "serve", "--db", str(self.db), "--port", str(self.port), "--workers", str(self.workers)],
             env=self.env,
@@ -133,12 +154,9 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+            if healthy(self.url):
+                return self
+            time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
@@ -154,6 +172,272 @@ class Server:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# How long an in-process server's stop waits for the responses in flight before it ends them.
+STOP_GRACE_SECONDS = 3.0
+
+# Loggers of the app write INFO and up, as in `feedback serve` (whose Litestar sets the root to INFO).
+logging.getLogger("feedback").setLevel(logging.INFO)
+LOG_FORMAT = "%(levelname)s - %(asctime)s - %(name)s - %(module)s - %(message)s"
+
+
+class Server:
+    """The app in this process, as `feedback serve` would run it, over real HTTP on 127.0.0.1.
+
+    granian's embedded server runs the app on an event loop of its own thread, so a test reaches it with
+    any HTTP client at `url` and a browser can load its pages, at a fraction of a process's start-up.
+    Before it serves, it does what `feedback serve` does (migrate, release the leases of a stopped
+    server, hold the database, default FEEDBACK_PUBLIC_URL to its own address); its settings come from
+    this process's environment and `env`, never by changing `os.environ`. What the app logs goes to
+    `log`, as a process server's output does. Where the process itself is the point (SIGKILL, several
+    workers), use `ProcessServer`."""
+
+    def __init__(self, db: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        if workers != 1:
+            raise ValueError("several workers are several processes: use ProcessServer (start_process_server)")
+        self.db = db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {"FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "test-secret", **(env or {})}
+        self.log = db.with_suffix(".server.log")
+        self.app: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._held: Any = None
+        self._log_handler: logging.Handler | None = None
+        self._failure: BaseException | None = None
+        self._frozen = False
+
+    def settings(self) -> Settings:
+        environ = {**os.environ, **self.env, "FEEDBACK_DB": str(Path(self.db).resolve())}
+        environ.setdefault("FEEDBACK_PUBLIC_URL", self.url)
+        return load_settings(environ)
+
+    def start(self) -> Server:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server as EmbeddedServer
+
+        from feedback.web.app import create_app
+
+        settings = self.settings()
+        prepare_database(settings)
+        self._held = DATABASE_LOCKS.hold(settings.db)
+        try:
+            self.app = create_app(settings)
+        except BaseException:
+            self._release()
+            raise
+        self._log_handler = self._capture_log()
+        self._loop = new_event_loop()
+        # No handlers of its own: granian's default logging set-up would replace this process's.
+        self._server = EmbeddedServer(
+            self.app,
+            address="127.0.0.1",
+            port=self.port,
+            interface=Interfaces.ASGI,
+            log_enabled=False,
+            log_dictconfig={"incremental": True, "handlers": {}, "loggers": {}},
+        )
+        self._failure = None
+        self._thread = threading.Thread(target=self._run, name=f"server-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                self._release()
+                raise RuntimeError(f"server exited: {self._failure!r} {self.log.read_text()[-2000:]}")
+            if healthy(self.url):
+                COLLECTOR.freeze()
+                self._frozen = True
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._server.serve())
+        except BaseException as error:  # noqa: BLE001 - reported by start() or stop()
+            self._failure = error
+        finally:
+            # What asyncio.run does on the way out: end what is left, then the loop's own threads.
+            leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def _capture_log(self) -> logging.Handler:
+        """The app's log lines (from its loop, writer and reader threads) into `log`; not other servers'."""
+        handler = logging.FileHandler(self.log, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(lambda record: record.thread in self._threads())
+        logging.getLogger().addHandler(handler)
+        return handler
+
+    def _threads(self) -> set[int | None]:
+        """The app's threads: the loop's, the store's writer and readers, asyncio.to_thread's."""
+        store = self.app.state.store
+        readers = getattr(store, "_readers", None)
+        executor = getattr(self._loop, "_default_executor", None)
+        threads = [self._thread, getattr(store, "_writer", None)]
+        threads.extend([*getattr(readers, "_threads", ()), *getattr(executor, "_threads", ())])
+        return {thread.ident for thread in threads if thread is not None}
+
+    def kill(self) -> None:
+        raise RuntimeError(
+            "an in-process server cannot be SIGKILLed: use ProcessServer (start_process_server) for a kill test"
+        )
+
+    def stop(self) -> None:
+        """Stop as SIGTERM stops `feedback serve`: the lifespan's shutdown runs (writer, dispatcher and
+        scheduler end), then the loop closes; no thread of the server is left."""
+        if self._thread is None:
+            return
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._server.stop)
+            self._thread.join(STOP_GRACE_SECONDS)
+        if self._thread.is_alive():
+            # granian lets the responses in flight finish first, and an event stream whose client has
+            # gone ends only when next written to (its keep-alive, 15 s): end them, as ProcessServer
+            # ends a process that outlives its grace.
+            self._loop.call_soon_threadsafe(self._end_responses)
+            self._thread.join(30)
+        alive = self._thread.is_alive()
+        self._release()
+        if alive:
+            raise RuntimeError(f"in-process server on port {self.port} did not stop within 30 s")
+
+    def _end_responses(self) -> None:
+        """Cancel the responses still in flight (granian runs each request as a `future_watcher` task)."""
+        for task in asyncio.all_tasks(self._loop):
+            if task.get_coro().__qualname__.endswith("future_watcher"):
+                task.cancel()
+
+    def _release(self) -> None:
+        if self._frozen:
+            COLLECTOR.unfreeze()
+            self._frozen = False
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+        if self._held is not None:
+            DATABASE_LOCKS.release(self._held)
+            self._held = None
+        self._thread = None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop granian gives a `feedback serve` worker: uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class Collector:
+    """gc.freeze() while any in-process server runs, as `feedback serve` freezes its start-up objects:
+    the collector then leaves the test process's large, long-lived heap out of its scans (a fifth of a
+    server's processor time otherwise). gc.unfreeze() when the last one stops, so that nothing of a
+    test outlives it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._servers = 0
+
+    def freeze(self) -> None:
+        with self._lock:
+            self._servers += 1
+            gc.freeze()
+
+    def unfreeze(self) -> None:
+        with self._lock:
+            self._servers -= 1
+            if not self._servers:
+                gc.unfreeze()
+
+
+COLLECTOR = Collector()
+
+
+class DatabaseLocks:
+    """The shared flock() each in-process server holds on its database file, as `feedback serve` does
+    (feedback.serving), so a command or server started meanwhile sees the file in use.
+
+    The lock files are opened once per database file and never closed: closing any descriptor of a
+    file drops every POSIX lock this process holds on it (fcntl(2)), SQLite's own among them, and
+    another process would then take this process's open connections for gone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[tuple[str, int], tuple[Any, Any]] = {}  # (path, inode) -> (holder, prober)
+        self._holders: dict[tuple[str, int], int] = {}
+
+    def _key(self, path: str) -> tuple[str, int]:
+        key = (str(Path(path).resolve()), os.stat(path).st_ino)
+        if key not in self._files:
+            self._files[key] = (open(path, "rb"), open(path, "rb"))  # noqa: SIM115 - open for good, see above
+        return key
+
+    def hold(self, path: str) -> tuple[str, int]:
+        with self._lock:
+            key = self._key(path)
+            if not self._holders.get(key):
+                fcntl.flock(self._files[key][0].fileno(), fcntl.LOCK_SH)
+            self._holders[key] = self._holders.get(key, 0) + 1
+            return key
+
+    def release(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._holders[key] -= 1
+            if not self._holders[key]:
+                fcntl.flock(self._files[key][0].fileno(), fcntl.LOCK_UN)
+
+    def in_use(self, path: str) -> bool:
+        """Whether a server (here or in another process) holds the file, as serving.refuse_database_in_use
+        tells, without closing a descriptor of it."""
+        with self._lock:
+            key = self._key(path)
+            if self._holders.get(key):
+                return True
+            prober = self._files[key][1].fileno()
+            try:
+                fcntl.flock(prober, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(prober, fcntl.LOCK_UN)
+            return False
+
+
+DATABASE_LOCKS = DatabaseLocks()
+
+
+def prepare_database(settings: Settings) -> None:
+    """What `feedback serve` does before it serves: migrate, and end the leases of a stopped server
+    (`feedback.cli.release_dead_leases`, with the in-use check of DatabaseLocks)."""
+    db = open_utils(settings.db)
+    try:
+        apply_all(db, build_plugin_manager(settings))
+        if not DATABASE_LOCKS.in_use(settings.db):
+            with db.conn:
+                event_store.release_leases(db.conn)
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -176,11 +460,26 @@ def server(shared_org: Org):
 
 @pytest.fixture
 def start_server():
-    """Start servers with custom settings; all are stopped after the test."""
+    """Start in-process servers with custom settings; all are stopped after the test."""
     started: list[Server] = []
 
     def start(db: Path, **env: str) -> Server:
         srv = Server(db, env={k.upper(): v for k, v in env.items()}).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def start_process_server():
+    """Start `feedback serve` processes with custom settings (`workers=` too); all are stopped after the test."""
+    started: list[ProcessServer] = []
+
+    def start(db: Path, workers: int = 1, **env: str) -> ProcessServer:
+        srv = ProcessServer(db, env={k.upper(): v for k, v in env.items()}, workers=workers).start()
         started.append(srv)
         return srv
 
@@ -224,6 +523,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
         timeout=300,
         check=False,
     )
+
+
+def poll_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "the condition") -> Any:
+    """Wait for `condition()` to be true (polled every 20 ms) and return it; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
+    return value
 
 
 def wait_for_dispatch(org: Org, timeout: float = 15.0) -> None:

@@ -86,6 +86,8 @@ def test_units_list_is_scoped_to_the_token_subtree(server: Server, shared_org: O
         "owner": None,
         "action_days": None,
         "public_results": False,
+        "complaint_levels": None,
+        "complaint_levels_in_force": [1, 2],
     }
     scoped = get(server, "/api/v1/units", shared_org.tokens["manager_a1"]).json()
     assert [u["code"] for u in scoped] == ["A1", "A1a"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Org, make_org, rows, run_cli
+from tests.conftest import enrollment_code, make_org, rows
 from tests.manage_helpers import add_user
 
 PASSWORD = "correct horse 1"
@@ -45,7 +45,7 @@ async def _sign_in_at_once(url: str, attempts: list[tuple[str, str]]) -> list[ht
             asyncio.create_task(post(c, t, name, pw))
             for c, t, (name, pw) in zip(clients, tokens, attempts, strict=True)
         ]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # one turn of the loop: every task now waits at the gate
         gate.set()
         return await asyncio.gather(*tasks)
     finally:
@@ -101,15 +101,9 @@ def test_a_success_clears_the_failures_and_the_lock_holds_for_the_right_password
     assert [r.status_code for r in asyncio.run(_sign_in_at_once(srv.url, [("mai", PASSWORD)]))] == [429]
 
 
-def _enroll_code(org: Org) -> str:
-    result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", "tp-a1a")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
 def test_forty_simultaneous_wrong_enrollment_codes_check_at_most_ten(tmp_path: Path, start_server) -> None:
     org = make_org(tmp_path / "feedback.db")
-    code = _enroll_code(org)
+    code = enrollment_code(org)
     srv = start_server(org.db)
     wrong = [f"{n:06d}" for n in range(GUESSES) if f"{n:06d}" != code]
     replies = asyncio.run(_enroll_at_once(srv.url, wrong))

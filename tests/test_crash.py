@@ -10,11 +10,11 @@ import uuid
 
 import httpx
 
-from tests.conftest import Org, Server
+from tests.conftest import Org, ProcessServer
 
 
 def test_acknowledged_responses_survive_sigkill_and_replays_are_not_stored_twice(org: Org) -> None:
-    server = Server(org.db).start()
+    server = ProcessServer(org.db).start()
     acknowledged: dict[str, tuple[dict, dict]] = {}  # id -> (body sent, reply)
     unanswered: dict[str, dict] = {}
     lock = threading.Lock()
@@ -62,7 +62,7 @@ def test_acknowledged_responses_survive_sigkill_and_replays_are_not_stored_twice
     assert rollup_n == len(rows)  # rollups committed in the same transaction as the inserts
     conn.close()
 
-    restarted = Server(org.db).start()
+    restarted = ProcessServer(org.db).start()
     try:
         with httpx.Client(base_url=restarted.url, timeout=10) as client:
             for body, reply in acknowledged.values():

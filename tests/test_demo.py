@@ -56,6 +56,19 @@ def test_six_roots_in_four_languages(demo) -> None:
         assert set(json.loads(row["names"])) == {"vi", "ru", "zh", "en"}, row["code"]
 
 
+def test_every_service_is_named_in_four_languages(demo) -> None:
+    """So that no page falls back to another script: a service's name is its agency's-language one."""
+    _summary, conn = demo
+    services = conn.execute("SELECT s.code, s.name, s.names, u.lang FROM services s JOIN units u ON u.code = s.agency")
+    found = 0
+    for row in services:
+        names = json.loads(row["names"])
+        assert set(names) == {"vi", "ru", "zh", "en"} and all(names.values()), row["code"]
+        assert row["name"] == names[row["lang"]], row["code"]
+        found += 1
+    assert found >= 30
+
+
 def test_every_root_has_qr_and_kiosk_touchpoints(demo) -> None:
     _summary, conn = demo
     kinds = {}
@@ -181,9 +194,9 @@ def test_objectives_from_the_articles(demo) -> None:
 def test_recent_bad_reviews_wait_in_the_queue(demo) -> None:
     _summary, conn = demo
     actions = [dict(row) for row in conn.execute("SELECT * FROM actions WHERE source_type = 'response'")]
-    assert actions, "no work orders or call-backs from the last fortnight"
+    assert actions, "no work orders, call-backs or complaints from the last fortnight"
     kinds = {a["kind"] for a in actions}
-    assert kinds == {"work_order", "callback"}
+    assert kinds == {"work_order", "callback", "complaint"}
     first_day = (TODAY - timedelta(days=14)).isoformat()
     surveys = {
         row["id"]: (row["survey"], row["day"], row["level"])
@@ -194,14 +207,19 @@ def test_recent_bad_reviews_wait_in_the_queue(demo) -> None:
     for action in actions:
         survey, day, level = surveys[action["response_id"]]
         assert day >= first_day
-        assert (survey, action["kind"]) in (("haochaping", "work_order"), ("vash_kontrol", "callback"))
+        own_rule = {"haochaping": "work_order", "vash_kontrol": "callback"}
+        if survey in own_rule:
+            assert action["kind"] == own_rule[survey]
+        else:  # every other survey: the complaint rule, at the default levels 1 and 2
+            assert action["kind"] == "complaint" and level <= 2
         assert action["owner"] and action["due"] > day
-    # Every recent 好差评 bad review has its work order: none is missed.
-    bad = conn.execute(
-        "SELECT count(*) FROM responses WHERE survey = 'haochaping' AND level <= 2 AND day >= ? AND flags = '[]'",
-        (first_day,),
-    ).fetchone()[0]
-    assert bad == sum(1 for a in actions if a["kind"] == "work_order")
+    # Every recent bad review has its action: a 好差评 one its work order, any other survey's its complaint.
+    for surveys_of, kind in (("= 'haochaping'", "work_order"), ("NOT IN ('haochaping', 'vash_kontrol')", "complaint")):
+        bad = conn.execute(
+            f"SELECT count(*) FROM responses WHERE survey {surveys_of} AND level <= 2 AND day >= ? AND flags = '[]'",
+            (first_day,),
+        ).fetchone()[0]
+        assert bad == sum(1 for a in actions if a["kind"] == kind)
 
 
 def test_the_same_seed_gives_the_same_history(demo, tmp_path: Path) -> None:

@@ -25,7 +25,16 @@ from feedback.events import record
 from feedback.migrations import apply_all
 from feedback.models import Event
 from feedback.store import events as event_store
-from tests.conftest import Org, Server, auth_header, default_plugins, free_port, make_org, rows, wait_for_dispatch
+from tests.conftest import (
+    Org,
+    ProcessServer,
+    auth_header,
+    default_plugins,
+    free_port,
+    make_org,
+    rows,
+    wait_for_dispatch,
+)
 from tests.test_mail import Sink, staffed_org
 from tests.test_plugins import write_plugin
 
@@ -70,7 +79,9 @@ class SlowReceiver:
         self.server.server_close()
 
 
-def submit_until_killed(server: Server, stop: threading.Event, acknowledged: list[str], lock: threading.Lock) -> None:
+def submit_until_killed(
+    server: ProcessServer, stop: threading.Event, acknowledged: list[str], lock: threading.Lock
+) -> None:
     """Bad 好差评 ratings at the kiosk touchpoint (each opens a work order), some good ones between."""
     rng = random.Random()
     with httpx.Client(base_url=server.url, timeout=5) as client:
@@ -114,7 +125,7 @@ def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_one
         "FEEDBACK_DIGEST_WEEKDAY": str((date.today().weekday() + 3) % 7),
     }
     try:
-        server = Server(org.db, env=env).start()
+        server = ProcessServer(org.db, env=env).start()
         hook = httpx.post(
             f"{server.url}/api/v1/webhooks",
             json={"url": receiver.url, "secret": "s", "events": ["response.stored", "action.opened"]},
@@ -158,7 +169,7 @@ def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_one
         undispatched = rows(org, "SELECT count(*) AS n FROM event_log WHERE dispatched_at IS NULL")[0]["n"]
         received_before = sum(receiver.received().values())
 
-        restarted = Server(org.db, env=env).start()
+        restarted = ProcessServer(org.db, env=env).start()
         try:
             expected_mails = len(actions)  # each work order: one mail to its owner (lan, of unit A1)
 
@@ -279,7 +290,7 @@ def test_a_response_whose_events_were_never_dispatched_gets_them_after_a_restart
 ) -> None:
     org = make_org(tmp_path / "feedback.db")
     log = tmp_path / "events.jsonl"
-    stuck = Server(org.db, env={"FEEDBACK_PLUGINS_DIR": str(write_plugin(tmp_path / "stuck", "stuck", STUCK))})
+    stuck = ProcessServer(org.db, env={"FEEDBACK_PLUGINS_DIR": str(write_plugin(tmp_path / "stuck", "stuck", STUCK))})
     stuck.start()
     body = {"id": str(uuid.uuid4()), "touchpoint": "tp-a1a", "answers": {"overall": 1}}
     try:
@@ -291,7 +302,7 @@ def test_a_response_whose_events_were_never_dispatched_gets_them_after_a_restart
         stuck.kill()
 
     folder = write_plugin(tmp_path / "recorder", "recorder", RECORDER.format(log=str(log)))
-    server = Server(org.db, env={"FEEDBACK_PLUGINS_DIR": str(folder)}).start()
+    server = ProcessServer(org.db, env={"FEEDBACK_PLUGINS_DIR": str(folder)}).start()
     try:
         again = httpx.post(f"{server.url}/api/v1/responses", json=body)
         assert again.status_code == 200, again.text

@@ -20,8 +20,19 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from feedback import kiosks as kiosk_store
 from feedback import surveys
 from feedback.kiosk_strings import KIOSK_MESSAGES
+from feedback.web import kiosk_api
 from feedback_plugins.templates import HAOCHAPING
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, rows, run_cli
+from tests.conftest import (
+    ARTIFACTS,
+    AXE,
+    Org,
+    ProcessServer,
+    Server,
+    auth_header,
+    enrollment_code,
+    poll_until,
+    rows,
+)
 
 PORTRAIT = {"width": 800, "height": 1280}
 LANDSCAPE = {"width": 1280, "height": 800}
@@ -38,7 +49,11 @@ def servers() -> Iterator[list[Server]]:
 
 
 def serve(
-    servers: list[Server], org: Org, env: dict[str, str], same_as: Server | None = None, srv: Server | None = None
+    servers: list[Server],
+    org: Org,
+    env: dict[str, str],
+    same_as: Server | None = None,
+    srv: Server | ProcessServer | None = None,
 ) -> Server:
     """Start a server; with `same_as`, on that server's port (the kiosk's origin must not change)."""
     srv = srv or Server(org.db, env=env)
@@ -89,9 +104,7 @@ def open_kiosk(browser: Browser, srv: Server, viewport: dict = PORTRAIT, **optio
 
 
 def enroll(page: Page, org: Org, touchpoint: str = "tp-a1a") -> None:
-    result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", touchpoint)
-    assert result.returncode == 0, result.stderr
-    code = result.stdout.strip().splitlines()[-1]
+    code = enrollment_code(org, touchpoint)
     assert re.fullmatch(r"\d{6}", code)
     state(page, "enroll")
     page.fill("input[name=code]", code)
@@ -145,6 +158,7 @@ def test_offline_taps_survive_a_reload_and_a_server_killed_mid_sync(browser: Bro
         tap(page, 1 + n % 5, reasons=("poor_attitude", "repeated_visits") if n == 0 else ())
     assert wait_until(lambda: len(kiosk_rows(org)) == 10)
     expect(page.locator("[data-queue]")).to_have_text("0")
+    expect(page.locator("#queue")).to_be_hidden()  # nothing waits: no number in the corner
     bad = [r for r in kiosk_rows(org) if json.loads(r["answers"])["overall"] == 1][0]
     assert json.loads(bad["answers"])["bad_reasons"] == ["poor_attitude", "repeated_visits"]
 
@@ -153,6 +167,11 @@ def test_offline_taps_survive_a_reload_and_a_server_killed_mid_sync(browser: Bro
     for n in range(20):
         tap(page, 5 - n % 5)
         expect(page.locator("[data-queue]")).to_have_text(str(n + 1))
+    # Staff read what the number is: a label in the kiosk's language beside it.
+    expect(page.locator("#queue")).to_be_visible()
+    label = page.locator("#queue [data-t=queue_label]").inner_text().strip()
+    assert label and label != "queue_label"
+    expect(page.locator("#queue")).to_have_text(f"{label}: 20")
     shot(page, "offline-queue")
     assert len(kiosk_rows(org)) == 10
 
@@ -164,7 +183,7 @@ def test_offline_taps_survive_a_reload_and_a_server_killed_mid_sync(browser: Bro
 
     # The server comes back but dies right after storing the batch, before the kiosk hears back.
     acknowledged: list[int] = []
-    second = Server(org.db, env=env)
+    second = ProcessServer(org.db, env=env)  # a process, to be killed
 
     def sync_then_die(route: Route) -> None:
         if acknowledged:
@@ -215,7 +234,8 @@ def test_invitation_shows_the_rating_screen_and_tags_only_the_next_tap(browser: 
 
     # Someone is still on the reasons screen when the counter ends the next case.
     tap(page, 2, reasons=("unclear_guidance",), finish=False)
-    time.sleep(1)  # the long-poll is waiting
+    waiting = kiosk_api.invitation_events(srv.app.state.store)  # a long-poll under way registers here
+    poll_until(lambda: kiosk_id in waiting, what="the kiosk's long-poll waiting")
     started = time.monotonic()
     reply = httpx.post(
         f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite",

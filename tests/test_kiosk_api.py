@@ -15,17 +15,19 @@ import httpx
 import pytest
 
 from feedback.kiosks import misuse_flags
-from tests.conftest import Org, auth_header, run_cli
+from feedback.web import kiosk_api
+from tests.conftest import Org, auth_header, enrollment_code, poll_until, run_cli
 
 
 def enroll_code(org: Org, touchpoint: str = "tp-a1a") -> str:
+    """A code from `feedback kiosk enroll`, the command an operator runs."""
     result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", touchpoint)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
 
 def enroll(url: str, org: Org, touchpoint: str = "tp-a1a") -> tuple[str, str]:
-    reply = httpx.post(f"{url}/api/v1/kiosk/enroll", json={"code": enroll_code(org, touchpoint)})
+    reply = httpx.post(f"{url}/api/v1/kiosk/enroll", json={"code": enrollment_code(org, touchpoint)})
     assert reply.status_code == 201, reply.text
     body = reply.json()
     return body["device_token"], body["kiosk"]["id"]
@@ -184,7 +186,8 @@ def test_invitation_reaches_the_waiting_kiosk_within_two_seconds(start_server, o
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.5)
+    waiting = kiosk_api.invitation_events(srv.app.state.store)  # a long-poll under way registers here
+    poll_until(lambda: kiosk_id in waiting, what="the kiosk's long-poll waiting")
     posted_at = time.monotonic()
     reply = httpx.post(
         f"{srv.url}/api/v1/kiosks/{kiosk_id}/invite",

@@ -27,7 +27,7 @@ from feedback import auth
 from feedback.db import open_utils
 from feedback_plugins import LOCALES
 from feedback_plugins.mail import parse_smtp_url
-from tests.conftest import ROOT, Org, Server, auth_header, free_port, make_org, rows, run_cli
+from tests.conftest import ROOT, Org, Server, auth_header, free_port, make_org, rows, run_cli, wait_for_dispatch
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")  # units A, A1, A1a
 SAKHALIN = ZoneInfo("Asia/Sakhalin")  # unit B
@@ -154,6 +154,10 @@ def tick(org: Org, now: datetime, *jobs: str, env: dict[str, str]) -> dict:
     return result
 
 
+def all_mail_delivered(org: Org) -> bool:
+    return not rows(org, "SELECT 1 FROM outbox WHERE channel = 'mail' AND delivered_at IS NULL")
+
+
 def wait_until(check, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -182,7 +186,10 @@ def test_the_owner_hears_of_a_new_action_in_their_language(org: Org, start_serve
     assert mail["Subject"] == f"Открыто корректирующее действие №{ru['id']}: Очередь у окна 2"
     assert "Подразделение: Пост Б" in mail.get_content()
 
-    time.sleep(2)  # nothing is sent twice
+    # Nothing is sent twice: a mail goes out before its row is recorded as delivered, so once every
+    # event is handed over and every row delivered, all that will ever be sent has been.
+    wait_for_dispatch(org)
+    wait_until(lambda: all_mail_delivered(org))
     assert len(smtp.messages) == 2
     queued = rows(org, "SELECT dedupe_key, delivered_at FROM outbox WHERE channel = 'mail' ORDER BY id")
     assert [row["dedupe_key"] for row in queued] == [
@@ -322,8 +329,9 @@ def test_call_back_mail_then_the_contact_is_purged(org: Org, start_server, smtp:
     assert rows(org, "SELECT contact FROM contacts WHERE response_id = ?", (stored["id"],))
 
     step(server, org, action["id"], "verifying")
-    time.sleep(1)
-    assert smtp.to("ivan.petrov@example.org") == []  # nothing before the action closes
+    wait_for_dispatch(org)  # every event so far handed to the mail plugin: nothing before the action closes
+    assert rows(org, "SELECT 1 FROM outbox WHERE dedupe_key LIKE 'callback:%'") == []
+    assert smtp.to("ivan.petrov@example.org") == []
     step(server, org, action["id"], "corrected", correction="Перераспределили операторов")
     step(server, org, action["id"], "implemented", action_taken="Открыли второе окно приёма")
     step(server, org, action["id"], "effectiveness_review")
@@ -349,7 +357,9 @@ def test_call_back_mail_then_the_contact_is_purged(org: Org, start_server, smtp:
     step(server, org, action["id"], "verifying")
     step(server, org, action["id"], "explained", explanation="Без изменений")
     step(server, org, action["id"], "closed")
-    time.sleep(2)
+    wait_for_dispatch(org)
+    wait_until(lambda: all_mail_delivered(org))
+    assert len(rows(org, "SELECT 1 FROM outbox WHERE dedupe_key LIKE 'callback:%'")) == 1
     assert len(smtp.to("ivan.petrov@example.org")) == 1
 
 
@@ -386,7 +396,7 @@ def test_without_an_smtp_url_nothing_is_queued_and_the_log_says_so_once(org: Org
     server = serve(start_server, org)
     open_action(server, org, "A1", "One", owner="lan")
     open_action(server, org, "A1", "Two", owner="lan")
-    time.sleep(1)
+    wait_for_dispatch(org)  # the mail plugin has seen both events
     assert rows(org, "SELECT count(*) AS n FROM outbox WHERE channel = 'mail'") == [{"n": 0}]
     server.stop()
     log = Path(org.db).with_suffix(".server.log").read_text()

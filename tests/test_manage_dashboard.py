@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -71,7 +72,7 @@ def client(srv: Server, name: str) -> httpx.Client:
 def cell(html: str, row_attr: str, css_class: str) -> str:
     row = re.search(rf'<tr data-unit="{row_attr}">(.*?)</tr>', html, re.S)
     assert row, f"no row {row_attr}"
-    found = re.search(rf'class="[^"]*\b{css_class}\b[^"]*">(.*?)</td>', row.group(1), re.S)
+    found = re.search(rf'class="[^"]*\b{css_class}\b[^"]*"[^>]*>(.*?)</td>', row.group(1), re.S)
     assert found, f"no {css_class} in row {row_attr}"
     return re.sub(r"<[^>]+>", "", found.group(1)).strip()
 
@@ -91,7 +92,10 @@ def test_dashboard_figures_match_the_satisfaction_and_objectives_api(setup) -> N
     assert statuses == ["breached", "insufficient_data"]
     page = client(srv, "boss").get("/manage/?lang=en")
     assert page.status_code == 200
-    assert cell(page.text, "A1", "dash-status") == "Breached"  # the worst of the two
+    a1 = re.search(r'<tr data-unit="A1">(.*?)</tr>', page.text, re.S).group(1)
+    # Each objective with its badge, the worst first.
+    assert re.findall(r'class="status status-(\w+)"', a1) == ["breached", "insufficient_data"]
+    assert " ".join(cell(page.text, "A1", "dash-status").split()).startswith("Hard (≥ 99%) Breached")
     assert cell(page.text, "B", "dash-status") == "None set"
     unit_page = client(srv, "boss").get("/manage/units/A1?lang=en").text
     objectives = re.search(r'id="objectives">(.*?)</table>', unit_page, re.S).group(1)
@@ -220,23 +224,41 @@ def test_officer_column_only_for_roles_that_may_see_it(setup) -> None:
     assert ">Officer</th>" not in viewer and "OF-7" not in viewer
 
 
+# What a browser shows of every button in the page's main part: the app's style, not the default.
+BUTTON_STYLES = """() => [...document.querySelectorAll('main button')].filter(b => b.offsetParent !== null)
+    .map(b => { const s = getComputedStyle(b); return [b.textContent.trim(), s.cursor, s.borderTopLeftRadius]; })"""
+
+
+def audit(page, name: str) -> list:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
+    return [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser: Browser, lang: str) -> None:
+    """At 1280 px and on a 390 px phone: the axe audit, no sideways scrolling, styled buttons, charts."""
     assert AXE.exists(), "run `npm install` in tests/browser (the CI script does)"
     _, srv = setup
     ARTIFACTS.mkdir(exist_ok=True)
     plain = browser.new_context(viewport=DESKTOP)
-    audit = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # to inject axe itself
-    for context in (plain, audit):
+    audit_context = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # to inject axe itself
+    for context in (plain, audit_context):
         sign_in(context.new_page(), srv, "boss", PASSWORD)
-    page, audited = plain.new_page(), audit.new_page()
+    page, audited = plain.new_page(), audit_context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    for name, path in (
+    pages = (
         ("dashboard", "/manage/"),
         ("unit", "/manage/units/A"),
         ("responses", "/manage/units/A/responses"),
-    ):
+        ("objectives", "/manage/admin/objectives/"),
+    )
+    for name, path in pages:
         page.goto(f"{srv.url}{path}?lang={lang}")
         page.wait_for_load_state("load")
         if name == "unit":
@@ -244,18 +266,37 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
         if name == "dashboard":
             assert page.evaluate("() => !!Chart.getChart(document.querySelector('canvas[data-spark=\"A1\"]'))")
         page.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}.png"), full_page=True)
-        audited.goto(f"{srv.url}{path}?lang={lang}")
-        audited.add_script_tag(path=str(AXE))
-        result = audited.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [
-            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in result["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
-        assert bad == [], (name, lang)
+    for width in (1280, 390):
+        audited.set_viewport_size({"width": width, "height": 900 if width > 390 else 844})
+        for name, path in pages:
+            audited.goto(f"{srv.url}{path}?lang={lang}")
+            audited.wait_for_load_state("load")
+            if width == 390:
+                # Nothing scrolls sideways on a phone: tables wrap or become cards.
+                assert audited.evaluate("() => document.documentElement.scrollWidth") <= 390, (name, lang)
+                audited.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}-390.png"), full_page=True)
+            for text, cursor, radius in audited.evaluate(BUTTON_STYLES):
+                assert cursor == "pointer" and radius != "0px", (name, lang, text)
+            assert audit(audited, name) == [], (name, lang, width)
     assert errors == []  # Chart.js runs under the strict CSP
     plain.close()
-    audit.close()
+    audit_context.close()
+
+
+def test_the_control_chart_starts_at_the_first_week_with_responses(setup) -> None:
+    _, srv = setup
+    html = client(srv, "boss").get("/manage/units/A?lang=en").text
+    charts = json.loads(
+        re.search(r'<script type="application/json" id="dashboard-charts">(.*?)</script>', html, re.S).group(1)
+    )
+    weeks = charts["p_chart"]
+    # The responses came in over the last few days: one or two weeks, not 26 with nothing in most.
+    assert 1 <= len(weeks["labels"]) <= 2 and weeks["p"][0] is not None
+    first = GIVEN.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+    monday = first - timedelta(days=first.weekday())
+    assert weeks["labels"][0] == f"{monday:%b} {monday.day}"  # a day people read, not "2026-W45"
+    table = re.search(r"<summary>Figures of the chart</summary>(.*?)</table>", html, re.S).group(1)
+    assert "-W" not in table
 
 
 def test_comment_search_is_filled_by_the_trigger_and_the_backfill(tmp_path) -> None:

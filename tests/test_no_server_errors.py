@@ -11,7 +11,7 @@ import pytest
 
 from feedback.settings import load_settings
 from feedback.web.app import create_app
-from tests.conftest import Org, Server, auth_header, make_org, rows, run_cli
+from tests.conftest import Org, Server, auth_header, enrollment_code, make_org, rows
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 DEPTHS = (1_000, 10_000)  # 10,000 levels of objects still fit the 64 KiB a response may have
@@ -73,7 +73,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     server = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
     world = World(org, server)
     admin = auth_header(org.tokens["admin"])
-    code = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", "tp-a1a").stdout.strip().splitlines()[-1]
+    code = enrollment_code(org)
     enrolled = httpx.post(f"{server.url}/api/v1/kiosk/enroll", json={"code": code}).json()
     world.device = enrolled["device_token"]
     objective = httpx.post(

@@ -30,7 +30,7 @@ from feedback.kiosks import KioskPolicy
 from feedback.models import Submission
 from feedback.web.api import responses_route
 from feedback.web.errors import EXCEPTION_HANDLERS
-from tests.conftest import Org, Server, auth_header, default_plugins, rows, run_cli
+from tests.conftest import Org, ProcessServer, Server, auth_header, default_plugins, enrollment_code, rows
 from tests.test_plugins import write_plugin
 
 SLOW_ASSIGNEE = """
@@ -110,7 +110,12 @@ def test_a_guard_on_the_ingest_route_runs() -> None:
     def closed(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise PermissionDeniedException("closed for maintenance")
 
-    app = Litestar(route_handlers=[responses_route], guards=[closed], exception_handlers=EXCEPTION_HANDLERS)
+    app = Litestar(
+        route_handlers=[responses_route],
+        guards=[closed],
+        exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # this process's logging is pytest's
+    )
     with TestClient(app) as client:
         reply = client.post("/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 5}})
     assert reply.status_code == 403 and reply.json()["detail"] == "closed for maintenance"
@@ -120,7 +125,7 @@ def test_a_guard_on_the_ingest_route_runs() -> None:
 
 
 def enroll_kiosk(server: Server, org: Org, touchpoint: str = "tp-a1a") -> tuple[str, str]:
-    code = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", touchpoint).stdout.strip().splitlines()[-1]
+    code = enrollment_code(org, touchpoint)
     reply = httpx.post(f"{server.url}/api/v1/kiosk/enroll", json={"code": code})
     assert reply.status_code == 201, reply.text
     return reply.json()["device_token"], reply.json()["kiosk"]["id"]
@@ -223,7 +228,7 @@ def test_two_workers_syncing_one_tablet_at_once_record_every_press(org: Org) -> 
     """The misuse filter's state is claimed, judged and recorded in the write that stores the taps, so
     syncs of one tablet racing through two server processes lose no press."""
     env = {"FEEDBACK_KIOSK_MIN_INTERVAL": "2", "FEEDBACK_KIOSK_BURST_COUNT": "1000"}
-    srv = Server(org.db, env=env, workers=2).start()
+    srv = ProcessServer(org.db, env=env, workers=2).start()
     try:
         device, kiosk = enroll_kiosk(srv, org)
         start = datetime.now(UTC) - timedelta(hours=1)

@@ -267,8 +267,10 @@ def test_hook_track_event(tmp_path: Path, org, start_server) -> None:
     assert httpx.post(f"{srv.url}/api/v1/responses", json=body).status_code == 200
     wait_for_dispatch(org)  # track_event runs after the commit, on the dispatcher
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(events) == 1  # the replay fires nothing
-    assert events[0]["type"] == "response.stored"
+    # The rating (level 2) opened a complaint action; the replay fires nothing.
+    assert sorted(e["type"] for e in events) == ["action.opened", "response.stored"]
+    events.sort(key=lambda e: e["type"] != "response.stored")
+    assert events[1]["data"]["kind"] == "complaint"
     assert events[0]["id"] == f"response.stored:{body['id']}"
     assert events[0]["data"]["unit"] == "A1" and events[0]["data"]["dissatisfied"] == 1
 

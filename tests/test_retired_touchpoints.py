@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.conftest import Org, Server, auth_header, make_org, rows, run_cli
+from tests.conftest import Org, Server, auth_header, enrollment_code, make_org, rows
 from tests.manage_helpers import retire_touchpoint
 
 
@@ -142,9 +142,7 @@ def test_survey_of_a_retired_touchpoint_is_gone(retired_a: RetiredApiTouchpoint)
 
 
 def kiosk_device(server: Server, org: Org, touchpoint: str) -> str:
-    result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", touchpoint)
-    assert result.returncode == 0, result.stderr
-    reply = httpx.post(f"{server.url}/api/v1/kiosk/enroll", json={"code": result.stdout.strip().splitlines()[-1]})
+    reply = httpx.post(f"{server.url}/api/v1/kiosk/enroll", json={"code": enrollment_code(org, touchpoint)})
     assert reply.status_code == 201, reply.text
     return reply.json()["device_token"]
 

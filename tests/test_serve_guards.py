@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from feedback.web.survey_page import read_form_id
-from tests.conftest import FEEDBACK, Org, Server, make_org, rows, run_cli, source_env
+from tests.conftest import FEEDBACK, Org, ProcessServer, make_org, rows, run_cli, source_env
 
 
 def serve_once(db: Path, port: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -40,7 +40,7 @@ def serve_once(db: Path, port: int, env: dict[str, str] | None = None) -> subpro
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def form_id_of(server: Server, token: str = "tp-a") -> str:
+def form_id_of(server: ProcessServer, token: str = "tp-a") -> str:
     page = httpx.get(f"{server.url}/s/{token}?lang=en", timeout=10)
     assert page.status_code == 200, page.text[:300]
     found = re.search(r'name="form_id" value="([^"]+)"', page.text)
@@ -65,8 +65,8 @@ def refused(url: str) -> bool:
     return False
 
 
-def test_a_second_server_on_a_port_in_use_is_refused(start_server, org: Org, tmp_path: Path) -> None:
-    first = start_server(org.db)
+def test_a_second_server_on_a_port_in_use_is_refused(start_process_server, org: Org, tmp_path: Path) -> None:
+    first = start_process_server(org.db)
     other = make_org(tmp_path / "other.db")
     with sqlite3.connect(other.db) as conn:
         conn.execute("UPDATE units SET name = 'Other A' WHERE code = 'A'")
@@ -82,7 +82,7 @@ def test_a_second_server_on_a_port_in_use_is_refused(start_server, org: Org, tmp
 
 
 def test_a_worker_exits_when_its_parent_is_killed(org: Org) -> None:
-    server = Server(org.db, workers=2).start()
+    server = ProcessServer(org.db, workers=2).start()
     try:
         os.kill(server.process.pid, signal.SIGKILL)  # the parent alone, as the OOM killer would
         server.process.wait(10)
@@ -100,8 +100,8 @@ def test_a_worker_exits_when_its_parent_is_killed(org: Org) -> None:
         server.kill()
 
 
-def test_demo_force_refuses_a_database_a_running_server_holds(start_server, org: Org) -> None:
-    server = start_server(org.db)
+def test_demo_force_refuses_a_database_a_running_server_holds(start_process_server, org: Org) -> None:
+    server = start_process_server(org.db)
     before = rows(org, "SELECT token FROM touchpoints ORDER BY token")
 
     result = run_cli("demo", "--db", str(org.db), "--force", "--days", "2")
@@ -120,7 +120,7 @@ def test_demo_force_refuses_a_database_a_running_server_holds(start_server, org:
 def test_without_feedback_secret_one_kept_secret_outlives_a_restart(org: Org) -> None:
     secret_file = Path(f"{org.db}.secret")
     assert not secret_file.exists()
-    first = Server(org.db, env={"FEEDBACK_SECRET": ""}, workers=2).start()
+    first = ProcessServer(org.db, env={"FEEDBACK_SECRET": ""}, workers=2).start()
     try:
         signed_before = form_id_of(first)
     finally:
@@ -130,7 +130,7 @@ def test_without_feedback_secret_one_kept_secret_outlives_a_restart(org: Org) ->
     secret = secret_file.read_text().strip()
     assert len(secret) == 64
 
-    second = Server(org.db, env={"FEEDBACK_SECRET": ""}).start()
+    second = ProcessServer(org.db, env={"FEEDBACK_SECRET": ""}).start()
     try:
         signed_after = form_id_of(second)
         # Both renders carry a render time signed with the one kept secret.
@@ -146,7 +146,7 @@ def test_without_feedback_secret_one_kept_secret_outlives_a_restart(org: Org) ->
 
 
 def test_feedback_secret_overrides_the_kept_one(org: Org) -> None:
-    server = Server(org.db, env={"FEEDBACK_SECRET": "from-the-environment"}).start()
+    server = ProcessServer(org.db, env={"FEEDBACK_SECRET": "from-the-environment"}).start()
     try:
         form_id = form_id_of(server)
     finally:

@@ -48,3 +48,87 @@ def test_writes_are_durable_settings(tmp_path: Path) -> None:
     conn = connect_writer(str(tmp_path / "d.db"))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+class Tally:
+    """A Deferred that sums into one row of `totals`, as the rollups do."""
+
+    def __init__(self) -> None:
+        self.added = 0
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE totals SET n = n + ?", (self.added,))
+        self.added = 0
+
+
+def _tally_store(tmp_path: Path) -> tuple[str, Store]:
+    path = str(tmp_path / "t.db")
+    setup = sqlite3.connect(path)
+    setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    setup.execute("CREATE TABLE totals (n INTEGER NOT NULL)")
+    setup.execute("INSERT INTO totals VALUES (0)")
+    setup.commit()
+    setup.close()
+    return path, Store(path)
+
+
+def _counting(key: str):
+    """A job that inserts a row and counts it in the transaction's Tally (deferred, like ingest's rollups)."""
+    from feedback.db import deferred
+
+    def job(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO t (k) VALUES (?)", (key,))
+        tally = deferred("tally", Tally)
+        assert tally is not None  # on the writer thread
+        tally.added += 1
+        if key.startswith("bad"):
+            raise ValueError("refused")
+        return key
+
+    job.defers = True
+    return job
+
+
+def test_deferred_work_is_flushed_once_per_commit_and_a_failed_job_takes_its_share_with_it(tmp_path: Path) -> None:
+    path, store = _tally_store(tmp_path)
+    seen: list[int] = []
+
+    def reader(conn: sqlite3.Connection) -> None:
+        # Not a deferring job: what the jobs before it deferred is written before it runs.
+        seen.append(conn.execute("SELECT n FROM totals").fetchone()[0])
+
+    keys = ("a", "b", "c")
+    futures = [store.submit_write(_counting(k)) for k in keys]
+    futures.append(store.submit_write(reader))
+    futures += [store.submit_write(_counting(k)) for k in ("d", "bad", "e")]
+    store.start()
+    for future in futures:
+        if future is not futures[-2]:
+            future.result(10)
+    with pytest.raises(ValueError):
+        futures[-2].result(10)
+    store.close()
+    conn = sqlite3.connect(path)
+    assert sorted(r[0] for r in conn.execute("SELECT k FROM t")) == ["a", "b", "c", "d", "e"]
+    # Every committed row counted once, the failed job's not at all; the reader saw the first three,
+    # both in the optimistic pass and when the failure made the writer replay the batch job by job.
+    assert conn.execute("SELECT n FROM totals").fetchone()[0] == 5
+    assert seen == [3, 3]
+    assert store.batches == 1
+
+
+def test_deferred_work_outside_a_writer_thread_is_none() -> None:
+    from feedback.db import deferred
+
+    assert deferred("tally", Tally) is None
+
+
+def test_the_writer_accounts_for_its_time(tmp_path: Path) -> None:
+    # What /healthz reports: the writer's time running batches, and of that, in COMMIT.
+    path, store = _tally_store(tmp_path)
+    store.start()
+    for key in ("a", "b", "c"):
+        store.submit_write(_counting(key)).result(10)
+    store.close()
+    assert store.batches == 3 and store.writes == 3
+    assert 0 < store.commit_seconds <= store.write_seconds < 10

@@ -20,7 +20,15 @@ def test_settings_drive_the_next_work_order(org, start_server) -> None:
     server = start_server(org.db)
     reply = patch(server, org.tokens["admin"], "A1a", {"owner": "lan", "country": "cn", "action_days": 5})
     assert reply.status_code == 200, reply.text
-    assert reply.json() == {"code": "A1a", "owner": "lan", "country": "CN", "action_days": 5, "public_results": False}
+    assert reply.json() == {
+        "code": "A1a",
+        "owner": "lan",
+        "country": "CN",
+        "action_days": 5,
+        "public_results": False,
+        "complaint_levels": None,
+        "complaint_levels_in_force": [1, 2],
+    }
     listed = {
         u["code"]: u for u in httpx.get(f"{server.url}/api/v1/units", headers=auth_header(org.tokens["admin"])).json()
     }

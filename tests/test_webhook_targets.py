@@ -170,13 +170,14 @@ class TlsReceiver:
         self.server.server_close()
 
 
-def test_delivery_keeps_the_host_name_for_host_header_and_tls(org: Org, start_server, tmp_path: Path) -> None:
+def test_delivery_keeps_the_host_name_for_host_header_and_tls(org: Org, start_process_server, tmp_path: Path) -> None:
     # The connection goes to the address the check resolved; the Host header, the TLS server name
     # and the certificate check stay the URL's (the certificate names no address, only localhost).
     tls = TlsReceiver(tmp_path / "tls")
     plain = Receiver().start()
     try:
-        server = start_server(org.db, feedback_webhook_allow_private="1", ssl_cert_file=str(tls.cert))
+        # A process: OpenSSL reads SSL_CERT_FILE from the environment of the server's process.
+        server = start_process_server(org.db, feedback_webhook_allow_private="1", ssl_cert_file=str(tls.cert))
         for url in (tls.url, f"http://localhost:{plain.port}/hook"):
             assert register(server, org, url, ["response.stored"]).status_code == 201
         stored = respond(server)

@@ -44,11 +44,12 @@ def test_the_test_process_imports_the_working_tree() -> None:
         assert inside_checkout(module.__file__), module.__file__
 
 
-def test_a_server_under_test_runs_the_working_tree(org: Org, start_server, tmp_path: Path) -> None:
+def test_a_server_process_under_test_runs_the_working_tree(org: Org, start_process_server, tmp_path: Path) -> None:
+    """In-process servers run what this process imported (above); a `feedback serve` process must too."""
     folder = tmp_path / "site-plugins"
     folder.mkdir()
     (folder / "site_where.py").write_text(WHERE_PLUGIN, encoding="utf-8")
-    server = start_server(org.db, feedback_plugins_dir=str(folder))
+    server = start_process_server(org.db, feedback_plugins_dir=str(folder))
 
     found = httpx.get(f"{server.url}/site/where", timeout=10).json()
 

@@ -1,7 +1,8 @@
-"""The store layer: every SQL statement of the application lives in this package.
+"""The store layer: every SQL statement of the application lives in this package (the schema itself
+in `feedback.migrations`).
 
 One module per aggregate (responses, surveys, organisation, actions, objectives, events,
-kiosks, users, exposure) holds plain functions that take a connection and return dicts (or ids,
+kiosks, users, exposure, jobs) holds plain functions that take a connection and return dicts (or ids,
 counts, booleans); `dialect` holds the forms only SQLite accepts (PRAGMAs, FTS5, triggers, rowid
 paging, the set-based rollup rebuild). Plugins declare their own tables with `tables` and reach
 their rows through `plugin_data`.
@@ -24,8 +25,21 @@ Connection = sqlite3.Connection
 Row = sqlite3.Row
 #: Raised by the driver when a constraint refuses a write.
 IntegrityError = sqlite3.IntegrityError
+#: Raised by the driver when the file cannot be used as a database (not one, unreadable, read-only, …).
+DatabaseError = sqlite3.DatabaseError
 
-__all__ = ["Connection", "IntegrityError", "Row", "all_rows", "first_row", "marks", "scalar", "unique", "where_equal"]
+__all__ = [
+    "Connection",
+    "DatabaseError",
+    "IntegrityError",
+    "Row",
+    "all_rows",
+    "first_row",
+    "marks",
+    "scalar",
+    "unique",
+    "where_equal",
+]
 
 
 def all_rows(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from feedback.store import Connection, all_rows, first_row, marks, scalar
 
@@ -212,6 +212,19 @@ def overdue_of(conn: Connection, units: Sequence[str], today: str, limit: int = 
     )
 
 
+def opened_for(conn: Connection, response_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """id, response_id, kind, unit, status, due, opened_at and closed_at of the actions these responses
+    opened: what a respondent may learn of them (no title, owner or record)."""
+    if not response_ids:
+        return []
+    return all_rows(
+        conn,
+        "SELECT id, response_id, kind, unit, status, due, opened_at, closed_at FROM actions"
+        f" WHERE response_id IN ({marks(response_ids)}) ORDER BY opened_at, id",
+        response_ids,
+    )
+
+
 def opened_by(conn: Connection, response_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """response id → {id, status} of the action each of these responses opened (if any)."""
     if not response_ids:
@@ -220,3 +233,139 @@ def opened_by(conn: Connection, response_ids: Sequence[str]) -> dict[str, dict[s
         conn, f"SELECT id, response_id, status FROM actions WHERE response_id IN ({marks(response_ids)})", response_ids
     )
     return {row["response_id"]: {"id": row["id"], "status": row["status"]} for row in rows}
+
+
+# -- the queue: filtered, sorted, a page at a time ---------------------------------------------------------
+
+
+class QueueFilter(NamedTuple):
+    """What the queue pages filter on; None (or empty) leaves a criterion out.
+
+    `overdue_before` pairs each local today with the units whose today it is: an action is overdue
+    when it is open, has a due day and that day is before its unit's today.
+    """
+
+    units: Sequence[str] | None = None
+    states: Sequence[str] | None = None
+    open_only: bool = False
+    kinds: Sequence[str] | None = None
+    owner: str | None = None
+    overdue: bool | None = None
+    overdue_before: Sequence[tuple[str, Sequence[str]]] = ()
+    opened_from: str | None = None  # an instant (ISO, UTC): opened at or after it
+    opened_before: str | None = None  # an instant (ISO, UTC): opened before it
+
+
+# The orders a queue can be read in; each ends with the id, so a page boundary is stable.
+QUEUE_ORDERS = {
+    "due": "overdue_rank, a.due IS NULL, a.due, a.id",
+    "opened": "a.opened_at DESC, a.id DESC",
+    "updated": "a.updated_at DESC, a.id DESC",
+    "unit": "u.path, overdue_rank, a.due IS NULL, a.due, a.id",
+    "closed": "a.closed_at DESC, a.id DESC",
+}
+
+
+def _overdue_condition(groups: Sequence[tuple[str, Sequence[str]]]) -> tuple[str, list[Any]]:
+    if not groups:
+        return "1 = 0", []
+    parts, params = [], []
+    for today, units in groups:
+        parts.append(f"(a.unit IN ({marks(units)}) AND a.due < ?)")
+        params.extend([*units, today])
+    return f"(a.due IS NOT NULL AND a.{OPEN} AND ({' OR '.join(parts)}))", params
+
+
+def _queue_where(query: QueueFilter) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.units is not None:
+        where.append(f"a.unit IN ({marks(query.units)})" if query.units else "1 = 0")
+        params.extend(query.units)
+    if query.open_only:
+        where.append(f"a.{OPEN}")
+    if query.states:
+        where.append(f"a.status IN ({marks(query.states)})")
+        params.extend(query.states)
+    if query.kinds:
+        where.append(f"a.kind IN ({marks(query.kinds)})")
+        params.extend(query.kinds)
+    if query.owner is not None:
+        where.append("a.owner = ?")
+        params.append(query.owner)
+    if query.overdue is not None:
+        condition, values = _overdue_condition(query.overdue_before)
+        where.append(condition if query.overdue else f"NOT ({condition})")
+        params.extend(values)
+    if query.opened_from is not None:
+        where.append("a.opened_at >= ?")
+        params.append(query.opened_from)
+    if query.opened_before is not None:
+        where.append("a.opened_at < ?")
+        params.append(query.opened_before)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def queue_page(conn: Connection, query: QueueFilter, order: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    """One page of the actions that match, in one of `QUEUE_ORDERS`; each row also carries `overdue_rank`
+    (0 when overdue)."""
+    if order not in QUEUE_ORDERS:
+        raise ValueError(f"not a queue order: {order}")
+    overdue, overdue_params = _overdue_condition(query.overdue_before)
+    where, params = _queue_where(query)
+    return all_rows(
+        conn,
+        f"SELECT a.*, CASE WHEN {overdue} THEN 0 ELSE 1 END AS overdue_rank"
+        f" FROM actions a LEFT JOIN units u ON u.code = a.unit{where}"
+        f" ORDER BY {QUEUE_ORDERS[order]} LIMIT ? OFFSET ?",
+        (*overdue_params, *params, limit, offset),
+    )
+
+
+def queue_totals(conn: Connection, query: QueueFilter) -> dict[str, int]:
+    """How many actions match (`total`), and how many of those are overdue (`overdue`)."""
+    overdue, overdue_params = _overdue_condition(query.overdue_before)
+    where, params = _queue_where(query)
+    found = first_row(
+        conn,
+        f"SELECT count(*) AS total, coalesce(sum(CASE WHEN {overdue} THEN 1 ELSE 0 END), 0) AS overdue"
+        f" FROM actions a{where}",
+        (*overdue_params, *params),
+    )
+    return {"total": found["total"], "overdue": found["overdue"]} if found else {"total": 0, "overdue": 0}
+
+
+def queue_counts_by_status(conn: Connection, query: QueueFilter) -> dict[str, int]:
+    """status -> how many of the matching actions are in it (for the board's column counts)."""
+    where, params = _queue_where(query)
+    return {
+        row["status"]: row["n"]
+        for row in all_rows(conn, f"SELECT a.status, count(*) AS n FROM actions a{where} GROUP BY a.status", params)
+    }
+
+
+def owners_of(conn: Connection, units: Sequence[str] | None) -> list[str]:
+    """The distinct owners of these units' actions (every unit's when None), by name."""
+    where, params = _queue_where(QueueFilter(units=units))
+    return [
+        row["owner"]
+        for row in all_rows(
+            conn,
+            f"SELECT DISTINCT a.owner FROM actions a{where}{' AND' if where else ' WHERE'} a.owner IS NOT NULL"
+            " ORDER BY a.owner",
+            params,
+        )
+    ]
+
+
+def open_for_objectives(conn: Connection, objective_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The open actions these objectives opened (id, kind, unit, objective_id, period, target, title,
+    data, status, opened_at), oldest first."""
+    if not objective_ids:
+        return []
+    return all_rows(
+        conn,
+        "SELECT id, kind, unit, objective_id, period, target, title, data, status, opened_at FROM actions"
+        f" WHERE objective_id IN ({marks(objective_ids)}) AND {OPEN} ORDER BY opened_at, id",
+        objective_ids,
+    )

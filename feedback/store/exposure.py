@@ -21,6 +21,11 @@ def served_total(conn: Connection, units: Sequence[str], day_from: str, day_to: 
     )
 
 
+def has_source(conn: Connection, source: str) -> bool:
+    """Whether any exposure row came from `source` (`feedback demo` writes its history as "demo")."""
+    return scalar(conn, "SELECT 1 FROM exposure WHERE source = ? LIMIT 1", (source,)) is not None
+
+
 def service_days(
     conn: Connection, units: Sequence[str], day_from: str, day_to: str, services: Sequence[str]
 ) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,13 +15,16 @@ def unit_of(conn: Connection, objective_id: int) -> str | None:
 
 
 def latest_version(conn: Connection, objective_id: int) -> dict[str, Any] | None:
-    """Title, metric, indicator, comparator, target and period of an objective's newest version."""
-    return first_row(
+    """Title (and `titles`), metric, indicator, comparator, target and period of an objective's newest version."""
+    found = first_row(
         conn,
-        "SELECT title, metric, indicator, comparator, target, period FROM objective_versions WHERE objective = ?"
-        " ORDER BY version DESC LIMIT 1",
+        "SELECT title, titles, metric, indicator, comparator, target, period FROM objective_versions"
+        " WHERE objective = ? ORDER BY version DESC LIMIT 1",
         (objective_id,),
     )
+    if found is not None:
+        found["titles"] = decode_titles(found["titles"])
+    return found
 
 
 def latest_state(conn: Connection, objective_id: int) -> dict[str, Any] | None:
@@ -37,12 +41,26 @@ def versions(conn: Connection, objective_id: int | None = None) -> list[dict[str
     """Objective versions with their objective's unit and retirement day, by objective and version
     (only one objective's when given)."""
     where, params = (" WHERE v.objective = ?", (objective_id,)) if objective_id is not None else ("", ())
-    return all_rows(
+    found = all_rows(
         conn,
         "SELECT v.*, o.unit, o.retired_from FROM objective_versions v JOIN objectives o ON o.id = v.objective"
         f"{where} ORDER BY v.objective, v.version",
         params,
     )
+    for row in found:
+        row["titles"] = decode_titles(row.get("titles"))
+    return found
+
+
+def decode_titles(text: str | None) -> dict[str, str] | None:
+    """The `titles` column (a JSON object of language -> title) as a dict; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else None
 
 
 def insert_objective(conn: Connection, unit: str, created_at: str, created_by: str | None) -> int:
@@ -61,6 +79,7 @@ VERSION_COLUMNS = (
     "version",
     "valid_from",
     "title",
+    "titles",
     "metric",
     "indicator",
     "service",

@@ -62,9 +62,17 @@ def insert_unit(
 
 
 def update_unit(conn: Connection, code: str, values: dict[str, Any]) -> None:
-    """Set settings columns of a unit (owner, country, action_days, public_results)."""
+    """Set settings columns of a unit (owner, country, action_days, public_results, complaint_levels)."""
     assignments = ", ".join(f"{column} = ?" for column in values)
     conn.execute(f"UPDATE units SET {assignments} WHERE code = ?", (*values.values(), code))
+
+
+def complaint_levels_of(conn: Connection, codes: Sequence[str]) -> dict[str, str | None]:
+    """code → `complaint_levels` (JSON text, or None when the unit follows the one above) of these units."""
+    if not codes:
+        return {}
+    found = all_rows(conn, f"SELECT code, complaint_levels FROM units WHERE code IN ({marks(codes)})", codes)
+    return {row["code"]: row["complaint_levels"] for row in found}
 
 
 def unit_columns(conn: Connection, code: str, columns: Sequence[str]) -> dict[str, Any] | None:
@@ -141,7 +149,9 @@ def unit_owner(conn: Connection, code: str) -> str | None:
 
 def all_units(conn: Connection) -> list[dict[str, Any]]:
     return all_rows(
-        conn, "SELECT code, name, names, parent, lang, tz, path, country, owner, action_days, public_results FROM units"
+        conn,
+        "SELECT code, name, names, parent, lang, tz, path, country, owner, action_days, public_results,"
+        " complaint_levels FROM units",
     )
 
 

@@ -20,6 +20,33 @@ def summary(conn: Connection, response_id: str) -> dict[str, Any] | None:
     return first_row(conn, "SELECT receipt, unit, touchpoint, server_time FROM responses WHERE id = ?", (response_id,))
 
 
+# How many responses one receipt may name: receipts are random, not unique, so two may share one.
+RECEIPT_MATCHES = 5
+
+
+def with_receipt(conn: Connection, receipt: str) -> list[dict[str, Any]]:
+    """What the public receipt page may show of the responses with this receipt, newest first: id,
+    unit, touchpoint, when it occurred and when it was received. Never answers, contact or officer."""
+    return all_rows(
+        conn,
+        "SELECT id, unit, touchpoint, occurred_at, server_time FROM responses WHERE receipt = ?"
+        " ORDER BY server_time DESC, id DESC LIMIT ?",
+        (receipt, RECEIPT_MATCHES),
+    )
+
+
+def with_receipt_in(conn: Connection, receipt: str, units: Sequence[str], columns: str) -> list[dict[str, Any]]:
+    """`columns` of the responses of these units with this receipt, newest first (a staff look-up)."""
+    if not units:
+        return []
+    return all_rows(
+        conn,
+        f"SELECT {columns} FROM responses WHERE receipt = ? AND unit IN ({marks(units)})"
+        " ORDER BY day DESC, server_time DESC, id DESC LIMIT ?",
+        (receipt, *units, RECEIPT_MATCHES),
+    )
+
+
 def officer_of(conn: Connection, response_id: str | None) -> str | None:
     """The officer a response rated, if it named one."""
     return scalar(conn, "SELECT officer FROM responses WHERE id = ?", (response_id,))
@@ -137,21 +164,7 @@ def add_to_rollups(
 ) -> None:
     """Count one response into (or, with sign=-1, out of) the rollups, in the caller's transaction."""
     key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
-    if suspect:
-        measures = (0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign)
-    else:
-        level = row["level"]
-        has_score = row["score"] is not None
-        levels = [sign if level == i else 0 for i in range(1, 6)]
-        measures = (
-            sign if level is not None else 0,
-            sign * row["satisfied"],
-            sign * row["dissatisfied"],
-            sign if has_score else 0,
-            sign * (row["score"] or 0.0),
-            *levels,
-            0,
-        )
+    measures = rollup_measures(row, suspect, sign)
     conn.execute(UPSERT_ROLLUP, (*key, *measures))
     conn.execute(UPSERT_UNIT_DAY, (row["unit"], row["day"], *measures))
     conn.execute(UPSERT_HEATMAP, (row["unit"], row["day"], int(row["occurred_at"][11:13]), *measures))
@@ -159,6 +172,73 @@ def add_to_rollups(
         return
     for indicator, value in indicators.items():
         conn.execute(UPSERT_INDICATOR, (*key, indicator, sign, sign * value))
+
+
+class RollupBatch:
+    """Rollup changes summed per row, written with one upsert per row touched: what a group commit of
+    many responses for a few touchpoints adds up in a handful of statements instead of several per
+    response. The writer flushes it before its transaction commits (`feedback.db.deferred`)."""
+
+    __slots__ = ("heatmap", "indicators", "rollups", "unit_day")
+
+    def __init__(self) -> None:
+        self.rollups: dict[tuple, list] = {}
+        self.unit_day: dict[tuple, list] = {}
+        self.heatmap: dict[tuple, list] = {}
+        self.indicators: dict[tuple, list] = {}
+
+    def add(self, row: dict[str, Any], indicators: dict[str, float], suspect: bool) -> None:
+        """Count one response in, as `add_to_rollups` would."""
+        key = (row["unit"], row["day"], row["service"] or "", row["touchpoint"])
+        measures = rollup_measures(row, suspect, 1)
+        for table, at in (
+            (self.rollups, key),
+            (self.unit_day, (row["unit"], row["day"])),
+            (self.heatmap, (row["unit"], row["day"], int(row["occurred_at"][11:13]))),
+        ):
+            sums = table.get(at)
+            if sums is None:
+                table[at] = list(measures)
+            else:
+                for i, value in enumerate(measures):
+                    sums[i] += value
+        if suspect:
+            return
+        for indicator, value in indicators.items():
+            sums = self.indicators.get((*key, indicator))
+            if sums is None:
+                self.indicators[(*key, indicator)] = [1, value]
+            else:
+                sums[0] += 1
+                sums[1] += value
+
+    def flush(self, conn: Connection) -> None:
+        """Write what was added (one statement per table) and start again from nothing."""
+        for sql, table in (
+            (UPSERT_ROLLUP, self.rollups),
+            (UPSERT_UNIT_DAY, self.unit_day),
+            (UPSERT_HEATMAP, self.heatmap),
+            (UPSERT_INDICATOR, self.indicators),
+        ):
+            if table:
+                conn.executemany(sql, [(*key, *sums) for key, sums in table.items()])
+                table.clear()
+
+
+def rollup_measures(row: dict[str, Any], suspect: bool, sign: int) -> tuple:
+    """What one response adds to a rollup row, in ROLLUP_MEASURES order (negated with sign=-1)."""
+    if suspect:
+        return (0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, sign)
+    level = row["level"]
+    return (
+        sign if level is not None else 0,
+        sign * row["satisfied"],
+        sign * row["dissatisfied"],
+        sign if row["score"] is not None else 0,
+        sign * (row["score"] or 0.0),
+        *[sign if level == i else 0 for i in range(1, 6)],
+        0,
+    )
 
 
 # -- ingest ----------------------------------------------------------------------------------------

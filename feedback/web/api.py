@@ -52,6 +52,8 @@ class HealthController(Controller):
             "version": __version__,
             "writes": state.store.writes,
             "batches": state.store.batches,
+            "write_seconds": round(state.store.write_seconds, 6),
+            "commit_seconds": round(state.store.commit_seconds, 6),
             "plugin_failures": state.plugins.failures.snapshot(),
         }
 
@@ -297,6 +299,8 @@ class UnitsController(Controller):
                 "owner": unit.owner,
                 "action_days": unit.action_days,
                 "public_results": unit.public_results,
+                "complaint_levels": None if unit.complaint_levels is None else list(unit.complaint_levels),
+                "complaint_levels_in_force": list(snapshot.complaint_levels(unit.code)[0]),
             }
             if unit.names:
                 item["names"] = unit.names
@@ -306,7 +310,7 @@ class UnitsController(Controller):
     @patch(
         "/{code:str}",
         guards=[requires_unit("code", source="path"), requires_role("admin", "manager")],
-        summary="Set a unit's owner, calendar country, rectification days or public page",
+        summary="Set a unit's owner, calendar country, rectification days, public page or complaint levels",
         responses=success(UnitSettings),
     )
     async def update(self, code: FromPath[str], request: Request, state: State) -> dict[str, Any]:
@@ -353,6 +357,17 @@ def day_range(
     return start, end
 
 
+def whole_periods_from(by: str, end: date, periods: int = 12) -> date | None:
+    """Where a week or month view starts when `from` is not given: `periods` whole weeks (from a Monday)
+    or months (from the 1st), the last one the running one; None for other groupings (the last 30 days)."""
+    if by == "week":
+        return end - timedelta(days=end.weekday(), weeks=periods - 1)
+    if by == "month":
+        month = end.year * 12 + end.month - 1 - (periods - 1)
+        return date(month // 12, month % 12 + 1, 1)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class UnitPeriod:
     """What most read endpoints ask first: which unit (within the caller's scope) and which local days."""
@@ -393,17 +408,23 @@ class SatisfactionController(Controller):
     @get(summary="Satisfaction rates for a unit's subtree, from rollups", responses=success(Satisfaction))
     async def rates(
         self,
+        request: Request,
         period: NamedDependency[UnitPeriod],
         state: State,
         by: FromQuery[Grouping] = "unit",
         service: FromQuery[str | None] = None,
         touchpoint: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
+        """Without `from`: the last 30 days, but `by=week` the last 12 weeks and `by=month` the last 12
+        months, each from its first day, so a week or month view shows weeks and months."""
         filters = rate_filters(service, touchpoint)
         min_n = state.settings.min_n
+        start = period.start
+        if "from" not in request.query_params:
+            start = whole_periods_from(by, period.end) or start
         return await state.store.read(
             lambda conn: satisfaction(
-                conn, period.snapshot, period.unit, period.start.isoformat(), period.end.isoformat(), by, min_n, filters
+                conn, period.snapshot, period.unit, start.isoformat(), period.end.isoformat(), by, min_n, filters
             )
         )
 

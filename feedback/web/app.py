@@ -13,6 +13,7 @@ from litestar import Litestar, Request, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import CacheControlHeader, State
+from litestar.logging import LoggingConfig
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
@@ -35,9 +36,11 @@ from feedback.web.exports_api import EXPORT_CONTROLLERS, export_routes
 from feedback.web.json_body import JSONBodyRequest
 from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
 from feedback.web.kiosk_app import kiosk_app_router
+from feedback.web.landing import LANDING_ROUTES
 from feedback.web.manage import MANAGE_ROUTES, auth
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
+from feedback.web.receipt_page import ReceiptPageController
 from feedback.web.survey_page import SurveyPageController
 from feedback.web.users_api import USER_CONTROLLERS
 
@@ -46,6 +49,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
 PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll")
+# Public pages limited like the posts: a receipt look-up (`/r?receipt=`, `/r/{receipt}`) is a guess at a code.
+RECEIPT_PAGES = "/r"
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -97,13 +102,27 @@ def rate_limit_config(settings: Settings) -> RateLimitConfig | None:
         return client_key(request.scope, settings)
 
     async def is_public_write(request: Request) -> bool:
-        return request.method == "POST" and request.url.path.startswith(PUBLIC_WRITE_PREFIXES)
+        path = request.url.path
+        if request.method == "GET":
+            return path == RECEIPT_PAGES or path.startswith(RECEIPT_PAGES + "/")
+        return request.method == "POST" and path.startswith(PUBLIC_WRITE_PREFIXES)
 
     return RateLimitConfig(
         rate_limit=("minute", settings.rate_limit),
         identifier_for_request=client_key_of,
         check_throttle_handler=is_public_write,
         exclude=["/healthz", "/schema"],
+    )
+
+
+def logging_config(settings: Settings) -> LoggingConfig:
+    """The process's logging: the service's own loggers (`feedback.*`, Litestar's) from
+    FEEDBACK_LOG_LEVEL, every other library from FEEDBACK_LIBRARY_LOG_LEVEL (WARNING): fontTools alone
+    logs about a hundred INFO lines per PDF it subsets, which drowned the log of a busy server."""
+    own = {"level": settings.log_level, "handlers": ["queue_listener"], "propagate": False}
+    return LoggingConfig(
+        root={"handlers": ["queue_listener"], "level": settings.library_log_level},
+        loggers={"feedback": dict(own), "litestar": dict(own)},
     )
 
 
@@ -123,7 +142,12 @@ def csrf_config(settings: Settings) -> CSRFConfig:
     )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, own_process: bool = False) -> Litestar:
+    """The app over `settings` (from the environment when None).
+
+    `own_process`: the app has its process to itself, as in each `feedback serve` worker; it then sets
+    up the process's logging and freezes its start-up objects out of the garbage collector. Apps that
+    share a process (tests, an app embedded in another program) leave both to the process's owner."""
     settings = settings or load_settings()
     # This app's own plugins: another app in the same process may hold a different set.
     plugins = build_plugin_manager(settings)
@@ -143,9 +167,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         background = [asyncio.create_task(watch_for_silent_kiosks(store, settings))]
         if settings.jobs:
             background.append(asyncio.create_task(run_forever(store, settings, catalog)))
-        # Everything loaded at start-up lives as long as the process: keep it out of the collector's
-        # scans, which would otherwise show up as pauses in the latency tail.
-        gc.freeze()
+        if own_process:
+            # Everything loaded at start-up lives as long as the process: keep it out of the collector's
+            # scans, which would otherwise show up as pauses in the latency tail.
+            gc.freeze()
         try:
             yield
         finally:
@@ -157,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     route_handlers: list = [
         *CONTROLLERS,
         SurveyPageController,
+        ReceiptPageController,
         *QR_CONTROLLERS,
         *KIOSK_CONTROLLERS,
         *OBJECTIVE_CONTROLLERS,
@@ -164,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *ACTION_CONTROLLERS,
         *EXPORT_CONTROLLERS,
         *MANAGE_ROUTES,
+        *LANDING_ROUTES,
         kiosk_app_router(),
         create_static_files_router(
             path="/static",
@@ -196,6 +223,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         response_cache_config=ResponseCacheConfig(default_expiration=60),
         request_max_body_size=1024 * 1024,
         request_class=JSONBodyRequest,
+        # Litestar's logging configures the root logger (a queue and its thread): only in a process of our own.
+        logging_config=logging_config(settings) if own_process else None,
         debug=False,
     )
 
@@ -205,4 +234,4 @@ def create_app_from_env() -> Litestar:
 
     It runs in each worker process, which must not outlive the `feedback serve` that started it."""
     serving.die_with_parent()
-    return create_app(load_settings())
+    return create_app(load_settings(), own_process=True)

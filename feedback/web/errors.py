@@ -60,6 +60,10 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         from feedback.web.survey_page import too_many
 
         return too_many(request)
+    if (request.url.path == "/r" or request.url.path.startswith("/r/")) and exc.status_code == 429:
+        from feedback.web import receipt_page
+
+        return receipt_page.too_many(request)
     field = "body" if exc.status_code in (400, 413) else None
     detail = f"body: {exc.detail}" if field and not exc.detail.startswith("body") else exc.detail
     return Response(

@@ -19,6 +19,7 @@ from msgspec import Meta, Struct
 
 from feedback import kiosks
 from feedback.catalog import Snapshot
+from feedback.db import Store
 from feedback.errors import InvalidInput, NotFound, Unauthorized
 from feedback.i18n import gettext_for
 from feedback.ingest import Item, Outcome, ingest
@@ -26,6 +27,7 @@ from feedback.models import LANGUAGES, Submission
 from feedback.store import kiosks as kiosk_store
 from feedback.web.access import TOKEN, requires_role
 from feedback.web.api import fresh_snapshot, survey_document
+from feedback.web.app_local import app_local
 from feedback.web.client_address import client_key
 from feedback.web.schemas import (
     EnrollmentCode,
@@ -89,9 +91,14 @@ class InviteBody(Struct, forbid_unknown_fields=True):
     officer: Annotated[str, Meta(max_length=64)] | None = None
 
 
-_device_cache: dict[str, tuple[Device | None, float]] = {}
-# One event per kiosk wakes its long-poll at once when an invitation is posted in this process.
-_invitation_events: dict[str, asyncio.Event] = {}
+def _device_cache(store: Store) -> dict[str, tuple[Device | None, float]]:
+    """This app's looked-up device tokens: token hash -> (device, valid until monotonic)."""
+    return app_local(store, "kiosk_devices", dict)
+
+
+def invitation_events(store: Store) -> dict[str, asyncio.Event]:
+    """One event per kiosk of this app, which wakes its long-poll at once when an invitation is posted here."""
+    return app_local(store, "kiosk_invitations", dict)
 
 
 async def current_device(request: Request, state: State) -> Device:
@@ -100,11 +107,12 @@ async def current_device(request: Request, state: State) -> Device:
     if scheme.lower() != "bearer" or not token.startswith(kiosks.DEVICE_TOKEN_PREFIX):
         raise Unauthorized("authorization: a kiosk device token is required", "authorization")
     digest = kiosks.hash_secret(token.strip())
-    cached = _device_cache.get(digest)
+    cache = _device_cache(state.store)
+    cached = cache.get(digest)
     if cached is None or cached[1] < time.monotonic():
         row = await state.store.read(lambda conn: kiosk_store.device(conn, digest))
         device = Device(row["id"], row["touchpoint"]) if row else None
-        _device_cache[digest] = (device, time.monotonic() + DEVICE_CACHE_SECONDS)
+        cache[digest] = (device, time.monotonic() + DEVICE_CACHE_SECONDS)
     else:
         device = cached[0]
     if device is None:
@@ -112,8 +120,8 @@ async def current_device(request: Request, state: State) -> Device:
     return device
 
 
-def forget_device_cache() -> None:
-    _device_cache.clear()
+def forget_device_cache(store: Store) -> None:
+    _device_cache(store).clear()
 
 
 def kiosk_strings() -> dict[str, dict[str, str]]:
@@ -250,7 +258,7 @@ class KioskDeviceController(Controller):
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        event = _invitation_events.setdefault(device.id, asyncio.Event())
+        event = invitation_events(state.store).setdefault(device.id, asyncio.Event())
         while True:
             now = datetime.now(UTC).isoformat()
             pending = await state.store.read(
@@ -380,7 +388,7 @@ class KioskFleetController(Controller):
                 conn, kiosk_id, data.case_ref, data.service, data.officer, principal.user
             )
         )
-        event = _invitation_events.get(kiosk_id)
+        event = invitation_events(state.store).get(kiosk_id)
         if event is not None:
             event.set()
         return Response(invitation, status_code=201)
@@ -401,7 +409,7 @@ class KioskFleetController(Controller):
     ) -> dict[str, Any]:
         principal.require_unit(await self._kiosk_unit(state, kiosk_id), snapshot)
         await state.store.write(lambda conn: kiosks.revoke(conn, kiosk_id))
-        forget_device_cache()
+        forget_device_cache(state.store)
         return {"id": kiosk_id, "revoked": True}
 
 

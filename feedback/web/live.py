@@ -19,6 +19,7 @@ from feedback.db import Store
 from feedback.hookspecs import hookimpl
 from feedback.models import Event
 from feedback.store import actions as action_store
+from feedback.web.app_local import app_local
 
 log = logging.getLogger("feedback.live")
 
@@ -36,7 +37,7 @@ class Subscriber:
 
 
 class Hub:
-    """The clients of this process, and the poller that finds changes made by other processes."""
+    """The clients of one app in this process, and the poller that finds changes made by other processes."""
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
@@ -100,7 +101,9 @@ def _offer(queue: asyncio.Queue, message: dict[str, Any]) -> None:
     queue.put_nowait(message)
 
 
-hub = Hub()
+def hub_of(store: Store) -> Hub:
+    """This app's hub: its clients and its poller (apps sharing a process each have their own)."""
+    return app_local(store, "live_hub", Hub)
 
 
 def summary(data: dict[str, Any]) -> dict[str, Any]:
@@ -109,8 +112,19 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     return {key: data.get(key) for key in keys}
 
 
+ACTION_EVENTS = frozenset({"action.opened", "action.changed", "action.due_soon", "action.overdue"})
+
+
+@hookimpl
+def tracked_events(store: Store) -> frozenset[str]:
+    return ACTION_EVENTS if hub_of(store).subscribers else frozenset()
+
+
 @hookimpl
 def track_event(event: Event, store: Store) -> None:
-    if not event.type.startswith("action.") or not hub.subscribers:
+    if not event.type.startswith("action."):
+        return
+    hub = hub_of(store)
+    if not hub.subscribers:
         return
     hub.publish({"type": event.type, "id": event.id, "data": dict(event.data or {})})

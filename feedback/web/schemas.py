@@ -55,6 +55,8 @@ class Health(Struct, kw_only=True):
     version: Annotated[str, _field("the software version")]
     writes: Annotated[int, _field("write jobs committed by this process")]
     batches: Annotated[int, _field("group commits made by this process")]
+    write_seconds: Annotated[float, _field("time the writer spent running jobs and committing, in seconds")]
+    commit_seconds: Annotated[float, _field("of which in COMMIT (the fsync that makes a batch durable)")]
     plugin_failures: Annotated[dict[str, PluginFailure], _field("failures per plugin and hook")]
 
 
@@ -121,6 +123,12 @@ class UnitItem(Struct, kw_only=True):
     owner: Annotated[str | None, _field("the user who answers for the unit")]
     action_days: Annotated[int | None, _field("working days to rectify a bad review")]
     public_results: Annotated[bool, _field("whether /results/{code} is published")]
+    complaint_levels: Annotated[
+        list[int] | None, _field("levels at which one response opens a complaint action, as set here; null: inherited")
+    ]
+    complaint_levels_in_force: Annotated[
+        list[int], _field("the levels that apply: this unit's, else the nearest unit above's, else [1, 2]")
+    ]
     names: Annotated[dict[str, str], _field("the name per language, when given")] | UnsetType = UNSET
 
 
@@ -130,6 +138,8 @@ class UnitSettings(Struct, kw_only=True):
     country: str | None
     action_days: int | None
     public_results: bool
+    complaint_levels: Annotated[list[int] | None, _field("as set on this unit; null: as the unit above")]
+    complaint_levels_in_force: Annotated[list[int], _field("the levels that apply, inherited where not set")]
 
 
 class RateRow(Struct, kw_only=True):
@@ -271,6 +281,7 @@ class ObjectiveVersionDoc(Struct, kw_only=True):
     version: int
     valid_from: Day
     title: str | None
+    titles: Annotated[dict[str, str] | None, _field("the title in other languages, by language code")]
     metric: str
     indicator: str | None
     service: str | None
@@ -290,6 +301,7 @@ class _ObjectiveHead(Struct, kw_only=True):
     version: Annotated[int, _field("the version in force today (else the first); its fields follow")]
     valid_from: Day
     title: str | None
+    titles: Annotated[dict[str, str] | None, _field("the title in other languages, by language code")]
     metric: str
     indicator: str | None
     service: str | None
@@ -424,6 +436,10 @@ class Action(Struct, kw_only=True):
     period: str | None
     watch_from: str | None
     watch_until: str | None
+    decision_needed: Annotated[
+        bool,
+        _field("under effectiveness review, the watch over without a verdict: the owner closes or reopens it"),
+    ]
     reopen_count: int
     target: float | None
     baseline: float | None

@@ -10,8 +10,10 @@ from litestar.datastructures import State
 
 from feedback.auth import hash_token
 from feedback.catalog import Snapshot
+from feedback.db import Store
 from feedback.errors import Forbidden, Unauthorized
 from feedback.store import users as user_store
+from feedback.web.app_local import app_local
 
 # Looked-up tokens are cached briefly so the hot path needs no read; a revocation takes effect
 # within this many seconds.
@@ -41,19 +43,24 @@ class Principal:
             raise Forbidden(f"role: {self.role!r} may not do this", "role")
 
 
-_cache: dict[str, tuple[Principal | None, float]] = {}
+TokenCache = dict[str, tuple[Principal | None, float]]  # token hash -> (who, valid until monotonic)
 
 
-def forget_tokens(*, user: str | None = None, digest: str | None = None) -> None:
-    """Drop this process's cached look-ups of one token (by hash) or of every token of a user, after a
+def _token_cache(store: Store) -> TokenCache:
+    return app_local(store, "tokens", dict)
+
+
+def forget_tokens(store: Store, *, user: str | None = None, digest: str | None = None) -> None:
+    """Drop this app's cached look-ups of one token (by hash) or of every token of a user, after a
     revocation or a change of the user. Other server processes keep theirs for up to
     TOKEN_CACHE_SECONDS."""
+    cache = _token_cache(store)
     if digest is not None:
-        _cache.pop(digest, None)
+        cache.pop(digest, None)
     if user is not None:
-        for key, (principal, _until) in list(_cache.items()):
+        for key, (principal, _until) in list(cache.items()):
             if principal is not None and principal.user == user:
-                _cache.pop(key, None)
+                cache.pop(key, None)
 
 
 async def current_principal(request: Request, state: State) -> Principal:
@@ -71,14 +78,15 @@ async def current_principal(request: Request, state: State) -> Principal:
 async def token_principal(token: str, state: State) -> Principal | None:
     """Who a bearer token speaks for (None: unknown, revoked or its user disabled); cached briefly."""
     digest = hash_token(token.strip())
-    cached = _cache.get(digest)
+    cache = _token_cache(state.store)
+    cached = cache.get(digest)
     now = time.monotonic()
     if cached is None or cached[1] < now:
         row = await state.store.read(lambda conn: user_store.token_principal(conn, digest))
         principal = Principal(row["user"], row["role"], row["unit"]) if row else None
-        if len(_cache) > 10_000:
-            _cache.clear()
-        _cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)
         return principal
     return cached[0]
 

@@ -13,25 +13,32 @@ retired, and only a form this server handed out can claim that.
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
+import weakref
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
+from zoneinfo import ZoneInfo
 
-import msgspec
+from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.params import FromPath
+from litestar.types import ASGIApp, Receive, Scope, Send
 from markupsafe import Markup, escape
 
 from feedback import __version__
+from feedback.calendars import working_days_between
 from feedback.case_links import MAX_SIG_LENGTH, case_sig_valid
 from feedback.catalog import Snapshot
+from feedback.db import Store
 from feedback.errors import InvalidInput
-from feedback.i18n import ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
+from feedback.i18n import CATALOGUE, ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
 from feedback.ingest import Item, ingest, new_response_id_bytes
 from feedback.models import (
     LANGUAGES,
@@ -42,9 +49,13 @@ from feedback.models import (
     SurveyVersion,
     TextQuestion,
     Touchpoint,
+    is_suspect,
 )
+from feedback.store import actions as action_store
 from feedback.web.api import fresh_snapshot
+from feedback.web.app_local import app_local
 from feedback.web.client_address import forwarded_https
+from feedback.web.scale_layout import scale_fit
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORM_ID = "__FORM_ID__"
@@ -81,26 +92,86 @@ REPEAT_COOKIE = "fb_rated"
 jinja = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), auto_reload=False)
 
 
+# The per-request values of a cached page; CASE_* stand for nothing in a page without a case.
+PLACEHOLDER = re.compile(f"({FORM_ID}|{CASE_REF}|{CASE_QUERY}|{CASE_SIG})")
+FORM_ID_LENGTH = 36
+PAGE_HEADERS = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"private, no-cache")]
+
+
+class PageView:
+    """One view of a cached page, as a plain ASGI app that the route hands back as it is: no response
+    object and no header handling per scan (the app's security headers are still added on the way out)."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class CachedPage:
+    """A rendered page variant, cut at its placeholders and encoded once, with what it was rendered from.
+
+    A view joins the pieces around its own form id (and case): no template and no search through the
+    page per scan. Without a case only the form id varies, and it is always 36 characters, so even the
+    headers are made once."""
+
+    __slots__ = ("headers", "pieces", "snapshot", "source")
+
+    def __init__(self, html: str, source: tuple, has_case: bool) -> None:
+        self.source = source  # what the page shows: touchpoint, unit, service, survey version
+        # The catalog it was last found current in; weakly, so that no old catalog outlives its reload.
+        self.snapshot: weakref.ref[Snapshot] | None = None
+        pieces: list[bytes | str] = []
+        literal = ""
+        for index, part in enumerate(PLACEHOLDER.split(html)):
+            if index % 2 == 0:
+                literal += part
+            elif has_case or part == FORM_ID:
+                pieces += [literal.encode(), part]
+                literal = ""
+        pieces.append(literal.encode())
+        self.pieces = pieces
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        if not has_case:
+            length = sum(len(piece) if isinstance(piece, bytes) else FORM_ID_LENGTH for piece in pieces)
+            self.headers = [*PAGE_HEADERS, (b"content-length", str(length).encode())]
+
+    def view(self, form_id: str, case_ref: str | None = None, case_sig: str | None = None) -> PageView:
+        values = {FORM_ID: form_id.encode()}
+        if case_ref:
+            values.update((key, text.encode()) for key, text in case_texts(case_ref, case_sig).items())
+        body = b"".join(values[piece] if isinstance(piece, str) else piece for piece in self.pieces)
+        headers = self.headers if self.headers and len(values[FORM_ID]) == FORM_ID_LENGTH else None
+        return PageView(headers or [*PAGE_HEADERS, (b"content-length", str(len(body)).encode())], body)
+
+
 class PageCache:
     """A small LRU of rendered page variants."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
-        self.pages: OrderedDict[tuple, str] = OrderedDict()
+        self.pages: OrderedDict[tuple, CachedPage] = OrderedDict()
 
-    def get(self, key: tuple) -> str | None:
+    def get(self, key: tuple) -> CachedPage | None:
         page = self.pages.get(key)
         if page is not None:
             self.pages.move_to_end(key)
         return page
 
-    def put(self, key: tuple, page: str) -> None:
+    def put(self, key: tuple, page: CachedPage) -> None:
         self.pages[key] = page
         if len(self.pages) > self.size:
             self.pages.popitem(last=False)
 
 
-page_cache = PageCache()
+def page_cache(store: Store) -> PageCache:
+    """This app's rendered pages (another app in the process may have another survey under the same version)."""
+    return app_local(store, "survey_pages", PageCache)
 
 
 def choose_language(request: Request, touchpoint: Touchpoint, version: SurveyVersion) -> str:
@@ -142,7 +213,9 @@ def question_views(version: SurveyVersion, lang: str) -> list[dict[str, Any]]:
             "show_if": question.show_if,
         }
         if isinstance(question, RatingQuestion):
-            view.update(kind="rating", scale=question.scale, style=question.style, options=rating_view(question, lang))
+            options = rating_view(question, lang)
+            fit = scale_fit(question.style, question.scale, [option["label"] for option in options])
+            view.update(kind="rating", scale=question.scale, style=question.style, options=options, fit=fit)
         elif isinstance(question, ChoiceQuestion):
             view.update(
                 kind="choice",
@@ -162,9 +235,6 @@ def question_views(version: SurveyVersion, lang: str) -> list[dict[str, Any]]:
 def base_context(
     snapshot: Snapshot, touchpoint: Touchpoint, lang: str, languages: list[str], path: str
 ) -> dict[str, Any]:
-    unit = snapshot.units[touchpoint.unit]
-    service = snapshot.services.get(touchpoint.service or "") or {}
-    service_names = msgspec.json.decode(service["names"]) if service.get("names") else {}
     return {
         "_": gettext_for(lang),
         "lang": lang,
@@ -172,8 +242,8 @@ def base_context(
         "asset_version": __version__,
         "switch_langs": [(code, ENDONYMS.get(code, code)) for code in languages],
         "base_path": path,
-        "unit_name": (unit.names or {}).get(lang) or unit.name,
-        "service_name": service_names.get(lang) or service.get("name"),
+        "unit_name": snapshot.unit_name(touchpoint.unit, lang),
+        "service_name": snapshot.service_name(touchpoint.service, lang) if touchpoint.service else None,
         "counter": counter_label(touchpoint.counter, lang),
     }
 
@@ -207,20 +277,41 @@ def render_survey(
     return jinja.get_template("survey.html").render(context)
 
 
-def cached_survey(
-    snapshot: Snapshot, touchpoint: Touchpoint, version: SurveyVersion, lang: str, path: str, has_case: bool
-) -> str:
+def cached_page(
+    cache: PageCache,
+    snapshot: Snapshot,
+    touchpoint: Touchpoint,
+    version: SurveyVersion,
+    lang: str,
+    token: str,
+    has_case: bool,
+) -> CachedPage:
+    """The page variant, rendered when first asked for or when what it shows has changed. The catalog is
+    reloaded every few seconds, so a page is checked again (not rendered again) once per reload."""
+    key = (token, lang, has_case)
+    page = cache.get(key)
+    if page is not None and page.snapshot is not None and page.snapshot() is snapshot:
+        return page
     unit = snapshot.units[touchpoint.unit]
-    key = (touchpoint, unit.name, version.slug, version.version, lang, path, has_case)
-    page = page_cache.get(key)
-    if page is None:
-        page = render_survey(snapshot, touchpoint, version, lang, path, has_case=has_case)
-        page_cache.put(key, page)
+    source = (touchpoint, unit, snapshot.services.get(touchpoint.service or ""), version.slug, version.version)
+    if page is None or page.source != source:
+        html = render_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=has_case)
+        page = CachedPage(html, source, has_case)
+        cache.put(key, page)
+    page.snapshot = weakref.ref(snapshot)
     return page
 
 
+@cache
+def _form_hmac(secret: str) -> hmac.HMAC:
+    """The keyed hash with its prefix already fed in: a form id only copies it (a page view makes one)."""
+    return hmac.new(secret.encode(), b"survey-form:", "sha256")
+
+
 def form_mac(head: bytes, secret: str) -> bytes:
-    return hmac.digest(secret.encode(), b"survey-form:" + head, "sha256")[:FORM_MAC_BYTES]
+    mac = _form_hmac(secret).copy()
+    mac.update(head)
+    return mac.digest()[:FORM_MAC_BYTES]
 
 
 def new_form_id(secret: str) -> str:
@@ -245,16 +336,21 @@ def read_form_id(value: str, secret: str) -> tuple[str | None, datetime | None]:
     return str(parsed), datetime.fromtimestamp(int.from_bytes(head[:6], "big") / 1000, UTC)
 
 
-def fill(page: str, case_ref: str | None, form_id: str | None = None, case_sig: str | None = None) -> str:
-    """Swap the per-request values into a cached page (the case's signature travels on, checked when posted)."""
-    page = page.replace(FORM_ID, form_id or str(uuid.uuid4()))
-    case_query = f"&amp;case={quote(case_ref, safe='')}" if case_ref else ""
-    if case_ref and case_sig:
+def case_texts(case_ref: str, case_sig: str | None) -> dict[str, str]:
+    """What stands for the case placeholders: the reference escaped, and the query that carries it (and its
+    signature, which travels on and is checked when the form is posted) to the language links."""
+    case_query = f"&amp;case={quote(case_ref, safe='')}"
+    if case_sig:
         case_query += f"&amp;sig={quote(case_sig, safe='')}"
-    page = page.replace(CASE_QUERY, case_query)
+    return {CASE_QUERY: case_query, CASE_REF: str(escape(case_ref)), CASE_SIG: str(escape(case_sig or ""))}
+
+
+def fill(page: str, case_ref: str | None, form_id: str | None = None, case_sig: str | None = None) -> str:
+    """Swap the per-request values into a rendered page."""
+    values = {FORM_ID: form_id or str(uuid.uuid4()), CASE_QUERY: ""}
     if case_ref:
-        page = page.replace(CASE_REF, str(escape(case_ref))).replace(CASE_SIG, str(escape(case_sig or "")))
-    return page
+        values.update(case_texts(case_ref, case_sig))
+    return PLACEHOLDER.sub(lambda match: values.get(match[0], match[0]), page)
 
 
 def case_signature(value: str | None) -> str | None:
@@ -337,7 +433,7 @@ def retired_page(request: Request, snapshot: Snapshot, touchpoint: Touchpoint, t
             "href": f"/s/{quote(tp.token, safe='')}?lang={lang}",
             "name": tp.name,
             "counter": counter_label(tp.counter, lang),
-            "unit_name": (snapshot.units[tp.unit].names or {}).get(lang) or snapshot.units[tp.unit].name,
+            "unit_name": snapshot.unit_name(tp.unit, lang),
         }
         for tp in live_alternatives(snapshot, touchpoint)
     ]
@@ -379,7 +475,11 @@ class SurveyPageController(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def page(self, token: FromPath[str], request: Request, state: State) -> Response[str]:
+    async def page(self, request: Request) -> ASGIApp:
+        """The page a scan opens. It takes the request alone (no parameters for Litestar to bind) and answers
+        a `PageView`: that binding and a response object would each cost more than the cached page itself."""
+        token: str = request.path_params["token"]
+        state: State = request.app.state
         snapshot, touchpoint, version = await survey_at(state, token)
         if touchpoint is not None and touchpoint.token in snapshot.retired:
             return retired_page(request, snapshot, touchpoint, token)
@@ -388,12 +488,12 @@ class SurveyPageController(Controller):
         lang = choose_language(request, touchpoint, version)
         case_ref = (request.query_params.get("case") or "")[:MAX_CASE_REF] or None
         case_sig = case_signature(request.query_params.get("sig"))
-        page = cached_survey(snapshot, touchpoint, version, lang, f"/s/{token}", has_case=case_ref is not None)
-        # Not "no-store": going back to the form must show the same form (and form id), so that
-        # sending it again is recognised as the same response rather than stored twice.
-        return html(
-            fill(page, case_ref, new_form_id(state.settings.secret), case_sig), cache_control="private, no-cache"
+        page = cached_page(
+            page_cache(state.store), snapshot, touchpoint, version, lang, token, has_case=case_ref is not None
         )
+        # Not "no-store" (PAGE_HEADERS): going back to the form must show the same form (and form id), so
+        # that sending it again is recognised as the same response rather than stored twice.
+        return page.view(new_form_id(state.settings.secret), case_ref, case_sig)
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: FromPath[str], request: Request, state: State) -> Response[str]:
@@ -466,9 +566,7 @@ class SurveyPageController(Controller):
             return html(fill(page, case_ref, form_id, case_sig), 400)
         if outcome.status == "conflict":
             # The same form was sent again with other answers: the first stays, as stored.
-            return thanks_page(
-                snapshot, touchpoint, lang, token, receipt=None, low=False, contact=False, already=True, status=409
-            )
+            return thanks_page(snapshot, touchpoint, lang, token, receipt=None, already=True, status=409)
         if outcome.error is not None:
             raise outcome.error
         result = outcome.result
@@ -491,19 +589,62 @@ class SurveyPageController(Controller):
                 )
             )
         contact_given = any(isinstance(version.definition.question(k), ContactQuestion) for k in answers)
+        # What this response really opened: told by the write, or for a resent form read back.
+        opened = list(result.actions) if result.created else await opened_by(state.store, result.id)
         response = thanks_page(
             snapshot,
             touchpoint,
             lang,
             token,
             receipt=result.receipt,
-            low=result.level is not None and result.level <= 2,
+            promises=promised_actions(opened, snapshot, lang),
             contact=contact_given,
+            counted=not is_suspect(list(result.flags)),
             already=not result.created,
             status=201 if result.created else 200,
         )
         response.cookies.extend(cookies)
         return response
+
+
+async def opened_by(store: Store, response_id: str) -> list[dict[str, Any]]:
+    """The actions a stored response opened (for a form sent again: the page says what happened the first time)."""
+    return await store.read(lambda conn: action_store.opened_for(conn, [response_id]))
+
+
+def citizen_day(day: date, lang: str) -> str:
+    """A day as the citizen reads it in their language ("12 March 2026", "12 марта 2026 г.")."""
+    return format_date(day, "long", locale=CATALOGUE.get(lang, "en"))
+
+
+def promised_actions(opened: list[dict[str, Any]], snapshot: Snapshot, lang: str) -> list[str]:
+    """What the thank-you page may promise: for each action the response opened, that it was opened
+    and when the unit reports back (its deadline, in working days on the unit's calendar). Nothing
+    for a response that opened none."""
+    _ = gettext_for(lang)
+    said = []
+    for action in opened:
+        unit = snapshot.units.get(action["unit"])
+        if unit is None or not action.get("due"):
+            continue
+        opened_day = datetime.fromisoformat(action["opened_at"]).astimezone(ZoneInfo(unit.tz)).date()
+        due = date.fromisoformat(action["due"])
+        days = working_days_between(opened_day, due, unit.country)
+        values = {"days": days, "date": citizen_day(due, lang)}
+        if days > 1:
+            message = _(
+                "A corrective action was opened for your rating. "
+                "The unit will report back within %(days)s working days, by %(date)s."
+            )
+        elif days == 1:
+            message = _(
+                "A corrective action was opened for your rating. "
+                "The unit will report back within one working day, by %(date)s."
+            )
+        else:
+            message = _("A corrective action was opened for your rating. The unit will report back by %(date)s.")
+        said.append(message % values)
+    return said
 
 
 def thanks_page(
@@ -513,11 +654,21 @@ def thanks_page(
     token: str,
     *,
     receipt: str | None,
-    low: bool,
-    contact: bool,
     already: bool,
     status: int,
+    promises: list[str] | None = None,
+    contact: bool = False,
+    counted: bool = False,
 ) -> Response[str]:
+    """Says only what happened to this response: its receipt, the actions it opened (no promise when
+    none), and that it counts in the unit's results when it does (a flagged one does not)."""
     context = base_context(snapshot, touchpoint, lang, [], f"/s/{token}")
-    context.update(receipt=receipt or "—", low=low, contact=contact, already=already)
+    context.update(
+        receipt=receipt or "—",
+        receipt_href=f"/r/{quote(receipt, safe='')}?lang={lang}" if receipt else None,
+        promises=promises or [],
+        contact=contact,
+        counted=counted,
+        already=already,
+    )
     return html(jinja.get_template("thanks.html").render(context), status)

@@ -147,8 +147,8 @@ class UsersController(Controller):
             )
         )
         state.catalog.invalidate()
-        forget_sessions(name)
-        forget_tokens(user=name)
+        forget_sessions(state.store, name)
+        forget_tokens(state.store, user=name)
         return _user_out(row)
 
 
@@ -193,7 +193,7 @@ class TokensController(Controller):
             return user_admin.revoke_token(conn, principal, snapshot, token_id)
 
         row, digest = await state.store.write(revoke)
-        forget_tokens(digest=digest)
+        forget_tokens(state.store, digest=digest)
         return _token_out(row)
 
 

@@ -11,7 +11,7 @@
 (function () {
   "use strict";
 
-  var APP_VERSION = "1.0.3"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
+  var APP_VERSION = "1.0.4"; // keep equal to VERSION in sw.js: a new version ships a new shell cache
   var LANGS = ["vi", "ru", "zh", "en"];
   var ENDONYMS = { vi: "Tiếng Việt", ru: "Русский", zh: "中文", en: "English" };
   var HTML_LANG = { vi: "vi", ru: "ru", zh: "zh-Hans", en: "en" };
@@ -211,6 +211,9 @@
     return counts().then(function (c) {
       var el = document.querySelector("[data-queue]");
       if (el) el.textContent = String(c.queue);
+      // Staff see the labelled count only while answers wait to be sent; citizens see nothing.
+      var line = document.getElementById("queue");
+      if (line) line.hidden = c.queue === 0;
       return c;
     }).catch(function () { return { queue: 0, dead: 0 }; });
   }
@@ -435,7 +438,9 @@
     var place = $("place");
     if (!config || !config.kiosk) { place.textContent = ""; return; }
     var k = config.kiosk;
-    var name = (k.unit_names && k.unit_names[lang]) || k.unit_name || "";
+    // The reader's language, then English, then the unit's own name (as the server's name_in).
+    var names = k.unit_names || {};
+    var name = names[lang] || names.en || k.unit_name || "";
     var counter = k.counter ? String(k.counter) : "";
     place.textContent = counter && name.indexOf(counter) === -1 ? name + " · " + counter : name;
   }

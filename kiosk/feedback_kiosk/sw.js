@@ -2,7 +2,7 @@
 // works with no network; the API is never cached (the app keeps its queue and survey in IndexedDB).
 "use strict";
 
-var VERSION = "1.0.3"; // keep equal to APP_VERSION in app.js
+var VERSION = "1.0.4"; // keep equal to APP_VERSION in app.js
 var PREFIX = "feedback-kiosk-shell-";
 var CACHE = PREFIX + VERSION;
 var SHELL = ["./", "app.js", "kiosk.css", "manifest.webmanifest", "icon-192.png", "icon-512.png", "strings.json"];

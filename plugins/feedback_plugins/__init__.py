@@ -16,6 +16,7 @@ BUILTINS = (
     "feedback_plugins.quality_rules",
     "feedback_plugins.haochaping_rules",
     "feedback_plugins.vash_kontrol_rules",
+    "feedback_plugins.complaint_rule",
     "feedback_plugins.mail",
     "feedback_plugins.webhooks",
     "feedback_plugins.a11_export",

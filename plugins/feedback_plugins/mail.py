@@ -25,13 +25,14 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 
 from feedback import hookimpl
 from feedback.db import Store
-from feedback.i18n import CATALOGUE, gettext_for
+from feedback.i18n import CATALOGUE, gettext_for, name_in
 from feedback.jobs import Job
 from feedback.models import LANGUAGES, Event, Unit
 from feedback.outbox import GiveUp, Nudger, deliver_due, due_at, enqueue
@@ -67,22 +68,33 @@ EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0
 class _State:
     settings: Settings | None = None
     serving: bool = False  # inside the server (not `feedback tick`): deliver promptly after queueing
-    said: set[str] = field(default_factory=set)  # log lines written once per process
+    said: set[str] = field(default_factory=set)  # log lines written once per app
+    nudger: Nudger = field(default_factory=Nudger)
 
 
-_state = _State()
-_nudger = Nudger()
+# One state per app, keyed by its store: apps sharing a process (tests) have their own settings.
+_states: WeakKeyDictionary[Store, _State] = WeakKeyDictionary()
 
 
-def current_settings() -> Settings:
-    if _state.settings is None:
-        _state.settings = load_settings()
-    return _state.settings
+def _state_of(store: Store) -> _State:
+    state = _states.get(store)
+    if state is None:
+        state = _states.setdefault(store, _State())
+    return state
 
 
-def _once(key: str, message: str, *args: Any) -> None:
-    if key not in _state.said:
-        _state.said.add(key)
+def current_settings(store: Store) -> Settings:
+    """The app's settings (handed over at start-up); outside the server (`feedback tick`), the environment's."""
+    state = _state_of(store)
+    if state.settings is None:
+        state.settings = load_settings(keep_secret=False)  # mail signs nothing
+    return state.settings
+
+
+def _once(store: Store, key: str, message: str, *args: Any) -> None:
+    said = _state_of(store).said
+    if key not in said:
+        said.add(key)
         log.warning(message, *args)
 
 
@@ -115,15 +127,15 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
-def smtp_target(settings: Settings) -> SmtpTarget | None:
-    """The configured server, or None (mail is off: said once in the log)."""
+def smtp_target(settings: Settings, store: Store) -> SmtpTarget | None:
+    """The configured server, or None (mail is off: said once per app in the log)."""
     if not settings.smtp_url:
-        _once("off", "mail is off: FEEDBACK_SMTP_URL is not set, so no mail is queued")
+        _once(store, "off", "mail is off: FEEDBACK_SMTP_URL is not set, so no mail is queued")
         return None
     try:
         return parse_smtp_url(settings.smtp_url)
     except ValueError as error:
-        _once("bad", "mail is off: %s", error)
+        _once(store, "bad", "mail is off: %s", error)
         return None
 
 
@@ -180,7 +192,7 @@ def _after_delivery(conn: Connection, row: dict[str, Any]) -> None:
 
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
     """One delivery round of the mail outbox."""
-    target = smtp_target(settings)
+    target = smtp_target(settings, store)
     if target is None:
         return 0
     sender = sender_address(settings)
@@ -202,8 +214,9 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
 
 
 def _nudge(store: Store) -> None:
-    if _state.serving:
-        _nudger.nudge(CHANNEL, lambda: deliver(store, datetime.now(UTC), current_settings()))
+    state = _state_of(store)
+    if state.serving:
+        state.nudger.nudge(CHANNEL, lambda: deliver(store, datetime.now(UTC), current_settings(store)))
 
 
 # -- texts -----------------------------------------------------------------------------------------------
@@ -231,8 +244,7 @@ def _measure(value: float | None, metric: str | None, lang: str) -> str:
 def _unit_name(unit: dict[str, Any] | None, lang: str) -> str:
     if not unit:
         return ""
-    names = unit.get("names") or {}
-    return names.get(lang) or unit["name"]
+    return name_in(unit.get("names"), lang, unit.get("lang"), unit["name"])
 
 
 def _footer(lang: str) -> str:
@@ -457,10 +469,21 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     _nudge(store)
 
 
+# The events `track_event` acts on (the dispatcher builds no other for this plugin).
+MAILED_EVENTS = frozenset(
+    {"action.opened", "action.due_soon", "action.overdue", "objective.breached", "action.changed"}
+)
+
+
+@hookimpl
+def tracked_events() -> frozenset[str]:
+    return MAILED_EVENTS
+
+
 @hookimpl
 def track_event(event: Event, store: Store):
     if event.type in ("action.opened", "action.due_soon", "action.overdue", "objective.breached"):
-        if smtp_target(current_settings()) is None:
+        if smtp_target(current_settings(store), store) is None:
             return None
         return _notify(event, store)
     if (
@@ -468,7 +491,7 @@ def track_event(event: Event, store: Store):
         and event.data.get("status") in CLOSED
         and (event.data.get("response_id") or (event.data.get("source") or {}).get("response_id"))
     ):
-        return _callback(event, store, smtp_target(current_settings()) is not None)
+        return _callback(event, store, smtp_target(current_settings(store), store) is not None)
     return None
 
 
@@ -523,7 +546,7 @@ def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int
     lines = [_("Your weekly quality digest for %(from)s – %(to)s.") % {"from": first["from"], "to": first["to"]}]
     for section in sections:
         unit: Unit = section["unit"]
-        name = (unit.names or {}).get(lang) or unit.name
+        name = name_in(unit.names, lang, unit.lang, unit.name)
         lines += ["", f"== {name} ({unit.code}) =="]
         rate = section["rate"]
         if rate["n"]:
@@ -579,7 +602,7 @@ async def run_digest(ctx: JobContext) -> int:
     """Queue this week's digest for each unit owner with an email, on the digest weekday from the digest hour
     (the owner's first unit's local time). Returns how many were queued."""
     settings, snapshot = ctx.settings, ctx.snapshot
-    if smtp_target(settings) is None:
+    if smtp_target(settings, ctx.store) is None:
         return 0
     owned: dict[str, list[Unit]] = {}
     for unit in sorted(snapshot.units.values(), key=lambda u: u.code):
@@ -635,7 +658,7 @@ async def _purge_job(ctx: JobContext) -> None:
 
 
 async def _deliver_job(ctx: JobContext) -> None:
-    if _state.serving:
+    if _state_of(ctx.store).serving:
         # In the server a round runs in the background (one at a time): a backlog being sent must not
         # hold up the other jobs.
         _nudge(ctx.store)
@@ -644,8 +667,7 @@ async def _deliver_job(ctx: JobContext) -> None:
 
 
 @hookimpl
-def register_jobs(settings: Settings) -> list[Job]:
-    _state.settings = settings
+def register_jobs() -> list[Job]:
     # In this order, so one `feedback tick` queues the digest and then delivers it.
     return [
         Job("mail.digest", every=3600, run=run_digest),
@@ -655,10 +677,11 @@ def register_jobs(settings: Settings) -> list[Job]:
 
 
 @hookimpl
-def startup(settings: Settings) -> None:
-    _state.settings = settings
-    _state.serving = True
-    smtp_target(settings)
+def startup(store: Store, settings: Settings) -> None:
+    state = _state_of(store)
+    state.settings = settings
+    state.serving = True
+    smtp_target(settings, store)
 
 
 @hookimpl

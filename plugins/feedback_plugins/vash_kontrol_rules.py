@@ -17,6 +17,14 @@ SURVEYS = frozenset({"vash_kontrol"})
 CALL_BACK_BELOW = 4
 
 
+def build_title(lang: str, touchpoint: str | None, snapshot: Snapshot) -> str:
+    """ "Call back: rated below 4 at Window 1" in `lang`."""
+    place = snapshot.touchpoints.get(touchpoint or "")
+    return gettext_for(lang)("Call back: rated below 4 at %(place)s") % {
+        "place": place.name if place else (touchpoint or "")
+    }
+
+
 @hookimpl
 def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> ActionRequest | None:
     if response is None or response.survey not in SURVEYS:
@@ -29,19 +37,25 @@ def evaluate_triggers(response: StoredResponse | None, snapshot: Snapshot) -> Ac
     if not low:
         return None
     unit = snapshot.units[response.unit]
-    _ = gettext_for(unit.lang)
-    touchpoint = snapshot.touchpoints.get(response.touchpoint)
     return ActionRequest(
         kind="callback",
         source_key=f"response:{response.id}",
         unit=response.unit,
-        title=_("Call back: rated below 4 at %(place)s")
-        % {"place": touchpoint.name if touchpoint else response.touchpoint},
+        title=build_title(unit.lang, response.touchpoint, snapshot),
         service=response.service,
         touchpoint=response.touchpoint,
         response_id=response.id,
         data={"criteria": low, "case_ref": response.case_ref, "officer": response.officer},
     )
+
+
+@hookimpl
+def action_title(action: dict, lang: str, snapshot: Snapshot) -> str | None:
+    """A call-back this rule opened (it keeps the criteria rated below 4), in the reader's language."""
+    data = action.get("data") or {}
+    if action.get("kind") != "callback" or "criteria" not in data or not action.get("response_id"):
+        return None
+    return build_title(lang, action.get("touchpoint"), snapshot)
 
 
 @hookimpl

@@ -287,6 +287,16 @@ async def _enqueue(event: Event, store: Store) -> None:
 
 
 @hookimpl
+def tracked_events(store: Store) -> set[str]:
+    """The types some active webhook subscribes to; every type while the cache of webhooks is stale
+    (the next `track_event` reloads it)."""
+    state = _state_of(store)
+    if state.loaded_at is None or time.monotonic() - state.loaded_at > CACHE_SECONDS:
+        return {"*"}
+    return {event_type for hook in state.hooks for event_type in hook["events"]}
+
+
+@hookimpl
 def track_event(event: Event, store: Store):
     state = _state_of(store)
     fresh = state.loaded_at is not None and time.monotonic() - state.loaded_at <= CACHE_SECONDS

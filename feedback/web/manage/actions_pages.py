@@ -11,21 +11,23 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 
-from feedback import actions
+from feedback import action_queue, actions
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
+from feedback.i18n import gettext_for
 from feedback.models import ActionRequest
 from feedback.objectives import SHARE_METRICS
+from feedback.rates import decimals
 from feedback.review_pack import METRIC_TEXT
 from feedback.store import actions as action_store
 from feedback.store import objectives as objective_store
@@ -33,15 +35,14 @@ from feedback.store import responses as response_store
 from feedback.web import live
 from feedback.web.access import requires_role, requires_unit
 from feedback.web.api import fresh_snapshot
-from feedback.web.manage import auth, layout
+from feedback.web.manage import auth, labels, layout
 from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
 from feedback.web.security import Principal
 
 WRITERS = ("admin", "manager")
 CONTACT_ROLES = ("admin", "manager")
-KINDS = ("work_order", "callback", "nonconformity", "administrative", "customs", "manual")
+KINDS = ("work_order", "callback", "complaint", "nonconformity", "administrative", "customs", "manual")
 KEEPALIVE_SECONDS = 15.0
-BOARD_CLOSED_LIMIT = 30  # the board shows the latest closed ones; the list has them all
 
 # Board columns: a state group each, in the order work flows.
 BOARD_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -89,6 +90,15 @@ ERROR_MESSAGES: dict[tuple[type, str | None], str] = {
     (InvalidInput, "due"): N_("Give a due date that is not in the past."),
     (InvalidInput, "explanation"): N_("Say why there is nothing to rectify."),
     (InvalidInput, "type"): N_("Unknown step."),
+    # The queue's filters (a hand-edited or outdated URL).
+    (InvalidInput, "status"): N_("Choose a status from the list."),
+    (InvalidInput, "kind"): N_("Choose a kind from the list."),
+    (InvalidInput, "owner"): N_("Choose an owner from the list."),
+    (InvalidInput, "overdue"): N_("Choose a deadline filter from the list."),
+    (InvalidInput, "from"): N_("Give the opening dates as dates, the first not after the last."),
+    (InvalidInput, "to"): N_("Give the opening dates as dates, the first not after the last."),
+    (InvalidInput, "sort"): N_("Choose an order from the list."),
+    (InvalidInput, "page"): N_("There is no such page of the list."),
     (Forbidden, "actor"): N_(
         "An appeal is decided by someone other than the rated officer and the person who appealed."
     ),
@@ -111,20 +121,10 @@ def status_of(error: Exception) -> int:
     return next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 400)
 
 
-def allowed_steps(status: str) -> list[str]:
+def allowed_steps(action: dict[str, Any]) -> list[str]:
     """The next states a person may choose, in the order of the workflow."""
-    allowed = actions.TRANSITIONS.get(status, frozenset())
+    allowed = actions.allowed_moves(action)
     return [state for state in actions.STATES if state in allowed]
-
-
-def board_columns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    columns = []
-    for key, states in BOARD_COLUMNS:
-        cards = [item for item in items if item["status"] in states]
-        if key == "closed":
-            cards = sorted(cards, key=lambda a: a["closed_at"] or "", reverse=True)[:BOARD_CLOSED_LIMIT]
-        columns.append({"key": key, "states": states, "cards": cards})
-    return columns
 
 
 def may_write(principal: Principal) -> bool:
@@ -157,56 +157,165 @@ def _query(**values: Any) -> str:
     return f"?{urlencode(kept)}" if kept else ""
 
 
+# The deadline filter's values, as the form sends them and as people type them into a URL.
+OVERDUE_VALUES: dict[str, bool] = {"1": True, "yes": True, "true": True, "0": False, "no": False, "false": False}
+MAX_PAGE = 100_000
+MAX_FILTER_TEXT = 200
+
+
+def _day(value: str | None, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", field) from None
+
+
 class Filters(msgspec.Struct, kw_only=True):
+    """The queue's filters as they come in the URL (and go back into every link of the page)."""
+
     unit: str | None = None
     status: str | None = None
     kind: str | None = None
+    owner: str | None = None
     overdue: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    sort: str | None = None
+    page: str | None = None
 
-    def checked(self, principal: Principal, snapshot: Snapshot) -> tuple[str | None, str | None, bool | None]:
-        """The validated (unit, status, overdue); raises our errors for the page to show."""
+    def checked(self, principal: Principal, snapshot: Snapshot) -> action_queue.Queue:
+        """The validated queue request; raises our errors (naming the field) for the page to show."""
         unit = self.unit or principal.unit
         if unit is not None:
             if unit not in snapshot.units:
                 raise NotFound(f"unit: no unit {unit!r}", "unit")
             principal.require_unit(unit, snapshot)
-        status = self.status or None
-        if status is not None and status != "open" and status not in actions.STATES:
-            raise InvalidInput("status: unknown", "status")
-        overdue = {"": None, None: None, "1": True, "yes": True, "0": False, "no": False}.get(self.overdue)
-        return unit, status, overdue
+        states: tuple[str, ...] = ()
+        open_only = self.status == "open"
+        if self.status and not open_only:
+            states = tuple(part for part in self.status.split(",") if part)
+            if not states or any(state not in actions.STATES for state in states):
+                raise InvalidInput("status: unknown", "status")
+        kind = (self.kind or "").strip()
+        owner = (self.owner or "").strip()
+        for field, text in (("kind", kind), ("owner", owner)):
+            if len(text) > MAX_FILTER_TEXT:
+                raise InvalidInput(f"{field}: too long", field)
+        if self.overdue and self.overdue not in OVERDUE_VALUES:
+            raise InvalidInput("overdue: must be 1 (overdue only) or 0 (not overdue)", "overdue")
+        first, last = _day(self.date_from, "from"), _day(self.date_to, "to")
+        if first and last and first > last:
+            raise InvalidInput("from: after to", "from")
+        sort = self.sort or "due"
+        if sort not in action_queue.SORTS:
+            raise InvalidInput(f"sort: must be one of {list(action_queue.SORTS)}", "sort")
+        page = self.page or "1"
+        if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:
+            raise InvalidInput("page: must be a whole number from 1", "page")
+        return action_queue.Queue(
+            unit=unit,
+            states=states,
+            open_only=open_only,
+            kinds=(kind,) if kind else (),
+            owner=owner or None,
+            overdue=OVERDUE_VALUES.get(self.overdue or ""),
+            opened_from=first,
+            opened_to=last,
+            sort=sort,
+            page=int(page),
+        )
+
+    def values(self) -> dict[str, str]:
+        """The filters as the form shows them (every field, empty when not set; no page)."""
+        return {
+            "unit": self.unit or "",
+            "status": self.status or "",
+            "kind": self.kind or "",
+            "owner": self.owner or "",
+            "overdue": self.overdue or "",
+            "from": self.date_from or "",
+            "to": self.date_to or "",
+            "sort": self.sort or "",
+        }
+
+    def query(self, **changes: Any) -> str:
+        """`?…` with the filters that are set and `changes` (e.g. a page), so every link keeps them."""
+        return _query(**{**self.values(), **changes})
+
+
+def status_choices() -> list[tuple[str, str]]:
+    """The status filter's first options: "open", then the board columns that group several states
+    (value: the states, comma-separated), as message ids the template translates."""
+    grouped = [(",".join(states), f"action_column.{key}") for key, states in BOARD_COLUMNS if len(states) > 1]
+    return [("open", "Open (not closed)"), *grouped]
 
 
 async def _queue(
-    state: State, principal: Principal, filters: Filters, *, board: bool = False
-) -> tuple[Snapshot, dict[str, Any]]:
+    request: Request, state: State, principal: Principal, filters: Filters, *, board: bool = False
+) -> dict[str, Any]:
     snapshot = await fresh_snapshot(state)
-    unit, status, overdue = filters.checked(principal, snapshot)
-    kind = filters.kind or None
-    items = await state.store.read(
-        lambda conn: actions.list_actions(
-            conn, snapshot, unit, status=None if board else status, overdue=None if board else overdue, kind=kind
-        )
-    )
+    queue = filters.checked(principal, snapshot)
+    now = datetime.now(UTC)
+    lang = layout.choose_language(request)
+
+    def read(conn: Any) -> dict[str, Any]:
+        found: dict[str, Any] = {"owners": action_queue.owners(conn, snapshot, principal.unit)}
+        if board:
+            found["columns"] = action_queue.read_board(conn, snapshot, queue, BOARD_COLUMNS, now)
+        else:
+            found.update(action_queue.read_page(conn, snapshot, queue, now))
+        return found
+
+    found = await state.store.read(read)
+    shown = [card for column in found.get("columns", ()) for card in column["cards"]] or found.get("items", [])
+    action_queue.render_titles(shown, lang, snapshot, state.plugins)
     context = {
-        "items": items,
-        "filters": {
-            "unit": filters.unit or "",
-            "status": filters.status or "",
-            "kind": filters.kind or "",
-            "overdue": filters.overdue or "",
-        },
-        "query": _query(unit=filters.unit, status=filters.status, kind=filters.kind, overdue=filters.overdue),
+        **found,
+        "filters": filters.values(),
+        "query": filters.query(),
         "units": snapshot.units,
         "unit_codes": unit_choices(principal, snapshot),
         "states": actions.STATES,
+        "status_choices": [(value, gettext_for(lang)(text)) for value, text in status_choices()],
         "kinds": KINDS,
+        "sorts": action_queue.SORTS,
         "may_write": may_write(principal),
-        "overdue_count": sum(1 for item in items if item["overdue"]),
     }
     if board:
-        context["columns"] = board_columns(items)
-    return snapshot, context
+        for column in context["columns"]:
+            column["list_url"] = "/manage/actions" + filters.query(status=",".join(column["states"]), sort="")
+    else:
+        page, pages = found["page"], found["pages"]
+        context["previous_url"] = f"/manage/actions{filters.query(page=page - 1)}" if page > 1 else None
+        context["next_url"] = f"/manage/actions{filters.query(page=page + 1)}" if page < pages else None
+        context["first_url"] = f"/manage/actions{filters.query()}" if page > 2 else None
+    return context
+
+
+def _filters(
+    unit: str | None,
+    status: str | None,
+    kind: str | None,
+    owner: str | None,
+    overdue: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    sort: str | None,
+    page: str | None = None,
+) -> Filters:
+    return Filters(
+        unit=unit,
+        status=status,
+        kind=kind,
+        owner=owner,
+        overdue=overdue,
+        date_from=date_from,
+        date_to=date_to,
+        sort=sort,
+        page=page,
+    )
 
 
 @get(
@@ -224,11 +333,17 @@ async def queue_page(
     unit: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
     kind: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
     overdue: FromQuery[str | None] = None,
+    date_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to")] = None,
+    sort: FromQuery[str | None] = None,
+    page: FromQuery[str | None] = None,
 ) -> Response:
-    """The queue as a list: overdue first, then by due day."""
+    """The queue as a list, 50 a page: overdue first, then by due day (or another order), filtered."""
+    filters = _filters(unit, status, kind, owner, overdue, date_from, date_to, sort, page)
     try:
-        _, context = await _queue(state, principal, Filters(unit=unit, status=status, kind=kind, overdue=overdue))
+        context = await _queue(request, state, principal, filters)
     except (InvalidInput, NotFound, Forbidden) as error:
         return _error_page(request, error)
     return _page(request, "actions.html", context)
@@ -248,10 +363,16 @@ async def board_page(
     principal: NamedDependency[Principal],
     unit: FromQuery[str | None] = None,
     kind: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
+    overdue: FromQuery[str | None] = None,
+    date_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to")] = None,
+    sort: FromQuery[str | None] = None,
 ) -> Response:
-    """The queue as a board: one column per group of states."""
+    """The queue as a board: one column per group of states, each with its count and first cards."""
+    filters = _filters(unit, None, kind, owner, overdue, date_from, date_to, sort)
     try:
-        _, context = await _queue(state, principal, Filters(unit=unit, kind=kind), board=True)
+        context = await _queue(request, state, principal, filters, board=True)
     except (InvalidInput, NotFound, Forbidden) as error:
         return _error_page(request, error)
     return _page(request, "actions_board.html", context)
@@ -267,7 +388,7 @@ async def stream(state: State, principal: NamedDependency[Principal]) -> ServerS
     """Server-sent events: `action.opened` / `action.changed` of the user's subtree, as they happen."""
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
-        async with live.hub.subscribe(state.store) as subscriber:
+        async with live.hub_of(state.store).subscribe(state.store) as subscriber:
             yield ServerSentEventMessage(comment="ready", retry=5000)
             while True:
                 try:
@@ -291,7 +412,7 @@ async def _next(subscriber: live.Subscriber) -> dict[str, Any]:
     return await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_SECONDS)
 
 
-async def _action_context(state: State, principal: Principal, action_id: int) -> dict[str, Any]:
+async def _action_context(state: State, principal: Principal, action_id: int, lang: str = "en") -> dict[str, Any]:
     """Everything the action page shows; raises NotFound / Forbidden."""
     snapshot = await fresh_snapshot(state)
 
@@ -309,10 +430,11 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
 
     action = await state.store.read(read)
     principal.require_unit(action["unit"], snapshot)
+    action_queue.render_titles([action], lang, snapshot, state.plugins)
     if principal.role not in ("admin", "manager", "auditor"):
         action.pop("data", None)
     writer = may_write(principal)
-    steps = allowed_steps(action["status"]) if writer else []
+    steps = allowed_steps(action) if writer else []
     return {
         "action": action,
         "units": snapshot.units,
@@ -331,6 +453,10 @@ async def _action_context(state: State, principal: Principal, action_id: int) ->
         "metric_labels": METRIC_TEXT,
         "indicator_labels": INDICATOR_LABELS,
         "share_metrics": SHARE_METRICS,
+        # "≥ 99.47 %" and "December 2026", never ">= 0.9947" or "2026-12".
+        "target_text": lambda comparator, target, metric: labels.target_text(comparator, target, metric, lang),
+        "period_text": lambda key: labels.period_key_text(key, lang),
+        "decimals": decimals,  # the effectiveness figures at their target's precision
     }
 
 
@@ -349,7 +475,7 @@ async def action_page(
 ) -> Response:
     """One action: its source, owner, due day, full record, and a form per allowed next step."""
     try:
-        context = await _action_context(state, principal, action_id)
+        context = await _action_context(state, principal, action_id, layout.choose_language(request))
     except (NotFound, Forbidden) as error:
         return _error_page(request, error)
     context["done"] = done if done in actions.STATES else None
@@ -394,7 +520,7 @@ async def record_step(
         )
     except (InvalidInput, Conflict, Forbidden, NotFound) as error:
         try:
-            context = await _action_context(state, principal, action_id)
+            context = await _action_context(state, principal, action_id, layout.choose_language(request))
         except (NotFound, Forbidden) as hidden:
             return _error_page(request, hidden)
         message = error_message(error)

@@ -39,6 +39,7 @@ FIELD_LABELS = {
     "owner": N_("Owner"),
     "action_days": N_("Days to act"),
     "public_results": N_("Public results page"),
+    "complaint_levels": N_("Complaint levels"),
     "unit": N_("Unit"),
     "survey": N_("Survey"),
     "kind": N_("Kind"),
@@ -76,10 +77,7 @@ def page_lang(request: Request) -> str:
 
 
 def unit_name(snapshot: Snapshot, code: str | None, lang: str) -> str:
-    if not code or code not in snapshot.units:
-        return code or ""
-    unit = snapshot.units[code]
-    return (unit.names or {}).get(lang) or unit.name
+    return snapshot.unit_name(code, lang)
 
 
 def visible_units(principal: Principal, snapshot: Snapshot) -> list[str]:

@@ -12,9 +12,11 @@ from litestar.params import FromPath
 from feedback import kiosks
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
+from feedback.i18n import gettext_for
 from feedback.store import kiosks as kiosk_store
 from feedback.web.api import fresh_snapshot
 from feedback.web.kiosk_api import forget_device_cache
+from feedback.web.manage import labels
 from feedback.web.manage.admin_common import (
     PREFIX,
     WRITERS,
@@ -52,6 +54,9 @@ class KioskAdmin(AdminController):
                     **kiosk,
                     "unit_name": unit_name(snapshot, kiosk["unit"], lang),
                     "touchpoint_name": touchpoint.name if touchpoint else kiosk["touchpoint"],
+                    "label": labels.kiosk_name(
+                        kiosk, touchpoint.name if touchpoint else kiosk["touchpoint"], gettext_for(lang)
+                    ),
                     "last_seen_at": datetime.fromisoformat(kiosk["last_seen"]) if kiosk["last_seen"] else None,
                     "battery_percent": None if kiosk["battery"] is None else round(kiosk["battery"] * 100),
                 }
@@ -110,7 +115,7 @@ class KioskAdmin(AdminController):
             raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
         require_unit(principal, snapshot, unit)
         await state.store.write(lambda conn: kiosks.revoke(conn, kiosk_id))
-        forget_device_cache()
+        forget_device_cache(state.store)
         return flash_redirect(f"{PREFIX}/kiosks", "Kiosk %(id)s revoked.", state, id=kiosk_id)
 
 

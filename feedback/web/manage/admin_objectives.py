@@ -13,11 +13,12 @@ from litestar.params import FromPath, FromQuery
 from feedback import objectives
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
-from feedback.models import INDICATORS, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
+from feedback.models import INDICATORS, LANGUAGES, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
 from feedback.review_pack import METRIC_TEXT
 from feedback.store import objectives as objective_store
 from feedback.web.access import requires_unit
 from feedback.web.api import fresh_snapshot, local_today
+from feedback.web.manage import labels
 from feedback.web.manage.admin_common import (
     PREFIX,
     WRITERS,
@@ -35,6 +36,15 @@ from feedback.web.manage.admin_common import (
 )
 from feedback.web.manage.dashboard import INDICATOR_LABELS, service_label
 from feedback.web.security import Principal
+
+
+def N_(message: str) -> str:
+    """Marks a message id for extraction; the template translates it."""
+    return message
+
+
+# An objective's period as people say it (the option values stay the codes).
+PERIOD_LABELS = {"month": N_("Calendar month"), "quarter": N_("Calendar quarter"), "rolling_30": N_("Last 30 days")}
 
 
 def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
@@ -58,6 +68,9 @@ def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
         value = optional(values, name)
         if value is not None:
             spec[name] = value
+    titles = {lang: text for lang in LANGUAGES if (text := optional(values, f"title_{lang}")) is not None}
+    if titles:
+        spec["titles"] = titles
     min_n = whole_number(values, "min_n", 1, 10**7)
     if min_n is not None:
         spec["min_n"] = min_n
@@ -74,6 +87,10 @@ def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
     return {
         "metrics": OBJECTIVE_METRICS,
         "periods": OBJECTIVE_PERIODS,
+        "period_labels": PERIOD_LABELS,
+        # "≥ 99.47 %": the comparator as a sign, the target with the precision it was set with.
+        "target_text": lambda comparator, target, metric: labels.target_text(comparator, target, metric, lang),
+        "title_languages": LANGUAGES,
         "indicators": INDICATORS,
         "services": services,
         "share_metrics": objectives.SHARE_METRICS,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -14,13 +13,15 @@ from litestar.params import FromPath, FromQuery
 from feedback import organisation, posters
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, Forbidden, InvalidInput, NotFound
-from feedback.i18n import ENDONYMS, counter_label
-from feedback.models import LANGUAGES
+from feedback.i18n import ENDONYMS, counter_label, gettext_for
+from feedback.models import DEFAULT_COMPLAINT_LEVELS, LANGUAGES, Unit
 from feedback.store import Connection
 from feedback.store import organisation as organisation_store
 from feedback.store import users as user_store
+from feedback.unit_settings import update_unit_settings
 from feedback.web.access import requires_unit
 from feedback.web.api import fresh_snapshot
+from feedback.web.manage import labels
 from feedback.web.manage.admin_common import (
     PREFIX,
     WRITERS,
@@ -38,6 +39,7 @@ from feedback.web.manage.admin_common import (
     visible_units,
     whole_number,
 )
+from feedback.web.manage.dashboard import LEVEL_LABELS
 from feedback.web.qr_routes import filename_part, pdf_response, public_base
 from feedback.web.security import Principal
 
@@ -65,6 +67,38 @@ def language_choices() -> list[tuple[str, str]]:
 
 async def user_names(state: State) -> list[str]:
     return await state.store.read(user_store.enabled_names)
+
+
+UNCHANGED = object()  # a form without the complaint fields leaves the setting as it is
+
+
+def complaint_levels_field(values: dict[str, str]) -> list[int] | None | object:
+    """The unit form's complaint levels: None to follow the unit above, else the ticked levels ([] for
+    none); UNCHANGED when the form did not carry the choice."""
+    mode = values.get("complaint_mode")
+    if mode is None:
+        return UNCHANGED
+    if mode == "inherit":
+        return None
+    if mode != "own":
+        raise InvalidInput(
+            "complaint_levels: choose to follow the unit above or to set levels here", "complaint_levels"
+        )
+    return [level for level in range(1, 6) if values.get(f"complaint_level_{level}") == "1"]
+
+
+def complaint_view(snapshot: Snapshot, unit: Unit, lang: str) -> dict[str, Any]:
+    """The complaint levels as the unit page shows them: its own, what it would follow, and the choices."""
+    _ = gettext_for(lang)
+    above = snapshot.complaint_levels(unit.parent)[0] if unit.parent else DEFAULT_COMPLAINT_LEVELS
+    in_force = snapshot.complaint_levels(unit.code)[0]
+    return {
+        "own": unit.complaint_levels is not None,
+        "checked": set(in_force),
+        "above": ", ".join(map(str, above)) or _("none"),
+        "in_force": ", ".join(map(str, in_force)) or _("none"),
+        "choices": [(level, f"{level} · {_(label)}") for level, label in enumerate(LEVEL_LABELS, start=1)],
+    }
 
 
 class UnitAdmin(AdminController):
@@ -167,6 +201,7 @@ class UnitAdmin(AdminController):
                 "users": await user_names(state),
                 "parent_name": unit_name(snapshot, unit.parent, lang),
                 "live_touchpoints": live,
+                "complaint": complaint_view(snapshot, unit, lang),
             },
             error=error,
         )
@@ -186,11 +221,16 @@ class UnitAdmin(AdminController):
             action_days = whole_number(values, "action_days", 1, 365)
             country = optional(values, "country")
             public = values.get("public_results") == "1"
-            await state.store.write(
-                lambda conn: organisation.update_unit(
+            complaint = complaint_levels_field(values)
+
+            def job(conn: Connection) -> None:
+                organisation.update_unit(
                     conn, code, owner=owner, action_days=action_days, country=country, public_results=public
                 )
-            )
+                if complaint is not UNCHANGED:
+                    update_unit_settings(conn, code, {"complaint_levels": complaint})
+
+            await state.store.write(job)
             return Saved(f"{PREFIX}/units/{code}", "Unit %(code)s saved.", {"code": code})
 
         return await submit_form(
@@ -237,11 +277,10 @@ class ServiceAdmin(AdminController):
             if not principal.may_use_service(code, snapshot):
                 continue
             agency = row.get("agency")
-            names = msgspec.json.decode(row["names"]) if row.get("names") else {}
             services.append(
                 {
                     "code": code,
-                    "name": names.get(lang) or row["name"],
+                    "name": snapshot.service_name(code, lang),
                     "kind": row.get("kind"),
                     "agency": agency,
                     "agency_name": unit_name(snapshot, agency, lang),
@@ -347,6 +386,9 @@ class TouchpointAdmin(AdminController):
                 "unit": unit,
                 "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
                 "surveys": sorted(snapshot.current),
+                # Surveys by their title and languages by their own names, never their codes.
+                "survey_names": {slug: labels.survey_name(snapshot, slug, lang) for slug in snapshot.current},
+                "endonyms": ENDONYMS,
                 "services": services,
                 "lang_choices": language_choices(),
                 "values": values or {"unit": unit or ""},

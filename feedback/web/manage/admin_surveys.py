@@ -210,7 +210,7 @@ class SurveyAdmin(AdminController):
         template = template_or_404(slug, state.plugins)
         version = await state.store.write(lambda conn: surveys.publish(conn, template, state.plugins))
         state.catalog.invalidate()
-        survey_page.page_cache.pages.clear()
+        survey_page.page_cache(state.store).pages.clear()
         return flash_redirect(
             f"{PREFIX}/surveys",
             "Survey %(slug)s version %(version)s published.",
@@ -494,7 +494,7 @@ class SurveyDraftAdmin(AdminController):
             return await self._edit_page(request, principal, state, draft_id, error=error)
         version = await state.store.write(lambda conn: publish_draft(conn, draft_id, definition, state.plugins))
         state.catalog.invalidate()
-        survey_page.page_cache.pages.clear()
+        survey_page.page_cache(state.store).pages.clear()
         return flash_redirect(
             f"{PREFIX}/surveys",
             "Survey %(slug)s version %(version)s published.",

@@ -30,11 +30,13 @@ from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
+from feedback.db import Store
 from feedback.errors import FeedbackError, Unauthorized
 from feedback.passwords import hash_password, needs_rehash, verify_password
 from feedback.store import Connection
 from feedback.store import users as user_store
 from feedback.web.access import authenticator
+from feedback.web.app_local import app_local
 from feedback.web.manage import layout
 from feedback.web.security import Principal, current_principal
 
@@ -77,7 +79,12 @@ def clearing_cookie(request: Request) -> Cookie:
 
 
 # digest -> ((user, role, unit, lang) or None, valid until monotonic)
-_sessions: dict[str, tuple[tuple[str, str, str | None, str | None] | None, float]] = {}
+SessionCache = dict[str, tuple[tuple[str, str, str | None, str | None] | None, float]]
+
+
+def _sessions(store: Store) -> SessionCache:
+    """This app's cached session look-ups."""
+    return app_local(store, "sessions", dict)
 
 
 async def session_principal(request: Request) -> Principal | None:
@@ -90,9 +97,10 @@ async def session_principal(request: Request) -> Principal | None:
         return None
     digest = _digest(value)
     now = time.monotonic()
-    entry = _sessions.get(digest)
+    state = request.app.state
+    sessions = _sessions(state.store)
+    entry = sessions.get(digest)
     if entry is None or entry[1] < now:
-        state = request.app.state
         row = await state.store.read(lambda conn: user_store.session(conn, digest))
         found = None
         if row is not None:
@@ -101,9 +109,9 @@ async def session_principal(request: Request) -> Principal | None:
                 await state.store.write(lambda conn: user_store.end_sessions_of(conn, user))
             elif row["expires_at"] > _now().isoformat():
                 found = (row["user"], row["role"], row["unit"], row["lang"])
-        if len(_sessions) > 10_000:
-            _sessions.clear()
-        _sessions[digest] = (found, now + SESSION_CACHE_SECONDS)
+        if len(sessions) > 10_000:
+            sessions.clear()
+        sessions[digest] = (found, now + SESSION_CACHE_SECONDS)
     else:
         found = entry[0]
     if found is None:
@@ -114,17 +122,18 @@ async def session_principal(request: Request) -> Principal | None:
     return principal
 
 
-def forget_sessions(user: str) -> None:
-    """Drop this worker's cached sessions of a user (after disabling it or changing its password)."""
-    for digest, (found, _until) in list(_sessions.items()):
+def forget_sessions(store: Store, user: str) -> None:
+    """Drop this app's cached sessions of a user (after disabling it or changing its password)."""
+    sessions = _sessions(store)
+    for digest, (found, _until) in list(sessions.items()):
         if found is not None and found[0] == user:
-            _sessions.pop(digest, None)
+            sessions.pop(digest, None)
 
 
 def cached_principal(request: Request) -> Principal | None:
     """The signed-in user from this worker's session cache only (for code that may not await)."""
     value = request.cookies.get(SESSION_COOKIE)
-    entry = _sessions.get(_digest(value)) if value and len(value) <= 200 else None
+    entry = _sessions(request.app.state.store).get(_digest(value)) if value and len(value) <= 200 else None
     if entry is None or entry[0] is None or entry[1] < time.monotonic():
         return None
     found = entry[0]
@@ -275,7 +284,7 @@ async def login(request: Request, state: State) -> Response:
     old = request.cookies.get(SESSION_COOKIE)
     replaced = _digest(old) if old else None
     if replaced:
-        _sessions.pop(replaced, None)
+        _sessions(state.store).pop(replaced, None)
 
     def open_session(conn: Connection) -> None:
         user_store.clear_attempts(conn, user_store.SIGN_IN, key, attempt)
@@ -296,7 +305,7 @@ async def logout(request: Request, state: State) -> Response:
     value = request.cookies.get(SESSION_COOKIE)
     if value:
         digest = _digest(value)
-        _sessions.pop(digest, None)
+        _sessions(state.store).pop(digest, None)
         await state.store.write(lambda conn: user_store.end_session(conn, digest))
     return Redirect(LOGIN_PATH, status_code=303, cookies=[clearing_cookie(request)])
 

@@ -11,19 +11,18 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from feedback import dashboard_data
+from feedback import action_queue, dashboard_data
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput
-from feedback.i18n import counter_label, gettext_for
+from feedback.i18n import counter_label, days_text, gettext_for, short_day, week_days
 from feedback.web.access import requires_unit
 from feedback.web.api import day_range, fresh_snapshot, local_today
-from feedback.web.manage import auth, layout
+from feedback.web.manage import auth, labels, layout
 from feedback.web.security import Principal
 
 # A longer period would make the page slow and unreadable; the exports serve longer spans.
@@ -104,16 +103,19 @@ async def dashboard_page(request: Request, state: State, user: NamedDependency[P
     lang = layout.choose_language(request)
     _ = gettext_for(lang)
     percent = layout.formatters(lang)["fmt_percent"]
-    labels: dict[float | None, str] = {None: "–"}  # whole percentages repeat: format each once
+    percents: dict[float | None, str] = {None: "–"}  # whole percentages repeat: format each once
 
     def whole_percent(rate: float | None) -> str:
         key = None if rate is None else round(rate, 2)
-        if key not in labels:
-            labels[key] = percent(key, 0)
-        return labels[key]
+        if key not in percents:
+            percents[key] = percent(key, 0)
+        return percents[key]
 
+    opened = [action for row in rows for doc in row["objectives"] for action in doc["open_actions"]]
+    action_queue.render_titles(opened, lang, snapshot, state.plugins)
     for row in rows:
         row["status_label"] = _(STATUS_LABELS[row["status"]]) if row["status"] else ""
+        row["objective_views"] = [labels.objective_view(doc, lang) for doc in row["objectives"]]
         rates = [whole_percent(w["rate"]) for w in row["spark"]]
         row["spark_text"] = _("Weekly satisfaction, last 12 weeks: %(rates)s") % {"rates": ", ".join(rates)}
     charts = {
@@ -123,6 +125,12 @@ async def dashboard_page(request: Request, state: State, user: NamedDependency[P
         }
     }
     return layout.render(request, "dashboard.html", {"rows": rows, "charts": charts, "min_n": min_n})
+
+
+def from_first_data(weeks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The weeks from the first one with any response on (all of them when none has any)."""
+    first = next((i for i, week in enumerate(weeks) if week["n"]), 0)
+    return weeks[first:]
 
 
 def _heat_class(n: int, max_n: int) -> str:
@@ -153,6 +161,9 @@ async def unit_page(
     lang = layout.choose_language(request)
     _ = gettext_for(lang)
     _translate_statuses(_, data["objectives"])
+    opened = [action for doc in data["objectives"] for action in doc["open_actions"]]
+    action_queue.render_titles(opened, lang, snapshot, state.plugins)
+    data["objective_views"] = [labels.objective_view(doc, lang) for doc in data["objectives"]]
     for row in data["by_touchpoint"]:
         touchpoint = snapshot.touchpoints.get(row["key"])
         row["name"] = touchpoint.name if touchpoint else row["key"]
@@ -162,8 +173,15 @@ async def unit_page(
     for row in data["by_counter"]:
         row["name"] = counter_label(row["counter"], lang)
     chart = data["p_chart"]
+    # The axis starts at the first week with responses, not weeks of nothing before it.
+    weeks = from_first_data(chart["weeks"])
+    for week in weeks:
+        week["days"] = days_text(week["from"], week["to"], lang)
+        week["short"] = short_day(week["from"], lang)
     for signal in chart["signals"]:
         signal["label"] = _(SIGNAL_LABELS.get(signal["rule"], signal["rule"]))
+        span = week_days(signal["week"])
+        signal["days"] = days_text(*span, lang) if span else signal["week"]
     for row in data["indicators"]:
         known = INDICATOR_LABELS.get(row["indicator"])
         row["label"] = _(known) if known else row["indicator"]
@@ -185,12 +203,12 @@ async def unit_page(
             "label": _("Responses"),
         },
         "p_chart": {
-            "labels": [w["week"] for w in chart["weeks"]],
-            "p": [None if w["p"] is None else round(w["p"] * 100, 2) for w in chart["weeks"]],
-            "ucl": [None if w["ucl"] is None else round(w["ucl"] * 100, 2) for w in chart["weeks"]],
-            "lcl": [None if w["lcl"] is None else round(w["lcl"] * 100, 2) for w in chart["weeks"]],
+            "labels": [w["short"] for w in weeks],
+            "p": [None if w["p"] is None else round(w["p"] * 100, 2) for w in weeks],
+            "ucl": [None if w["ucl"] is None else round(w["ucl"] * 100, 2) for w in weeks],
+            "lcl": [None if w["lcl"] is None else round(w["lcl"] * 100, 2) for w in weeks],
             "centre": None if chart["centre"] is None else round(chart["centre"] * 100, 2),
-            "signals": [w["week"] in signal_weeks for w in chart["weeks"]],
+            "signals": [w["week"] in signal_weeks for w in weeks],
             "names": {
                 "p": _("Weekly satisfaction"),
                 "ucl": _("Upper control limit"),
@@ -216,6 +234,7 @@ async def unit_page(
             "heat": heat,
             "heat_rows": heat_rows,
             "chart": chart,
+            "weeks": weeks,
             "charts": charts,
             "children": children,
             "min_n": min_n,
@@ -226,22 +245,9 @@ async def unit_page(
     )
 
 
-def _service_name(service: dict[str, Any], lang: str) -> str | None:
-    names = service.get("names")
-    if isinstance(names, str):
-        try:
-            names = msgspec.json.decode(names)
-        except msgspec.DecodeError:
-            return None
-    return names.get(lang) if isinstance(names, dict) else None
-
-
 def service_label(snapshot: Snapshot, code: str, lang: str) -> str:
-    """A service as people read it: its name in `lang`, else its one name, else (unknown) its code."""
-    service = snapshot.services.get(code)
-    if service is None:
-        return code
-    return _service_name(service, lang) or service.get("name") or code
+    """A service as people read it (`Snapshot.service_name`), else (unknown) its code."""
+    return snapshot.service_name(code, lang)
 
 
 def service_choices(snapshot: Snapshot, subtree: set[str], lang: str) -> dict[str, str]:

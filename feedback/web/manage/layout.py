@@ -163,10 +163,7 @@ def base_context(request: Request) -> dict[str, Any]:
         default_tz = snapshot.units[user.unit].tz
 
     def unit_name(code: str | None) -> str:
-        unit = snapshot.units.get(code) if code else None
-        if unit is None:
-            return code or ""
-        return (unit.names or {}).get(lang) or unit.name
+        return snapshot.unit_name(code, lang)
 
     _ = translation.gettext
     nav = [("/manage/", _("Dashboard")), ("/manage/actions", _("Actions"))]

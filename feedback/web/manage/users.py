@@ -166,10 +166,10 @@ async def _user_page(
 
 
 def _forget(state: State, name: str) -> None:
-    """This process's caches of the user, so the change holds at once here (other processes: soon)."""
+    """This app's caches of the user, so the change holds at once here (other processes: soon)."""
     state.catalog.invalidate()
-    forget_sessions(name)
-    forget_tokens(user=name)
+    forget_sessions(state.store, name)
+    forget_tokens(state.store, user=name)
 
 
 @get(BASE, dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
@@ -305,7 +305,7 @@ async def user_token_revoke(
             raise NotFound(f"id: no token {token_id!r}", "id")
         return user_admin.revoke_token(conn, user, snapshot, token_id)[1]
 
-    forget_tokens(digest=await state.store.write(revoke))
+    forget_tokens(state.store, digest=await state.store.write(revoke))
     return Redirect(f"{BASE}/{quote(name, safe='')}?done=revoked", status_code=303)
 
 

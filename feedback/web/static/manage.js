@@ -24,3 +24,32 @@
   });
 })();
 /* === end of shared behaviour === */
+
+/* === small screens: a table that scrolls in its own box can be scrolled from the keyboard === */
+(function () {
+  "use strict";
+  var BOXES = ".table-wrap, .dash-table-wrap, table.data:not(.cards)";
+  function label(box) {
+    var caption = box.querySelector("caption");
+    return caption ? caption.textContent.trim() : "";
+  }
+  function mark() {
+    document.querySelectorAll(BOXES).forEach(function (box) {
+      var scrolls = box.scrollWidth > box.clientWidth + 1;
+      if (scrolls && !box.hasAttribute("tabindex")) {
+        box.setAttribute("tabindex", "0");
+        box.setAttribute("data-scroll-box", "");
+        if (!box.getAttribute("aria-label") && !box.getAttribute("aria-labelledby") && box.tagName !== "TABLE") {
+          box.setAttribute("role", "region");
+          box.setAttribute("aria-label", label(box));
+        }
+      } else if (!scrolls && box.hasAttribute("data-scroll-box")) {
+        box.removeAttribute("tabindex");
+        box.removeAttribute("data-scroll-box");
+      }
+    });
+  }
+  mark();
+  window.addEventListener("resize", mark);
+})();
+/* === end of small screens === */
