@@ -1,7 +1,10 @@
 -- wrk script for bench/ingest.py: POST /api/v1/responses with a unique body per request.
 --
--- Usage: wrk -s bench/ingest.lua http://127.0.0.1:PORT -- NONCE
+-- Usage: wrk -s bench/ingest.lua http://127.0.0.1:PORT -- NONCE [MIX]
 --   NONCE: 8 hex digits, unique per run, so ids never collide with an earlier run's.
+--   MIX: "typical" (default) draws ratings as public counters see them, 5 % of them at levels 1-2
+--        (each of which opens a complaint action by the default complaint_levels); "uniform" draws
+--        1..5 evenly, so 40 % open an action: the worst case for the writer.
 -- Every request gets a new UUID (NONCE - thread - counter), a random overall rating 1..5 and
 -- alternates between the touchpoints tp-a and tp-a1. Status codes are tallied per thread and
 -- printed by done() as one machine-readable line:
@@ -24,8 +27,25 @@ local counter = 0
 
 function init(args)
    nonce = tonumber(args[1] or "0", 16) or 0
+   uniform = args[2] == "uniform"
    math.randomseed(nonce + thread_no * 7919)
    sent, created, other2xx, failed = 0, 0, 0, 0
+end
+
+-- Cumulative shares of levels 1..5 in the typical mix: 2 %, 3 %, 5 %, 20 %, 70 %.
+local typical = {0.02, 0.05, 0.10, 0.30, 1.0}
+
+function rating()
+   if uniform then
+      return math.random(1, 5)
+   end
+   local draw = math.random()
+   for level = 1, 5 do
+      if draw < typical[level] then
+         return level
+      end
+   end
+   return 5
 end
 
 function request()
@@ -33,7 +53,7 @@ function request()
    sent = counter
    local id = string.format("%08x-%04x-4000-8000-%012x", nonce, thread_no, counter)
    local body = string.format('{"id":"%s","touchpoint":"%s","answers":{"overall":%d}}',
-                              id, touchpoints[counter % 2 + 1], math.random(1, 5))
+                              id, touchpoints[counter % 2 + 1], rating())
    return wrk.format("POST", "/api/v1/responses", headers, body)
 end
 

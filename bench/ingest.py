@@ -270,7 +270,7 @@ def wait_for_writes_to_settle(db: Path, quiet_seconds: float = 1.0, limit: float
 # -- part 1: ingest ----------------------------------------------------------------------------
 
 
-def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float) -> list[str]:
+def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float, mix: str = "typical") -> list[str]:
     log(
         f"part 1: ingest ({workers} worker{'s' if workers > 1 else ''}, {CONNECTIONS} connections, "
         f"{THREADS} wrk threads)"
@@ -284,7 +284,7 @@ def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float) -> list[s
         health = run_wrk("GET  /healthz (floor)", server, "/healthz", duration)
         before = count_stored(db)
         writer_before = writer_figures(server)
-        ingest = run_wrk("POST /api/v1/responses", server, "", duration, LUA, (nonce,))
+        ingest = run_wrk("POST /api/v1/responses", server, "", duration, LUA, (nonce, mix))
         writer_after = writer_figures(server)
         wait_for_writes_to_settle(db)
         health_after = run_wrk("GET  /healthz (again)", server, "/healthz", duration)
@@ -297,6 +297,8 @@ def bench_ingest(tmp: Path, duration: int, workers: int, quiet: float) -> list[s
     lines = [
         f"Part 1 - ingest: {workers} server worker(s), wrk {THREADS} threads x {CONNECTIONS} connections, "
         f"{duration} s each; other processes used {busy:.0%} of the CPUs just before",
+        f"ratings posted: {mix} mix ({'5 %' if mix == 'typical' else '40 %'} at levels 1-2, each opening a "
+        "complaint action)",
         "",
     ]
     lines.append(f"{'endpoint':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'others':>8}")
@@ -871,6 +873,13 @@ def load_average() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs, sizes 100k,1M")
+    parser.add_argument(
+        "--mix",
+        choices=("typical", "uniform"),
+        default="typical",
+        help="ratings posted: typical (5 %% at levels 1-2, each opening a complaint action) or uniform 1..5 "
+        "(40 %% open one: the writer's worst case)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run (default 10, quick 3)")
     parser.add_argument(
@@ -903,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="feedback-bench-", dir="/tmp") as tmp:
         if not args.skip_ingest:
-            report += [*bench_ingest(Path(tmp), duration, args.workers, args.quiet_wait), ""]
+            report += [*bench_ingest(Path(tmp), duration, args.workers, args.quiet_wait, args.mix), ""]
         if not args.skip_reads:
             report += [*bench_reads(Path(tmp), sizes, args.requests, args.workers, args.quiet_wait), ""]
     report.append(f"total {time.monotonic() - started:.0f} s; load average at end: {load_average()}")

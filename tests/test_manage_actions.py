@@ -409,9 +409,9 @@ def test_pages_pass_axe_in_each_language_with_screenshots(
     try:
         sign_in(page, site, "mai", PASSWORD)
         ARTIFACTS.mkdir(exist_ok=True)
-        for width in (1280, 390):
+        for width in (1280, 390, 320):
             page.set_viewport_size({"width": width, "height": 900 if width > 390 else 844})
-            suffix = "" if width > 390 else "-390"
+            suffix = "" if width > 390 else f"-{width}"
             for name, path in (
                 ("list", "/manage/actions"),
                 ("board", "/manage/actions/board"),
@@ -420,11 +420,12 @@ def test_pages_pass_axe_in_each_language_with_screenshots(
             ):
                 page.goto(f"{site.url}{path}?lang={lang}")
                 assert page.locator("html").get_attribute("lang").startswith(lang)
-                if width == 390:  # a phone never scrolls sideways: the list becomes cards
-                    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (name, lang)
+                if width <= 390:  # a phone never scrolls sideways: the list becomes cards
+                    assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (name, lang, width)
                 styles = page.evaluate(BUTTON_STYLES)
                 assert styles and all(c == "pointer" and r != "0px" for _, c, r in styles), (name, lang, styles)
-                assert axe_audit(page) == [], (name, lang, width)
+                if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only
+                    assert axe_audit(page) == [], (name, lang, width)
                 page.screenshot(path=str(ARTIFACTS / f"manage-actions-{name}-{lang}{suffix}.png"), full_page=True)
     finally:
         context.close()

@@ -266,18 +266,31 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
         if name == "dashboard":
             assert page.evaluate("() => !!Chart.getChart(document.querySelector('canvas[data-spark=\"A1\"]'))")
         page.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}.png"), full_page=True)
-    for width in (1280, 390):
+    for width in (1280, 390, 320):
         audited.set_viewport_size({"width": width, "height": 900 if width > 390 else 844})
         for name, path in pages:
             audited.goto(f"{srv.url}{path}?lang={lang}")
             audited.wait_for_load_state("load")
-            if width == 390:
+            if width <= 390:
                 # Nothing scrolls sideways on a phone: tables wrap or become cards.
-                assert audited.evaluate("() => document.documentElement.scrollWidth") <= 390, (name, lang)
-                audited.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}-390.png"), full_page=True)
+                # What sticks out of a parent that does not (named in the failure message).
+                wide = audited.evaluate(
+                    "w => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1"
+                    " && e.parentElement.getBoundingClientRect().right <= w + 1)"
+                    ".map(e => e.tagName + '.' + e.className + ' in ' + e.parentElement.tagName)",
+                    width,
+                )
+                assert audited.evaluate("() => document.documentElement.scrollWidth") <= width, (
+                    name,
+                    lang,
+                    width,
+                    wide,
+                )
+                audited.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}-{width}.png"), full_page=True)
             for text, cursor, radius in audited.evaluate(BUTTON_STYLES):
                 assert cursor == "pointer" and radius != "0px", (name, lang, text)
-            assert audit(audited, name) == [], (name, lang, width)
+            if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only
+                assert audit(audited, name) == [], (name, lang, width)
     assert errors == []  # Chart.js runs under the strict CSP
     plain.close()
     audit_context.close()

@@ -209,7 +209,7 @@ def audit(page) -> list:
     ]
 
 
-@pytest.mark.parametrize("width", [320, 1280])
+@pytest.mark.parametrize("width", [320, 390, 1280])
 def test_the_page_in_every_language_passes_axe_and_fits(browser: Browser, site: Site, width: int) -> None:
     assert AXE.exists(), "run `npm install` in tests/browser"
     ARTIFACTS.mkdir(exist_ok=True)
