@@ -105,8 +105,9 @@ class Dispatcher:
         if self._wake is not None:
             self._wake.set()
 
-    def _wanted(self) -> Callable[[str], bool]:
-        """Which event types some plugin's `track_event` wants this round (see `tracked_events`)."""
+    def wanted(self) -> Callable[[str], bool]:
+        """Which event types some plugin's `track_event` wants now (see `tracked_events`); the writer
+        asks too, once per group commit, and logs an event nobody wants as dispatched already."""
         return wanted_types(self.store)
 
     async def _run(self) -> None:
@@ -120,7 +121,7 @@ class Dispatcher:
             try:
                 if self._hot:
                     taken, self._hot = self._hot, []
-                    wanted = self._wanted()
+                    wanted = self.wanted()
                     # Events nobody wants are recorded as handed over without being built.
                     self._skip([item.seq for item in taken if not wanted(item.type)])
                     await self._hand_over([(i.seq, i.aggregate, i.resolve()) for i in taken if wanted(i.type)])
@@ -143,7 +144,7 @@ class Dispatcher:
             )
             if not rows:
                 break  # what is free waits behind another dispatcher's events of the same aggregate
-            wanted = self._wanted()
+            wanted = self.wanted()
             self._skip([row["seq"] for row in rows if not wanted(row["type"])])
             await self._hand_over(await self._materialise([row for row in rows if wanted(row["type"])]))
             # Recorded before the next claim: a later event of the same aggregate waits for these.

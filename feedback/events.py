@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from feedback.db import after_commit, writing_store
+from feedback.db import after_commit, deferred, writing_store
 from feedback.models import Event
 from feedback.store import Connection
 from feedback.store import events as event_store
@@ -66,6 +66,9 @@ class Sink(Protocol):
     """The in-process dispatcher, as the writer sees it (`Store.event_sink`)."""
 
     holder: str
+
+    def wanted(self) -> Callable[[str], bool]:
+        """Which event types some plugin's `track_event` wants now (see the `tracked_events` hook)."""
 
     def accept(self, items: list[Logged]) -> None:
         """Called on the writer thread right after the commit; must only hand the items over."""
@@ -112,6 +115,12 @@ def record_response_stored(
     aggregate = "response:" + response_id
     data = _json.encode({"objectives": list(objectives)}).decode() if objectives else None
     sink = _sink()
+    if sink is not None and not _wanted_in_transaction(sink)("response.stored"):
+        # Nobody listens: logged as handed over already, so the dispatcher never builds, hands over or
+        # marks it (what it would do with it a moment later anyway).
+        logged = (event_id, "response.stored", aggregate, created_at, data)
+        event_store.insert_dispatched_event(conn, logged, created_at)
+        return
     # A new response has no earlier event: no order to check.
     row = (
         event_id,
@@ -124,6 +133,24 @@ def record_response_stored(
     seq = event_store.insert_event(conn, row)
     if sink is not None and seq is not None:
         after_commit(sink.accept, Logged(event_id, "response.stored", aggregate, build, seq))
+
+
+class _Wanted:
+    """The plugins' answer to `tracked_events`, asked once per group commit (a `Deferred` with nothing
+    to write: it lives as long as the transaction's other deferred work)."""
+
+    __slots__ = ("test",)
+
+    def __init__(self, sink: Sink) -> None:
+        self.test = sink.wanted()
+
+    def flush(self, conn: Connection) -> None:
+        return None
+
+
+def _wanted_in_transaction(sink: Sink) -> Callable[[str], bool]:
+    found = deferred("wanted_events", lambda: _Wanted(sink))
+    return found.test if found is not None else sink.wanted()
 
 
 def _sink() -> Sink | None:

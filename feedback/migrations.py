@@ -575,3 +575,14 @@ def m016_objective_titles(db: sqlite_utils.Database) -> None:
     # NULL: only the one `title`.
     if "titles" not in db["objective_versions"].columns_dict:
         db.execute("ALTER TABLE objective_versions ADD COLUMN titles TEXT")
+
+
+@migrations()
+def m017_case_ref_index_partial(db: sqlite_utils.Database) -> None:
+    # Only responses that name a case need the (touchpoint, case_ref) entry that finds a case already
+    # rated; most name none, and leaving them out spares every such insert one index update.
+    db.execute("DROP INDEX IF EXISTS idx_responses_touchpoint_case_ref")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_responses_touchpoint_case_ref ON responses (touchpoint, case_ref)"
+        " WHERE case_ref IS NOT NULL"
+    )

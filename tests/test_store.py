@@ -132,3 +132,24 @@ def test_the_writer_accounts_for_its_time(tmp_path: Path) -> None:
     store.close()
     assert store.batches == 3 and store.writes == 3
     assert 0 < store.commit_seconds <= store.write_seconds < 10
+
+
+def test_the_case_lookup_uses_an_index_of_only_the_responses_that_name_a_case(tmp_path: Path) -> None:
+    from feedback.store import responses
+    from tests.conftest import make_org
+
+    org = make_org(tmp_path / "f.db")
+    conn = sqlite3.connect(org.db)
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'idx_responses_touchpoint_case_ref'").fetchone()[0]
+    assert sql.endswith("WHERE case_ref IS NOT NULL")
+    plan = " ".join(
+        str(row[3])
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM responses WHERE touchpoint = ? AND case_ref = ? AND case_verified = 1"
+            " AND id != ? LIMIT 1",
+            ("tp-a", "C-1", "x"),
+        )
+    )
+    assert "idx_responses_touchpoint_case_ref" in plan
+    assert responses.case_claimed(conn, "tp-a", "C-1", "x") is False
+    conn.close()

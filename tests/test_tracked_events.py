@@ -81,6 +81,13 @@ def test_hook_tracked_events(tmp_path: Path) -> None:
     types = rows(org, "SELECT type, dispatched_at IS NOT NULL AS done FROM event_log ORDER BY seq")
     assert [t["type"] for t in types].count("response.stored") == 2
     assert all(t["done"] for t in types)
+    # The writer knew nobody wanted them: logged as dispatched at once, never leased to a dispatcher.
+    stored = rows(
+        org,
+        "SELECT claimed_by, dispatched_at = created_at AS at_once FROM event_log WHERE type = ?",
+        ("response.stored",),
+    )
+    assert stored == [{"claimed_by": "", "at_once": 1}] * 2
 
 
 def test_a_plugin_without_tracked_events_gets_every_event(tmp_path: Path) -> None:

@@ -30,6 +30,18 @@ def insert_event(conn: Connection, row: tuple[str, str, str, str, str | None, st
     return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
+INSERT_DISPATCHED_EVENT = (
+    "INSERT INTO event_log (id, type, aggregate, created_at, data, claimed_by, claimed_until, dispatched_at)"
+    " VALUES (?, ?, ?, ?, ?, '', '', ?) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def insert_dispatched_event(conn: Connection, row: tuple[str, str, str, str, str | None], at: str) -> bool:
+    """Insert one (id, type, aggregate, created_at, data) row already marked dispatched at `at` (an event
+    no plugin wants when it is written); False when the id is in the log already."""
+    return conn.execute(INSERT_DISPATCHED_EVENT, (*row, at)).rowcount == 1
+
+
 def insert_events(
     conn: Connection, rows: Sequence[tuple[str, str, str, str, str | None, str, str]]
 ) -> list[tuple[str, int]]:
