@@ -160,9 +160,25 @@ class Store:
         self._started = False
         self.batches = 0
         self.writes = 0
+        # State of the app this store serves (caches, hubs, plugins' own), never of the process: tests
+        # and programs that embed the app run several in one process. See `local`.
+        self._locals: dict[str, Any] = {}
+        self._locals_lock = threading.Lock()
         # Where the writer's time goes (seconds, since start): running batches, and of that, COMMIT.
         self.write_seconds = 0.0
         self.commit_seconds = 0.0
+
+    def local(self, name: str, factory: Callable[[], T]) -> T:
+        """The app's value called `name`, made with `factory()` on first use: per app, not per process,
+        so one app's sessions, tokens, pages or plugin settings never reach another in the same process.
+        Plugins name theirs after themselves (`"feedback_plugins.mail"`)."""
+        value = self._locals.get(name)
+        if value is None:
+            with self._locals_lock:
+                value = self._locals.get(name)
+                if value is None:
+                    value = self._locals[name] = factory()
+        return value
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

@@ -153,3 +153,11 @@ def test_the_case_lookup_uses_an_index_of_only_the_responses_that_name_a_case(tm
     assert "idx_responses_touchpoint_case_ref" in plan
     assert responses.case_claimed(conn, "tp-a", "C-1", "x") is False
     conn.close()
+
+
+def test_state_kept_with_a_store_belongs_to_that_store_alone(tmp_path: Path) -> None:
+    first, second = Store(str(tmp_path / "a.db")), Store(str(tmp_path / "b.db"))
+    cache = first.local("tokens", dict)
+    cache["t"] = "alice"
+    assert first.local("tokens", dict) is cache  # made once, then the same value
+    assert second.local("tokens", dict) == {}  # another app's store never sees it

@@ -27,7 +27,6 @@ from feedback.models import LANGUAGES, Submission
 from feedback.store import kiosks as kiosk_store
 from feedback.web.access import TOKEN, requires_role
 from feedback.web.api import fresh_snapshot, survey_document
-from feedback.web.app_local import app_local
 from feedback.web.client_address import client_key
 from feedback.web.schemas import (
     EnrollmentCode,
@@ -93,12 +92,12 @@ class InviteBody(Struct, forbid_unknown_fields=True):
 
 def _device_cache(store: Store) -> dict[str, tuple[Device | None, float]]:
     """This app's looked-up device tokens: token hash -> (device, valid until monotonic)."""
-    return app_local(store, "kiosk_devices", dict)
+    return store.local("kiosk_devices", dict)
 
 
 def invitation_events(store: Store) -> dict[str, asyncio.Event]:
     """One event per kiosk of this app, which wakes its long-poll at once when an invitation is posted here."""
-    return app_local(store, "kiosk_invitations", dict)
+    return store.local("kiosk_invitations", dict)
 
 
 async def current_device(request: Request, state: State) -> Device:

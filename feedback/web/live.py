@@ -19,7 +19,6 @@ from feedback.db import Store
 from feedback.hookspecs import hookimpl
 from feedback.models import Event
 from feedback.store import actions as action_store
-from feedback.web.app_local import app_local
 
 log = logging.getLogger("feedback.live")
 
@@ -103,7 +102,7 @@ def _offer(queue: asyncio.Queue, message: dict[str, Any]) -> None:
 
 def hub_of(store: Store) -> Hub:
     """This app's hub: its clients and its poller (apps sharing a process each have their own)."""
-    return app_local(store, "live_hub", Hub)
+    return store.local("live_hub", Hub)
 
 
 def summary(data: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from feedback.store import Connection
 from feedback.store import actions as action_store
 from feedback.store import responses as response_store
 from feedback.web.api import fresh_snapshot
-from feedback.web.app_local import app_local
 from feedback.web.client_address import client_key
 from feedback.web.survey_page import citizen_day, html, jinja, message_page
 
@@ -109,7 +108,7 @@ class GuessLedger:
 
 
 def guesses(state: State) -> GuessLedger:
-    return app_local(state.store, "receipt_guesses", GuessLedger)
+    return state.store.local("receipt_guesses", GuessLedger)
 
 
 def page_language(request: Request, touchpoint_lang: str | None = None) -> str:

@@ -13,7 +13,6 @@ from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import Forbidden, Unauthorized
 from feedback.store import users as user_store
-from feedback.web.app_local import app_local
 
 # Looked-up tokens are cached briefly so the hot path needs no read; a revocation takes effect
 # within this many seconds.
@@ -47,7 +46,7 @@ TokenCache = dict[str, tuple[Principal | None, float]]  # token hash -> (who, va
 
 
 def _token_cache(store: Store) -> TokenCache:
-    return app_local(store, "tokens", dict)
+    return store.local("tokens", dict)
 
 
 def forget_tokens(store: Store, *, user: str | None = None, digest: str | None = None) -> None:

@@ -53,7 +53,6 @@ from feedback.models import (
 )
 from feedback.store import actions as action_store
 from feedback.web.api import fresh_snapshot
-from feedback.web.app_local import app_local
 from feedback.web.client_address import forwarded_https
 from feedback.web.scale_layout import scale_fit
 
@@ -171,7 +170,7 @@ class PageCache:
 
 def page_cache(store: Store) -> PageCache:
     """This app's rendered pages (another app in the process may have another survey under the same version)."""
-    return app_local(store, "survey_pages", PageCache)
+    return store.local("survey_pages", PageCache)
 
 
 def choose_language(request: Request, touchpoint: Touchpoint, version: SurveyVersion) -> str:

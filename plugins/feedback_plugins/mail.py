@@ -25,7 +25,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
@@ -72,15 +71,9 @@ class _State:
     nudger: Nudger = field(default_factory=Nudger)
 
 
-# One state per app, keyed by its store: apps sharing a process (tests) have their own settings.
-_states: WeakKeyDictionary[Store, _State] = WeakKeyDictionary()
-
-
 def _state_of(store: Store) -> _State:
-    state = _states.get(store)
-    if state is None:
-        state = _states.setdefault(store, _State())
-    return state
+    """This app's state (apps sharing a process, as in tests, each have their own settings)."""
+    return store.local("feedback_plugins.mail", _State)
 
 
 def current_settings(store: Store) -> Settings:

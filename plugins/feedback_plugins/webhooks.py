@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
-from weakref import WeakKeyDictionary
 
 import httpx
 import msgspec
@@ -96,15 +95,9 @@ class _State:
     nudger: Nudger = field(default_factory=Nudger)
 
 
-# One state per app, keyed by its store: apps sharing a process (tests) have their own settings and hooks.
-_states: WeakKeyDictionary[Store, _State] = WeakKeyDictionary()
-
-
 def _state_of(store: Store) -> _State:
-    state = _states.get(store)
-    if state is None:
-        state = _states.setdefault(store, _State())
-    return state
+    """This app's state (apps sharing a process, as in tests, each have their own settings)."""
+    return store.local("feedback_plugins.webhooks", _State)
 
 
 def current_settings(store: Store) -> Settings:

@@ -36,7 +36,6 @@ from feedback.passwords import hash_password, needs_rehash, verify_password
 from feedback.store import Connection
 from feedback.store import users as user_store
 from feedback.web.access import authenticator
-from feedback.web.app_local import app_local
 from feedback.web.manage import layout
 from feedback.web.security import Principal, current_principal
 
@@ -84,7 +83,7 @@ SessionCache = dict[str, tuple[tuple[str, str, str | None, str | None] | None, f
 
 def _sessions(store: Store) -> SessionCache:
     """This app's cached session look-ups."""
-    return app_local(store, "sessions", dict)
+    return store.local("sessions", dict)
 
 
 async def session_principal(request: Request) -> Principal | None:

@@ -31,18 +31,8 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 HEAT_CLASSES = 6
 
 
-def N_(message: str) -> str:
-    """Marks a message id for extraction; the template translates it."""
-    return message
-
-
-STATUS_LABELS = {
-    "met": N_("Met"),
-    "at_risk": N_("At risk"),
-    "breached": N_("Breached"),
-    "insufficient_data": N_("Too few responses"),
-    "retired": N_("Retired"),
-}
+N_ = labels.N_
+STATUS_LABELS = labels.STATUS_LABELS
 SIGNAL_LABELS = {"beyond_limits": N_("Outside the control limits"), "run_of_eight": N_("Eight weeks on one side")}
 WEEKDAY_LABELS = (
     N_("Monday"),
