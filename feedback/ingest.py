@@ -13,6 +13,7 @@ submission, which the channel maps to its own reply.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import threading
@@ -115,9 +116,13 @@ def new_response_id() -> str:
     return str(uuid.UUID(bytes=new_response_id_bytes()))
 
 
+# Base32 reads 5 bits per symbol, most significant first: the same symbols as indexing the alphabet by
+# each 5-bit group of the 40 bits, at a fraction of the cost on the busiest path.
+_TO_RECEIPT_ALPHABET = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", RECEIPT_ALPHABET.encode())
+
+
 def new_receipt() -> str:
-    bits = int.from_bytes(_random.take(5), "big")  # 40 random bits, 5 per symbol
-    code = "".join(RECEIPT_ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
+    code = base64.b32encode(_random.take(5)).translate(_TO_RECEIPT_ALPHABET).decode()  # 40 random bits
     return f"{code[:4]}-{code[4:]}"
 
 
