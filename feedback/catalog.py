@@ -185,6 +185,7 @@ def load_snapshot(conn: Connection, plugins: PluginManager | None = None) -> Sna
 class Catalog:
     def __init__(self, ttl: float = 5.0, plugins: PluginManager | None = None) -> None:
         self.ttl = ttl
+        self._invalidations = 0
         self.plugins = plugins  # whose question kinds the survey versions are decoded with
         self._snapshot = Snapshot()
         self._loaded_at = 0.0
@@ -203,14 +204,18 @@ class Catalog:
         return True
 
     def reload(self, conn: Connection) -> Snapshot:
+        invalidations = self._invalidations
         try:
             snapshot = load_snapshot(conn, self.plugins)
             with self._lock:
                 self._snapshot = snapshot
-                self._loaded_at = time.monotonic()
+                # Invalidated while loading: what was read may predate the change, so stay stale.
+                self._loaded_at = time.monotonic() if invalidations == self._invalidations else 0.0
         finally:
             self.reloading = False
         return self._snapshot
 
     def invalidate(self) -> None:
+        """Reload before the next use (thread-safe: a listener thread calls it for other nodes' changes)."""
+        self._invalidations += 1
         self._loaded_at = 0.0

@@ -12,13 +12,14 @@ from urllib.parse import urlsplit
 import click
 
 from feedback import __version__, serving
-from feedback.db import open_utils
+from feedback.db import open_database
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, build_plugin_manager, describe_plugins
 from feedback.settings import SettingsError, load_settings, named_database
 from feedback.store import DatabaseError
 from feedback.store import events as event_store
+from feedback.store.dialect import is_postgres_url
 
 
 class Refused(click.ClickException):
@@ -27,9 +28,30 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
+class DatabaseParam(click.ParamType):
+    """--db: an SQLite file (existing, with `exists`), or a `postgresql://` URL taken as it is."""
+
+    name = "database"
+
+    def __init__(self, exists: bool = False) -> None:
+        self.path = click.Path(dir_okay=False, exists=exists)
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if is_postgres_url(str(value)):
+            return str(value)
+        return self.path.convert(value, param, ctx)
+
+
+DATABASE = DatabaseParam()
+EXISTING_DATABASE = DatabaseParam(exists=True)
+DB_HELP = "SQLite file or postgresql:// URL"
+
+
 def check_folder(path: str, option: str = "--db") -> None:
     """One clear line instead of SQLite's "unable to open database file" (or a traceback) when the
     folder a file is to go in does not exist."""
+    if option in ("--db", "FEEDBACK_DB") and is_postgres_url(path):
+        return
     folder = Path(path).expanduser().absolute().parent
     if not folder.is_dir():
         raise click.ClickException(f"{option}: the folder {folder} does not exist; create it first")
@@ -51,7 +73,7 @@ def command_plugins() -> PluginManager:
 def open_migrated(path: str, plugins: PluginManager | None = None):
     check_folder(path)
     try:
-        db = open_utils(path)
+        db = open_database(path)
         apply_all(db, plugins or command_plugins())
     except DatabaseError as error:  # not a database, unreadable, read-only, …
         raise click.ClickException(f"--db: cannot use {path} as a database: {error}") from None
@@ -76,10 +98,16 @@ def release_dead_leases(db, path: str) -> None:
     """When no server or command has the database open, every lease in its event log and outbox
     belongs to a process that died (e.g. killed with SIGKILL): end them, so what was in flight is
     dispatched and sent again at once rather than when the leases run out."""
-    try:
-        serving.refuse_database_in_use(path)
-    except serving.DatabaseInUse:
-        return  # another server runs: its leases are live
+    if is_postgres_url(path):
+        from feedback.store import dialect_postgres
+
+        if dialect_postgres.other_feedback_sessions(db.conn):
+            return  # another node or command is connected: its leases are live (a dead one's run out)
+    else:
+        try:
+            serving.refuse_database_in_use(path)
+        except serving.DatabaseInUse:
+            return  # another server runs: its leases are live
     with db.conn:
         events, rows = event_store.release_leases(db.conn)
     if events or rows:
@@ -97,14 +125,15 @@ def run_jobs(db_path: str, only: list[str] | None = None, now=None) -> dict[str,
     plugins = command_plugins()
     open_migrated(db_path, plugins).close()
     # Held while the jobs run, so a server starting meanwhile leaves this command's leases alone.
-    held = serving.hold_database(db_path)
+    held = None if is_postgres_url(db_path) else serving.hold_database(db_path)
     store = Store(db_path, plugins=plugins)
     store.start()
     try:
         return asyncio.run(run_all(store, load_settings(db=db_path), Catalog(plugins=plugins), now, only))
     finally:
         store.close()
-        held.close()
+        if held is not None:
+            held.close()
 
 
 @click.group()
@@ -114,15 +143,18 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=DATABASE, help=DB_HELP)
 def init(db_path: str) -> None:
     """Create or migrate a database."""
-    from feedback.store.dialect import applied_migrations
+    from feedback.store import dialect
 
     db = open_migrated(db_path)
-    applied = applied_migrations(db.conn)
+    applied = dialect.of(db.conn).applied_migrations(db.conn)
     db.close()
-    click.echo(f"{db_path}: schema up to date ({applied} migrations applied)")
+    what = "tables" if dialect.is_postgres_url(db_path) else "migrations applied"
+    from feedback.backup import redact
+
+    click.echo(f"{redact(db_path)}: schema up to date ({applied} {what})")
 
 
 @cli.command()
@@ -167,7 +199,7 @@ def demo(db_path: str, days: int, seed: int, force: bool) -> None:
 
 
 @cli.command()
-@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite file")
+@click.option("--db", "db_path", default=None, type=DATABASE, help=DB_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -182,13 +214,16 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from feedback.backup import redact
+    from feedback.logs import granian_log_config
+
     # A server never makes ./feedback.db by default: a database named nowhere is a mistake, not a wish.
     named = db_path or named_database()
     if not named:
         raise Refused("serve: name the database with --db PATH or FEEDBACK_DB; nothing is made in the current folder")
     check_folder(named, "--db" if db_path else "FEEDBACK_DB")
     if db_path:
-        os.environ["FEEDBACK_DB"] = str(Path(db_path).resolve())
+        os.environ["FEEDBACK_DB"] = db_path if is_postgres_url(db_path) else str(Path(db_path).resolve())
     try:
         serving.refuse_port_in_use(host, port)
     except serving.PortInUse as error:
@@ -202,14 +237,21 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     own_address = f"http://{host}:{port}"
     warning = public_url_warning(settings.public_url, own_address)
     if warning:
-        click.echo(f"warning: {warning}", err=True)
+        announce(settings.log_format, warning, warning=True)
     os.environ.setdefault("FEEDBACK_PUBLIC_URL", own_address)
     # The workers inherit the lock (`demo --force` refuses a held file) and die with this process.
-    held = serving.hold_database(settings.db)  # noqa: F841 - open for as long as the server runs
+    # A file only: several nodes share a PostgreSQL database. Open for as long as the server runs.
+    held = None if is_postgres_url(settings.db) else serving.hold_database(settings.db)  # noqa: F841
     os.environ[serving.PARENT_ENV] = str(os.getpid())
-    click.echo(f"feedback {__version__} serving {os.environ.get('FEEDBACK_DB')} on http://{host}:{port}", err=True)
+    announce(
+        settings.log_format,
+        f"feedback {__version__} serving {redact(os.environ.get('FEEDBACK_DB', ''))} on http://{host}:{port}",
+    )
     # granian runs each worker on uvloop when it is installed (a dependency): waking the event loop for
     # each request handed over from granian's threads costs far less there than in asyncio's own loop.
+    # A worker that dies is started again; one that dies again within seconds of that makes this
+    # process exit with status 1, for systemd to restart the whole server. On SIGTERM each worker
+    # finishes its requests and flushes its writer, or is killed after STOP_GRACE_SECONDS.
     Granian(
         "feedback.web.app:create_app_from_env",
         factory=True,
@@ -218,7 +260,23 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_access=False,
+        log_dictconfig=granian_log_config(settings.log_format),
+        respawn_failed_workers=True,
+        workers_kill_timeout=serving.STOP_GRACE_SECONDS,
     ).serve()
+
+
+def announce(log_format: str, text: str, *, warning: bool = False) -> None:
+    """A line `feedback serve` writes before its workers log: text (`warning: …`), or with
+    FEEDBACK_LOG_FORMAT=json a JSON line like every other line of the log."""
+    if log_format == "json":
+        import logging
+
+        from feedback.logs import json_line
+
+        click.echo(json_line(logging.WARNING if warning else logging.INFO, "feedback.serve", text), err=True)
+    else:
+        click.echo(f"warning: {text}" if warning else text, err=True)
 
 
 def public_url_warning(public_url: str | None, own_address: str) -> str | None:
@@ -247,7 +305,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--user", required=True)
 @click.option(
     "--role",
@@ -291,7 +349,7 @@ def plugins_command(db_path: str | None) -> None:
 
 
 @cli.command("tick")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option(
     "--now", "now_text", default=None, help="Run as of this RFC 3339 time (catch up a missed day) [default: now]"
 )
@@ -330,7 +388,7 @@ def check_job_names(db_path: str, names: tuple[str, ...]) -> None:
 
 
 @cli.command("rebuild-rollups")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--from", "date_from", default=None, help="First local day to rebuild, YYYY-MM-DD [default: the first]")
 @click.option("--to", "date_to", default=None, help="Last local day to rebuild, YYYY-MM-DD [default: the last]")
 def rebuild_rollups(db_path: str, date_from: str | None, date_to: str | None) -> None:
@@ -370,7 +428,7 @@ def rebuild_rollups(db_path: str, date_from: str | None, date_to: str | None) ->
 
 
 @cli.command("qr")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--unit", required=True, help="Print every live touchpoint of this unit's subtree")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="PDF file to write")
 @click.option("--paper", type=click.Choice(["A4", "A5"], case_sensitive=False), default="A4", show_default=True)
@@ -413,7 +471,7 @@ def kiosk() -> None:
 
 
 @kiosk.command("enroll")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--touchpoint", required=True, help="The kiosk touchpoint's token")
 def kiosk_enroll(db_path: str, touchpoint: str) -> None:
     """Print a one-time 6-digit enrollment code (valid 15 minutes), alone on the last line."""
@@ -430,7 +488,7 @@ def exposure_group() -> None:
 
 
 @exposure_group.command("import")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
 def exposure_import(db_path: str, csv_file: str) -> None:
     """Import a CSV with the header unit,service,day,served[,offered]; all rows or none."""
@@ -457,7 +515,7 @@ def user_group() -> None:
 
 
 @user_group.command("add")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, exists=True), help="SQLite file")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--user", "name", required=True, help="User name (the sign-in name)")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input")
 @click.option("--role", type=click.Choice(["admin", "manager", "viewer", "auditor"]), required=True)
@@ -475,6 +533,97 @@ def user_add(
         password = sys.stdin.readline().rstrip("\r\n")
     in_transaction(db_path, lambda conn: save_user(conn, name, role, unit, password=password, email=email, lang=lang))
     click.echo(f"user {name} ({role}{', unit ' + unit if unit else ''}) saved", err=True)
+
+
+@cli.command("backup")
+@click.option("--db", "db_path", default=None, help="SQLite file or postgresql:// URL [default: FEEDBACK_DB]")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the backups")
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep the N newest backups in --out; older ones are deleted once the new one is in place [default: all]",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds the copy and its check may take; past them the run fails and keeps nothing",
+)
+def backup_command(db_path: str | None, out: str, keep: int | None, deadline: float) -> None:
+    """Write a checked backup into --out (feedback-<UTC time>.db, .dump for PostgreSQL); print a JSON summary.
+
+    SQLite: the online backup API while the server keeps writing, then integrity_check and the row counts
+    of every table; PostgreSQL: pg_dump --format=custom, checked with pg_restore --list. A failed run
+    leaves no file that looks like a backup and deletes none."""
+    from feedback.backup import BackupFailed, backup, is_postgres_url
+
+    named = db_path or named_database()
+    if not named:
+        raise Refused("--db: name the database with --db or FEEDBACK_DB")
+    if not is_postgres_url(named) and not Path(named).is_file():
+        raise Refused(f"--db: the database {named} does not exist")
+    try:
+        summary = backup(named, Path(out), keep=keep, deadline=deadline)
+    except BackupFailed as error:
+        raise click.ClickException(error.message) from None
+    click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command("restore")
+@click.option(
+    "--from", "source", required=True, type=click.Path(dir_okay=False, exists=True), help="A backup file to restore"
+)
+@click.option("--db", "db_path", required=True, help="SQLite file or postgresql:// URL to restore into")
+@click.option("--force", is_flag=True, help="Replace an existing database")
+@click.option("--clean", is_flag=True, help="PostgreSQL, with --force: drop the database's objects first")
+def restore_command(source: str, db_path: str, force: bool, clean: bool) -> None:
+    """Check a backup, then put it in place as the database; refuses a database a server is using.
+
+    SQLite: the file is copied beside the database and renamed over it (its old -wal and -shm removed);
+    PostgreSQL: pg_restore into an empty database with no other session connected."""
+    from feedback.backup import BackupFailed, is_postgres_url, restore
+
+    if clean and not is_postgres_url(db_path):
+        raise Refused("--clean: only for a PostgreSQL database; an SQLite file is replaced whole (--force)")
+    try:
+        summary = restore(Path(source), db_path, force=force, clean=clean)
+    except BackupFailed as error:
+        raise click.ClickException(error.message) from None
+    click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command("migrate")
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False), help="The SQLite file to copy")
+@click.option("--to", "target", required=True, help="An empty PostgreSQL database: postgresql://…")
+def migrate_command(source: str, target: str) -> None:
+    """Copy an SQLite database into an empty PostgreSQL one: every table, sequence and the comment search.
+
+    The copy is one transaction; the rows of every table are then counted on both sides and printed as
+    JSON (exit 1 when they differ). Stop the server first: what it writes during the copy is not copied."""
+    from feedback.moving import TargetNotEmpty, copy_sqlite_to_postgres
+    from feedback.store.dialect import is_postgres_url
+
+    if not is_postgres_url(target):
+        raise Refused("--to: a PostgreSQL database URL, postgresql://user@host/name")
+    if not Path(source).is_file():
+        raise Refused(f"--from: the database {source} does not exist")
+    try:
+        serving.refuse_database_in_use(source)
+    except serving.DatabaseInUse:
+        raise click.ClickException(f"--from: a server is using {source}; stop it first") from None
+    try:
+        summary = copy_sqlite_to_postgres(
+            source, target, command_plugins(), lambda table, rows: click.echo(f"{table}: {rows}", err=True)
+        )
+    except TargetNotEmpty as error:
+        raise click.ClickException(error.message) from None
+    except DatabaseError as error:
+        raise click.ClickException(f"cannot copy: {error}") from None
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(summary, indent=2))
 
 
 def main() -> None:

@@ -390,7 +390,7 @@ def list_responses(
     """
     receipt = normalise_receipt(search) if search and not cursor else None
     if receipt is not None:
-        found = response_store.with_receipt_in(conn, receipt, snapshot.subtree(unit), dialect.BROWSE_COLUMNS)
+        found = response_store.with_receipt_in(conn, receipt, snapshot.subtree(unit), response_store.BROWSE_COLUMNS)
         if found:
             return {"items": _listed(conn, found), "next": None}
     words = (search or "").split()
@@ -402,7 +402,7 @@ def list_responses(
     ]
     after = decode_cursor(cursor)
     streams = [
-        dialect.browse_responses(
+        dialect.of(conn).browse_responses(
             conn,
             code,
             start.isoformat(),

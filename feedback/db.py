@@ -24,7 +24,9 @@ from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
-from feedback.store import dialect
+from feedback.store import Connection, dialect, dialect_sqlite, health
+from feedback.store.dialect import is_postgres_url
+from feedback.store.errors import PgOperationalError
 
 log = logging.getLogger("feedback.db")
 T = TypeVar("T")
@@ -88,10 +90,17 @@ def _flush_deferred(conn: sqlite3.Connection) -> None:
         work.flush(conn)
 
 
-def connect_writer(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def connect_writer(database: str) -> Connection:
+    """The write connection to an SQLite file or a `postgresql://` database."""
+    if is_postgres_url(database):
+        from feedback.store import dialect_postgres, pg
+
+        conn = pg.Connection.open(database, application_name="feedback-writer")
+        dialect_postgres.configure_writer(conn)
+        return conn  # type: ignore[return-value]  # the same methods as a sqlite3 connection
+    conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
-    dialect.configure_writer(conn)
+    dialect_sqlite.configure_writer(conn)
     return conn
 
 
@@ -99,16 +108,37 @@ def connect_reader(path: str) -> sqlite3.Connection:
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
-    dialect.configure_reader(conn)
+    dialect_sqlite.configure_reader(conn)
     return conn
 
 
 def open_utils(path: str) -> sqlite_utils.Database:
-    """A sqlite-utils handle for schema and admin work (CLI, migrations, demo)."""
+    """A sqlite-utils handle for schema and admin work on an SQLite file (CLI, migrations, demo)."""
     db = sqlite_utils.Database(path)
     db.enable_wal()
-    dialect.configure_admin(db.conn)
+    dialect_sqlite.configure_admin(db.conn)
     return db
+
+
+class PostgresDatabase:
+    """What `open_database` gives for PostgreSQL: the admin connection as `.conn`, and `.close()`, like
+    the sqlite-utils handle the CLI uses for a file."""
+
+    def __init__(self, url: str) -> None:
+        from feedback.store import pg
+
+        self.url = url
+        self.conn = pg.Connection.open(url, application_name="feedback-admin")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_database(database: str) -> sqlite_utils.Database | PostgresDatabase:
+    """An admin handle (`.conn`, `.close()`) on an SQLite file or a `postgresql://` database."""
+    if is_postgres_url(database):
+        return PostgresDatabase(database)
+    return open_utils(database)
 
 
 class LoopWaiter:
@@ -141,6 +171,15 @@ def _settle(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
             future.set_exception(value)
 
 
+class _Unreachable:
+    """The writer's connection while the database cannot be reached: every batch tries to reconnect."""
+
+    broken = True
+
+    def close(self) -> None:
+        pass
+
+
 class Store:
     """The async face of the database for the web app and plugins."""
 
@@ -156,6 +195,11 @@ class Store:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="feedback-read")
+        # PostgreSQL: readers borrow from psycopg's pool (opened on start); SQLite: one file handle per thread.
+        self._pool: Any = None
+        self._listener: Any = None
+        self._pool_size = readers
+        self._begin: Callable[[Any], None] = dialect_sqlite.begin_write
         self._writer = threading.Thread(target=self._write_loop, name="feedback-write", daemon=True)
         self._started = False
         self.batches = 0
@@ -167,6 +211,13 @@ class Store:
         # Where the writer's time goes (seconds, since start): running batches, and of that, COMMIT.
         self.write_seconds = 0.0
         self.commit_seconds = 0.0
+        # Called on the writer thread after each group commit with (jobs, seconds of COMMIT): /metrics.
+        self.on_batch: Callable[[int, float], None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Write jobs waiting for the writer."""
+        return self._jobs.qsize()
 
     def local(self, name: str, factory: Callable[[], T]) -> T:
         """The app's value called `name`, made with `factory()` on first use: per app, not per process,
@@ -183,8 +234,23 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         if not self._started:
+            if is_postgres_url(self.path) and self._pool is None:
+                from feedback.store import pg, pg_listen
+
+                self._pool = pg.reader_pool(self.path, self._pool_size)
+                self._listener = pg_listen.Listener(self.path)
+                self._listener.start()
             self._writer.start()
             self._started = True
+
+    def listen(self, topic: str, callback: Callable[[str], None]) -> bool:
+        """Call `callback(payload)` on a listener thread whenever a committed change of `topic` ("catalog",
+        "actions", "invitation") is notified by any node; False (and nothing happens) on SQLite, whose
+        processes find each other's changes by their periodic checks. See feedback.store.pg_listen."""
+        if self._listener is None:
+            return False
+        self._listener.subscribe(topic, callback)
+        return True
 
     def close(self) -> None:
         if self._started:
@@ -192,6 +258,12 @@ class Store:
             self._writer.join(timeout=30)
             self._started = False
         self._readers.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
     # -- writes ----------------------------------------------------------------------------
     def submit_write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
@@ -209,6 +281,7 @@ class Store:
 
     def _write_loop(self) -> None:
         conn = connect_writer(self.path)
+        self._begin = dialect.of(conn).begin_write
         _in_writer.store, _in_writer.pending, _in_writer.deferred = self, [], {}
         try:
             while True:
@@ -226,11 +299,36 @@ class Store:
                         stop_after = True
                         break
                     batch.append(job)
-                self._run_batch(conn, batch)
+                if getattr(conn, "broken", False):
+                    conn = self._reconnect(conn, batch)
+                    if isinstance(conn, _Unreachable):
+                        continue
+                try:
+                    self._run_batch(conn, batch)
+                except Exception as error:  # noqa: BLE001 - e.g. a ROLLBACK on a lost connection: the thread lives on
+                    handed = health.write_failed(log, self.path, error)
+                    for _fn, future in batch:
+                        if not future.done():
+                            future.set_exception(handed)
                 if stop_after:
                     return
         finally:
             conn.close()
+
+    def _reconnect(self, conn: Any, batch: list[tuple[Callable, Future]]) -> Any:
+        """A PostgreSQL server dropped the writer's connection (a restart, a failover): open a new one
+        for this batch; if that fails too, the batch's callers get the error (nothing was written) and
+        the next batch tries again."""
+        conn.close()
+        try:
+            return connect_writer(self.path)
+        except Exception as error:  # noqa: BLE001 - handed to each caller, retried with the next batch
+            log.warning("the database is unreachable: %s", error)
+            for _fn, future in batch:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(health.as_unavailable(error))  # 503: send it again later
+            time.sleep(0.5)  # not a busy loop while the server is down
+            return _Unreachable()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
         batch = [(fn, future) for fn, future in batch if future.set_running_or_notify_cancel()]
@@ -241,7 +339,7 @@ class Store:
         # in its own savepoint, so that one bad request cannot take the others down with it.
         started = time.perf_counter()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             values = []
             for fn, _ in batch:
                 if not getattr(fn, "defers", False):
@@ -261,13 +359,15 @@ class Store:
         done = time.perf_counter()
         self.commit_seconds += done - committing
         self.write_seconds += done - started
+        if self.on_batch is not None:
+            self.on_batch(len(batch), done - committing)
         self._run_after_commit()
         self._resolve([(future, True, value) for (_, future), value in zip(batch, values, strict=True)])
 
     def _run_isolated(self, conn: sqlite3.Connection, batch: list[tuple[Callable, Future]]) -> None:
         outcomes: list[tuple[Future, bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             for fn, future in batch:
                 conn.execute("SAVEPOINT job")
                 registered = len(_in_writer.pending)
@@ -279,20 +379,20 @@ class Store:
                     conn.execute("RELEASE job")
                     del _in_writer.pending[registered:]  # what the job asked for after commit went with it
                     _in_writer.deferred.clear()
-                    outcomes.append((future, False, error))
+                    outcomes.append((future, False, health.as_unavailable(error)))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((future, True, result))
             conn.execute("COMMIT")
         except BaseException as error:  # noqa: BLE001 - the whole batch failed to commit
-            log.exception("write batch failed")
+            handed = health.write_failed(log, self.path, error)  # a full disk: 503 for each, logged once a minute
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _in_writer.pending.clear()
             _in_writer.deferred.clear()
             for _fn, future in batch:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(handed)
             return
         self._run_after_commit()
         self._resolve(outcomes)
@@ -341,10 +441,28 @@ class Store:
             self._local.conn = conn
         return conn
 
+    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """On a reader thread: `fn` with this thread's SQLite connection, or one from the PostgreSQL pool."""
+        if self._pool is None:
+            return fn(self._reader())
+        from feedback.store import pg
+
+        for attempt in (1, 2):
+            with self._pool.connection() as raw:
+                try:
+                    return fn(pg.Connection(raw))  # type: ignore[arg-type]  # the same methods
+                except PgOperationalError:
+                    # The server dropped this pooled connection (a restart, a failover): the pool
+                    # discards it, and the read runs once more on another.
+                    if attempt == 2 or not raw.broken:
+                        raise
+            self._pool.check()  # the others dropped with it: replace them before the second try
+        raise AssertionError("unreachable")
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` on a reader thread with its own read-only connection."""
+        """Run `fn(conn)` on a reader thread with a read connection of its own."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        return await loop.run_in_executor(self._readers, self._read_now, fn)
 
     async def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
         """Rows of a read-only SQL query, for scripts and tests that look at the file; the application

@@ -36,3 +36,11 @@ class Gone(FeedbackError):
     """The thing named exists but no longer takes anything new (a retired touchpoint)."""
 
     status_code = 410
+
+
+class StorageUnavailable(FeedbackError):
+    """The database cannot take writes now (a full disk, an I/O error): nothing was stored, and the same
+    request may be sent again once it recovers (`retry_after` seconds is a fair first wait)."""
+
+    status_code = 503
+    retry_after = 30

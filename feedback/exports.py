@@ -130,7 +130,7 @@ def fetch_page(
     """
     while cursor.unit_index < len(flt.units):
         unit = flt.units[cursor.unit_index]
-        rows = dialect.response_page(
+        rows = dialect.of(conn).response_page(
             conn,
             unit,
             flt.date_from,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from feedback.db import PostgresDatabase
 from feedback.plugins import PluginManager, flatten
-from feedback.store import dialect, tables
+from feedback.store import Connection, dialect_postgres, dialect_sqlite, schema, tables
 
 migrations = sqlite_utils.Migrations("feedback")
 
@@ -59,7 +60,7 @@ def m001_organisation(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     # A published version is immutable: the database itself refuses changes.
-    dialect.refuse_changes(
+    dialect_sqlite.refuse_changes(
         db, "survey_versions_immutable", "survey_versions", "UPDATE", "published survey versions are immutable"
     )
     db.table("touchpoints").create(
@@ -353,7 +354,7 @@ def m006_quality(db: sqlite_utils.Database) -> None:
     # ISO 9001 7.5: the record of each step is append-only; the database itself refuses edits.
     for verb in ("UPDATE", "DELETE"):
         for table in ("action_events", "objective_versions"):
-            dialect.refuse_changes(db, f"{table}_no_{verb.lower()}", table, verb, f"{table} is append-only")
+            dialect_sqlite.refuse_changes(db, f"{table}_no_{verb.lower()}", table, verb, f"{table} is append-only")
     # Mails and webhook deliveries: written durably, then delivered (and retried) by a job.
     db.execute(
         """CREATE TABLE IF NOT EXISTS outbox (
@@ -385,7 +386,7 @@ def m008_comment_search(db: sqlite_utils.Database) -> None:
     `heatmap_rollups` counts responses by unit × local day × UTC hour of occurred_at: the local hour
     and weekday follow from the unit's time zone when read, so ingest needs nothing but the row.
     """
-    dialect.create_comment_search(db)
+    dialect_sqlite.create_comment_search(db)
     level_columns = ", ".join(f"{level} INTEGER NOT NULL DEFAULT 0" for level in LEVELS)
     db.execute(
         f"""CREATE TABLE IF NOT EXISTS heatmap_rollups (
@@ -439,14 +440,44 @@ def plugin_tables(plugins: PluginManager) -> list[tables.Table]:
             plugin = key.removesuffix(".register_tables")
             raise tables.TableSpecError(f"plugin {plugin}: register_tables failed: {plugins.failures.last[key]}")
     tables.check_distinct(declared)
+    for table in declared:
+        if isinstance(table, tables.Table) and table.core:
+            raise tables.TableSpecError(f"table {table.name!r}: `core` is for the core's own tables")
     return declared
 
 
-def apply_all(db: sqlite_utils.Database, plugins: PluginManager) -> None:
-    """The core set, the plugins' sets, then the plugins' declared tables (created or topped up)."""
+def apply_all(db: sqlite_utils.Database | PostgresDatabase, plugins: PluginManager) -> None:
+    """Bring a database up to the schema. SQLite: the core set, the plugins' sets, then the core's and
+    the plugins' declared tables (created or topped up). PostgreSQL: `apply_postgres`."""
+    if isinstance(db, PostgresDatabase):
+        apply_postgres(db.conn, plugins)
+        return
     for migration_set in all_migration_sets(plugins):
         migration_set.apply(db)
-    tables.migrate(db.conn, plugin_tables(plugins))
+    tables.migrate(db.conn, [*schema.CORE_SCHEMA, *plugin_tables(plugins)])
+
+
+def apply_postgres(conn: Connection, plugins: PluginManager) -> None:
+    """A PostgreSQL database is made from the specs: the core's tables, their triggers and the comment
+    search, then the plugins' tables; later columns and indexes are added the same way. Under the
+    writer lock, so nodes starting together do it once."""
+    sets = all_migration_sets(plugins)[1:]
+    if sets:
+        raise tables.TableSpecError(
+            f"migration set {sets[0].name!r}: SQLite migrations cannot run on PostgreSQL;"
+            " declare the plugin's tables with register_tables instead"
+        )
+    declared = plugin_tables(plugins)
+    if not tables.plan(conn, [*schema.CORE_SCHEMA, *declared]):
+        return
+    with dialect_postgres.write_transaction(conn):
+        new = not dialect_postgres.table_columns(conn, "responses")
+        tables.migrate(conn, [*schema.CORE_SCHEMA, *declared])
+        if new:
+            for name, table, verb, message in schema.REFUSED_CHANGES:
+                dialect_postgres.refuse_changes(conn, name, table, verb, message)
+            dialect_postgres.create_comment_search(conn)
+            dialect_postgres.create_notify_triggers(conn)
 
 
 @migrations()

@@ -32,6 +32,7 @@ from typing import Any
 from feedback.db import connect_writer
 from feedback.errors import InvalidInput
 from feedback.store import Connection, dialect
+from feedback.store import responses as response_store
 
 # Rowids per chunk of a whole-history rebuild: large enough for set-based speed, small enough for
 # progress that moves.
@@ -91,21 +92,21 @@ def rebuild(
     started = time.monotonic()
     summary = Summary(date_from, date_to)
     report = progress or (lambda *_: None)
-    dialect.rebuild_begin(conn)
-    chunks = dialect.rebuild_chunks(conn, date_from, date_to, CHUNK_ROWS)
-    steps = len(chunks) + len(dialect.ROLLUP_TABLES)
+    dialect.of(conn).rebuild_begin(conn)
+    chunks = dialect.of(conn).rebuild_chunks(conn, date_from, date_to, CHUNK_ROWS)
+    steps = len(chunks) + len(response_store.ROLLUP_TABLES)
     report("reading responses", 0, steps, 0)
     staged = 0  # the last staged cell already added to the summary
     for done, chunk in enumerate(chunks, start=1):
-        staged, responses, suspect = dialect.rebuild_stage(conn, chunk, staged)
+        staged, responses, suspect = dialect.of(conn).rebuild_stage(conn, chunk, staged)
         summary.responses += responses
         summary.suspect += suspect
         report("reading responses", done, steps, summary.responses)
-    dialect.rebuild_clear(conn, date_from, date_to)
-    for done, table in enumerate(dialect.ROLLUP_TABLES, start=len(chunks) + 1):
-        summary.tables[table] = dialect.rebuild_fill(conn, table)
+    dialect.of(conn).rebuild_clear(conn, date_from, date_to)
+    for done, table in enumerate(response_store.ROLLUP_TABLES, start=len(chunks) + 1):
+        summary.tables[table] = dialect.of(conn).rebuild_fill(conn, table)
         report(f"writing {table}", done, steps, summary.responses)
-    dialect.rebuild_end(conn)
+    dialect.of(conn).rebuild_end(conn)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -118,8 +119,8 @@ def rebuild_file(
     check_period(date_from, date_to)
     conn = connect_writer(path)
     try:
-        dialect.large_cache(conn)  # the GROUP BY sorts stay in memory longer
-        conn.execute("BEGIN IMMEDIATE")
+        dialect.of(conn).large_cache(conn)  # the GROUP BY sorts stay in memory longer
+        dialect.of(conn).begin_write(conn)  # the write lock (cluster-wide on PostgreSQL) from the start
         try:
             summary = rebuild(conn, date_from, date_to, progress)
             conn.execute("COMMIT")

@@ -1,20 +1,27 @@
 """What `feedback serve` makes sure of before and while it serves: one server per port, one server per
-database file, and no worker left serving after its parent is gone."""
+database file, no worker left serving after its parent is gone, and a stop that ends the requests that
+would otherwise hold it up."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import fcntl
 import os
 import signal
 import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # Set by `feedback serve` for its workers: the pid they must not outlive.
 PARENT_ENV = "FEEDBACK_SERVE_PARENT"
 _PR_SET_PDEATHSIG = 1
+# How long a stopping worker may take to finish the requests in flight and flush its writer before
+# the serving process kills it: within the 10 s a stop may take (systemd's TimeoutStopSec is 15).
+STOP_GRACE_SECONDS = 8
 
 
 class PortInUse(Exception):
@@ -78,3 +85,35 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != int(parent):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stopping(store: Any) -> asyncio.Event:
+    """Set once the server running this app (its `Store`) begins to stop: long-polls and event streams
+    answer at once, so their clients reconnect, to another node behind a load balancer."""
+    return store.local("stopping", asyncio.Event)
+
+
+def on_stop_signal(callback: Callable[[], None]) -> bool:
+    """Call `callback` when this process is told to stop (SIGTERM, or SIGINT), then the handler the ASGI
+    server installed for it. Only in the main thread of a process of our own; False where it cannot.
+
+    granian stops a worker on SIGTERM by closing its listener and letting each connection finish the
+    request under way; the app's lifespan shutdown (the writer's flush) runs only once every connection
+    has ended. A kiosk's long-poll (up to a minute) or a manager's event stream (endless) would hold the
+    stop up, so the app must hear of the signal first, itself. `callback` runs inside a signal handler:
+    it may only hand work to the event loop (`loop.call_soon_threadsafe`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue  # nobody handles it here: its default (ending the process) stays
+
+        def chained(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            try:
+                callback()
+            finally:
+                previous(number, frame)
+
+        signal.signal(signum, chained)
+    return True

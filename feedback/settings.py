@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 
+from feedback.store.dialect import is_postgres_url
+
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message starts with its variable's name."""
@@ -49,6 +51,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_batch: int = 256
     # Periodic jobs (objective evaluation, deadlines, deliveries) run inside the server unless 0.
     jobs: bool = True
+    # GET /readyz answers 503 when the filesystem holding an SQLite database has less free space than
+    # this (MB), or when an event has waited longer than this many seconds to be dispatched.
+    ready_min_free_mb: int = 256
+    ready_max_event_age: float = 300.0
     # Corrective actions: working days to rectify when neither a rule nor the unit sets a deadline,
     # how many working days before the deadline the owner is reminded, and how many weeks an action
     # under effectiveness review is watched (and, when its interval neither clears nor misses the
@@ -73,6 +79,11 @@ class Settings(msgspec.Struct, kw_only=True):
     # library's (font subsetting, HTTP clients, …) from its own, so their chatter stays out unless asked.
     log_level: str = "INFO"
     library_log_level: str = "WARNING"
+    # `text` (one line per record, as before) or `json` (one JSON object per line, for a log shipper).
+    log_format: str = "text"
+    # The bearer token that opens GET /metrics to hosts other than this one (loopback needs none);
+    # unset, /metrics answers only loopback clients.
+    metrics_token: str = ""
 
 
 _ENV = {
@@ -97,6 +108,8 @@ _ENV = {
     "FEEDBACK_REPEAT_WINDOW": "repeat_window",
     "FEEDBACK_MAX_BATCH": "max_batch",
     "FEEDBACK_JOBS": "jobs",
+    "FEEDBACK_READY_MIN_FREE_MB": "ready_min_free_mb",
+    "FEEDBACK_READY_MAX_EVENT_AGE": "ready_max_event_age",
     "FEEDBACK_DEFAULT_ACTION_DAYS": "default_action_days",
     "FEEDBACK_DUE_SOON_DAYS": "due_soon_days",
     "FEEDBACK_EFFECTIVENESS_WEEKS": "effectiveness_weeks",
@@ -109,6 +122,8 @@ _ENV = {
     "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
     "FEEDBACK_LOG_LEVEL": "log_level",
     "FEEDBACK_LIBRARY_LOG_LEVEL": "library_log_level",
+    "FEEDBACK_LOG_FORMAT": "log_format",
+    "FEEDBACK_METRICS_TOKEN": "metrics_token",
 }
 _BOOLEAN = {"webhook_allow_private", "jobs"}
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
@@ -140,6 +155,9 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     proxy_networks(settings.trusted_proxies)  # a typo stops start-up rather than trusting nobody silently
     settings.log_level = _log_level(settings.log_level, "FEEDBACK_LOG_LEVEL")
     settings.library_log_level = _log_level(settings.library_log_level, "FEEDBACK_LIBRARY_LOG_LEVEL")
+    settings.log_format = str(settings.log_format).strip().lower()
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError(f"FEEDBACK_LOG_FORMAT: {settings.log_format!r} is not one of text, json")
     if not settings.secret and keep_secret:
         settings.secret = stored_secret(settings.db)
     return settings
@@ -211,6 +229,11 @@ def stored_secret(db: str) -> str:
     path = secret_path(db)
     if db in ("", ":memory:"):
         return secrets.token_hex(32)
+    if is_postgres_url(db):
+        # No file beside the database, and every node must sign with the same secret.
+        raise SettingsError(
+            "FEEDBACK_SECRET: must be set when FEEDBACK_DB is a PostgreSQL database (the same on every node)"
+        )
     try:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,11 +25,12 @@ import httpx
 import pytest
 
 from feedback import auth, kiosks, organisation, surveys
-from feedback.db import open_utils
+from feedback.db import open_database
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, build_plugin_manager
 from feedback.settings import Settings, load_settings
 from feedback.store import events as event_store
+from feedback.store.dialect import is_postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -61,9 +63,13 @@ def source_env(env: dict[str, str] | None = None) -> dict[str, str]:
 class Org:
     """What `make_org` created: the database path, touchpoint tokens and API tokens by name."""
 
-    db: Path
+    db: Path | str  # an SQLite file, or the URL of a PostgreSQL database
     touchpoints: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if is_postgres_url(str(self.db)) else "sqlite"
 
 
 @cache
@@ -72,9 +78,10 @@ def default_plugins() -> PluginManager:
     return build_plugin_manager(Settings())
 
 
-def make_org(db_path: Path) -> Org:
-    """Two agencies: A (A → A1 → A1a) answering CSAT and 好差评, and B answering Ваш контроль."""
-    db = open_utils(str(db_path))
+def make_org(db_path: Path | str) -> Org:
+    """Two agencies: A (A → A1 → A1a) answering CSAT and 好差评, and B answering Ваш контроль (in an
+    SQLite file, or in the PostgreSQL database a URL names)."""
+    db = open_database(str(db_path))
     apply_all(db, default_plugins())
     conn = db.conn
     org = Org(db=db_path)
@@ -114,7 +121,7 @@ def make_org(db_path: Path) -> Org:
 def enrollment_code(org: Org, touchpoint: str = "tp-a1a") -> str:
     """A kiosk enrollment code, made as `feedback kiosk enroll` makes it (through the core, in this process:
     for tests that only need a kiosk; tests/test_kiosk_api.py runs the command itself)."""
-    db = open_utils(str(org.db))
+    db = open_database(str(org.db))
     try:
         with db.conn:
             code, _expires = kiosks.create_enrollment(db.conn, touchpoint, "cli")
@@ -133,14 +140,14 @@ class ProcessServer:
     """`feedback serve` in a child process, as an operator would run it: for tests where the process is
     the point (SIGKILL, several workers, what `serve` checks and prints before it serves)."""
 
-    def __init__(self, db: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(self, db: Path | str, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.db = db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = source_env({"FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "test-secret", **(env or {})})
         self.workers = workers
         self.process: subprocess.Popen | None = None
-        self.log = db.with_suffix(".server.log")
+        self.log = server_log(db)
 
     def start(self) -> ProcessServer:
         self.process = subprocess.Popen(
@@ -174,6 +181,13 @@ class ProcessServer:
                 self.kill()
 
 
+def server_log(db: Path | str) -> Path:
+    """Where a server over `db` logs: beside an SQLite file, in a folder of its own for a URL."""
+    if is_postgres_url(str(db)):
+        return Path(tempfile.mkdtemp(prefix="feedback-server-")) / "server.log"
+    return Path(db).with_suffix(".server.log")
+
+
 def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
@@ -200,14 +214,14 @@ class Server:
     `log`, as a process server's output does. Where the process itself is the point (SIGKILL, several
     workers), use `ProcessServer`."""
 
-    def __init__(self, db: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(self, db: Path | str, env: dict[str, str] | None = None, workers: int = 1) -> None:
         if workers != 1:
             raise ValueError("several workers are several processes: use ProcessServer (start_process_server)")
         self.db = db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {"FEEDBACK_RATE_LIMIT": "0", "FEEDBACK_SECRET": "test-secret", **(env or {})}
-        self.log = db.with_suffix(".server.log")
+        self.log = server_log(db)
         self.app: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,7 +232,8 @@ class Server:
         self._frozen = False
 
     def settings(self) -> Settings:
-        environ = {**os.environ, **self.env, "FEEDBACK_DB": str(Path(self.db).resolve())}
+        database = str(self.db) if is_postgres_url(str(self.db)) else str(Path(self.db).resolve())
+        environ = {**os.environ, **self.env, "FEEDBACK_DB": database}
         environ.setdefault("FEEDBACK_PUBLIC_URL", self.url)
         return load_settings(environ)
 
@@ -230,7 +245,7 @@ class Server:
 
         settings = self.settings()
         prepare_database(settings)
-        self._held = DATABASE_LOCKS.hold(settings.db)
+        self._held = None if is_postgres_url(settings.db) else DATABASE_LOCKS.hold(settings.db)
         try:
             self.app = create_app(settings)
         except BaseException:
@@ -308,6 +323,11 @@ class Server:
         if self._thread is None:
             return
         if self._thread.is_alive():
+            from feedback.web.app import begin_stopping
+
+            # As the signal handler of a `feedback serve` worker does: long-polls and event streams
+            # answer at once, so the stop waits only for the requests in flight.
+            self._loop.call_soon_threadsafe(begin_stopping, self.app.state.store)
             self._loop.call_soon_threadsafe(self._server.stop)
             self._thread.join(STOP_GRACE_SECONDS)
         if self._thread.is_alive():
@@ -430,24 +450,102 @@ DATABASE_LOCKS = DatabaseLocks()
 def prepare_database(settings: Settings) -> None:
     """What `feedback serve` does before it serves: migrate, and end the leases of a stopped server
     (`feedback.cli.release_dead_leases`, with the in-use check of DatabaseLocks)."""
-    db = open_utils(settings.db)
+    db = open_database(settings.db)
     try:
         apply_all(db, build_plugin_manager(settings))
-        if not DATABASE_LOCKS.in_use(settings.db):
+        # PostgreSQL: no other feedback session on the database (another node's are live leases).
+        if is_postgres_url(settings.db):
+            from feedback.store.dialect_postgres import other_feedback_sessions
+
+            idle = not other_feedback_sessions(db.conn)
+        else:
+            idle = not DATABASE_LOCKS.in_use(settings.db)
+        if idle:
             with db.conn:
                 event_store.release_leases(db.conn)
     finally:
         db.close()
 
 
+# -- backends ------------------------------------------------------------------------------------------
+# A test module that runs on PostgreSQL as well says so with `pytestmark = BOTH_BACKENDS`; its tests
+# that take `org`, `shared_org` or `backend` then run once per backend chosen with --backends (the
+# README's test command chooses both). Every other test runs on SQLite alone.
+BACKENDS = ("sqlite", "postgresql")
+BOTH_BACKENDS = pytest.mark.backends(*BACKENDS)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=os.environ.get("FEEDBACK_TEST_BACKENDS", "sqlite"),
+        help="comma-separated databases to run the two-backend tests on: sqlite,postgresql (default sqlite)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): the test module runs on each of these databases")
+    chosen = [name.strip() for name in config.getoption("--backends").split(",") if name.strip()]
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown or not chosen:
+        raise pytest.UsageError(f"--backends: choose from {', '.join(BACKENDS)}, got {sorted(unknown) or 'nothing'}")
+    config.chosen_backends = chosen  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    able = marker.args if marker else ("sqlite",)
+    chosen = metafunc.config.chosen_backends  # type: ignore[attr-defined]
+    params = [
+        name if name in chosen else pytest.param(name, marks=pytest.mark.skip(reason=f"--backends leaves out {name}"))
+        for name in able
+    ]
+    metafunc.parametrize("backend", params, scope="module")
+
+
+_cluster: Any = None
+_org_template: Org | None = None
+
+
+def postgres_cluster() -> Any:
+    """This test process's throwaway PostgreSQL server (tests/postgres.py), started on first use."""
+    global _cluster
+    if _cluster is None:
+        from tests.postgres import Cluster
+
+        _cluster = Cluster().start()
+    return _cluster
+
+
+def new_postgres_database() -> str:
+    """An empty database on the cluster; returns its URL."""
+    return postgres_cluster().create_database()
+
+
+def postgres_org() -> Org:
+    """`make_org` in a database of its own, copied from a template made once per test process."""
+    global _org_template
+    cluster = postgres_cluster()
+    if _org_template is None:
+        _org_template = make_org(cluster.create_database("org_template"))
+    url = cluster.create_database(template="org_template")
+    return Org(db=url, touchpoints=dict(_org_template.touchpoints), tokens=dict(_org_template.tokens))
+
+
+def org_on(backend: str, folder: Path) -> Org:
+    return postgres_org() if backend == "postgresql" else make_org(folder / "feedback.db")
+
+
 @pytest.fixture
-def org(tmp_path: Path) -> Org:
-    return make_org(tmp_path / "feedback.db")
+def org(tmp_path: Path, backend: str) -> Org:
+    return org_on(backend, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def shared_org(tmp_path_factory: pytest.TempPathFactory) -> Org:
-    return make_org(tmp_path_factory.mktemp("org") / "feedback.db")
+def shared_org(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Org:
+    return org_on(backend, tmp_path_factory.mktemp("org"))
 
 
 @pytest.fixture(scope="module")
@@ -499,10 +597,21 @@ def browser():
         chromium.close()
 
 
-def rows(org: Org, sql: str, params: tuple = ()) -> list[dict]:
-    """Rows straight from the SQLite file, as dicts."""
-    conn = sqlite3.connect(org.db)
+def connect(db: Path | str) -> Any:
+    """A plain connection to the test's database, outside any server: sqlite3's for a file, the store's
+    PostgreSQL adapter for a URL (the same `?` parameters, rows by name)."""
+    if is_postgres_url(str(db)):
+        from feedback.store import pg
+
+        return pg.Connection.open(str(db), application_name="tests")
+    conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
+    return conn
+
+
+def rows(org: Org, sql: str, params: tuple = ()) -> list[dict]:
+    """Rows straight from the database, as dicts."""
+    conn = connect(org.db)
     try:
         return [dict(r) for r in conn.execute(sql, params)]
     finally:

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from feedback.auth import save_user
-from feedback.db import open_utils
+from feedback.db import open_database
 from feedback.migrations import apply_all
-from tests.conftest import default_plugins
+from tests.conftest import connect, default_plugins
 
 _CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
@@ -34,8 +34,8 @@ def add_user(
     email: str | None = None,
     lang: str | None = None,
 ) -> None:
-    """Create (or update) a user with a password, straight in the SQLite file."""
-    database = open_utils(str(db))
+    """Create (or update) a user with a password, straight in the database."""
+    database = open_database(str(db))
     try:
         apply_all(database, default_plugins())
         with database.conn:
@@ -82,11 +82,9 @@ def sign_in(page_or_client: Any, server: Any, name: str, password: str, *, next_
     return page
 
 
-def retire_touchpoint(server: Any, db: Path, token: str, unit: str) -> str:
+def retire_touchpoint(server: Any, db: Path | str, token: str, unit: str) -> str:
     """Retire a touchpoint as an operator does, through the admin form (signed in as a new admin "boss");
     returns the stored `retired_at`."""
-    import sqlite3
-
     password = "correct horse 1"
     add_user(db, "boss", password, "admin")
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -94,7 +92,10 @@ def retire_touchpoint(server: Any, db: Path, token: str, unit: str) -> str:
         form = f"/manage/admin/touchpoints/?unit={unit}"
         reply = client.post(f"/manage/admin/touchpoints/{token}/retire", data={"_csrf_token": csrf_token(client, form)})
     assert reply.status_code == 303, reply.text[:500]
-    with sqlite3.connect(db) as conn:
+    conn = connect(db)
+    try:
         retired_at = conn.execute("SELECT retired_at FROM touchpoints WHERE token = ?", (token,)).fetchone()[0]
+    finally:
+        conn.close()
     assert retired_at
     return retired_at

@@ -1,13 +1,12 @@
 """Corrective actions: the state machine over the real API, appeals, deadlines, effectiveness, KPIs.
 
-Response-sourced actions are opened with `open_action` straight on the SQLite file (the path the
+Response-sourced actions are opened with `open_action` straight on the database (the path the
 ingest triggers take); everything else goes through a real `feedback serve` and `feedback tick`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,9 +19,23 @@ import pytest
 from feedback import actions, auth
 from feedback.calendars import add_working_days
 from feedback.catalog import load_snapshot
+from feedback.db import open_database
 from feedback.models import ActionRequest
 from feedback.rates import wilson
-from tests.conftest import Server, auth_header, default_plugins, make_org, rows, run_cli, wait_for_dispatch
+from feedback.store import Connection, IntegrityError, Row, dialect
+from tests.conftest import (
+    BOTH_BACKENDS,
+    Org,
+    Server,
+    auth_header,
+    connect,
+    default_plugins,
+    rows,
+    run_cli,
+    wait_for_dispatch,
+)
+
+pytestmark = BOTH_BACKENDS
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -46,15 +59,16 @@ def track_event(event):
 class Env:
     """An organisation with owners and countries, a plugins folder and an event log."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.org = make_org(tmp_path / "feedback.db")
+    def __init__(self, tmp_path: Path, org: Org) -> None:
+        self.org = org
         plugins_dir = tmp_path / "plugins"
         plugins_dir.mkdir()
         self.events_log = tmp_path / "events.jsonl"
         (plugins_dir / "action_event_log.py").write_text(EVENT_LOGGER.format(path=str(self.events_log)))
-        self.env = {"FEEDBACK_PLUGINS_DIR": str(plugins_dir), "FEEDBACK_JOBS": "0"}
+        # The servers' secret for `feedback tick` too (a PostgreSQL database has no file beside it for one).
+        self.env = {"FEEDBACK_PLUGINS_DIR": str(plugins_dir), "FEEDBACK_JOBS": "0", "FEEDBACK_SECRET": "test-secret"}
 
-        def setup(conn: sqlite3.Connection, _snapshot: Any) -> None:
+        def setup(conn: Connection, _snapshot: Any) -> None:
             self.org.tokens["boss"] = auth.create_token(conn, "boss", "manager", "A")
             self.org.tokens["auditor_a"] = auth.create_token(conn, "aud", "auditor", "A")
             self.org.tokens["manager_b"] = auth.create_token(conn, "olga", "manager", "B")
@@ -67,22 +81,16 @@ class Env:
 
         self.db(setup)
 
-    def db(self, fn: Callable[[sqlite3.Connection, Any], Any]) -> Any:
-        """Run fn(conn, snapshot) in one write transaction on the SQLite file."""
-        conn = sqlite3.connect(self.org.db, isolation_level=None, timeout=30)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
+    def db(self, fn: Callable[[Connection, Any], Any]) -> Any:
+        """Run fn(conn, snapshot) in one write transaction (holding the write lock) on the database."""
+        handle = open_database(str(self.org.db))
+        conn = handle.conn
+        conn.row_factory = Row
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn, load_snapshot(conn, default_plugins()))
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            with dialect.of(conn).write_transaction(conn):
+                return fn(conn, load_snapshot(conn, default_plugins()))
         finally:
-            conn.close()
+            handle.close()
 
     def events(self) -> list[dict[str, Any]]:
         wait_for_dispatch(self.org)  # track_event runs after the commit, on the dispatcher
@@ -97,8 +105,8 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return Env(tmp_path)
+def env(tmp_path: Path, org: Org) -> Env:
+    return Env(tmp_path, org)
 
 
 @pytest.fixture
@@ -125,7 +133,7 @@ def post_response(server: Server, touchpoint: str, rating: int, **extra: Any) ->
 def open_for_response(
     env: Env, response_id: str, kind: str = "work_order", now: datetime | None = None, **extra: Any
 ) -> dict[str, Any]:
-    def run(conn: sqlite3.Connection, snapshot: Any) -> dict[str, Any] | None:
+    def run(conn: Connection, snapshot: Any) -> dict[str, Any] | None:
         stored = dict(conn.execute("SELECT * FROM responses WHERE id = ?", (response_id,)).fetchone())
         request = ActionRequest(
             kind=kind,
@@ -405,13 +413,13 @@ def test_action_events_are_append_only(env: Env, server: Server) -> None:
     reply = api(server, "POST", "/api/v1/actions", env.org.tokens["admin"], json={"unit": "A1", "title": "x"})
     aid = reply.json()["id"]
     assert step(server, env.org.tokens["manager_a1"], aid, "verifying").status_code == 201
-    conn = sqlite3.connect(env.org.db)
+    conn = connect(env.org.db)
     try:
         for sql in (
             "UPDATE action_events SET actor = 'someone else' WHERE action = ?",
             "DELETE FROM action_events WHERE action = ?",
         ):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            with pytest.raises(IntegrityError, match="append-only"):
                 conn.execute(sql, (aid,))
     finally:
         conn.close()
@@ -426,7 +434,7 @@ def test_one_action_per_response_however_often_opened(env: Env, server: Server) 
     first = open_for_response(env, rid)
     assert first["source"] == {"type": "response", "response_id": rid} and first["owner"] == "lan"
 
-    def again(conn: sqlite3.Connection, snapshot: Any) -> Any:
+    def again(conn: Connection, snapshot: Any) -> Any:
         request = ActionRequest(
             kind="work_order", source_key=f"response:{rid}", unit="A1", title="again", response_id=rid
         )
@@ -447,14 +455,14 @@ def test_deadline_follows_the_unit_calendar_and_action_days(env: Env, server: Se
     rid = post_response(server, "tp-a1", 2)
     assert open_for_response(env, rid, now=friday_before_tet, working_days=1)["due"] == "2026-02-23"
 
-    def in_b(conn: sqlite3.Connection, snapshot: Any) -> Any:
+    def in_b(conn: Connection, snapshot: Any) -> Any:
         request = ActionRequest(kind="callback", source_key="test:b", unit="B", title="call", working_days=1)
         return actions.open_action(conn, request, snapshot=snapshot, now=datetime(2025, 12, 30, 1, tzinfo=UTC))
 
     assert env.db(in_b)["due"] == "2026-01-12"  # Russia's New Year holidays skipped
 
     # A plugin's malformed due day never fails the write it rides in: the working days count instead.
-    def malformed(conn: sqlite3.Connection, snapshot: Any) -> Any:
+    def malformed(conn: Connection, snapshot: Any) -> Any:
         request = ActionRequest(kind="work_order", source_key="test:bad-due", unit="A1", title="x", due="soon")
         return actions.open_action(conn, request, snapshot=snapshot, now=friday_before_tet)
 
@@ -467,7 +475,7 @@ def test_deadline_follows_the_unit_calendar_and_action_days(env: Env, server: Se
 
 
 def test_effectiveness_follows_the_objective_behind_an_action(env: Env) -> None:
-    def setup(conn: sqlite3.Connection, _snapshot: Any) -> None:
+    def setup(conn: Connection, _snapshot: Any) -> None:
         now = datetime.now(UTC).isoformat()
         for objective, metric, comparator, target in (
             (1, "bad_review_rate", "<=", 0.05),
@@ -564,7 +572,7 @@ def test_contact_is_shown_while_open_and_callback_flagged_on_close(env: Env, ser
 
 
 # -- KPIs --------------------------------------------------------------------------------------------------------
-def _walk(conn: sqlite3.Connection, snapshot: Any, aid: int, at: datetime, path: list[str]) -> None:
+def _walk(conn: Connection, snapshot: Any, aid: int, at: datetime, path: list[str]) -> None:
     for target in path:
         fields = {"explanation": "no legal basis"} if target == "explained" else {}
         actions.transition(conn, aid, target, actor="lan", role="manager", fields=fields, snapshot=snapshot, now=at)
@@ -576,7 +584,7 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
 
     close = ["verifying", "explained", "closed"]
 
-    def history(conn: sqlite3.Connection, snapshot: Any) -> None:
+    def history(conn: Connection, snapshot: Any) -> None:
         def opened(key: str, kind: str, when: datetime, due: str, unit: str = "A1") -> int:
             request = ActionRequest(kind=kind, source_key=key, unit=unit, title=key, due=due)
             return actions.open_action(conn, request, snapshot=snapshot, now=when)["id"]
@@ -625,7 +633,7 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
     assert (by_unit["A1a"]["callbacks"], by_unit["A1a"]["callbacks_done"]) == (2, 1)
     assert by_unit["A"]["opened"] == 0 and by_unit["A"]["on_time_rate"] is None
 
-    def metrics(conn: sqlite3.Connection, snapshot: Any) -> tuple:
+    def metrics(conn: Connection, snapshot: Any) -> tuple:
         return (
             actions.metric_on_time(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
             actions.metric_callback(conn, snapshot, "A", "2026-01-01", "2026-01-31"),
@@ -722,7 +730,7 @@ def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, se
         weeks: int = 4,
         close: bool = False,
     ) -> int:
-        def run(conn: sqlite3.Connection, snapshot: Any) -> int:
+        def run(conn: Connection, snapshot: Any) -> int:
             request = ActionRequest(
                 kind="nonconformity", source_key=key, unit=unit, title=key, service=service, target=target
             )

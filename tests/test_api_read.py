@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 from feedback.rates import wilson
-from tests.conftest import Org, Server, auth_header
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header
+
+pytestmark = BOTH_BACKENDS
 
 
 def get(server: Server, path: str, token: str | None = None, **params) -> httpx.Response:

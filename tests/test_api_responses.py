@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import Org, Server, auth_header
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header, rows
+
+pytestmark = BOTH_BACKENDS
 
 
 def stored(org: Org, response_id: str) -> dict | None:
-    conn = sqlite3.connect(org.db)
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute("SELECT * FROM responses WHERE id = ?", (response_id,)).fetchone()
-        return dict(row) if row else None
-    finally:
-        conn.close()
+    found = rows(org, "SELECT * FROM responses WHERE id = ?", (response_id,))
+    return found[0] if found else None
 
 
 def count(org: Org, sql: str, params: tuple = ()) -> int:
-    conn = sqlite3.connect(org.db)
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    finally:
-        conn.close()
+    return next(iter(rows(org, sql, params)[0].values()))
 
 
 def post(server: Server, body) -> httpx.Response:

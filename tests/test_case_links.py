@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import threading
 import uuid
 from urllib.parse import urlsplit
@@ -20,21 +19,23 @@ from PIL import Image
 from playwright.sync_api import Browser
 
 from feedback import auth, organisation
-from tests.conftest import Org, Server, auth_header, make_org, rows
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header, connect, rows
 from tests.manage_helpers import add_user, sign_in
 from tests.test_kiosk_api import enroll, item, sync
 from tests.test_maintenance import VASH_KEYS, dump_rollups, rebuild
 from tests.test_plugins import write_plugin
 from tests.test_quality_hooks import RECORDER, read_events
 
+pytestmark = BOTH_BACKENDS
+
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):
+def env(tmp_path_factory: pytest.TempPathFactory, shared_org: Org):
     """make_org plus a service of agency B (SB), one of no agency (S0), a viewer of A1, a retired
     touchpoint, and a server whose plugin records every event."""
     folder = tmp_path_factory.mktemp("case-links")
-    org = make_org(folder / "feedback.db")
-    conn = sqlite3.connect(org.db, isolation_level=None)
+    org = shared_org
+    conn = connect(org.db)
     conn.execute("BEGIN")
     organisation.add_service(conn, "SB", "Таможенное оформление", agency="B")
     organisation.add_service(conn, "S0", "Any agency's help desk")

@@ -64,25 +64,3 @@ def test_published_survey_versions_are_immutable(tmp_path: Path) -> None:
         assert "immutable" in str(error)
     else:
         raise AssertionError("a published version was changed")
-
-
-def test_backup_script_copies_a_live_database_consistently(tmp_path: Path, start_server) -> None:
-    import subprocess
-    import sys
-
-    import httpx
-
-    org = make_org(tmp_path / "f.db")
-    srv = start_server(org.db)
-    for level in (5, 4, 1):
-        httpx.post(f"{srv.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": level}})
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, str(root / "deploy" / "backup.py"), str(org.db), str(tmp_path / "bk")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    copy = sqlite3.connect(done.stdout.strip())
-    assert copy.execute("SELECT count(*) FROM responses").fetchone()[0] == 3

@@ -20,23 +20,24 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from feedback import dispatch
-from feedback.db import Store, open_utils
+from feedback.db import Store, open_database
 from feedback.events import record
-from feedback.migrations import apply_all
 from feedback.models import Event
 from feedback.store import events as event_store
 from tests.conftest import (
+    BOTH_BACKENDS,
     Org,
     ProcessServer,
     auth_header,
-    default_plugins,
     free_port,
-    make_org,
+    poll_until,
     rows,
     wait_for_dispatch,
 )
 from tests.test_mail import Sink, staffed_org
 from tests.test_plugins import write_plugin
+
+pytestmark = BOTH_BACKENDS
 
 SUBMITTERS = 8
 ACKNOWLEDGED_BEFORE_KILL = 150
@@ -102,6 +103,15 @@ def outbox_row_of(message: Any) -> int:
     return int(re.match(r"<outbox\.(\d+)\.", message["Message-ID"]).group(1))
 
 
+def sessions_ended(org: Org) -> None:
+    """Wait until the killed server's connections are gone (PostgreSQL): a server starting then knows
+    the leases of the event log and outbox are a dead process's and ends them, as it does when nobody
+    holds an SQLite file."""
+    if org.backend == "postgresql":
+        sql = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'feedback%'"
+        poll_until(lambda: not rows(org, sql), 10, "the killed server's sessions ended")
+
+
 def wait_until(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,9 +121,9 @@ def wait_until(check, timeout: float, what: str) -> None:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_ones_twice(tmp_path) -> None:
+def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_ones_twice(org: Org) -> None:
     started_at = time.monotonic()
-    org: Org = staffed_org(tmp_path / "feedback.db")
+    org = staffed_org(org)
     sink = Sink()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -151,6 +161,7 @@ def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_one
         stop.set()
         for thread in threads:
             thread.join(10)
+        sessions_ended(org)
 
         # What the dead server left: every committed response and work order with its event in the
         # log (written in the same transaction), and the deliveries it had claimed but not recorded.
@@ -213,9 +224,8 @@ def test_every_committed_event_is_delivered_after_sigkill_and_only_in_flight_one
         smtp.stop()
 
 
-def test_an_event_is_logged_once_and_each_aggregates_events_are_claimed_in_order(tmp_path) -> None:
-    handle = open_utils(str(tmp_path / "log.db"))
-    apply_all(handle, default_plugins())
+def test_an_event_is_logged_once_and_each_aggregates_events_are_claimed_in_order(org: Org) -> None:
+    handle = open_database(str(org.db))
     conn = handle.conn
     at = "2026-03-02T08:00:00+00:00"
 
@@ -259,6 +269,23 @@ def test_an_event_is_logged_once_and_each_aggregates_events_are_claimed_in_order
     handle.close()
 
 
+def test_an_event_leased_to_a_live_dispatcher_is_not_claimable_until_its_lease_ends(org: Org) -> None:
+    """What wakes a dispatcher: a pending event nobody holds, or one whose lease has run out."""
+    handle = open_database(str(org.db))
+    conn = handle.conn
+    try:
+        at = "2026-03-02T08:00:00.000+00:00"
+        with conn:
+            record(conn, [Event(type="kiosk.silent", id="kiosk.silent:k1:t", created_at=at, data={})])
+        assert event_store.has_claimable(conn, at)
+        with conn:
+            event_store.claim_events(conn, "a", at, "2026-03-02T08:00:30.000+00:00", 10)
+        assert not event_store.has_claimable(conn, "2026-03-02T08:00:10.000+00:00")
+        assert event_store.has_claimable(conn, "2026-03-02T08:00:31.000+00:00")
+    finally:
+        handle.close()
+
+
 def rows_of(conn, sql: str) -> list[dict]:
     cursor = conn.execute(sql)
     names = [column[0] for column in cursor.description]
@@ -286,9 +313,8 @@ RECORDER = """
 
 
 def test_a_response_whose_events_were_never_dispatched_gets_them_after_a_restart_and_a_replay_adds_none(
-    tmp_path,
+    tmp_path, org: Org
 ) -> None:
-    org = make_org(tmp_path / "feedback.db")
     log = tmp_path / "events.jsonl"
     stuck = ProcessServer(org.db, env={"FEEDBACK_PLUGINS_DIR": str(write_plugin(tmp_path / "stuck", "stuck", STUCK))})
     stuck.start()
@@ -300,6 +326,7 @@ def test_a_response_whose_events_were_never_dispatched_gets_them_after_a_restart
         assert pending == {f"response.stored:{body['id']}", f"action.opened:{action['id']}"}
     finally:
         stuck.kill()
+    sessions_ended(org)
 
     folder = write_plugin(tmp_path / "recorder", "recorder", RECORDER.format(log=str(log)))
     server = ProcessServer(org.db, env={"FEEDBACK_PLUGINS_DIR": str(folder)}).start()
@@ -318,10 +345,9 @@ def test_a_response_whose_events_were_never_dispatched_gets_them_after_a_restart
     assert rows(org, "SELECT count(*) AS n FROM event_log")[0]["n"] == 2
 
 
-def test_pruning_deletes_old_dispatched_events_and_never_a_pending_one(tmp_path) -> None:
-    path = tmp_path / "prune.db"
-    handle = open_utils(str(path))
-    apply_all(handle, default_plugins())
+def test_pruning_deletes_old_dispatched_events_and_never_a_pending_one(org: Org) -> None:
+    path = org.db
+    handle = open_database(str(path))
     conn = handle.conn
     with conn:
         record(
@@ -342,5 +368,5 @@ def test_pruning_deletes_old_dispatched_events_and_never_a_pending_one(tmp_path)
             store.close()
 
     assert asyncio.run(prune()) == 1000
-    left = rows(Org(path), "SELECT count(*) AS n, count(dispatched_at) AS dispatched FROM event_log")[0]
+    left = rows(org, "SELECT count(*) AS n, count(dispatched_at) AS dispatched FROM event_log")[0]
     assert left == {"n": 200, "dispatched": 100}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 import threading
 import time
@@ -16,7 +15,9 @@ import pytest
 
 from feedback.kiosks import misuse_flags
 from feedback.web import kiosk_api
-from tests.conftest import Org, auth_header, enrollment_code, poll_until, run_cli
+from tests.conftest import BOTH_BACKENDS, Org, auth_header, connect, enrollment_code, poll_until, run_cli
+
+pytestmark = BOTH_BACKENDS
 
 
 def enroll_code(org: Org, touchpoint: str = "tp-a1a") -> str:
@@ -48,9 +49,9 @@ def sync(url: str, device: str, items: list[dict]) -> list[dict]:
 
 
 def db_rows(org: Org, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(org.db)
+    conn = connect(org.db)
     try:
-        return conn.execute(sql, params).fetchall()
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
     finally:
         conn.close()
 
@@ -80,7 +81,7 @@ def test_enrollment_refuses_unknown_touchpoints_and_guessers(start_server, org: 
 
 def test_expired_code_is_refused(start_server, org: Org) -> None:
     code = enroll_code(org)
-    conn = sqlite3.connect(org.db)
+    conn = connect(org.db)
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     conn.execute("UPDATE kiosk_enrollments SET expires_at = ?", (past,))
     conn.commit()

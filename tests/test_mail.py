@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import sqlite3
 import threading
 import time
 import uuid
@@ -24,10 +23,25 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
 from feedback import auth
-from feedback.db import open_utils
+from feedback.db import open_database
 from feedback_plugins import LOCALES
 from feedback_plugins.mail import parse_smtp_url
-from tests.conftest import ROOT, Org, Server, auth_header, free_port, make_org, rows, run_cli, wait_for_dispatch
+from tests.conftest import (
+    BOTH_BACKENDS,
+    ROOT,
+    Org,
+    Server,
+    auth_header,
+    connect,
+    free_port,
+    make_org,
+    org_on,
+    rows,
+    run_cli,
+    wait_for_dispatch,
+)
+
+pytestmark = BOTH_BACKENDS
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")  # units A, A1, A1a
 SAKHALIN = ZoneInfo("Asia/Sakhalin")  # unit B
@@ -76,7 +90,7 @@ def smtp():
 
 
 def sql(org: Org, *statements: tuple[str, tuple]) -> None:
-    conn = sqlite3.connect(org.db)
+    conn = connect(org.db)
     try:
         with conn:
             for statement, params in statements:
@@ -85,11 +99,12 @@ def sql(org: Org, *statements: tuple[str, tuple]) -> None:
         conn.close()
 
 
-def staffed_org(db: Path) -> Org:
-    """make_org plus unit owners with addresses: mai (A, no language of her own: A's English), lan (A1,
-    Vietnamese), olga (B, no language of her own: B's Russian)."""
-    org = make_org(db)
-    handle = open_utils(str(db))
+def staffed_org(org: Org | Path) -> Org:
+    """make_org's `org` (or make_org at a path) plus unit owners with addresses: mai (A, no language of
+    her own: A's English), lan (A1, Vietnamese), olga (B, no language of her own: B's Russian)."""
+    if not isinstance(org, Org):
+        org = make_org(org)
+    handle = open_database(str(org.db))
     handle.conn.execute("BEGIN")
     org.tokens["mai"] = auth.create_token(handle.conn, "mai", "manager", "A")
     org.tokens["olga"] = auth.create_token(handle.conn, "olga", "manager", "B")
@@ -107,8 +122,8 @@ def staffed_org(db: Path) -> Org:
 
 
 @pytest.fixture
-def org(tmp_path: Path) -> Org:
-    return staffed_org(tmp_path / "feedback.db")
+def org(tmp_path: Path, backend: str) -> Org:
+    return staffed_org(org_on(backend, tmp_path))
 
 
 def serve(start_server, org: Org, **env: str) -> Server:
@@ -149,7 +164,8 @@ def tick(org: Org, now: datetime, *jobs: str, env: dict[str, str]) -> dict:
     args = ["tick", "--db", str(org.db), "--now", now.isoformat()]
     for job in jobs:
         args += ["--job", job]
-    result = run_cli(*args, env=env)
+    # The servers' secret: a PostgreSQL database has no file beside it to keep one in.
+    result = run_cli(*args, env={"FEEDBACK_SECRET": "test-secret", **env})
     assert result.returncode == 0, result.stderr
     return result
 
@@ -349,8 +365,8 @@ def test_call_back_mail_then_the_contact_is_purged(org: Org, start_server, smtp:
         (f"callback:{stored['id']}",),
     )
     assert row["delivered_at"] and row["target"] == "(purged)" and "ivan" not in row["payload"]
-    assert "ivan.petrov" not in Path(org.db).with_suffix(".server.log").read_text()
-    assert f"contact of response {stored['id']} purged" in Path(org.db).with_suffix(".server.log").read_text()
+    assert "ivan.petrov" not in server.log.read_text()
+    assert f"contact of response {stored['id']} purged" in server.log.read_text()
 
     # Reopened and closed again: no second message (and nothing left to send it to).
     step(server, org, action["id"], "reopened")
@@ -399,7 +415,7 @@ def test_without_an_smtp_url_nothing_is_queued_and_the_log_says_so_once(org: Org
     wait_for_dispatch(org)  # the mail plugin has seen both events
     assert rows(org, "SELECT count(*) AS n FROM outbox WHERE channel = 'mail'") == [{"n": 0}]
     server.stop()
-    log = Path(org.db).with_suffix(".server.log").read_text()
+    log = server.log.read_text()
     assert log.count("mail is off: FEEDBACK_SMTP_URL is not set") == 1
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -26,29 +27,60 @@ import httpx
 import pytest
 
 from feedback import outbox
-from feedback.db import Store, open_utils
+from feedback.db import Store
 from feedback.ingest import RESPONSE_COLUMNS
-from feedback.migrations import apply_all
 from feedback.models import is_suspect
-from tests.conftest import Org, Server, auth_header, default_plugins, make_org, rows, run_cli
+from feedback.store import Connection, dialect
+from feedback.store.dialect import is_postgres_url
+from tests.conftest import (
+    BOTH_BACKENDS,
+    Org,
+    Server,
+    auth_header,
+    connect,
+    new_postgres_database,
+    postgres_cluster,
+    rows,
+    run_cli,
+)
 from tests.test_mail import Sink, staffed_org
 from tests.test_mail import smtp as smtp  # noqa: PLC0414 - the SMTP sink fixture, re-exported for pytest
+
+pytestmark = BOTH_BACKENDS
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 ROLLUP_TABLES = ("rollups", "rollups_unit_day", "heatmap_rollups", "rollup_indicators")
 VASH_KEYS = ("service_time", "waiting_time", "staff_courtesy", "premises", "information")
+# `feedback tick` signs with the servers' secret: a PostgreSQL database has no file beside it for one.
+SECRET = {"FEEDBACK_SECRET": "test-secret"}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def dump_rollups(db: Path) -> dict[str, dict[tuple, tuple]]:
+def key_and_values(conn: Connection, table: str) -> tuple[list[str], list[str]]:
+    """A table's primary key columns (in key order) and its other columns, as the database has them."""
+    if dialect.backend(conn) == "postgresql":
+        info = conn.execute(
+            # The column's place in the primary key, from 1 (indkey's own subscripts may start at 0).
+            "SELECT a.attname, CASE WHEN a.attnum = ANY(i.indkey)"
+            " THEN array_position(i.indkey::int2[], a.attnum) + 1 ELSE 0 END FROM pg_attribute a"
+            " LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary"
+            " WHERE a.attrelid = ?::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (table,),
+        ).fetchall()
+        columns = [(row[0], row[1]) for row in info]
+    else:
+        columns = [(row[1], row[5]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+    keys = [name for name, position in sorted(columns, key=lambda column: column[1]) if position]
+    return keys, [name for name, position in columns if not position]
+
+
+def dump_rollups(db: Path | str) -> dict[str, dict[tuple, tuple]]:
     """Every rollup table as {primary key: the other columns}."""
-    conn = sqlite3.connect(db)
+    conn = connect(db)
     try:
         tables = {}
         for table in ROLLUP_TABLES:
-            info = conn.execute(f"PRAGMA table_info({table})").fetchall()
-            keys = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5]]
-            values = [row[1] for row in info if not row[5]]
+            keys, values = key_and_values(conn, table)
             tables[table] = {
                 tuple(row[: len(keys)]): tuple(row[len(keys) :])
                 for row in conn.execute(f"SELECT {', '.join(keys + values)} FROM {table}")
@@ -76,8 +108,22 @@ def assert_same_rollups(
                     assert a == b, f"{table} {key}: {values} != {got[key]}"
 
 
-def copy_db(source: Path, target: Path) -> Path:
-    """A consistent copy of a live WAL database (SQLite's online backup)."""
+def copy_db(source: Path | str, target: Path) -> Path | str:
+    """A consistent copy of a live database: SQLite's online backup into `target`, or pg_dump's snapshot
+    restored into a new PostgreSQL database (whose URL is returned)."""
+    if is_postgres_url(str(source)):
+        copy = new_postgres_database()
+        tools = postgres_cluster().bin
+        dump = subprocess.run(
+            [str(tools / "pg_dump"), "--format=custom", f"--dbname={source}"], capture_output=True, check=True
+        )
+        subprocess.run(
+            [str(tools / "pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={copy}"],
+            input=dump.stdout,
+            capture_output=True,
+            check=True,
+        )
+        return copy
     src, dst = sqlite3.connect(source), sqlite3.connect(target)
     try:
         src.backup(dst)
@@ -87,8 +133,8 @@ def copy_db(source: Path, target: Path) -> Path:
     return target
 
 
-def execute(db: Path, *statements: tuple[str, tuple] | str) -> None:
-    conn = sqlite3.connect(db, timeout=30)
+def execute(db: Path | str, *statements: tuple[str, tuple] | str) -> None:
+    conn = connect(db)
     try:
         with conn:
             for statement in statements:
@@ -98,7 +144,7 @@ def execute(db: Path, *statements: tuple[str, tuple] | str) -> None:
         conn.close()
 
 
-def rebuild(db: Path, *period: str) -> dict[str, Any]:
+def rebuild(db: Path | str, *period: str) -> dict[str, Any]:
     result = run_cli("rebuild-rollups", "--db", str(db), *period)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
@@ -181,9 +227,9 @@ def post_history(server: Server, token: str, count: int = 160) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory):
+def history(shared_org: Org):
     """An organisation with a history stored by a real server, which keeps running for the module."""
-    org = make_org(tmp_path_factory.mktemp("history") / "feedback.db")
+    org = shared_org
     server = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
     try:
         to_appeal = post_history(server, org.tokens["admin"])
@@ -330,7 +376,7 @@ def test_a_period_rebuild_leaves_other_days_untouched(history, tmp_path: Path) -
     )
 
 
-def bulk_insert(db: Path, unit: str, touchpoint: str, day: str, levels: list[int], flags: str = "[]") -> None:
+def bulk_insert(db: Path | str, unit: str, touchpoint: str, day: str, levels: list[int], flags: str = "[]") -> None:
     """Responses written straight into the table, the way a bulk import would: no rollups."""
     occurred = datetime.combine(datetime.fromisoformat(day).date(), clock(10), HCM).astimezone(UTC).isoformat()
     values = []
@@ -366,7 +412,7 @@ def bulk_insert(db: Path, unit: str, touchpoint: str, day: str, levels: list[int
         }
         values.append(tuple(row[c] for c in RESPONSE_COLUMNS))
     marks = ", ".join("?" for _ in RESPONSE_COLUMNS)
-    conn = sqlite3.connect(db, timeout=30)
+    conn = connect(db)
     try:
         with conn:
             conn.executemany(f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) VALUES ({marks})", values)
@@ -414,7 +460,7 @@ def test_a_rebuild_beside_live_ingest_loses_and_doubles_nothing(history, tmp_pat
     db = copy_db(org.db, tmp_path / "live.db")
     # Enough history that the rebuild holds the write lock for a while.
     columns = ", ".join(RESPONSE_COLUMNS)
-    copied = ", ".join("printf('bulk-%d-%s', seq.i, r.id)" if c == "id" else f"r.{c}" for c in RESPONSE_COLUMNS)
+    copied = ", ".join("'bulk-' || seq.i || '-' || r.id" if c == "id" else f"r.{c}" for c in RESPONSE_COLUMNS)
     execute(
         db,
         f"""WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 400)
@@ -469,32 +515,26 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def outbox_db(tmp_path: Path) -> Path:
-    path = tmp_path / "outbox.db"
-    handle = open_utils(str(path))
-    apply_all(handle, default_plugins())
-    handle.close()
-    return path
+def outbox_db(org: Org) -> Path | str:
+    return org.db
 
 
-def write(db: Path, fn) -> Any:
-    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
-    conn.row_factory = sqlite3.Row
+def write(db: Path | str, fn) -> Any:
+    """fn(conn) in one write transaction that holds the write lock from its start."""
+    conn = connect(db)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = fn(conn)
-        conn.execute("COMMIT")
-        return result
+        with dialect.of(conn).write_transaction(conn):
+            return fn(conn)
     finally:
         conn.close()
 
 
-def queue(conn: sqlite3.Connection, key: str, at: datetime) -> int:
+def queue(conn: Connection, key: str, at: datetime) -> int:
     assert outbox.enqueue(conn, channel="test", dedupe_key=key, target="t", payload="{}", now=at)
     return conn.execute("SELECT id FROM outbox WHERE dedupe_key = ?", (key,)).fetchone()[0]
 
 
-def states_of_every_kind(conn: sqlite3.Connection) -> None:
+def states_of_every_kind(conn: Connection) -> None:
     outbox.delivered(conn, queue(conn, "delivered-at-t0", T0), T0 + timedelta(minutes=1))
     outbox.delivered(conn, queue(conn, "delivered-day-25", T0 + timedelta(days=25)), T0 + timedelta(days=25))
     outbox.retry_later(conn, queue(conn, "given-up-at-t0", T0), T0 + timedelta(hours=1), "gone", give_up=True)
@@ -504,20 +544,20 @@ def states_of_every_kind(conn: sqlite3.Connection) -> None:
     outbox.claim(conn, "test", T0 + timedelta(days=1))  # leases the pending ones that are due
 
 
-def tick_prune(db: Path, now: datetime, **env: str) -> None:
-    result = run_cli("tick", "--db", str(db), "--now", now.isoformat(), "--job", "outbox.prune", env=env)
+def tick_prune(db: Path | str, now: datetime, **env: str) -> None:
+    result = run_cli("tick", "--db", str(db), "--now", now.isoformat(), "--job", "outbox.prune", env={**SECRET, **env})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout[result.stdout.index("{") :])["jobs"] == {"outbox.prune": True}
 
 
-def keys(db: Path) -> list[str]:
+def keys(db: Path | str) -> list[str]:
     return [row["dedupe_key"] for row in rows(Org(db), "SELECT dedupe_key FROM outbox ORDER BY id")]
 
 
 PENDING_KEYS = ["pending-never-tried", "pending-retrying", "pending-claimed"]
 
 
-def test_prune_keeps_delivered_rows_30_days_given_up_90_and_pending_for_ever(outbox_db: Path) -> None:
+def test_prune_keeps_delivered_rows_30_days_given_up_90_and_pending_for_ever(outbox_db: Path | str) -> None:
     write(outbox_db, states_of_every_kind)
     everything = keys(outbox_db)
     tick_prune(outbox_db, T0 + timedelta(days=29))
@@ -532,7 +572,7 @@ def test_prune_keeps_delivered_rows_30_days_given_up_90_and_pending_for_ever(out
     assert keys(outbox_db) == PENDING_KEYS
 
 
-def test_the_keep_days_setting_shortens_both_retentions(outbox_db: Path) -> None:
+def test_the_keep_days_setting_shortens_both_retentions(outbox_db: Path | str) -> None:
     write(outbox_db, states_of_every_kind)
     tick_prune(outbox_db, T0 + timedelta(days=3), FEEDBACK_OUTBOX_KEEP_DAYS="2")
     assert keys(outbox_db) == ["delivered-day-25", "given-up-at-t0", *PENDING_KEYS]
@@ -542,7 +582,7 @@ def test_the_keep_days_setting_shortens_both_retentions(outbox_db: Path) -> None
     assert keys(outbox_db) == PENDING_KEYS
 
 
-def test_a_pruned_key_is_never_queued_again_and_is_kept_only_hashed(outbox_db: Path) -> None:
+def test_a_pruned_key_is_never_queued_again_and_is_kept_only_hashed(outbox_db: Path | str) -> None:
     key = "action.opened:7|mail:lan@example.org"
     write(outbox_db, lambda conn: outbox.delivered(conn, queue(conn, key, T0), T0))
     tick_prune(outbox_db, T0 + timedelta(days=31))
@@ -565,8 +605,8 @@ def test_a_pruned_key_is_never_queued_again_and_is_kept_only_hashed(outbox_db: P
     assert kept == [{"key": outbox.key_digest(key)}] and b"example.org" not in kept[0]["key"]
 
 
-def test_prune_deletes_in_short_batches(outbox_db: Path) -> None:
-    def many(conn: sqlite3.Connection) -> None:
+def test_prune_deletes_in_short_batches(outbox_db: Path | str) -> None:
+    def many(conn: Connection) -> None:
         for i in range(250):
             outbox.delivered(conn, queue(conn, f"old-{i}", T0), T0)
             if i % 50 == 0:
@@ -590,10 +630,10 @@ def test_prune_deletes_in_short_batches(outbox_db: Path) -> None:
     assert rows(Org(outbox_db), "SELECT count(*) AS n FROM outbox_pruned")[0]["n"] == 250
 
 
-def test_a_weekly_digest_is_not_sent_again_after_its_row_is_pruned(tmp_path: Path, smtp: Sink) -> None:
+def test_a_weekly_digest_is_not_sent_again_after_its_row_is_pruned(org: Org, smtp: Sink) -> None:
     """The digest key holds its week: replaying that week after the prune must not mail anyone twice."""
-    org = staffed_org(tmp_path / "feedback.db")
-    env = {"FEEDBACK_SMTP_URL": smtp.url}
+    org = staffed_org(org)
+    env = {"FEEDBACK_SMTP_URL": smtp.url, **SECRET}
     today = datetime.now(HCM).date()
     monday = today + timedelta(days=7 - today.weekday())
     at = datetime.combine(monday, clock(9), HCM)

@@ -7,8 +7,10 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, rows
+from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, rows
 from tests.manage_helpers import add_user, csrf_token, sign_in
+
+pytestmark = BOTH_BACKENDS
 
 PASSWORD = "correct horse 1"
 ADMIN_PAGES = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import textwrap
 import uuid
+from contextlib import closing
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,10 +16,14 @@ import httpx
 import pytest
 
 from feedback.catalog import load_snapshot
+from feedback.db import open_database
 from feedback.ingest import prepare, store_job
 from feedback.models import Submission
 from feedback.rates import wilson
-from tests.conftest import Org, Server, auth_header, default_plugins, make_org, rows, run_cli
+from feedback.store import Row, dialect
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header, connect, default_plugins, rows, run_cli
+
+pytestmark = BOTH_BACKENDS
 
 TZ_A = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -53,8 +57,7 @@ def status(server: Server, token: str, objective: int, at: date | None = None) -
 
 
 @pytest.fixture
-def org5(tmp_path: Path, start_server) -> tuple[Org, Server]:
-    org = make_org(tmp_path / "feedback.db")
+def org5(org: Org, start_server) -> tuple[Org, Server]:
     return org, start_server(org.db, feedback_min_n="5", feedback_jobs="0")
 
 
@@ -347,10 +350,11 @@ WEEKLY_SATISFIED = [18, 18, 2, 18, 18, 18, 18, 18, 18, 18] + [14] * 8
 
 def store_history(org: Org, weekly: list[int], per_week: int = 20, touchpoint: str = "tp-a1") -> None:
     """Write months of responses through the real ingest path, on a connection as the demo does."""
-    conn = sqlite3.connect(org.db, isolation_level=None)
-    conn.row_factory = sqlite3.Row
+    handle = open_database(str(org.db))
+    conn = handle.conn
+    conn.row_factory = Row
     snapshot = load_snapshot(conn, default_plugins())
-    conn.execute("BEGIN")
+    dialect.of(conn).begin_write(conn)
     for week, satisfied in enumerate(weekly):
         for i in range(per_week):
             local = datetime.combine(MONDAY + timedelta(weeks=week, days=i % 5), time(9 + i % 8), TZ_A)
@@ -365,11 +369,10 @@ def store_history(org: Org, weekly: list[int], per_week: int = 20, touchpoint: s
             )
             assert result.created and not result.flags
     conn.execute("COMMIT")
-    conn.close()
+    handle.close()
 
 
-def test_p_chart_limits_and_signals(tmp_path: Path, start_server) -> None:
-    org = make_org(tmp_path / "feedback.db")
+def test_p_chart_limits_and_signals(org: Org, start_server) -> None:
     store_history(org, WEEKLY_SATISFIED)
     server = start_server(org.db, feedback_min_n="5", feedback_jobs="0")
     last_sunday = MONDAY + timedelta(weeks=len(WEEKLY_SATISFIED) - 1, days=6)
@@ -445,12 +448,13 @@ EVENT_LOG_PLUGIN = """
 
 
 def tick(org: Org, now: datetime, env: dict[str, str]) -> None:
+    # A secret of its own: a PostgreSQL database has no file beside it to keep one in.
+    env = {"FEEDBACK_SECRET": "test-secret", **env}
     result = run_cli("tick", "--db", str(org.db), "--now", now.isoformat(), "--job", "objectives.evaluate", env=env)
     assert result.returncode == 0, result.stderr + result.stdout
 
 
-def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path) -> None:
-    org = make_org(tmp_path / "feedback.db")
+def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path, org: Org) -> None:
     # A good quarter, then a bad May: 10 of 20 satisfied a week against a target of 90 %.
     store_history(org, [19] * 16 + [10] * 3)
     folder = tmp_path / "plugins"
@@ -458,8 +462,7 @@ def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path) ->
     (folder / "event_log.py").write_text(textwrap.dedent(EVENT_LOG_PLUGIN), encoding="utf-8")
     log = tmp_path / "events.jsonl"
     env = {"FEEDBACK_PLUGINS_DIR": str(folder), "EVENT_LOG": str(log), "FEEDBACK_MIN_N": "5"}
-    conn = sqlite3.connect(org.db)
-    with conn:
+    with closing(connect(org.db)) as conn, conn:
         from feedback.objectives import create_objective
 
         conn.execute(
@@ -494,7 +497,6 @@ def test_evaluation_job_stores_states_and_fires_a_breach_once(tmp_path: Path) ->
             actor="test",
             today="2025-01-01",
         )
-    conn.close()
 
     # Local noon in Ho Chi Minh City on 2025-05-20, 21 and 22.
     for day in (20, 20, 21, 22):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,8 +30,20 @@ from feedback.kiosks import KioskPolicy
 from feedback.models import Submission
 from feedback.web.api import responses_route
 from feedback.web.errors import EXCEPTION_HANDLERS
-from tests.conftest import Org, ProcessServer, Server, auth_header, default_plugins, enrollment_code, rows
+from tests.conftest import (
+    BOTH_BACKENDS,
+    Org,
+    ProcessServer,
+    Server,
+    auth_header,
+    connect,
+    default_plugins,
+    enrollment_code,
+    rows,
+)
 from tests.test_plugins import write_plugin
+
+pytestmark = BOTH_BACKENDS
 
 SLOW_ASSIGNEE = """
     import time
@@ -90,7 +102,7 @@ def test_the_ingest_route_documents_every_answer_it_gives(server: Server) -> Non
         "$ref": "#/components/schemas/Submission"
     }
     answers = {status: r["content"]["application/json"]["schema"] for status, r in operation["responses"].items()}
-    assert set(answers) == {"200", "201", "400", "404", "409", "410", "413", "429"}
+    assert set(answers) == {"200", "201", "400", "404", "409", "410", "413", "429", "503"}
     assert answers["200"] == answers["201"] == {"$ref": "#/components/schemas/Receipt"}
     error = doc["components"]["schemas"][answers["409"]["$ref"].rsplit("/", 1)[1]]
     assert set(error["properties"]) == {"status_code", "detail", "field"}
@@ -256,7 +268,7 @@ def test_two_workers_syncing_one_tablet_at_once_record_every_press(org: Org) -> 
     assert len(rows(org, "SELECT id FROM responses WHERE device = ?", (kiosk,))) == 40
 
 
-# -- the one function, in process, over a real SQLite file -------------------------------------------------------
+# -- the one function, in process, over a real database -------------------------------------------------------
 
 
 def run(coro):
@@ -279,7 +291,7 @@ def submission(touchpoint: str = "tp-a", **fields) -> Submission:
 
 
 def test_one_batch_answers_an_outcome_per_submission(org: Org) -> None:
-    with sqlite3.connect(org.db) as conn:
+    with closing(connect(org.db)) as conn, conn:
         organisation.retire_touchpoint(conn, "tp-a1")
     first = submission()
     batch = [
@@ -307,7 +319,7 @@ def test_one_batch_answers_an_outcome_per_submission(org: Org) -> None:
 
 
 def test_the_kiosk_policy_judges_presses_across_batches_on_the_device_clock(org: Org) -> None:
-    with sqlite3.connect(org.db) as conn:
+    with closing(connect(org.db)) as conn, conn:
         conn.execute(
             "INSERT INTO kiosks (id, touchpoint, name, token_hash, enrolled_at, backlog, dead_letters, recent_presses)"
             " VALUES ('k1', 'tp-a1a', 'tablet', 'x', '2026-01-01', 0, 0, '[]')"

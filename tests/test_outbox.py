@@ -1,29 +1,26 @@
-"""The durable outbox on a real SQLite file: queued once, claimed by one sender at a time, retried with
-backoff, given up on, and recorded in the same transaction as what a delivery makes unnecessary."""
+"""The durable outbox on a real database (an SQLite file, a PostgreSQL database): queued once, claimed
+by one sender at a time, retried with backoff, given up on, and recorded in the same transaction as
+what a delivery makes unnecessary."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from feedback import outbox
-from feedback.db import Store, open_utils
-from feedback.migrations import apply_all
-from tests.conftest import default_plugins
+from feedback.db import Store
+from tests.conftest import BOTH_BACKENDS, Org
+
+pytestmark = BOTH_BACKENDS
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    path = tmp_path / "outbox.db"
-    handle = open_utils(str(path))
-    apply_all(handle, default_plugins())
-    handle.close()
-    return str(path)
+def db(org: Org) -> str:
+    return str(org.db)
 
 
 def run(coro):
@@ -78,8 +75,8 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(db: str) -> Non
     assert [row["dedupe_key"] for row in expired] == ["k0", "k1", "k2"]
 
 
-def test_two_writers_on_one_file_never_claim_the_same_row(db: str) -> None:
-    """Two stores stand for two server processes, each with its own writer connection."""
+def test_two_writers_on_one_database_never_claim_the_same_row(db: str) -> None:
+    """Two stores stand for two server processes (or nodes), each with its own writer connection."""
 
     async def scenario(_):
         a, b = Store(db), Store(db)

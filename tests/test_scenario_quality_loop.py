@@ -10,7 +10,6 @@ closes the action; when they do not, it reopens it.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,12 +18,17 @@ import holidays
 import httpx
 import pytest
 
-from tests.conftest import Server, auth_header, run_cli
+from tests.conftest import BOTH_BACKENDS, Server, auth_header, connect, new_postgres_database, run_cli
+from tests.test_maintenance import copy_db
+
+pytestmark = BOTH_BACKENDS
 
 UNIT = "HP-KV1"
 OWNER = "hp-kv1.lead"
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 WATCH_WEEKS = 2
+# The servers' secret for the commands too: a PostgreSQL database has no file beside it to keep one in.
+SECRET = {"FEEDBACK_SECRET": "test-secret"}
 
 
 def vn_working_days_after(start: date, count: int) -> date:
@@ -39,18 +43,23 @@ def vn_working_days_after(start: date, count: int) -> date:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def demo(tmp_path_factory: pytest.TempPathFactory, backend: str) -> dict:
     folder = tmp_path_factory.mktemp("scenario")
-    db = folder / "demo.db"
+    db: Path | str = folder / "demo.db"
     made = run_cli("demo", "--db", str(db), "--days", "45")
     assert made.returncode == 0, made.stderr[-2000:]
     summary = json.loads(made.stdout.strip().splitlines()[-1])
+    if backend == "postgresql":  # the agency moves up: the demo's file copied into PostgreSQL
+        url = new_postgres_database()
+        moved = run_cli("migrate", "--from", str(db), "--to", url, env=SECRET)
+        assert moved.returncode == 0, moved.stderr[-2000:]
+        db = url
     token = run_cli("token", "create", "--db", str(db), "--user", OWNER, "--role", "manager", "--unit", UNIT)
     assert token.returncode == 0, token.stderr
     return {"db": db, "summary": summary, "manager": token.stdout.strip().splitlines()[-1], "folder": folder}
 
 
-def serve(db: Path) -> Server:
+def serve(db: Path | str) -> Server:
     return Server(db, env={"FEEDBACK_EFFECTIVENESS_WEEKS": str(WATCH_WEEKS), "FEEDBACK_JOBS": "0"}).start()
 
 
@@ -82,7 +91,7 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
         assert action["due"] == vn_working_days_after(opened, 7).isoformat()
 
         # Judging again (another tick) opens nothing new: one action per objective and period.
-        again = run_cli("tick", "--db", str(db), "--job", "objectives.evaluate")
+        again = run_cli("tick", "--db", str(db), "--job", "objectives.evaluate", env=SECRET)
         assert again.returncode == 0, again.stderr
         assert (
             len(
@@ -126,15 +135,11 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
         server.stop()
 
     # Two futures from here: the ratings recover, or they do not.
-    relapse_db = demo["folder"] / "relapse.db"
-    source, target = sqlite3.connect(db), sqlite3.connect(relapse_db)
-    source.backup(target)  # the WAL's pages too, unlike a file copy
-    source.close()
-    target.close()
+    relapse_db = copy_db(db, demo["folder"] / "relapse.db")  # the WAL's pages too, unlike a file copy
     outcomes = {}
     # Recovered: every rating good, so the whole Wilson interval clears 90 % (58 of 60 would still be
     # undecided: 88.6 % to 99.1 %); relapsed: 33 of 60, the whole interval below it.
-    for path, satisfied_share in ((db, 1.0), (relapse_db, 0.55)):
+    for future, path, satisfied_share in (("recovered", db, 1.0), ("relapsed", relapse_db, 0.55)):
         server = serve(path)
         try:
             counter = demo["summary"]["bad_fortnight_touchpoint"]
@@ -155,12 +160,11 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
             later.isoformat(),
             "--job",
             "actions.effectiveness",
-            env={"FEEDBACK_EFFECTIVENESS_WEEKS": str(WATCH_WEEKS)},
+            env={"FEEDBACK_EFFECTIVENESS_WEEKS": str(WATCH_WEEKS), **SECRET},
         )
         assert judged.returncode == 0, judged.stderr
-        conn = sqlite3.connect(path)
-        conn.row_factory = sqlite3.Row
-        outcomes[path.name] = (
+        conn = connect(path)
+        outcomes[future] = (
             conn.execute("SELECT status FROM actions WHERE id = ?", (action["id"],)).fetchone()["status"],
             [
                 dict(r)
@@ -172,10 +176,10 @@ def test_breach_opens_a_nonconformity_that_recovery_closes_and_relapse_reopens(d
         conn.close()
 
     # 4. Recovered: the software closes it, and says so in the record.
-    status, events = outcomes["demo.db"]
+    status, events = outcomes["recovered"]
     assert status == "closed"
     assert events[-1]["to_status"] == "closed" and events[-1]["actor"] == "system"
     # 5. Not recovered: the software reopens it for the manager.
-    status, events = outcomes["relapse.db"]
+    status, events = outcomes["relapsed"]
     assert status == "reopened"
     assert events[-1]["to_status"] == "reopened" and events[-1]["actor"] == "system"

@@ -2,8 +2,8 @@
 
 Each check that used to be "read, decide, write" is now a compare-and-set or a key the database
 enforces, so it holds with several writers too (another server process, or a database that lets
-transactions run side by side). The tests interleave two transactions on the real SQLite file the
-way two writers would, and send conflicting requests at once to a real server.
+transactions run side by side). The tests interleave two transactions on the real database (an
+SQLite file, a PostgreSQL database) the way two writers would, and send conflicting requests at once to a real server.
 """
 
 from __future__ import annotations
@@ -22,29 +22,31 @@ from feedback import actions, organisation, surveys
 from feedback.catalog import load_snapshot
 from feedback.errors import Conflict, NotFound
 from feedback.models import ActionRequest
+from feedback.store import Connection, dialect
+from feedback.store.dialect import is_postgres_url
 from feedback.web.manage.admin_surveys import create_draft, publish_draft
-from tests.conftest import Org, auth_header, default_plugins, make_org, rows
+from tests.conftest import BOTH_BACKENDS, Org, auth_header, default_plugins, rows
+from tests.conftest import connect as plain_connection
 
+pytestmark = BOTH_BACKENDS
 T = TypeVar("T")
 
 
-def connect(db: Path) -> sqlite3.Connection:
+def connect(db: Path | str) -> Connection:
+    """A connection like the store's: explicit transactions, rows by name, foreign keys enforced."""
+    if is_postgres_url(str(db)):
+        return plain_connection(db)  # autocommit: transactions are the explicit BEGIN/COMMIT
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
 
-def in_write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """fn(conn) in one write transaction: committed when it returns, rolled back when it raises."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+def in_write(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """fn(conn) in one write transaction (holding the write lock from its start, as the writer does):
+    committed when it returns, rolled back when it raises."""
+    with dialect.of(conn).write_transaction(conn):
+        return fn(conn)
 
 
 def open_manual_action(org: Org, unit: str = "A1") -> int:
@@ -62,15 +64,14 @@ def open_manual_action(org: Org, unit: str = "A1") -> int:
 # -- corrective-action steps ------------------------------------------------------------------------------
 
 
-def test_a_step_planned_from_a_state_another_step_left_is_a_conflict(tmp_path: Path) -> None:
-    org = make_org(tmp_path / "feedback.db")
+def test_a_step_planned_from_a_state_another_step_left_is_a_conflict(org: Org) -> None:
     aid = open_manual_action(org)
     first, second = connect(org.db), connect(org.db)
     try:
         snapshot = load_snapshot(first, default_plugins())
         now = datetime.now(UTC)
 
-        def plan(conn: sqlite3.Connection, target: str, actor: str, **fields: Any) -> actions.Move:
+        def plan(conn: Connection, target: str, actor: str, **fields: Any) -> actions.Move:
             return actions.plan_transition(
                 conn, aid, target, actor=actor, role="manager", fields=fields, snapshot=snapshot, now=now
             )
@@ -158,17 +159,16 @@ def test_a_taken_user_name_is_one_201_and_the_rest_409(org: Org, start_server) -
     assert rows(org, "SELECT role, unit FROM users WHERE name = 'mai'") == [{"role": winner["role"], "unit": "A1"}]
 
 
-def test_taken_codes_are_conflicts_naming_the_field_and_the_transaction_goes_on(tmp_path: Path) -> None:
-    org = make_org(tmp_path / "feedback.db")
+def test_taken_codes_are_conflicts_naming_the_field_and_the_transaction_goes_on(org: Org) -> None:
     conn = connect(org.db)
     try:
 
-        def attempt(fn: Callable[[sqlite3.Connection], Any]) -> Conflict:
+        def attempt(fn: Callable[[Connection], Any]) -> Conflict:
             with pytest.raises(Conflict) as refused:
                 fn(conn)
             return refused.value
 
-        def job(c: sqlite3.Connection) -> list[Conflict]:
+        def job(c: Connection) -> list[Conflict]:
             refused = [
                 attempt(lambda c: organisation.add_unit(c, "A1", "Again", parent="A")),
                 attempt(lambda c: organisation.add_service(c, "S1", "Again", agency="A")),
@@ -189,9 +189,8 @@ def test_taken_codes_are_conflicts_naming_the_field_and_the_transaction_goes_on(
     assert rows(org, "SELECT name FROM units WHERE code = 'A1'") == [{"name": "Đơn vị A1"}]
 
 
-def test_a_draft_is_published_once_however_often_it_is_sent(tmp_path: Path) -> None:
+def test_a_draft_is_published_once_however_often_it_is_sent(org: Org) -> None:
     # Two admins publish the same draft: each read it before either wrote, as two pages open at once do.
-    org = make_org(tmp_path / "feedback.db")
     plugins = default_plugins()
     conn = connect(org.db)
     try:

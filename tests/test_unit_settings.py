@@ -9,7 +9,9 @@ import holidays
 import httpx
 import pytest
 
-from tests.conftest import auth_header, rows
+from tests.conftest import BOTH_BACKENDS, auth_header, rows
+
+pytestmark = BOTH_BACKENDS
 
 
 def patch(server, token: str, code: str, body) -> httpx.Response:

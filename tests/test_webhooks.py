@@ -14,7 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Org, Server, auth_header, free_port, make_org, rows, wait_for_dispatch
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header, free_port, rows, wait_for_dispatch
+from tests.test_event_durability import sessions_ended
+
+pytestmark = BOTH_BACKENDS
 
 SECRET = "s3cret-for-tests"
 
@@ -196,6 +199,7 @@ def test_undelivered_webhooks_survive_a_crash_and_arrive_exactly_once(
     assert len(pending) == 3 and all(row["attempts"] >= 1 and row["delivered_at"] is None for row in pending)
 
     server.kill()
+    sessions_ended(org)
     receiver.start()
     try:
         restarted = start_server(org.db, feedback_webhook_allow_private="1")
@@ -251,12 +255,11 @@ def test_bad_bodies_and_event_names_are_refused(shared_org: Org, server: Server)
         assert reply.json()["field"] == field, reply.json()
 
 
-def test_only_an_installation_admin_manages_webhooks(tmp_path, start_server) -> None:
-    org = make_org(tmp_path / "feedback.db")
+def test_only_an_installation_admin_manages_webhooks(org: Org, start_server) -> None:
     from feedback import auth
-    from feedback.db import open_utils
+    from feedback.db import open_database
 
-    db = open_utils(str(org.db))
+    db = open_database(str(org.db))
     db.conn.execute("BEGIN")
     scoped_admin = auth.create_token(db.conn, "unit-admin", "admin", "A")
     db.conn.execute("COMMIT")

@@ -18,15 +18,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from feedback.errors import Conflict
+from feedback.store.errors import KEY_VIOLATION, PgDatabaseError, PgIntegrityError
 
-#: The connection every store function takes (a `sqlite3.Connection` today).
+#: The connection every store function takes: a `sqlite3.Connection`, or `feedback.store.pg.Connection`
+#: (the same methods over PostgreSQL). Annotated as the SQLite one; both are used the same way.
 Connection = sqlite3.Connection
 #: A row as the database hands it over; store functions turn rows into dicts before returning.
 Row = sqlite3.Row
-#: Raised by the driver when a constraint refuses a write.
-IntegrityError = sqlite3.IntegrityError
-#: Raised by the driver when the file cannot be used as a database (not one, unreadable, read-only, …).
-DatabaseError = sqlite3.DatabaseError
+#: Raised when a constraint refuses a write (catch it as a tuple: `except IntegrityError`).
+IntegrityError = (sqlite3.IntegrityError, PgIntegrityError)
+#: Raised when the database cannot be used (not one, unreadable, read-only, unreachable, …).
+DatabaseError = (sqlite3.DatabaseError, PgDatabaseError)
 
 __all__ = [
     "Connection",
@@ -58,9 +60,9 @@ def first_row(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any]
     return dict(found) if found is not None else None
 
 
-def scalar(conn: Connection, sql: str, params: Sequence[Any] = (), default: Any = None) -> Any:
+def scalar(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any] = (), default: Any = None) -> Any:
     """The first column of the first row, or `default` when there is no row."""
-    cursor = conn.execute(sql, tuple(params))
+    cursor = conn.execute(sql, params if isinstance(params, dict) else tuple(params))
     found = cursor.fetchone()
     cursor.close()
     return found[0] if found is not None else default
@@ -94,10 +96,15 @@ def unique(conn: Connection, message: str, field: str | None = None) -> Iterator
     savepoint: whatever fails in it undoes the block alone and the transaction goes on, on SQLite and
     on PostgreSQL alike (which would otherwise refuse every later statement of the transaction).
     """
-    if not conn.in_transaction and conn.isolation_level is not None:
-        # A connection that opens transactions implicitly (the CLI's) would open one at the first write
-        # anyway: open it first, so the savepoint nests in it and the caller's commit still decides.
-        conn.execute("BEGIN")
+    alone = False  # whether the block is a transaction of its own (PostgreSQL has no savepoint outside one)
+    if not conn.in_transaction:
+        if conn.isolation_level is not None:
+            # A connection that opens transactions implicitly (the CLI's) would open one at the first
+            # write anyway: open it first, so the savepoint nests in it and the caller's commit decides.
+            conn.execute("BEGIN")
+        elif getattr(conn, "backend", "sqlite") == "postgresql":
+            conn.execute("BEGIN")
+            alone = True
     conn.execute("SAVEPOINT unique_block")
     try:
         yield
@@ -105,10 +112,20 @@ def unique(conn: Connection, message: str, field: str | None = None) -> Iterator
         if conn.in_transaction:  # a RAISE(ROLLBACK) trigger ends the transaction, savepoints and all
             conn.execute("ROLLBACK TO SAVEPOINT unique_block")
             conn.execute("RELEASE SAVEPOINT unique_block")
-        if isinstance(error, IntegrityError) and getattr(error, "sqlite_errorname", "") in _KEY_VIOLATIONS:
+            if alone:
+                conn.execute("COMMIT")
+        if _is_key_violation(error):
             raise Conflict(message, field) from error
         raise  # a NOT NULL or foreign-key failure is a bug or bad input, not a race
     conn.execute("RELEASE SAVEPOINT unique_block")
+    if alone:
+        conn.execute("COMMIT")
 
 
 _KEY_VIOLATIONS = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+
+
+def _is_key_violation(error: BaseException) -> bool:
+    if isinstance(error, PgIntegrityError):
+        return error.sqlstate == KEY_VIOLATION
+    return isinstance(error, sqlite3.IntegrityError) and getattr(error, "sqlite_errorname", "") in _KEY_VIOLATIONS

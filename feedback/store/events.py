@@ -26,8 +26,8 @@ EVENT_COLUMNS = "seq, id, type, aggregate, created_at, data"
 def insert_event(conn: Connection, row: tuple[str, str, str, str, str | None, str, str]) -> int | None:
     """Insert one (id, type, aggregate, created_at, data, claimed_by, claimed_until) row; its seq, or
     None when the id is in the log already."""
-    cursor = conn.execute(INSERT_EVENT, row)
-    return cursor.lastrowid if cursor.rowcount == 1 else None
+    found = first_row(conn, INSERT_EVENT + " RETURNING seq", row)
+    return found["seq"] if found is not None else None
 
 
 INSERT_DISPATCHED_EVENT = (
@@ -50,20 +50,17 @@ def insert_events(
     if not rows:
         return []
     if len(rows) == 1:
-        cursor = conn.execute(INSERT_EVENT, rows[0])
-        return [(rows[0][0], cursor.lastrowid)] if cursor.rowcount == 1 else []
-    inserted = conn.executemany(INSERT_EVENT, rows).rowcount
-    if inserted <= 0:
-        return []
-    # The new rows took consecutive seqs (max + 1 each, nobody else writes inside our transaction),
-    # ending at the last rowid this connection inserted.
-    last = scalar(conn, "SELECT last_insert_rowid()")
-    if inserted == len(rows):
-        return [(row[0], last - len(rows) + 1 + n) for n, row in enumerate(rows)]
-    return [
-        (r[0], r[1])
-        for r in conn.execute("SELECT id, seq FROM event_log WHERE seq > ? ORDER BY seq", (last - inserted,))
-    ]
+        seq = insert_event(conn, rows[0])
+        return [(rows[0][0], seq)] if seq is not None else []
+    # A few statements for the lot; RETURNING gives the seq of each row inserted (none for an id already
+    # there). Chunks keep each statement under every backend's limit on parameters.
+    inserted: dict[str, int] = {}
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        sql = INSERT_EVENT.replace("VALUES (?, ?, ?, ?, ?, ?, ?)", f"VALUES {values}") + " RETURNING id, seq"
+        inserted.update(conn.execute(sql, [value for row in chunk for value in row]).fetchall())
+    return [(row[0], inserted[row[0]]) for row in rows if row[0] in inserted]
 
 
 def has_pending_of_others(conn: Connection, aggregate: str, holder: str) -> bool:
@@ -84,6 +81,17 @@ CLAIMABLE = "dispatched_at IS NULL AND claimed_until <= :now"
 def has_claimable(conn: Connection, now: str) -> bool:
     """Whether any pending event is free to claim (nobody holds it, or its lease ended)."""
     return scalar(conn, f"SELECT 1 FROM event_log WHERE {CLAIMABLE} LIMIT 1", {"now": now}) is not None
+
+
+def pending_count(conn: Connection) -> int:
+    """How many events wait for dispatch (read from the partial index of pending events)."""
+    return scalar(conn, "SELECT count(*) FROM event_log WHERE dispatched_at IS NULL") or 0
+
+
+def oldest_pending(conn: Connection) -> str | None:
+    """When the oldest event not yet dispatched was written (its `created_at`); None when none waits.
+    Reads the pending events only (the partial index holds just those)."""
+    return scalar(conn, "SELECT min(created_at) FROM event_log WHERE dispatched_at IS NULL")
 
 
 def claim_events(conn: Connection, holder: str, now: str, until: str, limit: int) -> list[dict[str, Any]]:
@@ -304,3 +312,18 @@ def prune_range(conn: Connection, first_id: int, last_id: int, cutoffs: dict[str
         "INSERT INTO outbox_pruned (key) VALUES (?) ON CONFLICT (key) DO NOTHING", [(key_digest(k),) for (k,) in keys]
     )
     return len(keys)
+
+
+def outbox_figures(conn: Connection) -> list[dict[str, Any]]:
+    """Per channel: `pending` deliveries (not delivered, not given up), the `oldest_pending` one's
+    `created_at`, how many of those are `retrying` after a failed attempt, and how many were `given_up`
+    (kept until pruned). One pass over the outbox."""
+    return all_rows(
+        conn,
+        f"""SELECT channel,
+                coalesce(sum(CASE WHEN {PENDING} THEN 1 ELSE 0 END), 0) AS pending,
+                min(CASE WHEN {PENDING} THEN created_at END) AS oldest_pending,
+                coalesce(sum(CASE WHEN {PENDING} AND attempts > 0 THEN 1 ELSE 0 END), 0) AS retrying,
+                coalesce(sum(CASE WHEN failed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS given_up
+            FROM outbox GROUP BY channel ORDER BY channel""",
+    )

@@ -3,7 +3,9 @@ across every server process."""
 
 from __future__ import annotations
 
-from feedback.store import Connection
+from typing import Any
+
+from feedback.store import Connection, all_rows
 
 
 def claim_run(conn: Connection, name: str, now: str, not_after: str | None) -> bool:
@@ -22,4 +24,14 @@ def claim_run(conn: Connection, name: str, now: str, not_after: str | None) -> b
 
 
 def finish_run(conn: Connection, name: str, finished_at: str, error: str | None) -> None:
-    conn.execute("UPDATE job_runs SET last_finished_at = ?, last_error = ? WHERE name = ?", (finished_at, error, name))
+    """Record the end of a run, and when the job last succeeded or last failed (`error` set)."""
+    outcome = "last_success_at" if error is None else "last_failure_at"
+    conn.execute(
+        f"UPDATE job_runs SET last_finished_at = ?, last_error = ?, {outcome} = ? WHERE name = ?",
+        (finished_at, error, finished_at, name),
+    )
+
+
+def outcomes(conn: Connection) -> list[dict[str, Any]]:
+    """Every job that has run: name, last_success_at, last_failure_at (None when it never did)."""
+    return all_rows(conn, "SELECT name, last_success_at, last_failure_at FROM job_runs ORDER BY name")

@@ -86,6 +86,19 @@ def mark_silent(conn: Connection, kiosk_id: str, at: str) -> bool:
     )
 
 
+def silent_count(conn: Connection, cutoff: str) -> int:
+    """How many live (not revoked) kiosks have not been heard from since `cutoff` (as `health` counts
+    them silent)."""
+    return (
+        scalar(
+            conn,
+            "SELECT count(*) FROM kiosks WHERE revoked_at IS NULL AND coalesce(last_seen, enrolled_at) < ?",
+            (cutoff,),
+        )
+        or 0
+    )
+
+
 def fleet(conn: Connection) -> list[dict[str, Any]]:
     """Every enrolled kiosk with its touchpoint's unit and its last report, oldest enrolment first."""
     return all_rows(

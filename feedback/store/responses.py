@@ -139,7 +139,7 @@ ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1
 def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
     """INSERT … ON CONFLICT DO UPDATE that adds one response's measures to a rollup row."""
     columns = (*key, *ROLLUP_MEASURES)
-    additions = ", ".join(f"{m} = {m} + excluded.{m}" for m in ROLLUP_MEASURES)
+    additions = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in ROLLUP_MEASURES)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}"
@@ -155,7 +155,7 @@ UPSERT_INDICATOR = """
 INSERT INTO rollup_indicators (unit, day, service, touchpoint, indicator, n, sum)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unit, day, service, touchpoint, indicator) DO UPDATE SET
-  n = n + excluded.n, sum = sum + excluded.sum
+  n = rollup_indicators.n + excluded.n, sum = rollup_indicators.sum + excluded.sum
 """
 
 
@@ -351,6 +351,12 @@ def count_matching(
     )
 
 
+# What a unit's response list shows (both dialects select these columns).
+BROWSE_COLUMNS = (
+    "id, receipt, touchpoint, unit, service, channel, counter, officer, lang, answers, server_time,"
+    " occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified"
+)
+ROLLUP_TABLES = ("rollups", "rollups_unit_day", "heatmap_rollups", "rollup_indicators")
 FILTER_COLUMNS = frozenset({"service", "touchpoint", "level", "survey", "channel", "officer"})
 
 

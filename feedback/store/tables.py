@@ -21,7 +21,7 @@ import msgspec
 
 from feedback.store import Connection, IntegrityError, dialect
 
-ColumnType = Literal["text", "integer", "real", "boolean", "timestamp", "json"]
+ColumnType = Literal["text", "integer", "real", "boolean", "timestamp", "json", "bytes"]
 Backend = Literal["sqlite", "postgresql"]
 
 #: Each column type in each backend. Timestamps are ISO 8601 text, as the core stores times; JSON is
@@ -33,6 +33,7 @@ SQL_TYPES: dict[str, dict[str, str]] = {
     "boolean": {"sqlite": "INTEGER", "postgresql": "BOOLEAN"},
     "timestamp": {"sqlite": "TEXT", "postgresql": "TEXT"},
     "json": {"sqlite": "TEXT", "postgresql": "TEXT"},
+    "bytes": {"sqlite": "BLOB", "postgresql": "BYTEA"},
 }
 COLUMN_TYPES: tuple[str, ...] = tuple(SQL_TYPES)
 #: An autoincrementing integer key, per backend (SQLite's AUTOINCREMENT never hands out an id twice).
@@ -103,6 +104,9 @@ class Column(msgspec.Struct, frozen=True):
     default: Any = None
     primary_key: bool = False
     autoincrement: bool = False
+    unique: bool = False
+    # Another table's key this column refers to, as "table.column" (enforced by the database).
+    references: str | None = None
 
     @property
     def required(self) -> bool:
@@ -116,6 +120,8 @@ class Index(msgspec.Struct, frozen=True):
     columns: list[str]
     unique: bool = False
     name: str | None = None
+    # A partial index: the rows it covers, as an SQL condition both databases accept (core tables only).
+    where: str | None = None
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -124,6 +130,8 @@ class Table(msgspec.Struct, frozen=True):
     name: str
     columns: list[Column]
     indexes: list[Index] = []
+    # One of the core's own tables (`feedback.store.schema`); a plugin's spec never sets it.
+    core: bool = False
 
     def __post_init__(self) -> None:
         _check_table(self)
@@ -153,7 +161,7 @@ def _check_name(what: str, name: Any) -> None:
 
 def _check_table(table: Table) -> None:
     _check_name(f"table {table.name!r}", table.name)
-    if table.name in CORE_TABLES:
+    if table.name in CORE_TABLES and not table.core:
         raise TableSpecError(f"table {table.name!r}: the core has a table of that name; prefix yours with the plugin's")
     if table.name.startswith(RESERVED_PREFIXES):
         raise TableSpecError(f"table {table.name!r}: names starting with {' or '.join(RESERVED_PREFIXES)} are reserved")
@@ -173,6 +181,11 @@ def _check_table(table: Table) -> None:
             )
     for index in table.indexes:
         _check_index(table, index, seen)
+        if index.where and not table.core:
+            raise TableSpecError(f"table {table.name!r}: partial indexes are for the core's own tables")
+    for column in table.columns:
+        if column.references and (not table.core or column.references.count(".") != 1):
+            raise TableSpecError(f"table {table.name!r}: column {column.name!r}: references are for the core's tables")
 
 
 def _check_column(table: Table, column: Any) -> None:
@@ -208,6 +221,7 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "integer": (int,),
     "real": (int, float),
     "boolean": (bool,),
+    "bytes": (bytes,),
 }
 
 
@@ -249,8 +263,13 @@ def column_sql(table: Table, column: Column, backend: Backend = "sqlite") -> str
     sql = f"{quoted(column.name)} {SQL_TYPES[column.type][backend]}"
     if column.primary_key or not column.nullable:
         sql += " NOT NULL"
+    if column.unique:
+        sql += " UNIQUE"
     if column.default is not None:
         sql += f" DEFAULT {_literal(column, backend)}"
+    if column.references:
+        table_name, key = column.references.split(".")
+        sql += f" REFERENCES {quoted(table_name)} ({quoted(key)})"
     return sql
 
 
@@ -269,7 +288,9 @@ def add_column_sql(table: Table, column: Column, backend: Backend = "sqlite") ->
 def create_index_sql(table: Table, index: Index) -> str:
     columns = ", ".join(quoted(name) for name in index.columns)
     unique = "UNIQUE " if index.unique else ""
-    return f"CREATE {unique}INDEX IF NOT EXISTS {quoted(table.index_name(index))} ON {quoted(table.name)} ({columns})"
+    where = f" WHERE {index.where}" if index.where else ""
+    name = quoted(table.index_name(index))
+    return f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {quoted(table.name)} ({columns}){where}"
 
 
 # -- migrate ---------------------------------------------------------------------------------------------
@@ -287,12 +308,13 @@ def check_distinct(tables: Sequence[Any]) -> None:
             names.add(name)
 
 
-def plan(conn: Connection, tables: Sequence[Table], backend: Backend = dialect.BACKEND) -> list[str]:
+def plan(conn: Connection, tables: Sequence[Table], backend: Backend | None = None) -> list[str]:
     """The statements that bring the database up to the specs: a missing table created, a missing column
     or index added. Nothing is dropped or altered; an existing column keeps its type."""
+    backend = backend or dialect.backend(conn)  # type: ignore[assignment]
     statements = []
     for table in tables:
-        existing = dialect.table_columns(conn, table.name)
+        existing = dialect.of(conn).table_columns(conn, table.name)
         if not existing:
             statements.append(create_table_sql(table, backend))
         for column in table.columns if existing else ():
@@ -304,7 +326,7 @@ def plan(conn: Connection, tables: Sequence[Table], backend: Backend = dialect.B
                     " a column added later must be nullable or have a default, and cannot be a primary key"
                 )
             statements.append(add_column_sql(table, column, backend))
-        indexes = dialect.index_names(conn, table.name) if existing else set()
+        indexes = dialect.of(conn).index_names(conn, table.name) if existing else set()
         statements.extend(
             create_index_sql(table, index) for index in table.indexes if table.index_name(index) not in indexes
         )
@@ -317,7 +339,7 @@ def migrate(conn: Connection, tables: Sequence[Table]) -> list[str]:
     check_distinct(tables)
     if not plan(conn, tables):
         return []
-    with dialect.write_transaction(conn):
+    with dialect.of(conn).write_transaction(conn):
         statements = plan(conn, tables)  # again, under the write lock: another process may have done it
         for statement in statements:
             try:

@@ -16,7 +16,7 @@ USER_COLUMNS = (
     "name, role, unit, email, lang, coalesce(disabled, 0) AS disabled, created_at,"
     " password_hash IS NOT NULL AS has_password"
 )
-TOKEN_COLUMNS = "id, hint, user, role, unit, created_at, revoked_at"
+TOKEN_COLUMNS = 'id, hint, "user", role, unit, created_at, revoked_at'
 
 
 # -- users -------------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def token_principal(conn: Connection, token_hash: str) -> dict[str, Any] | None:
     """user, role and unit of a live token whose user is enabled, or None."""
     return first_row(
         conn,
-        "SELECT t.user, t.role, t.unit FROM api_tokens t JOIN users u ON u.name = t.user"
+        'SELECT t."user", t.role, t.unit FROM api_tokens t JOIN users u ON u.name = t."user"'
         " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND coalesce(u.disabled, 0) = 0",
         (token_hash,),
     )
@@ -122,7 +122,7 @@ def token_principal(conn: Connection, token_hash: str) -> dict[str, Any] | None:
 def insert_token(conn: Connection, record: dict[str, Any], token_hash: str) -> None:
     """Store a token record (id, hint, user, role, unit, created_at) under the token's hash."""
     conn.execute(
-        "INSERT INTO api_tokens (id, token_hash, user, role, unit, created_at, hint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        'INSERT INTO api_tokens (id, token_hash, "user", role, unit, created_at, hint) VALUES (?, ?, ?, ?, ?, ?, ?)',
         (
             record["id"],
             token_hash,
@@ -137,12 +137,12 @@ def insert_token(conn: Connection, record: dict[str, Any], token_hash: str) -> N
 
 def retarget_tokens(conn: Connection, user: str, role: str, unit: str | None) -> None:
     """A user's live tokens take its new role and unit (a demoted or moved user keeps no old rights)."""
-    conn.execute("UPDATE api_tokens SET role = ?, unit = ? WHERE user = ? AND revoked_at IS NULL", (role, unit, user))
+    conn.execute('UPDATE api_tokens SET role = ?, unit = ? WHERE "user" = ? AND revoked_at IS NULL', (role, unit, user))
 
 
 def tokens(conn: Connection, user: str | None = None) -> list[dict[str, Any]]:
     """Token records (never the hash), newest first; only `user`'s when given."""
-    where, params = ("WHERE user = ?", (user,)) if user is not None else ("", ())
+    where, params = ('WHERE "user" = ?', (user,)) if user is not None else ("", ())
     return all_rows(conn, f"SELECT {TOKEN_COLUMNS} FROM api_tokens {where} ORDER BY created_at DESC, id", params)
 
 
@@ -163,8 +163,8 @@ def session(conn: Connection, digest: str) -> dict[str, Any] | None:
     """A session with its user's role, unit and state: user, expires_at, lang, role, unit, disabled."""
     return first_row(
         conn,
-        "SELECT s.user, s.expires_at, s.lang, u.role, u.unit, coalesce(u.disabled, 0) AS disabled"
-        " FROM sessions s JOIN users u ON u.name = s.user WHERE s.id = ?",
+        'SELECT s."user", s.expires_at, s.lang, u.role, u.unit, coalesce(u.disabled, 0) AS disabled'
+        ' FROM sessions s JOIN users u ON u.name = s."user" WHERE s.id = ?',
         (digest,),
     )
 
@@ -173,7 +173,7 @@ def open_session(conn: Connection, digest: str, user: str, created_at: str, expi
     """A new session; sessions that expired by now are swept away at the same time."""
     conn.execute("DELETE FROM sessions WHERE expires_at < ?", (created_at,))
     conn.execute(
-        "INSERT INTO sessions (id, user, created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)",
+        'INSERT INTO sessions (id, "user", created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)',
         (digest, user, created_at, expires_at, lang),
     )
 
@@ -183,7 +183,7 @@ def end_session(conn: Connection, digest: str) -> None:
 
 
 def end_sessions_of(conn: Connection, user: str) -> None:
-    conn.execute("DELETE FROM sessions WHERE user = ?", (user,))
+    conn.execute('DELETE FROM sessions WHERE "user" = ?', (user,))
 
 
 # -- guess ledgers -----------------------------------------------------------------------------------

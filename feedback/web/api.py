@@ -166,6 +166,11 @@ def document_responses_route(openapi: OpenAPI) -> None:
                 "410": answer("The touchpoint was retired before the rating was given", error),
                 "413": answer(f"The body is larger than {MAX_RESPONSE_BODY // 1024} KiB", error),
                 "429": answer("Over the rate limit of public posts", error),
+                "503": answer(
+                    "The database cannot take writes now (a full disk): nothing was stored; send the same"
+                    " request again after `Retry-After` seconds",
+                    error,
+                ),
             },
         )
     )

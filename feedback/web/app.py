@@ -14,19 +14,21 @@ from litestar.config.csrf import CSRFConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.logging import LoggingConfig
+from litestar.logging.config import default_handlers
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from feedback import __version__, serving
+from feedback import __version__, logs, serving
 from feedback.catalog import Catalog
-from feedback.db import Store, open_utils
+from feedback.db import Store, open_database
 from feedback.dispatch import Dispatcher
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, await_me_maybe, build_plugin_manager, flatten
 from feedback.scheduler import run_forever
 from feedback.settings import Settings, load_settings
+from feedback.web import live
 from feedback.web.access import SNAPSHOT
 from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS, document_hand_written_routes
@@ -34,12 +36,20 @@ from feedback.web.client_address import client_key
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS, export_routes
 from feedback.web.json_body import JSONBodyRequest
-from feedback.web.kiosk_api import KIOSK_CONTROLLERS, watch_for_silent_kiosks
+from feedback.web.kiosk_api import (
+    KIOSK_CONTROLLERS,
+    end_long_polls,
+    wake_on_other_nodes_invitations,
+    watch_for_silent_kiosks,
+)
 from feedback.web.kiosk_app import kiosk_app_router
 from feedback.web.landing import LANDING_ROUTES
 from feedback.web.manage import MANAGE_ROUTES, auth
+from feedback.web.metrics import Metrics, metrics_route
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
+from feedback.web.observe import observe, write_access_lines
 from feedback.web.qr_routes import QR_CONTROLLERS
+from feedback.web.readiness import READINESS_CONTROLLERS
 from feedback.web.receipt_page import ReceiptPageController
 from feedback.web.survey_page import SurveyPageController
 from feedback.web.users_api import USER_CONTROLLERS
@@ -85,8 +95,17 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     message["headers"] = [*headers, *SECURITY_HEADERS]
 
 
+def begin_stopping(store: Store) -> None:
+    """The server this app runs in begins to stop: it is no longer ready, and each kiosk long-poll and
+    manager event stream answers now, so the clients reconnect (to another node behind a load
+    balancer) while the requests in flight finish and the writer flushes."""
+    serving.stopping(store).set()
+    end_long_polls(store)
+    live.hub_of(store).close()
+
+
 def migrate(path: str, plugins: PluginManager) -> None:
-    db = open_utils(path)
+    db = open_database(path)
     try:
         apply_all(db, plugins)
     finally:
@@ -111,7 +130,7 @@ def rate_limit_config(settings: Settings) -> RateLimitConfig | None:
         rate_limit=("minute", settings.rate_limit),
         identifier_for_request=client_key_of,
         check_throttle_handler=is_public_write,
-        exclude=["/healthz", "/schema"],
+        exclude=["/healthz", "/readyz", "/metrics", "/schema"],
     )
 
 
@@ -120,7 +139,17 @@ def logging_config(settings: Settings) -> LoggingConfig:
     FEEDBACK_LOG_LEVEL, every other library from FEEDBACK_LIBRARY_LOG_LEVEL (WARNING): fontTools alone
     logs about a hundred INFO lines per PDF it subsets, which drowned the log of a busy server."""
     own = {"level": settings.log_level, "handlers": ["queue_listener"], "propagate": False}
+    # FEEDBACK_LOG_FORMAT's formatter, applied as a record is queued (Litestar's handler does so on Python
+    # 3.11; on 3.12+ its console handler then writes the line as it came); a traceback is written once per
+    # error and minute.
+    handlers = {
+        "queue_listener": {**default_handlers["queue_listener"], "formatter": "standard", "filters": ["tracebacks"]},
+        "console": {**default_handlers["console"], "formatter": "message"},
+    }
     return LoggingConfig(
+        formatters={"standard": logs.formatter_config(settings.log_format), "message": {"format": "%(message)s"}},
+        filters={"tracebacks": {"()": "feedback.logs.TracebackLimiter"}},
+        handlers=handlers,
         root={"handlers": ["queue_listener"], "level": settings.library_log_level},
         loggers={"feedback": dict(own), "litestar": dict(own)},
     )
@@ -159,18 +188,27 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         await asyncio.to_thread(migrate, settings.db, plugins)
         store.start()
         await store.read(catalog.reload)
+        # Other nodes' changes, as they commit (PostgreSQL): the catalog reloads, kiosks wake.
+        store.listen("catalog", lambda _payload: catalog.invalidate())
+        wake_on_other_nodes_invitations(store, asyncio.get_running_loop())
         for result in plugins.hook.startup(store=store, settings=settings):
             await await_me_maybe(result)
         # The event bus: every event committed from now on, and whatever the log still holds.
         dispatcher = Dispatcher(store)
         dispatcher.start()
-        background = [asyncio.create_task(watch_for_silent_kiosks(store, settings))]
+        background = [
+            asyncio.create_task(watch_for_silent_kiosks(store, settings)),
+            asyncio.create_task(write_access_lines(access)),
+        ]
         if settings.jobs:
             background.append(asyncio.create_task(run_forever(store, settings, catalog)))
         if own_process:
             # Everything loaded at start-up lives as long as the process: keep it out of the collector's
             # scans, which would otherwise show up as pauses in the latency tail.
             gc.freeze()
+            # SIGTERM ends long-polls and event streams at once, before granian waits for every request.
+            loop = asyncio.get_running_loop()
+            serving.on_stop_signal(lambda: loop.call_soon_threadsafe(begin_stopping, store))
         try:
             yield
         finally:
@@ -178,9 +216,13 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 task.cancel()
             await dispatcher.stop()
             await asyncio.to_thread(store.close)
+            access.flush()
+            if own_process:
+                logs.drain_queues()  # a worker ends without atexit, where the log queue would be written out
 
     route_handlers: list = [
         *CONTROLLERS,
+        *READINESS_CONTROLLERS,
         SurveyPageController,
         ReceiptPageController,
         *QR_CONTROLLERS,
@@ -191,6 +233,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         *EXPORT_CONTROLLERS,
         *MANAGE_ROUTES,
         *LANDING_ROUTES,
+        metrics_route,
         kiosk_app_router(),
         create_static_files_router(
             path="/static",
@@ -202,7 +245,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     route_handlers.extend(export_routes(flatten(plugins.hook.register_exporters())))
     route_handlers.extend(flatten(plugins.hook.register_routes(settings=settings)))
     rate_limit = rate_limit_config(settings)
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
         state=State({"settings": settings, "store": store, "catalog": catalog, "plugins": plugins}),
@@ -227,6 +270,11 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         logging_config=logging_config(settings) if own_process else None,
         debug=False,
     )
+    # Every request is counted and logged, whatever answers it; the writer reports each group commit.
+    metrics = Metrics.of(store)
+    store.on_batch = metrics.observe_batch
+    access = observe(app, metrics)
+    return app
 
 
 def create_app_from_env() -> Litestar:
@@ -234,4 +282,6 @@ def create_app_from_env() -> Litestar:
 
     It runs in each worker process, which must not outlive the `feedback serve` that started it."""
     serving.die_with_parent()
+    # Python's warnings go through logging too, so they take the log's format (JSON lines included).
+    logging.captureWarnings(True)
     return create_app(load_settings(), own_process=True)

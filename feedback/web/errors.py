@@ -8,7 +8,8 @@ import re
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from feedback.errors import FeedbackError, InvalidInput, NotFound
+from feedback.errors import FeedbackError, InvalidInput, NotFound, StorageUnavailable
+from feedback.store import health
 from feedback.web.json_body import TOO_DEEP
 
 log = logging.getLogger("feedback.web")
@@ -25,8 +26,18 @@ def error_body(status: int, detail: str, field: str | None = None) -> dict:
 
 def feedback_error(_: Request, exc: FeedbackError) -> Response:
     return Response(
-        error_body(exc.status_code, exc.message, exc.field), status_code=exc.status_code, media_type=MediaType.JSON
+        error_body(exc.status_code, exc.message, exc.field),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=retry_after(exc),
     )
+
+
+def retry_after(exc: FeedbackError) -> dict[str, str] | None:
+    """`Retry-After` for an error that a later try may not meet (the database cannot take writes now)."""
+    if isinstance(exc, StorageUnavailable):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:
@@ -75,6 +86,10 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def server_error(request: Request, exc: Exception) -> Response:
+    unavailable = health.as_unavailable(exc)
+    if isinstance(unavailable, StorageUnavailable):  # the storage failed (e.g. on a read): 503, no traceback
+        health.log_unavailable(log, "requests", "requests fail on the database", exc)
+        return answer_as(request, unavailable)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(error_body(500, "internal error"), status_code=500, media_type=MediaType.JSON)
 

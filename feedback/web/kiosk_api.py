@@ -17,7 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
-from feedback import kiosks
+from feedback import kiosks, serving
 from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import InvalidInput, NotFound, Unauthorized
@@ -117,6 +117,26 @@ async def current_device(request: Request, state: State) -> Device:
     if device is None:
         raise Unauthorized("authorization: unknown or revoked kiosk", "authorization")
     return device
+
+
+def wake_on_other_nodes_invitations(store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    """On PostgreSQL, an invitation another node stores wakes this node's long-poll of that kiosk at
+    once (without it, the 1 s re-check finds it)."""
+
+    def wake(payload: str) -> None:
+        kiosk = payload.partition(":")[2]
+        events = invitation_events(store)
+        for event in events.values() if kiosk in ("", "*") else filter(None, [events.get(kiosk)]):
+            loop.call_soon_threadsafe(event.set)
+
+    store.listen("invitation", wake)
+
+
+def end_long_polls(store: Store) -> None:
+    """The server is stopping (`serving.stopping` is set): wake every waiting long-poll, which then
+    answers `{"invitation": null}` at once, as at the end of its wait."""
+    for event in invitation_events(store).values():
+        event.set()
 
 
 def forget_device_cache(store: Store) -> None:
@@ -258,6 +278,7 @@ class KioskDeviceController(Controller):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         event = invitation_events(state.store).setdefault(device.id, asyncio.Event())
+        stopping = serving.stopping(state.store)
         while True:
             now = datetime.now(UTC).isoformat()
             pending = await state.store.read(
@@ -268,7 +289,7 @@ class KioskDeviceController(Controller):
                 if found:
                     return {"invitation": found}
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or stopping.is_set():  # stopping: the tablet polls again, on another node
                 return {"invitation": None}
             event.clear()
             # Woken at once by an invitation posted here; the 1 s re-check covers other processes.

@@ -3,7 +3,8 @@
 A built-in plugin: its `track_event` pushes every `action.*` event to the queue of each connected
 client. With several server workers an event fires only in the process that made the change, so
 while anyone is listening each process also polls `actions.updated_at` every few seconds and passes
-on changes it did not see itself.
+on changes it did not see itself; on PostgreSQL another node's change is notified as it commits
+(`Store.listen`), so the poll runs at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ log = logging.getLogger("feedback.live")
 POLL_SECONDS = 3.0
 QUEUE_SIZE = 200  # a client this far behind only needs to know "something changed"
 SEEN_LIMIT = 5000
+# The message that ends every event stream when the server begins to stop (see `Hub.close`).
+STOPPING = "server.stopping"
 
 
 @dataclass(eq=False)
@@ -44,6 +47,8 @@ class Hub:
         self.seen: dict[tuple[int, str], None] = {}
         self.watermark: str | None = None
         self.poller: asyncio.Task | None = None
+        # Set when another node notifies a change (PostgreSQL): the poller looks at once.
+        self.changed: asyncio.Event | None = None
 
     def publish(self, message: dict[str, Any]) -> None:
         data = message.get("data") or {}
@@ -51,6 +56,12 @@ class Hub:
             self._remember((data["id"], data["updated_at"]))
         for subscriber in list(self.subscribers):
             subscriber.loop.call_soon_threadsafe(_offer, subscriber.queue, message)
+
+    def close(self) -> None:
+        """The server is stopping: end every event stream of this app, so that it does not hold the stop
+        up (a browser reconnects by itself, to another node behind a load balancer)."""
+        for subscriber in list(self.subscribers):
+            subscriber.loop.call_soon_threadsafe(_offer, subscriber.queue, {"type": STOPPING})
 
     def _remember(self, key: tuple[int, str]) -> None:
         self.seen[key] = None
@@ -62,6 +73,10 @@ class Hub:
         subscriber = Subscriber(asyncio.get_running_loop())
         self.subscribers.add(subscriber)
         if self.poller is None or self.poller.done():
+            if self.changed is None:
+                self.changed = asyncio.Event()
+                loop = subscriber.loop
+                store.listen("actions", lambda _payload: loop.call_soon_threadsafe(self.changed.set))
             self.poller = asyncio.create_task(self._poll(store))
         try:
             yield subscriber
@@ -75,7 +90,9 @@ class Hub:
                 await self._poll_once(store)
             except Exception:  # noqa: BLE001 - a failed poll must not end the live updates
                 log.exception("polling actions for live updates failed")
-            await asyncio.sleep(POLL_SECONDS)
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), POLL_SECONDS)
         self.poller = None
 
     async def _poll_once(self, store: Store) -> None:

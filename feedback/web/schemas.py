@@ -60,6 +60,45 @@ class Health(Struct, kw_only=True):
     plugin_failures: Annotated[dict[str, PluginFailure], _field("failures per plugin and hook")]
 
 
+class DatabaseCheck(Struct, kw_only=True):
+    ok: Annotated[bool, _field("a test write through the writer committed within its deadline")]
+    detail: Annotated[str, _field("what was found, in words")]
+    seconds: Annotated[float | None, _field("how long the test write took; null when it did not commit")]
+
+
+class DiskCheck(Struct, kw_only=True):
+    ok: Annotated[bool, _field("enough free space on the filesystem holding the database (or not checked)")]
+    detail: Annotated[str, _field("what was found, in words (why it was not checked, for PostgreSQL)")]
+    free_mb: Annotated[int | None, _field("free space in MB; null when not checked")]
+    min_free_mb: Annotated[int, _field("FEEDBACK_READY_MIN_FREE_MB")]
+
+
+class EventsCheck(Struct, kw_only=True):
+    ok: Annotated[bool, _field("no event has waited longer than allowed to be dispatched")]
+    detail: Annotated[str, _field("what was found, in words")]
+    oldest_seconds: Annotated[float | None, _field("how long the oldest undispatched event has waited; null: none")]
+    max_seconds: Annotated[float, _field("FEEDBACK_READY_MAX_EVENT_AGE")]
+
+
+class ReadinessChecks(Struct, kw_only=True):
+    database: DatabaseCheck
+    disk: DiskCheck
+    events: EventsCheck
+
+
+class Ready(Struct, kw_only=True):
+    status: Annotated[Literal["ready"], _field("every check passed")]
+    checks: ReadinessChecks
+
+
+class NotReady(Struct, kw_only=True):
+    status: Annotated[Literal["not_ready"], _field("a check failed")]
+    reasons: Annotated[
+        list[str], _field("one per failing check, starting with its name (database, disk, events; server: stopping)")
+    ]
+    checks: ReadinessChecks
+
+
 class Receipt(Struct, kw_only=True):
     id: Annotated[str, _field("the response id (a UUID)")]
     receipt: Annotated[str, _field("the short receipt code shown to the respondent")]

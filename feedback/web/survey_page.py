@@ -37,7 +37,7 @@ from feedback.calendars import working_days_between
 from feedback.case_links import MAX_SIG_LENGTH, case_sig_valid
 from feedback.catalog import Snapshot
 from feedback.db import Store
-from feedback.errors import InvalidInput
+from feedback.errors import InvalidInput, StorageUnavailable
 from feedback.i18n import CATALOGUE, ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
 from feedback.ingest import Item, ingest, new_response_id_bytes
 from feedback.models import (
@@ -404,6 +404,20 @@ def too_many(request: Request) -> Response[str]:
     )
 
 
+def not_saved(lang: str, retry_after: int) -> Response[str]:
+    """The database could not take the answer (a full disk): nothing was stored, and the same form sent
+    again (its form id unchanged) is stored once it recovers."""
+    _ = gettext_for(lang)
+    page = message_page(
+        lang,
+        _("Your answer was not saved"),
+        _("We could not save your answer just now. Please go back and send it again in a minute."),
+        503,
+    )
+    page.headers["Retry-After"] = str(retry_after)
+    return page
+
+
 def live_alternatives(snapshot: Snapshot, touchpoint: Touchpoint) -> list[Touchpoint]:
     """Where to rate instead of a retired touchpoint: the live ones of its unit (same counter first, QR
     codes before kiosks), else those of the nearest unit above that has any."""
@@ -532,7 +546,12 @@ class SurveyPageController(Controller):
         )
         # A form rendered while the touchpoint was live is still taken after its retirement (`opened_at`).
         item = Item(submission, flags=tuple(flags), case_verified=case_verified, opened_at=rendered_at)
-        [outcome] = await ingest([item], state.store, snapshot, default_action_days=state.settings.default_action_days)
+        try:
+            [outcome] = await ingest(
+                [item], state.store, snapshot, default_action_days=state.settings.default_action_days
+            )
+        except StorageUnavailable as error:
+            return not_saved(lang, error.retry_after)
         if outcome.status == "gone":
             return retired_page(request, snapshot, touchpoint, token)
         if outcome.status == "rejected" and isinstance(outcome.error, InvalidInput):

@@ -396,6 +396,8 @@ async def stream(state: State, principal: NamedDependency[Principal]) -> ServerS
                 except TimeoutError:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
+                if message["type"] == live.STOPPING:
+                    return
                 data = message["data"]
                 snapshot = await fresh_snapshot(state)
                 if not data.get("unit") or not principal.may_see(data["unit"], snapshot):
