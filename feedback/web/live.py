@@ -26,6 +26,8 @@ log = logging.getLogger("feedback.live")
 POLL_SECONDS = 3.0
 QUEUE_SIZE = 200  # a client this far behind only needs to know "something changed"
 SEEN_LIMIT = 5000
+# What the poller finds by itself (a row's opening or change); reminders come only as events.
+POLLED = frozenset({"action.opened", "action.changed"})
 # The message that ends every event stream when the server begins to stop (see `Hub.close`).
 STOPPING = "server.stopping"
 
@@ -53,7 +55,12 @@ class Hub:
     def publish(self, message: dict[str, Any]) -> None:
         data = message.get("data") or {}
         if isinstance(data.get("id"), int) and data.get("updated_at"):
-            self._remember((data["id"], data["updated_at"]))
+            key = (data["id"], data["updated_at"])
+            # An opening or change the poller already passed on (on PostgreSQL another node's NOTIFY can
+            # wake it before this process's own event arrives): the clients have it once.
+            if key in self.seen and message.get("type") in POLLED:
+                return
+            self._remember(key)
         for subscriber in list(self.subscribers):
             subscriber.loop.call_soon_threadsafe(_offer, subscriber.queue, message)
 
