@@ -9,7 +9,6 @@ import random
 import re
 import shlex
 import sqlite3
-import subprocess
 import threading
 import time
 import uuid
@@ -19,19 +18,9 @@ import httpx
 import pytest
 
 from tests.conftest import Org, auth_header, make_org, poll_until, run_cli
+from tests.test_cli_errors import one_error
 
 BACKUP = r"feedback-\d{8}T\d{6}Z\.db"
-
-
-def one_error(result: subprocess.CompletedProcess, code: int, *words: str) -> str:
-    """The one `Error:` line of a failed command, naming `words`; never a traceback."""
-    assert result.returncode == code, (result.returncode, result.stdout[-500:], result.stderr[-2000:])
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], (word, errors[0])
-    return errors[0]
 
 
 def backup(db: Path | str, out: Path, *extra: str) -> dict:
