@@ -18,6 +18,7 @@ it to the `track_event` bus after commit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from feedback import audit
 from feedback.calendars import add_working_days, working_days_between
 from feedback.catalog import Snapshot
 from feedback.db import Store
@@ -290,8 +292,10 @@ def _append_event(
     record: dict[str, str] | None = None,
     due: str | None = None,
     data: dict[str, Any] | None = None,
+    unit: str | None = None,
 ) -> dict[str, Any]:
-    """One append-only step of the record (the database refuses to change or delete it later)."""
+    """One append-only step of the record (the database refuses to change or delete it later), and its
+    audit entry."""
     record = record or {}
     values = {
         "action": action_id,
@@ -304,7 +308,30 @@ def _append_event(
         "due": due,
         "data": _json.encode(data or {}).decode(),
     }
-    return event_json(action_store.append_event(conn, values))
+    row = action_store.append_event(conn, values)
+    _audit_step(conn, row, unit or action_store.unit_of(conn, action_id))
+    return event_json(row)
+
+
+def _audit_step(conn: sqlite3.Connection, row: dict[str, Any], unit: str | None) -> None:
+    """One audit entry per step: the move and a digest of the step's row, not its text (a note may name
+    a citizen, and the audit log can never be erased; the step itself is kept in `action_events`)."""
+    if row["type"] == "opened":
+        verb = "open"
+    elif row["from_status"] != row["to_status"]:
+        verb = "transition"
+    else:
+        verb = "note"  # a step that records something without moving the action (escalation, a review)
+    after = {
+        "status": row["to_status"],
+        "step": row["type"],
+        "event_seq": row["seq"],
+        "due": row["due"],
+        "fields": [f for f in RECORD_FIELDS if row.get(f)],
+        "event_sha256": hashlib.sha256(audit.canonical(row)).hexdigest(),
+    }
+    before = None if row["from_status"] is None else {"status": row["from_status"]}
+    audit.record(conn, "action", row["action"], verb, before=before, after=after, unit=unit)
 
 
 # -- what "recovered" means: the rate an action is judged on --------------------------------------------
@@ -419,8 +446,6 @@ def open_action(
     unit = snapshot.units.get(request.unit)
     if unit is None:
         raise NotFound(f"unit: no unit {request.unit!r}", "unit")
-    if action_store.exists_for(conn, request.source_key):
-        return None  # a replayed cause: one action per key, nothing else to do
     if owner is None and not assigned:
         owner = choose_owner(request, snapshot, plugins)
     opened_day = local_day(now, unit.tz)
@@ -466,9 +491,10 @@ def open_action(
         "data": _json.encode(request.data).decode(),
     }
     row["baseline"] = _baseline(conn, snapshot, row, effect_spec(row, snapshot))
-    action_id = action_store.insert(conn, row)
-    if action_id is None:  # the unique source key: a cause opens one action, however it races
+    stored = action_store.insert(conn, row)
+    if stored is None:  # a replayed cause: one action per source key, nothing else to do
         return None
+    action_id = stored["id"]
     _append_event(
         conn,
         action_id,
@@ -480,9 +506,10 @@ def open_action(
         record={"note": note} if note else None,
         due=row["due"],
         data=opening,
+        unit=unit.code,
     )
-    action = action_json(_action_row(conn, action_id), snapshot, now)
-    record(conn, [opened_event(action, now)])  # in the opening's own transaction
+    action = action_json(stored, snapshot, now)
+    record(conn, [opened_event(action, now)], new_aggregates=True)  # in the opening's own transaction
     return action
 
 
@@ -612,7 +639,10 @@ def _take_out_of_kpis(conn: sqlite3.Connection, response_id: str) -> None:
     if "appeal_upheld" in flags:
         return
     was_suspect = is_suspect(flags)
+    before = audit.response_row(conn, response_id)
     response_store.set_flags(conn, response_id, _json.encode(sorted({*flags, "appeal_upheld"})).decode())
+    # The flag changes the stored response: logged, so the seal of its day still verifies.
+    audit.response_changed(conn, response_id, "appeal_upheld", before, audit.response_row(conn, response_id))
     if not was_suspect:  # a suspect response was never in the rates: nothing to move
         response_store.add_to_rollups(conn, row, _decode(row["indicators"], {}), suspect=False, sign=-1)
         response_store.add_to_rollups(conn, row, {}, suspect=True, sign=1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
+from feedback import audit
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import LANGUAGES, ROLES
 from feedback.passwords import check_password, hash_password
@@ -22,13 +24,28 @@ def hash_token(token: str) -> str:
 
 
 def ensure_user(conn: Connection, name: str, role: str, unit: str | None, email: str | None = None) -> None:
-    """Create a user or set its role and unit (and e-mail when given).
+    """Create a user or set its role and unit (and e-mail when given), with its audit entry."""
+    with audit.tracked(conn, "user", name, user_change(conn, name)):
+        upsert_user(conn, name, role, unit, email)
+
+
+def user_change(conn: Connection, name: str) -> str:
+    """The audit action of a write to a user: "create" when there is none yet, else "update"."""
+    return "update" if user_store.exists(conn, name) else "create"
+
+
+def upsert_user(conn: Connection, name: str, role: str, unit: str | None, email: str | None = None) -> None:
+    """`ensure_user` without the user's own audit entry, for callers that log the whole change.
 
     An API token carries its user's role and unit, so the user's live tokens follow a change: a demoted
-    or moved user keeps no token with the old rights."""
+    or moved user keeps no token with the old rights (each token so changed is logged)."""
     _check_role_and_unit(conn, role, unit)
     user_store.upsert(conn, name, role, unit, email, datetime.now(UTC).isoformat())
-    user_store.retarget_tokens(conn, name, role, unit)
+    live = [t["id"] for t in user_store.tokens(conn, name) if t["revoked_at"] is None]
+    with ExitStack() as stack:
+        for token_id in live:
+            stack.enter_context(audit.tracked(conn, "token", token_id, "update"))
+        user_store.retarget_tokens(conn, name, role, unit)
 
 
 def _check_role_and_unit(conn: Connection, role: str, unit: str | None) -> None:
@@ -69,13 +86,20 @@ def save_user(
         raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
     if password is not None:
         check_password(password)
-    ensure_user(conn, name, role, unit or None, email or None)
-    if lang is not None:
-        user_store.set_lang(conn, name, lang)
-    if password is not None:
         password_hash = hash_password(password)
-    if password_hash is not None:
-        user_store.set_password_hash(conn, name, password_hash)
+    with audit.tracked(conn, "user", name, user_change(conn, name)):
+        upsert_user(conn, name, role, unit or None, email or None)
+        if lang is not None:
+            user_store.set_lang(conn, name, lang)
+        if password_hash is not None:
+            user_store.set_password_hash(conn, name, password_hash)
+
+
+def rehash_password(conn: Connection, name: str, password_hash: str) -> None:
+    """The same password hashed with today's parameters at sign-in: no reason to sign out, but the stored
+    hash changes, so the change is logged like any other."""
+    with audit.tracked(conn, "user", name, "rehash_password"):
+        user_store.set_password_hash(conn, name, password_hash, sign_out=False)
 
 
 def find_user(conn: Connection, name: str) -> dict[str, Any] | None:
@@ -106,7 +130,8 @@ def issue_token(conn: Connection, user: str) -> dict[str, Any]:
         "created_at": datetime.now(UTC).isoformat(),
         "revoked_at": None,
     }
-    user_store.insert_token(conn, record, hash_token(token))
+    with audit.tracked(conn, "token", record["id"], "create"):
+        user_store.insert_token(conn, record, hash_token(token))
     return {**record, "token": token}
 
 
@@ -117,7 +142,9 @@ def create_token(conn: Connection, user: str, role: str, unit: str | None) -> st
     found = find_user(conn, user)
     if found is None:
         _check_role_and_unit(conn, role, unit)
-        if user_store.insert_if_absent(conn, user, role, unit, datetime.now(UTC).isoformat()):
+        with audit.tracked(conn, "user", user, "create"):
+            created = user_store.insert_if_absent(conn, user, role, unit, datetime.now(UTC).isoformat())
+        if created:
             return issue_token(conn, user)["token"]
         found = find_user(conn, user) or {}  # created meanwhile: judged like any existing user
     if found["role"] != role:
@@ -137,5 +164,7 @@ def find_token(conn: Connection, token_id: str) -> dict[str, Any] | None:
 
 
 def revoke_token(conn: Connection, token_id: str) -> str | None:
-    """Revoke a token (a second revocation keeps the first time); returns its hash, for dropping caches."""
-    return user_store.revoke_token(conn, token_id, datetime.now(UTC).isoformat())
+    """Revoke a token (a second revocation keeps the first time, and logs nothing); returns its hash, for
+    dropping caches."""
+    with audit.tracked(conn, "token", token_id, "revoke"):
+        return user_store.revoke_token(conn, token_id, datetime.now(UTC).isoformat())

@@ -81,6 +81,9 @@ def backup(db: str, out: Path, *, keep: int | None = None, deadline: float = 600
             _fsync_file(partial)
             if time.monotonic() > deadline_at:
                 raise _too_slow(deadline)
+            # Owner-only whatever made the file (pg_dump, SQLite) and whatever the umask: a backup holds
+            # contacts and comments, and erased ones live on in it until it is rotated out.
+            os.chmod(partial, 0o600)
             os.rename(partial, final)
             _fsync_folder(folder)
         except OSError as error:  # a full disk, a folder taken away
@@ -395,6 +398,7 @@ def _restore_sqlite(source: Path, target: Path, *, force: bool) -> dict[str, Any
     try:
         _create_private(temporary)
         shutil.copyfile(source, temporary)
+        os.chmod(temporary, 0o600)
         _fsync_file(temporary)
         # A -wal or -journal left by the database being replaced would be replayed into the new file.
         for extra in ("-wal", "-shm", "-journal"):

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -23,6 +24,7 @@ from feedback.store import organisation as organisation_store
 from feedback.store import surveys as survey_store
 from feedback.store import users as user_store
 from feedback.surveys import decode_definition
+from feedback.unit_settings import retention_as_set, retention_in_force
 
 
 @dataclass
@@ -76,6 +78,12 @@ class Snapshot:
             if levels is not None:
                 return levels, ancestor
         return DEFAULT_COMPLAINT_LEVELS, None
+
+    def retention(self, code: str) -> dict[str, dict[str, Any]]:
+        """Per kind of personal data, the days a unit keeps it and where that comes from (`{"days",
+        "from"}`: the nearest unit up the tree that sets it, else "default")."""
+        ancestors = self.ancestors(code)
+        return retention_in_force(ancestors, {c: self.units[c].retention for c in ancestors})
 
     def touchpoint(self, token_or_code: str) -> Touchpoint | None:
         token = self.short_codes.get(token_or_code.upper(), token_or_code)
@@ -144,6 +152,7 @@ def load_snapshot(conn: Connection, plugins: PluginManager | None = None) -> Sna
             action_days=row["action_days"],
             public_results=bool(row["public_results"]),
             complaint_levels=decode_levels(row["complaint_levels"]),
+            retention=retention_as_set(row["retention"]),
         )
     for row in user_store.enabled_users(conn):
         snap.users[row["name"]] = User(**row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import json
 import os
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from feedback import __version__, serving
+from feedback import __version__, audit, serving
 from feedback.db import open_database
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
@@ -138,8 +139,19 @@ def run_jobs(db_path: str, only: list[str] | None = None, now=None) -> dict[str,
 
 @click.group()
 @click.version_option(__version__, prog_name="feedback")
-def cli() -> None:
+@click.pass_context
+def cli(context: click.Context) -> None:
     """Citizen and trader satisfaction for ISO 9001 quality systems."""
+    # What a command changes, the audit log says the operating-system user did at the command line.
+    context.with_resource(audit.acting_as(audit.Actor("cli", os_user())))
+
+
+def os_user() -> str:
+    """The name of the user running the command (the uid when the system has no name for it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
 
 
 @cli.command()
@@ -592,6 +604,43 @@ def restore_command(source: str, db_path: str, force: bool, clean: bool) -> None
     except BackupFailed as error:
         raise click.ClickException(error.message) from None
     click.echo(json.dumps(summary, indent=2))
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit log: verify its chain, the seals of the responses and the records against it."""
+
+
+@audit_group.command("verify")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    metavar="SEQ:HASH",
+    help="An entry's seq and hash kept elsewhere (printed in a review pack or a digest mail); repeatable",
+)
+def audit_verify(db_path: str, anchors: tuple[str, ...]) -> None:
+    """Recompute the audit log's hash chain and the daily seals of the responses, and compare each tracked
+    record (unit, user, touchpoint, objective, …) with its last logged state. Reads only.
+
+    Exit 0 with a one-line summary, or 1 naming the first entry (seq), day (unit/day) or record (kind/id)
+    that does not match."""
+    from feedback.audit_verify import Mismatch, verify_database
+
+    kept: dict[int, str] = {}
+    for anchor in anchors:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest.strip()) != 64:
+            raise Refused(f"--anchor: SEQ:HASH, the entry's number and its 64-character hash, not {anchor!r}")
+        kept[int(seq)] = digest.strip().lower()
+    try:
+        report = verify_database(db_path, kept)
+    except Mismatch as error:
+        raise click.ClickException(f"audit verify failed: {error}") from None
+    except DatabaseError as error:
+        raise click.ClickException(f"--db: cannot read {db_path}: {error}") from None
+    click.echo(report.summary())
 
 
 @cli.command("migrate")

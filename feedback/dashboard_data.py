@@ -18,6 +18,7 @@ import msgspec
 
 from feedback.catalog import Snapshot
 from feedback.control_chart import p_chart
+from feedback.erasure import erased_fields
 from feedback.ingest import normalise_receipt
 from feedback.objectives import evaluate, interval, judge, measure, period_of, previous_period_end
 from feedback.rates import Tally, exposure_cells, satisfaction, wilson
@@ -433,7 +434,9 @@ def _listed(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any
     opened = action_store.opened_by(conn, [item["id"] for item in items])
     for item in items:
         answers = msgspec.json.decode(item.pop("answers"))
-        item["comment"] = comment_text(answers)
+        item["erased"] = erased_fields(item)
+        # An erased comment shows as the page's own word for it, not as the stored marker.
+        item["comment"] = "" if "comment" in item["erased"] else comment_text(answers)
         item["flags"] = msgspec.json.decode(item["flags"]) if item["flags"] else []
         item["action"] = opened.get(item["id"])
     return items

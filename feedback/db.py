@@ -12,6 +12,7 @@ returned.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import sqlite3
@@ -81,6 +82,13 @@ def deferred(key: str, make: Callable[[], D]) -> D | None:
     if found is None:
         found = held[key] = make()
     return found
+
+
+def optimistic(key: str, make: Callable[[], D]) -> D | None:
+    """`deferred`, but only in the writer's first, optimistic pass over a group commit; None in its
+    job-by-job replay and outside the writer. For work put off on a guess, whose `flush` raises
+    `feedback.store.errors.GuessedWrong` when the guess proves wrong (the batch is then replayed)."""
+    return deferred(key, make) if getattr(_in_writer, "optimistic", False) else None
 
 
 def _flush_deferred(conn: sqlite3.Connection) -> None:
@@ -169,6 +177,22 @@ def _settle(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
             future.set_result(value)
         else:
             future.set_exception(value)
+
+
+class InCallerContext:
+    """A write job that runs on the writer thread in the context of the code that queued it, so what it
+    reads from context variables (who is acting, for the audit log) is the caller's. One context copy
+    per write; `defers` is the job's own (the writer checks it on every job)."""
+
+    __slots__ = ("fn", "context", "defers")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.context = contextvars.copy_context()
+        self.defers = getattr(fn, "defers", False)
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return self.context.run(self.fn, conn)
 
 
 class _Unreachable:
@@ -269,14 +293,15 @@ class Store:
     def submit_write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Queue `fn(conn)` for the writer; the future resolves once its batch has committed."""
         future: Future[T] = Future()
-        self._jobs.put((fn, future))
+        self._jobs.put((InCallerContext(fn), future))
         return future
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue `fn(conn)` and wait, without blocking the event loop, until its batch has committed."""
+        """Queue `fn(conn)` and wait, without blocking the event loop, until its batch has committed.
+        `fn` runs in the caller's context (its context variables, e.g. the audit log's actor)."""
         loop = asyncio.get_running_loop()
         waiter = LoopWaiter(loop, loop.create_future())
-        self._jobs.put((fn, waiter))
+        self._jobs.put((InCallerContext(fn), waiter))
         return await waiter.future
 
     def _write_loop(self) -> None:
@@ -338,6 +363,7 @@ class Store:
         # job itself). Only when a job raises is the batch rolled back and replayed job by job, each
         # in its own savepoint, so that one bad request cannot take the others down with it.
         started = time.perf_counter()
+        _in_writer.optimistic = True
         try:
             self._begin(conn)
             values = []
@@ -346,9 +372,11 @@ class Store:
                     _flush_deferred(conn)
                 values.append(fn(conn))
             _flush_deferred(conn)
+            _in_writer.optimistic = False
             committing = time.perf_counter()
             conn.execute("COMMIT")
         except BaseException:  # noqa: BLE001 - replayed below, error by error
+            _in_writer.optimistic = False
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _in_writer.pending.clear()

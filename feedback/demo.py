@@ -40,8 +40,8 @@ from feedback.plugins import PluginManager
 from feedback.store import events as event_store
 from feedback.store import organisation as organisation_store
 from feedback.store import responses as response_store
-from feedback.store import users as user_store
 from feedback.surveys import publish_template
+from feedback.unit_settings import update_unit_settings
 
 SURVEYS = ("csat", "haochaping", "vash_kontrol", "vn_one_stop", "a11_v2", "govuk")
 COMMIT_EVERY = 5000
@@ -1237,16 +1237,14 @@ def _create_organisation(
                         bad=(spec.code, tp.counter) == (BAD_UNIT, BAD_COUNTER),
                     )
                 )
-        ensure_user(conn, agency.manager, "manager", agency.code, f"{agency.manager}@example.org")
+        email = f"{agency.manager}@example.org"
+        save_user(conn, agency.manager, "manager", agency.code, email=email, lang=agency.lang)
         country, action_days = JURISDICTION[agency.code]
         for spec in agency.units:
             owner = agency.manager if spec.parent is None else f"{spec.code.lower()}.lead"
             if owner != agency.manager:
-                ensure_user(conn, owner, "manager", spec.code, f"{owner}@example.org")
-            user_store.set_lang(conn, owner, agency.lang)
-            organisation_store.update_unit(
-                conn, spec.code, {"country": country, "owner": owner, "action_days": action_days}
-            )
+                save_user(conn, owner, "manager", spec.code, email=f"{owner}@example.org", lang=agency.lang)
+            update_unit_settings(conn, spec.code, {"country": country, "owner": owner, "action_days": action_days})
     ensure_user(conn, "admin", "admin", None, "admin@example.org")
     return points, unit_agency
 

@@ -74,8 +74,9 @@ class Sink(Protocol):
         """Called on the writer thread right after the commit; must only hand the items over."""
 
 
-def record(conn: Connection, events: Sequence[Event]) -> None:
-    """Write events to the log in the caller's transaction (each once per id)."""
+def record(conn: Connection, events: Sequence[Event], *, new_aggregates: bool = False) -> None:
+    """Write events to the log in the caller's transaction (each once per id). `new_aggregates`: what
+    they are about was made in this transaction (a new action), so no earlier event can precede them."""
     if not events:
         return
     rows = [(e.id, e.type, aggregate_of(e.type, e.id), e.created_at, _json.encode(e.data).decode()) for e in events]
@@ -89,7 +90,7 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
     for row in rows:
         # An aggregate with an earlier event some other dispatcher holds (or nobody yet) waits its
         # turn in the log; otherwise this process hands its events over in commit order.
-        if row[2] in waiting or event_store.has_pending_of_others(conn, row[2], sink.holder):
+        if row[2] in waiting or (not new_aggregates and event_store.has_pending_of_others(conn, row[2], sink.holder)):
             waiting.add(row[2])
             claimed.append((*row, "", ""))
         else:
@@ -110,29 +111,45 @@ def record_response_stored(
     """Write a `response.stored` event compactly: the response row is in the same transaction, so the
     log keeps only what the row lacks (the objectives it counts towards) and the data is rebuilt from
     the row when the event is dispatched. `build` makes the event for the in-process dispatcher.
-    (On every response's path: kept to one statement and no more Python than needed.)"""
+
+    In a server the row joins the group commit's others and is written with them in one statement
+    just before the commit (`_StoredEvents`); its place in the log is then after the events of the
+    same transaction, which is fine: a new response's aggregate has no other event to precede.
+    (On every response's path: kept to no more Python than needed.)"""
     event_id = "response.stored:" + response_id
     aggregate = "response:" + response_id
     data = _json.encode({"objectives": list(objectives)}).decode() if objectives else None
     sink = _sink()
-    if sink is not None and not _wanted_in_transaction(sink)("response.stored"):
+    if sink is None:
+        event_store.insert_event(conn, (event_id, "response.stored", aggregate, created_at, data, "", ""))
+        return
+    pending = deferred("response_stored", lambda: _StoredEvents(sink))
+    if not _wanted_in_transaction(sink)("response.stored"):
         # Nobody listens: logged as handed over already, so the dispatcher never builds, hands over or
         # marks it (what it would do with it a moment later anyway).
-        logged = (event_id, "response.stored", aggregate, created_at, data)
-        event_store.insert_dispatched_event(conn, logged, created_at)
-        return
-    # A new response has no earlier event: no order to check.
-    row = (
-        event_id,
-        "response.stored",
-        aggregate,
-        created_at,
-        data,
-        *((sink.holder, _hot_until()) if sink else ("", "")),
-    )
-    seq = event_store.insert_event(conn, row)
-    if sink is not None and seq is not None:
-        after_commit(sink.accept, Logged(event_id, "response.stored", aggregate, build, seq))
+        pending.quiet.append((event_id, "response.stored", aggregate, created_at, data, created_at))
+    else:
+        pending.handed.append((event_id, "response.stored", aggregate, created_at, data, sink.holder, _hot_until()))
+        pending.builds[event_id] = (aggregate, build)
+
+
+class _StoredEvents:
+    """The `response.stored` rows of one group commit, written a few statements for all of them
+    (one INSERT per response cost as much as the rest of the response's writing)."""
+
+    __slots__ = ("builds", "handed", "quiet", "sink")
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.quiet: list[tuple[str, str, str, str, str | None, str]] = []
+        self.handed: list[tuple[str, str, str, str, str | None, str, str]] = []
+        self.builds: dict[str, tuple[str, Callable[[], Event]]] = {}  # event id → (aggregate, build)
+
+    def flush(self, conn: Connection) -> None:
+        event_store.insert_dispatched_events(conn, self.quiet)
+        for event_id, seq in event_store.insert_events(conn, self.handed):
+            aggregate, build = self.builds[event_id]
+            after_commit(self.sink.accept, Logged(event_id, "response.stored", aggregate, build, seq))
 
 
 class _Wanted:

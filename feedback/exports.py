@@ -20,7 +20,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from feedback import audit
 from feedback.catalog import Snapshot
+from feedback.erasure import MARKER as ERASED_MARKER
+from feedback.erasure import erased_fields
 from feedback.errors import FeedbackError, InvalidInput
 from feedback.models import ContactQuestion, TextQuestion, is_suspect
 from feedback.store import Connection, dialect
@@ -193,7 +196,8 @@ class ResponseLayout:
 
     @property
     def header(self) -> list[str]:
-        return [*RESPONSE_COLUMNS, *self.answer_keys, "comment", "flag", *(["officer"] if self.with_officer else [])]
+        officer = ["officer"] if self.with_officer else []
+        return [*RESPONSE_COLUMNS, *self.answer_keys, "comment", "flag", "erased", *officer]
 
 
 def response_layout(snapshot: Snapshot, flt: ResponseFilter, with_officer: bool) -> ResponseLayout:
@@ -226,6 +230,23 @@ def response_layout(snapshot: Snapshot, flt: ResponseFilter, with_officer: bool)
     return layout
 
 
+def record_download(conn: Connection, name: str, flt: ResponseFilter, layout: ResponseLayout) -> None:
+    """Log a download of a response export: every one carries case references and comments, and officer
+    codes for the roles that see them (the entry names the export and its filters, never its rows)."""
+    after = {
+        "export": name,
+        "unit": flt.units[0],
+        "from": flt.date_from,
+        "to": flt.date_to,
+        "service": flt.service,
+        "touchpoint": flt.touchpoint,
+        "level": flt.level,
+        "flagged": flt.flagged,
+        "officers": layout.with_officer,
+    }
+    audit.record(conn, "export", name, "download", after=after, unit=flt.units[0])
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list):
         return ";".join(str(item) for item in value)
@@ -251,7 +272,13 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
     except msgspec.DecodeError:
         answers = {}
     flags = _flags(row)
-    comment = " | ".join(str(answers[key]) for key in sorted(layout.text_keys) if answers.get(key))
+    erased = erased_fields(row)
+    # An erased comment is the marker, once, whatever free-text answers it had.
+    comment = (
+        ERASED_MARKER
+        if "comment" in erased
+        else " | ".join(str(answers[key]) for key in sorted(layout.text_keys) if answers.get(key))
+    )
     values: list[Any] = [
         row["id"],
         row["receipt"],
@@ -277,6 +304,7 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
     values.extend(_cell(answers.get(key)) for key in layout.answer_keys)
     values.append(comment)
     values.append(";".join(flags) if is_suspect(flags) else "")
+    values.append(";".join(erased))
     if layout.with_officer:
         values.append(row["officer"] or "")
     return values

@@ -29,7 +29,7 @@ import msgspec
 
 from feedback import actions
 from feedback.catalog import Snapshot
-from feedback.db import Store, deferred
+from feedback.db import Store, deferred, optimistic
 from feedback.errors import Conflict, FeedbackError, Gone, InvalidInput, NotFound
 from feedback.events import record_response_stored
 from feedback.models import (
@@ -447,8 +447,13 @@ def store_response(
         all_flags.append("duplicate_case")
     flags = tuple(sorted(set(all_flags)))
     row["flags"] = _json.encode(flags).decode()
-    # The common case is a new id: try the insert first and look at the stored row only on a clash.
-    if not responses.insert(conn, row):
+    # The common case is a new id. A group commit takes it for new and inserts it with the others
+    # at the end (the batch is replayed if one was not); a case reference is judged against the rows
+    # stored before it, so that one goes in at once. Else: try the insert, look at the row on a clash.
+    new_rows = None if row["case_ref"] else optimistic("new_responses", responses.NewResponses)
+    if new_rows is not None:
+        new_rows.add(row)
+    elif not responses.insert(conn, row):
         return replay_outcome(responses.stored_receipt(conn, row["id"]), row["id"], row["content_hash"]), None
     if prepared.contact:
         responses.add_contact(conn, row["id"], prepared.contact, row["server_time"])
@@ -665,6 +670,8 @@ def write_job(
         outcomes: dict[int, Outcome] = {}
         for index, prepared in planned:
             outcomes[index] = store_response(conn, prepared, extra.get(prepared.row["id"], ()), default_action_days)[0]
+        if refused and (new_rows := optimistic("new_responses", responses.NewResponses)) is not None:
+            new_rows.flush(conn)  # a retry of a response this batch holds reads it stored
         for index, refusal in refused:
             for response_id, digest in refusal.keys:
                 replay = replay_outcome(responses.stored_receipt(conn, response_id), response_id, digest)

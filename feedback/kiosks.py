@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from feedback import audit
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.events import record
 from feedback.ingest import Policy, Prepared
@@ -59,6 +60,9 @@ def create_enrollment(conn: Connection, touchpoint: str, created_by: str | None 
     while True:
         code = f"{secrets.randbelow(1_000_000):06d}"
         if kiosk_store.insert_enrollment(conn, hash_secret(code), touchpoint, issued.isoformat(), created_by, expires):
+            # Who let a tablet in: the enrolment that follows is made by the tablet itself, with no user.
+            after = {"touchpoint": touchpoint, "expires_at": expires, "created_by": created_by}
+            audit.record(conn, "kiosk_enrollment", touchpoint, "create", after=after, unit=row["unit"])
             return code, expires
 
 
@@ -73,7 +77,11 @@ def redeem_enrollment(conn: Connection, code: str, name: str | None = None) -> d
     touchpoint = kiosk_store.spend_enrollment(conn, hash_secret(code), issued.isoformat(), kiosk_id)
     if touchpoint is None:
         raise NotFound("code: unknown, expired or already used", "code")
-    kiosk_store.insert(conn, kiosk_id, touchpoint, name or f"kiosk {kiosk_id}", hash_secret(token), issued.isoformat())
+    with audit.tracked(conn, "kiosk", kiosk_id, "enrol") as change:
+        kiosk_store.insert(
+            conn, kiosk_id, touchpoint, name or f"kiosk {kiosk_id}", hash_secret(token), issued.isoformat()
+        )
+        change.unit = kiosk_store.unit_of(conn, kiosk_id)
     return {
         "device_token": token,
         "kiosk": {"id": kiosk_id, "touchpoint": touchpoint, "name": name or f"kiosk {kiosk_id}"},
@@ -233,7 +241,8 @@ def take_invitation(conn: Connection, kiosk_id: str) -> dict | None:
 def revoke(conn: Connection, kiosk_id: str) -> None:
     if not kiosk_store.revoked_at(conn, kiosk_id)[0]:
         raise NotFound(f"id: no kiosk {kiosk_id!r}", "id")
-    kiosk_store.revoke(conn, kiosk_id, now().isoformat())
+    with audit.tracked(conn, "kiosk", kiosk_id, "revoke", kiosk_store.unit_of(conn, kiosk_id)):
+        kiosk_store.revoke(conn, kiosk_id, now().isoformat())
 
 
 def mark_silent(conn: Connection, cutoff: str, marked_at: str) -> list[dict]:

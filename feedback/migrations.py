@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from feedback import audit
 from feedback.db import PostgresDatabase
 from feedback.plugins import PluginManager, flatten
-from feedback.store import Connection, dialect_postgres, dialect_sqlite, schema, tables
+from feedback.store import Connection, dialect, dialect_postgres, dialect_sqlite, schema, tables
 
 migrations = sqlite_utils.Migrations("feedback")
 
@@ -455,6 +456,21 @@ def apply_all(db: sqlite_utils.Database | PostgresDatabase, plugins: PluginManag
     for migration_set in all_migration_sets(plugins):
         migration_set.apply(db)
     tables.migrate(db.conn, [*schema.CORE_SCHEMA, *plugin_tables(plugins)])
+    install_refusals(db.conn)
+    audit.baseline(db.conn)
+
+
+def install_refusals(conn: Connection) -> None:
+    """The triggers that refuse changes (`schema.REFUSED_CHANGES`) a database lacks, e.g. one made before
+    a table joined the list: checked at every start, created only when missing."""
+    found = dialect.of(conn)
+    missing = [refusal for refusal in schema.REFUSED_CHANGES if not found.has_trigger(conn, refusal[0], refusal[1])]
+    if not missing:
+        return
+    with found.write_transaction(conn):
+        for name, table, verb, message in missing:
+            if not found.has_trigger(conn, name, table):
+                found.refuse_changes(conn, name, table, verb, message)
 
 
 def apply_postgres(conn: Connection, plugins: PluginManager) -> None:
@@ -468,8 +484,13 @@ def apply_postgres(conn: Connection, plugins: PluginManager) -> None:
             " declare the plugin's tables with register_tables instead"
         )
     declared = plugin_tables(plugins)
-    if not tables.plan(conn, [*schema.CORE_SCHEMA, *declared]):
-        return
+    if tables.plan(conn, [*schema.CORE_SCHEMA, *declared]):
+        _create_postgres(conn, declared)
+    install_refusals(conn)
+    audit.baseline(conn)
+
+
+def _create_postgres(conn: Connection, declared: list[tables.Table]) -> None:
     with dialect_postgres.write_transaction(conn):
         new = not dialect_postgres.table_columns(conn, "responses")
         tables.migrate(conn, [*schema.CORE_SCHEMA, *declared])

@@ -184,6 +184,9 @@ class Unit(Struct, frozen=True, kw_only=True):
     # Levels at which one response opens a complaint action, as set on this unit ([] for none);
     # None: as the unit above (`Snapshot.complaint_levels` resolves it, else DEFAULT_COMPLAINT_LEVELS).
     complaint_levels: tuple[int, ...] | None = None
+    # Days this unit keeps each kind of personal data (`feedback.retention.KINDS`), as set on this unit;
+    # a kind left out follows the unit above (`Snapshot.retention` resolves it, else the defaults).
+    retention: dict[str, int] | None = None
 
 
 # The levels that open a complaint action where no unit on the way up says otherwise: the two worst.

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import actions
+from feedback import actions, audit
 from feedback.catalog import Snapshot
 from feedback.control_chart import CHART_METRICS, p_chart
 from feedback.errors import Conflict, InvalidInput, NotFound
@@ -236,9 +236,10 @@ def create_objective(
     if not isinstance(unit, str) or not organisation_store.unit_exists(conn, unit):
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
     checked = validate_spec(conn, spec, today=today, default_min_n=default_min_n)
-    objective_id = objective_store.insert_objective(conn, unit, _now(), actor)
-    _insert_version(conn, objective_id, 1, checked, actor)
-    return objective_id
+    with audit.tracked(conn, "objective", None, "create") as change:
+        change.record_id = str(objective_store.insert_objective(conn, unit, _now(), actor))
+        _insert_version(conn, int(change.record_id), 1, checked, actor)
+    return int(change.record_id)
 
 
 def load_versions(conn: Connection, objective_id: int) -> list[ObjectiveVersion]:
@@ -263,7 +264,8 @@ def new_version(
     if latest.retired_from is not None:
         raise Conflict(f"id: objective {objective_id} is retired from {latest.retired_from}", "id")
     checked = validate_spec(conn, spec, today=today, previous=latest)
-    _insert_version(conn, objective_id, latest.version + 1, checked, actor)
+    with audit.tracked(conn, "objective", objective_id, "new_version"):
+        _insert_version(conn, objective_id, latest.version + 1, checked, actor)
     return latest.version + 1
 
 
@@ -275,7 +277,9 @@ def retire_objective(conn: Connection, objective_id: int, *, actor: str | None, 
         raise Conflict(f"id: objective {objective_id} is already retired from {versions[-1].retired_from}", "id")
     if day < versions[0].valid_from:
         raise InvalidInput(f"from: must not be before {versions[0].valid_from}, when the objective took effect", "from")
-    if not objective_store.retire(conn, objective_id, day, _now(), actor):  # retired meanwhile by someone else
+    with audit.tracked(conn, "objective", objective_id, "retire"):
+        retired = objective_store.retire(conn, objective_id, day, _now(), actor)
+    if not retired:  # retired meanwhile by someone else
         raise Conflict(f"id: objective {objective_id} is already retired", "id")
 
 

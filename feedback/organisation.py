@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from feedback import audit
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import LANGUAGES
 from feedback.store import Connection
@@ -51,7 +52,8 @@ def add_unit(
             raise NotFound(f"parent: no unit {parent!r}", "parent")
         path = f"{parent_path}{code}/"
     encoded = msgspec.json.encode(names).decode() if names else None
-    organisation_store.insert_unit(conn, code, name, encoded, parent, lang, tz, path, now_iso())  # 409 when taken
+    with audit.tracked(conn, "unit", code, "create"):
+        organisation_store.insert_unit(conn, code, name, encoded, parent, lang, tz, path, now_iso())  # 409 when taken
 
 
 def add_service(
@@ -65,7 +67,8 @@ def add_service(
 ) -> None:
     """A new service (Conflict naming `code` when the code is taken)."""
     encoded = msgspec.json.encode(names).decode() if names else None
-    organisation_store.insert_service(conn, code, name, encoded, kind, agency, now_iso())
+    with audit.tracked(conn, "service", code, "create"):
+        organisation_store.insert_service(conn, code, name, encoded, kind, agency, now_iso())
 
 
 def new_short_code(prefix: str) -> str:
@@ -106,10 +109,11 @@ def add_touchpoint(
         "service": service,
         "created_at": now_iso(),
     }
-    while True:  # a short code someone holds already is drawn again
-        row["short_code"] = new_short_code(unit)
-        if organisation_store.insert_touchpoint(conn, row):
-            return row["token"]
+    with audit.tracked(conn, "touchpoint", row["token"], "create"):
+        while True:  # a short code someone holds already is drawn again
+            row["short_code"] = new_short_code(unit)
+            if organisation_store.insert_touchpoint(conn, row):
+                return row["token"]
 
 
 def set_exposure(
@@ -144,7 +148,9 @@ def update_unit(
 def retire_touchpoint(conn: Connection, token: str) -> str:
     """Stop a touchpoint taking ratings; the row and its responses stay. Returns when it was retired."""
     retired_at = now_iso()
-    if organisation_store.retire_touchpoint(conn, token, retired_at):
+    with audit.tracked(conn, "touchpoint", token, "retire"):
+        retired = organisation_store.retire_touchpoint(conn, token, retired_at)
+    if retired:
         return retired_at
     exists, earlier = organisation_store.touchpoint_retired_at(conn, token)
     if not exists:

@@ -21,7 +21,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 import feedback
-from feedback import actions, objectives
+from feedback import actions, audit, objectives
 from feedback.catalog import Snapshot
 from feedback.i18n import CATALOGUE, gettext_for
 from feedback.models import LANGUAGES
@@ -180,6 +180,8 @@ def gather(
         "effectiveness": verdicts,
         "actions": listed[:MAX_ACTIONS_LISTED],
         "more_actions": len(listed) > MAX_ACTIONS_LISTED,
+        # The audit log's newest entry as the pack was made: a printed copy anchors the log.
+        "audit_head": audit.head_json(conn),
     }
 
 
@@ -304,6 +306,17 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
             "Wilson 95 %%; a rate on fewer than %(min_n)s responses is marked insufficient."
         )
         % {"when": generated, "min_n": data["min_n"]},
+        size=9,
+        color=GREY,
+    )
+    head = data.get("audit_head") or {}
+    pdf.ln(2)
+    pdf.paragraph(
+        _(
+            "Audit log when this pack was made: entry %(seq)s, SHA-256 %(hash)s. Keep this page: "
+            "“feedback audit verify --anchor SEQ:HASH” with these two values shows that the log still leads to it."
+        )
+        % {"seq": head.get("seq", 0), "hash": head.get("hash", "")},
         size=9,
         color=GREY,
     )

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from feedback import actions, dispatch, objectives, outbox
+from feedback import actions, audit, audit_seals, dispatch, objectives, outbox, retention
 from feedback.catalog import Catalog
 from feedback.db import Store
 from feedback.jobs import Job, JobContext
@@ -26,10 +26,11 @@ log = logging.getLogger("feedback.jobs")
 
 def collect_jobs(settings: Settings, plugins: PluginManager) -> list[Job]:
     """The core's jobs, then every plugin's, then the outbox's pruning."""
-    jobs = [*objectives.jobs(), *actions.jobs()]
+    jobs = [*objectives.jobs(), *actions.jobs(), *retention.jobs()]
     jobs.extend(flatten(plugins.hook.register_jobs(settings=settings)))
     jobs.extend(outbox.jobs())
     jobs.extend(dispatch.jobs())
+    jobs.extend(audit_seals.jobs())  # last: a day's seal covers what the other jobs changed in it
     names = [job.name for job in jobs]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
@@ -49,7 +50,8 @@ async def run_job(job: Job, context: JobContext, *, force: bool = False) -> bool
         return False
     error_text = None
     try:
-        await await_me_maybe(job.run(context))
+        with audit.acting_as(audit.Actor("job", job.name)):  # what the job changes, the log says it did
+            await await_me_maybe(job.run(context))
     except Exception as error:  # noqa: BLE001 - one failing job must not stop the others
         if context.store.plugins is not None:
             context.store.plugins.failures.record(f"job:{job.name}", "run", error)

@@ -8,9 +8,11 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
+from feedback.models import ROLES
 from feedback.store.dialect import is_postgres_url
 
 
@@ -75,6 +77,8 @@ class Settings(msgspec.Struct, kw_only=True):
     session_hours: float = 12.0
     lockout_attempts: int = 5
     lockout_minutes: float = 15.0
+    # Who must sign in with a second factor (TOTP): `none`, `admin` (administrators) or `all` users.
+    require_2fa: str = "none"
     # What `feedback serve` logs: the service's own loggers (`feedback.*`) from this level, every other
     # library's (font subsetting, HTTP clients, …) from its own, so their chatter stays out unless asked.
     log_level: str = "INFO"
@@ -84,6 +88,22 @@ class Settings(msgspec.Struct, kw_only=True):
     # The bearer token that opens GET /metrics to hosts other than this one (loopback needs none);
     # unset, /metrics answers only loopback clients.
     metrics_token: str = ""
+    # Staff sign-in through the agency's OpenID provider (both issuer and client id set, or neither):
+    # its display name on the sign-in page (default: the issuer's host), the claims that carry a user's
+    # role and unit (unset: the account's own), and `role:unit` to give a signed-in person without an
+    # account here a new one (unset: refused).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_name: str = ""
+    oidc_role_claim: str = ""
+    oidc_unit_claim: str = ""
+    oidc_autocreate: str = ""
+    # Staff sign-in with the password of an LDAP directory (Active Directory, OpenLDAP): its URL and the
+    # DN to bind as, `{username}` standing for the name typed; `role:unit` as for OpenID Connect.
+    ldap_url: str = ""
+    ldap_user_dn: str = ""
+    ldap_autocreate: str = ""
 
 
 _ENV = {
@@ -120,12 +140,24 @@ _ENV = {
     "FEEDBACK_SESSION_HOURS": "session_hours",
     "FEEDBACK_LOCKOUT_ATTEMPTS": "lockout_attempts",
     "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
+    "FEEDBACK_REQUIRE_2FA": "require_2fa",
     "FEEDBACK_LOG_LEVEL": "log_level",
     "FEEDBACK_LIBRARY_LOG_LEVEL": "library_log_level",
     "FEEDBACK_LOG_FORMAT": "log_format",
     "FEEDBACK_METRICS_TOKEN": "metrics_token",
+    "FEEDBACK_OIDC_ISSUER": "oidc_issuer",
+    "FEEDBACK_OIDC_CLIENT_ID": "oidc_client_id",
+    "FEEDBACK_OIDC_CLIENT_SECRET": "oidc_client_secret",
+    "FEEDBACK_OIDC_NAME": "oidc_name",
+    "FEEDBACK_OIDC_ROLE_CLAIM": "oidc_role_claim",
+    "FEEDBACK_OIDC_UNIT_CLAIM": "oidc_unit_claim",
+    "FEEDBACK_OIDC_AUTOCREATE": "oidc_autocreate",
+    "FEEDBACK_LDAP_URL": "ldap_url",
+    "FEEDBACK_LDAP_USER_DN": "ldap_user_dn",
+    "FEEDBACK_LDAP_AUTOCREATE": "ldap_autocreate",
 }
 _BOOLEAN = {"webhook_allow_private", "jobs"}
+REQUIRE_2FA = ("none", "admin", "all")
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
 
 
@@ -158,9 +190,46 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     settings.log_format = str(settings.log_format).strip().lower()
     if settings.log_format not in ("text", "json"):
         raise SettingsError(f"FEEDBACK_LOG_FORMAT: {settings.log_format!r} is not one of text, json")
+    settings.require_2fa = str(settings.require_2fa).strip().lower()
+    if settings.require_2fa not in REQUIRE_2FA:
+        raise SettingsError(f"FEEDBACK_REQUIRE_2FA: {settings.require_2fa!r} is not one of {', '.join(REQUIRE_2FA)}")
+    _check_sign_in(settings)
     if not settings.secret and keep_secret:
         settings.secret = stored_secret(settings.db)
     return settings
+
+
+def _check_sign_in(settings: Settings) -> None:
+    """The identity provider and directory settings make sense together (a typo stops start-up)."""
+    if bool(settings.oidc_issuer) != bool(settings.oidc_client_id):
+        missing = "FEEDBACK_OIDC_CLIENT_ID" if settings.oidc_issuer else "FEEDBACK_OIDC_ISSUER"
+        raise SettingsError(f"{missing}: must be set with FEEDBACK_OIDC_ISSUER and FEEDBACK_OIDC_CLIENT_ID alike")
+    if settings.oidc_issuer and urlsplit(settings.oidc_issuer).scheme not in ("https", "http"):
+        raise SettingsError(f"FEEDBACK_OIDC_ISSUER: {settings.oidc_issuer!r} is not an https:// URL")
+    if bool(settings.ldap_url) != bool(settings.ldap_user_dn):
+        missing = "FEEDBACK_LDAP_USER_DN" if settings.ldap_url else "FEEDBACK_LDAP_URL"
+        raise SettingsError(f"{missing}: must be set with FEEDBACK_LDAP_URL and FEEDBACK_LDAP_USER_DN alike")
+    if settings.ldap_url and urlsplit(settings.ldap_url).scheme not in ("ldap", "ldaps"):
+        raise SettingsError(f"FEEDBACK_LDAP_URL: {settings.ldap_url!r} is not an ldap:// or ldaps:// URL")
+    if settings.ldap_user_dn and settings.ldap_user_dn.count("{username}") != 1:
+        raise SettingsError("FEEDBACK_LDAP_USER_DN: must contain {username} once, e.g. uid={username},ou=people,…")
+    for variable, value in (
+        ("FEEDBACK_OIDC_AUTOCREATE", settings.oidc_autocreate),
+        ("FEEDBACK_LDAP_AUTOCREATE", settings.ldap_autocreate),
+    ):
+        if value:
+            autocreate_role_and_unit(value, variable)
+
+
+def autocreate_role_and_unit(value: str, variable: str = "FEEDBACK_OIDC_AUTOCREATE") -> tuple[str, str | None]:
+    """`role:unit` (`admin` alone for an installation-wide admin) as (role, unit); SettingsError otherwise."""
+    role, _, unit = value.strip().partition(":")
+    role, unit = role.strip(), unit.strip()
+    if role not in ROLES:
+        raise SettingsError(f"{variable}: {role!r} is not one of {', '.join(ROLES)} (write role:unit)")
+    if role != "admin" and not unit:
+        raise SettingsError(f"{variable}: every role but admin needs a unit (write {role}:UNIT)")
+    return role, unit or None
 
 
 def _config_file(environ: dict[str, str]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from msgspec import UNSET, UnsetType
 
-from feedback import auth
+from feedback import audit, auth
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, InvalidInput, NotFound
 from feedback.models import LANGUAGES, ROLES
@@ -138,7 +138,8 @@ def create_user(
     check_fields(conn, role, unit, lang, email)
     require_grant(actor, role, unit, snapshot)
     created_at = datetime.now(UTC).isoformat()
-    user_store.insert(conn, name, role, unit, created_at, email=email, lang=lang, password_hash=password_hash)
+    with audit.tracked(conn, "user", name, "create"):
+        user_store.insert(conn, name, role, unit, created_at, email=email, lang=lang, password_hash=password_hash)
     return auth.find_user(conn, name) or {}
 
 
@@ -174,21 +175,23 @@ def change_user(
         if disabled is True:
             raise Forbidden("disabled: you cannot disable yourself", "disabled")
     require_grant(actor, new_role, new_unit, snapshot)
-    if (new_role, new_unit) != (current["role"], current["unit"]):
-        auth.ensure_user(conn, name, new_role, new_unit)  # its live tokens follow
-    if not isinstance(email, UnsetType):
-        user_store.set_email(conn, name, email)
-    if not isinstance(lang, UnsetType):
-        user_store.set_lang(conn, name, lang)
-    if not isinstance(disabled, UnsetType):
-        user_store.set_disabled(conn, name, disabled)  # disabling signs the user out everywhere
+    with audit.tracked(conn, "user", name, "update"):  # one entry for the whole change
+        if (new_role, new_unit) != (current["role"], current["unit"]):
+            auth.upsert_user(conn, name, new_role, new_unit)  # its live tokens follow
+        if not isinstance(email, UnsetType):
+            user_store.set_email(conn, name, email)
+        if not isinstance(lang, UnsetType):
+            user_store.set_lang(conn, name, lang)
+        if not isinstance(disabled, UnsetType):
+            user_store.set_disabled(conn, name, disabled)  # disabling signs the user out everywhere
     return auth.find_user(conn, name) or {}
 
 
 def set_password(conn: Connection, actor: Actor, snapshot: Snapshot, name: str, password_hash: str) -> None:
     """A new password (hashed beforehand: hashing is slow) ends every session of the user."""
     visible_user(conn, actor, name, snapshot)
-    user_store.set_password_hash(conn, name, password_hash)
+    with audit.tracked(conn, "user", name, "set_password"):  # the entry holds a digest of the hash, never the hash
+        user_store.set_password_hash(conn, name, password_hash)
 
 
 # -- tokens -----------------------------------------------------------------------------------

@@ -90,6 +90,14 @@ def test_units_list_is_scoped_to_the_token_subtree(server: Server, shared_org: O
         "public_results": False,
         "complaint_levels": None,
         "complaint_levels_in_force": [1, 2],
+        "retention": None,
+        "retention_in_force": {
+            "comments_days": {"days": 365, "from": "default"},
+            "contacts_days": {"days": 90, "from": "default"},
+            "case_refs_days": {"days": 365, "from": "default"},
+            "officers_days": {"days": 730, "from": "default"},
+            "responses_days": {"days": None, "from": "default"},
+        },
     }
     scoped = get(server, "/api/v1/units", shared_org.tokens["manager_a1"]).json()
     assert [u["code"] for u in scoped] == ["A1", "A1a"]

@@ -47,3 +47,15 @@ def test_a_command_that_writes_no_workbook_never_loads_openpyxl() -> None:
     }
     assert "feedback.cli" in imported
     assert not {name for name in imported if name.split(".")[0] == "openpyxl"}
+
+
+def test_the_web_app_loads_the_identity_provider_and_directory_libraries_only_when_used() -> None:
+    probe = (
+        "import json, sys; import feedback.web.app;"
+        " print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'authlib', 'joserfc', 'ldap3'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=source_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

@@ -303,6 +303,9 @@ def test_weekly_digest_once_per_week(org: Org, start_server, smtp: Sink) -> None
     assert "Satisfaction last week: 66.7 % (n = 6, 95% interval" in text
     assert "Satisfaction at least 99 %: breached (66.7 %, target ≥ 99.0 %, n = 6)" in text
     assert f"#{action['id']} Fix the queue display, due {today.isoformat()}, owner lan" in text
+    # The audit log's newest hash as the digest was made: a copy outside the database anchors the log.
+    head = rows(org, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")[0]
+    assert f"Audit log: newest entry {head['seq']}, SHA-256 {head['hash']}." in text
     [vi_digest] = wait_until(lambda: digests("lan@example.org"))
     assert vi_digest["Subject"] == f"Bản tin chất lượng hằng tuần, {week}"
     assert "Mức độ hài lòng tuần trước: 66,7 % (n = 6" in vi_digest.get_content()

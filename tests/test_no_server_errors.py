@@ -39,12 +39,14 @@ BODY_ROUTES = {
     ("PATCH", "/api/v1/users/{name}"): '{{"email": {deep}}}',
     ("POST", "/api/v1/tokens"): '{{"user": {deep}}}',
     ("POST", "/api/v1/webhooks"): '{{"url": "http://127.0.0.1:9/", "secret": "s", "events": {deep}}}',
+    ("POST", "/api/v1/responses/{response_id}/erasure"): '{{"reason": {deep}}}',
 }
 # Writes that take no body at all.
 BODYLESS = {
     ("POST", "/api/v1/kiosks/{kiosk_id}/revoke"),
     ("POST", "/api/v1/tokens/{token_id}/revoke"),
     ("DELETE", "/api/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/api/v1/users/{name}/sessions/{session_id}"),
 }
 
 
@@ -82,6 +84,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         json={"unit": "A", "metric": "satisfaction", "target": 0.9, "period": "month"},
     ).json()
     action = httpx.post(f"{server.url}/api/v1/actions", headers=admin, json={"unit": "A", "title": "t"}).json()
+    response = httpx.post(f"{server.url}/api/v1/responses", json={"touchpoint": "tp-a", "answers": {"overall": 4}})
     world.path = {
         "code": "A1",
         "token": "tp-a",
@@ -89,6 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         "objective_id": objective["id"],
         "action_id": action["id"],
         "name": "lan",
+        "response_id": response.json()["id"],
     }
     yield world
     server.stop()

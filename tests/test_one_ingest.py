@@ -318,6 +318,43 @@ def test_one_batch_answers_an_outcome_per_submission(org: Org) -> None:
     assert [o.status for o in again] == ["duplicate", "duplicate", "rejected", "rejected", "conflict", "gone"]
 
 
+def test_a_group_commit_that_took_a_stored_id_for_new_is_replayed_with_the_right_answers(org: Org) -> None:
+    """A group commit inserts its new responses together just before it commits, taking each id for
+    new; a repeat of a stored id, or two requests racing with one id, prove that wrong and the batch is
+    replayed job by job, each answered as if it had been alone."""
+    stored_before, racing = submission(), submission()
+    fresh = [submission() for _ in range(3)]
+    queued = [stored_before, racing, racing, *fresh]
+
+    async def body(store: Store, snapshot) -> list:
+        await ingest([Item(stored_before)], store, snapshot)
+        entered, release = threading.Event(), threading.Event()
+        # Hold the writer so that every request below waits for it, then goes in one group commit.
+        holding = asyncio.ensure_future(store.write(lambda conn: (entered.set(), release.wait(10))))
+        await asyncio.to_thread(entered.wait, 10)
+        waiting = [asyncio.ensure_future(ingest([Item(one)], store, snapshot)) for one in queued]
+        for _ in range(200):
+            if store.queue_depth == len(queued):
+                break
+            await asyncio.sleep(0.01)
+        assert store.queue_depth == len(queued)
+        release.set()
+        await holding
+        return [outcome for outcomes in await asyncio.gather(*waiting) for outcome in outcomes]
+
+    outcomes = run(with_store(org, body))
+    statuses = [o.status for o in outcomes]
+    assert statuses[0] == "duplicate"
+    assert sorted(statuses[1:3]) == ["duplicate", "stored"]
+    assert statuses[3:] == ["stored"] * 3
+    assert outcomes[1].result.receipt == outcomes[2].result.receipt
+    ids = sorted(s.id for s in [stored_before, racing, *fresh])
+    assert [r["id"] for r in rows(org, "SELECT id FROM responses ORDER BY id")] == ids
+    assert rows(org, "SELECT sum(n) AS n FROM rollups_unit_day") == [{"n": 5}]
+    logged = rows(org, "SELECT id FROM event_log WHERE type = 'response.stored' ORDER BY id")
+    assert [r["id"] for r in logged] == ["response.stored:" + i for i in ids]
+
+
 def test_the_kiosk_policy_judges_presses_across_batches_on_the_device_clock(org: Org) -> None:
     with closing(connect(org.db)) as conn, conn:
         conn.execute(

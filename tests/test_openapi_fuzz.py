@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import Org, Server, auth_header, make_org, rows
+from tests.manage_helpers import add_user, sign_in
 from tests.test_maintenance import VASH_KEYS
 
 # A closed port on loopback: a delivery to it is refused at once, and nothing else is ever targeted.
@@ -72,6 +73,9 @@ def populate(world: World) -> None:
             json={"touchpoint": touchpoint, "answers": answers, "case_ref": f"C-{touchpoint}"},
             timeout=30,
         )
+    # A response whose personal data a manager erases.
+    erasable = {"touchpoint": "tp-a1", "answers": {"overall": 4, "comment": "Please forget this"}}
+    world.ids["response"] = world.call("POST", "/api/v1/responses", erasable)["id"]
     world.ids["objective"] = world.call(
         "POST",
         "/api/v1/objectives",
@@ -88,6 +92,11 @@ def populate(world: World) -> None:
     world.ids["webhook"] = world.call("POST", "/api/v1/webhooks", {"url": HOOK_URL, "secret": "s3cret"})["id"]
     world.call("POST", "/api/v1/users", {"name": PROBE_USER, "role": "viewer", "unit": "B"})
     world.ids["token"] = world.call("POST", "/api/v1/tokens", {"user": PROBE_USER})["id"]
+    # A manager-app session of that user, to list and revoke.
+    add_user(world.org.db, PROBE_USER, "correct horse 1", "viewer", "B")
+    with httpx.Client(base_url=world.server.url, timeout=30) as browser:
+        sign_in(browser, world.server, PROBE_USER, "correct horse 1")
+    world.ids["session"] = world.call("GET", f"/api/v1/users/{PROBE_USER}/sessions")[0]["id"]
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +276,12 @@ def valid_calls(world: World) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", "/api/v1/tokens", {}),
         ("POST", "/api/v1/tokens", {"body": {"user": "extra"}}),
         ("POST", "/api/v1/tokens/{token_id}/revoke", {"path_parameters": {"token_id": ids["token"]}}),
+        ("GET", "/api/v1/users/{name}/sessions", {"path_parameters": {"name": PROBE_USER}}),
+        (
+            "DELETE",
+            "/api/v1/users/{name}/sessions/{session_id}",
+            {"path_parameters": {"name": PROBE_USER, "session_id": ids["session"]}},
+        ),
         ("GET", "/api/v1/webhooks", {}),
         ("POST", "/api/v1/webhooks", {"body": {"url": HOOK_URL, "secret": "x", "events": ["action.opened"]}}),
         ("GET", "/api/v1/webhooks/{webhook_id}/deliveries", {"path_parameters": {"webhook_id": ids["webhook"]}}),
@@ -277,6 +292,13 @@ def valid_calls(world: World) -> list[tuple[str, str, dict[str, Any]]]:
         ),
         ("DELETE", "/api/v1/webhooks/{webhook_id}", {"path_parameters": {"webhook_id": ids["webhook"]}}),
         ("POST", "/api/v1/kiosks/{kiosk_id}/revoke", {"path_parameters": {"kiosk_id": ids["kiosk"]}}),
+        (
+            "POST",
+            "/api/v1/responses/{response_id}/erasure",
+            {"path_parameters": {"response_id": ids["response"]}, "body": {"reason": "asked by phone"}},
+        ),
+        ("GET", "/api/v1/audit", {"query": {"kind": "unit", "limit": "5"}}),
+        ("GET", "/api/v1/audit/head", {}),
     ]
 
 

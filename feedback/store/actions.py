@@ -20,20 +20,16 @@ def unit_of(conn: Connection, action_id: int) -> str | None:
     return scalar(conn, "SELECT unit FROM actions WHERE id = ?", (action_id,))
 
 
-def exists_for(conn: Connection, source_key: str) -> bool:
-    """Whether an action was ever opened for this cause."""
-    return scalar(conn, "SELECT 1 FROM actions WHERE source_key = ?", (source_key,)) is not None
-
-
-def insert(conn: Connection, row: dict[str, Any]) -> int | None:
-    """A new action; its id, or None when its `source_key` has one already (the key is unique)."""
+def insert(conn: Connection, row: dict[str, Any]) -> dict[str, Any] | None:
+    """A new action: its stored row, or None when its `source_key` has one already (the key is
+    unique, so a replayed cause opens nothing however it races)."""
     columns = list(row)
-    found = conn.execute(
+    return first_row(
+        conn,
         f"INSERT INTO actions ({', '.join(columns)}) VALUES ({marks(columns)})"
-        " ON CONFLICT (source_key) DO NOTHING RETURNING id",
+        " ON CONFLICT (source_key) DO NOTHING RETURNING *",
         [row[c] for c in columns],
-    ).fetchone()
-    return found[0] if found is not None else None
+    )
 
 
 def move(conn: Connection, action_id: int, expected: str, updates: dict[str, Any]) -> bool:

@@ -23,15 +23,18 @@ from feedback.store.responses import BROWSE_COLUMNS, FILTER_COLUMNS, ROLLUP_MEAS
 WRITER_LOCK = 0x66656564626B
 
 
+BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+
+
 def take_writer_lock(conn: Connection) -> None:
     """Inside a transaction: wait for, then hold until COMMIT/ROLLBACK, the cluster-wide writer lock."""
     conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
 
 
 def begin_write(conn: Connection) -> None:
-    """Open a write transaction holding the cluster-wide writer lock."""
-    conn.execute("BEGIN")
-    take_writer_lock(conn)
+    """Open a write transaction holding the cluster-wide writer lock (one round trip for both: the
+    writer does this once per group commit)."""
+    conn.execute_script(BEGIN_LOCKED)
 
 
 @contextmanager
@@ -90,6 +93,17 @@ def refuse_changes(conn: Connection, name: str, table: str, verb: str, message: 
     conn.execute(
         f"CREATE OR REPLACE TRIGGER {name} BEFORE {verb} ON {table} FOR EACH ROW"
         f" EXECUTE FUNCTION feedback_refuse_change('{text}')"
+    )
+
+
+def begin_snapshot(conn: Connection) -> None:
+    """A read-only transaction that sees one state of the database throughout."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+def has_trigger(conn: Connection, name: str, table: str) -> bool:
+    return bool(
+        scalar(conn, "SELECT count(*) FROM pg_trigger WHERE tgname = ? AND tgrelid = ?::regclass", (name, table))
     )
 
 
@@ -410,3 +424,21 @@ def rebuild_fill(conn: Connection, table: str) -> int:
 def rebuild_end(conn: Connection) -> None:
     conn.execute("DROP TABLE rebuild_cells")
     conn.execute("DROP TABLE rebuild_indicators")
+
+
+# -- erasure (feedback.erasure) ------------------------------------------------------------------------
+
+
+def overwrite_deleted(conn: Connection) -> None:
+    """Nothing to switch on: old row versions stay until VACUUM (autovacuum) reclaims them."""
+
+
+def forget_comments(conn: Connection, response_ids: Sequence[str]) -> None:
+    """Take these responses out of the comment search: their text was erased (VACUUM, which autovacuum
+    runs, then reclaims the old row versions)."""
+    if not response_ids:
+        return
+    conn.execute(
+        f"DELETE FROM comment_search WHERE response_id IN ({', '.join('?' for _ in response_ids)})",
+        tuple(response_ids),
+    )

@@ -124,6 +124,17 @@ def refuse_changes(conn: Executes, name: str, table: str, verb: str, message: st
     )
 
 
+def begin_snapshot(conn: Connection) -> None:
+    """A read transaction that sees one state of the file throughout (WAL: until it ends)."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot is taken at the first read
+
+
+def has_trigger(conn: Connection, name: str, table: str) -> bool:
+    return bool(scalar(conn, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)))
+
+
 # Free text in the answers: the "comment" key, and any other string that is not an option key (option
 # keys are identifiers; typed text has spaces, capitals or letters outside a-z).
 COMMENT_TEXT_SQL = """(SELECT group_concat(value, char(10)) FROM json_each({answers})
@@ -340,3 +351,23 @@ def write_transaction(conn: Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# -- erasure (feedback.erasure) ------------------------------------------------------------------------
+
+
+def overwrite_deleted(conn: Connection) -> None:
+    """From now on this connection overwrites what it deletes or replaces with zeros (`secure_delete`,
+    already the default of Debian's build), so erased data does not linger in the file's free pages."""
+    conn.execute("PRAGMA secure_delete = ON")
+
+
+def forget_comments(conn: Connection, response_ids: Sequence[str]) -> None:
+    """Take these responses out of the comment search: their text was erased."""
+    if not response_ids:
+        return
+    conn.execute(
+        "DELETE FROM comment_search WHERE rowid IN"
+        f" (SELECT rowid FROM responses WHERE id IN ({', '.join('?' for _ in response_ids)}))",
+        tuple(response_ids),
+    )

@@ -4,6 +4,11 @@ sqlite3's under one name (`IntegrityError`, `DatabaseError`), so callers never a
 from __future__ import annotations
 
 
+class GuessedWrong(Exception):
+    """Work a write job put off on a guess (a response id taken for new) proved wrong when it was
+    written: the writer rolls the group commit back and replays it job by job, where nothing guesses."""
+
+
 class PgDatabaseError(Exception):
     """A PostgreSQL error; `sqlstate` is its five-character code (e.g. 23505 for a unique violation)."""
 

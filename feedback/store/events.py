@@ -36,10 +36,15 @@ INSERT_DISPATCHED_EVENT = (
 )
 
 
-def insert_dispatched_event(conn: Connection, row: tuple[str, str, str, str, str | None], at: str) -> bool:
-    """Insert one (id, type, aggregate, created_at, data) row already marked dispatched at `at` (an event
-    no plugin wants when it is written); False when the id is in the log already."""
-    return conn.execute(INSERT_DISPATCHED_EVENT, (*row, at)).rowcount == 1
+def insert_dispatched_events(conn: Connection, rows: Sequence[tuple[str, str, str, str, str | None, str]]) -> None:
+    """Insert (id, type, aggregate, created_at, data, dispatched_at) rows already marked dispatched (events
+    no plugin wants when they are written), a few statements for the lot; an id already in the log is
+    left alone."""
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        values = ", ".join(["(?, ?, ?, ?, ?, '', '', ?)"] * len(chunk))
+        sql = INSERT_DISPATCHED_EVENT.replace("VALUES (?, ?, ?, ?, ?, '', '', ?)", f"VALUES {values}")
+        conn.execute(sql, [value for row in chunk for value in row])
 
 
 def insert_events(
@@ -281,6 +286,27 @@ def deliveries(conn: Connection, channel: str, target: str, limit: int) -> list[
 def forget_target(conn: Connection, row_id: int) -> None:
     """Drop a delivered row's address and payload (a call-back whose contact was purged)."""
     conn.execute("UPDATE outbox SET target = '(purged)', payload = '{}' WHERE id = ?", (row_id,))
+
+
+def withdraw(conn: Connection, dedupe_keys: Sequence[str]) -> int:
+    """Take back deliveries whose recipient may no longer be written to (a contact erased): rows not yet
+    delivered are deleted, their keys kept as pruned ones are (so nothing queues them again), and rows
+    already sent or given up lose their address and payload. Returns how many were still to be sent."""
+    if not dedupe_keys:
+        return 0
+    where = f"dedupe_key IN ({', '.join('?' for _ in dedupe_keys)})"
+    keys = conn.execute(
+        f"DELETE FROM outbox WHERE {where} AND delivered_at IS NULL AND failed_at IS NULL RETURNING dedupe_key",
+        tuple(dedupe_keys),
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO outbox_pruned (key) VALUES (?) ON CONFLICT (key) DO NOTHING", [(key_digest(k),) for (k,) in keys]
+    )
+    conn.execute(
+        f"UPDATE outbox SET target = '(purged)', payload = '{{}}' WHERE {where} AND target != '(purged)'",
+        tuple(dedupe_keys),
+    )
+    return len(keys)
 
 
 def forget_stale_targets(conn: Connection, channel: str, key_prefix: str, created_before: str) -> None:

@@ -113,8 +113,8 @@ def fleet(conn: Connection) -> list[dict[str, Any]]:
 
 
 def touchpoint_state(conn: Connection, token: str) -> dict[str, Any] | None:
-    """kind and retired_at of a touchpoint, or None."""
-    return first_row(conn, "SELECT kind, retired_at FROM touchpoints WHERE token = ?", (token,))
+    """kind, retired_at and unit of a touchpoint, or None."""
+    return first_row(conn, "SELECT kind, retired_at, unit FROM touchpoints WHERE token = ?", (token,))
 
 
 def drop_expired_enrollments(conn: Connection, now: str) -> None:
@@ -216,3 +216,15 @@ def record_presses(conn: Connection, kiosk: str, presses: str, at: str) -> None:
     conn.execute(
         "UPDATE kiosks SET recent_presses = ?, last_sync = ?, last_seen = ? WHERE id = ?", (presses, at, at, kiosk)
     )
+
+
+def delete_invitations_before(conn: Connection, touchpoints: Sequence[str], before: str) -> int:
+    """Delete the invitations sent to these touchpoints' kiosks before `before` (their case references and
+    officer codes have reached the end of their retention); how many went."""
+    if not touchpoints:
+        return 0
+    return conn.execute(
+        "DELETE FROM kiosk_invitations WHERE created_at < ? AND kiosk IN"
+        f" (SELECT id FROM kiosks WHERE touchpoint IN ({marks(touchpoints)}))",
+        (before, *touchpoints),
+    ).rowcount

@@ -62,7 +62,8 @@ def insert_unit(
 
 
 def update_unit(conn: Connection, code: str, values: dict[str, Any]) -> None:
-    """Set settings columns of a unit (owner, country, action_days, public_results, complaint_levels)."""
+    """Set settings columns of a unit (owner, country, action_days, public_results, complaint_levels,
+    retention)."""
     assignments = ", ".join(f"{column} = ?" for column in values)
     conn.execute(f"UPDATE units SET {assignments} WHERE code = ?", (*values.values(), code))
 
@@ -73,6 +74,14 @@ def complaint_levels_of(conn: Connection, codes: Sequence[str]) -> dict[str, str
         return {}
     found = all_rows(conn, f"SELECT code, complaint_levels FROM units WHERE code IN ({marks(codes)})", codes)
     return {row["code"]: row["complaint_levels"] for row in found}
+
+
+def retention_of(conn: Connection, codes: Sequence[str]) -> dict[str, str | None]:
+    """code → `retention` (JSON text of the kinds the unit sets, or None) of these units."""
+    if not codes:
+        return {}
+    found = all_rows(conn, f"SELECT code, retention FROM units WHERE code IN ({marks(codes)})", codes)
+    return {row["code"]: row["retention"] for row in found}
 
 
 def unit_columns(conn: Connection, code: str, columns: Sequence[str]) -> dict[str, Any] | None:
@@ -151,7 +160,7 @@ def all_units(conn: Connection) -> list[dict[str, Any]]:
     return all_rows(
         conn,
         "SELECT code, name, names, parent, lang, tz, path, country, owner, action_days, public_results,"
-        " complaint_levels FROM units",
+        " complaint_levels, retention FROM units",
     )
 
 

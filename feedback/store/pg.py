@@ -214,6 +214,14 @@ class Connection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         return Cursor(self.raw.cursor()).executemany(sql, rows)
 
+    def execute_script(self, sql: str) -> None:
+        """Several statements without parameters in one round trip (psycopg sends a query without
+        parameters as it is, and the server runs each statement in turn)."""
+        try:
+            self.raw.execute(sql)
+        except psycopg.Error as error:
+            _raise(error)
+
     def commit(self) -> None:
         if self.in_transaction:
             self.raw.execute("COMMIT")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from feedback.store import Connection, all_rows, first_row, marks, scalar, where_equal
+from feedback.store.errors import GuessedWrong
 
 # -- one response ----------------------------------------------------------------------------------
 
@@ -26,10 +27,11 @@ RECEIPT_MATCHES = 5
 
 def with_receipt(conn: Connection, receipt: str) -> list[dict[str, Any]]:
     """What the public receipt page may show of the responses with this receipt, newest first: id,
-    unit, touchpoint, when it occurred and when it was received. Never answers, contact or officer."""
+    unit, touchpoint, when it occurred and when it was received, and what was erased. Never answers,
+    contact or officer."""
     return all_rows(
         conn,
-        "SELECT id, unit, touchpoint, occurred_at, server_time FROM responses WHERE receipt = ?"
+        "SELECT id, unit, touchpoint, occurred_at, server_time, erased FROM responses WHERE receipt = ?"
         " ORDER BY server_time DESC, id DESC LIMIT ?",
         (receipt, RECEIPT_MATCHES),
     )
@@ -281,6 +283,29 @@ def insert(conn: Connection, row: dict[str, Any]) -> bool:
     return conn.execute(_INSERT, [row[c] for c in COLUMNS]).rowcount == 1
 
 
+class NewResponses:
+    """Responses a group commit takes for new, inserted a few statements for all of them just before
+    the commit (one INSERT per response was most of a response's cost on a database across a network).
+
+    Only the writer's optimistic pass uses it (`feedback.db.optimistic`): if any id proves taken (a
+    retry racing its original in the same group commit, or one stored before), `flush` raises
+    GuessedWrong and the batch is replayed job by job, where `insert` looks at each id in turn."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append([row[c] for c in COLUMNS])
+
+    def flush(self, conn: Connection) -> None:
+        rows, self.rows = self.rows, []
+        inserted = conn.executemany(_INSERT, rows).rowcount
+        if inserted != len(rows):
+            raise GuessedWrong(f"{len(rows) - inserted} response id(s) taken for new were stored already")
+
+
 def stored_receipt(conn: Connection, response_id: str) -> dict[str, Any] | None:
     """What a replay of a stored response is answered with: receipt, content_hash, flags, level."""
     found = conn.execute(
@@ -354,7 +379,7 @@ def count_matching(
 # What a unit's response list shows (both dialects select these columns).
 BROWSE_COLUMNS = (
     "id, receipt, touchpoint, unit, service, channel, counter, officer, lang, answers, server_time,"
-    " occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified"
+    " occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified, erased"
 )
 ROLLUP_TABLES = ("rollups", "rollups_unit_day", "heatmap_rollups", "rollup_indicators")
 FILTER_COLUMNS = frozenset({"service", "touchpoint", "level", "survey", "channel", "officer"})
@@ -451,3 +476,123 @@ def indicator_sums(conn: Connection, units: Sequence[str], day_from: str, day_to
 def count_all(conn: Connection) -> int:
     """How many responses are stored."""
     return int(scalar(conn, "SELECT count(*) FROM responses", (), 0))
+
+
+# -- erasure and retention (feedback.erasure, feedback.retention) ----------------------------------------
+
+
+def rows_of(conn: Connection, response_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The whole `responses` rows of these ids (those that exist), in no particular order."""
+    if not response_ids:
+        return []
+    return all_rows(conn, f"SELECT * FROM responses WHERE id IN ({marks(response_ids)})", tuple(response_ids))
+
+
+def ids_with_receipt(conn: Connection, receipt: str) -> list[str]:
+    """The ids of the responses with this receipt (at most RECEIPT_MATCHES, newest first)."""
+    return [row["id"] for row in with_receipt(conn, receipt)]
+
+
+def set_erased(
+    conn: Connection, response_id: str, answers: str, case_ref: str | None, officer: str | None, erased: str
+) -> None:
+    """Write what is left of a response once personal data is erased: its answers (free text replaced by
+    the marker), case reference, officer code and the list of what was erased."""
+    conn.execute(
+        "UPDATE responses SET answers = ?, case_ref = ?, officer = ?, erased = ? WHERE id = ?",
+        (answers, case_ref, officer, erased, response_id),
+    )
+
+
+def delete_contacts(conn: Connection, response_ids: Sequence[str]) -> set[str]:
+    """Delete the contacts left with these responses; the ids that had one."""
+    if not response_ids:
+        return set()
+    found = conn.execute(
+        f"DELETE FROM contacts WHERE response_id IN ({marks(response_ids)}) RETURNING response_id", tuple(response_ids)
+    ).fetchall()
+    return {row[0] for row in found}
+
+
+def delete_responses(conn: Connection, response_ids: Sequence[str]) -> int:
+    """Delete these responses and their contacts (their comment search entries go with them); the rollups
+    that counted them stay as they are. Returns how many responses went."""
+    if not response_ids:
+        return 0
+    delete_contacts(conn, response_ids)
+    return conn.execute(f"DELETE FROM responses WHERE id IN ({marks(response_ids)})", tuple(response_ids)).rowcount
+
+
+#: Which responses of a unit may still hold a kind of data the retention job erases (read over a window
+#: of local days; the job looks at each candidate row again before it changes anything).
+RETENTION_CANDIDATES = {
+    # any string answer (free text, or an option key: the job tells them apart by the survey)
+    "comments_days": "answers LIKE '%\":\"%' AND (erased IS NULL OR erased NOT LIKE '%\"comment\"%')",
+    "case_refs_days": "case_ref IS NOT NULL",
+    "officers_days": "officer IS NOT NULL",
+    "responses_days": "1 = 1",
+}
+
+
+def retention_candidates(
+    conn: Connection, unit: str, kind: str, day_from: str, day_before: str, after: tuple[str, str], limit: int
+) -> list[tuple[Any, ...]]:
+    """(day, id, answers, survey, survey_version) of the next `limit` responses of a unit with local days
+    in [day_from, day_before) that may hold `kind` (RETENTION_CANDIDATES), after `after` = (day, id), in
+    (day, id) order (plain tuples: a first run may read a long history)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return [
+        tuple(row)
+        for row in cursor.execute(
+            "SELECT day, id, answers, survey, survey_version FROM responses WHERE unit = ? AND day >= ? AND day < ?"
+            f" AND {RETENTION_CANDIDATES[kind]} AND (day > ? OR (day = ? AND id > ?)) ORDER BY day, id LIMIT ?",
+            (unit, day_from, day_before, after[0], after[0], after[1], limit),
+        ).fetchall()
+    ]
+
+
+def contact_candidates(conn: Connection, unit: str, day_before: str, after: str, limit: int) -> list[tuple[str, str]]:
+    """(day, id) of the next `limit` responses of a unit dated before `day_before` that still have a
+    contact, after response id `after`, by id (contacts are few: they are purged as their actions close)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return [
+        (row[0], row[1])
+        for row in cursor.execute(
+            "SELECT r.day, r.id FROM contacts c JOIN responses r ON r.id = c.response_id"
+            " WHERE r.unit = ? AND r.day < ? AND c.response_id > ? ORDER BY c.response_id LIMIT ?",
+            (unit, day_before, after, limit),
+        ).fetchall()
+    ]
+
+
+def days_before(conn: Connection, unit: str, day_before: str) -> list[tuple[str, int]]:
+    """(local day, responses) of each day of a unit before `day_before` that has responses, oldest first."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return [
+        (row[0], int(row[1]))
+        for row in cursor.execute(
+            "SELECT day, count(*) FROM responses WHERE unit = ? AND day < ? GROUP BY day ORDER BY day",
+            (unit, day_before),
+        ).fetchall()
+    ]
+
+
+def ids_of_day(conn: Connection, unit: str, day: str) -> list[str]:
+    """The ids of every response of one unit-day."""
+    return [row["id"] for row in all_rows(conn, "SELECT id FROM responses WHERE unit = ? AND day = ?", (unit, day))]
+
+
+def retention_mark(conn: Connection, unit: str, kind: str) -> str | None:
+    """The local day before which the retention job erased `kind` from every response of the unit."""
+    return scalar(conn, "SELECT through_day FROM retention_marks WHERE unit = ? AND kind = ?", (unit, kind))
+
+
+def set_retention_mark(conn: Connection, unit: str, kind: str, through_day: str) -> None:
+    conn.execute(
+        "INSERT INTO retention_marks (unit, kind, through_day) VALUES (?, ?, ?)"
+        " ON CONFLICT (unit, kind) DO UPDATE SET through_day = excluded.through_day",
+        (unit, kind, through_day),
+    )

@@ -29,6 +29,9 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("action_days", "integer"),
             Column("public_results", "integer", nullable=False, default=0),
             Column("complaint_levels", "text"),
+            # How long this unit keeps personal data (a JSON object such as {"comments_days": 180}; the
+            # kinds left out, or NULL, follow the unit above: feedback.retention).
+            Column("retention", "text"),
         ],
         [
             Index(["path"], name="idx_units_path"),
@@ -117,6 +120,9 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("content_hash", "text", nullable=False),
             Column("device", "text"),
             Column("case_verified", "integer", nullable=False, default=0),
+            # What was erased of the response (a JSON list such as ["comment", "contact"]), by retention or
+            # on request; NULL: nothing. The rating, level and closed answers always stay.
+            Column("erased", "text"),
         ],
         [
             Index(["unit", "day"], name="idx_responses_unit_day"),
@@ -193,6 +199,13 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("created_at", "text", nullable=False),
             Column("disabled", "integer", default=0),
             Column("lang", "text"),
+            # Two-factor sign-in: the TOTP secret encrypted with the installation's secret (NULL: off),
+            # since when it is on, the argon2id hashes of the unused recovery codes (a JSON list) and
+            # the time step of the last code accepted (a code is never taken twice).
+            Column("totp_secret", "text"),
+            Column("totp_enabled_at", "text"),
+            Column("recovery_codes", "text"),
+            Column("last_totp_step", "integer"),
         ],
         core=True,
     ),
@@ -474,8 +487,18 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("created_at", "text", nullable=False),
             Column("expires_at", "text", nullable=False),
             Column("lang", "text"),
+            # What the session list shows and revokes by: a public id (never the cookie or its
+            # digest), when it was last used, the browser in a few words; `stage` is NULL once signed
+            # in, else the step still owed ("2fa": the code, "enrol": setting up two-factor sign-in),
+            # and `totp_pending` the encrypted secret of a set-up not yet confirmed.
+            Column("sid", "text"),
+            Column("last_seen_at", "text"),
+            Column("user_agent", "text"),
+            Column("stage", "text"),
+            Column("totp_pending", "text"),
         ],
         [
+            Index(["sid"], unique=True, name="sessions_sid"),
             Index(["user"], name="sessions_user"),
             Index(["expires_at"], name="sessions_expires"),
         ],
@@ -546,6 +569,43 @@ CORE_SCHEMA: tuple[Table, ...] = (
         ],
         core=True,
     ),
+    # How far the daily retention job has gone per unit and kind of data (feedback.retention): every
+    # response of the unit with a local day before `through_day` had that kind erased when it ran, so the
+    # next run reads only the days after (less the 30 days a late answer may be dated back).
+    Table(
+        "retention_marks",
+        [
+            Column("unit", "text", primary_key=True),
+            Column("kind", "text", primary_key=True),
+            Column("through_day", "text", nullable=False),
+        ],
+        core=True,
+    ),
+    # The audit log (feedback.audit): append-only, each entry's `hash` the SHA-256 of its other columns
+    # (`prev_hash`, the previous entry's hash, among them). `change` is JSON {"before", "after"}; `unit` is
+    # the unit the record belongs to, for subtree filtering. `seq` is given by the appender (it is hashed).
+    Table(
+        "audit_log",
+        [
+            Column("seq", "integer", primary_key=True, autoincrement=True),
+            Column("at", "text", nullable=False),
+            Column("actor_kind", "text", nullable=False),
+            Column("actor_id", "text", nullable=False),
+            Column("actor_unit", "text"),
+            Column("kind", "text", nullable=False),
+            Column("record_id", "text", nullable=False),
+            Column("unit", "text"),
+            Column("action", "text", nullable=False),
+            Column("change", "text", nullable=False),
+            Column("prev_hash", "text", nullable=False),
+            Column("hash", "text", nullable=False),
+        ],
+        [
+            Index(["kind", "record_id"], name="audit_log_record"),
+            Index(["unit", "kind", "seq"], name="audit_log_unit_kind"),
+        ],
+        core=True,
+    ),
 )
 
 
@@ -555,7 +615,7 @@ REFUSED_CHANGES: tuple[tuple[str, str, str, str], ...] = (
     ("survey_versions_immutable", "survey_versions", "UPDATE", "published survey versions are immutable"),
     *(
         (f"{table}_no_{verb.lower()}", table, verb, f"{table} is append-only")
-        for table in ("action_events", "objective_versions")
+        for table in ("action_events", "objective_versions", "audit_log")
         for verb in ("UPDATE", "DELETE")
     ),
 )

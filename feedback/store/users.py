@@ -106,14 +106,25 @@ def sign_in_record(conn: Connection, name: str) -> dict[str, Any] | None:
     return {**found, "disabled": bool(found["disabled"])} if found else None
 
 
+def sign_in_records_by_email(conn: Connection, email: str) -> list[dict[str, Any]]:
+    """What a sign-in checks (as `sign_in_record`) of every user with this e-mail address, in any case."""
+    found = all_rows(
+        conn,
+        "SELECT name, role, unit, lang, password_hash, coalesce(disabled, 0) AS disabled FROM users"
+        " WHERE lower(email) = lower(?) ORDER BY name",
+        (email,),
+    )
+    return [{**row, "disabled": bool(row["disabled"])} for row in found]
+
+
 # -- API tokens --------------------------------------------------------------------------------------
 
 
 def token_principal(conn: Connection, token_hash: str) -> dict[str, Any] | None:
-    """user, role and unit of a live token whose user is enabled, or None."""
+    """user, role, unit and id of a live token whose user is enabled, or None."""
     return first_row(
         conn,
-        'SELECT t."user", t.role, t.unit FROM api_tokens t JOIN users u ON u.name = t."user"'
+        'SELECT t."user", t.role, t.unit, t.id FROM api_tokens t JOIN users u ON u.name = t."user"'
         " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND coalesce(u.disabled, 0) = 0",
         (token_hash,),
     )
@@ -157,24 +168,43 @@ def revoke_token(conn: Connection, token_id: str, at: str) -> str | None:
 
 
 # -- manager sessions --------------------------------------------------------------------------------
+# A session is listed and revoked by its public id `sid`; sessions opened before there was one are
+# named after the start of their digest, which is no secret either (the cookie is its preimage).
+SESSION_SID = "coalesce(sid, 'old-' || substr(id, 1, 16))"
+SESSION_COLUMNS = f'{SESSION_SID} AS sid, "user", created_at, last_seen_at, expires_at, user_agent, stage'
 
 
 def session(conn: Connection, digest: str) -> dict[str, Any] | None:
-    """A session with its user's role, unit and state: user, expires_at, lang, role, unit, disabled."""
+    """A session with its user's role, unit and state: user, sid, expires_at, last_seen_at, stage, lang,
+    role, unit, disabled."""
     return first_row(
         conn,
-        'SELECT s."user", s.expires_at, s.lang, u.role, u.unit, coalesce(u.disabled, 0) AS disabled'
+        "SELECT s.\"user\", coalesce(s.sid, 'old-' || substr(s.id, 1, 16)) AS sid, s.expires_at,"
+        " s.last_seen_at, s.stage, s.lang, u.role, u.unit, coalesce(u.disabled, 0) AS disabled"
         ' FROM sessions s JOIN users u ON u.name = s."user" WHERE s.id = ?',
         (digest,),
     )
 
 
-def open_session(conn: Connection, digest: str, user: str, created_at: str, expires_at: str, lang: str | None) -> None:
-    """A new session; sessions that expired by now are swept away at the same time."""
+def open_session(
+    conn: Connection,
+    digest: str,
+    user: str,
+    created_at: str,
+    expires_at: str,
+    lang: str | None,
+    *,
+    sid: str | None = None,
+    user_agent: str | None = None,
+    stage: str | None = None,
+) -> None:
+    """A new session (`stage`: the sign-in step still owed, None when signed in); sessions that expired
+    by now are swept away at the same time."""
     conn.execute("DELETE FROM sessions WHERE expires_at < ?", (created_at,))
     conn.execute(
-        'INSERT INTO sessions (id, "user", created_at, expires_at, lang) VALUES (?, ?, ?, ?, ?)',
-        (digest, user, created_at, expires_at, lang),
+        'INSERT INTO sessions (id, "user", created_at, expires_at, lang, sid, last_seen_at, user_agent, stage)'
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (digest, user, created_at, expires_at, lang, sid, created_at, user_agent, stage),
     )
 
 
@@ -184,6 +214,96 @@ def end_session(conn: Connection, digest: str) -> None:
 
 def end_sessions_of(conn: Connection, user: str) -> None:
     conn.execute('DELETE FROM sessions WHERE "user" = ?', (user,))
+
+
+def sessions_of(conn: Connection, user: str, now: str) -> list[dict[str, Any]]:
+    """A user's sessions that have not expired (never the cookie or its digest), newest first:
+    sid, user, created_at, last_seen_at, expires_at, user_agent, stage."""
+    return all_rows(
+        conn,
+        f'SELECT {SESSION_COLUMNS} FROM sessions WHERE "user" = ? AND expires_at >= ? ORDER BY created_at DESC, sid',
+        (user, now),
+    )
+
+
+def end_session_by_sid(conn: Connection, user: str, sid: str) -> dict[str, Any] | None:
+    """End one of `user`'s sessions by its public id; returns what it was (as `sessions_of` lists it), or
+    None when the user has no such session."""
+    found = first_row(
+        conn, f'SELECT {SESSION_COLUMNS}, id FROM sessions WHERE "user" = ? AND {SESSION_SID} = ?', (user, sid)
+    )
+    if found is None:
+        return None
+    conn.execute("DELETE FROM sessions WHERE id = ?", (found.pop("id"),))
+    return found
+
+
+def touch_session(conn: Connection, digest: str, at: str) -> None:
+    """Note that the session was just used."""
+    conn.execute("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (at, digest))
+
+
+def set_totp_pending(conn: Connection, digest: str, encrypted: str | None) -> None:
+    """The (encrypted) TOTP secret this session is setting up, or None to drop it."""
+    conn.execute("UPDATE sessions SET totp_pending = ? WHERE id = ?", (encrypted, digest))
+
+
+def totp_pending(conn: Connection, digest: str) -> str | None:
+    """The encrypted TOTP secret this session is setting up, or None."""
+    return scalar(conn, "SELECT totp_pending FROM sessions WHERE id = ?", (digest,))
+
+
+# -- two-factor sign-in ------------------------------------------------------------------------------
+
+
+def two_factor(conn: Connection, name: str) -> dict[str, Any] | None:
+    """A user's second factor: name, role, unit, password_hash, totp_secret (encrypted), totp_enabled_at,
+    recovery_codes (a JSON list of hashes) and last_totp_step; None when there is no such user."""
+    return first_row(
+        conn,
+        "SELECT name, role, unit, password_hash, totp_secret, totp_enabled_at, recovery_codes, last_totp_step"
+        " FROM users WHERE name = ?",
+        (name,),
+    )
+
+
+def enable_totp(conn: Connection, name: str, secret: str, enabled_at: str, recovery_codes: str, step: int) -> None:
+    """Switch TOTP on with an encrypted secret and hashed recovery codes; `step`, the code just used to
+    confirm it, counts as taken."""
+    conn.execute(
+        "UPDATE users SET totp_secret = ?, totp_enabled_at = ?, recovery_codes = ?, last_totp_step = ? WHERE name = ?",
+        (secret, enabled_at, recovery_codes, step, name),
+    )
+
+
+def disable_totp(conn: Connection, name: str) -> None:
+    """Switch TOTP off: the secret and the recovery codes are gone."""
+    conn.execute(
+        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, recovery_codes = NULL, last_totp_step = NULL"
+        " WHERE name = ?",
+        (name,),
+    )
+
+
+def take_totp_step(conn: Connection, name: str, step: int) -> bool:
+    """Take the time step of an accepted code: False when it or a later one was taken already (a replay),
+    one compare-and-set, so of two requests with the same code one wins."""
+    cursor = conn.execute(
+        "UPDATE users SET last_totp_step = ? WHERE name = ? AND totp_secret IS NOT NULL"
+        " AND coalesce(last_totp_step, -1) < ?",
+        (step, name, step),
+    )
+    return cursor.rowcount == 1
+
+
+def swap_recovery_codes(conn: Connection, name: str, expected: str | None, codes: str) -> bool:
+    """Replace the user's recovery code hashes with `codes` if they are still `expected` (compare-and-set:
+    of two requests spending the same code, one wins)."""
+    cursor = conn.execute(
+        "UPDATE users SET recovery_codes = ? WHERE name = ? AND totp_secret IS NOT NULL AND recovery_codes = ?",
+        (codes, name, expected),
+    )
+    return cursor.rowcount == 1
 
 
 # -- guess ledgers -----------------------------------------------------------------------------------

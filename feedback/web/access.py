@@ -21,8 +21,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ImproperlyConfiguredException
 from litestar.handlers import BaseRouteHandler
-from litestar.types import Guard
+from litestar.types import ASGIApp, Guard, Receive, Scope, Send
 
+from feedback import audit
 from feedback.catalog import Snapshot
 from feedback.errors import NotFound
 from feedback.web.security import Principal, current_principal
@@ -66,7 +67,34 @@ async def _remembered(connection: ASGIConnection, authenticate: Authenticate) ->
     if found is None:
         found = await authenticate(connection, connection.app.state)  # type: ignore[arg-type]
         connection.scope[_CALLER] = found  # type: ignore[typeddict-unknown-key]
+        # The one place a request's caller becomes known: from here on the audit log names them.
+        audit.identify(actor_of(found))
     return found
+
+
+def actor_of(principal: Principal) -> audit.Actor:
+    """The audit log's actor for a principal: the API token (by its public id) or the signed-in user."""
+    if principal.token is not None:
+        return audit.Actor("token", principal.token, principal.unit)
+    return audit.Actor("user", principal.user, principal.unit)
+
+
+def actor_slot(app: ASGIApp) -> ASGIApp:
+    """App middleware: each HTTP request starts with an empty actor slot in its context, which
+    `_remembered` fills in whichever task authenticates the caller (a guard, or a dependency Litestar
+    resolves in a task group of its own), so the handler and its writes see the same actor."""
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        token = audit.new_slot()
+        try:
+            await app(scope, receive, send)
+        finally:
+            audit.end_slot(token)
+
+    return run
 
 
 def authenticator(authenticate: Authenticate) -> Provide:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from litestar import Controller, MediaType, Request, asgi, get, patch
+from litestar import Controller, MediaType, Request, asgi, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, MethodNotAllowedException
@@ -17,7 +17,7 @@ from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Op
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import Receive, Scope, Send
 
-from feedback import __version__
+from feedback import __version__, erasure
 from feedback.catalog import Snapshot
 from feedback.errors import Gone, InvalidInput, NotFound
 from feedback.ingest import Item, ingest
@@ -27,6 +27,7 @@ from feedback.unit_settings import update_unit_settings
 from feedback.web.access import TOKEN, fresh_snapshot, requires_role, requires_unit
 from feedback.web.json_body import TOO_DEEP, decode_json, refuse_repeated_keys
 from feedback.web.schemas import (
+    Erasure,
     ErrorBody,
     Health,
     Receipt,
@@ -306,6 +307,8 @@ class UnitsController(Controller):
                 "public_results": unit.public_results,
                 "complaint_levels": None if unit.complaint_levels is None else list(unit.complaint_levels),
                 "complaint_levels_in_force": list(snapshot.complaint_levels(unit.code)[0]),
+                "retention": unit.retention,
+                "retention_in_force": snapshot.retention(unit.code),
             }
             if unit.names:
                 item["names"] = unit.names
@@ -315,7 +318,7 @@ class UnitsController(Controller):
     @patch(
         "/{code:str}",
         guards=[requires_unit("code", source="path"), requires_role("admin", "manager")],
-        summary="Set a unit's owner, calendar country, rectification days, public page or complaint levels",
+        summary="Set a unit's owner, calendar country, rectification days, public page, complaint levels or retention",
         responses=success(UnitSettings),
     )
     async def update(self, code: FromPath[str], request: Request, state: State) -> dict[str, Any]:
@@ -434,4 +437,37 @@ class SatisfactionController(Controller):
         )
 
 
-CONTROLLERS = [HealthController, responses_route, TouchpointsController, UnitsController, SatisfactionController]
+class ErasureController(Controller):
+    path = "/api/v1/responses/{response_id:str}/erasure"
+    tags = ["responses"]
+    dependencies = {"principal": TOKEN}
+
+    @post(
+        guards=[requires_role("admin", "manager")],
+        status_code=200,
+        summary="Erase a response's personal data (comment, contact, case reference, officer), with a reason",
+        responses=success(Erasure),
+    )
+    async def erase(
+        self, response_id: FromPath[str], request: Request, state: State, principal: NamedDependency[Principal]
+    ) -> dict[str, Any]:
+        """Body `{"reason", "fields"?}`; the rating and the rollups stay. A response outside the caller's
+        subtree is answered as unknown (404)."""
+        body = decode_json(await request.body())
+        reason, fields = erasure.check_reason(body), erasure.check_fields(body)
+        snapshot = await fresh_snapshot(state)
+        return await state.store.write(
+            lambda conn: erasure.erase_by_manager(
+                conn, snapshot, response_id, lambda unit: principal.may_see(unit, snapshot), reason, fields
+            )
+        )
+
+
+CONTROLLERS = [
+    HealthController,
+    responses_route,
+    TouchpointsController,
+    UnitsController,
+    SatisfactionController,
+    ErasureController,
+]

@@ -29,9 +29,10 @@ from feedback.plugins import PluginManager, await_me_maybe, build_plugin_manager
 from feedback.scheduler import run_forever
 from feedback.settings import Settings, load_settings
 from feedback.web import live
-from feedback.web.access import SNAPSHOT
+from feedback.web.access import SNAPSHOT, actor_slot
 from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS, document_hand_written_routes
+from feedback.web.audit_api import AUDIT_CONTROLLERS
 from feedback.web.client_address import client_key
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS, export_routes
@@ -58,7 +59,7 @@ log = logging.getLogger("feedback")
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
-PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll")
+PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll", "/r/")
 # Public pages limited like the posts: a receipt look-up (`/r?receipt=`, `/r/{receipt}`) is a guess at a code.
 RECEIPT_PAGES = "/r"
 
@@ -231,6 +232,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         *USER_CONTROLLERS,
         *ACTION_CONTROLLERS,
         *EXPORT_CONTROLLERS,
+        *AUDIT_CONTROLLERS,
         *MANAGE_ROUTES,
         *LANDING_ROUTES,
         metrics_route,
@@ -253,7 +255,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         exception_handlers=auth.page_exception_handlers(EXCEPTION_HANDLERS),
         csrf_config=csrf_config(settings),
         before_send=[add_security_headers],
-        middleware=[rate_limit.middleware] if rate_limit else [],
+        middleware=[actor_slot, *([rate_limit.middleware] if rate_limit else [])],
         openapi_config=OpenAPIConfig(
             title="feedback",
             version=__version__,

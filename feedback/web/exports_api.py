@@ -104,6 +104,7 @@ class ExportsController(Controller):
         snapshot, flt = period.snapshot, response_filter(period, service, touchpoint, level, flagged)
         layout = exports.response_layout(snapshot, flt, may_see_officers(principal))
         store = state.store
+        await store.write(lambda conn: exports.record_download(conn, "responses.csv", flt, layout))
 
         async def body() -> AsyncIterator[bytes]:
             yield (exports.BOM + exports.csv_text([layout.header])).encode()
@@ -137,6 +138,11 @@ class ExportsController(Controller):
         snapshot, flt = period.snapshot, response_filter(period, service, touchpoint, level, flagged)
         layout = exports.response_layout(snapshot, flt, may_see_officers(principal))
         handle = await state.store.read(lambda conn: exports.responses_xlsx(conn, snapshot, flt, layout))
+        try:  # logged once the file is made (not for a refused one: 413), before a byte of it leaves
+            await state.store.write(lambda conn: exports.record_download(conn, "responses.xlsx", flt, layout))
+        except BaseException:
+            handle.close()
+            raise
         name = exports.filename("responses", flt.units[0], flt.date_from, flt.date_to, "xlsx")
         return Stream(stream_file(handle), media_type=XLSX_TYPE, headers=attachment(name))
 

@@ -5,6 +5,10 @@ It shows when and where the rating was received and the state of any corrective 
 never shows the answers, the comment, the level, the officer or the contact: a receipt is a short
 code on a screen or a slip of paper, and whoever reads it over a shoulder learns no more than that.
 
+The holder of the code may have the comment and contact of the rating erased (`/r/{receipt}/erase`:
+a confirmation page, then a POST carrying the signed, short-lived confirmation it rendered, so a form
+on another site cannot erase anything by itself); the rating stays and keeps counting.
+
 Receipts are random (40 bits), so guessing one is bounded: the rate limit of the public routes covers
 `GET /r/…`, and each client may ask for `GUESSES` unknown receipts per `GUESS_WINDOW`, counted
 before the look-up (a receipt that is found gives its count back). An unknown receipt and a
@@ -13,21 +17,23 @@ malformed one get the same page after the same look-up.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections import deque
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_time, get_datetime_format
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect
 
-from feedback import __version__
+from feedback import __version__, audit, erasure
 from feedback.catalog import Snapshot
 from feedback.i18n import CATALOGUE, ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate
 from feedback.ingest import normalise_receipt
@@ -43,6 +49,9 @@ PREFIX = "/r"
 GUESSES = 10  # unknown receipts one client may ask for within the window
 GUESS_WINDOW = 15 * 60.0  # seconds
 MAX_RECEIPT = 32  # longer is no receipt, however it is spaced
+EXPIRED = "This confirmation has expired or did not come from the receipt page. Open the receipt page and try again."
+CONFIRM_SECONDS = 3600  # how long an erasure confirmation page may be sent
+MAX_ERASE_BODY = 1024
 
 
 def N_(message: str) -> str:
@@ -210,6 +219,40 @@ def action_view(action: dict[str, Any], tz: str, lang: str) -> dict[str, Any]:
     return view
 
 
+def confirmation(secret: str, receipt: str, issued: int | None = None) -> str:
+    """The signed token an erasure confirmation page carries: when it was issued and an HMAC of that and
+    the receipt, so a POST without a page this server rendered for this receipt within the hour is refused."""
+    issued = int(time.time()) if issued is None else issued
+    mac = hmac.new(secret.encode(), f"receipt-erase:{receipt}:{issued}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{issued}.{mac}"
+
+
+def confirmed(secret: str, receipt: str, token: str) -> bool:
+    issued, _, _mac = token.partition(".")
+    if not issued.isdigit() or not 0 <= time.time() - int(issued) <= CONFIRM_SECONDS:
+        return False
+    return hmac.compare_digest(confirmation(secret, receipt, int(issued)), token)
+
+
+def all_erased(found: list[dict[str, Any]]) -> bool:
+    """Whether the comment and contact of every response with the receipt are erased already."""
+    return all(set(erasure.CITIZEN_FIELDS) <= set(erasure.erased_fields(row)) for row in found)
+
+
+def page_context(lang: str, key: str, base_path: str) -> dict[str, Any]:
+    return {
+        "_": gettext_for(lang),
+        "lang": lang,
+        "html_lang": HTML_LANG.get(lang, lang),
+        "asset_version": __version__,
+        "switch_langs": [(code, ENDONYMS[code]) for code in LANGUAGES],
+        "base_path": base_path,
+        "case_query": "",
+        "receipt": key,
+        "receipt_path": f"{PREFIX}/{quote(key, safe='')}",
+    }
+
+
 def item_view(row: dict[str, Any], snapshot: Snapshot, lang: str) -> dict[str, Any]:
     unit = snapshot.units.get(row["unit"])
     touchpoint = snapshot.touchpoints.get(row["touchpoint"])
@@ -254,17 +297,59 @@ class ReceiptPageController(Controller):
         snapshot = await fresh_snapshot(state)
         touchpoint = snapshot.touchpoints.get(found[0]["touchpoint"])
         lang = page_language(request, touchpoint.lang if touchpoint else None)
-        _ = gettext_for(lang)
-        context = {
-            "_": _,
-            "lang": lang,
-            "html_lang": HTML_LANG.get(lang, lang),
-            "asset_version": __version__,
-            "switch_langs": [(code, ENDONYMS[code]) for code in LANGUAGES],
-            "base_path": f"{PREFIX}/{quote(key, safe='')}",
-            "case_query": "",
-            "receipt": key,
-            "items": [item_view(row, snapshot, lang) for row in found],
-        }
+        context = page_context(lang, key, f"{PREFIX}/{quote(key, safe='')}")
+        context["items"] = [item_view(row, snapshot, lang) for row in found]
+        context["erased"] = all_erased(found)
         # Private to the one who holds the code: never kept by a shared cache.
         return html(jinja.get_template("receipt.html").render(context), cache_control="private, no-store")
+
+    @get("/{receipt:str}/erase")
+    async def confirm_erase(self, receipt: FromPath[str], request: Request, state: State) -> Response[str]:
+        """The confirmation step: what erasing means, and the form that does it."""
+        found, key = await self._look_up(receipt, request, state)
+        if found is None:
+            return too_many(request)
+        if not found:
+            return not_found(request)
+        snapshot = await fresh_snapshot(state)
+        touchpoint = snapshot.touchpoints.get(found[0]["touchpoint"])
+        lang = page_language(request, touchpoint.lang if touchpoint else None)
+        context = page_context(lang, key, f"{PREFIX}/{quote(key, safe='')}/erase")
+        context["token"] = confirmation(state.settings.secret, key)
+        context["erased"] = all_erased(found)
+        return html(jinja.get_template("receipt_erase.html").render(context), cache_control="private, no-store")
+
+    @post("/{receipt:str}/erase", request_max_body_size=MAX_ERASE_BODY, status_code=303)
+    async def erase(self, receipt: FromPath[str], request: Request, state: State) -> Response:
+        """Erase the comment and contact of the receipt's responses, then back to the receipt's page."""
+        found, key = await self._look_up(receipt, request, state)
+        if found is None:
+            return too_many(request)
+        if not found:
+            return not_found(request)
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        lang = page_language(request)
+        if not confirmed(state.settings.secret, key, (form.get("confirm") or [""])[0]):
+            _ = gettext_for(lang)
+            return message_page(
+                lang,
+                _("Nothing was erased"),
+                _(EXPIRED),
+                403,
+            )
+        snapshot = await fresh_snapshot(state)
+        with audit.acting_as(audit.Actor("citizen", key)):
+            await state.store.write(lambda conn: erasure.erase_receipt(conn, snapshot, key))
+        query = f"?lang={lang}" if request.query_params.get("lang") in LANGUAGES else ""
+        return Redirect(f"{PREFIX}/{quote(key, safe='')}{query}", status_code=303)
+
+    async def _look_up(self, receipt: str, request: Request, state: State) -> tuple[list[dict[str, Any]] | None, str]:
+        """The responses of a receipt (None: the client has had its guesses), counted as `show` counts."""
+        ledger, client = guesses(state), client_key(request.scope, state.settings)
+        key = normalise_receipt(receipt[:MAX_RECEIPT]) or receipt[:MAX_RECEIPT]
+        if not ledger.reserve(client):
+            return None, key
+        found = await state.store.read(lambda conn: response_store.with_receipt(conn, key))
+        if found:
+            ledger.release(client)
+        return found, key

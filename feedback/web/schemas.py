@@ -104,6 +104,14 @@ class Receipt(Struct, kw_only=True):
     receipt: Annotated[str, _field("the short receipt code shown to the respondent")]
 
 
+class Erasure(Struct, kw_only=True):
+    id: Annotated[str, _field("the response id")]
+    erased: Annotated[
+        list[Literal["comment", "contact", "case_ref", "officer"]],
+        _field("everything erased of the response so far (by retention or on request)"),
+    ]
+
+
 class ErrorBody(Struct, kw_only=True):
     """Every error answer of the API (what `feedback.web.errors` sends)."""
 
@@ -152,6 +160,31 @@ class TouchpointItem(Struct, kw_only=True):
     short_code: Annotated[str, _field("the short typeable code, e.g. HP-7K3Q")] | UnsetType = UNSET
 
 
+class RetentionDays(Struct, kw_only=True):
+    """The kinds of personal data a unit sets itself, in days (a kind left out follows the unit above)."""
+
+    comments_days: Annotated[int, _field("free-text comments")] | UnsetType = UNSET
+    contacts_days: Annotated[int, _field("contacts left for a call-back")] | UnsetType = UNSET
+    case_refs_days: Annotated[int, _field("case references")] | UnsetType = UNSET
+    officers_days: Annotated[int, _field("officer codes")] | UnsetType = UNSET
+    responses_days: Annotated[int, _field("the responses themselves (their rollups stay)")] | UnsetType = UNSET
+
+
+class RetentionRule(Struct, kw_only=True):
+    days: Annotated[int | None, _field("days kept; null: kept")]
+    from_: Annotated[str, _field('the unit that sets it, or "default"')] = msgspec.field(name="from")
+
+
+class RetentionInForce(Struct, kw_only=True):
+    """Per kind, the days that apply to the unit and where they come from."""
+
+    comments_days: RetentionRule
+    contacts_days: RetentionRule
+    case_refs_days: RetentionRule
+    officers_days: RetentionRule
+    responses_days: RetentionRule
+
+
 class UnitItem(Struct, kw_only=True):
     code: str
     name: Annotated[str, _field("the name in the unit's own language")]
@@ -168,6 +201,8 @@ class UnitItem(Struct, kw_only=True):
     complaint_levels_in_force: Annotated[
         list[int], _field("the levels that apply: this unit's, else the nearest unit above's, else [1, 2]")
     ]
+    retention: Annotated[RetentionDays | None, _field("days of personal data kept, as set here; null: none set")]
+    retention_in_force: RetentionInForce
     names: Annotated[dict[str, str], _field("the name per language, when given")] | UnsetType = UNSET
 
 
@@ -179,6 +214,8 @@ class UnitSettings(Struct, kw_only=True):
     public_results: bool
     complaint_levels: Annotated[list[int] | None, _field("as set on this unit; null: as the unit above")]
     complaint_levels_in_force: Annotated[list[int], _field("the levels that apply, inherited where not set")]
+    retention: Annotated[RetentionDays | None, _field("days of personal data kept, as set here; null: none set")]
+    retention_in_force: RetentionInForce
 
 
 class RateRow(Struct, kw_only=True):

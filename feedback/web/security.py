@@ -24,6 +24,7 @@ class Principal:
     user: str
     role: str
     unit: str | None  # None: the whole installation
+    token: str | None = None  # the API token's public id, when a token speaks (the audit log's actor)
 
     def may_see(self, unit: str, snapshot: Snapshot) -> bool:
         return self.unit is None or snapshot.in_subtree(unit, self.unit)
@@ -82,7 +83,7 @@ async def token_principal(token: str, state: State) -> Principal | None:
     now = time.monotonic()
     if cached is None or cached[1] < now:
         row = await state.store.read(lambda conn: user_store.token_principal(conn, digest))
-        principal = Principal(row["user"], row["role"], row["unit"]) if row else None
+        principal = Principal(row["user"], row["role"], row["unit"], row["id"]) if row else None
         if len(cache) > 10_000:
             cache.clear()
         cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Response, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from feedback import user_admin
+from feedback import sessions, user_admin
 from feedback.catalog import Snapshot
 from feedback.store import Connection
 from feedback.web.access import TOKEN, requires
@@ -85,6 +85,31 @@ class NewToken(TokenOut, kw_only=True):
     """A token just created: `token` is shown this once and never again."""
 
     token: str
+
+
+class SessionOut(Struct, kw_only=True):
+    """A manager-app session as listed: its public id, never the cookie or its digest. `signed_in` is false
+    while it still owes the second step of its sign-in."""
+
+    id: str
+    user: str
+    created_at: str
+    last_seen_at: str | None
+    expires_at: str
+    user_agent: str | None
+    signed_in: bool
+
+
+def _session_out(row: dict) -> SessionOut:
+    return SessionOut(
+        id=row["sid"],
+        user=row["user"],
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+        expires_at=row["expires_at"],
+        user_agent=row["user_agent"],
+        signed_in=row["stage"] is None,
+    )
 
 
 def _user_out(row: dict) -> UserOut:
@@ -197,4 +222,38 @@ class TokensController(Controller):
         return _token_out(row)
 
 
-USER_CONTROLLERS = [UsersController, TokensController]
+class UserSessionsController(Controller):
+    path = "/api/v1/users/{name:str}/sessions"
+    tags = ["users"]
+    dependencies = {"principal": TOKEN}
+    guards = [requires(user_admin.require_admin)]
+
+    @get(summary="A user's manager-app sessions, newest first (a user the admin does not administer: 404)")
+    async def list_sessions(
+        self,
+        name: FromPath[str],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> list[SessionOut]:
+        rows = await state.store.read(lambda conn: sessions.list_for_admin(conn, principal, snapshot, name))
+        return [_session_out(row) for row in rows]
+
+    @delete(
+        "/{session_id:str}",
+        status_code=204,
+        summary="Sign a session out: it stops working at once, on every node (logged)",
+    )
+    async def revoke_session(
+        self,
+        name: FromPath[str],
+        session_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> None:
+        await state.store.write(lambda conn: sessions.revoke_for_admin(conn, principal, snapshot, name, session_id))
+        forget_sessions(state.store, name)
+
+
+USER_CONTROLLERS = [UsersController, TokensController, UserSessionsController]

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 
-from feedback import hookimpl
+from feedback import audit, hookimpl
 from feedback.db import Store
 from feedback.i18n import CATALOGUE, gettext_for, name_in
 from feedback.jobs import Job
@@ -533,7 +533,9 @@ def digest_sections(
     return sections
 
 
-def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int) -> tuple[str, str]:
+def digest_mail(
+    sections: list[dict[str, Any]], week: str, lang: str, min_n: int, audit_head: dict[str, Any] | None = None
+) -> tuple[str, str]:
     _ = gettext_for(lang)
     first = sections[0]
     lines = [_("Your weekly quality digest for %(from)s – %(to)s.") % {"from": first["from"], "to": first["to"]}]
@@ -587,6 +589,13 @@ def digest_mail(sections: list[dict[str, Any]], week: str, lang: str, min_n: int
                 + _("#%(id)s %(title)s, due %(due)s, owner %(owner)s")
                 % {"id": item["id"], "title": item["title"], "due": item["due"], "owner": item["owner"] or "–"}
             )
+    if audit_head is not None:
+        # A copy of the audit log's newest hash in every owner's mailbox anchors the log (feedback audit verify).
+        lines += [
+            "",
+            _("Audit log: newest entry %(seq)s, SHA-256 %(hash)s. Keep this mail: it shows what the log held.")
+            % {"seq": audit_head["seq"], "hash": audit_head["hash"]},
+        ]
     lines += ["", _footer(lang)]
     return _("Weekly quality digest, %(week)s") % {"week": week}, "\n".join(lines)
 
@@ -619,7 +628,8 @@ async def run_digest(ctx: JobContext) -> int:
             lambda conn, units=units, day=day: digest_sections(conn, snapshot, units, day, settings.min_n)
         )
         lang = _lang(user.lang, units[0].lang)
-        subject, body = digest_mail(sections, week_key, lang, settings.min_n)
+        head = await ctx.store.read(audit.head_json)
+        subject, body = digest_mail(sections, week_key, lang, settings.min_n, head)
         payload = json.dumps({"to": user.email, "subject": subject, "body": body, "lang": lang}, ensure_ascii=False)
         if await ctx.store.write(
             lambda conn, k=key, to=user.email, p=payload: enqueue(

@@ -35,7 +35,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
-from feedback import __version__, hookimpl
+from feedback import __version__, audit, hookimpl
 from feedback.db import Store
 from feedback.errors import Forbidden, InvalidInput, NotFound
 from feedback.jobs import Job
@@ -241,6 +241,20 @@ def _load_hooks(conn: Connection) -> list[dict[str, Any]]:
 def _target(conn: Connection, webhook_id: int) -> dict[str, Any] | None:
     """url, secret and disabled_at of a webhook (what a delivery needs), or None."""
     return plugin_data.first(conn, WEBHOOKS, {"id": webhook_id}, columns=["url", "secret", "disabled_at"])
+
+
+def register_webhook(conn: Connection, row: dict[str, Any]) -> int:
+    """Store a new webhook and log it (the secret as a digest only); returns its id."""
+    with audit.tracked(conn, "webhook", None, "create") as change:
+        webhook_id = plugin_data.insert(conn, WEBHOOKS, row)
+        change.record_id = str(webhook_id)
+    return webhook_id
+
+
+def disable_webhook(conn: Connection, webhook_id: int, at: Any) -> None:
+    """Disable a webhook (a second call keeps the first time, and logs nothing)."""
+    with audit.tracked(conn, "webhook", webhook_id, "disable"):
+        plugin_data.update(conn, WEBHOOKS, {"id": webhook_id, "disabled_at": None}, {"disabled_at": at})
 
 
 def body_of(event: Event) -> str:
@@ -491,9 +505,7 @@ class WebhooksController(Controller):
         await check_url(data.url, state.settings.webhook_allow_private)
         created_at = stamp(datetime.now(UTC))
         row = {"url": data.url, "secret": data.secret, "events": events, "created_by": principal.user}
-        webhook_id = await state.store.write(
-            lambda conn: plugin_data.insert(conn, WEBHOOKS, {**row, "created_at": created_at})
-        )
+        webhook_id = await state.store.write(lambda conn: register_webhook(conn, {**row, "created_at": created_at}))
         forget_cache(state.store)
         log.info("webhook %s registered for %s by %s", webhook_id, events, principal.user)
         return Response(
@@ -519,11 +531,7 @@ class WebhooksController(Controller):
         await self._get(state, webhook_id)
         at = stamp(datetime.now(UTC))
         # A second call keeps the first time.
-        await state.store.write(
-            lambda conn: plugin_data.update(
-                conn, WEBHOOKS, {"id": webhook_id, "disabled_at": None}, {"disabled_at": at}
-            )
-        )
+        await state.store.write(lambda conn: disable_webhook(conn, webhook_id, at))
         forget_cache(state.store)
         log.info("webhook %s disabled by %s", webhook_id, principal.user)
         return _public(await self._get(state, webhook_id))

@@ -5,13 +5,28 @@ Each module exports `ROUTES`, the Litestar handlers or routers it serves.
 
 from __future__ import annotations
 
-from feedback.web.manage import actions_pages, admin, auth, dashboard, reports, users
+from feedback.web.manage import (
+    account,
+    actions_pages,
+    admin,
+    audit_page,
+    auth,
+    dashboard,
+    erasure_pages,
+    oidc,
+    reports,
+    users,
+)
 
 MANAGE_ROUTES: list = [
     *auth.ROUTES,
+    *account.ROUTES,
+    *oidc.ROUTES,
     *users.ROUTES,
     *dashboard.ROUTES,
+    *erasure_pages.ROUTES,
     *actions_pages.ROUTES,
     *admin.ROUTES,
     *reports.ROUTES,
+    *audit_page.ROUTES,
 ]

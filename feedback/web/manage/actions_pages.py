@@ -384,8 +384,9 @@ async def board_page(
     include_in_schema=False,
     dependencies={"principal": auth.SESSION},
 )
-async def stream(state: State, principal: NamedDependency[Principal]) -> ServerSentEvent:
-    """Server-sent events: `action.opened` / `action.changed` of the user's subtree, as they happen."""
+async def stream(request: Request, state: State, principal: NamedDependency[Principal]) -> ServerSentEvent:
+    """Server-sent events: `action.opened` / `action.changed` of the user's subtree, as they happen, while
+    the session stays signed in (checked again before each event and keep-alive)."""
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         async with live.hub_of(state.store).subscribe(state.store) as subscriber:
@@ -394,9 +395,11 @@ async def stream(state: State, principal: NamedDependency[Principal]) -> ServerS
                 try:
                     message = await _next(subscriber)
                 except TimeoutError:
+                    if not await auth.still_signed_in(request):
+                        return
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
-                if message["type"] == live.STOPPING:
+                if message["type"] == live.STOPPING or not await auth.still_signed_in(request):
                     return
                 data = message["data"]
                 snapshot = await fresh_snapshot(state)

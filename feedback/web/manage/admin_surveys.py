@@ -8,7 +8,7 @@ draft: responses of every version are compared by them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -23,8 +23,8 @@ from feedback.errors import FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, gettext_for, text_in
 from feedback.models import LANGUAGES, SurveyDefinition, SurveyVersion, Touchpoint
 from feedback.plugins import PluginManager
-from feedback.store import Connection
 from feedback.store import surveys as survey_store
+from feedback.surveys import create_draft, publish_draft, save_draft
 from feedback.web import survey_page
 from feedback.web.access import requires
 from feedback.web.api import fresh_snapshot
@@ -238,27 +238,7 @@ class SurveyAdmin(AdminController):
         return Redirect(f"{PREFIX}/surveys/edit/{draft_id}", status_code=303)
 
 
-# --- the draft store ---------------------------------------------------------------------------------
-
-
-def create_draft(conn: Connection, definition: SurveyDefinition, base_version: int | None, user: str | None) -> int:
-    """Store a new draft of `definition`; returns its id."""
-    now = datetime.now(UTC).isoformat()
-    return survey_store.insert_draft(
-        conn, definition.slug, base_version, _encoder.encode(definition).decode(), user, now
-    )
-
-
-def save_draft(conn: Connection, draft_id: int, definition: SurveyDefinition) -> None:
-    survey_store.update_draft(conn, draft_id, _encoder.encode(definition).decode(), datetime.now(UTC).isoformat())
-
-
-def publish_draft(conn: Connection, draft_id: int, definition: SurveyDefinition, plugins: PluginManager) -> int:
-    """Publish the draft as the next immutable version and remove the draft, in one transaction. The
-    draft is taken first, so of two admins publishing it at once only one makes a version."""
-    if not survey_store.delete_draft(conn, draft_id):
-        raise NotFound(f"id: no survey draft {draft_id}", "id")
-    return surveys.publish(conn, definition, plugins)
+# --- the draft store (feedback.surveys: create_draft, save_draft, publish_draft, discard_draft) ------------
 
 
 async def load_draft(state: State, draft_id: int) -> tuple[dict[str, Any], SurveyDefinition]:
@@ -509,7 +489,7 @@ class SurveyDraftAdmin(AdminController):
     ) -> Response:
         await read_form(request)
         await load_draft(state, draft_id)
-        await state.store.write(lambda conn: survey_store.delete_draft(conn, draft_id))
+        await state.store.write(lambda conn: surveys.discard_draft(conn, draft_id))
         return flash_redirect(f"{PREFIX}/surveys", "Draft %(id)s discarded.", state, id=str(draft_id))
 
 

@@ -22,7 +22,9 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
@@ -30,8 +32,10 @@ from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
+from feedback import audit, directory_login, sessions, two_factor
+from feedback.auth import rehash_password
 from feedback.db import Store
-from feedback.errors import FeedbackError, Unauthorized
+from feedback.errors import FeedbackError, StorageUnavailable, Unauthorized
 from feedback.passwords import hash_password, needs_rehash, verify_password
 from feedback.store import Connection
 from feedback.store import users as user_store
@@ -45,12 +49,19 @@ CSRF_FIELD = "_csrf_token"
 CSRF_HEADER = "x-csrftoken"
 LOGIN_PATH = "/manage/login"
 HOME_PATH = "/manage/"
+# The second step of a sign-in (a TOTP or recovery code) and the page that sets two-factor sign-in up.
+CODE_PATH = "/manage/login/code"
+ACCOUNT_PATH = "/manage/account"
+# Sign-ins by a password that a second factor follows (an identity provider asks for its own).
+SECOND_FACTOR_METHODS = ("password", "ldap")
 WRITER_ROLES = ("admin", "manager")
 # Per-officer figures: everyone but viewers.
 OFFICER_ROLES = ("admin", "manager", "auditor")
-# Session look-ups are cached this long per worker; a sign-out on the same worker takes effect at
-# once, a disabled user or a sign-out elsewhere within this many seconds.
+# Sessions are read from the database on every request; the look-ups are kept this long per worker
+# only to name the user in the header of a page no route answered (a 404).
 SESSION_CACHE_SECONDS = 5.0
+# A session's last use is written at most this often.
+TOUCH_SECONDS = 60.0
 MAX_FIELD = 200
 
 
@@ -59,6 +70,11 @@ MAX_FIELD = 200
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def session_digest(session_id: str) -> str:
+    """What the database keeps of a session's cookie value (its SHA-256)."""
+    return _digest(session_id)
 
 
 def _now() -> datetime:
@@ -86,39 +102,73 @@ def _sessions(store: Store) -> SessionCache:
     return store.local("sessions", dict)
 
 
-async def session_principal(request: Request) -> Principal | None:
-    """The signed-in user of this request, or None. Reads SQLite on a reader thread only."""
-    cached_user = request.scope.get("fb_user")  # type: ignore[typeddict-item]
-    if cached_user is not None:
-        return cached_user
+async def current_session(request: Request) -> dict[str, Any] | None:
+    """This request's session as stored now, signed in or still owing a step (`stage`), with its
+    `digest`; None without a cookie, or for one that is unknown, revoked, expired or whose user is
+    disabled. Read from the database on every request (on a reader thread), so a session revoked or
+    ended anywhere, on any node, stops working at once; its last use is written once a minute."""
+    if "fb_session_row" in request.scope:
+        return request.scope["fb_session_row"]  # type: ignore[typeddict-item]
     value = request.cookies.get(SESSION_COOKIE)
     if not value or len(value) > 200:
         return None
     digest = _digest(value)
-    now = time.monotonic()
     state = request.app.state
-    sessions = _sessions(state.store)
-    entry = sessions.get(digest)
-    if entry is None or entry[1] < now:
-        row = await state.store.read(lambda conn: user_store.session(conn, digest))
-        found = None
-        if row is not None:
-            if row["disabled"]:
-                user = row["user"]
-                await state.store.write(lambda conn: user_store.end_sessions_of(conn, user))
-            elif row["expires_at"] > _now().isoformat():
-                found = (row["user"], row["role"], row["unit"], row["lang"])
-        if len(sessions) > 10_000:
-            sessions.clear()
-        sessions[digest] = (found, now + SESSION_CACHE_SECONDS)
-    else:
-        found = entry[0]
-    if found is None:
+    row = await state.store.read(lambda conn: user_store.session(conn, digest))
+    now = _now()
+    if row is not None and row["disabled"]:
+        user = row["user"]
+        await state.store.write(lambda conn: user_store.end_sessions_of(conn, user))
+        row = None
+    elif row is not None and row["expires_at"] <= now.isoformat():
+        row = None
+    if row is not None:
+        row = {**row, "digest": digest}
+        await _touch(state, row, now)
+    request.scope["fb_session_row"] = row  # type: ignore[typeddict-unknown-key]
+    return row
+
+
+async def _touch(state: State, row: dict[str, Any], now: datetime) -> None:
+    """Note the session's use when the last note is older than TOUCH_SECONDS (not a write per page)."""
+    seen = row["last_seen_at"]
+    if seen and seen > (now - timedelta(seconds=TOUCH_SECONDS)).isoformat():
+        return
+    digest = row["digest"]
+    try:
+        await state.store.write(lambda conn: user_store.touch_session(conn, digest, now.isoformat()))
+    except StorageUnavailable:  # a full disk: the page can still be read
+        return
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """The signed-in user of this request, or None (also while the session still owes a sign-in step)."""
+    cached_user = request.scope.get("fb_user")  # type: ignore[typeddict-item]
+    if cached_user is not None:
+        return cached_user
+    row = await current_session(request)
+    if row is None or row["stage"] is not None:
         return None
+    found = (row["user"], row["role"], row["unit"], row["lang"])
+    sessions = _sessions(request.app.state.store)
+    if len(sessions) > 10_000:
+        sessions.clear()
+    sessions[row["digest"]] = (found, time.monotonic() + SESSION_CACHE_SECONDS)
     principal = Principal(found[0], found[1], found[2])
     request.scope["fb_user"] = principal  # type: ignore[typeddict-unknown-key]
     request.scope["fb_session_lang"] = found[3]  # type: ignore[typeddict-unknown-key]
     return principal
+
+
+async def still_signed_in(request: Request) -> bool:
+    """Whether this request's session is signed in now, read again from the database: for an answer
+    that outlives the check made when it began (an event stream), so a revoked session gets no more."""
+    value = request.cookies.get(SESSION_COOKIE)
+    if not value or len(value) > 200:
+        return False
+    digest = _digest(value)
+    row = await request.app.state.store.read(lambda conn: user_store.session(conn, digest))
+    return row is not None and row["stage"] is None and not row["disabled"] and row["expires_at"] > _now().isoformat()
 
 
 def forget_sessions(store: Store, user: str) -> None:
@@ -230,7 +280,13 @@ def _login_page(
     return layout.render(
         request,
         "login.html",
-        {"error": error, "username": username, "next": next_path, "page_title_msg": "Sign in"},
+        {
+            "error": error,
+            "username": username,
+            "next": next_path,
+            "page_title_msg": "Sign in",
+            "identity_provider": directory_login.provider_name(request.app.state.settings),
+        },
         status=status,
     )
 
@@ -240,6 +296,9 @@ async def login_form(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"))
     if await session_principal(request) is not None:
         return Redirect(next_path, status_code=303)
+    waiting = await current_session(request)
+    if waiting is not None:  # the password was right; a second step is still owed
+        return Redirect(step_path(waiting["stage"], next_path), status_code=303)
     return _login_page(request, next_path=next_path)
 
 
@@ -265,6 +324,8 @@ async def login(request: Request, state: State) -> Response:
             % {"minutes": round(settings.lockout_minutes)},
         )
     user = await state.store.read(lambda conn: user_store.sign_in_record(conn, username))
+    if directory_login.uses_directory(settings, user):  # no local password here: the directory's
+        return await _directory_sign_in(request, state, username, password, next_path, key, attempt)
     hashed = user["password_hash"] if user and not user["disabled"] else None
     ok = bool(username and password) and await asyncio.to_thread(verify_password, hashed, password)
     if not ok:  # the reserved attempt stays, as the failure
@@ -275,28 +336,99 @@ async def login(request: Request, state: State) -> Response:
             status=401,
             error=_("The user name or the password is wrong."),
         )
+    new_hash = await asyncio.to_thread(hash_password, password) if needs_rehash(hashed) else None
+
+    def after_password(conn: Connection) -> None:
+        user_store.clear_attempts(conn, user_store.SIGN_IN, key, attempt)
+        if new_hash:  # the same password, hashed with today's parameters: no reason to sign out
+            rehash_password(conn, user["name"], new_hash)
+
+    return await start_session(request, state, user, next_path, method="password", also=after_password)
+
+
+async def _directory_sign_in(
+    request: Request, state: State, username: str, password: str, next_path: str, key: str, attempt: int
+) -> Response:
+    """The password form's check against the LDAP directory (a refusal leaves the reserved attempt)."""
+    try:
+        account = await directory_login.directory_sign_in(state.store, state.settings, username, password)
+    except directory_login.Refusal as refusal:
+        _ = layout.translator(request)
+        error = _(refusal.message) % refusal.values if refusal.values else _(refusal.message)
+        return _login_page(request, username=username, next_path=next_path, status=refusal.status, error=error)
+    if account.changed:
+        state.catalog.invalidate()
+
+    def clear(conn: Connection) -> None:
+        user_store.clear_attempts(conn, user_store.SIGN_IN, key, attempt)
+
+    return await start_session(request, state, account.as_user(), next_path, method="ldap", also=clear)
+
+
+async def start_session(
+    request: Request,
+    state: State,
+    user: Mapping[str, Any],
+    next_path: str,
+    *,
+    method: str,
+    also: Callable[[Connection], None] | None = None,
+) -> Response:
+    """Sign `user` (its `name` and `lang`) in: a new session, the browser's old one ended, and a 303 to
+    `next_path` carrying the cookie. Every way of signing in (`method`: password, ldap, oidc) ends here
+    once it has established who the user is; `also` runs in the same write transaction."""
+    settings = state.settings
+    now = _now()
     session_id = secrets.token_urlsafe(32)
     lang = layout.choose_language(request, user_lang=user["lang"])
     expires = now + timedelta(hours=settings.session_hours)
-    new_hash = await asyncio.to_thread(hash_password, password) if needs_rehash(hashed) else None
-
     old = request.cookies.get(SESSION_COOKIE)
     replaced = _digest(old) if old else None
     if replaced:
         _sessions(state.store).pop(replaced, None)
 
-    def open_session(conn: Connection) -> None:
-        user_store.clear_attempts(conn, user_store.SIGN_IN, key, attempt)
+    agent = await asyncio.to_thread(sessions.agent_summary, request.headers.get("user-agent"))
+
+    def open_session(conn: Connection) -> str | None:
+        if also is not None:
+            also(conn)
         if replaced:  # signing in again, perhaps as someone else: the old session ends
             user_store.end_session(conn, replaced)
-        user_store.open_session(conn, _digest(session_id), user["name"], now.isoformat(), expires.isoformat(), lang)
-        if new_hash:  # the same password, hashed with today's parameters: no reason to sign out
-            user_store.set_password_hash(conn, user["name"], new_hash, sign_out=False)
+        # A password (local or the directory's) may still owe a second factor: the session waits for it.
+        owed = method in SECOND_FACTOR_METHODS
+        stage = two_factor.stage_after_password(conn, user["name"], settings.require_2fa) if owed else None
+        until = expires if stage is None else now + two_factor.step_time(stage)
+        sid = sessions.new_sid()
+        user_store.open_session(
+            conn,
+            _digest(session_id),
+            user["name"],
+            now.isoformat(),
+            until.isoformat(),
+            lang,
+            sid=sid,
+            user_agent=agent,
+            stage=stage,
+        )
+        # Who signed in, and how (the session by its public id; never the cookie or its digest), and
+        # the step still owed when a second factor follows.
+        with audit.acting_as(audit.Actor("user", user["name"], user.get("unit"))):
+            after = {"user": user["name"], "method": method, **({"pending": stage} if stage else {})}
+            audit.record(conn, "session", sid, "sign_in", after=after, unit=user.get("unit"))
+        return stage
 
-    await state.store.write(open_session)
+    stage = await state.store.write(open_session)
     return Redirect(
-        next_path, status_code=303, cookies=[session_cookie(request, session_id, int(settings.session_hours * 3600))]
+        next_path if stage is None else step_path(stage, next_path),
+        status_code=303,
+        cookies=[session_cookie(request, session_id, int(settings.session_hours * 3600))],
     )
+
+
+def step_path(stage: str, next_path: str) -> str:
+    """Where a session that still owes `stage` goes: the code form, or setting two-factor sign-in up."""
+    base = CODE_PATH if stage == two_factor.CODE_STAGE else ACCOUNT_PATH
+    return f"{base}?next={quote(next_path, safe='/')}"
 
 
 @post("/manage/logout", include_in_schema=False)

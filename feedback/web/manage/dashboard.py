@@ -347,6 +347,7 @@ async def responses_page(
             "touchpoints": touchpoints,
             "levels": levels,
             "officers": auth.may_see_officers(user),
+            "erased_notice": request.query_params.get("erased") == "1",
         },
     )
 

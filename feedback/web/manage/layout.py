@@ -170,6 +170,8 @@ def base_context(request: Request) -> dict[str, Any]:
     if user is not None and user.role in ("admin", "manager"):
         nav.append(("/manage/admin", _("Admin")))
     nav.append(("/manage/reports", _("Reports")))
+    if user is not None and user.role in ("admin", "auditor"):
+        nav.append(("/manage/audit", _("Audit log")))
     path = request.url.path
     current = max(
         (href for href, _label in nav if path == href or (href != "/manage/" and path.startswith(href))),

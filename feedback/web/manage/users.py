@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect
 
-from feedback import user_admin
+from feedback import sessions, two_factor, user_admin
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, FeedbackError, Forbidden, NotFound
 from feedback.models import LANGUAGES, ROLES
@@ -44,6 +44,8 @@ NOTICES = {
     "enabled": "The user was enabled.",
     "password": "The password was changed; the user was signed out everywhere.",
     "revoked": "The token was revoked. Programs using it are refused within 30 seconds.",
+    "session_revoked": "The session was signed out.",
+    "2fa_reset": "Two-factor sign-in is off for this user. They can set it up again at their next sign-in.",
 }
 # Which message to show for an input error or a refusal.
 FIELD_ERRORS = {
@@ -144,11 +146,12 @@ async def _user_page(
 ) -> Response:
     snapshot = await fresh_snapshot(state)
 
-    def read(conn: Connection) -> tuple[dict, list[dict]]:
+    def read(conn: Connection) -> tuple[dict, list[dict], list[dict], dict]:
         target = user_admin.visible_user(conn, actor, name, snapshot)
-        return target, user_admin.list_tokens(conn, actor, snapshot, name)
+        tokens = user_admin.list_tokens(conn, actor, snapshot, name)
+        return target, tokens, sessions.list_of(conn, name), two_factor.status(conn, name)
 
-    target, tokens = await state.store.read(read)
+    target, tokens, user_sessions, factor = await state.store.read(read)
     done = request.query_params.get("done") if new_token is None else None
     return layout.render(
         request,
@@ -156,6 +159,10 @@ async def _user_page(
         {
             "target": target,
             "tokens": tokens,
+            "sessions": user_sessions,
+            "current_sid": None,
+            "revoke_base": f"{BASE}/{quote(name, safe='')}/sessions",
+            "two_factor": factor,
             "new_token": new_token,
             "error": error,
             "notice": NOTICES.get(done or ""),
@@ -309,7 +316,30 @@ async def user_token_revoke(
     return Redirect(f"{BASE}/{quote(name, safe='')}?done=revoked", status_code=303)
 
 
+@post(BASE + "/{name:str}/sessions/{sid:str}/revoke", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_session_revoke(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str], sid: FromPath[str]
+) -> Response:
+    """Sign one of the user's sessions out (it stops working at once, on every node)."""
+    snapshot = await fresh_snapshot(state)
+    await state.store.write(lambda conn: sessions.revoke_for_admin(conn, user, snapshot, name, sid[:MAX_FIELD]))
+    forget_sessions(state.store, name)
+    return Redirect(f"{BASE}/{quote(name, safe='')}?done=session_revoked", status_code=303)
+
+
+@post(BASE + "/{name:str}/2fa/reset", dependencies=DEPENDENCIES, guards=GUARDS, include_in_schema=False)
+async def user_two_factor_reset(
+    request: Request, state: State, user: NamedDependency[Principal], name: FromPath[str]
+) -> Response:
+    """Switch two-factor sign-in off for a user who lost its phone and its recovery codes."""
+    snapshot = await fresh_snapshot(state)
+    await state.store.write(lambda conn: two_factor.reset_by_admin(conn, user, snapshot, name))
+    return Redirect(f"{BASE}/{quote(name, safe='')}?done=2fa_reset", status_code=303)
+
+
 ROUTES: list = [
+    user_session_revoke,
+    user_two_factor_reset,
     users_list,
     user_create,
     user_detail,
