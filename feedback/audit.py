@@ -34,7 +34,7 @@ GENESIS = "0" * 64
 
 class Actor(msgspec.Struct, frozen=True):
     """Who an entry says made the change: a signed-in user, an API token (its id), a job (its name), a
-    citizen (the receipt), the command line (the OS user) or the system itself."""
+    citizen (a digest of the receipt: `citizen`), the command line (the OS user) or the system itself."""
 
     kind: ActorKind
     id: str
@@ -42,6 +42,13 @@ class Actor(msgspec.Struct, frozen=True):
 
 
 SYSTEM = Actor("system", "feedback")
+
+
+def citizen(receipt: str) -> Actor:
+    """A citizen acting on their receipt page (`receipt` as stored), named by a digest of the receipt: the
+    log is kept for good, so it holds no receipt that would tie it to its responses; the same receipt
+    always gives the same name, so whoever holds it can still find its entries."""
+    return Actor("citizen", "receipt:" + hashlib.sha256(receipt.encode()).hexdigest()[:16])
 
 
 class ActorSlot:
@@ -372,15 +379,24 @@ def unlogged_records(conn: Connection) -> list[tuple[str, str]]:
     return missing
 
 
+def _log_is_live(conn: Connection) -> bool:
+    """Whether anything but baseline entries was logged: from then on every record is made through the log."""
+    return audit_store.has_entries_besides(conn, "baseline")
+
+
 def baseline(conn: Connection) -> int:
     """Give every stored tracked record without an entry one "baseline" entry (actor: the system), so the
-    verifier holds from now on for databases made before the log, by `feedback demo`, or by a script that
-    inserted rows. One pass; writes only when something is missing. Returns how many were added."""
-    if not unlogged_records(conn):
+    verifier holds from now on for a database made before the log. Only while the log holds nothing but
+    baseline entries (the first start of such a database): afterwards a record without an entry was made
+    behind the log's back and stays unlogged, for the verifier to name. One pass; writes only when
+    something is missing. Returns how many were added."""
+    if _log_is_live(conn) or not unlogged_records(conn):
         return 0
     added = 0
     with dialect.of(conn).write_transaction(conn), acting_as(SYSTEM):
-        for kind, record_id in unlogged_records(conn):  # again, under the write lock
+        if _log_is_live(conn):  # again, under the write lock (another node may have logged meanwhile)
+            return 0
+        for kind, record_id in unlogged_records(conn):
             state = state_of(conn, kind, record_id)
             record(conn, kind, record_id, "baseline", None, state, _unit_of(conn, kind, record_id, state))
             added += 1

@@ -151,12 +151,14 @@ def check_day(
         row["id"]: (row["server_time"], audit.response_digest(row), row["flags"])
         for row in audit_store.day_rows(conn, unit, day)
     }
+    purged_at = max((entry["seq"] for entry in entries if entry["action"] == "purge"), default=0)
     for response_id in changed:
-        last = changes[response_id][-1][2]
-        logged = None if _is_deleted(last) else (last["server_time"], last["digest"], last["flags"])
+        seq, _before, last = changes[response_id][-1]
+        # A purge of the day after its last change deleted it with the rest of the day.
+        gone = _is_deleted(last) or seq < purged_at
+        logged = None if gone else (last["server_time"], last["digest"], last["flags"])
         if now.get(response_id) != logged:
             raise Mismatch(where, f"response {response_id} differs from its last logged change")
-    purged_at = max((entry["seq"] for entry in entries if entry["action"] == "purge"), default=0)
     for entry in entries:
         if entry["action"] != "seal":
             continue

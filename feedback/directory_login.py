@@ -3,7 +3,12 @@ Directory, OpenLDAP; `ldap3`) and an OpenID Connect provider (`feedback.web.mana
 tokens and hands the claims here).
 
 Both end the same way (`resolve`): the person the directory or provider vouched for is matched to an
-account here, first by user name, then by e-mail address (one account, in any case). Role and unit are
+account here: the provider's person first by the account bound to its issuer and `sub`, then by user name,
+then by an e-mail address the provider says it verified (one account, in any case); the directory's by
+user name, and by its entry's `mail` only when `FEEDBACK_LDAP_MATCH_EMAIL` is on (people may edit their
+own `mail` in many directories). An account with a local password signs in with that password only, never
+through the directory or the provider; the provider's first match binds the account to its person, and
+another person is then refused. Role and unit are
 the account's own, or, when the settings name the claims that carry them, the provider's, checked: a role
 that is not one of ours, or a unit that does not exist, refuses the sign-in. A person without an account
 is refused unless the autocreate setting names a role and unit for new accounts; a disabled account is
@@ -44,6 +49,8 @@ UNKNOWN = "%(who)s signed in at %(service)s, but has no account here. Ask an adm
 AMBIGUOUS = "More than one account here has the e-mail address %(email)s. Ask an administrator to tell them apart."
 DISABLED = "This account is disabled. Ask an administrator."
 LOCAL_ONLY = "The account %(name)s signs in with its own password here, not with the directory's."
+PROVIDER_LOCAL = "The account %(name)s signs in with its own password here, not through %(service)s."
+BOUND_ELSEWHERE = "The account %(name)s is linked to another person at %(service)s. Ask an administrator."
 NO_ROLE = "%(service)s sent no role for this person. Ask its administrator."
 NO_UNIT_CLAIM = "%(service)s sent no unit for this person. Ask its administrator."
 BAD_ROLE = "%(service)s gave the role %(role)s, which is not a role here. Ask its administrator."
@@ -75,10 +82,17 @@ class Identity:
     email: str | None
     claimed: Mapping[str, str | None] = field(default_factory=dict)
     subject: str | None = None  # the provider's own id of the person, named when nothing else is
+    issuer: str | None = None  # the provider's issuer, which with `subject` names the person for good
+    match_email: bool = True  # whether `email` may match an account (else it only fills a new one)
 
     @property
     def who(self) -> str:
         return self.username or self.email or self.subject or "?"
+
+    @property
+    def binding(self) -> str | None:
+        """What an account bound to this provider's person keeps ("<iss> <sub>"; None: not a provider's)."""
+        return f"{self.issuer} {self.subject}" if self.method == "oidc" and self.issuer and self.subject else None
 
 
 @dataclass(frozen=True)
@@ -133,21 +147,34 @@ def resolve(conn: Connection, identity: Identity, new_accounts: tuple[str, str |
         return _create(conn, identity, *_claimed(conn, identity, new_accounts))
     if found["disabled"]:
         raise Refusal(DISABLED)
-    if identity.method == "ldap" and found.get("password_hash"):  # matched by e-mail: one password per account
-        raise Refusal(LOCAL_ONLY, name=found["name"])
+    # One password per account: a local one keeps its account from the directory and the provider (whose
+    # claims could otherwise name an administrator and skip its second factor).
+    if found.get("password_hash"):
+        if identity.method == "ldap":
+            raise Refusal(LOCAL_ONLY, name=found["name"])
+        raise Refusal(PROVIDER_LOCAL, name=found["name"], service=identity.service)
+    binding = identity.binding
+    if binding and found.get("oidc_subject") not in (None, binding):
+        raise Refusal(BOUND_ELSEWHERE, name=found["name"], service=identity.service)
     role, unit = _claimed(conn, identity, (found["role"], found["unit"]))
     changed = (role, unit) != (found["role"], found["unit"])
     if changed:
         _move(conn, found["name"], role, unit)
+    if binding and found.get("oidc_subject") is None:
+        _bind(conn, found["name"], unit, binding)
     return Account(found["name"], role, unit, found["lang"], changed)
 
 
 def _match(conn: Connection, identity: Identity) -> dict[str, Any] | None:
+    if identity.binding:
+        found = user_store.sign_in_record_by_subject(conn, identity.binding)
+        if found is not None:
+            return found
     if identity.username:
         found = user_store.sign_in_record(conn, identity.username)
         if found is not None:
             return found
-    if not identity.email:
+    if not (identity.email and identity.match_email):
         return None
     matches = user_store.sign_in_records_by_email(conn, identity.email)
     if len(matches) > 1:
@@ -186,7 +213,15 @@ def _create(conn: Connection, identity: Identity, role: str, unit: str | None) -
     # The person signing in made the change (the provider vouched for them, the settings allowed it).
     with audit.acting_as(audit.Actor("user", name, unit)), audit.tracked(conn, "user", name, "create"):
         user_store.insert(conn, name, role, unit, created_at, email=identity.email)
+        if identity.binding:
+            user_store.bind_subject(conn, name, identity.binding)
     return Account(name, role, unit, None, changed=True)
+
+
+def _bind(conn: Connection, name: str, unit: str | None, binding: str) -> None:
+    """Bind the account to the provider's person at its first sign-in through the provider (logged)."""
+    with audit.acting_as(audit.Actor("user", name, unit)), audit.tracked(conn, "user", name, "update"):
+        user_store.bind_subject(conn, name, binding)
 
 
 def _move(conn: Connection, name: str, role: str, unit: str | None) -> None:
@@ -203,9 +238,9 @@ def _move(conn: Connection, name: str, role: str, unit: str | None) -> None:
 
 
 def claims_identity(settings: Settings, claims: Mapping[str, Any]) -> Identity:
-    """The identity an OpenID provider's verified claims describe (`preferred_username`, `email` unless
-    `email_verified` is false, and the role and unit claims the settings name)."""
-    email = claims.get("email") if claims.get("email_verified") is not False else None
+    """The identity an OpenID provider's verified claims describe (`iss` and `sub`, `preferred_username`,
+    `email` only when `email_verified` is true, and the role and unit claims the settings name)."""
+    email = claims.get("email") if _verified(claims.get("email_verified")) else None
     claimed: dict[str, str | None] = {}
     for what, claim in (("role", settings.oidc_role_claim), ("unit", settings.oidc_unit_claim)):
         if claim:
@@ -217,7 +252,13 @@ def claims_identity(settings: Settings, claims: Mapping[str, Any]) -> Identity:
         email=_claim_text(email),
         claimed=claimed,
         subject=_claim_text(claims.get("sub")),
+        issuer=_claim_text(claims.get("iss")) or settings.oidc_issuer,
     )
+
+
+def _verified(value: Any) -> bool:
+    """Whether the provider vouches for the e-mail address: the boolean true (some send the string)."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def _claim_text(value: Any) -> str | None:
@@ -230,6 +271,11 @@ def _claim_text(value: Any) -> str | None:
 
 
 # -- LDAP --------------------------------------------------------------------------------------------
+
+
+def starttls(settings: Settings) -> bool:
+    """Whether the directory is asked for StartTLS (an ldap:// URL with FEEDBACK_LDAP_STARTTLS on)."""
+    return settings.ldap_starttls and settings.ldap_url.lower().startswith("ldap:")
 
 
 class DirectoryUnavailable(Exception):
@@ -248,8 +294,10 @@ def ldap_bind(settings: Settings, username: str, password: str) -> dict[str, str
     if not password:  # an empty password is an anonymous bind, which many servers let through
         return None
     dn = settings.ldap_user_dn.replace("{username}", escape_rdn(username))
-    # ldaps:// checks the server's certificate against the system's authorities (ldap3 does not by default).
-    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED) if settings.ldap_url.lower().startswith("ldaps:") else None
+    # ldaps:// and StartTLS check the server's certificate against the system's authorities (ldap3 does
+    # not by default).
+    secure = settings.ldap_url.lower().startswith("ldaps:") or settings.ldap_starttls
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED) if secure else None
     server = ldap3.Server(settings.ldap_url, get_info=ldap3.NONE, connect_timeout=CONNECT_TIMEOUT, tls=tls)
     connection = ldap3.Connection(
         server,
@@ -261,6 +309,10 @@ def ldap_bind(settings: Settings, username: str, password: str) -> dict[str, str
         raise_exceptions=False,
     )
     try:
+        # StartTLS before the bind, so the password never crosses in clear; a directory that cannot start it
+        # is as good as unreachable.
+        if starttls(settings) and not connection.start_tls(read_server_info=False):
+            raise DirectoryUnavailable(f"StartTLS failed: {connection.last_error or connection.result}")
         if not connection.bind():
             return None
         # The person's own entry, for the e-mail match; a directory that hides it leaves the name to match.
@@ -284,6 +336,8 @@ async def directory_sign_in(store: Store, settings: Settings, username: str, pas
         raise Refusal(UNREACHABLE, status=503, service=service) from None
     if entry is None:
         raise Refusal(WRONG, status=401)
-    identity = Identity(method="ldap", service=service, username=username, email=entry["mail"])
+    identity = Identity(
+        method="ldap", service=service, username=username, email=entry["mail"], match_email=settings.ldap_match_email
+    )
     new_accounts = autocreate(settings.ldap_autocreate)
     return await store.write(lambda conn: resolve(conn, identity, new_accounts))

@@ -12,6 +12,8 @@ and the reason.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,6 +39,8 @@ MANAGER_FIELDS = ("comment", "contact", "case_ref")
 #: Corrective actions in these states are finished with their response.
 CLOSED_ACTIONS = frozenset({"closed", "appeal_upheld"})
 MAX_REASON = 500
+#: How `responses.content_hash` begins once personal data of the response was erased.
+ERASED_HASH = "erased:"
 
 _json = msgspec.json.Encoder()
 
@@ -44,6 +48,17 @@ _json = msgspec.json.Encoder()
 def callback_key(response_id: str) -> str:
     """The outbox key of the call-back mail to a response's contact (the mail plugin's)."""
     return f"callback:{response_id}"
+
+
+def stored_event_id(response_id: str) -> str:
+    """The id of the event a stored response raised (its data: the response as stored)."""
+    return f"response.stored:{response_id}"
+
+
+def erased_hash(old: str) -> str:
+    """A response's new content hash at each erasure: from the old one and 16 random bytes kept nowhere,
+    so neither it nor any digest of the row as it was (audit log, seals) can be rebuilt from guesses."""
+    return ERASED_HASH + hashlib.sha256(old.encode() + secrets.token_bytes(16)).hexdigest()
 
 
 def erased_fields(row: dict[str, Any]) -> list[str]:
@@ -112,7 +127,10 @@ def _erase_row(
         None if "case_ref" in erased else row["case_ref"],
         None if "officer" in erased else row["officer"],
         _json.encode([field for field in FIELDS if field in marked]).decode(),
+        erased_hash(row["content_hash"]),
     )
+    # The event's deliveries carry the response as stored (a webhook's body).
+    event_store.withdraw_events(conn, [stored_event_id(row["id"])])
     return [field for field in FIELDS if field in erased or (mark_all and field in fields)]
 
 
@@ -157,7 +175,9 @@ def delete(conn: Connection, response_ids: Sequence[str]) -> list[str]:
         return []
     ids = [row["id"] for row in rows]
     dialect.of(conn).overwrite_deleted(conn)
-    event_store.withdraw(conn, [callback_key(i) for i in ids])
+    # Only call-backs to a contact are withdrawn: each key withdrawn is kept for good.
+    event_store.withdraw(conn, [callback_key(i) for i in response_store.delete_contacts(conn, ids)])
+    event_store.withdraw_events(conn, [stored_event_id(i) for i in ids])
     response_store.delete_responses(conn, ids)
     for row in rows:
         audit.response_changed(conn, row["id"], "delete", row, None, extra={"by": "retention"})
@@ -170,7 +190,8 @@ def delete_day(conn: Connection, unit: str, day: str, response_ids: Sequence[str
     if not response_ids:
         return 0
     dialect.of(conn).overwrite_deleted(conn)
-    event_store.withdraw(conn, [callback_key(i) for i in response_ids])
+    event_store.withdraw(conn, [callback_key(i) for i in response_store.delete_contacts(conn, response_ids)])
+    event_store.withdraw_events(conn, [stored_event_id(i) for i in response_ids])
     deleted = response_store.delete_responses(conn, response_ids)
     audit.day_purged(conn, unit, day, deleted)
     return deleted

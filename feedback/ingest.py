@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ import msgspec
 from feedback import actions
 from feedback.catalog import Snapshot
 from feedback.db import Store, deferred, optimistic
+from feedback.erasure import ERASED_HASH
 from feedback.errors import Conflict, FeedbackError, Gone, InvalidInput, NotFound
 from feedback.events import record_response_stored
 from feedback.models import (
@@ -228,6 +231,26 @@ def content_hash(submission: Submission) -> str:
     return hashlib.sha256(_hash_encoder.encode(data)).hexdigest()
 
 
+def stored_hash(digest: str, salt: str | None = None) -> str:
+    """What `responses.content_hash` keeps of a submission's `content_hash`: salted with 16 random bytes
+    (`salt$hash`). Every digest of the row (the audit log's, the seals') covers this value, and an
+    erasure replaces it (`feedback.erasure`), so none of them can be rebuilt from guessed erased values."""
+    salt = secrets.token_hex(16) if salt is None else salt
+    return f"{salt}${hashlib.sha256(f'{salt}${digest}'.encode()).hexdigest()}"
+
+
+def same_content(stored: str, digest: str) -> bool:
+    """Whether a stored content hash is of a submission with this `content_hash`. A response whose data
+    was erased has nothing left to compare: a resend of its id is taken for the duplicate it most
+    likely is."""
+    if stored.startswith(ERASED_HASH):
+        return True
+    salt, salted, _ = stored.partition("$")
+    if not salted:  # stored before content hashes were salted
+        return hmac.compare_digest(stored, digest)
+    return hmac.compare_digest(stored, stored_hash(digest, salt))
+
+
 @dataclass
 class Prepared:
     """A validated, scored response, ready for the writer."""
@@ -245,6 +268,7 @@ class Prepared:
     # The owner of each requested action, chosen before the write (None: not chosen yet, so the
     # writer asks; only callers that write without `ingest`, such as the demo loader, leave it so).
     owners: list[str | None] | None = None
+    digest: str = ""  # the submission's content_hash, unsalted: what a replay of its id is compared with
 
 
 def prepare(
@@ -310,6 +334,7 @@ def prepare(
         flags.append("scoring_failed")
     unit = snapshot.units[touchpoint.unit]
     day = occurred.astimezone(ZoneInfo(unit.tz)).date().isoformat()
+    digest = content_hash(submission)
     row = {
         "id": response_id,
         "receipt": new_receipt(),
@@ -336,7 +361,7 @@ def prepare(
         "score": result.score,
         "indicators": _json.encode(result.indicators).decode(),
         "flags": "",  # filled by the writer, which may add duplicate_case
-        "content_hash": content_hash(submission),
+        "content_hash": stored_hash(digest),
         "device": device,
     }
     prepared = Prepared(
@@ -347,6 +372,7 @@ def prepare(
         snapshot=snapshot,
         answers=answers,
         plugins=plugins,
+        digest=digest,
     )
     if plugins.has_impls("map_response") or plugins.has_impls("evaluate_triggers"):
         prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot, plugins)
@@ -454,7 +480,7 @@ def store_response(
     if new_rows is not None:
         new_rows.add(row)
     elif not responses.insert(conn, row):
-        return replay_outcome(responses.stored_receipt(conn, row["id"]), row["id"], row["content_hash"]), None
+        return replay_outcome(responses.stored_receipt(conn, row["id"]), row["id"], prepared.digest), None
     if prepared.contact:
         responses.add_contact(conn, row["id"], prepared.contact, row["server_time"])
     # In the response's own transaction: the event commits with it, or neither does.
@@ -483,7 +509,7 @@ CONFLICT = "id: a different response was already stored with this id"
 
 def replay_outcome(stored: dict[str, Any] | None, response_id: str, digest: str) -> Outcome:
     """A response id seen before: its stored answer again when the content is the same, else a conflict."""
-    if stored is None or stored["content_hash"] != digest:
+    if stored is None or not same_content(stored["content_hash"], digest):
         return Outcome("conflict", response_id, error=Conflict(CONFLICT, "id"))
     flags = tuple(msgspec.json.decode(stored["flags"]))
     return Outcome(

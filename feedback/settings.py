@@ -104,6 +104,11 @@ class Settings(msgspec.Struct, kw_only=True):
     ldap_url: str = ""
     ldap_user_dn: str = ""
     ldap_autocreate: str = ""
+    # Match a directory person to an account by the entry's `mail` too (off: by user name only, since
+    # people may edit their own `mail` in many directories), and ask an ldap:// directory for StartTLS
+    # (required for one not on this host: the password would cross in clear).
+    ldap_match_email: bool = False
+    ldap_starttls: bool = False
 
 
 _ENV = {
@@ -155,8 +160,10 @@ _ENV = {
     "FEEDBACK_LDAP_URL": "ldap_url",
     "FEEDBACK_LDAP_USER_DN": "ldap_user_dn",
     "FEEDBACK_LDAP_AUTOCREATE": "ldap_autocreate",
+    "FEEDBACK_LDAP_MATCH_EMAIL": "ldap_match_email",
+    "FEEDBACK_LDAP_STARTTLS": "ldap_starttls",
 }
-_BOOLEAN = {"webhook_allow_private", "jobs"}
+_BOOLEAN = {"webhook_allow_private", "jobs", "ldap_match_email", "ldap_starttls"}
 REQUIRE_2FA = ("none", "admin", "all")
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
 
@@ -211,6 +218,11 @@ def _check_sign_in(settings: Settings) -> None:
         raise SettingsError(f"{missing}: must be set with FEEDBACK_LDAP_URL and FEEDBACK_LDAP_USER_DN alike")
     if settings.ldap_url and urlsplit(settings.ldap_url).scheme not in ("ldap", "ldaps"):
         raise SettingsError(f"FEEDBACK_LDAP_URL: {settings.ldap_url!r} is not an ldap:// or ldaps:// URL")
+    if settings.ldap_url and _plain_ldap_elsewhere(settings.ldap_url) and not settings.ldap_starttls:
+        raise SettingsError(
+            f"FEEDBACK_LDAP_URL: {settings.ldap_url!r} would send passwords in clear to another host;"
+            " use ldaps:// or set FEEDBACK_LDAP_STARTTLS=1"
+        )
     if settings.ldap_user_dn and settings.ldap_user_dn.count("{username}") != 1:
         raise SettingsError("FEEDBACK_LDAP_USER_DN: must contain {username} once, e.g. uid={username},ou=people,…")
     for variable, value in (
@@ -219,6 +231,20 @@ def _check_sign_in(settings: Settings) -> None:
     ):
         if value:
             autocreate_role_and_unit(value, variable)
+
+
+def _plain_ldap_elsewhere(url: str) -> bool:
+    """Whether `url` is ldap:// (no TLS) to a host other than this one (loopback is never on the wire)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "ldap":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def autocreate_role_and_unit(value: str, variable: str = "FEEDBACK_OIDC_AUTOCREATE") -> tuple[str, str | None]:

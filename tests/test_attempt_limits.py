@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from feedback.web.manage.auth import sign_in_key
 from tests.conftest import enrollment_code, make_org, rows
 from tests.manage_helpers import add_user
 
@@ -70,7 +71,8 @@ def test_forty_simultaneous_wrong_passwords_check_at_most_the_lockout_attempts(t
         statuses = Counter(reply.status_code for reply in answers)
         assert statuses[401] == LOCKOUT_ATTEMPTS and statuses[429] == GUESSES - LOCKOUT_ATTEMPTS, (name, statuses)
         # Only the reserved attempts were checked, and each is recorded as a failure.
-        assert len(rows(org, "SELECT * FROM login_attempts WHERE username = ?", (name,))) == LOCKOUT_ATTEMPTS
+        counted = rows(org, "SELECT * FROM login_attempts WHERE username = ?", (sign_in_key(name),))
+        assert len(counted) == LOCKOUT_ATTEMPTS
     # The same answer whether or not the user exists.
     # Which guesses were refused depends on arrival order; every refusal reads the same.
     locked_answers = {alert(r.text) for r in replies if r.status_code == 429}
@@ -80,7 +82,7 @@ def test_forty_simultaneous_wrong_passwords_check_at_most_the_lockout_attempts(t
     assert [r.status_code for r in right] == [429] * 3
     assert all("fb_session" not in r.headers.get("set-cookie", "") for r in right)
     assert rows(org, "SELECT count(*) AS n FROM sessions")[0]["n"] == 0
-    assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'lan'")) == LOCKOUT_ATTEMPTS
+    assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'sign_in/lan'")) == LOCKOUT_ATTEMPTS
 
 
 def test_a_success_clears_the_failures_and_the_lock_holds_for_the_right_password_after_them(
@@ -93,11 +95,11 @@ def test_a_success_clears_the_failures_and_the_lock_holds_for_the_right_password
     # among them it signs in and clears the failures; either way no sixth guess is ever checked.
     replies = asyncio.run(_sign_in_at_once(srv.url, [("mai", "wrong guess")] * 4 + [("mai", PASSWORD)]))
     assert sorted(r.status_code for r in replies) == [303, 401, 401, 401, 401]
-    left = rows(org, "SELECT * FROM login_attempts WHERE username = 'mai'")
+    left = rows(org, "SELECT * FROM login_attempts WHERE username = 'sign_in/mai'")
     assert len(left) <= 4
     # Then the name is guessed at in earnest: the lock holds for the right password too.
     asyncio.run(_sign_in_at_once(srv.url, [("mai", f"guess {n}") for n in range(GUESSES)]))
-    assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'mai'")) == LOCKOUT_ATTEMPTS
+    assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'sign_in/mai'")) == LOCKOUT_ATTEMPTS
     assert [r.status_code for r in asyncio.run(_sign_in_at_once(srv.url, [("mai", PASSWORD)]))] == [429]
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from feedback import audit
+from feedback import audit, organisation
 from feedback.db import Store, open_database
 from feedback.migrations import apply_all
 from tests.conftest import (
@@ -124,21 +124,28 @@ def test_a_refusal_missing_from_a_database_is_installed_at_start(org: Org) -> No
         conn.close()
 
 
-def test_records_made_without_the_log_get_one_baseline_entry_at_start(org: Org) -> None:
-    # A service inserted behind the application's back is a record the log does not know.
+def raw_insert(org: Org, sql: str) -> None:
+    """A row written behind the application's back (a script, a database console)."""
     conn = connect(org.db)
-    conn.execute("INSERT INTO services (code, name, created_at) VALUES ('SX', 'Inserted', '2026-01-01')")
+    conn.execute(sql)
     conn.commit()
     conn.close()
-    migrated(org).close()
-    before = verify(org)
+
+
+def test_only_a_database_from_before_the_log_gets_baseline_entries_at_start(org: Org) -> None:
+    # A database from before the log: its records exist, its log is empty (made here by emptying it).
     conn = connect(org.db)
-    conn.execute("INSERT INTO services (code, name, created_at) VALUES ('SY', 'Inserted later', '2026-01-01')")
+    on = " ON audit_log" if org.backend == "postgresql" else ""
+    conn.execute(f"DROP TRIGGER audit_log_no_delete{on}")
+    conn.execute("DELETE FROM audit_log")
     conn.commit()
     conn.close()
-    unlogged = verify(org)  # the verifier never writes, so it sees SY unlogged
-    assert before.returncode == 0, before.stderr
-    assert unlogged.returncode == 1 and "record service/SY: stored but never logged" in unlogged.stderr
+    raw_insert(org, "INSERT INTO services (code, name, created_at) VALUES ('SX', 'Inserted', '2026-01-01')")
+    migrated(org).close()  # the first start with the log: every record gets one baseline entry
+    assert {e["action"] for e in entries(org)} == {"baseline"}
+    assert verify(org).returncode == 0
+    # While the log holds nothing but baseline entries, a start still takes stored records as they are.
+    raw_insert(org, "INSERT INTO services (code, name, created_at) VALUES ('SY', 'Inserted later', '2026-01-01')")
     migrated(org).close()
     migrated(org).close()  # a second start adds nothing
     baseline = entries(org, "kind = 'service' AND record_id IN ('SX', 'SY')")
@@ -148,6 +155,21 @@ def test_records_made_without_the_log_get_one_baseline_entry_at_start(org: Org) 
     ]
     assert json.loads(baseline[1]["change"])["after"]["name"] == "Inserted later"
     assert verify(org).returncode == 0
+
+    # Once anything is logged, a record stored without an entry was made behind the log's back: no start
+    # makes it look logged, and the verifier names it.
+    db = migrated(org)
+    try:
+        with db.conn:
+            organisation.add_service(db.conn, "S9", "Logged", agency="A")
+    finally:
+        db.close()
+    head = entries(org)[-1]["seq"]
+    raw_insert(org, "INSERT INTO users (name, role, unit, created_at) VALUES ('mallory', 'admin', NULL, '2026-01-01')")
+    migrated(org).close()
+    assert entries(org)[-1]["seq"] == head
+    found = verify(org)
+    assert found.returncode == 1 and "record user/mallory: stored but never logged" in found.stderr
 
 
 def test_a_write_job_runs_as_the_actor_of_the_code_that_queued_it(org: Org) -> None:
@@ -404,6 +426,9 @@ def test_the_log_filters_by_period_kind_and_actor(api: Api) -> None:
         ({"from": "2026-13-01"}, "from"),
         ({"to": "soon"}, "to"),
         ({"from": "2026-01-01T10:00:00"}, "from"),  # a time without its offset
+        ({"to": "9999-12-31"}, "to"),  # its end lies beyond the last day a date can hold
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from"),  # in UTC, before the first
+        ({"to": "9999-12-31T23:30:00-01:00"}, "to"),  # in UTC, after the last
         ({"kind": "Not a kind"}, "kind"),
         ({"limit": "0"}, "limit"),
         ({"limit": "501"}, "limit"),

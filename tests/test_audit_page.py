@@ -61,6 +61,10 @@ def test_filters_scope_and_refusals(served: tuple[Org, Server]) -> None:
         units = admin.get("/manage/audit", params={"kind": "touchpoint", "lang": "en"})
         bad = admin.get("/manage/audit", params={"from": "yesterday", "lang": "ru"})
         nothing = admin.get("/manage/audit", params={"actor": "nobody-at-all", "lang": "en"})
+        beyond = [
+            admin.get("/manage/audit", params={**bound, "lang": "en"})
+            for bound in ({"to": "9999-12-31"}, {"from": "0001-01-01T00:00:00+01:00"})
+        ]
     seqs = {int(s) for s in re.findall(r'id="entry-(\d+)"', units.text)}
     expected = {row["seq"] for row in rows(org, "SELECT seq FROM audit_log WHERE kind = 'touchpoint'")}
     assert seqs == expected and seqs
@@ -68,6 +72,8 @@ def test_filters_scope_and_refusals(served: tuple[Org, Server]) -> None:
         "field": gettext_for("ru")("From")
     } in bad.text.replace("&#34;", '"')
     assert 'id="no-entries"' in nothing.text
+    for reply, field in zip(beyond, ("To", "From"), strict=True):
+        assert reply.status_code == 400 and f"This filter is not valid: {field}." in reply.text, reply.text[:300]
     with client_for(server, "aud_b") as auditor:
         scoped = auditor.get("/manage/audit", params={"lang": "en"})
     shown = {int(s) for s in re.findall(r'id="entry-(\d+)"', scoped.text)}

@@ -127,12 +127,12 @@ def test_lockout_after_five_failures_holds_even_with_the_right_password(org: Org
             assert reply.status_code == 401 and alert(reply.text) == WRONG["en"]
         ghost = c.post("/manage/login", data={"username": "ghost", "password": "wrong!!!", "_csrf_token": token})
         assert ghost.status_code == 429 and alert(ghost.text) == alert(locked.text)
-        assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'lan2'")) == 5
+        assert len(rows(org, "SELECT * FROM login_attempts WHERE username = 'sign_in/lan2'")) == 5
         # The lockout window itself is under test: only its passing ends the lockout.
         time.sleep(max(0.0, window + 0.5 - (time.monotonic() - last_failure)))
         ok = c.post("/manage/login", data={"username": "lan2", "password": PASSWORD, "_csrf_token": token})
         assert ok.status_code == 303
-        assert rows(org, "SELECT * FROM login_attempts WHERE username = 'lan2'") == []  # a success clears them
+        assert rows(org, "SELECT * FROM login_attempts WHERE username = 'sign_in/lan2'") == []  # a success clears them
 
 
 def test_the_default_lockout_is_five_failures_for_fifteen_minutes(client: httpx.Client, people: Org) -> None:

@@ -21,9 +21,9 @@ from feedback import audit
 from feedback.auth import issue_token, save_user
 from feedback.db import open_database
 from feedback.directory_login import DirectoryUnavailable, ldap_bind
-from feedback.settings import load_settings
+from feedback.settings import SettingsError, load_settings
 from feedback.store import users as user_store
-from feedback.web.manage.auth import ACCOUNT_PATH
+from feedback.web.manage.auth import ACCOUNT_PATH, sign_in_key
 from feedback.web.manage.oidc import CALLBACK_PATH, UnknownKey, verify_id_token
 from tests.conftest import BOTH_BACKENDS, Org, Server, connect, free_port, org_on, rows
 from tests.identity import Directory, OpenIDProvider, missing_node, missing_slapd
@@ -42,11 +42,17 @@ PROVIDER_PEOPLE: dict[str, dict[str, Any]] = {
         "lan.tran": {"email": "Lan@Example.org", "email_verified": True},  # the account "lan", by e-mail
         "olga": {"email": "olga@example.org", "email_verified": True},
         "zoe": {"email": "zoe@example.org", "email_verified": True},
-        "sam": {"email": "sam@example.org", "feedback_role": "viewer", "feedback_unit": "B"},
+        "sam": {"email": "sam@example.org", "email_verified": True, "feedback_role": "viewer", "feedback_unit": "B"},
         "kim": {"email": "kim@example.org", "feedback_role": "auditor", "feedback_unit": "A"},
         "eve": {"email": "eve@example.org", "feedback_role": "superuser", "feedback_unit": "A"},
         "tom": {"email": "tom@example.org", "feedback_role": "viewer", "feedback_unit": "NOPE"},
         "ned": {"email": "ned@example.org"},  # no role or unit claim
+        "minh": {"email": "minh@example.org", "email_verified": True},
+        # The address of the account "thu", not vouched for: no email_verified, or not the boolean true.
+        "vic": {"email": "thu@example.org"},
+        "wes": {"email": "thu@example.org", "email_verified": "false"},
+        "bao": {"email": "bao@example.org", "email_verified": True},  # "bao" is bound to another subject
+        "h.nguyen": {},  # the subject the account "hung" is bound to
     }.items()
 }
 # People in the directory (uid, password, mail).
@@ -148,7 +154,14 @@ def site(shared_org: Org, tmp_path_factory: pytest.TempPathFactory):
     add_account(db, "quy", "viewer", "A", email="quy@example.org", password=LOCAL_PASSWORD)
     add_account(db, "twin.a", "viewer", "A", email="twin@example.org")
     add_account(db, "twin.b", "viewer", "B", email="Twin@example.org")
-    running = start_site(shared_org, tmp_path_factory.mktemp("sso"))
+    add_account(db, "minh", "manager", "A1", email="minh@example.org")
+    add_account(db, "thu", "manager", "A1", email="thu@example.org")
+    add_account(db, "bao", "viewer", "A")
+    add_account(db, "hung", "viewer", "A1")
+    running = start_site(shared_org, tmp_path_factory.mktemp("sso"), FEEDBACK_LDAP_MATCH_EMAIL="1")
+    if running.provider is not None:
+        bind_subject(shared_org, "bao", f"{running.provider.issuer} someone-else")
+        bind_subject(shared_org, "hung", f"{running.provider.issuer} h.nguyen")
     yield running
     stop_site(running)
 
@@ -160,6 +173,7 @@ def claims_site(backend: str, tmp_path_factory: pytest.TempPathFactory):
     org = org_on(backend, folder)
     add_account(org.db, "kim", "manager", "A1", email="kim@example.org", token=True)
     add_account(org.db, "ned", "manager", "A1", email="ned@example.org")
+    add_account(org.db, "hoang", "viewer", "A", email="hoang@example.org")  # not matched by the directory's mail
     running = start_site(
         org,
         folder,
@@ -228,6 +242,20 @@ def user_row(org: Org, name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def subject_of(org: Org, name: str) -> str | None:
+    return rows(org, "SELECT oidc_subject FROM users WHERE name = ?", (name,))[0]["oidc_subject"]
+
+
+def bind_subject(org: Org, name: str, subject: str) -> None:
+    """An account already bound to a person at the provider (its issuer and `sub`)."""
+    conn = connect(org.db)
+    try:
+        conn.execute("UPDATE users SET oidc_subject = ? WHERE name = ?", (subject, name))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def last_logged_state(org: Org, kind: str, record_id: str) -> dict[str, Any] | None:
     found = rows(
         org,
@@ -246,7 +274,7 @@ def stored_state(org: Org, kind: str, record_id: str) -> dict[str, Any] | None:
 
 
 def attempts(org: Org, key: str) -> int:
-    return rows(org, "SELECT count(*) AS n FROM login_attempts WHERE username = ?", (key,))[0]["n"]
+    return rows(org, "SELECT count(*) AS n FROM login_attempts WHERE username = ?", (sign_in_key(key),))[0]["n"]
 
 
 # -- the sign-in page -------------------------------------------------------------------------------------
@@ -284,20 +312,61 @@ def test_without_a_provider_the_page_offers_none(start_server: Any, org: Org) ->
 
 
 def test_a_person_signed_in_at_the_provider_gets_a_session_of_the_matching_account(site: Site) -> None:
-    before = sessions_of(site.org, "mai")
+    before = sessions_of(site.org, "minh")
     with client() as http:
-        reply = provider_sign_in(http, site, "mai", PROVIDER_PEOPLE["mai"]["password"])
+        reply = provider_sign_in(http, site, "minh", PROVIDER_PEOPLE["minh"]["password"])
         assert reply.status_code == 200, reply.text[:500]
         assert str(reply.url) == f"{site.url}/manage/actions"  # the page asked for
         callback = reply.history[-1]
         assert callback.url.path == CALLBACK_PATH and callback.status_code == 303
         assert http.get(f"{site.url}/manage/actions", follow_redirects=False).status_code == 200
-    assert sessions_of(site.org, "mai") == before + 1
-    entry = sign_in_entries(site.org, "mai")[-1]
-    assert entry["change"]["after"] == {"user": "mai", "method": "oidc"}
-    assert (entry["actor_kind"], entry["actor_id"]) == ("user", "mai")
-    # The local password is untouched: the provider's sign-in sets none.
-    assert user_row(site.org, "mai")["password_hash"]
+    assert sessions_of(site.org, "minh") == before + 1
+    entry = sign_in_entries(site.org, "minh")[-1]
+    assert entry["change"]["after"] == {"user": "minh", "method": "oidc"}
+    assert (entry["actor_kind"], entry["actor_id"]) == ("user", "minh")
+    assert user_row(site.org, "minh")["password_hash"] is None  # the provider's sign-in sets none
+    # The first match binds the account to the provider's person (issuer and sub), logged as a change.
+    assert subject_of(site.org, "minh") == f"{site.provider.issuer} minh"
+    assert last_logged_state(site.org, "user", "minh") == stored_state(site.org, "user", "minh")
+
+
+def test_an_account_with_a_local_password_is_not_signed_in_through_the_provider(site: Site) -> None:
+    before = sessions_of(site.org, "mai")
+    with client() as http:
+        reply = provider_sign_in(http, site, "mai", PROVIDER_PEOPLE["mai"]["password"])
+        assert http.get(f"{site.url}/manage/actions", follow_redirects=False).status_code == 303
+    assert reply.status_code == 403
+    assert alert(reply.text) == f"The account mai signs in with its own password here, not through {PROVIDER}."
+    assert sessions_of(site.org, "mai") == before
+    assert subject_of(site.org, "mai") is None
+
+
+@pytest.mark.parametrize("login", ["vic", "wes"])
+def test_an_e_mail_address_the_provider_does_not_vouch_for_matches_no_account(site: Site, login: str) -> None:
+    with client() as http:
+        reply = provider_sign_in(http, site, login, PROVIDER_PEOPLE[login]["password"])
+    assert reply.status_code == 403
+    assert alert(reply.text) == (
+        f"{login} signed in at {PROVIDER}, but has no account here. Ask an administrator to create one."
+    )
+    assert sessions_of(site.org, "thu") == 0 and subject_of(site.org, "thu") is None
+
+
+def test_an_account_bound_to_another_person_at_the_provider_is_refused(site: Site) -> None:
+    with client() as http:
+        reply = provider_sign_in(http, site, "bao", PROVIDER_PEOPLE["bao"]["password"])
+    assert reply.status_code == 403
+    assert alert(reply.text) == f"The account bao is linked to another person at {PROVIDER}. Ask an administrator."
+    assert sessions_of(site.org, "bao") == 0
+    assert subject_of(site.org, "bao") == f"{site.provider.issuer} someone-else"
+
+
+def test_a_bound_account_is_matched_by_the_providers_subject_first(site: Site) -> None:
+    with client() as http:
+        reply = provider_sign_in(http, site, "h.nguyen", PROVIDER_PEOPLE["h.nguyen"]["password"])
+        assert reply.status_code == 200 and reply.url.path == "/manage/actions", alert(reply.text)
+    assert sign_in_entries(site.org, "hung")[-1]["change"]["after"] == {"user": "hung", "method": "oidc"}
+    assert user_row(site.org, "h.nguyen") is None
 
 
 def test_a_person_is_matched_by_e_mail_in_any_case(site: Site) -> None:
@@ -411,6 +480,7 @@ def test_autocreate_makes_an_account_with_the_claims_role_and_unit(claims_site: 
         "sam@example.org",
         None,
     )
+    assert subject_of(org, "sam") == f"{claims_site.provider.issuer} sam"  # bound from the start
     entry = rows(org, "SELECT actor_kind, actor_id, action FROM audit_log WHERE kind = 'user' AND record_id = 'sam'")
     assert [(e["actor_kind"], e["actor_id"], e["action"]) for e in entry] == [("user", "sam", "create")]
     assert last_logged_state(org, "user", "sam") == stored_state(org, "user", "sam")
@@ -581,6 +651,37 @@ def test_autocreate_makes_an_account_for_a_directory_person(claims_site: Site) -
     assert last_logged_state(org, "user", "nina") == stored_state(org, "user", "nina")
     assert sign_in_entries(org, "nina")[-1]["change"]["after"]["method"] == "ldap"
     assert sign_in_entries(org, "nina")[-1]["change"]["after"]["pending"]  # the second factor still owed
+
+
+def test_the_directory_matches_by_user_name_only_unless_e_mail_matching_is_on(claims_site: Site) -> None:
+    org = claims_site.org
+    with client() as http:
+        reply = directory_sign_in_form(http, claims_site, "d.hoang", directory_password("d.hoang"))
+    assert reply.status_code == 303, alert(reply.text)
+    # The entry's mail is hoang@example.org, the address of the account "hoang": not matched, a new account.
+    assert sessions_of(org, "hoang") == 0
+    assert sign_in_entries(org, "d.hoang")[-1]["change"]["after"]["method"] == "ldap"
+
+
+def test_a_plain_ldap_url_off_this_host_needs_starttls() -> None:
+    def settings(url: str, **more: str) -> Any:
+        environ = {"FEEDBACK_LDAP_URL": url, "FEEDBACK_LDAP_USER_DN": "uid={username},dc=x", **more}
+        return load_settings(environ, keep_secret=False)
+
+    with pytest.raises(SettingsError, match="^FEEDBACK_LDAP_URL: .*FEEDBACK_LDAP_STARTTLS"):
+        settings("ldap://ldap.example.org")
+    assert settings("ldap://ldap.example.org", FEEDBACK_LDAP_STARTTLS="1").ldap_starttls
+    for url in ("ldaps://ldap.example.org", "ldap://127.0.0.1:3890", "ldap://localhost", "ldap://[::1]:389"):
+        assert settings(url).ldap_url == url
+
+
+def test_starttls_that_the_directory_cannot_start_never_sends_the_password(site: Site) -> None:
+    directory = site.need_directory()
+    environ = {**directory.settings(), "FEEDBACK_LDAP_STARTTLS": "1"}
+    binds = directory.log().count('BIND dn="uid=dai,')
+    with pytest.raises(DirectoryUnavailable):
+        ldap_bind(load_settings(environ, keep_secret=False), "dai", directory_password("dai"))
+    assert directory.log().count('BIND dn="uid=dai,') == binds
 
 
 def test_an_unreachable_directory_is_said_so_and_an_empty_password_never_connects() -> None:

@@ -4,12 +4,15 @@ authenticator app computes them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyotp
@@ -20,10 +23,11 @@ from playwright.sync_api import Browser
 
 from feedback.i18n import translations
 from feedback.settings import SettingsError, load_settings
+from feedback.store import users as user_store
 from feedback.web.manage import account, users
 from feedback.web.manage.layout import TEMPLATES
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, rows, run_cli
-from tests.manage_helpers import add_user, sign_in
+from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, poll_until, rows, run_cli
+from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
 
@@ -199,6 +203,14 @@ def test_wrong_codes_are_limited_like_passwords_even_when_sent_at_once(org: Org,
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         password_step(client, srv, "lim")
         secret = enrol(client).secret
+    # A name typed into the sign-in form counts against that name only: typing "2fa/lim" there, however
+    # often, leaves lim's count of wrong codes alone.
+    with httpx.Client(base_url=srv.url, timeout=30) as stranger:
+        form = {"username": "2FA/lim", "password": "guess", "_csrf_token": csrf_token(stranger)}
+        assert [stranger.post("/manage/login", data=form).status_code for _ in range(4)] == [401] * 3 + [429]
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        password_step(client, srv, "lim")
+        assert post(client, "/manage/login/code", code=now_code(secret, 1)).status_code == 303
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         password_step(client, srv, "lim")
         cookies = dict(client.cookies)
@@ -244,12 +256,57 @@ def test_required_for_admins_forces_enrolment_before_anything_else(org: Org, sta
         assert client.cookies["fb_session"] != waiting
         assert 'href="/manage/admin/users"' in enrolled.shown.text
         assert client.get("/manage/admin/users").status_code == 200
+        # The full session is a sign-in of its own in the log, the code set up its method.
+        [opened] = rows(org, "SELECT sid FROM sessions WHERE \"user\" = 'chief'")
+        [signed_in] = rows(
+            org,
+            "SELECT record_id, actor_kind, actor_id, change FROM audit_log"
+            " WHERE kind = 'session' AND action = 'sign_in' ORDER BY seq DESC LIMIT 1",
+        )
+        assert signed_in["record_id"] == opened["sid"]
+        assert (signed_in["actor_kind"], signed_in["actor_id"]) == ("user", "chief")
+        assert json.loads(signed_in["change"])["after"] == {"user": "chief", "method": "totp"}
     with httpx.Client(base_url=srv.url, timeout=30, cookies={"fb_session": waiting}) as stale:
         assert stale.get("/manage/account").status_code == 303
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         assert password_step(client, srv, "chief", "/manage/") == "/manage/login/code?next=/manage/"
         assert post(client, "/manage/login/code", code=now_code(enrolled.secret, 1)).status_code == 303
         assert client.get("/manage/admin/users").status_code == 200
+
+
+def test_a_set_up_does_not_sign_in_a_waiting_session_revoked_meanwhile(org: Org, start_server) -> None:
+    add_user(org.db, "boss", PASSWORD, "admin", lang="en")
+    srv = start_server(org.db, feedback_require_2fa="admin", feedback_jobs="0")
+    store = srv.app.state.store
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        assert password_step(client, srv, "boss", "/manage/") == "/manage/account?next=/manage/"
+        page = client.get(post(client, "/manage/account/2fa/setup", next="/manage/").headers["location"])
+        secret = re.search(r'id="totp-secret">([^<]+)<', page.text).group(1).replace(" ", "")
+        # An administrator signs the waiting session out in a write that is still running when the code
+        # arrives: the request reads the session as it was, its own write comes after the sign-out.
+        revoking, release = threading.Event(), threading.Event()
+
+        def revoke(conn: Any) -> None:
+            user_store.end_sessions_of(conn, "boss")
+            revoking.set()
+            release.wait(30)
+
+        held = asyncio.run_coroutine_threadsafe(store.write(revoke), srv._loop)
+        assert revoking.wait(30)
+        answers: list[httpx.Response] = []
+        confirm = threading.Thread(
+            target=lambda: answers.append(post(client, "/manage/account/2fa/confirm", code=now_code(secret)))
+        )
+        confirm.start()
+        poll_until(lambda: store._jobs.qsize() > 0, what="the set-up's write queued behind the sign-out")
+        release.set()
+        held.result(30)
+        confirm.join(30)
+    [answer] = answers
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/manage/login"), answer.text[:300]
+    assert rows(org, 'SELECT "user" FROM sessions WHERE "user" = \'boss\'') == []
+    assert rows(org, "SELECT totp_secret FROM users WHERE name = 'boss'") == [{"totp_secret": None}]
+    assert audit_entries(org, "boss", "2fa_enabled") == []
 
 
 def test_the_audit_log_still_verifies_after_all_of_it(server: Server, people: Org) -> None:

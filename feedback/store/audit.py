@@ -128,6 +128,11 @@ def page(
     return all_rows(conn, f"{_SELECT}{clause} ORDER BY seq DESC LIMIT ?", (*params, limit))
 
 
+def has_entries_besides(conn: Connection, action: str) -> bool:
+    """Whether the log holds an entry whose action is not `action`."""
+    return scalar(conn, "SELECT 1 FROM audit_log WHERE action <> ? LIMIT 1", (action,)) is not None
+
+
 def logged_records(conn: Connection, kind: str) -> set[str]:
     """The record ids of `kind` that have at least one entry."""
     return {

@@ -290,7 +290,8 @@ def forget_target(conn: Connection, row_id: int) -> None:
 
 def withdraw(conn: Connection, dedupe_keys: Sequence[str]) -> int:
     """Take back deliveries whose recipient may no longer be written to (a contact erased): rows not yet
-    delivered are deleted, their keys kept as pruned ones are (so nothing queues them again), and rows
+    delivered are deleted, and every key given is kept as pruned ones are, whether a row was there or
+    not (so nothing queues it later, not even a sender that read the contact just before), and rows
     already sent or given up lose their address and payload. Returns how many were still to be sent."""
     if not dedupe_keys:
         return 0
@@ -300,12 +301,30 @@ def withdraw(conn: Connection, dedupe_keys: Sequence[str]) -> int:
         tuple(dedupe_keys),
     ).fetchall()
     conn.executemany(
-        "INSERT INTO outbox_pruned (key) VALUES (?) ON CONFLICT (key) DO NOTHING", [(key_digest(k),) for (k,) in keys]
+        "INSERT INTO outbox_pruned (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
+        [(key_digest(k),) for k in dict.fromkeys(dedupe_keys)],
     )
     conn.execute(
         f"UPDATE outbox SET target = '(purged)', payload = '{{}}' WHERE {where} AND target != '(purged)'",
         tuple(dedupe_keys),
     )
+    return len(keys)
+
+
+def withdraw_events(conn: Connection, event_ids: Sequence[str]) -> int:
+    """Take back every delivery of these events, whatever the channel (the personal data they carry was
+    erased): rows not yet sent are deleted, their keys kept as pruned ones are, and rows already sent or
+    given up lose their payload. Returns how many were still to be sent."""
+    if not event_ids:
+        return 0
+    where = f"event_id IN ({marks(event_ids)})"
+    keys = conn.execute(
+        f"DELETE FROM outbox WHERE {where} AND {PENDING} RETURNING dedupe_key", tuple(event_ids)
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO outbox_pruned (key) VALUES (?) ON CONFLICT (key) DO NOTHING", [(key_digest(k),) for (k,) in keys]
+    )
+    conn.execute(f"UPDATE outbox SET payload = '{{}}' WHERE {where} AND payload != '{{}}'", tuple(event_ids))
     return len(keys)
 
 

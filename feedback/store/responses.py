@@ -494,13 +494,20 @@ def ids_with_receipt(conn: Connection, receipt: str) -> list[str]:
 
 
 def set_erased(
-    conn: Connection, response_id: str, answers: str, case_ref: str | None, officer: str | None, erased: str
+    conn: Connection,
+    response_id: str,
+    answers: str,
+    case_ref: str | None,
+    officer: str | None,
+    erased: str,
+    content_hash: str,
 ) -> None:
     """Write what is left of a response once personal data is erased: its answers (free text replaced by
-    the marker), case reference, officer code and the list of what was erased."""
+    the marker), case reference, officer code, the list of what was erased and a content hash that no
+    longer comes from the submission."""
     conn.execute(
-        "UPDATE responses SET answers = ?, case_ref = ?, officer = ?, erased = ? WHERE id = ?",
-        (answers, case_ref, officer, erased, response_id),
+        "UPDATE responses SET answers = ?, case_ref = ?, officer = ?, erased = ?, content_hash = ? WHERE id = ?",
+        (answers, case_ref, officer, erased, content_hash, response_id),
     )
 
 

@@ -206,7 +206,11 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("totp_enabled_at", "text"),
             Column("recovery_codes", "text"),
             Column("last_totp_step", "integer"),
+            # The OpenID provider's person this account is bound to ("<iss> <sub>", set at the first
+            # sign-in through the provider): matched first, and no other person signs in as it.
+            Column("oidc_subject", "text"),
         ],
+        [Index(["oidc_subject"], unique=True, name="users_oidc_subject")],
         core=True,
     ),
     Table(
@@ -441,6 +445,7 @@ CORE_SCHEMA: tuple[Table, ...] = (
         ],
         [
             Index(["channel", "delivered_at", "next_attempt_at"], name="outbox_pending"),
+            Index(["event_id"], name="outbox_event"),  # an erasure takes back its response's deliveries
         ],
         core=True,
     ),

@@ -96,13 +96,18 @@ def set_password_hash(conn: Connection, name: str, password_hash: str, *, sign_o
         end_sessions_of(conn, name)
 
 
+_SIGN_IN_COLUMNS = "name, role, unit, lang, password_hash, oidc_subject, coalesce(disabled, 0) AS disabled"
+
+
 def sign_in_record(conn: Connection, name: str) -> dict[str, Any] | None:
-    """What a sign-in checks: name, role, unit, lang, password_hash and disabled, or None."""
-    found = first_row(
-        conn,
-        "SELECT name, role, unit, lang, password_hash, coalesce(disabled, 0) AS disabled FROM users WHERE name = ?",
-        (name,),
-    )
+    """What a sign-in checks: name, role, unit, lang, password_hash, oidc_subject and disabled, or None."""
+    found = first_row(conn, f"SELECT {_SIGN_IN_COLUMNS} FROM users WHERE name = ?", (name,))
+    return {**found, "disabled": bool(found["disabled"])} if found else None
+
+
+def sign_in_record_by_subject(conn: Connection, subject: str) -> dict[str, Any] | None:
+    """What a sign-in checks (as `sign_in_record`) of the user bound to this OpenID subject, or None."""
+    found = first_row(conn, f"SELECT {_SIGN_IN_COLUMNS} FROM users WHERE oidc_subject = ?", (subject,))
     return {**found, "disabled": bool(found["disabled"])} if found else None
 
 
@@ -110,11 +115,15 @@ def sign_in_records_by_email(conn: Connection, email: str) -> list[dict[str, Any
     """What a sign-in checks (as `sign_in_record`) of every user with this e-mail address, in any case."""
     found = all_rows(
         conn,
-        "SELECT name, role, unit, lang, password_hash, coalesce(disabled, 0) AS disabled FROM users"
-        " WHERE lower(email) = lower(?) ORDER BY name",
+        f"SELECT {_SIGN_IN_COLUMNS} FROM users WHERE lower(email) = lower(?) ORDER BY name",
         (email,),
     )
     return [{**row, "disabled": bool(row["disabled"])} for row in found]
+
+
+def bind_subject(conn: Connection, name: str, subject: str) -> None:
+    """Bind the user to an OpenID provider's person ("<iss> <sub>")."""
+    conn.execute("UPDATE users SET oidc_subject = ? WHERE name = ?", (subject, name))
 
 
 # -- API tokens --------------------------------------------------------------------------------------

@@ -74,9 +74,10 @@ def parse_moment(value: str | None, field: str, *, end: bool = False) -> str | N
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 raise ValueError(value)
-    except ValueError:
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a bound past the first or last day a date can hold
         raise InvalidInput(f"{field}: a day (YYYY-MM-DD) or an RFC 3339 time with its offset", field) from None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return moment.isoformat(timespec="microseconds")
 
 
 def parse_query(

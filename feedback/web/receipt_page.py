@@ -338,7 +338,7 @@ class ReceiptPageController(Controller):
                 403,
             )
         snapshot = await fresh_snapshot(state)
-        with audit.acting_as(audit.Actor("citizen", key)):
+        with audit.acting_as(audit.citizen(key)):
             await state.store.write(lambda conn: erasure.erase_receipt(conn, snapshot, key))
         query = f"?lang={lang}" if request.query_params.get("lang") in LANGUAGES else ""
         return Redirect(f"{PREFIX}/{quote(key, safe='')}{query}", status_code=303)

@@ -46,12 +46,13 @@ from feedback.web.manage.auth import (
     session_cookie,
     session_digest,
     session_principal,
+    sign_in_key,
     start_session,
 )
 from feedback.web.security import Principal
 
 # The ledger key of a user's second-step guesses: apart from its passwords' (a right password must not
-# wipe wrong codes), and no user name can take it (names hold no "/").
+# wipe wrong codes); a name typed at sign-in counts under its own prefix (`sign_in_key`), never here.
 CODE_KEY_PREFIX = "2fa/"
 NOTICES = {
     "disabled": "Two-factor sign-in is off.",
@@ -68,7 +69,7 @@ def _code_key(name: str) -> str:
 
 
 def _password_key(name: str) -> str:
-    return name.strip().lower()[:MAX_FIELD]  # the sign-in form's key: one count for every password
+    return sign_in_key(name)  # the sign-in form's key: one count for every password
 
 
 async def account_user(request: Request, state: State) -> Principal:
@@ -319,12 +320,18 @@ async def setup_confirm(request: Request, state: State, principal: NamedDependen
     agent = await asyncio.to_thread(sessions.agent_summary, request.headers.get("user-agent"))
 
     def enable(conn: Connection) -> bool:
+        # The session this request read may have been signed out (or have run out) since: checked again
+        # in the write, so a revoked session neither switches TOTP on nor becomes a signed-in one.
+        still = user_store.session(conn, row["digest"])
+        if still is None or still["stage"] != row["stage"] or still["expires_at"] <= now.isoformat():
+            raise Unauthorized("session: signed out meanwhile", "session")
         if not two_factor.enable(conn, principal.user, sealed, step, hashed, now):
             return False  # switched on meanwhile (another tab)
         user_store.set_totp_pending(conn, row["digest"], None)
         if enrolling:
             user_store.end_session(conn, row["digest"])
             until = now + timedelta(hours=settings.session_hours)
+            sid = sessions.new_sid()
             user_store.open_session(
                 conn,
                 session_digest(fresh),
@@ -332,12 +339,20 @@ async def setup_confirm(request: Request, state: State, principal: NamedDependen
                 now.isoformat(),
                 until.isoformat(),
                 row["lang"],
-                sid=sessions.new_sid(),
+                sid=sid,
                 user_agent=agent,
             )
+            # A sign-in like any other (see `start_session`): the code just set up was its second step.
+            after = {"user": principal.user, "method": "totp"}
+            audit.record(conn, "session", sid, "sign_in", after=after, unit=row["unit"])
         return True
 
-    if not await state.store.write(enable):
+    try:
+        with audit.acting_as(_actor(row)):
+            enabled = await state.store.write(enable)
+    except Unauthorized:
+        return Redirect(f"{LOGIN_PATH}?next={quote(next_path, safe='/')}", status_code=303)
+    if not enabled:
         return _back(next_path if enrolling else None, anchor="#two-factor")
     response = _codes_page(request, codes, next_path if enrolling else ACCOUNT_PATH)
     if enrolling:

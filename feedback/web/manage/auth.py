@@ -258,8 +258,15 @@ def safe_next(value: str | None) -> str:
 # -- sign-in, lockout, sign-out ---------------------------------------------------------------
 
 
-def _lock_key(username: str) -> str:
-    return username.strip().lower()[:MAX_FIELD]
+#: The prefix of a name's sign-in ledger key (the password form, the directory, the provider): a key space
+#: of its own, so no name typed into the form reaches another kind of key, such as a user's count of wrong
+#: second-step codes ("2fa/NAME").
+SIGN_IN_KEY_PREFIX = "sign_in/"
+
+
+def sign_in_key(username: str) -> str:
+    """The ledger key that counts the sign-ins of a name, whatever the name holds."""
+    return SIGN_IN_KEY_PREFIX + username.strip().lower()[:MAX_FIELD]
 
 
 async def _reserve_attempt(state: State, key: str, now: datetime) -> int | None:
@@ -311,7 +318,7 @@ async def login(request: Request, state: State) -> Response:
     settings = state.settings
     _ = layout.translator(request)
     now = _now()
-    key = _lock_key(username)
+    key = sign_in_key(username)
     attempt = await _reserve_attempt(state, key, now)
     if attempt is None:
         # Locked before anything is looked up: the same answer whether or not the name exists.

@@ -34,7 +34,7 @@ from feedback import directory_login
 from feedback.directory_login import Refusal
 from feedback.store import users as user_store
 from feedback.web.manage import layout
-from feedback.web.manage.auth import HOME_PATH, LOGIN_PATH, MAX_FIELD, safe_next, start_session
+from feedback.web.manage.auth import HOME_PATH, LOGIN_PATH, safe_next, sign_in_key, start_session
 
 START_PATH = LOGIN_PATH + "/oidc"
 CALLBACK_PATH = START_PATH + "/callback"
@@ -329,7 +329,7 @@ async def _sign_in(request: Request, state: State, identity: directory_login.Ide
     """Match the provider's person to an account and open its session; refusals count as failed sign-ins
     of the name, so the lockout of the password form holds here too."""
     settings = state.settings
-    key = identity.who.strip().lower()[:MAX_FIELD]
+    key = sign_in_key(identity.who)
     now = datetime.now(UTC)
     window = timedelta(minutes=settings.lockout_minutes)
     attempt = await state.store.write(
