@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -235,7 +234,7 @@ def stored_hash(digest: str, salt: str | None = None) -> str:
     """What `responses.content_hash` keeps of a submission's `content_hash`: salted with 16 random bytes
     (`salt$hash`). Every digest of the row (the audit log's, the seals') covers this value, and an
     erasure replaces it (`feedback.erasure`), so none of them can be rebuilt from guessed erased values."""
-    salt = secrets.token_hex(16) if salt is None else salt
+    salt = _random.take(16).hex() if salt is None else salt  # the pool: no system call per response
     return f"{salt}${hashlib.sha256(f'{salt}${digest}'.encode()).hexdigest()}"
 
 
