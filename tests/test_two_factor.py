@@ -298,7 +298,7 @@ def test_a_set_up_does_not_sign_in_a_waiting_session_revoked_meanwhile(org: Org,
             target=lambda: answers.append(post(client, "/manage/account/2fa/confirm", code=now_code(secret)))
         )
         confirm.start()
-        poll_until(lambda: store._jobs.qsize() > 0, what="the set-up's write queued behind the sign-out")
+        poll_until(lambda: store.queue_depth > 0, what="the set-up's write queued behind the sign-out")
         release.set()
         held.result(30)
         confirm.join(30)
