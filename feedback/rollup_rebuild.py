@@ -102,7 +102,7 @@ def rebuild(
         summary.responses += responses
         summary.suspect += suspect
         report("reading responses", done, steps, summary.responses)
-    dialect.of(conn).rebuild_clear(conn, date_from, date_to)
+    response_store.clear_rollups(conn, date_from, date_to)
     for done, table in enumerate(response_store.ROLLUP_TABLES, start=len(chunks) + 1):
         summary.tables[table] = dialect.of(conn).rebuild_fill(conn, table)
         report(f"writing {table}", done, steps, summary.responses)

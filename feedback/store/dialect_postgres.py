@@ -17,7 +17,7 @@ from typing import Any
 
 from feedback.models import INFORMATIONAL_FLAGS
 from feedback.store import Connection, all_rows, scalar, where_equal
-from feedback.store.responses import BROWSE_COLUMNS, FILTER_COLUMNS, ROLLUP_MEASURES, ROLLUP_TABLES
+from feedback.store.responses import BROWSE_COLUMNS, FILTER_COLUMNS, ROLLUP_MEASURES
 
 #: The advisory lock key every write transaction takes (any constant; "feedback" in ASCII).
 WRITER_LOCK = 0x66656564626B
@@ -405,16 +405,6 @@ def rebuild_stage(conn: Connection, chunk: dict[str, Any], staged: int) -> tuple
         (staged,),
     ).fetchone()
     return last or staged, responses, suspect
-
-
-def rebuild_clear(conn: Connection, date_from: str | None, date_to: str | None) -> None:
-    for table in ROLLUP_TABLES:
-        if date_from is None and date_to is None:
-            conn.execute(f"DELETE FROM {table}")
-        else:
-            conn.execute(
-                f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", (date_from or FIRST_DAY, date_to or LAST_DAY)
-            )
 
 
 def rebuild_fill(conn: Connection, table: str) -> int:

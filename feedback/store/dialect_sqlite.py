@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from feedback.models import INFORMATIONAL_FLAGS
 from feedback.store import Connection, all_rows, scalar, where_equal
-from feedback.store.responses import BROWSE_COLUMNS, FILTER_COLUMNS, ROLLUP_MEASURES, ROLLUP_TABLES
+from feedback.store.responses import BROWSE_COLUMNS, FILTER_COLUMNS, ROLLUP_MEASURES
 
 
 def applied_migrations(conn: Connection) -> int:
@@ -290,17 +290,6 @@ def rebuild_stage(conn: Connection, chunk: dict[str, Any], staged: int) -> tuple
         (staged,),
     ).fetchone()
     return last or staged, responses, suspect
-
-
-def rebuild_clear(conn: Connection, date_from: str | None, date_to: str | None) -> None:
-    """Empty the rollup tables (only the days of the period when one is given)."""
-    for table in ROLLUP_TABLES:
-        if date_from is None and date_to is None:
-            conn.execute(f"DELETE FROM {table}")
-        else:
-            conn.execute(
-                f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", (date_from or FIRST_DAY, date_to or LAST_DAY)
-            )
 
 
 def rebuild_fill(conn: Connection, table: str) -> int:

@@ -8,6 +8,9 @@ from typing import Any
 from feedback.store import Connection, all_rows, first_row, marks, scalar, where_equal
 from feedback.store.errors import GuessedWrong
 
+#: What every rollup table counts per row, in this order (the schema, upserts, sums and rebuilds use it).
+ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
+
 # -- one response ----------------------------------------------------------------------------------
 
 
@@ -135,7 +138,6 @@ def expired_contacts(conn: Connection, cutoff: str, now: str) -> list[str]:
 # -- rollups: each response counted in as it is stored -------------------------------------------------
 
 # What a rollup row adds up, in the order add_to_rollups passes the values.
-ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
 
 
 def rollup_upsert(table: str, key: tuple[str, ...]) -> str:
@@ -382,11 +384,23 @@ BROWSE_COLUMNS = (
     " occurred_at, day, level, satisfied, dissatisfied, flags, case_ref, case_verified, erased"
 )
 ROLLUP_TABLES = ("rollups", "rollups_unit_day", "heatmap_rollups", "rollup_indicators")
+
+
+def clear_rollups(conn: Connection, date_from: str | None, date_to: str | None) -> None:
+    """Empty the rollup tables (only the days from `date_from` to `date_to` when either is given)."""
+    for table in ROLLUP_TABLES:
+        if date_from is None and date_to is None:
+            conn.execute(f"DELETE FROM {table}")
+        else:
+            conn.execute(
+                f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", (date_from or "0000-00-00", date_to or "9999-99-99")
+            )
+
+
 FILTER_COLUMNS = frozenset({"service", "touchpoint", "level", "survey", "channel", "officer"})
 
 
 # The summed rollup columns, in the order `rollup_groups` returns them.
-ROLLUP_MEASURES = ("n", "satisfied", "dissatisfied", "score_n", "score_sum", "l1", "l2", "l3", "l4", "l5", "suspect")
 _SUM_MEASURES = ", ".join(f"sum({name})" for name in ROLLUP_MEASURES)
 _GROUPS = {
     "unit": "unit",

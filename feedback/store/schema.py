@@ -10,7 +10,19 @@ Columns that hold JSON are `text` here (the core encodes them itself), flags tha
 
 from __future__ import annotations
 
+from feedback.store.responses import ROLLUP_MEASURES
 from feedback.store.tables import Column, Index, Table
+
+
+def measure_columns() -> list[Column]:
+    """The columns of ROLLUP_MEASURES: counts, and the sum of scores."""
+    return [
+        Column(m, "real", nullable=False, default=0.0)
+        if m == "score_sum"
+        else Column(m, "integer", nullable=False, default=0)
+        for m in ROLLUP_MEASURES
+    ]
+
 
 CORE_SCHEMA: tuple[Table, ...] = (
     Table(
@@ -148,17 +160,7 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("day", "text", primary_key=True),
             Column("service", "text", primary_key=True),
             Column("touchpoint", "text", primary_key=True),
-            Column("n", "integer", nullable=False, default=0),
-            Column("satisfied", "integer", nullable=False, default=0),
-            Column("dissatisfied", "integer", nullable=False, default=0),
-            Column("score_n", "integer", nullable=False, default=0),
-            Column("score_sum", "real", nullable=False, default=0.0),
-            Column("l1", "integer", nullable=False, default=0),
-            Column("l2", "integer", nullable=False, default=0),
-            Column("l3", "integer", nullable=False, default=0),
-            Column("l4", "integer", nullable=False, default=0),
-            Column("l5", "integer", nullable=False, default=0),
-            Column("suspect", "integer", nullable=False, default=0),
+            *measure_columns(),
         ],
         core=True,
     ),
@@ -292,17 +294,7 @@ CORE_SCHEMA: tuple[Table, ...] = (
         [
             Column("unit", "text", primary_key=True),
             Column("day", "text", primary_key=True),
-            Column("n", "integer", nullable=False, default=0),
-            Column("satisfied", "integer", nullable=False, default=0),
-            Column("dissatisfied", "integer", nullable=False, default=0),
-            Column("score_n", "integer", nullable=False, default=0),
-            Column("score_sum", "real", nullable=False, default=0.0),
-            Column("l1", "integer", nullable=False, default=0),
-            Column("l2", "integer", nullable=False, default=0),
-            Column("l3", "integer", nullable=False, default=0),
-            Column("l4", "integer", nullable=False, default=0),
-            Column("l5", "integer", nullable=False, default=0),
-            Column("suspect", "integer", nullable=False, default=0),
+            *measure_columns(),
         ],
         core=True,
     ),
@@ -470,17 +462,7 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("unit", "text", primary_key=True),
             Column("day", "text", primary_key=True),
             Column("hour", "integer", primary_key=True),
-            Column("n", "integer", nullable=False, default=0),
-            Column("satisfied", "integer", nullable=False, default=0),
-            Column("dissatisfied", "integer", nullable=False, default=0),
-            Column("score_n", "integer", nullable=False, default=0),
-            Column("score_sum", "real", nullable=False, default=0.0),
-            Column("l1", "integer", nullable=False, default=0),
-            Column("l2", "integer", nullable=False, default=0),
-            Column("l3", "integer", nullable=False, default=0),
-            Column("l4", "integer", nullable=False, default=0),
-            Column("l5", "integer", nullable=False, default=0),
-            Column("suspect", "integer", nullable=False, default=0),
+            *measure_columns(),
         ],
         core=True,
     ),
