@@ -200,16 +200,23 @@ class Catalog:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
         self.reloading = False
+        self._reloading_from = 0  # the invalidation count when the reload under way was asked for
+        self._snapshot_from = 0  # the invalidation count when the snapshot held began loading
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
     def needs_reload(self) -> bool:
-        """Stale and nobody reloading yet: only one request pays for a reload, the rest go on."""
-        if self.reloading or time.monotonic() - self._loaded_at <= self.ttl:
+        """Stale and nobody reloading yet: only one request pays for a reload, the rest go on. A reload
+        begun before the latest invalidation may read what the change replaced, so the first request
+        after it starts one more (a caller's next request sees its own change)."""
+        if self.reloading and self._reloading_from == self._invalidations:
+            return False
+        if not self.reloading and time.monotonic() - self._loaded_at <= self.ttl:
             return False
         self.reloading = True
+        self._reloading_from = self._invalidations
         return True
 
     def reload(self, conn: Connection) -> Snapshot:
@@ -217,9 +224,10 @@ class Catalog:
         try:
             snapshot = load_snapshot(conn, self.plugins)
             with self._lock:
-                self._snapshot = snapshot
-                # Invalidated while loading: what was read may predate the change, so stay stale.
-                self._loaded_at = time.monotonic() if invalidations == self._invalidations else 0.0
+                if invalidations >= self._snapshot_from:  # an older load finishing last never wins
+                    self._snapshot, self._snapshot_from = snapshot, invalidations
+                    # Invalidated while loading: what was read may predate the change, so stay stale.
+                    self._loaded_at = time.monotonic() if invalidations == self._invalidations else 0.0
         finally:
             self.reloading = False
         return self._snapshot
