@@ -105,6 +105,11 @@ _random = RandomBytes()
 os.register_at_fork(after_in_child=_random.forget)
 
 
+def random_bytes(n: int) -> bytes:
+    """`n` random bytes from the shared pool (for ids and codes made on a request's path)."""
+    return _random.take(n)
+
+
 def new_response_id_bytes() -> bytes:
     """The 16 bytes of a time-ordered UUID (v7 layout): B-tree inserts stay local, unlike random v4 keys."""
     ms = time.time_ns() // 1_000_000

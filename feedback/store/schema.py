@@ -144,6 +144,24 @@ CORE_SCHEMA: tuple[Table, ...] = (
         core=True,
     ),
     Table(
+        # Printed paper forms: each serial is printed once, as text and in the form's QR code, with the
+        # survey version it carries; keying or scanning the form later finds that version here.
+        "paper_forms",
+        [
+            Column("serial", "text", primary_key=True),
+            Column("touchpoint", "text", nullable=False),
+            Column("unit", "text", nullable=False),
+            Column("survey", "text", nullable=False),
+            Column("survey_version", "integer", nullable=False),
+            Column("lang", "text", nullable=False),
+            Column("paper", "text", nullable=False),
+            Column("printed_at", "text", nullable=False),
+            Column("printed_by", "text"),
+        ],
+        [Index(["touchpoint", "printed_at"], name="idx_paper_forms_touchpoint")],
+        core=True,
+    ),
+    Table(
         "contacts",
         [
             Column("response_id", "text", primary_key=True),
