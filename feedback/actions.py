@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import audit
+from feedback import audit, callbacks, dossiers
 from feedback.calendars import add_working_days, working_days_between
 from feedback.catalog import Snapshot
 from feedback.db import Store
@@ -94,6 +94,7 @@ EFFECT_METRICS = frozenset(
         "response_rate",
         "on_time_rectification",
         "callback_rate",
+        "dossier_on_time",
     }
 )
 
@@ -386,6 +387,8 @@ def effect_rate(
         return metric_on_time(conn, snapshot, unit, date_from, date_to)
     if metric == "callback_rate":
         return metric_callback(conn, snapshot, unit, date_from, date_to)
+    if metric == "dossier_on_time" and unit in snapshot.units:
+        return dossiers.on_time_counts(conn, snapshot, unit, date_from, date_to, service)
     units = snapshot.subtree(unit) if unit in snapshot.units else [unit]
     if metric == "indicator_mean":
         count, total = response_store.indicator_totals(conn, units, date_from, date_to, indicator or "", service)
@@ -508,6 +511,7 @@ def open_action(
         data=opening,
         unit=unit.code,
     )
+    callbacks.register(conn, stored, stamp)  # the call-back it owes the respondent, if any
     action = action_json(stored, snapshot, now)
     record(conn, [opened_event(action, now)], new_aggregates=True)  # in the opening's own transaction
     return action
@@ -856,7 +860,7 @@ def list_actions(
 def get_action(
     conn: sqlite3.Connection, action_id: int, snapshot: Snapshot | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
-    """One action with its events, oldest first (NotFound naming "id")."""
+    """One action with its events, oldest first, and the call-back it owes (NotFound naming "id")."""
     row = _action_row(conn, action_id)
     tz = None
     if snapshot is None or row["unit"] not in snapshot.units:
@@ -864,6 +868,7 @@ def get_action(
     action = action_json(row, snapshot, now, tz=tz)
     action["data"] = _decode(row["data"], {})
     action["events"] = [event_json(e) for e in action_store.events_of(conn, action_id)]
+    action["callback"] = callbacks.callback_of(conn, row)
     return action
 
 
@@ -875,7 +880,17 @@ def contact_of(conn: sqlite3.Connection, action: dict[str, Any]) -> str | None:
 
 
 class _Tally:
-    __slots__ = ("opened", "closed", "closed_on_time", "overdue_open", "callbacks", "callbacks_done")
+    __slots__ = (
+        "opened",
+        "closed",
+        "closed_on_time",
+        "overdue_open",
+        "callbacks",
+        "callbacks_reached",
+        "callbacks_declined",
+        "callbacks_not_reached",
+        "callbacks_overdue",
+    )
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -888,7 +903,7 @@ class _Tally:
     def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
         on_time_n = self.closed + self.overdue_open
         on_time = wilson(self.closed_on_time, on_time_n)
-        callback = wilson(self.callbacks_done, self.callbacks)
+        callback = wilson(self.callbacks_reached, self.callbacks)
         return {
             "unit": key,
             "opened": self.opened,
@@ -900,8 +915,11 @@ class _Tally:
             "on_time_ci95": list(on_time) if on_time else None,
             "on_time_sufficient": on_time_n >= min_n,
             "callbacks": self.callbacks,
-            "callbacks_done": self.callbacks_done,
-            "callback_rate": self.callbacks_done / self.callbacks if self.callbacks else None,
+            "callbacks_reached": self.callbacks_reached,
+            "callbacks_declined": self.callbacks_declined,
+            "callbacks_not_reached": self.callbacks_not_reached,
+            "callbacks_overdue": self.callbacks_overdue,
+            "callback_rate": self.callbacks_reached / self.callbacks if self.callbacks else None,
             "callback_ci95": list(callback) if callback else None,
             "callback_sufficient": self.callbacks >= min_n,
         }
@@ -934,9 +952,14 @@ def _tallies(
         reference = min(end, local_day(now, tz))
         if opened <= end and (closed is None or closed > end) and due is not None and due < reference:
             tally.overdue_open += 1
-        if row["kind"] == "callback" and opened_in:
-            tally.callbacks += 1
-            tally.callbacks_done += closed is not None and closed <= end
+    due_callbacks = callbacks.counts(conn, units, lambda code: _tz(snapshot, code), start, end, now)
+    for code, found in due_callbacks.items():
+        tally = tallies[code]
+        tally.callbacks = found["due"]
+        tally.callbacks_reached = found["reached"]
+        tally.callbacks_declined = found["declined"]
+        tally.callbacks_not_reached = found["not_reached"]
+        tally.callbacks_overdue = found["overdue"]
     return tallies
 
 
@@ -952,7 +975,8 @@ def kpis(
     """Corrective-action KPIs per unit of the subtree (each unit's own actions) and for the subtree.
 
     on-time rate = closed by the due day / (closed + still open past the due day), call-back rate =
-    call-backs opened in the period and closed / call-backs opened; both with Wilson 95 % intervals.
+    call-backs reached / call-backs due in the period (`feedback.callbacks`: declined, not reached and
+    still pending past the due day count against); both with Wilson 95 % intervals.
     """
     tallies = _tallies(conn, snapshot, unit, date_from, date_to, now)
     total = _Tally()
@@ -982,11 +1006,12 @@ def metric_on_time(
 def metric_callback(
     conn: sqlite3.Connection, snapshot: Snapshot, unit: str, date_from: str, date_to: str, now: datetime | None = None
 ) -> tuple[int, int]:
-    """Call-back rate over a subtree: (call-backs opened in the period and done, call-backs opened)."""
+    """Call-back rate over a subtree: (call-backs reached, call-backs due in the period; see
+    `feedback.callbacks`)."""
     total = _Tally()
     for tally in _tallies(conn, snapshot, unit, date_from, date_to, now).values():
         total.add(tally)
-    return total.callbacks_done, total.callbacks
+    return total.callbacks_reached, total.callbacks
 
 
 # -- jobs ----------------------------------------------------------------------------------------------------

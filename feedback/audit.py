@@ -318,11 +318,15 @@ def tracked(
 
 #: Columns of a response row that are not its content: the flags, which the seal digests on their own.
 _NOT_CONTENT = frozenset({"flags"})
+#: Columns added to `responses` after seals began, digested only where they hold a value: a row sealed
+#: before a column existed digests as it did then.
+_LATER_COLUMNS = frozenset({"entered_by"})
 
 
 def response_digest(row: dict[str, Any]) -> str:
     """SHA-256 over a stored response row's content columns (all but the flags)."""
-    return hashlib.sha256(canonical({k: v for k, v in row.items() if k not in _NOT_CONTENT})).hexdigest()
+    content = {k: v for k, v in row.items() if k not in _NOT_CONTENT and (v is not None or k not in _LATER_COLUMNS)}
+    return hashlib.sha256(canonical(content)).hexdigest()
 
 
 def response_state(row: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -155,7 +155,8 @@ def check_day(
     for response_id in changed:
         seq, _before, last = changes[response_id][-1]
         # A purge of the day after its last change deleted it with the rest of the day.
-        gone = _is_deleted(last) or seq < purged_at
+        # A change may move a response to another day (a keyed form's date corrected): here it is gone.
+        gone = _is_deleted(last) or seq < purged_at or last.get("day", day) != day
         logged = None if gone else (last["server_time"], last["digest"], last["flags"])
         if now.get(response_id) != logged:
             raise Mismatch(where, f"response {response_id} differs from its last logged change")
@@ -163,7 +164,7 @@ def check_day(
         if entry["action"] != "seal":
             continue
         after = msgspec.json.decode(entry["change"])["after"]
-        members = _as_sealed(now, changes, changed, entry["seq"], after["since"], after["through"])
+        members = _as_sealed(now, changes, changed, entry["seq"], after["since"], after["through"], day)
         if entry["seq"] < purged_at:
             if any(now.get(response_id) is not None for response_id, _d, _f in members):
                 raise Mismatch(
@@ -181,9 +182,11 @@ def _as_sealed(
     seal_seq: int,
     since: str,
     through: str,
+    day: str,
 ) -> list[tuple[str, str, str]]:
     """The responses as the seal saw them: the stored state, or, for one changed through a logged step
-    after the seal, the state before the first such step; only those that arrived in [since, through)."""
+    after the seal, the state before the first such step (if it was of this day then); only those that
+    arrived in [since, through)."""
     members = []
     for response_id in sorted(set(now) | changed):
         state = now.get(response_id)
@@ -191,7 +194,8 @@ def _as_sealed(
             later = [before for seq, before, _after in changes[response_id] if seq > seal_seq]
             if later:
                 before = later[0]
-                state = None if _is_deleted(before) else (before["server_time"], before["digest"], before["flags"])
+                elsewhere = _is_deleted(before) or before.get("day", day) != day
+                state = None if elsewhere else (before["server_time"], before["digest"], before["flags"])
         if state is not None and since <= state[0] < through:
             members.append((response_id, state[1], state[2]))
     return members

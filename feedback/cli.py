@@ -477,6 +477,112 @@ def qr_command(db_path: str, unit: str, out: str, paper: str, public_url: str | 
     click.echo(f"{out}: {len(tokens)} poster(s) on {paper.upper()} for unit {unit}, codes for {base}", err=True)
 
 
+@cli.group("paper")
+def paper_group() -> None:
+    """Paper forms: print them, and read scanned ones."""
+
+
+#: The option of `paper forms` each field of the print request comes from.
+PRINT_OPTIONS = {"touchpoint": "--touchpoint", "lang": "--lang", "count": "--count", "paper": "--paper"}
+
+
+@paper_group.command("forms")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--touchpoint", required=True, help="The touchpoint's token or short code")
+@click.option("--lang", default=None, help="The forms' language (vi, ru, zh, en) [default: the touchpoint's]")
+@click.option("--count", default="1", show_default=True, help="How many forms, each with its own serial")
+@click.option("--paper", default="A4", show_default=True, help="A4 or A5")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PDF file to write")
+def paper_forms_command(db_path: str, touchpoint: str, lang: str | None, count: str, paper: str, out: str) -> None:
+    """Write printable paper forms of the survey version in force (PDF, one form per page) and register
+    their serials. Exit 2 naming the option for a bad touchpoint, language, count or paper."""
+    from feedback.catalog import load_snapshot
+    from feedback.paper_pdf import plan_print, register_job, render_forms
+
+    check_folder(out, "--out")
+    db = open_migrated(db_path)
+    try:
+        snapshot = load_snapshot(db.conn, command_plugins())
+        try:
+            job = plan_print(snapshot, touchpoint, lang=lang, count=count, paper=paper, printed_by=f"cli:{os_user()}")
+        except FeedbackError as error:
+            option = PRINT_OPTIONS.get(error.field or "", "--touchpoint")
+            raise Refused(f"{option}: {error.message.split(': ', 1)[-1]}") from None
+        content = render_forms(snapshot, job)
+        try:
+            with db.conn:
+                register_job(job)(db.conn)
+        except DatabaseError as error:
+            raise click.ClickException(f"--db: cannot write to {db_path}: {error}") from None
+    finally:
+        db.close()
+    try:
+        Path(out).write_bytes(content)
+    except OSError as error:
+        raise click.ClickException(f"--out: cannot write {out}: {error.strerror or error}") from None
+    first, last = job.forms[0]["serial"], job.forms[-1]["serial"]
+    click.echo(
+        f"{out}: {len(job.forms)} form(s) of {job.version.slug} v{job.version.version} in {job.lang} on {job.paper}"
+        f" for {job.touchpoint.token}, serials {first} … {last}",
+        err=True,
+    )
+
+
+@paper_group.command("read")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option(
+    "--as",
+    "as_user",
+    default=None,
+    help="The user who enters the forms (their unit's subtree only) [default: the operating-system user, any unit]",
+)
+@click.argument("scans", type=click.Path())
+def paper_read(db_path: str, as_user: str | None, scans: str) -> None:
+    """Read scanned paper forms: a PDF (every page), an image, or a folder of PDFs and images (png, jpg,
+    tiff). Pages read with confidence are stored; the others wait at /manage/entry/review. Prints a JSON
+    summary (pages, stored, duplicates, queued with their reasons, conflicts, refused); exit 2 naming
+    the file when one cannot be read."""
+    import asyncio
+
+    from feedback import auth
+    from feedback.catalog import Catalog
+    from feedback.db import Store
+    from feedback.paper_pages import UnreadableInput, path_pages, scan_files
+    from feedback.paper_review import read_scans
+
+    try:
+        files = scan_files(Path(scans))
+    except UnreadableInput as error:
+        raise Refused(f"{error.name}: {error.why}") from None
+    plugins = command_plugins()
+    db = open_migrated(db_path, plugins)
+    try:
+        user = auth.find_user(db.conn, as_user) if as_user else None
+    finally:
+        db.close()
+    if as_user and user is None:
+        raise Refused(f"--as: no user {as_user!r}")
+    unit = user["unit"] if user else None
+    by = as_user or f"cli:{os_user()}"
+
+    async def read() -> dict:
+        catalog = Catalog(plugins=plugins)
+        snapshot = await store.read(catalog.reload)
+        may_enter = (lambda code: snapshot.in_subtree(code, unit)) if unit else None
+        summary = await read_scans(store, snapshot, path_pages(files), by=by, unit=unit, may_enter=may_enter)
+        return summary.as_dict()
+
+    store = Store(db_path, plugins=plugins)
+    store.start()
+    try:
+        summary = asyncio.run(read())
+    except UnreadableInput as error:
+        raise Refused(f"{error.name}: {error.why}") from None
+    finally:
+        store.close()
+    click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
 @cli.group()
 def kiosk() -> None:
     """Kiosk tablets."""
@@ -519,6 +625,228 @@ def exposure_import(db_path: str, csv_file: str) -> None:
 
     stored = in_transaction(db_path, load)
     click.echo(f"{stored} rows stored from {csv_file}")
+
+
+def import_table(db_path: str, file: str, load) -> None:
+    """Run `load(conn, data)` on a file's bytes in one transaction and print its JSON summary. A file with
+    problems writes nothing: each problem (its line and column) on stderr, exit status 2."""
+    from feedback.sheets import Rejected
+
+    try:
+        data = Path(file).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"{file}: cannot read it: {error.strerror or error}") from None
+    rejected: list[Rejected] = []
+
+    def run(conn) -> dict[str, int]:
+        try:
+            return load(conn, data)
+        except Rejected as error:
+            rejected.append(error)
+            raise  # rolls the transaction back
+
+    try:
+        summary = in_transaction(db_path, run)
+    except click.ClickException:
+        if not rejected:
+            raise
+        for problem in rejected[0].problems:
+            click.echo(f"{file}: {problem.readable()}", err=True)
+        click.echo(f"{file}: {len(rejected[0].problems)} problem(s); nothing was written", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@cli.group("cases")
+def cases_group() -> None:
+    """Dossiers (cases) and their deadlines, from a one-stop or customs system."""
+
+
+@cases_group.command("import")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+def cases_import(db_path: str, file: str) -> None:
+    """Import dossiers from a .csv or .xlsx table with the columns ref,unit,service,received,due,returned,
+    status,channel (ref, unit, received and due required), all or nothing; a reference stored before is
+    updated. Prints {"added", "updated", "unchanged"}."""
+    from feedback.catalog import load_snapshot
+    from feedback.dossiers import parse_file, store_batch
+
+    def load(conn, data: bytes) -> dict[str, int]:
+        snapshot = load_snapshot(conn, command_plugins())
+        return store_batch(conn, snapshot, parse_file(data, file, snapshot), source="import")
+
+    import_table(db_path, file, load)
+
+
+@cli.group("indicators")
+def indicators_group() -> None:
+    """Other quality indicators (error rate, plan completion, …): figures per unit and period."""
+
+
+@indicators_group.command("import")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+def indicators_import(db_path: str, file: str) -> None:
+    """Import figures from a .csv (or .xlsx) table with the columns indicator,unit,period,numerator,
+    denominator (a period is 2026-03, 2026-Q1 or 2026), all or nothing; a figure stored before for the
+    same indicator, unit and period is replaced. Prints {"added", "updated", "unchanged"}."""
+    from feedback.catalog import load_snapshot
+    from feedback.indicators import definitions, parse_file, store_figures
+
+    def load(conn, data: bytes) -> dict[str, int]:
+        plugins = command_plugins()
+        snapshot = load_snapshot(conn, plugins)
+        return store_figures(conn, parse_file(data, file, snapshot, definitions(conn, plugins)), source="import")
+
+    import_table(db_path, file, load)
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Bulk imports."""
+
+
+@import_group.command("catalogue")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--dry-run", is_flag=True, help="Check the file and print what it would change; write nothing")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+def import_catalogue_command(db_path: str, dry_run: bool, file: str) -> None:
+    """Import units, services and touchpoints from an .xlsx workbook or a .csv file, all or nothing.
+
+    Prints a JSON summary (added, updated, unchanged per kind). When anything is wrong: exit status 2,
+    every problem as JSON on stdout ({"sheet", "line", "column", "message"}) and one per line on stderr,
+    and nothing written."""
+    import asyncio
+
+    from feedback.catalogue_import import CatalogueRejected, import_catalogue, read_catalogue
+    from feedback.db import Store
+
+    try:
+        data = Path(file).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"{file}: cannot read it: {error.strerror or error}") from None
+    catalogue = read_catalogue(data, file)
+    plugins = command_plugins()
+    open_migrated(db_path, plugins).close()
+    store = Store(db_path, plugins=plugins)
+    store.start()
+    try:
+        summary = asyncio.run(import_catalogue(store, catalogue, plugins=plugins, dry_run=dry_run))
+    except CatalogueRejected as rejected:
+        click.echo(json.dumps([p.as_dict() for p in rejected.problems], ensure_ascii=False, indent=2))
+        click.echo(f"{file}: {len(rejected.problems)} problem(s); nothing was written", err=True)
+        for problem in rejected.problems:
+            click.echo(f"  {problem.readable()}", err=True)
+        sys.exit(2)
+    finally:
+        store.close()
+    click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+def people_lang() -> str:
+    """The language of messages meant for people: the first of vi, ru, zh, en the locale names (LC_ALL,
+    LC_MESSAGES, LANG), else English."""
+    from feedback.models import LANGUAGES
+
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        code = os.environ.get(name, "")[:2].lower()
+        if code:
+            return code if code in LANGUAGES else "en"
+    return "en"
+
+
+def say(message: str, **values: str) -> None:
+    """A message for people, on stderr, in their language (`people_lang`)."""
+    from feedback.i18n import gettext_for
+
+    click.echo(gettext_for(people_lang())(message) % values, err=True)
+
+
+@cli.group("federation")
+def federation_group() -> None:
+    """Reporting upward: pair this installation with a parent, or a child with this one."""
+
+
+@federation_group.command("invite")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--unit", required=True, help="The unit of this installation the child's tree will hang under")
+def federation_invite(db_path: str, unit: str) -> None:
+    """Print a one-time pairing code for a child installation, alone on the last line (valid 7 days)."""
+    from feedback import federation
+
+    code, expires = in_transaction(db_path, lambda conn: federation.create_invite(conn, unit, os_user()))
+    say(
+        "Pairing code for a child installation whose units will hang under %(unit)s, valid until %(expires)s."
+        " Give it to the child's administrator, who runs feedback federation join with it:",
+        unit=unit,
+        expires=expires,
+    )
+    click.echo(code)
+
+
+@federation_group.command("join")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--parent", "parent_url", required=True, help="The parent installation's address (http:// or https://)")
+@click.option("--code", required=True, help="The pairing code the parent's administrator gave")
+@click.option("--name", default=None, help="This installation's name at the parent [default: its root units' names]")
+@click.option(
+    "--unit", "units", multiple=True, help="A root unit to report, with its subtree (repeatable) [default: every root]"
+)
+@click.option("--force", is_flag=True, help="Replace the link to a parent this installation already reports to")
+def federation_join(
+    db_path: str, parent_url: str, code: str, name: str | None, units: tuple[str, ...], force: bool
+) -> None:
+    """Pair with a parent installation: make a key pair, send the public key, keep the private one encrypted.
+
+    Prints the parent's answer as JSON. From then on the job federation.report sends each closed day."""
+    from feedback import federation_child
+    from feedback.catalog import load_snapshot
+    from feedback.store import federation as federation_store
+
+    settings = load_settings(db=db_path)
+
+    def prepare(conn) -> tuple[list[str], str, dict | None]:
+        snapshot = load_snapshot(conn, command_plugins())
+        roots = federation_child.root_units(snapshot, list(units))
+        return roots, name or federation_child.default_name(snapshot, roots), federation_store.link(conn)
+
+    roots, own_name, existing = in_transaction(db_path, prepare)
+    if existing is not None and not force:
+        raise Refused(
+            f"--parent: this installation reports to {existing['parent_url']} already (as {existing['child_id']});"
+            " pass --force to replace that link"
+        )
+    try:
+        joined = federation_child.join_parent(parent_url, code, own_name, roots, settings.secret)
+    except FeedbackError as error:
+        raise click.ClickException(error.message) from None
+    in_transaction(db_path, lambda conn: federation_child.save_link(conn, joined))
+    answer = joined["answer"]
+    say(
+        "Joined %(parent)s as child %(child)s: its units appear there under %(unit)s. The job federation.report"
+        " sends each closed day (hourly in the server, or now with feedback tick --job federation.report).",
+        parent=joined["parent_url"],
+        child=answer["child"],
+        unit=answer["unit"],
+    )
+    click.echo(json.dumps({"parent": joined["parent_url"], **answer, "units": roots}, ensure_ascii=False))
+
+
+@federation_group.command("status")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+def federation_status(db_path: str) -> None:
+    """Print, as JSON, the link to the parent (with the days it acknowledged and the last error) and the
+    child installations that report here."""
+    from feedback import federation, federation_child
+
+    def read(conn) -> dict:
+        return {
+            "parent": federation_child.link_status(conn),
+            "children": list(federation.reported_children(conn).values()),
+        }
+
+    click.echo(json.dumps(in_transaction(db_path, read), ensure_ascii=False, indent=2))
 
 
 @cli.group("user")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import audit
+from feedback import audit, dossiers
 from feedback.catalog import Snapshot
 from feedback.erasure import MARKER as ERASED_MARKER
 from feedback.erasure import erased_fields
@@ -50,6 +50,7 @@ RESPONSE_COLUMNS = (
     "transaction_point",
     "case_ref",
     "case_verified",
+    "dossier_late",  # 1 the case's dossier was late, 0 returned on time, empty otherwise (feedback.dossiers)
     "survey",
     "survey_version",
     "lang",
@@ -179,6 +180,14 @@ def iter_responses(conn: Connection, flt: ResponseFilter) -> Iterator[dict[str, 
         yield from rows
 
 
+def with_dossiers(conn: Connection, snapshot: Snapshot, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, each with `_dossier`: what became of the dossier its case reference names (None without one)."""
+    states = dossiers.states_of(conn, snapshot, (row["case_ref"] for row in rows))
+    for row in rows:
+        row["_dossier"] = states.get(row["case_ref"]) if row["case_ref"] else None
+    return rows
+
+
 def _flags(row: dict[str, Any]) -> list[str]:
     try:
         return list(msgspec.json.decode(row["flags"])) if row["flags"] else []
@@ -188,7 +197,8 @@ def _flags(row: dict[str, Any]) -> list[str]:
 
 @dataclass
 class ResponseLayout:
-    """The columns of a response export: fixed ones, one per answer key, the comment, flag, officer."""
+    """The columns of a response export: fixed ones, one per answer key, the comment, flag, what was erased,
+    who keyed it in (paper and hotline), officer."""
 
     answer_keys: list[str] = field(default_factory=list)
     text_keys: set[str] = field(default_factory=set)
@@ -197,7 +207,7 @@ class ResponseLayout:
     @property
     def header(self) -> list[str]:
         officer = ["officer"] if self.with_officer else []
-        return [*RESPONSE_COLUMNS, *self.answer_keys, "comment", "flag", "erased", *officer]
+        return [*RESPONSE_COLUMNS, *self.answer_keys, "comment", "flag", "erased", "entered_by", *officer]
 
 
 def response_layout(snapshot: Snapshot, flt: ResponseFilter, with_officer: bool) -> ResponseLayout:
@@ -293,6 +303,7 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
         row["transaction_point"] or "",
         row["case_ref"] or "",
         (1 if row.get("case_verified") else 0) if row["case_ref"] else "",
+        dossiers.late_flag(row.get("_dossier")),
         row["survey"],
         row["survey_version"],
         row["lang"],
@@ -305,6 +316,7 @@ def response_values(row: dict[str, Any], layout: ResponseLayout, snapshot: Snaps
     values.append(comment)
     values.append(";".join(flags) if is_suspect(flags) else "")
     values.append(";".join(erased))
+    values.append(row.get("entered_by") or "")  # who keyed a paper form or a hotline call in
     if layout.with_officer:
         values.append(row["officer"] or "")
     return values
@@ -363,6 +375,7 @@ def response_csv_page(
 ) -> tuple[bytes, Cursor]:
     """One page of the response CSV, already encoded (so the event loop only forwards bytes)."""
     rows, cursor = fetch_page(conn, flt, cursor)
+    rows = with_dossiers(conn, snapshot, rows)
     return csv_text(response_values(row, layout, snapshot) for row in rows).encode(), cursor
 
 
@@ -397,9 +410,15 @@ def responses_xlsx(
 ) -> IO[bytes]:
     """The response export as XLSX (TooLarge, naming the period, above `cap` rows)."""
     check_xlsx_size(count_responses(conn, flt), flt, cap)
-    return write_xlsx(
-        layout.header, (response_values(row, layout, snapshot) for row in iter_responses(conn, flt)), "responses"
-    )
+
+    def lines() -> Iterator[list[Any]]:
+        cursor = Cursor()
+        while not cursor.done:
+            rows, cursor = fetch_page(conn, flt, cursor)
+            for row in with_dossiers(conn, snapshot, rows):
+                yield response_values(row, layout, snapshot)
+
+    return write_xlsx(layout.header, lines(), "responses")
 
 
 # -- rates ------------------------------------------------------------------------------------------

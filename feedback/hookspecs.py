@@ -116,6 +116,22 @@ def register_exporters():
 
 
 @hookspec
+def register_indicators():
+    """Return `feedback.models.Indicator`s (or a list): quality indicators kept outside the ratings (an
+    error rate, plan completion), each with its names in the four languages and which way is better;
+    their figures are posted per unit and period, and objectives judge them (`indicator_value`)."""
+
+
+@hookspec
 def register_translations():
     """Return a locales folder (or a list of them) laid out as `<locale>/LC_MESSAGES/*.po`; its messages
     join the core's catalogues (the core's own translation wins when both have a message id)."""
+
+
+@hookspec(firstresult=True)
+def sms_gateway(settings):
+    """Return the SMS gateway to send through (an object with `async send(to, text, message_id)` that
+    raises when the gateway did not take the message), or None when this plugin has none configured.
+
+    Asked for each delivery round of the SMS outbox; the first answer wins. `to` is `+` and digits,
+    `message_id` is the same on every retry of one message."""

@@ -22,7 +22,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -284,6 +285,8 @@ def prepare(
     now: datetime | None = None,
     device: str | None = None,
     case_verified: bool = False,
+    primary_only: bool = False,
+    keyed: Keyed | None = None,
 ) -> Prepared:
     """Validate and score (no I/O): raises InvalidInput, NotFound or Gone naming the field.
 
@@ -291,13 +294,19 @@ def prepare(
 
     `case_verified`: the channel vouches for the case reference (a signed link, the kiosk's own
     invitation, an authenticated integration); only such a reference makes a later rating of the same
-    case a duplicate (see `store_job`)."""
+    case a duplicate (see `store_job`).
+
+    `keyed`: a person keyed it in from a paper form or a call sheet (see `Keyed`); None on every other
+    channel, which then pays for nothing of it."""
     touchpoint = snapshot.touchpoint(submission.touchpoint)
     if touchpoint is None:
         raise NotFound(f"touchpoint: no touchpoint {submission.touchpoint!r}", "touchpoint")
-    version = snapshot.current.get(touchpoint.survey)
-    if version is None:
-        raise NotFound(f"touchpoint: survey {touchpoint.survey!r} has no published version", "touchpoint")
+    if keyed is None:
+        version = snapshot.current.get(touchpoint.survey)
+        if version is None:
+            raise NotFound(f"touchpoint: survey {touchpoint.survey!r} has no published version", "touchpoint")
+    else:
+        version = keyed.version_in(snapshot)
     survey = version.definition
     if submission.id is not None:
         try:
@@ -319,13 +328,19 @@ def prepare(
             f"service: {service!r} belongs to agency {agency!r}, which unit {touchpoint.unit!r} does not offer",
             "service",
         )
-    answers, contact = validate_answers(survey, dict(submission.answers), primary_only=device is not None)
+    answers, contact = validate_answers(
+        survey, dict(submission.answers), primary_only=primary_only or device is not None
+    )
 
     now = now or datetime.now(UTC)
     flags = list(flags or [])
     occurred = now
     client_time = None
-    if submission.submitted_at is not None:
+    if keyed is not None:
+        # A date a person wrote is no client clock: never clock skew, only a date outside the form's life.
+        occurred = keyed.moment(ZoneInfo(snapshot.units[touchpoint.unit].tz), now)
+        contact = keyed.contact or contact
+    elif submission.submitted_at is not None:
         client = parse_time(submission.submitted_at, "submitted_at")
         client_time = client.isoformat()
         if client > now + MAX_CLOCK_AHEAD or client < now - MAX_AGE:
@@ -339,6 +354,8 @@ def prepare(
     unit = snapshot.units[touchpoint.unit]
     day = occurred.astimezone(ZoneInfo(unit.tz)).date().isoformat()
     digest = content_hash(submission)
+    if keyed is not None:
+        digest = keyed.digest(digest)
     row = {
         "id": response_id,
         "receipt": new_receipt(),
@@ -368,6 +385,8 @@ def prepare(
         "content_hash": stored_hash(digest),
         "device": device,
     }
+    if keyed is not None:
+        row["entered_by"] = keyed.entered_by
     prepared = Prepared(
         row=row,
         contact=contact,
@@ -480,7 +499,8 @@ def store_response(
     # The common case is a new id. A group commit takes it for new and inserts it with the others
     # at the end (the batch is replayed if one was not); a case reference is judged against the rows
     # stored before it, so that one goes in at once. Else: try the insert, look at the row on a clash.
-    new_rows = None if row["case_ref"] else optimistic("new_responses", responses.NewResponses)
+    # A keyed form's row goes in at once too (it names who keyed it, and its id is often seen before).
+    new_rows = None if row["case_ref"] or "entered_by" in row else optimistic("new_responses", responses.NewResponses)
     if new_rows is not None:
         new_rows.add(row)
     elif not responses.insert(conn, row):
@@ -548,6 +568,58 @@ def replay_key(submission: Submission) -> tuple[str, str] | None:
         return None
 
 
+# -- keyed in by a person ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """What a person keyed in beside the answers of a paper form or a hotline call sheet
+    (`feedback.paper_entry`). The response is judged against the survey version the form was printed
+    with, not the one in force; it happened on the date of service written on the form (`occurred_on`,
+    a local day of the unit from the form's print day, `earliest_day`, to today), stored as noon of that
+    day in the unit's time zone (or the moment of keying, when that is earlier), never flagged as clock
+    skew; `entered_by` names who keyed it; `contact` is a call-back contact the person consented to."""
+
+    survey: str
+    survey_version: int
+    occurred_on: str
+    earliest_day: str
+    entered_by: str
+    contact: str | None = None
+
+    def version_in(self, snapshot: Snapshot) -> SurveyVersion:
+        version = snapshot.versions.get((self.survey, self.survey_version))
+        if version is None:
+            raise NotFound(f"serial: survey {self.survey!r} has no version {self.survey_version}", "serial")
+        return version
+
+    def moment(self, zone: ZoneInfo, now: datetime) -> datetime:
+        """When it happened: noon of `occurred_on` in the unit's zone, or `now` when that is earlier.
+        InvalidInput naming `occurred_on` for a day before the form was printed or after today."""
+        day = parse_day(self.occurred_on, "occurred_on")
+        if day.isoformat() < self.earliest_day:
+            printed = self.earliest_day
+            raise InvalidInput(f"occurred_on: {day} is before the form was printed ({printed})", "occurred_on")
+        if day > now.astimezone(zone).date():
+            raise InvalidInput(f"occurred_on: {day} is in the future", "occurred_on")
+        return min(datetime.combine(day, dt_time(12), zone).astimezone(UTC), now)
+
+    def digest(self, submitted: str) -> str:
+        """The content hash of a keyed entry: its answers and channel (`submitted`) and its date."""
+        return hashlib.sha256(f"{submitted}|{self.occurred_on}".encode()).hexdigest()
+
+
+def parse_day(value: str, field: str) -> date:
+    """A day written YYYY-MM-DD, or InvalidInput naming `field`."""
+    try:
+        day = date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field}: not a day (YYYY-MM-DD)", field) from None
+    if day.isoformat() != value:
+        raise InvalidInput(f"{field}: write the day as YYYY-MM-DD", field)
+    return day
+
+
 # -- the one path -----------------------------------------------------------------------------------
 
 
@@ -561,6 +633,7 @@ class Item:
     # When the server rendered the form this came from (the survey page's signed form ids): a form
     # opened while its touchpoint was live is still taken after the retirement, counted for then.
     opened_at: datetime | None = None
+    keyed: Keyed | None = None  # keyed in by a person from a paper form or a call sheet
 
 
 Status = Literal["stored", "duplicate", "rejected", "conflict", "gone"]
@@ -588,6 +661,7 @@ class Policy:
 
     device: str | None = None  # stored with each response; a device need only answer the primary rating
     always_write = False  # run the write job even when no submission reaches it (to record state)
+    primary_only = False  # the channel answers the primary rating alone (a reply by SMS), as a device does
 
     def flags_in_write(self, conn: Connection, prepared: list[Prepared]) -> dict[str, list[str]]:
         """Extra flags, by response id, for the batch's prepared responses (no plugin calls here)."""
@@ -648,7 +722,9 @@ def prepare_item(item: Item, snapshot: Snapshot, policy: Policy, plugins: Plugin
         plugins=plugins,
         flags=list(item.flags),
         device=policy.device,
+        primary_only=policy.primary_only,
         case_verified=item.case_verified,
+        keyed=item.keyed,
     )
 
 

@@ -288,7 +288,9 @@ OBJECTIVE_METRICS = (
     "indicator_mean",  # mean 0-100 of one indicator (waiting time, courtesy…)
     "response_rate",  # respondents / customers served (exposure)
     "on_time_rectification",  # corrective actions closed by their due day
-    "callback_rate",  # call-back actions completed
+    "callback_rate",  # call-backs that reached the respondent / call-backs due (feedback.callbacks)
+    "dossier_on_time",  # dossiers returned by their due day / dossiers due (feedback.dossiers)
+    "indicator_value",  # numerator / denominator of an indicator kept elsewhere (feedback.indicators)
 )
 OBJECTIVE_PERIODS = ("month", "quarter", "rolling_30")
 OBJECTIVE_STATUSES = ("met", "at_risk", "breached", "insufficient_data")
@@ -349,6 +351,23 @@ INFORMATIONAL_FLAGS = frozenset({"clock_skew", "scoring_failed"})
 def is_suspect(flags: list[str]) -> bool:
     """Whether a response with these flags is left out of rates (any flag not merely informational)."""
     return any(flag not in INFORMATIONAL_FLAGS for flag in flags)
+
+
+INDICATOR_DIRECTIONS = ("higher", "lower")
+
+
+class Indicator(Struct, frozen=True, kw_only=True):
+    """A quality indicator kept outside the ratings (an error rate, plan completion, case closure), defined
+    once: its figures are numerator / denominator per unit and period (`feedback.indicators`).
+
+    `direction` says which way is better: an objective on it compares with ">=" when higher is better
+    and "<=" when lower is. `names` holds its name per language code (vi, ru, zh, en); `unit_of_measure`
+    what the numerator and denominator count, if it helps to say (e.g. {"en": "dossiers"})."""
+
+    key: str
+    names: dict[str, str]
+    direction: Literal["higher", "lower"]
+    unit_of_measure: dict[str, str] | None = None
 
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from feedback import actions, audit
+from feedback import actions, audit, dossiers, indicators
 from feedback.catalog import Snapshot
 from feedback.control_chart import CHART_METRICS, p_chart
 from feedback.errors import Conflict, InvalidInput, NotFound
@@ -34,7 +34,7 @@ from feedback.models import (
     Event,
     ObjectiveVersion,
 )
-from feedback.plugins import flatten
+from feedback.plugins import PluginManager, flatten
 from feedback.rates import exposure_cells, wilson
 from feedback.store import Connection
 from feedback.store import objectives as objective_store
@@ -51,6 +51,8 @@ SHARE_METRICS = (
     "response_rate",
     "on_time_rectification",
     "callback_rate",
+    "dossier_on_time",
+    "indicator_value",
 )
 MEAN_METRICS = ("mean_score", "indicator_mean")
 SPEC_FIELDS = (
@@ -107,8 +109,10 @@ def validate_spec(
     today: date | str,
     previous: ObjectiveVersion | None = None,
     default_min_n: int | None = None,
+    plugins: PluginManager | None = None,
 ) -> dict[str, Any]:
-    """A complete, checked version from `spec`; a new version takes what it leaves out from `previous`."""
+    """A complete, checked version from `spec`; a new version takes what it leaves out from `previous`.
+    `plugins` defines the indicators (with the administrators') an `indicator_value` objective may name."""
     if not isinstance(spec, dict):
         raise InvalidInput("body: must be a JSON object", "body")
     for name in spec:
@@ -127,9 +131,27 @@ def validate_spec(
         raise InvalidInput("metric: required", "metric")
     if metric not in OBJECTIVE_METRICS:
         raise InvalidInput(f"metric: must be one of {list(OBJECTIVE_METRICS)}", "metric")
-    comparator = values.get("comparator") or default_comparator(metric)
+    indicator = values.get("indicator")
+    defined = None
+    if metric == "indicator_value":
+        known = indicators.definitions(conn, plugins)
+        if indicator is None:
+            raise InvalidInput("indicator: required for the metric indicator_value", "indicator")
+        if indicator not in known:
+            raise InvalidInput(f"indicator: must be one of {list(known)}", "indicator")
+        defined = known[indicator]
+    comparator = values.get("comparator") or (
+        ("<=" if defined.direction == "lower" else ">=") if defined else default_comparator(metric)
+    )
     if comparator not in (">=", "<="):
         raise InvalidInput("comparator: must be '>=' or '<='", "comparator")
+    if defined is not None and comparator != ("<=" if defined.direction == "lower" else ">="):
+        better = "lower" if defined.direction == "lower" else "higher"
+        raise InvalidInput(
+            f"comparator: {defined.key} is better {better}, so its objective is "
+            f"{'<=' if better == 'lower' else '>='} a target",
+            "comparator",
+        )
     target = values.get("target")
     if target is None:
         raise InvalidInput("target: required", "target")
@@ -142,6 +164,8 @@ def validate_spec(
     period = values.get("period") or "month"
     if period not in OBJECTIVE_PERIODS:
         raise InvalidInput(f"period: must be one of {list(OBJECTIVE_PERIODS)}", "period")
+    if metric == "indicator_value" and period not in ("month", "quarter"):
+        raise InvalidInput("period: an indicator's figures are kept by month or quarter, not rolling_30", "period")
     min_n = values.get("min_n")
     if min_n is None:
         min_n = default_min_n or DEFAULT_MIN_N
@@ -157,14 +181,13 @@ def validate_spec(
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
         raise InvalidInput(f"title: must be text of at most {MAX_TITLE} characters", "title")
     titles = _check_titles(values.get("titles"))
-    indicator = values.get("indicator")
     if metric == "indicator_mean":
         if indicator is None:
             raise InvalidInput("indicator: required for the metric indicator_mean", "indicator")
         if indicator not in INDICATORS:
             raise InvalidInput(f"indicator: must be one of {list(INDICATORS)}", "indicator")
-    elif indicator is not None:
-        raise InvalidInput("indicator: only the metric indicator_mean takes an indicator", "indicator")
+    elif indicator is not None and metric != "indicator_value":
+        raise InvalidInput("indicator: only the metrics indicator_mean and indicator_value take one", "indicator")
     service = values.get("service") or None
     if service is not None and (not isinstance(service, str) or not organisation_store.service_exists(conn, service)):
         raise InvalidInput(f"service: no service {service!r}", "service")
@@ -231,11 +254,12 @@ def create_objective(
     actor: str | None,
     today: date | str,
     default_min_n: int | None = None,
+    plugins: PluginManager | None = None,
 ) -> int:
     """A new objective for a unit with its first version; returns its id."""
     if not isinstance(unit, str) or not organisation_store.unit_exists(conn, unit):
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
-    checked = validate_spec(conn, spec, today=today, default_min_n=default_min_n)
+    checked = validate_spec(conn, spec, today=today, default_min_n=default_min_n, plugins=plugins)
     with audit.tracked(conn, "objective", None, "create") as change:
         change.record_id = str(objective_store.insert_objective(conn, unit, _now(), actor))
         _insert_version(conn, int(change.record_id), 1, checked, actor)
@@ -256,14 +280,20 @@ def load_versions(conn: Connection, objective_id: int) -> list[ObjectiveVersion]
 
 
 def new_version(
-    conn: Connection, objective_id: int, spec: dict[str, Any], *, actor: str | None, today: date | str
+    conn: Connection,
+    objective_id: int,
+    spec: dict[str, Any],
+    *,
+    actor: str | None,
+    today: date | str,
+    plugins: PluginManager | None = None,
 ) -> int:
     """Append a version in force from `valid_from` (default today); returns its number."""
     versions = load_versions(conn, objective_id)
     latest = versions[-1]
     if latest.retired_from is not None:
         raise Conflict(f"id: objective {objective_id} is retired from {latest.retired_from}", "id")
-    checked = validate_spec(conn, spec, today=today, previous=latest)
+    checked = validate_spec(conn, spec, today=today, previous=latest, plugins=plugins)
     with audit.tracked(conn, "objective", objective_id, "new_version"):
         _insert_version(conn, objective_id, latest.version + 1, checked, actor)
     return latest.version + 1
@@ -415,6 +445,15 @@ def measure(
         served = sum(cell["served"] for cell in cells)
         respondents = sum(cell["respondents"] for cell in cells)
         return (respondents / served if served else None), served, respondents
+    if metric == "dossier_on_time":
+        successes, n = dossiers.on_time_counts(conn, snapshot, version.unit, start, end, version.service)
+        return (successes / n if n else None), n, successes
+    if metric == "indicator_value":
+        # A figure covers a whole month or quarter: the period's, whatever day of it `date_to` is.
+        successes, n = indicators.objective_counts(
+            conn, snapshot, version.unit, version.indicator or "", version.period, date_to
+        )
+        return (successes / n if n else None), n, successes
     # Corrective-action KPIs are counted where the actions live.
     counter = actions.metric_on_time if metric == "on_time_rectification" else actions.metric_callback
     successes, n = counter(conn, snapshot, version.unit, start, end)

@@ -7,6 +7,7 @@ app's writer thread share one implementation; the SQL is in `feedback.store.orga
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,10 +22,62 @@ from feedback.store import organisation as organisation_store
 from feedback.store import surveys as survey_store
 
 SHORT_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: The longest unit or service code, touchpoint token, name and counter label (the forms and the catalogue
+#: import hold every value to these).
+MAX_CODE = 32
+MAX_TOKEN = 64
+MAX_TEXT = 200
+SERVICE_KINDS = ("administrative", "customs", "other")
+TOUCHPOINT_KINDS = ("qr", "kiosk")
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+# -- the rules every way of making or changing the organisation applies (forms, API, catalogue import) --
+
+
+def check_code(code: str, field: str = "code", limit: int = MAX_CODE) -> str:
+    """A code for a new unit or service (or a touchpoint's token, with `limit=MAX_TOKEN`): short, and safe
+    in URLs and file names: letters, digits, '.', '-' and '_' (procedure codes such as 1.004227.000.00.00.H12
+    keep their dots)."""
+    if not code or len(code) > limit or not code.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidInput(f"{field}: letters, digits, '.', '-' and '_', at most {limit}", field)
+    return code
+
+
+def check_text(value: str, field: str) -> str:
+    """A name or label: at most MAX_TEXT characters."""
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(f"{field}: at most {MAX_TEXT} characters", field)
+    return value
+
+
+def check_lang(lang: str, field: str = "lang") -> str:
+    if lang not in LANGUAGES:
+        raise InvalidInput(f"{field}: must be one of {list(LANGUAGES)}", field)
+    return lang
+
+
+def check_tz(tz: str, field: str = "tz") -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{field}: unknown time zone {tz!r}", field) from None
+    return tz
+
+
+def check_service_kind(kind: str, field: str = "kind") -> str:
+    if kind not in SERVICE_KINDS:
+        raise InvalidInput(f"{field}: must be administrative, customs or other", field)
+    return kind
+
+
+def own_name(names: Mapping[str, str], lang: str) -> str:
+    """The one `name` a unit or service keeps beside its names by language: the name in its own language
+    (a unit's; a service's agency's, English for a service of every agency), else the first given."""
+    return names.get(lang) or next(iter(names.values()), "")
 
 
 def add_unit(
@@ -37,12 +90,8 @@ def add_unit(
     tz: str = "UTC",
     names: dict[str, str] | None = None,
 ) -> None:
-    if lang not in LANGUAGES:
-        raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"tz: unknown time zone {tz!r}", "tz") from None
+    check_lang(lang)
+    check_tz(tz)
     if "/" in code or not code:
         raise InvalidInput("code: must be non-empty and without '/'", "code")
     path = f"/{code}/"
@@ -66,9 +115,46 @@ def add_service(
     names: dict[str, str] | None = None,
 ) -> None:
     """A new service (Conflict naming `code` when the code is taken)."""
+    check_service_kind(kind)
     encoded = msgspec.json.encode(names).decode() if names else None
     with audit.tracked(conn, "service", code, "create"):
         organisation_store.insert_service(conn, code, name, encoded, kind, agency, now_iso())
+
+
+def update_unit_names(conn: Connection, code: str, names: dict[str, str], lang: str) -> None:
+    """Set a unit's names by language and its own language; its one `name` follows (`own_name`). Its code,
+    place in the tree and time zone never change here. Logged only when something changed."""
+    check_lang(lang)
+    values = {"name": own_name(names, lang), "names": msgspec.json.encode(names).decode() if names else None}
+    with audit.tracked(conn, "unit", code, "update"):
+        organisation_store.update_unit(conn, code, {**values, "lang": lang})
+
+
+def update_service(conn: Connection, code: str, names: dict[str, str], kind: str, lang: str) -> None:
+    """Set a service's names by language and its kind; `lang` is its agency's language (English for a
+    service of every agency), in which its one `name` is kept. Its agency never changes here."""
+    check_service_kind(kind)
+    values = {"name": own_name(names, lang), "names": msgspec.json.encode(names).decode() if names else None}
+    with audit.tracked(conn, "service", code, "update"):
+        organisation_store.update_service(conn, code, {**values, "kind": kind})
+
+
+#: What may change on a touchpoint once it exists: not its token (printed in its QR code), unit or kind.
+TOUCHPOINT_CHANGES = ("name", "lang", "survey", "counter", "service")
+
+
+def update_touchpoint(conn: Connection, token: str, changes: dict[str, str | None]) -> None:
+    """Set some of a touchpoint's name, language, survey, counter and service."""
+    unknown = sorted(set(changes) - set(TOUCHPOINT_CHANGES))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: not changed on a touchpoint", unknown[0])
+    if "lang" in changes:
+        check_lang(changes["lang"] or "")
+    if "survey" in changes and not survey_store.is_published(conn, changes["survey"] or ""):
+        raise NotFound(f"survey: no published survey {changes['survey']!r}", "survey")
+    if changes:
+        with audit.tracked(conn, "touchpoint", token, "update"):
+            organisation_store.update_touchpoint(conn, token, changes)
 
 
 def new_short_code(prefix: str) -> str:
@@ -93,7 +179,7 @@ def add_touchpoint(
     unit_lang = organisation_store.unit_lang(conn, unit)
     if unit_lang is None:
         raise NotFound(f"unit: no unit {unit!r}", "unit")
-    if kind not in ("qr", "kiosk"):
+    if kind not in TOUCHPOINT_KINDS:
         raise InvalidInput("kind: must be 'qr' or 'kiosk'", "kind")
     if not survey_store.is_published(conn, survey):
         raise NotFound(f"survey: no published survey {survey!r}", "survey")

@@ -123,24 +123,29 @@ def retry_later(conn: Connection, id: int, now: datetime, error: str, *, give_up
         outbox_store.record_failed(conn, [failure(id, attempts, now, error, give_up)])
 
 
+Outcome = Callable[[Connection, dict[str, Any]], None]
+Failure = tuple[int, int, str | None, str | None, str]
+
+
 class _Recorder:
     """Writes the outcome of each send as soon as it is known: one write at a time, carrying every
     outcome that arrived while the previous one was being written (so a busy round costs a write per
     group commit, not per send, and a crash forgets only what was in flight)."""
 
-    def __init__(self, store: Store, on_delivered: Callable[[Connection, dict[str, Any]], None] | None) -> None:
+    def __init__(self, store: Store, on_delivered: Outcome | None, on_given_up: Outcome | None = None) -> None:
         self.store = store
         self.on_delivered = on_delivered
+        self.on_given_up = on_given_up
         self._delivered: list[tuple[dict[str, Any], str]] = []
-        self._failed: list[tuple[int, int, str | None, str | None, str]] = []
+        self._failed: list[tuple[Failure, dict[str, Any] | None]] = []
         self._writing: asyncio.Task | None = None
 
     def sent(self, row: dict[str, Any], at: datetime) -> None:
         self._delivered.append((row, stamp(at)))
         self._kick()
 
-    def failed(self, record: tuple[int, int, str | None, str | None, str]) -> None:
-        self._failed.append(record)
+    def failed(self, record: Failure, row: dict[str, Any] | None = None) -> None:
+        self._failed.append((record, row))
         self._kick()
 
     def _kick(self) -> None:
@@ -170,13 +175,17 @@ class _Recorder:
         self,
         conn: Connection,
         ok: list[tuple[dict[str, Any], str]],
-        bad: list[tuple[int, int, str | None, str | None, str]],
+        bad: list[tuple[Failure, dict[str, Any] | None]],
     ) -> None:
         outbox_store.record_delivered(conn, [(row["id"], at) for row, at in ok])
         if self.on_delivered is not None:
-            for row, _ in ok:
-                self.on_delivered(conn, row)
-        outbox_store.record_failed(conn, bad)
+            for row, at in ok:
+                self.on_delivered(conn, {**row, "delivered_at": at})
+        outbox_store.record_failed(conn, [record for record, _ in bad])
+        if self.on_given_up is not None:
+            for (_, _, _, failed_at, error), row in bad:
+                if failed_at is not None and row is not None:  # given up, not to be tried again
+                    self.on_given_up(conn, {**row, "failed_at": failed_at, "last_error": error})
 
     async def flush(self) -> None:
         while self._writing is not None and not self._writing.done():
@@ -190,9 +199,10 @@ async def deliver_due(
     now: datetime,
     *,
     lease_seconds: float = 60,
-    on_delivered: Callable[[Connection, dict[str, Any]], None] | None = None,
+    on_delivered: Outcome | None = None,
     concurrency: int = CONCURRENCY,
     batch: int = CLAIM_BATCH,
+    on_given_up: Outcome | None = None,
 ) -> int:
     """Send every due row of a channel, up to `concurrency` at once (claimed as slots free up, at most
     `batch` per claim), until nothing due is left; returns how many were delivered.
@@ -200,7 +210,9 @@ async def deliver_due(
     Each outcome is recorded right after its send (outcomes that arrive together share one write), so a
     crash mid-round sends again only the rows whose send had started and whose outcome was not yet
     written. `send` raising means "try again later" (`GiveUp`: never). `on_delivered(conn, row)` runs in
-    the same transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary).
+    the same transaction that marks a row delivered (e.g. to purge what the delivery made unnecessary),
+    the row carrying its `delivered_at`; `on_given_up(conn, row)` likewise when a row is given up (after
+    `MAX_ATTEMPTS`, or at once on `GiveUp`), with its `failed_at` and `last_error`.
     A claimed row must be sent within `lease_seconds`, or another process may take it and send it again."""
     # A read first: an idle outbox costs the writer nothing.
     if not await store.read(lambda conn: outbox_store.has_due(conn, channel, stamp(now))):
@@ -211,7 +223,7 @@ async def deliver_due(
         # `now` may be a time-travelling `feedback tick --now`: outcomes are stamped on its clock.
         return now + timedelta(seconds=time.monotonic() - started)
 
-    recorder = _Recorder(store, on_delivered)
+    recorder = _Recorder(store, on_delivered, on_given_up)
 
     async def attempt(row: dict[str, Any]) -> bool:
         try:
@@ -219,7 +231,7 @@ async def deliver_due(
         except Exception as error:  # noqa: BLE001 - any failure is a retry, recorded on the row
             text = f"{type(error).__name__}: {error}"
             log.warning("%s delivery %s failed (attempt %s): %s", channel, row["id"], row["attempts"] + 1, text)
-            recorder.failed(failure(row["id"], row["attempts"], moment(), text, isinstance(error, GiveUp)))
+            recorder.failed(failure(row["id"], row["attempts"], moment(), text, isinstance(error, GiveUp)), row)
             return False
         recorder.sent(row, moment())
         return True

@@ -33,7 +33,7 @@ log = logging.getLogger("feedback.plugins")
 # Built-in behaviour is ordinary plugin modules, so any plugin can override or block it. The package
 # of built-in plugins lists its own modules (`BUILTINS`), so the core names none of their rules.
 BUILTIN_PACKAGE = "feedback_plugins"
-CORE_PLUGINS = ("feedback.web.live",)
+CORE_PLUGINS = ("feedback.web.live", "feedback.sms_hooks")
 
 
 def default_plugins() -> tuple[str, ...]:

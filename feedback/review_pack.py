@@ -2,7 +2,8 @@
 
 Sections: cover (unit, period), customer-satisfaction results (total, by child unit, by service,
 with n, Wilson interval and the minimum-n flag), objective attainment at the period end, monthly
-trend, corrective actions (opened, closed, overdue, effectiveness) and response rates. Every
+trend, corrective actions (opened, closed, overdue, effectiveness), response rates, dossiers returned
+on time (with the satisfaction of on-time and late dossiers) and the other indicators. Every
 figure is real text in Noto Sans with Droid Sans Fallback for CJK, so the PDF is searchable and its
 text layer can be checked. `gather` collects the figures (a reader thread), `render` draws them.
 """
@@ -21,10 +22,11 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 import feedback
-from feedback import actions, audit, objectives
+from feedback import actions, audit, dossiers, federation, indicators, objectives
 from feedback.catalog import Snapshot
 from feedback.i18n import CATALOGUE, gettext_for
 from feedback.models import LANGUAGES
+from feedback.plugins import PluginManager
 from feedback.posters import FONTS_DIR, PDF_LANG
 from feedback.rates import decimals, satisfaction
 from feedback.store import actions as action_store
@@ -59,6 +61,8 @@ METRIC_TEXT = {
     "response_rate": N_("Response rate"),
     "on_time_rectification": N_("On-time rectification"),
     "callback_rate": N_("Call-back rate"),
+    "dossier_on_time": N_("Dossiers returned on time"),
+    "indicator_value": N_("Indicator value"),
 }
 ACTION_STATUS_TEXT = {
     "new": N_("new"),
@@ -145,8 +149,9 @@ def gather(
     date_to: str,
     min_n: int,
     now: datetime | None = None,
+    plugins: PluginManager | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the pack, as plain data (run on a reader thread)."""
+    """Every figure of the pack, as plain data (run on a reader thread); `plugins` define indicators."""
     now = now or datetime.now(UTC)
     units = snapshot.subtree(unit)
     end = date.fromisoformat(date_to)
@@ -182,7 +187,38 @@ def gather(
         "more_actions": len(listed) > MAX_ACTIONS_LISTED,
         # The audit log's newest entry as the pack was made: a printed copy anchors the log.
         "audit_head": audit.head_json(conn),
+        "dossiers": dossiers.unit_figures(conn, snapshot, unit, date_from, date_to, min_n, now),
+        "indicators": indicator_rows(conn, snapshot, unit, date_from, date_to, min_n, objective_rows, plugins),
+        # Child installations within the subtree: as of when they reported, their objectives and actions.
+        "reported": federation.report_summaries(conn, snapshot, unit, date_from, date_to),
     }
+
+
+def indicator_rows(
+    conn: sqlite3.Connection,
+    snapshot: Snapshot,
+    unit: str,
+    date_from: str,
+    date_to: str,
+    min_n: int,
+    objective_rows: list[dict[str, Any]],
+    plugins: PluginManager | None,
+) -> list[dict[str, Any]]:
+    """Each indicator with figures in the period (or an objective on it): its sums, names and the status
+    of each `indicator_value` objective on it at the period end."""
+    known = indicators.definitions(conn, plugins)
+    rows = {row["indicator"]: row for row in indicators.summary(conn, snapshot, unit, date_from, date_to, known, min_n)}
+    judged = [status for status in objective_rows if status["metric"] == "indicator_value"]
+    for status in judged:
+        rows.setdefault(
+            status["indicator"],
+            {"indicator": status["indicator"], "numerator": 0, "n": 0, "value": None, "ci95": None, "first_day": None},
+        )
+    for key, row in rows.items():
+        found = known.get(key)
+        row["names"] = found.names if found else {}
+        row["objectives"] = [status for status in judged if status["indicator"] == key]
+    return [rows[key] for key in sorted(rows)]
 
 
 class ReviewPack(FPDF):
@@ -332,10 +368,15 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
         (code for code, found in snapshot.units.items() if found.parent == unit),
         key=lambda code: snapshot.units[code].path,
     )
+    as_of = {item["child"]: item["as_of"] for item in data.get("reported") or []}
     for code in children:
         # A child unit without responses still shows, with n = 0: silence is a finding too.
         row = by_child.get(code) or {"n": 0, "rate": None, "ci95": None, "sufficient": False}
-        rows.append([unit_name(snapshot, code, lang), *_rate_cells(row, lang, _)])
+        label = unit_name(snapshot, code, lang)
+        child = federation.child_of_code(code)
+        if child in as_of:  # a child installation's unit: its figures are as of its latest report
+            label += " — " + reported_as_of(as_of[child], lang, _)
+        rows.append([label, *_rate_cells(row, lang, _)])
     widths = (58, 15, 35, 42, 28)
     pdf.grid(header, rows, widths)
     suspect = total["total"].get("suspect", 0)
@@ -359,11 +400,14 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
     # 2. Objectives.
     pdf.heading(_("2. Quality objectives at the end of the period"))
     if data["objectives"]:
+        # An objective on another indicator without a title of its own goes by the indicator's name.
+        indicator_names = {row["indicator"]: row["names"] for row in data.get("indicators") or []}
         objective_rows = []
         for status in data["objectives"]:
             metric = status["metric"]
             interval = status.get("ci95")
-            title = status.get("title") or _(METRIC_TEXT.get(metric, metric))
+            title = status.get("title") or indicator_names.get(status.get("indicator") or "", {}).get(lang)
+            title = title or _(METRIC_TEXT.get(metric, metric))
             comparator = COMPARATOR.get(status["comparator"], status["comparator"])
             digits = decimals_of(status["target"], metric)
             objective_rows.append(
@@ -405,7 +449,7 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
             _("Closed on time"),
             _("Overdue"),
             _("On-time rate"),
-            _("Call-backs done"),
+            _("Call-backs reached"),
         ],
         [
             [
@@ -414,7 +458,7 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
                 fmt_number(kpi["closed_on_time"], lang, 0),
                 fmt_number(kpi["overdue_open"], lang, 0),
                 fmt_share(kpi["on_time_rate"], lang),
-                f"{kpi['callbacks_done']}/{kpi['callbacks']}",
+                f"{kpi['callbacks_reached']}/{kpi['callbacks']}",
             ]
         ],
         (28, 28, 32, 28, 30, 32),
@@ -473,7 +517,169 @@ def render(snapshot: Snapshot, data: dict[str, Any], lang: str) -> bytes:
         )
     else:
         pdf.paragraph(_("No exposure counts (customers served) were recorded for the period."))
+    render_dossiers(pdf, snapshot, data, name, lang)
+    render_indicators(pdf, data, lang)
+    if data.get("reported"):
+        render_reported(pdf, snapshot, data, lang)
     return bytes(pdf.output())
+
+
+def reported_as_of(day: str | None, lang: str, _: Any) -> str:
+    if day is None:
+        return _("reported, nothing yet")
+    return _("reported, as of %(day)s") % {"day": fmt_day(day, lang)}
+
+
+def render_reported(pdf: ReviewPack, snapshot: Snapshot, data: dict[str, Any], lang: str) -> None:
+    """8. Child installations that report to this one: as of when, the status of their own objectives in
+    their latest report of the period, and their corrective actions over it (aggregates only: no record of
+    theirs is held here)."""
+    _ = pdf._
+    pdf.heading(_("8. Reported by child installations"))
+    for child in data["reported"]:
+        pdf.paragraph(
+            _("%(child)s, under %(unit)s: %(as_of)s; %(days)s days of the period reported.")
+            % {
+                "child": child["name"],
+                "unit": unit_name(snapshot, child["unit"], lang),
+                "as_of": reported_as_of(child["as_of"], lang, _),
+                "days": child["days"],
+            },
+            size=11,
+        )
+        counts = child["actions"]
+        pdf.paragraph(
+            _(
+                "Corrective actions: %(opened)s opened, %(closed)s closed, %(on_time)s of them on time;"
+                " call-backs reached: %(reached)s of %(callbacks)s."
+            )
+            % {
+                "opened": counts["opened"],
+                "closed": counts["closed"],
+                "on_time": counts["closed_on_time"],
+                "reached": counts["callbacks_reached"],
+                "callbacks": counts["callbacks"],
+            },
+            size=9,
+        )
+        lines = []
+        for status in child["objectives"]:
+            metric = status["metric"]
+            digits = decimals_of(status["target"], metric)
+            title = (status.get("titles") or {}).get(lang) or status.get("title") or _(METRIC_TEXT.get(metric, metric))
+            lines.append(
+                [
+                    f"{title} ({unit_name(snapshot, status['unit'], lang)})",
+                    f"{COMPARATOR.get(status['comparator'], status['comparator'])} "
+                    f"{fmt_metric(status['target'], metric, lang, digits)}",
+                    fmt_metric(status["value"], metric, lang, digits),
+                    fmt_number(status["n"], lang, 0),
+                    _(STATUS_TEXT.get(status["status"], status["status"])),
+                ]
+            )
+        if lines:
+            pdf.grid([_("Objective"), _("Target value"), _("Value"), _("n"), _("Status")], lines, (70, 26, 26, 18, 38))
+
+
+def _timeliness_cells(row: dict[str, Any], lang: str) -> list[str]:
+    interval = row.get("ci95")
+    return [
+        fmt_number(row["n"], lang, 0),
+        fmt_share(row["rate"], lang),
+        f"{fmt_share(interval[0], lang)} – {fmt_share(interval[1], lang)}" if interval else "—",
+        fmt_number(row["late"], lang, 0),
+        fmt_number(row["open_overdue"], lang, 0),
+    ]
+
+
+def render_dossiers(pdf: ReviewPack, snapshot: Snapshot, data: dict[str, Any], name: str, lang: str) -> None:
+    """6. Dossiers returned on time: by unit below and by service, and the satisfaction of on-time and
+    late dossiers side by side."""
+    _ = pdf._
+    pdf.heading(_("6. Dossiers returned on time"))
+    figures = data.get("dossiers") or {}
+    if not figures.get("any"):
+        pdf.paragraph(_("No dossier was due in the period."))
+        return
+    header = [_("Unit"), _("Dossiers due"), _("On time"), _("95 % interval"), _("Returned late"), _("Open, overdue")]
+    widths = (50, 22, 24, 38, 22, 22)
+    rows = [[name, *_timeliness_cells(figures["total"], lang)]]
+    for row in figures["by_unit"]:
+        rows.append([unit_name(snapshot, row["key"], lang), *_timeliness_cells(row, lang)])
+    pdf.grid(header, rows, widths)
+    service_rows = [
+        [service_label(snapshot, row["key"], lang, _), *_timeliness_cells(row, lang)] for row in figures["by_service"]
+    ]
+    if service_rows:
+        pdf.grid([_("Service"), *header[1:]], service_rows, widths)
+    pdf.paragraph(
+        _(
+            "Each dossier counts in the period of its due day: on time when it was returned by that day, late "
+            "when it was returned after it or is still open after it (as of the day this pack was made)."
+        ),
+        size=9,
+        color=GREY,
+    )
+    rated = figures["satisfaction"]
+    pdf.ln(2)
+    pdf.paragraph(_("Satisfaction of the citizens whose dossier was on time or late"), size=11)
+    pdf.grid(
+        [_("Dossier"), _("n"), _("Satisfaction rate"), _("95 % interval"), _("Sufficient")],
+        [
+            [_("Returned on time"), *_rate_cells(rated["on_time"], lang, _)],
+            [_("Late"), *_rate_cells(rated["late"], lang, _)],
+        ],
+        (58, 15, 35, 42, 28),
+    )
+
+
+def render_indicators(pdf: ReviewPack, data: dict[str, Any], lang: str) -> None:
+    """7. Other indicators: each one's value over the period, n (its denominator), interval and the
+    status of the objectives set on it."""
+    _ = pdf._
+    pdf.heading(_("7. Other indicators"))
+    rows = data.get("indicators") or []
+    if not rows:
+        pdf.paragraph(_("No indicator figures were recorded for the period."))
+        return
+    lines = []
+    for row in rows:
+        targets = [status["target"] for status in row["objectives"]]
+        digits = max([2, *(decimals_of(target, "indicator_value") for target in targets)])
+        interval = row.get("ci95")
+        name = row["names"].get(lang) or row["names"].get("en") or row["indicator"]
+        if row.get("first_day"):  # the months its figures span
+            first, last = row["first_day"][:7], row["last_day"][:7]
+            name += f" ({first} – {last})" if first != last else f" ({first})"
+        judged = [
+            f"{COMPARATOR.get(status['comparator'], status['comparator'])} "
+            f"{fmt_metric(status['target'], 'indicator_value', lang, digits)}: "
+            f"{_(STATUS_TEXT.get(status['status'], status['status']))}"
+            for status in row["objectives"]
+        ]
+        lines.append(
+            [
+                name,
+                fmt_metric(row["value"], "indicator_value", lang, digits),
+                fmt_number(row["n"], lang, 0),
+                f"{fmt_metric(interval[0], 'indicator_value', lang, digits)} – "
+                f"{fmt_metric(interval[1], 'indicator_value', lang, digits)}"
+                if interval
+                else "—",
+                "; ".join(judged) or "—",
+            ]
+        )
+    pdf.grid(
+        [_("Quality indicator"), _("Value"), _("n"), _("95 % interval"), _("Objective")], lines, (50, 24, 22, 42, 40)
+    )
+    pdf.paragraph(
+        _(
+            "A figure counts when its whole period (month, quarter or year) lies in the review period; n is "
+            "the sum of the denominators."
+        ),
+        size=9,
+        color=GREY,
+    )
 
 
 def service_label(snapshot: Snapshot, code: str | None, lang: str, _: Any) -> str:
@@ -491,6 +697,7 @@ def management_review_pdf(
     lang: str,
     min_n: int,
     now: datetime | None = None,
+    plugins: PluginManager | None = None,
 ) -> bytes:
     """The whole pack: gather the figures and draw them (on a reader thread)."""
-    return render(snapshot, gather(conn, snapshot, unit, date_from, date_to, min_n, now), lang)
+    return render(snapshot, gather(conn, snapshot, unit, date_from, date_to, min_n, now, plugins), lang)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from feedback import actions, audit, audit_seals, dispatch, objectives, outbox, retention
+from feedback import actions, audit, audit_seals, dispatch, federation_child, objectives, outbox, retention
 from feedback.catalog import Catalog
 from feedback.db import Store
 from feedback.jobs import Job, JobContext
@@ -26,7 +26,7 @@ log = logging.getLogger("feedback.jobs")
 
 def collect_jobs(settings: Settings, plugins: PluginManager) -> list[Job]:
     """The core's jobs, then every plugin's, then the outbox's pruning."""
-    jobs = [*objectives.jobs(), *actions.jobs(), *retention.jobs()]
+    jobs = [*objectives.jobs(), *actions.jobs(), *retention.jobs(), *federation_child.jobs()]
     jobs.extend(flatten(plugins.hook.register_jobs(settings=settings)))
     jobs.extend(outbox.jobs())
     jobs.extend(dispatch.jobs())

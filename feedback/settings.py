@@ -29,6 +29,15 @@ class Settings(msgspec.Struct, kw_only=True):
     # client; from any other peer those headers are ignored. Comma-separated in FEEDBACK_TRUSTED_PROXIES.
     trusted_proxies: tuple[str, ...] = ()
     smtp_url: str | None = None
+    # SMS (feedback.sms): the generic HTTP gateway's URL (http or https), the bearer token sent to it and
+    # the body it takes (empty: JSON {"to", "text", "id"}; see feedback_plugins.sms), the secret the
+    # gateway signs inbound messages with (empty: POST /api/v1/sms/inbound answers 404), and how many days
+    # an invitation stays open (its number is erased when it is answered or expires).
+    sms_url: str = ""
+    sms_token: str = ""
+    sms_template: str = ""
+    sms_secret: str = ""
+    sms_invitation_days: int = 7
     # Kiosks: presses closer together than this on one device are suspect; 0 turns every kiosk
     # misuse filter off (bursts too).
     kiosk_min_interval: float = 2.0
@@ -66,6 +75,8 @@ class Settings(msgspec.Struct, kw_only=True):
     effectiveness_weeks: int = 4
     # Consented contact is purged when its action closes, or after this many days at the latest.
     contact_retention_days: int = 90
+    # A call-back (feedback.callbacks) counts as not reached after this many attempts that did not reach.
+    callback_tries: int = 3
     # Outbox rows delivered longer ago than this many days are deleted (given-up rows after three
     # times as long, so an operator can still see why a delivery failed); pending rows never.
     outbox_keep_days: int = 30
@@ -118,6 +129,11 @@ _ENV = {
     "FEEDBACK_RATE_LIMIT": "rate_limit",
     "FEEDBACK_TRUSTED_PROXIES": "trusted_proxies",
     "FEEDBACK_SMTP_URL": "smtp_url",
+    "FEEDBACK_SMS_URL": "sms_url",
+    "FEEDBACK_SMS_TOKEN": "sms_token",
+    "FEEDBACK_SMS_TEMPLATE": "sms_template",
+    "FEEDBACK_SMS_SECRET": "sms_secret",
+    "FEEDBACK_SMS_INVITATION_DAYS": "sms_invitation_days",
     "FEEDBACK_KIOSK_MIN_INTERVAL": "kiosk_min_interval",
     "FEEDBACK_KIOSK_BURST_COUNT": "kiosk_burst_count",
     "FEEDBACK_KIOSK_BURST_WINDOW": "kiosk_burst_window",
@@ -139,6 +155,7 @@ _ENV = {
     "FEEDBACK_DUE_SOON_DAYS": "due_soon_days",
     "FEEDBACK_EFFECTIVENESS_WEEKS": "effectiveness_weeks",
     "FEEDBACK_CONTACT_RETENTION_DAYS": "contact_retention_days",
+    "FEEDBACK_CALLBACK_TRIES": "callback_tries",
     "FEEDBACK_OUTBOX_KEEP_DAYS": "outbox_keep_days",
     "FEEDBACK_DIGEST_WEEKDAY": "digest_weekday",
     "FEEDBACK_DIGEST_HOUR": "digest_hour",
@@ -197,10 +214,13 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     settings.log_format = str(settings.log_format).strip().lower()
     if settings.log_format not in ("text", "json"):
         raise SettingsError(f"FEEDBACK_LOG_FORMAT: {settings.log_format!r} is not one of text, json")
+    if settings.callback_tries < 1:
+        raise SettingsError(f"FEEDBACK_CALLBACK_TRIES: {settings.callback_tries} is not a whole number of 1 or more")
     settings.require_2fa = str(settings.require_2fa).strip().lower()
     if settings.require_2fa not in REQUIRE_2FA:
         raise SettingsError(f"FEEDBACK_REQUIRE_2FA: {settings.require_2fa!r} is not one of {', '.join(REQUIRE_2FA)}")
     _check_sign_in(settings)
+    _check_sms(settings)
     if not settings.secret and keep_secret:
         settings.secret = stored_secret(settings.db)
     return settings
@@ -231,6 +251,19 @@ def _check_sign_in(settings: Settings) -> None:
     ):
         if value:
             autocreate_role_and_unit(value, variable)
+
+
+def _check_sms(settings: Settings) -> None:
+    """The SMS gateway is reached over http(s) only (it is the operator's setting, but a file:// or other
+    scheme is never a gateway), and an invitation stays open between one and 30 days."""
+    if settings.sms_url:
+        parts = urlsplit(settings.sms_url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"FEEDBACK_SMS_URL: {settings.sms_url!r} is not an http:// or https:// URL")
+    if not 1 <= settings.sms_invitation_days <= 30:
+        raise SettingsError(
+            f"FEEDBACK_SMS_INVITATION_DAYS: {settings.sms_invitation_days} is not a whole number from 1 to 30"
+        )
 
 
 def _plain_ldap_elsewhere(url: str) -> bool:

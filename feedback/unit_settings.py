@@ -38,17 +38,9 @@ def update_unit_settings(conn: Connection, code: str, changes: dict[str, Any]) -
             raise InvalidInput(f"owner: no user {owner!r}", "owner")
         values["owner"] = owner
     if "country" in changes:
-        country = changes["country"]
-        if country is not None:
-            if not isinstance(country, str) or country.upper() not in supported_countries():
-                raise InvalidInput("country: an ISO 3166 code with a holiday calendar (e.g. VN, CN, RU)", "country")
-            country = country.upper()
-        values["country"] = country
+        values["country"] = check_country(changes["country"])
     if "action_days" in changes:
-        days = changes["action_days"]
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 365):
-            raise InvalidInput("action_days: a whole number of working days from 1 to 365", "action_days")
-        values["action_days"] = days
+        values["action_days"] = check_action_days(changes["action_days"])
     if "public_results" in changes:
         if not isinstance(changes["public_results"], bool):
             raise InvalidInput("public_results: true or false", "public_results")
@@ -73,6 +65,22 @@ def update_unit_settings(conn: Connection, code: str, changes: dict[str, Any]) -
         "retention": retention_as_set(row.get("retention")),
         "retention_in_force": retention_in_force_of(conn, code),
     }
+
+
+def check_country(country: Any) -> str | None:
+    """A calendar country as stored (upper case), or None to clear it."""
+    if country is None:
+        return None
+    if not isinstance(country, str) or country.upper() not in supported_countries():
+        raise InvalidInput("country: an ISO 3166 code with a holiday calendar (e.g. VN, CN, RU)", "country")
+    return country.upper()
+
+
+def check_action_days(days: Any) -> int | None:
+    """Working days to rectify a bad review (1 to 365), or None to clear them."""
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 365):
+        raise InvalidInput("action_days: a whole number of working days from 1 to 365", "action_days")
+    return days
 
 
 def complaint_levels(value: Any) -> list[int] | None:

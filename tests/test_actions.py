@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from feedback import actions, auth
+from feedback import actions, auth, callbacks
 from feedback.calendars import add_working_days
 from feedback.catalog import load_snapshot
 from feedback.db import open_database
@@ -596,11 +596,13 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
         opened("overdue", "work_order", at(20), "2026-01-25")  # still open, past due at the end of January
         opened("not-yet-due", "nonconformity", at(28), "2026-02-05")
         called = opened("callback-done", "callback", at(10), "2026-01-20", unit="A1a")
+        callbacks.record_attempt(conn, called, via="phone", outcome="reached", by="lan", at=at(12))
         _walk(conn, snapshot, called, at(12), close)
         opened("callback-open", "callback", at(11), "2026-01-20", unit="A1a")
         # Opened before the period, still open and overdue at its end.
         opened("december", "work_order", datetime(2025, 12, 1, 3, tzinfo=UTC), "2025-12-05")
         elsewhere = opened("in-b", "callback", at(10), "2026-01-20", unit="B")
+        callbacks.record_attempt(conn, elsewhere, via="mail", outcome="reached", by="system", at=at(11))
         _walk(conn, snapshot, elsewhere, at(11), close)
         # Opened on 31 January at 23:30 local time, which is still January there (16:30 UTC).
         opened("last-evening", "work_order", datetime(2026, 1, 31, 16, 30, tzinfo=UTC), "2026-02-10")
@@ -624,13 +626,15 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
     assert total["overdue_open"] == 3 and total["on_time_n"] == 6
     assert total["on_time_rate"] == pytest.approx(2 / 6)
     assert total["on_time_ci95"] == pytest.approx(list(wilson(2, 6)))
-    assert (total["callbacks"], total["callbacks_done"], total["callback_rate"]) == (2, 1, 0.5)
+    # Call-backs: one reached, one still pending past its due day (20 January): 1 of 2.
+    assert (total["callbacks"], total["callbacks_reached"], total["callback_rate"]) == (2, 1, 0.5)
+    assert (total["callbacks_overdue"], total["callbacks_declined"], total["callbacks_not_reached"]) == (1, 0, 0)
     assert total["callback_ci95"] == pytest.approx(list(wilson(1, 2)))
     assert total["on_time_sufficient"] is False
     by_unit = {row["unit"]: row for row in body["rows"]}
     assert list(by_unit) == ["A", "A1", "A1a"]
     assert (by_unit["A1"]["opened"], by_unit["A1"]["closed"], by_unit["A1"]["overdue_open"]) == (5, 2, 2)
-    assert (by_unit["A1a"]["callbacks"], by_unit["A1a"]["callbacks_done"]) == (2, 1)
+    assert (by_unit["A1a"]["callbacks"], by_unit["A1a"]["callbacks_reached"]) == (2, 1)
     assert by_unit["A"]["opened"] == 0 and by_unit["A"]["on_time_rate"] is None
 
     def metrics(conn: Connection, snapshot: Any) -> tuple:

@@ -3,6 +3,8 @@ route that takes them, through a real server on 127.0.0.1 and a real SQLite file
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass, field
 
@@ -35,12 +37,25 @@ BODY_ROUTES = {
     ("POST", "/api/v1/exposure"): '{{"unit": "A", "served": {deep}}}',
     ("POST", "/api/v1/actions"): '{{"unit": "A", "title": {deep}}}',
     ("POST", "/api/v1/actions/{action_id}/events"): '{{"type": "verifying", "note": {deep}}}',
+    ("POST", "/api/v1/actions/{action_id}/callbacks"): '{{"via": "phone", "outcome": {deep}}}',
     ("POST", "/api/v1/users"): '{{"name": "n", "role": {deep}}}',
     ("PATCH", "/api/v1/users/{name}"): '{{"email": {deep}}}',
     ("POST", "/api/v1/tokens"): '{{"user": {deep}}}',
     ("POST", "/api/v1/webhooks"): '{{"url": "http://127.0.0.1:9/", "secret": "s", "events": {deep}}}',
     ("POST", "/api/v1/responses/{response_id}/erasure"): '{{"reason": {deep}}}',
+    ("POST", "/api/v1/paper-entries"): '{{"serial": "ABCDE-FGHJK", "occurred_on": "2026-01-01", "answers": {deep}}}',
+    ("POST", "/api/v1/touchpoints/{token}/call-sheets"): '{{"lang": {deep}}}',
+    ("POST", "/api/v1/invitations"): '{{"touchpoint": "tp-a", "phone": {deep}}}',
+    ("POST", "/api/v1/cases"): '{{"items": [{{"ref": "X", "unit": "A", "received": {deep}}}]}}',
+    ("POST", "/api/v1/indicators"): '{{"key": "k", "names": {deep}}}',
+    ("POST", "/api/v1/indicators/{key}/values"): '{{"unit": "A", "numerator": {deep}}}',
+    ("POST", "/api/v1/federation/join"): '{{"code": "c", "public_key": "k", "name": "n", "units": {deep}}}',
 }
+# Writes whose body is read only once its signature holds (the SMS gateway's): checked signed, below.
+SIGNED_BODY_ROUTES = {("POST", "/api/v1/sms/inbound")}
+SMS_SECRET = "gateway-secret"
+# A child installation's daily reports, read only once the child's Ed25519 signature holds: checked below.
+CHILD_SIGNED_ROUTES = {("POST", "/api/v1/federation/reports")}
 # Writes that take no body at all.
 BODYLESS = {
     ("POST", "/api/v1/kiosks/{kiosk_id}/revoke"),
@@ -72,7 +87,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("no500") / "feedback.db")
     add_user(org.db, "boss", PASSWORD, "admin")
-    server = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
+    server = Server(org.db, env={"FEEDBACK_JOBS": "0", "FEEDBACK_SMS_SECRET": SMS_SECRET}).start()
     world = World(org, server)
     admin = auth_header(org.tokens["admin"])
     code = enrollment_code(org)
@@ -93,6 +108,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         "action_id": action["id"],
         "name": "lan",
         "response_id": response.json()["id"],
+        "key": "error_rate",
     }
     yield world
     server.stop()
@@ -135,7 +151,54 @@ def test_the_body_routes_above_are_every_write_in_the_document(world: World) -> 
         for method in operations
         if method in ("post", "put", "patch", "delete") and path.startswith("/api/v1")
     }
-    assert writes == set(BODY_ROUTES) | BODYLESS
+    assert writes == set(BODY_ROUTES) | BODYLESS | SIGNED_BODY_ROUTES | CHILD_SIGNED_ROUTES
+
+
+@pytest.mark.parametrize("depth", (1_000, 5_000))  # within the 16 KiB such a body may have
+def test_a_signed_body_is_held_to_the_same_rules(world: World, depth: int) -> None:
+    """The gateway's messages: too deep, or a key given twice, is a 400 naming it once the signature holds."""
+    for body, named in (
+        ('{"id": "m", "from": "+84900000000", "text": %s}' % ("[" * depth + "]" * depth), "body"),
+        ('{"id": "m", "from": "+84900000000", "text": "5", "text": "STOP"}', "text"),
+    ):
+        raw = body.encode()
+        signature = "sha256=" + hmac.new(SMS_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        for method, template in SIGNED_BODY_ROUTES:
+            headers = {"content-type": "application/json", "x-feedback-signature": signature}
+            reply = httpx.request(method, world.url(template), content=raw, headers=headers, timeout=30)
+            assert reply.status_code == 400 and reply.json()["field"] == named, reply.text
+    assert count(world.org, "SELECT count(*) AS n FROM sms_inbound") == 0
+
+
+def test_a_report_signed_by_a_child_is_held_to_the_same_rules(world: World) -> None:
+    """A child installation's report: too deep, or a key given twice, is a 400 naming it once the signature
+    holds; nothing is stored."""
+    from feedback import federation
+    from feedback.db import open_database
+
+    database = open_database(str(world.org.db))
+    try:
+        with database.conn:
+            code, _expires = federation.create_invite(database.conn, "A")
+    finally:
+        database.close()
+    key = federation.new_private_key()
+    body = {"code": code, "public_key": federation.public_key_text(key), "name": "child", "units": ["A"]}
+    child = httpx.post(f"{world.server.url}/api/v1/federation/join", json=body, timeout=30).json()["child"]
+    for body, named in (
+        ('{"version": 1, "units": %s}' % ("[" * 5_000 + "]" * 5_000), "body"),
+        ('{"version": 1, "day": "2026-01-01", "day": "2026-01-02"}', "day"),
+    ):
+        raw = body.encode()
+        headers = {
+            "content-type": "application/json",
+            federation.CHILD_HEADER: child,
+            federation.SIGNATURE_HEADER: federation.sign(raw, key),
+        }
+        for method, template in CHILD_SIGNED_ROUTES:
+            reply = httpx.request(method, world.url(template), content=raw, headers=headers, timeout=30)
+            assert reply.status_code == 400 and reply.json()["field"] == named, reply.text
+    assert count(world.org, "SELECT count(*) AS n FROM federation_reports") == 0
 
 
 def int_routes() -> list[tuple[str, str, str]]:
@@ -167,7 +230,10 @@ def test_integer_ids_past_64_bits_are_404_on_every_route(world: World) -> None:
                 )
                 assert reply.status_code == 404, (method, path, reply.status_code)
                 continue
-            body = {"type": "verifying"} if template.endswith("/events") else {}  # valid, but for the id
+            # Valid, but for the id.
+            body = {"/events": {"type": "verifying"}, "/callbacks": {"via": "phone", "outcome": "reached"}}.get(
+                template[template.rfind("/") :], {}
+            )
             reply = httpx.request(
                 method,
                 world.server.url + path,

@@ -328,8 +328,20 @@ def test_callback_rate_objective_reads_the_corrective_actions(org5) -> None:
         days_ago=1,
         answers={"service_time": 2, "waiting_time": 2, "staff_courtesy": 3, "premises": 4, "information": 3},
     )
-    assert rows(org, "SELECT kind FROM actions") == [{"kind": "callback"}]
+    found = rows(org, "SELECT id, kind FROM actions")
+    assert [row["kind"] for row in found] == ["callback"]
     oid = create(server, admin, unit="B", metric="callback_rate", target=0.9, min_n=1, period="rolling_30").json()["id"]
+    # Pending and not yet due: not counted yet.
+    assert status(server, admin, oid)["n"] == 0
+    # The respondent declined the call: a call-back due that was not reached.
+    reply = api(
+        server,
+        "POST",
+        f"/api/v1/actions/{found[0]['id']}/callbacks",
+        admin,
+        json={"via": "phone", "outcome": "declined"},
+    )
+    assert reply.status_code == 201, reply.text
     doc = status(server, admin, oid)
     assert (doc["n"], doc["successes"], doc["value"]) == (1, 0, 0.0)
     assert doc["status"] == "breached"  # even the upper bound of 0 out of 1 is under 90 %

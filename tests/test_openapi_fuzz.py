@@ -13,6 +13,8 @@ Jobs are off, so nothing else leaves the machine either.
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -31,12 +33,17 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from feedback import federation, federation_child
+from feedback.db import open_database
 from tests.conftest import Org, Server, auth_header, make_org, rows
 from tests.manage_helpers import add_user, sign_in
 from tests.test_maintenance import VASH_KEYS
 
 # A closed port on loopback: a delivery to it is refused at once, and nothing else is ever targeted.
 HOOK_URL = "http://127.0.0.1:9/hook"
+# The SMS gateway is the same closed port: an invitation's SMS is refused there and waits for a retry.
+SMS_URL = "http://127.0.0.1:9/sms"
+SMS_SECRET = "gateway-secret"
 PROBE_USER = "fuzz-target"
 TOO_BIG = str(2**63)
 JSON_TYPES = ("application/json",)
@@ -83,7 +90,13 @@ def populate(world: World) -> None:
     )["id"]
     action = world.call("POST", "/api/v1/actions", {"unit": "A1", "title": "Queue at counter 1"})
     world.ids["action"] = action["id"]
+    # A «Ваш контроль» criterion below 4 opens a call-back, whose attempts are recorded on its action.
+    world.call("POST", "/api/v1/responses", {"touchpoint": "tp-b", "answers": {key: 3 for key in VASH_KEYS}})
+    world.ids["callback"] = world.call("GET", "/api/v1/actions", unit="B", kind="callback")[0]["id"]
     world.call("POST", "/api/v1/exposure", {"unit": "A1", "service": "S1", "day": today, "served": 40})
+    # A hotline call's sheet, to load and to key in.
+    sheet = world.call("POST", "/api/v1/touchpoints/tp-a1/call-sheets", {"lang": "vi"})
+    world.ids["call_sheet"], world.ids["call_day"] = sheet["serial"], sheet["today"]
     code = world.call("POST", "/api/v1/kiosks/enroll", {"touchpoint": "tp-a1a"})["code"]
     enrolled = httpx.post(f"{world.server.url}/api/v1/kiosk/enroll", json={"code": code}, timeout=30).json()
     world.device, world.ids["kiosk"] = enrolled["device_token"], enrolled["kiosk"]["id"]
@@ -97,13 +110,26 @@ def populate(world: World) -> None:
     with httpx.Client(base_url=world.server.url, timeout=30) as browser:
         sign_in(browser, world.server, PROBE_USER, "correct horse 1")
     world.ids["session"] = world.call("GET", f"/api/v1/users/{PROBE_USER}/sessions")[0]["id"]
+    # A child installation paired with this one (its key kept here, to sign a report), and a spare code.
+    world.ids["child_key"] = federation.new_private_key()
+    joined = {"code": pairing_code(world), "public_key": federation.public_key_text(world.ids["child_key"])}
+    reply = httpx.post(f"{world.server.url}/api/v1/federation/join", json={**joined, "name": "Child", "units": ["X"]})
+    world.ids["child"] = reply.json()["child"]
+    world.ids["pairing_code"] = pairing_code(world)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("openapi") / "feedback.db")
     server = Server(
-        org.db, env={"FEEDBACK_JOBS": "0", "FEEDBACK_WEBHOOK_ALLOW_PRIVATE": "1", "FEEDBACK_KIOSK_MIN_INTERVAL": "0"}
+        org.db,
+        env={
+            "FEEDBACK_JOBS": "0",
+            "FEEDBACK_WEBHOOK_ALLOW_PRIVATE": "1",
+            "FEEDBACK_KIOSK_MIN_INTERVAL": "0",
+            "FEEDBACK_SMS_URL": SMS_URL,
+            "FEEDBACK_SMS_SECRET": SMS_SECRET,
+        },
     ).start()
     world = World(org, server)
     populate(world)
@@ -263,6 +289,14 @@ def valid_calls(world: World) -> list[tuple[str, str, dict[str, Any]]]:
             "/api/v1/actions/{action_id}/events",
             {"path_parameters": {"action_id": ids["action"]}, "body": {"type": "verifying", "note": "seen"}},
         ),
+        (
+            "POST",
+            "/api/v1/actions/{action_id}/callbacks",
+            {
+                "path_parameters": {"action_id": ids["callback"]},
+                "body": {"via": "phone", "outcome": "not_reached", "note": "no answer"},
+            },
+        ),
         ("GET", "/api/v1/kpis", unit_a),
         ("GET", "/api/v1/exports/responses.csv", unit_a),
         ("GET", "/api/v1/exports/responses.xlsx", unit_a),
@@ -298,8 +332,110 @@ def valid_calls(world: World) -> list[tuple[str, str, dict[str, Any]]]:
             {"path_parameters": {"response_id": ids["response"]}, "body": {"reason": "asked by phone"}},
         ),
         ("GET", "/api/v1/audit", {"query": {"kind": "unit", "limit": "5"}}),
+        (
+            "POST",
+            "/api/v1/touchpoints/{token}/call-sheets",
+            {"path_parameters": {"token": "tp-a1"}, "body": {"lang": "en"}},
+        ),
+        ("GET", "/api/v1/paper-forms/{serial}", {"path_parameters": {"serial": ids["call_sheet"]}}),
+        (
+            "POST",
+            "/api/v1/paper-entries",
+            {
+                "body": {
+                    "serial": ids["call_sheet"],
+                    "answers": {"overall": 4},
+                    "occurred_on": ids["call_day"],
+                    "channel": "hotline",
+                }
+            },
+        ),
         ("GET", "/api/v1/audit/head", {}),
+        ("GET", "/api/v1/touchpoints/{token}/paper-forms.pdf", {"path_parameters": {"token": "tp-a1"}}),
+        ("GET", "/api/v1/paper-scans", {"query": {"status": "all"}}),
+        ("POST", "/api/v1/invitations", {"body": {"touchpoint": "tp-a1", "phone": "+84900000001", "case_ref": "H-9"}}),
+        ("POST", "/api/v1/sms/inbound", signed_message({"id": "gw-1", "from": "+84900000001", "text": "4"})),
+        (
+            "POST",
+            "/api/v1/cases",
+            {"body": {"items": [{"ref": "FZ-1", "unit": "A1", "service": "S1", "received": today, "due": today}]}},
+        ),
+        ("GET", "/api/v1/cases/timeliness", {"query": {"unit": "A", "by": "service"}}),
+        ("GET", "/api/v1/exports/timeliness.csv", unit_a),
+        ("GET", "/api/v1/exports/timeliness.xlsx", unit_a),
+        ("GET", "/api/v1/indicators", {}),
+        (
+            "POST",
+            "/api/v1/indicators",
+            {
+                "body": {
+                    "key": "replies_on_time",
+                    "names": {"vi": "Trả lời đúng hạn", "ru": "Ответы в срок", "zh": "按时答复率", "en": "Replies"},
+                    "direction": "higher",
+                }
+            },
+        ),
+        (
+            "POST",
+            "/api/v1/indicators/{key}/values",
+            {
+                "path_parameters": {"key": "error_rate"},
+                "body": {"unit": "A1", "period": "2025-Q1", "numerator": 3, "denominator": 10000},
+            },
+        ),
+        ("GET", "/api/v1/indicators/{key}/values", {"path_parameters": {"key": "error_rate"}, **unit_a}),
+        (
+            "POST",
+            "/api/v1/federation/join",
+            {
+                "body": {
+                    "code": ids["pairing_code"],
+                    "public_key": federation.public_key_text(ids["child_key"]),
+                    "name": "Child 2",
+                    "units": ["Y"],
+                }
+            },
+        ),
+        ("POST", "/api/v1/federation/reports", signed_report(world)),
+        ("GET", "/api/v1/federation/children", {}),
     ]
+
+
+def pairing_code(world: World) -> str:
+    """A one-time code for a child installation under unit A, as `feedback federation invite` makes it."""
+    database = open_database(str(world.org.db))
+    try:
+        with database.conn:
+            return federation.create_invite(database.conn, "A")[0]
+    finally:
+        database.close()
+
+
+def signed_report(world: World) -> dict[str, Any]:
+    """Case arguments for a child installation's report of one day: the body as bytes, signed by the child."""
+    unit = {"code": "X", "name": "Post X", "parent": None, "lang": "en", "tz": "UTC"}
+    rollup = {"unit": "X", "service": None, "n": 2, "satisfied": 1, "dissatisfied": 1, "score_n": 2, "score_sum": 125.0}
+    content = {
+        "version": federation.REPORT_VERSION,
+        "child": world.ids["child"],
+        "day": "2025-01-01",
+        "units": [unit],
+        "rollups": [{**rollup, "l1": 1, "l2": 0, "l3": 0, "l4": 0, "l5": 1, "suspect": 0}],
+        "objectives": [],
+        "actions": [{"unit": "X", "opened": 1, "closed": 0, "closed_on_time": 0, "overdue_open": 0}],
+    }
+    body, signature, _ = federation_child.signed_body(content, world.ids["child_key"], "2025-01-02T00:00:00+00:00")
+    return {
+        "body": body,
+        "headers": {federation.CHILD_HEADER: world.ids["child"], federation.SIGNATURE_HEADER: signature},
+    }
+
+
+def signed_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Case arguments for a message of the SMS gateway: the body as bytes, exactly as signed."""
+    raw = json.dumps(message).encode()
+    signature = "sha256=" + hmac.new(SMS_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    return {"body": raw, "headers": {"X-Feedback-Signature": signature}}
 
 
 def test_a_valid_call_of_every_operation_answers_as_documented(world: World) -> None:
@@ -335,6 +471,7 @@ def fuzz_config(world: World) -> dict[str, Any]:
         "users": [PROBE_USER],
         "token_ids": [ids["token"]],
         "days": [date.today().isoformat(), "2024-01-01"],
+        "indicators": ["error_rate", "plan_completion"],
     }
     binding = {
         "path.token": "tokens",
@@ -351,6 +488,7 @@ def fuzz_config(world: World) -> dict[str, Any]:
         "query.from": "days",
         "query.to": "days",
         "query.at": "days",
+        "path.key": "indicators",
     }
     return {
         "headers": auth_header(world.org.tokens["admin"]),

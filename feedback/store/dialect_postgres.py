@@ -432,3 +432,13 @@ def forget_comments(conn: Connection, response_ids: Sequence[str]) -> None:
         f"DELETE FROM comment_search WHERE response_id IN ({', '.join('?' for _ in response_ids)})",
         tuple(response_ids),
     )
+
+
+def index_comments(conn: Connection, response_id: str) -> None:
+    """Put a response's comments into the search again, as stored now (its answers were replaced: a
+    keyed form's second entry taken; `forget_comments` took the old text out first)."""
+    conn.execute(
+        "INSERT INTO comment_search (response_id, body) SELECT id, feedback_comment_text(answers) FROM responses"
+        " WHERE id = ? AND feedback_comment_text(answers) IS NOT NULL ON CONFLICT DO NOTHING",
+        (response_id,),
+    )

@@ -360,3 +360,14 @@ def forget_comments(conn: Connection, response_ids: Sequence[str]) -> None:
         f" (SELECT rowid FROM responses WHERE id IN ({', '.join('?' for _ in response_ids)}))",
         tuple(response_ids),
     )
+
+
+def index_comments(conn: Connection, response_id: str) -> None:
+    """Put a response's comments into the search again, as stored now (its answers were replaced: a
+    keyed form's second entry taken; `forget_comments` took the old text out first)."""
+    text = COMMENT_TEXT_SQL.format(answers="answers")
+    conn.execute(
+        f"INSERT INTO comment_search (rowid, body) SELECT rowid, {text} FROM responses"
+        f" WHERE id = ? AND {text} IS NOT NULL",
+        (response_id,),
+    )

@@ -62,8 +62,8 @@ def insert_unit(
 
 
 def update_unit(conn: Connection, code: str, values: dict[str, Any]) -> None:
-    """Set settings columns of a unit (owner, country, action_days, public_results, complaint_levels,
-    retention)."""
+    """Set columns of a unit: its settings (owner, country, action_days, public_results, complaint_levels,
+    retention) or its names (name, names, lang)."""
     assignments = ", ".join(f"{column} = ?" for column in values)
     conn.execute(f"UPDATE units SET {assignments} WHERE code = ?", (*values.values(), code))
 
@@ -107,7 +107,19 @@ def insert_service(
         )
 
 
+def update_service(conn: Connection, code: str, values: dict[str, Any]) -> None:
+    """Set columns of a service (name, names, kind)."""
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    conn.execute(f"UPDATE services SET {assignments} WHERE code = ?", (*values.values(), code))
+
+
 # -- touchpoints -------------------------------------------------------------------------------------
+
+
+def update_touchpoint(conn: Connection, token: str, values: dict[str, Any]) -> None:
+    """Set columns of a touchpoint (name, lang, survey, counter, service)."""
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    conn.execute(f"UPDATE touchpoints SET {assignments} WHERE token = ?", (*values.values(), token))
 
 
 def insert_touchpoint(conn: Connection, row: dict[str, Any]) -> bool:

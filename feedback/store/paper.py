@@ -22,3 +22,14 @@ def register_forms(conn: Connection, forms: Sequence[dict[str, Any]]) -> None:
 def form(conn: Connection, serial: str) -> dict[str, Any] | None:
     """The printed form with this (normalised) serial, or None."""
     return first_row(conn, f"SELECT {', '.join(FORM_COLUMNS)} FROM paper_forms WHERE serial = ?", (serial,))
+
+
+def forms(conn: Connection, serials: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The printed forms with these (normalised) serials, by serial (those that exist)."""
+    if not serials:
+        return {}
+    found = conn.execute(
+        f"SELECT {', '.join(FORM_COLUMNS)} FROM paper_forms WHERE serial IN ({', '.join('?' for _ in serials)})",
+        tuple(serials),
+    ).fetchall()
+    return {row[0]: dict(zip(FORM_COLUMNS, row, strict=True)) for row in found}

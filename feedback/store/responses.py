@@ -69,13 +69,36 @@ def contact_of(conn: Connection, response_id: str | None) -> str | None:
 
 # -- rollups ---------------------------------------------------------------------------------------
 
+#: A unit whose figures come from a child installation's daily reports (feedback.federation) has the
+#: child's id before its own code, "<child>:<code>"; no unit made here has ':' in its code.
+REPORTED_MARK = ":"
+_MEASURE_LIST = ", ".join(ROLLUP_MEASURES)
+#: Each rollup table as read together with the children's reported aggregates (`federation_rollups`, unit ×
+#: service × day, in the table's shape: no touchpoint). The rows of a unit-day are not summed here: every
+#: reader of these tables sums.
+_WITH_REPORTED = {
+    "rollups": f"(SELECT unit, day, service, touchpoint, {_MEASURE_LIST} FROM rollups UNION ALL"
+    f" SELECT unit, day, service, '' AS touchpoint, {_MEASURE_LIST} FROM federation_rollups) AS merged",
+    "rollups_unit_day": f"(SELECT unit, day, {_MEASURE_LIST} FROM rollups_unit_day UNION ALL"
+    f" SELECT unit, day, {_MEASURE_LIST} FROM federation_rollups) AS merged",
+}
+
+
+def rollup_source(table: str, units: Sequence[str]) -> str:
+    """What to read `rollups` or `rollups_unit_day` from for these units: the table itself, or, when any of
+    them is a reported unit, the table together with the reported aggregates. The one place where child
+    installations' figures join the rollup reads (rates, objectives, control charts, the dashboard)."""
+    if any(REPORTED_MARK in unit for unit in units):
+        return _WITH_REPORTED[table]
+    return table
+
 
 def rollup_totals(
     conn: Connection, units: Sequence[str], day_from: str, day_to: str, service: str | None = None
 ) -> dict[str, Any]:
     """Sums over units and local days (one service's when given): n, satisfied, dissatisfied, score_n,
     score_sum; zeros when nothing was counted."""
-    table = "rollups" if service else "rollups_unit_day"
+    table = rollup_source("rollups" if service else "rollups_unit_day", units)
     found = first_row(
         conn,
         "SELECT coalesce(sum(n), 0) AS n, coalesce(sum(satisfied), 0) AS satisfied,"
@@ -280,8 +303,18 @@ COLUMNS = (
 _INSERT = f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({marks(COLUMNS)}) ON CONFLICT (id) DO NOTHING"
 
 
+#: Who keyed a paper form or a call sheet in (`responses.entered_by`): only keyed rows name it, so the
+#: common insert leaves the column out.
+_INSERT_KEYED = (
+    f"INSERT INTO responses ({', '.join(COLUMNS)}, entered_by) VALUES ({marks(COLUMNS)}, ?) ON CONFLICT (id) DO NOTHING"
+)
+
+
 def insert(conn: Connection, row: dict[str, Any]) -> bool:
-    """Insert a response unless its id is taken (then nothing is written); True when inserted."""
+    """Insert a response unless its id is taken (then nothing is written); True when inserted. A row
+    with `entered_by` (keyed from a paper form) stores it too."""
+    if "entered_by" in row:
+        return conn.execute(_INSERT_KEYED, [*(row[c] for c in COLUMNS), row["entered_by"]]).rowcount == 1
     return conn.execute(_INSERT, [row[c] for c in COLUMNS]).rowcount == 1
 
 
@@ -351,7 +384,7 @@ def daily_rollups(
     conn: Connection, units: Sequence[str], day_from: str, day_to: str, service: str | None = None
 ) -> list[dict[str, Any]]:
     """Per local day: n, satisfied and dissatisfied summed over units (one service's when given)."""
-    table = "rollups" if service is not None else "rollups_unit_day"
+    table = rollup_source("rollups" if service is not None else "rollups_unit_day", units)
     return all_rows(
         conn,
         "SELECT day, coalesce(sum(n), 0) AS n, coalesce(sum(satisfied), 0) AS satisfied,"
@@ -427,7 +460,7 @@ def rollup_groups(
         raise ValueError(f"not a rollup filter: {sorted(set(equal) - _ROLLUP_FILTERS)}")
     sql_group = _GROUPS[group]
     # Without a service or touchpoint in the question, the coarser unit × day rollup answers it.
-    table = "rollups" if equal or group in ("service", "touchpoint") else "rollups_unit_day"
+    table = rollup_source("rollups" if equal or group in ("service", "touchpoint") else "rollups_unit_day", units)
     where = "".join(f" AND {column} = ?" for column in equal)
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -456,13 +489,38 @@ def answered_cells(
 
 
 def unit_day_rollups(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[tuple[Any, ...]]:
-    """(unit, day, n, satisfied) of every unit × local day rollup row in the range (plain tuples)."""
+    """(unit, day, n, satisfied) of every unit × local day rollup row in the range (plain tuples; a reported
+    unit-day may have several rows, one per service)."""
     cursor = conn.cursor()
     cursor.row_factory = None
+    table = rollup_source("rollups_unit_day", units)
     return cursor.execute(
-        f"SELECT unit, day, n, satisfied FROM rollups_unit_day WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?",
+        f"SELECT unit, day, n, satisfied FROM {table} WHERE unit IN ({marks(units)}) AND day BETWEEN ? AND ?",
         (*units, day_from, day_to),
     ).fetchall()
+
+
+def first_rollup_day(conn: Connection, units: Sequence[str]) -> str | None:
+    """The first local day with a rollup row of any of these units (reported ones too), or None."""
+    if not units:
+        return None
+    table = rollup_source("rollups_unit_day", units)
+    return scalar(conn, f"SELECT min(day) FROM {table} WHERE unit IN ({marks(units)})", tuple(units))
+
+
+def day_by_unit_service(conn: Connection, units: Sequence[str], day: str) -> list[dict[str, Any]]:
+    """unit, service ('' for none) and ROLLUP_MEASURES summed over touchpoints, of one local day of these
+    units (reported ones too), by unit and service: what a child installation reports of the day."""
+    if not units:
+        return []
+    table = rollup_source("rollups", units)
+    sums = ", ".join(f"coalesce(sum({m}), 0) AS {m}" for m in ROLLUP_MEASURES)
+    return all_rows(
+        conn,
+        f"SELECT unit, service, {sums} FROM {table} WHERE unit IN ({marks(units)}) AND day = ?"
+        " GROUP BY unit, service ORDER BY unit, service",
+        (*units, day),
+    )
 
 
 def heatmap_cells(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[tuple[Any, ...]]:
@@ -522,6 +580,35 @@ def set_erased(
     conn.execute(
         "UPDATE responses SET answers = ?, case_ref = ?, officer = ?, erased = ?, content_hash = ? WHERE id = ?",
         (answers, case_ref, officer, erased, content_hash, response_id),
+    )
+
+
+#: What a keyed form's second entry replaces when a person takes it (`replace_content`).
+REPLACED_COLUMNS = (
+    "answers",
+    "channel",
+    "occurred_at",
+    "day",
+    "level",
+    "satisfied",
+    "dissatisfied",
+    "score",
+    "indicators",
+    "content_hash",
+    "entered_by",
+)
+
+
+def replace_content(conn: Connection, response_id: str, values: dict[str, Any], expected_hash: str) -> bool:
+    """Replace the REPLACED_COLUMNS of a response, only while its content hash is still `expected_hash`
+    (a compare-and-set: of two replacements planned from the same row one wins). False when it changed."""
+    assignments = ", ".join(f"{column} = ?" for column in REPLACED_COLUMNS)
+    return (
+        conn.execute(
+            f"UPDATE responses SET {assignments} WHERE id = ? AND content_hash = ?",
+            (*(values[column] for column in REPLACED_COLUMNS), response_id, expected_hash),
+        ).rowcount
+        == 1
     )
 
 

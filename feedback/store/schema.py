@@ -135,6 +135,9 @@ CORE_SCHEMA: tuple[Table, ...] = (
             # What was erased of the response (a JSON list such as ["comment", "contact"]), by retention or
             # on request; NULL: nothing. The rating, level and closed answers always stay.
             Column("erased", "text"),
+            # Who keyed the response in from a paper form or a call sheet (feedback.paper_entry); NULL
+            # for every other channel.
+            Column("entered_by", "text"),
         ],
         [
             Index(["unit", "day"], name="idx_responses_unit_day"),
@@ -159,6 +162,62 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("printed_by", "text"),
         ],
         [Index(["touchpoint", "printed_at"], name="idx_paper_forms_touchpoint")],
+        core=True,
+    ),
+    Table(
+        # Scanned pages of paper forms that were not read with confidence, waiting for a person
+        # (feedback.paper_review): the page as a PNG of about 100 dpi, what was read of it and why it is
+        # here. `digest` names the form (or the image, while the serial is unknown), so a page is kept
+        # once. `unit` is the form's, or the uploader's while the serial is unknown (NULL: an
+        # installation-wide user's).
+        "paper_scans",
+        [
+            Column("id", "integer", primary_key=True, autoincrement=True),
+            Column("digest", "text", nullable=False, unique=True),
+            Column("source", "text", nullable=False),
+            Column("uploaded_at", "text", nullable=False),
+            Column("uploaded_by", "text", nullable=False),
+            Column("unit", "text"),
+            Column("serial", "text"),
+            Column("paper", "text"),
+            Column("image", "bytes", nullable=False),
+            Column("proposed", "text", nullable=False),
+            Column("reasons", "text", nullable=False),
+            Column("status", "text", nullable=False, default="waiting"),
+            Column("resolved_by", "text"),
+            Column("resolved_at", "text"),
+            Column("note", "text"),
+            Column("response_id", "text"),
+        ],
+        [Index(["status", "unit"], name="paper_scans_status")],
+        core=True,
+    ),
+    Table(
+        # A second entry of a paper form with other answers than the stored ones (feedback.paper_entry):
+        # kept, changing nothing stored, until a person keeps the first or takes this one. `digest` is the
+        # entry's content (serial, answers, date, channel), so the same second entry is kept once.
+        "paper_entry_conflicts",
+        [
+            Column("id", "integer", primary_key=True, autoincrement=True),
+            Column("digest", "text", nullable=False, unique=True),
+            Column("serial", "text", nullable=False),
+            Column("response_id", "text", nullable=False),
+            Column("unit", "text", nullable=False),
+            Column("answers", "text", nullable=False),
+            Column("occurred_on", "text", nullable=False),
+            Column("channel", "text", nullable=False),
+            Column("contact", "text"),
+            Column("source", "text", nullable=False),
+            Column("entered_by", "text"),
+            Column("entered_at", "text", nullable=False),
+            Column("status", "text", nullable=False, default="waiting"),
+            Column("resolved_by", "text"),
+            Column("resolved_at", "text"),
+        ],
+        [
+            Index(["status", "unit"], name="paper_entry_conflicts_status"),
+            Index(["serial"], name="paper_entry_conflicts_serial"),
+        ],
         core=True,
     ),
     Table(
@@ -206,6 +265,59 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("source", "text"),
             Column("updated_at", "text"),
         ],
+        core=True,
+    ),
+    # Dossiers (cases) from a one-stop or customs system, by their reference (feedback.dossiers): the days
+    # they were received, are due and were returned, as the unit's local days; `status` is open, returned
+    # or withdrawn (withdrawn ones count nowhere).
+    Table(
+        "cases",
+        [
+            Column("ref", "text", primary_key=True),
+            Column("unit", "text", nullable=False),
+            Column("service", "text"),
+            Column("received", "text", nullable=False),
+            Column("due", "text", nullable=False),
+            Column("returned", "text"),
+            Column("status", "text", nullable=False),
+            Column("channel", "text"),
+            Column("source", "text", nullable=False),
+            Column("created_at", "text", nullable=False),
+            Column("updated_at", "text", nullable=False),
+        ],
+        [Index(["unit", "due"], name="cases_unit_due")],
+        core=True,
+    ),
+    # Indicators an administrator defined (feedback.indicators; plugins define theirs with
+    # register_indicators): names and unit of measure are JSON objects by language code.
+    Table(
+        "indicators",
+        [
+            Column("key", "text", primary_key=True),
+            Column("names", "text", nullable=False),
+            Column("direction", "text", nullable=False),
+            Column("unit_of_measure", "text"),
+            Column("created_at", "text", nullable=False),
+            Column("created_by", "text"),
+        ],
+        core=True,
+    ),
+    # An indicator's figure for a unit (its own, not its subtree's) and a period: a month (2026-03), a
+    # quarter (2026-Q1) or a year (2026), whose first and last days are kept for range queries.
+    Table(
+        "indicator_values",
+        [
+            Column("indicator", "text", primary_key=True),
+            Column("unit", "text", primary_key=True),
+            Column("period", "text", primary_key=True),
+            Column("first_day", "text", nullable=False),
+            Column("last_day", "text", nullable=False),
+            Column("numerator", "integer", nullable=False),
+            Column("denominator", "integer", nullable=False),
+            Column("source", "text", nullable=False),
+            Column("updated_at", "text", nullable=False),
+        ],
+        [Index(["unit", "first_day"], name="indicator_values_unit_day")],
         core=True,
     ),
     Table(
@@ -435,6 +547,40 @@ CORE_SCHEMA: tuple[Table, ...] = (
         ],
         core=True,
     ),
+    # The call-back an action owes the respondent (feedback.callbacks): one row per action that needs one,
+    # written when the action opens. `state` is pending, reached, declined or not_reached (after
+    # FEEDBACK_CALLBACK_TRIES attempts that did not reach); `tries` counts those; `due` is the action's
+    # due day when it opened; `settled_at` when the state became final.
+    Table(
+        "callbacks",
+        [
+            Column("action", "integer", primary_key=True, references="actions.id"),
+            Column("unit", "text", nullable=False),
+            Column("due", "text"),
+            Column("state", "text", nullable=False, default="pending"),
+            Column("tries", "integer", nullable=False, default=0),
+            Column("registered_at", "text", nullable=False),
+            Column("settled_at", "text"),
+            Column("updated_at", "text", nullable=False),
+        ],
+        [Index(["unit", "registered_at"], name="callbacks_unit")],
+        core=True,
+    ),
+    # Each attempt to reach the respondent (append-only): by phone, mail or SMS, and what came of it.
+    Table(
+        "callback_attempts",
+        [
+            Column("id", "integer", primary_key=True, autoincrement=True),
+            Column("action", "integer", nullable=False, references="actions.id"),
+            Column("via", "text", nullable=False),
+            Column("outcome", "text", nullable=False),
+            Column("actor", "text", nullable=False),
+            Column("at", "text", nullable=False),
+            Column("note", "text"),
+        ],
+        [Index(["action", "id"], name="callback_attempts_action")],
+        core=True,
+    ),
     Table(
         "outbox",
         [
@@ -611,6 +757,153 @@ CORE_SCHEMA: tuple[Table, ...] = (
         ],
         core=True,
     ),
+    # SMS invitations (feedback.invitations): the number only while the invitation is open (`phone`, erased
+    # once it is answered or expires, or at STOP), its keyed hash for longer (`phone_key`): one invitation per
+    # number and local day, refused by the unique index under any number of writers. `response_id` is the id
+    # the link's survey and a reply by SMS both store under, so an invitation gets one response.
+    Table(
+        "sms_invitations",
+        [
+            Column("id", "text", primary_key=True),
+            Column("touchpoint", "text", nullable=False),
+            Column("unit", "text", nullable=False),
+            Column("lang", "text", nullable=False),
+            Column("case_ref", "text"),
+            Column("phone", "text"),
+            Column("phone_key", "text", nullable=False),
+            Column("day", "text", nullable=False),
+            Column("response_id", "text", nullable=False),
+            Column("created_at", "text", nullable=False),
+            Column("expires_at", "text", nullable=False),
+            Column("answered_at", "text"),
+        ],
+        [
+            Index(["phone_key", "day"], unique=True, name="sms_invitations_phone_day"),
+            Index(["expires_at"], name="sms_invitations_expires"),
+        ],
+        core=True,
+    ),
+    # Numbers that sent STOP, by keyed hash (feedback.phones.phone_key): no SMS goes to them again.
+    Table(
+        "sms_optouts",
+        [
+            Column("phone_key", "text", primary_key=True),
+            Column("created_at", "text", nullable=False),
+        ],
+        core=True,
+    ),
+    # The gateway's inbound messages by their id, with the answer given (JSON): a message delivered again
+    # gets the same answer and changes nothing.
+    Table(
+        "sms_inbound",
+        [
+            Column("id", "text", primary_key=True),
+            Column("received_at", "text", nullable=False),
+            Column("answer", "text", nullable=False),
+        ],
+        [Index(["received_at"], name="sms_inbound_received")],
+        core=True,
+    ),
+    # Reporting upward between installations (feedback.federation on the parent, feedback.federation_child on
+    # the child). On the parent: one-time pairing codes (their SHA-256; a code is spent once, by one UPDATE),
+    # the wrong codes tried per client, the paired children (public key, the unit their tree hangs under and
+    # the root units they declared) and what each reported: one row per child and closed day, and the day's
+    # rollups by unit × service (units named "<child>:<code>", read beside the parent's own rollups).
+    Table(
+        "federation_invites",
+        [
+            Column("code_hash", "text", primary_key=True),
+            Column("unit", "text", nullable=False),
+            Column("created_at", "text", nullable=False),
+            Column("created_by", "text"),
+            Column("expires_at", "text", nullable=False),
+            Column("used_at", "text"),
+            Column("child", "text"),
+        ],
+        core=True,
+    ),
+    Table(
+        "federation_join_attempts",
+        [
+            Column("id", "integer", primary_key=True, autoincrement=True),
+            Column("client", "text", nullable=False),
+            Column("at", "text", nullable=False),
+        ],
+        [Index(["client", "at"], name="federation_join_attempts_client")],
+        core=True,
+    ),
+    Table(
+        "federation_children",
+        [
+            Column("id", "text", primary_key=True),
+            Column("name", "text", nullable=False),
+            Column("public_key", "text", nullable=False),
+            Column("unit", "text", nullable=False),
+            Column("roots", "text", nullable=False),
+            Column("joined_at", "text", nullable=False),
+            Column("as_of", "text"),
+            Column("last_report_at", "text"),
+        ],
+        core=True,
+    ),
+    Table(
+        "federation_reports",
+        [
+            Column("child", "text", primary_key=True),
+            Column("day", "text", primary_key=True),
+            Column("content_hash", "text", nullable=False),
+            Column("sent_at", "text", nullable=False),
+            Column("received_at", "text", nullable=False),
+            # What the day's report said besides its rollups (JSON: objective statuses, action counts).
+            Column("summary", "text", nullable=False),
+        ],
+        core=True,
+    ),
+    Table(
+        "federation_rollups",
+        [
+            Column("unit", "text", primary_key=True),
+            Column("day", "text", primary_key=True),
+            Column("service", "text", primary_key=True),
+            Column("child", "text", nullable=False),
+            *measure_columns(),
+        ],
+        [
+            Index(["child", "day"], name="federation_rollups_child_day"),
+            Index(["day"], name="federation_rollups_day"),
+        ],
+        core=True,
+    ),
+    # On the child: the link to its parent (one row: the parent's address, the id it was given, its key
+    # pair with the private key encrypted under the installation's secret, the root units it reports) and
+    # each day the parent acknowledged, with the content hash it acknowledged (a day whose figures change
+    # later is sent again).
+    Table(
+        "federation_link",
+        [
+            Column("id", "integer", primary_key=True),
+            Column("parent_url", "text", nullable=False),
+            Column("child_id", "text", nullable=False),
+            Column("name", "text", nullable=False),
+            Column("public_key", "text", nullable=False),
+            Column("private_key", "text", nullable=False),
+            Column("units", "text", nullable=False),
+            Column("joined_at", "text", nullable=False),
+            Column("last_attempt_at", "text"),
+            Column("last_success_at", "text"),
+            Column("last_error", "text"),
+        ],
+        core=True,
+    ),
+    Table(
+        "federation_sent",
+        [
+            Column("day", "text", primary_key=True),
+            Column("content_hash", "text", nullable=False),
+            Column("acked_at", "text", nullable=False),
+        ],
+        core=True,
+    ),
 )
 
 
@@ -620,7 +913,7 @@ REFUSED_CHANGES: tuple[tuple[str, str, str, str], ...] = (
     ("survey_versions_immutable", "survey_versions", "UPDATE", "published survey versions are immutable"),
     *(
         (f"{table}_no_{verb.lower()}", table, verb, f"{table} is append-only")
-        for table in ("action_events", "objective_versions", "audit_log")
+        for table in ("action_events", "objective_versions", "audit_log", "callback_attempts")
         for verb in ("UPDATE", "DELETE")
     ),
 )

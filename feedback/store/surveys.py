@@ -12,6 +12,11 @@ def is_published(conn: Connection, slug: str) -> bool:
     return scalar(conn, "SELECT 1 FROM survey_versions WHERE slug = ? LIMIT 1", (slug,)) is not None
 
 
+def published_slugs(conn: Connection) -> set[str]:
+    """The surveys that have at least one published version."""
+    return {row["slug"] for row in all_rows(conn, "SELECT DISTINCT slug FROM survey_versions")}
+
+
 # -- drafts ------------------------------------------------------------------------------------------
 
 

@@ -13,14 +13,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Meta, Struct
 
-from feedback import actions
+from feedback import actions, callbacks
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import ActionRequest
 from feedback.store import actions as action_store
 from feedback.web.access import TOKEN, requires_role, requires_unit
 from feedback.web.api import UnitPeriod, parse_day, unit_period
-from feedback.web.schemas import Action, ActionDetail, ActionStepped, Kpis, success
+from feedback.web.schemas import Action, ActionDetail, ActionStepped, CallbackRecorded, Kpis, success
 from feedback.web.security import Principal
 
 Text = Annotated[str, Meta(max_length=actions.MAX_TEXT)]
@@ -58,6 +58,14 @@ class ActionStep(Struct, kw_only=True, forbid_unknown_fields=True):
     result: Text | None = None
     explanation: Text | None = None
     due: str | None = None
+
+
+class CallbackAttemptBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """One attempt to reach the respondent of an action: how, and what came of it."""
+
+    via: Annotated[str, Meta(description="phone, mail or sms")]
+    outcome: Annotated[str, Meta(description="reached, not_reached or declined")]
+    note: Annotated[str, Meta(max_length=callbacks.MAX_NOTE)] | None = None
 
 
 def parse_flag(value: str | None, field: str) -> bool | None:
@@ -212,6 +220,33 @@ class ActionsController(Controller):
             fields=fields,
             now=datetime.now(UTC),
             settings=state.settings,
+        )
+        return Response(result, status_code=201)
+
+    @post(
+        "/{action_id:int}/callbacks",
+        guards=[requires_role(*WRITERS)],
+        summary="Record an attempt to call the respondent back (admin, manager): the call-back's state and attempts",
+        responses=success(CallbackRecorded, 201, "Recorded"),
+    )
+    async def callback(
+        self,
+        action_id: FromPath[int],
+        data: JSONBody[CallbackAttemptBody],
+        principal: NamedDependency[Principal],
+        snapshot: NamedDependency[Snapshot],
+        state: State,
+    ) -> Response[dict[str, Any]]:
+        callbacks.check_attempt(data.via, data.outcome, data.note)
+        unit = await state.store.read(lambda conn: action_store.unit_of(conn, action_id))
+        if unit is None:
+            raise NotFound(f"id: no corrective action {action_id}", "id")
+        principal.require_unit(unit, snapshot)
+        now = datetime.now(UTC)
+        result = await state.store.write(
+            lambda conn: callbacks.record_attempt(
+                conn, action_id, via=data.via, outcome=data.outcome, by=principal.user, at=now, note=data.note
+            )
         )
         return Response(result, status_code=201)
 

@@ -17,7 +17,7 @@ from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Op
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import Receive, Scope, Send
 
-from feedback import __version__, erasure
+from feedback import __version__, erasure, federation
 from feedback.catalog import Snapshot
 from feedback.errors import Gone, InvalidInput, NotFound
 from feedback.ingest import Item, ingest
@@ -289,8 +289,12 @@ class UnitsController(Controller):
 
     @get(summary="Units the token may see (its subtree)", responses=success(list[UnitItem]))
     async def list(
-        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot]
+        self, principal: NamedDependency[Principal], snapshot: NamedDependency[Snapshot], state: State
     ) -> list[dict[str, Any]]:
+        # A child installation's units are marked with the child and the day it reported them as of.
+        children = (
+            await state.store.read(federation.reported_children) if federation.any_reported(snapshot.units) else {}
+        )
         items = []
         for unit in sorted(snapshot.units.values(), key=lambda u: u.path):
             if not principal.may_see(unit.code, snapshot):
@@ -312,6 +316,9 @@ class UnitsController(Controller):
             }
             if unit.names:
                 item["names"] = unit.names
+            reported = federation.mark_of(unit.code, children)
+            if reported is not None:
+                item["reported"] = reported
             items.append(item)
         return items
 
@@ -430,11 +437,16 @@ class SatisfactionController(Controller):
         start = period.start
         if "from" not in request.query_params:
             start = whole_periods_from(by, period.end) or start
-        return await state.store.read(
+        result = await state.store.read(
             lambda conn: satisfaction(
                 conn, period.snapshot, period.unit, start.isoformat(), period.end.isoformat(), by, min_n, filters
             )
         )
+        # Rows over a child installation's units come from its reports: marked with the child and as of when.
+        if federation.any_reported(period.snapshot.subtree(period.unit)):
+            children = await state.store.read(federation.reported_children)
+            federation.mark_satisfaction(result, period.snapshot, children)
+        return result
 
 
 class ErasureController(Controller):

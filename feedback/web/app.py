@@ -20,7 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from feedback import __version__, logs, serving
+from feedback import __version__, callbacks, indicators, logs, serving
 from feedback.catalog import Catalog
 from feedback.db import Store, open_database
 from feedback.dispatch import Dispatcher
@@ -34,8 +34,12 @@ from feedback.web.actions_api import ACTION_CONTROLLERS
 from feedback.web.api import CONTROLLERS, document_hand_written_routes
 from feedback.web.audit_api import AUDIT_CONTROLLERS
 from feedback.web.client_address import client_key
+from feedback.web.dossiers_api import DOSSIER_CONTROLLERS
 from feedback.web.errors import EXCEPTION_HANDLERS
 from feedback.web.exports_api import EXPORT_CONTROLLERS, export_routes
+from feedback.web.federation_api import FEDERATION_CONTROLLERS
+from feedback.web.indicators_api import INDICATOR_CONTROLLERS
+from feedback.web.invitation_page import InvitationPageController
 from feedback.web.json_body import JSONBodyRequest
 from feedback.web.kiosk_api import (
     KIOSK_CONTROLLERS,
@@ -49,9 +53,12 @@ from feedback.web.manage import MANAGE_ROUTES, auth
 from feedback.web.metrics import Metrics, metrics_route
 from feedback.web.objectives_api import OBJECTIVE_CONTROLLERS
 from feedback.web.observe import observe, write_access_lines
+from feedback.web.paper_api import PAPER_CONTROLLERS
+from feedback.web.paper_forms_api import PAPER_FORM_CONTROLLERS
 from feedback.web.qr_routes import QR_CONTROLLERS
 from feedback.web.readiness import READINESS_CONTROLLERS
 from feedback.web.receipt_page import ReceiptPageController
+from feedback.web.sms_api import SMS_CONTROLLERS
 from feedback.web.survey_page import SurveyPageController
 from feedback.web.users_api import USER_CONTROLLERS
 
@@ -59,7 +66,7 @@ log = logging.getLogger("feedback")
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Public endpoints that anyone may post to; everything else needs a token or a session.
-PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/api/v1/kiosk/enroll", "/r/")
+PUBLIC_WRITE_PREFIXES = ("/api/v1/responses", "/s/", "/i/", "/api/v1/kiosk/enroll", "/r/", "/api/v1/federation/join")
 # Public pages limited like the posts: a receipt look-up (`/r?receipt=`, `/r/{receipt}`) is a guess at a code.
 RECEIPT_PAGES = "/r"
 
@@ -182,6 +189,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     # This app's own plugins: another app in the same process may hold a different set.
     plugins = build_plugin_manager(settings)
     store = Store(settings.db, max_batch=settings.max_batch, plugins=plugins)
+    callbacks.configure(store, settings)  # FEEDBACK_CALLBACK_TRIES for the call-backs written through it
     catalog = Catalog(plugins=plugins)
 
     @asynccontextmanager
@@ -226,6 +234,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         *READINESS_CONTROLLERS,
         SurveyPageController,
         ReceiptPageController,
+        InvitationPageController,
         *QR_CONTROLLERS,
         *KIOSK_CONTROLLERS,
         *OBJECTIVE_CONTROLLERS,
@@ -233,6 +242,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         *ACTION_CONTROLLERS,
         *EXPORT_CONTROLLERS,
         *AUDIT_CONTROLLERS,
+        *SMS_CONTROLLERS,
+        *PAPER_CONTROLLERS,
+        *PAPER_FORM_CONTROLLERS,
+        *DOSSIER_CONTROLLERS,
+        *INDICATOR_CONTROLLERS,
+        *FEDERATION_CONTROLLERS,
         *MANAGE_ROUTES,
         *LANDING_ROUTES,
         metrics_route,
@@ -245,6 +260,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         ),
     ]
     route_handlers.extend(export_routes(flatten(plugins.hook.register_exporters())))
+    indicators.registered(plugins)  # a plugin's indicator that is not valid stops the start, naming it
     route_handlers.extend(flatten(plugins.hook.register_routes(settings=settings)))
     rate_limit = rate_limit_config(settings)
     app = Litestar(

@@ -187,7 +187,7 @@ class ExportsController(Controller):
 
 
 # The exports of the core itself; a plugin's exporter may not take these names.
-CORE_EXPORTS = frozenset({"responses", "rates"})
+CORE_EXPORTS = frozenset({"responses", "rates", "timeliness"})
 
 
 def export_handler(exporter: exports.Exporter) -> HTTPRouteHandler:
@@ -259,7 +259,9 @@ class ReportsController(Controller):
         if lang not in LANGUAGES:
             raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
         min_n = state.settings.min_n
-        pdf = await state.store.read(lambda conn: management_review_pdf(conn, snapshot, unit, start, end, lang, min_n))
+        pdf = await state.store.read(
+            lambda conn: management_review_pdf(conn, snapshot, unit, start, end, lang, min_n, plugins=state.plugins)
+        )
         name = exports.filename("management_review", unit, start, end, "pdf")
         return Response(
             pdf,

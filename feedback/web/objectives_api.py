@@ -99,7 +99,13 @@ class ObjectivesController(Controller):
         today = local_today(snapshot, unit)
         objective_id = await state.store.write(
             lambda conn: objectives.create_objective(
-                conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n
+                conn,
+                unit,
+                spec,
+                actor=principal.user,
+                today=today,
+                default_min_n=state.settings.min_n,
+                plugins=state.plugins,
             )
         )
         state.catalog.invalidate()
@@ -143,7 +149,9 @@ class ObjectivesController(Controller):
             raise InvalidInput("unit: an objective's unit cannot change; retire it and create another", "unit")
         today = local_today(snapshot, unit)
         await state.store.write(
-            lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today)
+            lambda conn: objectives.new_version(
+                conn, objective_id, spec, actor=principal.user, today=today, plugins=state.plugins
+            )
         )
         state.catalog.invalidate()
         return await state.store.read(lambda conn: objectives.objective_document(conn, objective_id, today))

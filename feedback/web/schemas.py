@@ -185,6 +185,16 @@ class RetentionInForce(Struct, kw_only=True):
     responses_days: RetentionRule
 
 
+class ReportedMark(Struct, kw_only=True):
+    child: Annotated[str, _field("the child installation whose reports the figures come from")]
+    name: Annotated[str, _field("the child installation's name")]
+    as_of: Annotated[str | None, _field("the latest day the child reported (its local day); null before its first")]
+
+
+class ReportedChild(ReportedMark, kw_only=True):
+    unit: Annotated[str, _field("this installation's unit the child's tree hangs under")]
+
+
 class UnitItem(Struct, kw_only=True):
     code: str
     name: Annotated[str, _field("the name in the unit's own language")]
@@ -204,6 +214,9 @@ class UnitItem(Struct, kw_only=True):
     retention: Annotated[RetentionDays | None, _field("days of personal data kept, as set here; null: none set")]
     retention_in_force: RetentionInForce
     names: Annotated[dict[str, str], _field("the name per language, when given")] | UnsetType = UNSET
+    reported: (
+        Annotated[ReportedMark, _field("a child installation's unit, shown from its daily reports")] | UnsetType
+    ) = UNSET
 
 
 class UnitSettings(Struct, kw_only=True):
@@ -233,6 +246,9 @@ class RateRow(Struct, kw_only=True):
     raw_n: Annotated[int, _field("n + suspect")]
     served: Annotated[int | None, _field("customers served, where exposure was counted")]
     response_rate: float | None
+    reported: (
+        Annotated[ReportedMark, _field("by=unit: the row is a child installation's unit, from its reports")] | UnsetType
+    ) = UNSET
 
 
 class Satisfaction(Struct, kw_only=True):
@@ -243,6 +259,10 @@ class Satisfaction(Struct, kw_only=True):
     min_n: int
     rows: list[RateRow]
     total: RateRow
+    reported: (
+        Annotated[list[ReportedChild], _field("the child installations whose reported aggregates are counted in")]
+        | UnsetType
+    ) = UNSET
 
 
 # -- kiosks ----------------------------------------------------------------------------------------
@@ -541,8 +561,30 @@ class ActionEvent(Struct, kw_only=True):
     data: dict[str, Any]
 
 
+class CallbackAttempt(Struct, kw_only=True):
+    id: int
+    via: Annotated[str, _field("phone, mail or sms")]
+    outcome: Annotated[str, _field("reached, not_reached or declined")]
+    by: Annotated[str, _field("who recorded it (a user, or system for a delivered or given-up mail)")]
+    at: Moment
+    note: str | None
+
+
+class Callback(Struct, kw_only=True):
+    state: Annotated[str, _field("pending, reached, declined or not_reached (after FEEDBACK_CALLBACK_TRIES tries)")]
+    tries: Annotated[int, _field("attempts that did not reach the respondent")]
+    due: Annotated[str | None, _field("the local day the call-back is due (the action's due day when it opened)")]
+    settled_at: Annotated[str | None, _field("when the state became final, or null while pending")]
+    attempts: Annotated[list[CallbackAttempt], _field("every attempt, oldest first")]
+
+
+class CallbackRecorded(Callback, kw_only=True):
+    attempt: Annotated[CallbackAttempt, _field("the attempt just recorded")]
+
+
 class ActionDetail(Action, kw_only=True):
     events: Annotated[list[ActionEvent], _field("every step, oldest first")]
+    callback: Annotated[Callback | None, _field("the call-back the action owes its respondent; null: none")]
     data: Annotated[dict[str, Any], _field("opening details (admin, manager, auditor)")] | UnsetType = UNSET
     contact: Annotated[str | None, _field("the consented contact (admin, manager)")] | UnsetType = UNSET
 
@@ -562,9 +604,12 @@ class KpiRow(Struct, kw_only=True):
     on_time_rate: float | None
     on_time_ci95: Interval
     on_time_sufficient: bool
-    callbacks: int
-    callbacks_done: int
-    callback_rate: float | None
+    callbacks: Annotated[int, _field("call-backs due in the period: final, or pending past their due day")]
+    callbacks_reached: int
+    callbacks_declined: int
+    callbacks_not_reached: int
+    callbacks_overdue: Annotated[int, _field("still pending past their due day at the period's end")]
+    callback_rate: Annotated[float | None, _field("call-backs reached / call-backs due")]
     callback_ci95: Interval
     callback_sufficient: bool
 
@@ -576,3 +621,63 @@ class Kpis(Struct, kw_only=True):
     min_n: int
     rows: list[KpiRow]
     total: KpiRow
+
+
+# -- paper forms and the hotline: keyed entry -------------------------------------------------------------
+
+
+class StoredEntry(Struct, kw_only=True):
+    id: Annotated[str, _field("the response id (fixed by the serial)")]
+    receipt: str
+    answers: Annotated[dict[str, Any], _field("the stored answers by question key")]
+    occurred_on: Day
+    channel: str
+    entered_by: Annotated[str | None, _field("who keyed it in")]
+
+
+class PaperForm(Struct, kw_only=True):
+    """A printed form or a hotline call sheet, as the entry screen loads it."""
+
+    serial: Annotated[str, _field("the form's serial, ABCDE-FGHJK")]
+    paper: Annotated[str, _field('"A4", "A5", or "call" for a hotline call sheet')]
+    unit: Annotated[str, _field("unit code")]
+    lang: Annotated[str, _field("the language the form was printed in (a call sheet: the caller's)")]
+    printed_at: Moment
+    printed_on: Annotated[str, _field("the unit's local day it was printed: the first possible date of service")]
+    today: Annotated[str, _field("the unit's local day now: the last possible date of service")]
+    touchpoint: SurveyTouchpoint
+    survey: Annotated[Survey, _field("the survey version the form was printed with (not the one in force)")]
+    entered: Annotated[bool, _field("whether the form was entered already")]
+    entry: Annotated[StoredEntry | None, _field("what is stored of it; null while never entered")]
+
+
+class EntryReceipt(Struct, kw_only=True):
+    id: Annotated[str, _field("the response id (fixed by the serial)")]
+    receipt: Annotated[str, _field("the response's receipt code")]
+    serial: Annotated[str, _field("the form's serial as normalised")]
+
+
+class EntryError(Struct, kw_only=True):
+    status_code: Annotated[int, _field("the HTTP status the entry alone would get")]
+    detail: Annotated[str, _field("what is wrong, starting with the offending field")]
+    field: Annotated[str, _field("the offending field")] | UnsetType = UNSET
+    review: Annotated[int, _field("a second entry with other answers: its review number")] | UnsetType = UNSET
+
+
+class EntryResult(Struct, kw_only=True):
+    status: Literal["stored", "duplicate", "conflict", "rejected"]
+    serial: Annotated[str | None, _field("the serial as normalised, or null when it was no serial")]
+    id: Annotated[str | None, _field("the response id, once the form is known")]
+    receipt: Annotated[str | None, _field("stored and duplicate entries: the response's receipt")]
+    error: Annotated[EntryError | None, _field("conflict and rejected entries: why")]
+
+
+class EntryResults(Struct, kw_only=True):
+    items: Annotated[list[EntryResult], _field("one result per entry, in order")]
+
+
+class EntryConflictBody(Struct, kw_only=True):
+    status_code: Annotated[int, _field("409")]
+    detail: Annotated[str, _field("starts with answers:")]
+    field: Annotated[str, _field("answers")]
+    review: Annotated[int, _field("the kept entry's review number (/manage/entry/conflicts)")]

@@ -17,6 +17,7 @@ import re
 import uuid
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
@@ -39,7 +40,7 @@ from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import InvalidInput, StorageUnavailable
 from feedback.i18n import CATALOGUE, ENDONYMS, HTML_LANG, counter_label, gettext_for, negotiate, text_in
-from feedback.ingest import Item, ingest, new_response_id_bytes
+from feedback.ingest import DEFAULT_POLICY, Item, Policy, ingest, new_response_id_bytes
 from feedback.models import (
     LANGUAGES,
     ChoiceQuestion,
@@ -510,119 +511,144 @@ class SurveyPageController(Controller):
 
     @post("/{token:str}", request_max_body_size=MAX_FORM_BODY, status_code=200)
     async def submit(self, token: FromPath[str], request: Request, state: State) -> Response[str]:
-        snapshot, touchpoint, version = await survey_at(state, token)
-        if touchpoint is None:
-            return not_found(request)
-        retired_at = snapshot.retired.get(touchpoint.token)
-        if version is None:
-            return retired_page(request, snapshot, touchpoint, token) if retired_at else not_found(request)
-        form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
-        first = {key: values[0] for key, values in form.items()}
-        form_id, rendered_at = read_form_id(first.get("form_id", ""), state.settings.secret)
-        if retired_at is not None and (rendered_at is None or rendered_at >= retired_at):
-            # Nothing new is stored for a retired code, unless this server handed out the form before.
-            return retired_page(request, snapshot, touchpoint, token)
-        lang = first.get("lang") if first.get("lang") in version.definition.languages else None
-        lang = lang or choose_language(request, touchpoint, version)
-        _ = gettext_for(lang)
-        case_ref = (first.get("case_ref") or request.query_params.get("case") or "")[:MAX_CASE_REF] or None
-        case_sig = case_signature(first.get("case_sig") or request.query_params.get("sig"))
-        # A wrong or missing signature keeps the case reference, unverified: it can claim no case.
-        case_verified = case_sig_valid(state.settings.secret, touchpoint.token, case_ref, case_sig)
-        answers = form_answers(version, form)
-        flags = []
-        if first.get("website"):
-            flags.append("honeypot")  # a field people never see: only bots fill it
-        if request.cookies.get(f"{REPEAT_COOKIE}_{touchpoint.token}"):
-            flags.append("repeat_device")
-        # form_id None: an old or tampered page, still accepted, with a new id.
-        submission = Submission(
-            touchpoint=touchpoint.token,
-            answers=answers,
-            id=form_id,
-            lang=lang,
-            case_ref=case_ref,
-            channel="qr",
+        return await take_form(request, state, token)
+
+
+@dataclass(frozen=True)
+class FormOrigin:
+    """A survey form that is not a touchpoint's own page (an SMS invitation's, `/i/<code>`): where it
+    posts, the one response id it stores under whatever the page posted, its case (verified: the server
+    handed it out), its channel, and the ingest policy of its answers."""
+
+    path: str
+    response_id: str
+    case_ref: str | None
+    channel: str
+    policy: Policy
+
+
+async def take_form(request: Request, state: State, token: str, origin: FormOrigin | None = None) -> Response[str]:
+    """A posted survey form of the touchpoint `token`: stored through the one ingest path and answered with
+    the thanks page, or the form again with what to correct. `origin`: a form another route rendered."""
+    snapshot, touchpoint, version = await survey_at(state, token)
+    if touchpoint is None:
+        return not_found(request)
+    retired_at = snapshot.retired.get(touchpoint.token)
+    if version is None:
+        return retired_page(request, snapshot, touchpoint, token) if retired_at else not_found(request)
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+    first = {key: values[0] for key, values in form.items()}
+    form_id, rendered_at = read_form_id(first.get("form_id", ""), state.settings.secret)
+    if origin is not None:
+        form_id, rendered_at = origin.response_id, None  # one response per origin, whatever the page posted
+    if retired_at is not None and (rendered_at is None or rendered_at >= retired_at):
+        # Nothing new is stored for a retired code, unless this server handed out the form before.
+        return retired_page(request, snapshot, touchpoint, token)
+    lang = first.get("lang") if first.get("lang") in version.definition.languages else None
+    lang = lang or choose_language(request, touchpoint, version)
+    _ = gettext_for(lang)
+    case_ref = (first.get("case_ref") or request.query_params.get("case") or "")[:MAX_CASE_REF] or None
+    case_sig = case_signature(first.get("case_sig") or request.query_params.get("sig"))
+    # A wrong or missing signature keeps the case reference, unverified: it can claim no case.
+    case_verified = case_sig_valid(state.settings.secret, touchpoint.token, case_ref, case_sig)
+    if origin is not None:  # its own case, whatever the page posted
+        case_ref, case_sig, case_verified = origin.case_ref, None, origin.case_ref is not None
+    answers = form_answers(version, form)
+    flags = []
+    if first.get("website"):
+        flags.append("honeypot")  # a field people never see: only bots fill it
+    if request.cookies.get(f"{REPEAT_COOKIE}_{touchpoint.token}"):
+        flags.append("repeat_device")
+    # form_id None: an old or tampered page, still accepted, with a new id.
+    submission = Submission(
+        touchpoint=touchpoint.token,
+        answers=answers,
+        id=form_id,
+        lang=lang,
+        case_ref=case_ref,
+        channel=origin.channel if origin is not None else "qr",
+    )
+    # A form rendered while the touchpoint was live is still taken after its retirement (`opened_at`).
+    item = Item(submission, flags=tuple(flags), case_verified=case_verified, opened_at=rendered_at)
+    try:
+        [outcome] = await ingest(
+            [item],
+            state.store,
+            snapshot,
+            policy=origin.policy if origin is not None else DEFAULT_POLICY,
+            default_action_days=state.settings.default_action_days,
         )
-        # A form rendered while the touchpoint was live is still taken after its retirement (`opened_at`).
-        item = Item(submission, flags=tuple(flags), case_verified=case_verified, opened_at=rendered_at)
-        try:
-            [outcome] = await ingest(
-                [item], state.store, snapshot, default_action_days=state.settings.default_action_days
+    except StorageUnavailable as error:
+        return not_saved(lang, error.retry_after)
+    if outcome.status == "gone":
+        return retired_page(request, snapshot, touchpoint, token)
+    if outcome.status == "rejected" and isinstance(outcome.error, InvalidInput):
+        key = (outcome.error.field or "").removeprefix("answers.")
+        question = version.definition.question(key)
+        if question is not None:
+            template = (
+                "Please answer: %(question)s"
+                if "required" in outcome.error.message
+                else "This answer is not valid: %(question)s"
             )
-        except StorageUnavailable as error:
-            return not_saved(lang, error.retry_after)
-        if outcome.status == "gone":
-            return retired_page(request, snapshot, touchpoint, token)
-        if outcome.status == "rejected" and isinstance(outcome.error, InvalidInput):
-            key = (outcome.error.field or "").removeprefix("answers.")
-            question = version.definition.question(key)
-            if question is not None:
-                template = (
-                    "Please answer: %(question)s"
-                    if "required" in outcome.error.message
-                    else "This answer is not valid: %(question)s"
-                )
-                message = _(template) % {"question": text_in(question.text, lang)}
-            else:
-                message = _("Please check your answers.")
-            values = {
-                k: v for k, v in answers.items() if not isinstance(version.definition.question(k), ContactQuestion)
-            }
-            page = render_survey(
-                snapshot,
-                touchpoint,
-                version,
-                lang,
-                f"/s/{token}",
-                has_case=case_ref is not None,
-                values=values,
-                error=message,
-                error_key=key,
-            )
-            # The same form id again: once corrected, the form is still the one rendered back then.
-            return html(fill(page, case_ref, form_id, case_sig), 400)
-        if outcome.status == "conflict":
-            # The same form was sent again with other answers: the first stays, as stored.
-            return thanks_page(snapshot, touchpoint, lang, token, receipt=None, already=True, status=409)
-        if outcome.error is not None:
-            raise outcome.error
-        result = outcome.result
-        cookies = []
-        window = state.settings.repeat_window
-        if window > 0:
-            # Secure when served over https: the public URL says so, or a trusted proxy does.
-            secure = (state.settings.public_url or "").startswith("https://") or forwarded_https(
-                request.scope, state.settings
-            )
-            cookies.append(
-                Cookie(
-                    key=f"{REPEAT_COOKIE}_{touchpoint.token}",
-                    value="1",
-                    max_age=int(window),
-                    path="/s",
-                    httponly=True,
-                    samesite="lax",
-                    secure=secure,
-                )
-            )
-        contact_given = any(isinstance(version.definition.question(k), ContactQuestion) for k in answers)
-        # What this response really opened: told by the write, or for a resent form read back.
-        opened = list(result.actions) if result.created else await opened_by(state.store, result.id)
-        response = thanks_page(
+            message = _(template) % {"question": text_in(question.text, lang)}
+        else:
+            message = _("Please check your answers.")
+        values = {k: v for k, v in answers.items() if not isinstance(version.definition.question(k), ContactQuestion)}
+        page = render_survey(
             snapshot,
             touchpoint,
+            version,
             lang,
-            token,
-            receipt=result.receipt,
-            promises=promised_actions(opened, snapshot, lang),
-            contact=contact_given,
-            counted=not is_suspect(list(result.flags)),
-            already=not result.created,
-            status=201 if result.created else 200,
+            origin.path if origin is not None else f"/s/{token}",
+            has_case=case_ref is not None,
+            values=values,
+            error=message,
+            error_key=key,
         )
-        response.cookies.extend(cookies)
-        return response
+        # The same form id again: once corrected, the form is still the one rendered back then.
+        return html(fill(page, case_ref, form_id, case_sig), 400)
+    if outcome.status == "conflict":
+        # The same form was sent again with other answers: the first stays, as stored.
+        return thanks_page(snapshot, touchpoint, lang, token, receipt=None, already=True, status=409)
+    if outcome.error is not None:
+        raise outcome.error
+    result = outcome.result
+    cookies = []
+    window = state.settings.repeat_window
+    if window > 0:
+        # Secure when served over https: the public URL says so, or a trusted proxy does.
+        secure = (state.settings.public_url or "").startswith("https://") or forwarded_https(
+            request.scope, state.settings
+        )
+        cookies.append(
+            Cookie(
+                key=f"{REPEAT_COOKIE}_{touchpoint.token}",
+                value="1",
+                max_age=int(window),
+                path="/s",
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+            )
+        )
+    contact_given = any(isinstance(version.definition.question(k), ContactQuestion) for k in answers)
+    # What this response really opened: told by the write, or for a resent form read back.
+    opened = list(result.actions) if result.created else await opened_by(state.store, result.id)
+    response = thanks_page(
+        snapshot,
+        touchpoint,
+        lang,
+        token,
+        receipt=result.receipt,
+        promises=promised_actions(opened, snapshot, lang),
+        contact=contact_given,
+        counted=not is_suspect(list(result.flags)),
+        already=not result.created,
+        status=201 if result.created else 200,
+    )
+    response.cookies.extend(cookies)
+    return response
 
 
 async def opened_by(store: Store, response_id: str) -> list[dict[str, Any]]:

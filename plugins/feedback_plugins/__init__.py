@@ -1,4 +1,4 @@
-"""The built-in plugins: survey presets, scoring, quality rules, mail, webhooks and exports.
+"""The built-in plugins: survey presets, scoring, quality rules, mail, webhooks, the SMS gateway and exports.
 
 Their own interface texts live in `locales/<locale>/LC_MESSAGES/*.po` beside this file (shipped as
 package data); every plugin here that shows text returns that folder from `register_translations`.
@@ -19,5 +19,7 @@ BUILTINS = (
     "feedback_plugins.complaint_rule",
     "feedback_plugins.mail",
     "feedback_plugins.webhooks",
+    "feedback_plugins.sms",
     "feedback_plugins.a11_export",
+    "feedback_plugins.indicators",
 )

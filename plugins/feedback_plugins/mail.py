@@ -29,8 +29,9 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 
-from feedback import audit, hookimpl
+from feedback import audit, callbacks, hookimpl
 from feedback.db import Store
+from feedback.errors import FeedbackError
 from feedback.i18n import CATALOGUE, gettext_for, name_in
 from feedback.jobs import Job
 from feedback.models import LANGUAGES, Event, Unit
@@ -175,12 +176,45 @@ def build_message(row: dict[str, Any], sender: str) -> EmailMessage:
 
 
 def _after_delivery(conn: Connection, row: dict[str, Any]) -> None:
-    """A call-back mail went out: its contact has done its job and is purged (with the outbox copy)."""
-    response_id = json.loads(row["payload"]).get("purge_contact")
+    """A call-back mail went out: the respondent was reached (recorded on the action), and the contact
+    has done its job and is purged (with the outbox copy)."""
+    payload = json.loads(row["payload"])
+    response_id = payload.get("purge_contact")
     if not response_id:
         return
+    _record_callback(conn, payload, row, "reached", row.get("delivered_at"))
     purge_contact(conn, response_id, "call-back mail delivered")
     outbox_store.forget_target(conn, row["id"])
+
+
+def _after_giving_up(conn: Connection, row: dict[str, Any]) -> None:
+    """A call-back mail could not be delivered: one attempt that did not reach the respondent."""
+    payload = json.loads(row["payload"])
+    if payload.get("purge_contact"):
+        _record_callback(conn, payload, row, "not_reached", row.get("failed_at"))
+
+
+def _record_callback(
+    conn: Connection,
+    payload: dict[str, Any],
+    row: dict[str, Any],
+    outcome: str,
+    at: str | None,
+) -> None:
+    """The call-back mail's outcome on its action (mails queued before it was named: the response's action).
+    No note: the delivery's error may quote the address, and the attempt is kept for good."""
+    action_id = payload.get("callback_action")
+    if action_id is None:
+        action_id = (action_store.opened_by(conn, [payload["purge_contact"]]).get(payload["purge_contact"]) or {}).get(
+            "id"
+        )
+    if action_id is None:
+        return
+    when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    try:
+        callbacks.record_attempt(conn, action_id, via="mail", outcome=outcome, by="system", at=when)
+    except FeedbackError as refused:  # settled already (e.g. reached by phone first), or owes none: kept as is
+        log.info("call-back mail %s (%s) not recorded on action %s: %s", row["id"], outcome, action_id, refused)
 
 
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
@@ -201,6 +235,7 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
         now,
         lease_seconds=SMTP_TIMEOUT * 10,
         on_delivered=_after_delivery,
+        on_given_up=_after_giving_up,
         concurrency=SMTP_CONCURRENCY,
         batch=SMTP_CONCURRENCY * 4,
     )
@@ -432,9 +467,13 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     if found is None:
         return
     match = EMAIL.search(found["contact"])
-    if action.get("status") != "closed" or match is None or not mail_on:
-        # A phone number was for the officer's call, which has been made; an upheld appeal needs no
-        # message; with mail off nothing more can be done with the address. Either way it goes now.
+    if match is None:
+        # No address: a phone number's message goes by SMS, and the SMS channel (feedback.sms_callbacks)
+        # purges whatever contact it cannot use.
+        return
+    if action.get("status") != "closed" or not mail_on:
+        # An upheld appeal needs no message; with mail off nothing more can be done with the address.
+        # Either way it goes now.
         reason = f"action {action['id']} {action.get('status')}"
         await store.write(lambda conn: purge_contact(conn, response_id, reason))
         return
@@ -442,7 +481,14 @@ async def _callback(event: Event, store: Store, mail_on: bool) -> None:
     lang = _lang(found["lang"], found["unit"] and found["unit"]["lang"])
     subject, body = callback_mail(found["receipt"], found["unit"], found["events"], lang)
     payload = json.dumps(
-        {"to": address, "subject": subject, "body": body, "lang": lang, "purge_contact": response_id},
+        {
+            "to": address,
+            "subject": subject,
+            "body": body,
+            "lang": lang,
+            "purge_contact": response_id,
+            "callback_action": action["id"],
+        },
         ensure_ascii=False,
     )
     at = due_at(event.created_at)

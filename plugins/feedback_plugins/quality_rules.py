@@ -52,6 +52,8 @@ METRIC_NAMES = {
     "response_rate": "Response rate",
     "on_time_rectification": "On-time rectification",
     "callback_rate": "Call-back rate",
+    "dossier_on_time": "Dossiers returned on time",
+    "indicator_value": "Indicator value",
 }
 RULE_NAMES = {
     "beyond_limits": "a week outside the control limits",

@@ -60,6 +60,7 @@ EVENTS = (
     "action.changed",
     "action.due_soon",
     "action.overdue",
+    "action.callback",
     "objective.breached",
     "kiosk.silent",
     "*",

@@ -12,9 +12,11 @@ from feedback.web.manage import (
     audit_page,
     auth,
     dashboard,
+    entry_pages,
     erasure_pages,
     oidc,
     reports,
+    scan_pages,
     users,
 )
 
@@ -29,4 +31,6 @@ MANAGE_ROUTES: list = [
     *admin.ROUTES,
     *reports.ROUTES,
     *audit_page.ROUTES,
+    *entry_pages.ROUTES,
+    *scan_pages.ROUTES,
 ]

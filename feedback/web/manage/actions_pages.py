@@ -21,7 +21,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 
-from feedback import action_queue, actions
+from feedback import action_queue, actions, callbacks
 from feedback.catalog import Snapshot
 from feedback.errors import Conflict, FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import gettext_for
@@ -462,6 +462,12 @@ async def _action_context(state: State, principal: Principal, action_id: int, la
         "target_text": lambda comparator, target, metric: labels.target_text(comparator, target, metric, lang),
         "period_text": lambda key: labels.period_key_text(key, lang),
         "decimals": decimals,  # the effectiveness figures at their target's precision
+        # The call-back the action owes (action.callback), and the form that records a phone call.
+        "callback_tries": state.settings.callback_tries,
+        "callback_outcomes": callbacks.OUTCOMES,
+        "callback_error": None,
+        "callback_values": {},
+        "callback_recorded": False,
     }
 
 
@@ -477,13 +483,16 @@ async def action_page(
     principal: NamedDependency[Principal],
     action_id: FromPath[int],
     done: FromQuery[str | None] = None,
+    called: FromQuery[str | None] = None,
 ) -> Response:
-    """One action: its source, owner, due day, full record, and a form per allowed next step."""
+    """One action: its source, owner, due day, full record, and a form per allowed next step (and, for an
+    action that owes a call-back, its attempts and a form to record a phone call)."""
     try:
         context = await _action_context(state, principal, action_id, layout.choose_language(request))
     except (NotFound, Forbidden) as error:
         return _error_page(request, error)
     context["done"] = done if done in actions.STATES else None
+    context["callback_recorded"] = called == "1"
     return _page(request, "action.html", context)
 
 
@@ -534,6 +543,53 @@ async def record_step(
         context.update(error=message, failed_step=target, values=values)
         return _page(request, "action.html", context, status=status_of(error))
     return Redirect(path=f"/manage/actions/{action_id}?done={target}", status_code=303)
+
+
+# Messages shown for a refused call-back record, by (error class, field); the template translates them.
+CALLBACK_ERRORS: dict[tuple[type, str | None], str] = {
+    (InvalidInput, "outcome"): N_("Choose what came of the call."),
+    (InvalidInput, "note"): N_("The note is too long."),
+    (Conflict, "id"): N_("This call-back is settled already, or the action owes none."),
+}
+
+
+@post(
+    "/manage/actions/{action_id:int}/callbacks",
+    name="manage_action_callback",
+    include_in_schema=False,
+    dependencies={"principal": auth.SESSION},
+    guards=[requires_role(*auth.WRITER_ROLES)],
+    exception_handlers=PAGE_ERRORS,
+)
+async def record_callback(
+    request: Request, state: State, principal: NamedDependency[Principal], action_id: FromPath[int]
+) -> Response:
+    """A phone call to the respondent from the action page's form: 303 back to the page, or the page
+    again with the error."""
+    form = await request.form()
+    values = {name: str(form.get(name) or "").strip() for name in ("outcome", "note")}
+    try:
+        note = callbacks.check_attempt("phone", values["outcome"], values["note"])
+        snapshot = await fresh_snapshot(state)
+        unit = await state.store.read(lambda conn: action_store.unit_of(conn, action_id))
+        if unit is None:
+            raise NotFound(f"id: no corrective action {action_id}", "id")
+        principal.require_unit(unit, snapshot)
+        now = datetime.now(UTC)
+        await state.store.write(
+            lambda conn: callbacks.record_attempt(
+                conn, action_id, via="phone", outcome=values["outcome"], by=principal.user, at=now, note=note
+            )
+        )
+    except (InvalidInput, Conflict, Forbidden, NotFound) as error:
+        try:
+            context = await _action_context(state, principal, action_id, layout.choose_language(request))
+        except (NotFound, Forbidden) as hidden:
+            return _error_page(request, hidden)
+        message = CALLBACK_ERRORS.get((type(error), getattr(error, "field", None))) or error_message(error)
+        context.update(callback_error=message, callback_values=values)
+        return _page(request, "action.html", context, status=status_of(error))
+    return Redirect(path=f"/manage/actions/{action_id}?called=1#callback", status_code=303)
 
 
 async def _new_context(state: State, principal: Principal, lang: str) -> dict[str, Any]:
@@ -639,4 +695,4 @@ async def create_action(request: Request, state: State, principal: NamedDependen
     return Redirect(path=f"/manage/actions/{action['id']}?done=new", status_code=303)
 
 
-ROUTES: list = [queue_page, board_page, stream, new_page, create_action, action_page, record_step]
+ROUTES: list = [queue_page, board_page, stream, new_page, create_action, action_page, record_step, record_callback]

@@ -1,4 +1,5 @@
-"""The admin pages at /manage/admin: units, services, touchpoints, kiosks, surveys and objectives.
+"""The admin pages at /manage/admin: units, services, touchpoints, kiosks, surveys, objectives and the catalogue
+import.
 
 Admins see everything; managers only their unit's subtree; auditors and viewers may look but are
 shown no forms and are refused (403) if they post.
@@ -10,7 +11,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
 from feedback.catalog import Snapshot
-from feedback.web.manage import admin_fleet, admin_objectives, admin_org, admin_surveys, auth
+from feedback.web.manage import admin_fleet, admin_import, admin_objectives, admin_org, admin_surveys, auth
 from feedback.web.manage.admin_common import EXCEPTION_HANDLERS, PREFIX, page, page_lang, unit_name, visible_units
 from feedback.web.security import Principal
 
@@ -29,4 +30,11 @@ async def admin_index(
     return await page(request, principal, "admin_index.html", {"units": units})
 
 
-ROUTES: list = [admin_index, *admin_org.ROUTES, *admin_fleet.ROUTES, *admin_surveys.ROUTES, *admin_objectives.ROUTES]
+ROUTES: list = [
+    admin_index,
+    *admin_org.ROUTES,
+    *admin_fleet.ROUTES,
+    *admin_surveys.ROUTES,
+    *admin_objectives.ROUTES,
+    *admin_import.ROUTES,
+]

@@ -10,10 +10,11 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from feedback import objectives
+from feedback import indicators, objectives
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.models import INDICATORS, LANGUAGES, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
+from feedback.plugins import PluginManager
 from feedback.review_pack import METRIC_TEXT
 from feedback.store import objectives as objective_store
 from feedback.web.access import requires_unit
@@ -77,9 +78,11 @@ def spec_from_form(values: dict[str, str], *, partial: bool) -> dict[str, Any]:
     return spec
 
 
-def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
+def choices(snapshot: Snapshot, lang: str, plugins: PluginManager | None = None) -> dict[str, Any]:
     """What the objective forms offer. Metrics and indicators are shown by name (message ids the templates
-    translate, as on the action page), services by their name in `lang`; option values stay the codes."""
+    translate, as on the action page; the plugins' indicators for `indicator_value` by their own names),
+    services by their name in `lang`; option values stay the codes."""
+    defined = indicators.registered(plugins)
     services = sorted(
         ((code, service_label(snapshot, code, lang)) for code in snapshot.services),
         key=lambda item: (item[1].casefold(), item[0]),
@@ -91,11 +94,14 @@ def choices(snapshot: Snapshot, lang: str) -> dict[str, Any]:
         # "≥ 99.47 %": the comparator as a sign, the target with the precision it was set with.
         "target_text": lambda comparator, target, metric: labels.target_text(comparator, target, metric, lang),
         "title_languages": LANGUAGES,
-        "indicators": INDICATORS,
+        "indicators": (*INDICATORS, *defined),
         "services": services,
         "share_metrics": objectives.SHARE_METRICS,
         "metric_labels": METRIC_TEXT,
-        "indicator_labels": INDICATOR_LABELS,
+        "indicator_labels": {
+            **INDICATOR_LABELS,
+            **{key: indicators.name_of(indicator, key, lang) for key, indicator in defined.items()},
+        },
     }
 
 
@@ -138,7 +144,7 @@ class ObjectiveAdmin(AdminController):
                 "objectives": items,
                 "unit": unit,
                 "units": [(c, unit_name(snapshot, c, lang)) for c in codes],
-                **choices(snapshot, lang),
+                **choices(snapshot, lang, state.plugins),
                 "values": values or {"unit": unit or ""},
             },
             error=error,
@@ -160,7 +166,13 @@ class ObjectiveAdmin(AdminController):
             today = local_today(snapshot, unit)
             objective_id = await state.store.write(
                 lambda conn: objectives.create_objective(
-                    conn, unit, spec, actor=principal.user, today=today, default_min_n=state.settings.min_n
+                    conn,
+                    unit,
+                    spec,
+                    actor=principal.user,
+                    today=today,
+                    default_min_n=state.settings.min_n,
+                    plugins=state.plugins,
                 )
             )
             return Saved(f"{PREFIX}/objectives/{objective_id}", "Objective %(id)s created.", {"id": str(objective_id)})
@@ -215,7 +227,7 @@ class ObjectiveAdmin(AdminController):
                 "objective": doc,
                 "status": status,
                 "objective_unit": unit_name(snapshot, unit, lang),
-                **choices(snapshot, lang),
+                **choices(snapshot, lang, state.plugins),
                 "today": today.isoformat(),
                 "values": values or {},
             },
@@ -245,7 +257,9 @@ class ObjectiveAdmin(AdminController):
             values.pop("current_metric", None)
             today = local_today(snapshot, unit)
             version = await state.store.write(
-                lambda conn: objectives.new_version(conn, objective_id, spec, actor=principal.user, today=today)
+                lambda conn: objectives.new_version(
+                    conn, objective_id, spec, actor=principal.user, today=today, plugins=state.plugins
+                )
             )
             return Saved(
                 f"{PREFIX}/objectives/{objective_id}",

@@ -43,22 +43,15 @@ from feedback.web.manage.dashboard import LEVEL_LABELS
 from feedback.web.qr_routes import filename_part, pdf_response, public_base
 from feedback.web.security import Principal
 
-MAX_TEXT = 200
-
 
 def text_field(values: dict[str, str], name: str, *, needed: bool = False) -> str | None:
     value = required(values, name) if needed else optional(values, name)
-    if value is not None and len(value) > MAX_TEXT:
-        raise InvalidInput(f"{name}: at most {MAX_TEXT} characters", name)
-    return value
+    return None if value is None else organisation.check_text(value, name)
 
 
 def new_code(values: dict[str, str]) -> str:
-    """A code for a new unit or service: short, and safe in URLs and file names."""
-    code = required(values, "code")
-    if len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
-        raise InvalidInput("code: letters, digits, '-' and '_', at most 32", "code")
-    return code
+    """A code for a new unit or service (`organisation.check_code`)."""
+    return organisation.check_code(required(values, "code"))
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -152,13 +145,11 @@ class UnitAdmin(AdminController):
                     raise InvalidInput("parent: required (you manage one subtree)", "parent")
             else:
                 require_unit(principal, snapshot, parent, "parent")
-            lang = values.get("lang") or "en"
-            if lang not in LANGUAGES:
-                raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
+            lang = organisation.check_lang(values.get("lang") or "en")
             names = {code_: text for code_ in LANGUAGES if (text := text_field(values, f"name_{code_}"))}
             if not names:
                 raise InvalidInput("name: give the name in at least one language", f"name_{lang}")
-            name = names.get(lang) or next(iter(names.values()))
+            name = organisation.own_name(names, lang)
             tz = values.get("tz") or "UTC"
             owner = optional(values, "owner")
             action_days = whole_number(values, "action_days", 1, 365)
@@ -312,11 +303,9 @@ class ServiceAdmin(AdminController):
             names = {lang: text for lang in LANGUAGES if (text := text_field(values, f"name_{lang}"))}
             if not names:
                 raise InvalidInput("name: give the name in at least one language", "name_en")
-            kind = values.get("kind") or "administrative"
-            if kind not in ("administrative", "customs", "other"):
-                raise InvalidInput("kind: must be administrative, customs or other", "kind")
+            kind = organisation.check_service_kind(values.get("kind") or "administrative")
             lang = snapshot.units[agency].lang if agency else "en"
-            name = names.get(lang) or next(iter(names.values()))
+            name = organisation.own_name(names, lang)
 
             await state.store.write(  # 409 naming `code` when the code is taken
                 lambda conn: organisation.add_service(conn, code, name, kind=kind, agency=agency, names=names)
@@ -420,8 +409,8 @@ class TouchpointAdmin(AdminController):
             if service is not None and not principal.may_use_service(service, snapshot):
                 raise Forbidden(f"service: {service!r} belongs to another agency", "service")
             lang = optional(values, "lang")
-            if lang is not None and lang not in LANGUAGES:
-                raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
+            if lang is not None:
+                organisation.check_lang(lang)
             await state.store.write(
                 lambda conn: organisation.add_touchpoint(
                     conn, unit, name, survey, kind=kind, lang=lang, counter=counter, service=service

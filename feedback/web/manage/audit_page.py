@@ -46,6 +46,11 @@ KIND_LABELS = {
     "export": N_("Export download"),
     "retention": N_("Retention run"),
     "erasure": N_("Erasure"),
+    "paper_entry": N_("Paper form entry"),
+    "cases": N_("Dossiers"),
+    "indicator": N_("Indicator definition"),
+    "indicator_value": N_("Indicator figure"),
+    "indicator_values": N_("Indicator figures imported"),
 }
 ACTOR_LABELS = {
     "user": N_("User"),

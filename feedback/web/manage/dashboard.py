@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from feedback import action_queue, dashboard_data
+from feedback import action_queue, dashboard_data, dossiers, federation
 from feedback.catalog import Snapshot
 from feedback.errors import InvalidInput
 from feedback.i18n import counter_label, days_text, gettext_for, short_day, week_days
@@ -90,6 +90,8 @@ async def dashboard_page(request: Request, state: State, user: NamedDependency[P
     today = {code: local_today(snapshot, code) for code in dashboard_data.tree_units(snapshot, roots)}
     min_n = state.settings.min_n
     rows = await state.store.read(lambda conn: dashboard_data.dashboard(conn, snapshot, roots, today, min_n))
+    reported = federation.any_reported(today)
+    children = await state.store.read(federation.reported_children) if reported else {}
     lang = layout.choose_language(request)
     _ = gettext_for(lang)
     percent = layout.formatters(lang)["fmt_percent"]
@@ -108,6 +110,9 @@ async def dashboard_page(request: Request, state: State, user: NamedDependency[P
         row["objective_views"] = [labels.objective_view(doc, lang) for doc in row["objectives"]]
         rates = [whole_percent(w["rate"]) for w in row["spark"]]
         row["spark_text"] = _("Weekly satisfaction, last 12 weeks: %(rates)s") % {"rates": ", ".join(rates)}
+        # A child installation's unit: its figures come from the child's daily reports.
+        mark = federation.mark_of(row["code"], children)
+        row["reported_text"] = reported_text(mark, lang) if mark else ""
     charts = {
         "sparklines": {
             row["code"]: [None if w["rate"] is None else round(w["rate"] * 100, 1) for w in row["spark"]]
@@ -115,6 +120,15 @@ async def dashboard_page(request: Request, state: State, user: NamedDependency[P
         }
     }
     return layout.render(request, "dashboard.html", {"rows": rows, "charts": charts, "min_n": min_n})
+
+
+def reported_text(mark: dict[str, Any], lang: str) -> str:
+    """The "reported, as of <day>" mark of a child installation's unit (its name, and the last day it reported)."""
+    _ = gettext_for(lang)
+    if mark["as_of"] is None:
+        return _("reported by %(child)s, nothing yet") % {"child": mark["name"]}
+    day = layout.formatters(lang)["fmt_date"](mark["as_of"])
+    return _("reported by %(child)s, as of %(day)s") % {"child": mark["name"], "day": day}
 
 
 def from_first_data(weeks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,7 +162,13 @@ async def unit_page(
     start, end = _period(snapshot, code, date_from, date_to)
     min_n = state.settings.min_n
     data = await state.store.read(lambda conn: dashboard_data.unit_page(conn, snapshot, code, start, end, min_n))
+    timeliness = await state.store.read(
+        lambda conn: dossiers.unit_figures(conn, snapshot, code, start.isoformat(), end.isoformat(), min_n)
+    )
+    reported = federation.any_reported(snapshot.subtree(code))
+    children = await state.store.read(federation.reported_children) if reported else {}
     lang = layout.choose_language(request)
+    reported_notes = [reported_text(child, lang) for child in federation.children_within(snapshot, code, children)]
     _ = gettext_for(lang)
     _translate_statuses(_, data["objectives"])
     opened = [action for doc in data["objectives"] for action in doc["open_actions"]]
@@ -156,7 +176,8 @@ async def unit_page(
     data["objective_views"] = [labels.objective_view(doc, lang) for doc in data["objectives"]]
     for row in data["by_touchpoint"]:
         touchpoint = snapshot.touchpoints.get(row["key"])
-        row["name"] = touchpoint.name if touchpoint else row["key"]
+        # A child installation reports by unit and service only: its figures have no touchpoint.
+        row["name"] = touchpoint.name if touchpoint else (row["key"] or _("Reported figures (no touchpoint)"))
         row["unit"] = touchpoint.unit if touchpoint else None
     for row in data["by_service"]:
         row["name"] = service_label(snapshot, row["key"], lang) if row["key"] in snapshot.services else _("No service")
@@ -213,11 +234,14 @@ async def unit_page(
         },
     }
     children = [row for row in data["by_unit"] if row["key"] != code]
+    for row in timeliness["by_service"]:
+        row["name"] = service_label(snapshot, row["key"], lang) if row["key"] in snapshot.services else _("No service")
     return layout.render(
         request,
         "unit.html",
         {
             "code": code,
+            "reported_notes": reported_notes,
             "data": data,
             "total": total,
             "levels": levels,
@@ -227,6 +251,7 @@ async def unit_page(
             "weeks": weeks,
             "charts": charts,
             "children": children,
+            "timeliness": timeliness,
             "min_n": min_n,
             "period": {"from": start.isoformat(), "to": end.isoformat()},
             "responses_url": f"/manage/units/{code}/responses?"
@@ -302,9 +327,16 @@ async def responses_page(
         "search": search or None,
         "cursor": after,
     }
-    page = await state.store.read(
-        lambda conn: dashboard_data.list_responses(conn, snapshot, code, start, end, **options)
-    )
+
+    def read_page(conn) -> dict[str, Any]:
+        found = dashboard_data.list_responses(conn, snapshot, code, start, end, **options)
+        # What became of the dossier each rating's case reference names: late, on time, still open.
+        states = dossiers.states_of(conn, snapshot, (item["case_ref"] for item in found["items"]))
+        for item in found["items"]:
+            item["dossier"] = states.get(item["case_ref"]) if item["case_ref"] else None
+        return found
+
+    page = await state.store.read(read_page)
     lang = layout.choose_language(request)
     for item in page["items"]:
         tp = snapshot.touchpoints.get(item["touchpoint"])

@@ -168,6 +168,7 @@ def base_context(request: Request) -> dict[str, Any]:
     _ = translation.gettext
     nav = [("/manage/", _("Dashboard")), ("/manage/actions", _("Actions"))]
     if user is not None and user.role in ("admin", "manager"):
+        nav.append(("/manage/entry", _("Paper entry")))
         nav.append(("/manage/admin", _("Admin")))
     nav.append(("/manage/reports", _("Reports")))
     if user is not None and user.role in ("admin", "auditor"):

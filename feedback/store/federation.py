@@ -1,0 +1,181 @@
+"""Reporting upward between installations: pairing codes, children, their daily reports and reported rollups
+(on the parent), and the link to the parent with the days it acknowledged (on the child).
+
+Pairing codes are stored as SHA-256 digests only; callers hash before they call. A code is spent by one
+`UPDATE … RETURNING`, so of two children sending the same code at once one is paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from feedback.store import Connection, all_rows, first_row, marks, scalar
+from feedback.store.responses import ROLLUP_MEASURES
+from feedback.store.users import Ledger
+
+#: Wrong pairing codes tried per client (a keyed hash of its address), kept no longer than they count.
+JOIN_ATTEMPTS = Ledger("federation_join_attempts", "client", keep=timedelta(0))
+
+# -- the parent: pairing codes ------------------------------------------------------------------------
+
+
+def insert_invite(
+    conn: Connection, code_hash: str, unit: str, created_at: str, created_by: str | None, expires_at: str
+) -> None:
+    """Store a new pairing code for a child whose tree will hang under `unit`."""
+    conn.execute(
+        "INSERT INTO federation_invites (code_hash, unit, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)",
+        (code_hash, unit, created_at, created_by, expires_at),
+    )
+
+
+def drop_expired_invites(conn: Connection, now: str) -> None:
+    """Forget unused codes that have expired."""
+    conn.execute("DELETE FROM federation_invites WHERE expires_at < ? AND used_at IS NULL", (now,))
+
+
+def spend_invite(conn: Connection, code_hash: str, now: str, child: str) -> str | None:
+    """Use an unused, unexpired code for `child` in one statement; returns the unit it names, or None."""
+    return scalar(
+        conn,
+        "UPDATE federation_invites SET used_at = ?, child = ? WHERE code_hash = ? AND used_at IS NULL"
+        " AND expires_at >= ? RETURNING unit",
+        (now, child, code_hash, now),
+    )
+
+
+# -- the parent: children -------------------------------------------------------------------------------
+
+
+def insert_child(conn: Connection, child: dict[str, Any]) -> None:
+    """A newly paired child (id, name, public_key, unit, roots as JSON, joined_at)."""
+    conn.execute(
+        "INSERT INTO federation_children (id, name, public_key, unit, roots, joined_at)"
+        " VALUES (:id, :name, :public_key, :unit, :roots, :joined_at)",
+        child,
+    )
+
+
+def child_ids(conn: Connection) -> set[str]:
+    """Every child id given out."""
+    return {row["id"] for row in all_rows(conn, "SELECT id FROM federation_children")}
+
+
+def get_child(conn: Connection, child: str) -> dict[str, Any] | None:
+    """A child's row, or None."""
+    return first_row(conn, "SELECT * FROM federation_children WHERE id = ?", (child,))
+
+
+def children(conn: Connection) -> list[dict[str, Any]]:
+    """Every child: id, name, unit, roots (JSON), joined_at, as_of, last_report_at, by id."""
+    return all_rows(
+        conn, "SELECT id, name, unit, roots, joined_at, as_of, last_report_at FROM federation_children ORDER BY id"
+    )
+
+
+def mark_reported(conn: Connection, child: str, day: str, at: str) -> None:
+    """A report of `day` was stored: the child is reported as of its latest day."""
+    conn.execute(
+        "UPDATE federation_children SET last_report_at = ?,"
+        " as_of = CASE WHEN as_of IS NULL OR as_of < ? THEN ? ELSE as_of END WHERE id = ?",
+        (at, day, day, child),
+    )
+
+
+# -- the parent: reports -----------------------------------------------------------------------------------
+
+
+def stored_report(conn: Connection, child: str, day: str) -> dict[str, Any] | None:
+    """content_hash and sent_at of the report stored for a child's day, or None."""
+    return first_row(
+        conn, "SELECT content_hash, sent_at FROM federation_reports WHERE child = ? AND day = ?", (child, day)
+    )
+
+
+def put_report(
+    conn: Connection, child: str, day: str, content_hash: str, sent_at: str, received_at: str, summary: str
+) -> None:
+    """Store (or replace) a child's report of one day."""
+    conn.execute(
+        "INSERT INTO federation_reports (child, day, content_hash, sent_at, received_at, summary)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (child, day) DO UPDATE SET content_hash = excluded.content_hash,"
+        " sent_at = excluded.sent_at, received_at = excluded.received_at, summary = excluded.summary",
+        (child, day, content_hash, sent_at, received_at, summary),
+    )
+
+
+_ROLLUP_COLUMNS = ("unit", "day", "service", "child", *ROLLUP_MEASURES)
+_INSERT_ROLLUP = (
+    f"INSERT INTO federation_rollups ({', '.join(_ROLLUP_COLUMNS)}) VALUES ({marks(_ROLLUP_COLUMNS)})"
+    " ON CONFLICT (unit, day, service) DO UPDATE SET "
+    + ", ".join(f"{m} = federation_rollups.{m} + excluded.{m}" for m in ROLLUP_MEASURES)
+)
+
+
+def replace_rollups(conn: Connection, child: str, day: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Replace a child's rollups of one day with `rows` (unit as the parent names it, service or '',
+    ROLLUP_MEASURES)."""
+    conn.execute("DELETE FROM federation_rollups WHERE child = ? AND day = ?", (child, day))
+    if rows:
+        conn.executemany(
+            _INSERT_ROLLUP,
+            [(row["unit"], day, row["service"] or "", child, *(row[m] for m in ROLLUP_MEASURES)) for row in rows],
+        )
+
+
+def summaries(conn: Connection, child: str, day_from: str, day_to: str) -> list[dict[str, Any]]:
+    """day and summary (JSON) of a child's reports between two days, oldest first."""
+    return all_rows(
+        conn,
+        "SELECT day, summary FROM federation_reports WHERE child = ? AND day BETWEEN ? AND ? ORDER BY day",
+        (child, day_from, day_to),
+    )
+
+
+# -- the child: the link and the acknowledged days ------------------------------------------------------------
+
+
+def link(conn: Connection) -> dict[str, Any] | None:
+    """The link to the parent, or None while this installation reports to none."""
+    return first_row(conn, "SELECT * FROM federation_link WHERE id = 1")
+
+
+def put_link(conn: Connection, values: dict[str, Any]) -> None:
+    """Set the link to the parent (replacing an earlier one) and forget what the earlier parent acknowledged."""
+    conn.execute("DELETE FROM federation_sent")
+    conn.execute(
+        "INSERT INTO federation_link (id, parent_url, child_id, name, public_key, private_key, units, joined_at)"
+        " VALUES (1, :parent_url, :child_id, :name, :public_key, :private_key, :units, :joined_at)"
+        " ON CONFLICT (id) DO UPDATE SET parent_url = excluded.parent_url, child_id = excluded.child_id,"
+        " name = excluded.name, public_key = excluded.public_key, private_key = excluded.private_key,"
+        " units = excluded.units, joined_at = excluded.joined_at, last_attempt_at = NULL,"
+        " last_success_at = NULL, last_error = NULL",
+        values,
+    )
+
+
+def note_attempt(conn: Connection, at: str, error: str | None) -> None:
+    """How the latest run went: the time, and the error (None: it reached the parent)."""
+    if error is None:
+        conn.execute(
+            "UPDATE federation_link SET last_attempt_at = ?, last_success_at = ?, last_error = NULL WHERE id = 1",
+            (at, at),
+        )
+    else:
+        conn.execute("UPDATE federation_link SET last_attempt_at = ?, last_error = ? WHERE id = 1", (at, error))
+
+
+def acknowledged(conn: Connection) -> dict[str, str]:
+    """day → content hash of every day the parent acknowledged."""
+    return {row["day"]: row["content_hash"] for row in all_rows(conn, "SELECT day, content_hash FROM federation_sent")}
+
+
+def acknowledge(conn: Connection, day: str, content_hash: str, at: str) -> None:
+    """The parent stored `day` with this content."""
+    conn.execute(
+        "INSERT INTO federation_sent (day, content_hash, acked_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (day) DO UPDATE SET content_hash = excluded.content_hash, acked_at = excluded.acked_at",
+        (day, content_hash, at),
+    )

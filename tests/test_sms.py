@@ -1,0 +1,596 @@
+"""SMS end to end on both backends: a real gateway server on 127.0.0.1 (http.server, capturing what it is
+sent), the real server and `feedback tick`: invitations with their signed link and one response each,
+replies by SMS through the one ingest path, the gateway's signature, STOP, one invitation per number and
+day under concurrency, scope, the number's retention, retries while the gateway is down, call-back
+messages of closed actions, the template variant and the `sms_gateway` hook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import textwrap
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from babel.messages.extract import extract_from_file
+from babel.messages.pofile import read_po
+
+from feedback import invitations
+from feedback.errors import InvalidInput
+from feedback.phones import find_phone, normalise_phone
+from feedback.settings import SettingsError, load_settings
+from feedback_plugins.sms import parse_template
+from tests.conftest import (
+    BOTH_BACKENDS,
+    ROOT,
+    Org,
+    Server,
+    auth_header,
+    poll_until,
+    rows,
+    run_cli,
+    wait_for_dispatch,
+)
+
+pytestmark = BOTH_BACKENDS
+
+SMS_TOKEN = "gateway-token-1"
+SMS_SECRET = "inbound-secret-1"
+LINK = re.compile(r"https?://\S+/i/([A-Za-z0-9_-]{20})")
+VASH_LOW = {"service_time": 2, "waiting_time": 3, "staff_courtesy": 5, "premises": 4, "information": 4}
+
+
+class Gateway:
+    """An SMS gateway on 127.0.0.1 that keeps every request; it can answer the next N with a 503."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with gateway.lock:
+                    failing = gateway.fail_next > 0
+                    if failing:
+                        gateway.fail_next -= 1
+                    else:
+                        gateway.requests.append({"path": self.path, "headers": self.headers, "body": body})
+                self.send_response(503 if failing else 202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/send"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message as the default JSON body, with its request beside it."""
+        with self.lock:
+            taken = list(self.requests)
+        found = []
+        for request in taken:
+            if request["headers"].get("content-type", "").startswith("application/json"):
+                found.append({**json.loads(request["body"]), "request": request})
+        return found
+
+    def to(self, phone: str) -> list[dict[str, Any]]:
+        return [message for message in self.messages() if message["to"] == phone]
+
+    def wait_for(self, phone: str, count: int = 1) -> list[dict[str, Any]]:
+        return poll_until(lambda: len(self.to(phone)) >= count and self.to(phone), what=f"{count} SMS to {phone}")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def gateway(backend: str):
+    """One per backend's run of the module: the same numbers are invited on each."""
+    found = Gateway()
+    yield found
+    found.stop()
+
+
+def sms_env(gateway: Gateway, **extra: str) -> dict[str, str]:
+    return {
+        "FEEDBACK_SMS_URL": gateway.url,
+        "FEEDBACK_SMS_TOKEN": SMS_TOKEN,
+        "FEEDBACK_SMS_SECRET": SMS_SECRET,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def server(shared_org: Org, gateway: Gateway):
+    srv = Server(shared_org.db, env=sms_env(gateway)).start()
+    yield srv
+    srv.stop()
+
+
+def invite(server: Server, org: Org, phone: str, token: str = "manager_a1", **body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/v1/invitations",
+        json={"touchpoint": "tp-a1", "phone": phone, **body},
+        headers=auth_header(org.tokens[token]),
+        timeout=30,
+    )
+
+
+def signed(body: Any, secret: str = SMS_SECRET) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return raw, {"content-type": "application/json", "X-Feedback-Signature": signature}
+
+
+def inbound(server: Server, body: Any) -> httpx.Response:
+    raw, headers = signed(body)
+    return httpx.post(f"{server.url}/api/v1/sms/inbound", content=raw, headers=headers, timeout=30)
+
+
+def invitation(org: Org, invitation_id: str) -> dict[str, Any]:
+    [row] = rows(org, "SELECT * FROM sms_invitations WHERE id = ?", (invitation_id,))
+    return row
+
+
+def response(org: Org, response_id: str) -> list[dict[str, Any]]:
+    return rows(org, "SELECT * FROM responses WHERE id = ?", (response_id,))
+
+
+def form_id_of(page: str) -> str:
+    return re.search(r'name="form_id" value="([^"]+)"', page).group(1)
+
+
+# -- invitations ---------------------------------------------------------------------------------------
+
+
+def test_an_invitation_goes_to_the_gateway_with_its_token_as_json(server: Server, shared_org: Org, gateway) -> None:
+    reply = invite(server, shared_org, "+84 900 000 001", case_ref="HS-001", lang="vi")
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert set(body) == {"id", "touchpoint", "lang", "case_ref", "expires_at"}
+    assert (body["touchpoint"], body["lang"], body["case_ref"]) == ("tp-a1", "vi", "HS-001")
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
+
+    [message] = gateway.wait_for("+84900000001")
+    request = message["request"]
+    assert request["path"] == "/send"
+    assert request["headers"]["authorization"] == f"Bearer {SMS_TOKEN}"
+    assert set(message) - {"request"} == {"to", "text", "id"}
+    assert message["text"].startswith("Đơn vị A1: Ông/Bà có hài lòng")
+    [code] = LINK.findall(message["text"])
+    assert invitations.invitation_id_of("test-secret", code) == body["id"]
+    # The outbox row names the invitation, never the number; the invitation holds it while it is open.
+    # The gateway has the message before the sender records its delivery: wait for the record.
+    [row] = poll_until(
+        lambda: [
+            r
+            for r in rows(
+                shared_org,
+                "SELECT target, payload, delivered_at FROM outbox WHERE channel = 'sms' AND dedupe_key = ?",
+                (f"invitation:{body['id']}",),
+            )
+            if r["delivered_at"]
+        ],
+        what="the delivery recorded",
+    )
+    assert row["target"] == f"invitation:{body['id']}" and "900000001" not in row["payload"]
+    assert invitation(shared_org, body["id"])["phone"] == "+84900000001"
+    assert "+84900000001" not in server.log.read_text()
+    # The audit log has the invitation, without the number or the case.
+    [entry] = rows(shared_org, "SELECT * FROM audit_log WHERE kind = 'invitation' AND record_id = ?", (body["id"],))
+    assert "900000001" not in entry["change"] and "HS-001" not in entry["change"] and entry["unit"] == "A1"
+
+
+def test_the_link_opens_the_survey_for_the_case_and_takes_one_response(
+    server: Server, shared_org: Org, gateway
+) -> None:
+    reply = invite(server, shared_org, "+84900000002", case_ref="HS-002")
+    assert reply.status_code == 201, reply.text
+    invited = reply.json()
+    [message] = gateway.wait_for("+84900000002")
+    link = LINK.search(message["text"]).group(0)
+    with httpx.Client(timeout=30) as browser:
+        page = browser.get(link)
+        assert page.status_code == 200 and "HS-002" in page.text
+        response_id = invitations.response_id(invited["id"])
+        assert form_id_of(page.text) == response_id
+        # Every view carries the same form id: a second tab is still the same response.
+        assert form_id_of(browser.get(link + "?lang=ru").text) == response_id
+        form = {"form_id": response_id, "lang": "vi", "q.overall": "4", "case_ref": "FORGED", "case_sig": "x"}
+        first = browser.post(link, data=form)
+        assert first.status_code == 201, first.text
+        again = browser.post(link, data=form)
+        assert again.status_code == 200  # the same answer again: stored once
+        other = browser.post(link, data={**form, "q.overall": "1"})
+        assert other.status_code == 409  # other answers: the first stays
+        # A form posted under another id, through the link, is still the invitation's one response.
+        assert browser.post(link, data={**form, "form_id": str(uuid.uuid4())}).status_code == 200
+        assert browser.get(link).status_code == 200  # answered: a thank-you page, no form
+        assert 'name="form_id"' not in browser.get(link).text
+    [stored] = response(shared_org, response_id)
+    assert (stored["channel"], stored["case_ref"], stored["case_verified"], stored["touchpoint"]) == (
+        "sms",
+        "HS-002",
+        1,
+        "tp-a1",
+    )
+    assert json.loads(stored["answers"]) == {"overall": 4}
+    found = invitation(shared_org, invited["id"])
+    assert found["answered_at"] and found["phone"] is None
+    # A reply by SMS now finds no open invitation, and stores nothing.
+    answer = inbound(server, {"id": "gw-link-1", "from": "+84900000002", "text": "5"}).json()
+    assert answer == {"id": "gw-link-1", "status": "ignored", "reason": "no_open_invitation"}
+    assert len(response(shared_org, response_id)) == 1
+
+
+def test_a_link_this_server_did_not_make_is_not_found(server: Server) -> None:
+    assert httpx.get(f"{server.url}/i/AAAAAAAAAAAAAAAAAAAA", timeout=30).status_code == 404
+    assert httpx.get(f"{server.url}/i/short", timeout=30).status_code == 404
+    assert httpx.post(f"{server.url}/i/AAAAAAAAAAAAAAAAAAAA", data={"q.overall": "5"}, timeout=30).status_code == 404
+
+
+# -- replies -----------------------------------------------------------------------------------------------
+
+
+def test_a_one_digit_reply_is_the_primary_rating_and_a_replay_is_stored_once(
+    server: Server, shared_org: Org, gateway
+) -> None:
+    # Ваш контроль asks five criteria; a reply answers the primary one alone.
+    reply = invite(server, shared_org, "+79140000003", token="admin", touchpoint="tp-b", case_ref="ДТ-3", lang="ru")
+    assert reply.status_code == 201, reply.text
+    invited = reply.json()
+    [message] = gateway.wait_for("+79140000003")
+    assert message["text"].startswith("Пост Б: довольны ли вы нашим обслуживанием?")
+    before = rows(shared_org, "SELECT count(*) AS n FROM responses")[0]["n"]
+
+    body = {"id": "gw-3", "from": "79140000003", "text": " 4 "}
+    answer = inbound(server, body)
+    assert answer.status_code == 200, answer.text
+    response_id = invitations.response_id(invited["id"])
+    assert answer.json() == {"id": "gw-3", "status": "stored", "response": response_id}
+    [stored] = response(shared_org, response_id)
+    assert (stored["channel"], stored["case_ref"], stored["case_verified"], stored["lang"]) == ("sms", "ДТ-3", 1, "ru")
+    assert json.loads(stored["answers"]) == {"service_time": 4}
+    found = invitation(shared_org, invited["id"])
+    assert found["answered_at"] and found["phone"] is None
+
+    # The gateway delivers the same message again: the same answer, nothing stored twice.
+    again = inbound(server, body)
+    assert again.status_code == 200 and again.json() == answer.json()
+    assert rows(shared_org, "SELECT count(*) AS n FROM responses")[0]["n"] == before + 1
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_inbound WHERE id = 'gw-3'") == [{"n": 1}]
+    # A later reply from the number finds the invitation answered.
+    later = inbound(server, {"id": "gw-3b", "from": "+79140000003", "text": "5"}).json()
+    assert later["status"] == "ignored"
+    assert json.loads(response(shared_org, response_id)[0]["answers"]) == {"service_time": 4}
+
+
+def test_replies_that_are_no_rating_are_ignored_and_not_retried(server: Server, shared_org: Org, gateway) -> None:
+    assert invite(server, shared_org, "+84900000004").status_code == 201
+    gateway.wait_for("+84900000004")
+    for message_id, text, reason in (
+        ("gw-4a", "Thanks!", "not_a_rating"),
+        ("gw-4b", "9", "not_a_rating"),
+        ("gw-4c", "0", "not_a_rating"),
+        ("gw-4d", "45", "not_a_rating"),
+    ):
+        answer = inbound(server, {"id": message_id, "from": "+84900000004", "text": text})
+        assert answer.status_code == 200 and answer.json() == {"id": message_id, "status": "ignored", "reason": reason}
+    unknown = inbound(server, {"id": "gw-4e", "from": "+84999999999", "text": "3"}).json()
+    assert unknown["reason"] == "no_open_invitation"
+    # A full-width digit is a digit.
+    assert inbound(server, {"id": "gw-4f", "from": "+84900000004", "text": "４"}).json()["status"] == "stored"
+    # A body that is no message of the gateway's is a 400 naming the field (the gateway is misconfigured).
+    assert inbound(server, {"id": "gw-4g", "from": "12", "text": "3"}).json()["field"] == "from"
+    assert inbound(server, {"from": "+84900000004", "text": "3"}).json()["field"] == "id"
+    assert inbound(server, ["not", "an", "object"]).json()["field"] == "body"
+
+
+def test_a_missing_or_wrong_signature_is_refused(server: Server, shared_org: Org) -> None:
+    body = {"id": "gw-sig", "from": "+84900000099", "text": "STOP"}
+    raw, headers = signed(body)
+    url = f"{server.url}/api/v1/sms/inbound"
+    missing = httpx.post(url, content=raw, headers={"content-type": "application/json"}, timeout=30)
+    assert missing.status_code == 401 and missing.json()["field"] == "x-feedback-signature"
+    wrong_secret = httpx.post(url, content=raw, headers=signed(body, "another-secret")[1], timeout=30)
+    assert wrong_secret.status_code == 403
+    tampered = httpx.post(url, content=raw.replace(b"STOP", b"5\x20\x20\x20"), headers=headers, timeout=30)
+    assert tampered.status_code == 403
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_inbound WHERE id = 'gw-sig'") == [{"n": 0}]
+
+
+# -- STOP --------------------------------------------------------------------------------------------------
+
+
+def test_stop_opts_the_number_out_and_erases_it_from_a_pending_invitation(
+    server: Server, shared_org: Org, gateway
+) -> None:
+    phone = "+84900000005"
+    gateway.fail_next = 2  # the invitation's SMS is still waiting for a retry (5 s, then 30 s) when STOP comes in
+    reply = invite(server, shared_org, phone, case_ref="HS-005")
+    assert reply.status_code == 201, reply.text
+    key = f"invitation:{reply.json()['id']}"
+    poll_until(
+        lambda: rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ? AND attempts > 0", (key,)),
+        what="the first attempt failed",
+    )
+    answer = inbound(server, {"id": "gw-5", "from": phone, "text": "stop"})
+    gateway.fail_next = 0
+    assert answer.json() == {"id": "gw-5", "status": "opted_out"}
+    assert invitation(shared_org, reply.json()["id"])["phone"] is None
+    assert rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ?", (key,)) == []  # withdrawn, never sent
+    assert gateway.to(phone) == []
+    # No further invitation, whatever day: 409 naming phone (before the one-a-day rule).
+    refused = invite(server, shared_org, phone)
+    assert refused.status_code == 409 and refused.json()["field"] == "phone", refused.text
+    # Other words for STOP.
+    for message_id, word in (("gw-5b", "СТОП"), ("gw-5c", "Dừng"), ("gw-5d", "退订")):
+        assert inbound(server, {"id": message_id, "from": "+84900000055", "text": word}).json()["status"] == "opted_out"
+    assert invite(server, shared_org, "+84900000055").status_code == 409
+
+
+# -- the rules of inviting ---------------------------------------------------------------------------------------
+
+
+def test_one_invitation_per_number_a_day_even_when_two_arrive_at_once(server: Server, shared_org: Org) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: invite(server, shared_org, "+84900000006"), range(2)))
+    assert sorted(reply.status_code for reply in replies) == [201, 429], [r.text for r in replies]
+    [refused] = [reply for reply in replies if reply.status_code == 429]
+    assert refused.json()["field"] == "phone" and refused.json()["detail"].startswith("phone: ")
+    # The same number written otherwise, at another touchpoint: still its second invitation today.
+    assert invite(server, shared_org, "0084 900-000-006", touchpoint="tp-a1a").status_code == 429
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone = '+84900000006'") == [{"n": 1}]
+
+
+def test_invitations_are_scoped_and_checked(server: Server, shared_org: Org) -> None:
+    outside = invite(server, shared_org, "+84900000007", touchpoint="tp-b")  # lan manages A1, not B
+    assert outside.status_code == 403 and outside.json()["field"] == "unit"
+    viewer = invite(server, shared_org, "+84900000007", token="viewer_b", touchpoint="tp-b")
+    assert viewer.status_code == 403 and viewer.json()["field"] == "role"
+    unknown = invite(server, shared_org, "+84900000007", touchpoint="nowhere")
+    assert unknown.status_code == 404 and unknown.json()["field"] == "touchpoint"
+    for phone in ("0912345678", "+84 12", "+84 912 345 678 901 234", "+84abc1234567", "phone"):
+        bad = invite(server, shared_org, phone)
+        assert bad.status_code == 400 and bad.json()["field"] == "phone", (phone, bad.text)
+    assert invite(server, shared_org, "+84900000007", lang="fr").json()["field"] == "lang"
+    assert invite(server, shared_org, "+84900000007", case_ref="a\nb").json()["field"] == "case_ref"
+    assert invite(server, shared_org, "+84900000007", colour="red").status_code == 400
+    no_token = httpx.post(f"{server.url}/api/v1/invitations", json={"touchpoint": "tp-a1", "phone": "+84900000007"})
+    assert no_token.status_code == 401
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone = '+84900000007'") == [{"n": 0}]
+
+
+# -- call-back messages -------------------------------------------------------------------------------------------
+
+
+def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org, gateway) -> None:
+    stored = httpx.post(
+        f"{server.url}/api/v1/responses",
+        json={"touchpoint": "tp-b", "lang": "ru", "answers": {**VASH_LOW, "contact": "Иван, +7 914 555-00-11"}},
+        timeout=30,
+    ).json()
+    admin = auth_header(shared_org.tokens["admin"])
+    [action] = [
+        a
+        for a in httpx.get(f"{server.url}/api/v1/actions", params={"unit": "B"}, headers=admin, timeout=30).json()
+        if a["response_id"] == stored["id"]
+    ]
+    steps = [
+        {"type": "verifying"},
+        {"type": "corrected", "correction": "Перераспределили операторов"},
+        {"type": "implemented", "action_taken": "Открыли второе окно приёма"},
+        {"type": "effectiveness_review"},
+    ]
+    for step in steps:
+        reply = httpx.post(f"{server.url}/api/v1/actions/{action['id']}/events", json=step, headers=admin, timeout=30)
+        assert reply.status_code == 201, reply.text
+    wait_for_dispatch(shared_org)
+    assert gateway.to("+79145550011") == []  # nothing before the action closes
+    closed = httpx.post(
+        f"{server.url}/api/v1/actions/{action['id']}/events",
+        json={"type": "closed", "result": "Очередь сократилась до 10 минут"},
+        headers=admin,
+        timeout=30,
+    )
+    assert closed.status_code == 201, closed.text
+    [message] = gateway.wait_for("+79145550011")
+    assert message["text"] == (
+        f"Пост Б: мы рассмотрели ваш отзыв (номер {stored['receipt']}), дело закрыто."
+        " Что сделано: Очередь сократилась до 10 минут. Спасибо."
+    )
+    poll_until(lambda: not rows(shared_org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)))
+    attempts = poll_until(
+        lambda: rows(shared_org, "SELECT via, outcome, actor FROM callback_attempts WHERE action = ?", (action["id"],))
+    )
+    assert attempts == [{"via": "sms", "outcome": "reached", "actor": "sms"}]
+    [row] = rows(shared_org, "SELECT target, payload FROM outbox WHERE dedupe_key = ?", (f"callback:{stored['id']}",))
+    assert row["target"] == "(purged)" and "Очередь" not in row["payload"]
+    # No mail for it: the contact held no address.
+    assert (
+        rows(
+            shared_org, "SELECT 1 FROM outbox WHERE channel = 'mail' AND dedupe_key = ?", (f"callback:{stored['id']}",)
+        )
+        == []
+    )
+
+
+# -- retries, retention, the template, the hook ---------------------------------------------------------------
+
+
+def tick(org: Org, now: datetime, job: str, env: dict[str, str]) -> None:
+    result = run_cli(
+        "tick",
+        "--db",
+        str(org.db),
+        "--now",
+        now.isoformat(),
+        "--job",
+        job,
+        env={"FEEDBACK_SECRET": "test-secret", **env},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_while_the_gateway_is_down_the_sms_waits_and_the_number_goes_when_it_is_done(
+    org: Org, start_server, gateway
+) -> None:
+    env = sms_env(gateway, FEEDBACK_JOBS="0")
+    server = start_server(org.db, **{k.lower(): v for k, v in env.items()})
+    gateway.fail_next = 1
+    reply = invite(server, org, "+84900000008", case_ref="HS-008")
+    assert reply.status_code == 201, reply.text
+    invited = reply.json()
+    key = f"invitation:{invited['id']}"
+    [failed] = poll_until(
+        lambda: rows(
+            org, "SELECT attempts, last_error, delivered_at FROM outbox WHERE dedupe_key = ? AND attempts = 1", (key,)
+        ),
+        what="the first attempt",
+    )
+    assert "503" in failed["last_error"] and failed["delivered_at"] is None
+    server.stop()
+    now = datetime.now(UTC)
+    tick(org, now + timedelta(minutes=1), "sms.deliver", env)  # past the first backoff
+    [message] = gateway.wait_for("+84900000008")
+    assert LINK.search(message["text"])
+    assert rows(org, "SELECT attempts FROM outbox WHERE dedupe_key = ? AND delivered_at IS NOT NULL", (key,)) == [
+        {"attempts": 2}
+    ]
+    # Open for seven days: the number and the case stay; then they go, the keyed hash stays for a while.
+    tick(org, now + timedelta(days=6), "sms.purge", env)
+    assert invitation(org, invited["id"])["phone"] == "+84900000008"
+    tick(org, now + timedelta(days=8), "sms.purge", env)
+    found = invitation(org, invited["id"])
+    assert (found["phone"], found["case_ref"]) == (None, None) and found["phone_key"]
+    [entry] = rows(org, "SELECT change FROM audit_log WHERE kind = 'sms'")
+    assert json.loads(entry["change"])["after"]["numbers_erased"] == 1
+    tick(org, now + timedelta(days=40), "sms.purge", env)
+    assert rows(org, "SELECT 1 FROM sms_invitations WHERE id = ?", (invited["id"],)) == []
+
+
+def test_a_form_template_and_no_inbound_without_a_secret(org: Org, start_server, gateway) -> None:
+    server = start_server(org.db, feedback_sms_url=gateway.url, feedback_sms_template="to={to}&body={text}&ref={id}")
+    reply = invite(server, org, "+84900000009", lang="en")
+    assert reply.status_code == 201, reply.text
+
+    def form_message() -> dict[str, list[str]] | None:
+        with gateway.lock:
+            for request in gateway.requests:
+                fields = parse_qs(request["body"].decode())
+                if fields.get("to") == ["+84900000009"]:
+                    return {"headers": request["headers"], **fields}
+        return None
+
+    found = poll_until(form_message, what="the form-encoded SMS")
+    assert found["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
+    assert "authorization" not in found["headers"]
+    assert found["body"][0].startswith("Unit A1: how satisfied were you with our service?")
+    assert found["ref"][0]
+    raw, headers = signed({"id": "x", "from": "+84900000009", "text": "5"})
+    assert httpx.post(f"{server.url}/api/v1/sms/inbound", content=raw, headers=headers).status_code == 404
+
+
+def test_hook_sms_gateway(tmp_path: Path, org: Org, start_server, gateway) -> None:
+    """A plugin's gateway answers first; the built-in HTTP gateway, configured too, is not used."""
+    sent = tmp_path / "sent.jsonl"
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "file_gateway.py").write_text(
+        textwrap.dedent(
+            f"""
+            import json
+
+            from feedback import hookimpl
+
+
+            class FileGateway:
+                async def send(self, to, text, message_id):
+                    with open({str(sent)!r}, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({{"to": to, "text": text, "id": message_id}}) + "\\n")
+
+
+            @hookimpl
+            def sms_gateway(settings):
+                return FileGateway()
+            """
+        ),
+        encoding="utf-8",
+    )
+    server = start_server(org.db, feedback_plugins_dir=str(folder), feedback_sms_url=gateway.url)
+    assert invite(server, org, "+84900000010", lang="zh").status_code == 201
+    line = poll_until(lambda: sent.exists() and sent.read_text(encoding="utf-8"), what="the plugin's gateway")
+    message = json.loads(line)
+    assert message["to"] == "+84900000010" and message["text"].startswith("Unit A1：您对我们的服务满意吗？")
+    assert gateway.to("+84900000010") == []
+
+
+# -- no server needed ------------------------------------------------------------------------------------------
+
+
+def test_numbers_are_taken_in_international_form_only() -> None:
+    assert normalise_phone("+84 (912) 345-678") == "+84912345678"
+    assert normalise_phone("0084912345678") == "+84912345678"
+    assert normalise_phone("84912345678") == "+84912345678"
+    for bad in ("0912345678", "+0912345678", "+8491234", "+849123456789012345", "+84 912 ABC", "٠١٢٣٤٥٦٧٨٩"):
+        with pytest.raises(InvalidInput, match="^phone: "):
+            normalise_phone(bad)
+    assert find_phone("Иван Петров, +7 914 123-45-67, после 18:00") == "+79141234567"
+    assert find_phone("ivan.petrov@example.org") is None
+
+
+def test_templates_and_gateway_urls_are_checked() -> None:
+    json_template = parse_template('{"msisdn": "{to}", "message": "{text}", "ref": "{id}"}')
+    body = json_template.render({"to": "+84900000000", "text": 'Say "hi"\nnow', "id": "7.ab"})
+    assert json.loads(body) == {"msisdn": "+84900000000", "message": 'Say "hi"\nnow', "ref": "7.ab"}
+    form = parse_template("to={to}&text={text}")
+    assert parse_qs(form.render({"to": "+84900000000", "text": "a&b=c ё", "id": "1"}).decode()) == {
+        "to": ["+84900000000"],
+        "text": ["a&b=c ё"],
+    }
+    with pytest.raises(ValueError, match=r"unknown placeholder \{phone\}"):
+        parse_template("to={phone}")
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_template('{"to": {to}}')
+    for url in ("file:///etc/passwd", "ftp://gateway.example.org/", "gateway.example.org/send"):
+        with pytest.raises(SettingsError, match="^FEEDBACK_SMS_URL: "):
+            load_settings({"FEEDBACK_SMS_URL": url, "FEEDBACK_SECRET": "s"})
+    with pytest.raises(SettingsError, match="^FEEDBACK_SMS_INVITATION_DAYS: "):
+        load_settings({"FEEDBACK_SMS_INVITATION_DAYS": "0", "FEEDBACK_SECRET": "s"})
+
+
+def test_every_sms_text_is_translated() -> None:
+    ids: set[str] = set()
+    for source in ("feedback/sms_texts.py", "feedback/web/invitation_page.py"):
+        ids |= {message for _, message, _, _ in extract_from_file("python", str(ROOT / source), keywords={"_": None})}
+    assert len(ids) >= 10
+    for folder in ("vi", "ru", "zh_Hans", "en"):
+        with (ROOT / "feedback" / "locales" / folder / "LC_MESSAGES" / "sms.po").open("rb") as handle:
+            catalog = read_po(handle)
+        present = {message.id for message in catalog if message.id}
+        assert ids <= present, (folder, sorted(ids - present))
+        if folder != "en":
+            assert [m.id for m in catalog if m.id and not m.string] == [], folder
+            for message in catalog:
+                if message.id and "%(" in message.id:
+                    names = set(re.findall(r"%\((\w+)\)s", message.id))
+                    assert set(re.findall(r"%\((\w+)\)s", message.string)) == names, (folder, message.id)
