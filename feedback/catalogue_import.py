@@ -59,6 +59,8 @@ MAX_BYTES = 4 * 1024 * 1024
 #: a declared size), so a small file cannot unpack into gigabytes of shared strings.
 MAX_UNPACKED = 64 * 1024 * 1024
 MAX_ROWS = 10_000
+#: Cells read to the right of a sheet's known columns (enough to report values past its header).
+EXTRA_COLUMNS = 8
 #: The deepest a tree the import makes may be (agency → department → section → counter is four levels).
 MAX_DEPTH = 16
 YES = ("yes", "y", "true", "1")
@@ -245,9 +247,13 @@ def read_xlsx(data: bytes, catalogue: Catalogue) -> None:
         for kind in KINDS:
             if kind in found:
                 sheet = found[kind]
+                # The size a workbook declares is not trusted: openpyxl would pad every row to it.
+                worksheet = workbook[sheet]
+                worksheet.reset_dimensions()
+                width = len(COLUMNS[kind]) + 1 + EXTRA_COLUMNS  # the columns, `record`, and a few past them
                 rows = (
                     (line, [_cell(cell) for cell in row])
-                    for line, row in enumerate(workbook[sheet].iter_rows(), start=1)
+                    for line, row in enumerate(worksheet.iter_rows(max_col=width), start=1)
                 )
                 _read_table(
                     catalogue, sheet, rows, lambda _cells, kind=kind: kind, COLUMNS[kind], label=get_column_letter
@@ -359,12 +365,12 @@ def _read_table(
     kinds_seen: set[str] = set()
     count = 0
     for line, cells in iterator:
-        if all(text is None and problem is None for text, problem, _value in cells):
-            continue
-        count += 1
+        count += 1  # blank lines count too: a workbook may declare a million empty rows around one cell
         if count > MAX_ROWS:
             problems.append(Problem(sheet, line, None, TOO_MANY_ROWS, {"max": MAX_ROWS, "sheet": sheet}))
             return
+        if all(text is None and problem is None for text, problem, _value in cells):
+            continue
         named = {name: cells[i] for i, name in enumerate(header) if name and i < len(cells)}
         kind = kind_of(named)
         if kind is None:

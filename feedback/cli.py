@@ -564,12 +564,15 @@ def paper_read(db_path: str, as_user: str | None, scans: str) -> None:
         raise Refused(f"--as: no user {as_user!r}")
     unit = user["unit"] if user else None
     by = as_user or f"cli:{os_user()}"
+    secret = load_settings(db=db_path).secret  # the server's: the response ids of forms are keyed with it
 
     async def read() -> dict:
         catalog = Catalog(plugins=plugins)
         snapshot = await store.read(catalog.reload)
         may_enter = (lambda code: snapshot.in_subtree(code, unit)) if unit else None
-        summary = await read_scans(store, snapshot, path_pages(files), by=by, unit=unit, may_enter=may_enter)
+        summary = await read_scans(
+            store, snapshot, path_pages(files), by=by, unit=unit, secret=secret, may_enter=may_enter
+        )
         return summary.as_dict()
 
     store = Store(db_path, plugins=plugins)

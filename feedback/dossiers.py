@@ -77,7 +77,10 @@ def _day(value: Any, name: str, where: Where, tz: str) -> str:
         raise InvalidInput(problem, where(name)) from None
     if moment.tzinfo is None or len(text) < 19:
         raise InvalidInput(problem, where(name))
-    return moment.astimezone(ZoneInfo(tz)).date().isoformat()
+    try:
+        return moment.astimezone(ZoneInfo(tz)).date().isoformat()
+    except OverflowError:  # a time at the very edge of the calendar that leaves it in `tz`
+        raise InvalidInput(f"{where(name)}: {text} is outside the calendar", where(name)) from None
 
 
 def _choice(value: Any, name: str, where: Where, allowed: Sequence[str]) -> str | None:
@@ -108,6 +111,8 @@ def check_item(raw: Any, snapshot: Snapshot, where: Where, now: datetime | None 
     service = raw.get("service") or None
     if service is not None and (not isinstance(service, str) or service not in snapshot.services):
         raise InvalidInput(f"{where('service')}: no service {service!r}", where("service"))
+    if service is not None and not snapshot.service_offered_at(service, unit):
+        raise InvalidInput(f"{where('service')}: {service!r} is not offered at unit {unit!r}", where("service"))
     tz = snapshot.units[unit].tz
     today = local_today(snapshot, unit, now).isoformat()
     received = _day(raw["received"], "received", where, tz)
@@ -388,14 +393,24 @@ def state(dossier: dict[str, Any], today: str) -> str:
     return "late" if dossier["due"] < today else "pending"
 
 
+def same_tree(snapshot: Snapshot, unit: str, other: str) -> bool:
+    """Whether two units hang from the same top unit. A rating's case reference names a dossier of its own
+    tree only: another agency's system may use the same reference for a dossier of its own."""
+    first, second = snapshot.units.get(unit), snapshot.units.get(other)
+    return bool(first and second and first.path.strip("/").split("/")[0] == second.path.strip("/").split("/")[0])
+
+
 def states_of(
-    conn: Connection, snapshot: Snapshot, refs: Iterable[str | None], now: datetime | None = None
-) -> dict[str, str]:
-    """The state of each stored dossier among these case references (`state`), by reference."""
-    found = dossier_store.by_refs(conn, (ref for ref in refs if ref))
+    conn: Connection, snapshot: Snapshot, rated: Iterable[tuple[str | None, str]], now: datetime | None = None
+) -> dict[tuple[str, str], str]:
+    """The state (`state`) of the stored dossier each (case reference, rating's unit) names, by that pair:
+    only a dossier of the rating's unit's tree (`same_tree`) counts."""
+    pairs = {(ref, unit) for ref, unit in rated if ref}
+    found = dossier_store.by_refs(conn, (ref for ref, _unit in pairs))
     return {
-        ref: state(row, local_today(snapshot, row["unit"], now).isoformat() if row["unit"] in snapshot.units else "")
-        for ref, row in found.items()
+        (ref, unit): state(row, local_today(snapshot, row["unit"], now).isoformat())
+        for ref, unit in pairs
+        if (row := found.get(ref)) is not None and same_tree(snapshot, row["unit"], unit)
     }
 
 
@@ -421,11 +436,11 @@ def satisfaction_by_timeliness(
     todays: dict[str, str] = {}
     for row in dossier_store.rated(conn, snapshot.subtree(unit), date_from, date_to):
         flags = msgspec.json.decode(row["flags"]) if row["flags"] else []
-        if is_suspect(flags):
+        if is_suspect(flags) or not same_tree(snapshot, row["unit"], row["rated_at"]):
             continue
         code = row["unit"]
         if code not in todays:
-            todays[code] = local_today(snapshot, code, now).isoformat() if code in snapshot.units else ""
+            todays[code] = local_today(snapshot, code, now).isoformat()
         found = state(row, todays[code])
         if found in counts:
             counts[found][0] += 1

@@ -182,9 +182,9 @@ def iter_responses(conn: Connection, flt: ResponseFilter) -> Iterator[dict[str, 
 
 def with_dossiers(conn: Connection, snapshot: Snapshot, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows, each with `_dossier`: what became of the dossier its case reference names (None without one)."""
-    states = dossiers.states_of(conn, snapshot, (row["case_ref"] for row in rows))
+    states = dossiers.states_of(conn, snapshot, ((row["case_ref"], row["unit"]) for row in rows))
     for row in rows:
-        row["_dossier"] = states.get(row["case_ref"]) if row["case_ref"] else None
+        row["_dossier"] = states.get((row["case_ref"], row["unit"])) if row["case_ref"] else None
     return rows
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -249,12 +250,55 @@ def parse_report(raw: Any) -> Report:
         raise InvalidInput(f"{field}: {message}", field) from None
     if report.version != REPORT_VERSION:
         raise InvalidInput(f"version: this installation reads version {REPORT_VERSION}", "version")
-    try:
-        date.fromisoformat(report.day)
-        datetime.fromisoformat(report.sent_at)
-    except ValueError:
-        raise InvalidInput("day: a day (YYYY-MM-DD), and sent_at an RFC 3339 time", "day") from None
+    check_moments(report)
+    check_rollups(report)
     return report
+
+
+#: How far ahead of the parent's clock a report's `sent_at` may be (clocks drift a little).
+CLOCK_SKEW = timedelta(minutes=5)
+#: The latest offset from UTC of any zone: a child's day may have begun this far ahead of UTC.
+LATEST_OFFSET = timedelta(hours=14)
+
+
+def check_moments(report: Report, at: datetime | None = None) -> None:
+    """`day` a real day in the strict YYYY-MM-DD form, begun somewhere on earth; `sent_at` an RFC 3339 time
+    with its offset, not ahead of the parent's clock (a later `sent_at` would shield a day from corrections)."""
+    at = at or now()
+    try:
+        day = date.fromisoformat(report.day) if len(report.day) == 10 and report.day[4::3] == "--" else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise InvalidInput("day: a day (YYYY-MM-DD)", "day")
+    latest = (at + LATEST_OFFSET).date()
+    if day > latest:
+        raise InvalidInput(f"day: {report.day} has not begun anywhere yet ({latest.isoformat()})", "day")
+    try:
+        sent = datetime.fromisoformat(report.sent_at) if len(report.sent_at) >= 19 else None
+    except ValueError:
+        sent = None
+    if sent is None or sent.tzinfo is None:
+        raise InvalidInput("sent_at: an RFC 3339 time with its offset", "sent_at")
+    if sent > at + CLOCK_SKEW:
+        raise InvalidInput(f"sent_at: {report.sent_at} is ahead of this installation's clock", "sent_at")
+
+
+def check_rollups(report: Report) -> None:
+    """Each rollup's counts as `rollup_measures` makes them: every rated response is one of l1..l5 (their sum is
+    n), satisfied and dissatisfied are rated responses of distinct kinds, scores are 0..100 each — so the
+    rates the parent shows stay shares between 0 and 1."""
+    for index, row in enumerate(report.rollups):
+        levels = row.l1 + row.l2 + row.l3 + row.l4 + row.l5
+        problem = None
+        if levels != row.n:
+            problem = f"l1..l5 add up to {levels}, not n ({row.n})"
+        elif row.satisfied + row.dissatisfied > row.n:
+            problem = f"satisfied + dissatisfied ({row.satisfied + row.dissatisfied}) is more than n ({row.n})"
+        elif not (math.isfinite(row.score_sum) and 0 <= row.score_sum <= 100 * row.score_n * (1 + 1e-9)):
+            problem = f"score_sum ({row.score_sum}) is not within 0..100 × score_n ({row.score_n})"
+        if problem:
+            raise InvalidInput(f"rollups[{index}]: {problem}", "rollups")
 
 
 def valid_zone(tz: str) -> bool:

@@ -13,8 +13,8 @@ Rules, each holding under any number of writers and app nodes: a number that sen
 naming `phone`); a number gets at most one invitation per local day of the touchpoint's unit (429 naming
 `phone`; the unique index on the number's keyed hash and the day refuses the second, whoever writes it).
 
-What is kept: the number while the invitation is open (at most `FEEDBACK_SMS_INVITATION_DAYS`, 7 days;
-erased in the write that stores its answer, and at STOP), then only its keyed hash (`feedback.phones`);
+What is kept: the number until its SMS is delivered or given up (`feedback.sms`; erased too in the write
+that stores an answer, at STOP and when the invitation expires), then only its keyed hash (`feedback.phones`);
 the case reference until the invitation expires (the response keeps its own copy); the invitation itself
 (touchpoint, language, times, the keyed hash) until `KEEP_DAYS` after it expired. The "sms.purge" job
 erases and deletes on that schedule.

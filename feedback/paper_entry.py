@@ -63,7 +63,7 @@ class PaperEntry:
 class EntryOutcome:
     status: Literal["stored", "duplicate", "conflict", "rejected"]
     serial: str | None
-    id: str | None  # the response id (paper_forms.response_id(serial))
+    id: str | None  # the response id (paper_forms.response_id(secret, serial))
     receipt: str | None
     error: FeedbackError | None  # rejected / conflict: the message names the field
 
@@ -131,8 +131,11 @@ def _contact_keys(version: SurveyVersion | None) -> set[str]:
     return {q.key for q in version.definition.questions if isinstance(q, ContactQuestion)}
 
 
-def as_item(entry: PaperEntry, serial: str, form: dict[str, Any], snapshot: Snapshot, entered_by: str) -> ingest.Item:
-    """The ingest item of an entry of this form (InvalidInput naming the field when it cannot be one)."""
+def as_item(
+    entry: PaperEntry, serial: str, form: dict[str, Any], snapshot: Snapshot, entered_by: str, *, response_id: str
+) -> ingest.Item:
+    """The ingest item of an entry of this form, stored as `response_id` (`paper_forms.response_id`);
+    InvalidInput naming the field when it cannot be one."""
     if form["paper"] == CALL_SHEET and entry.channel != "hotline":
         raise InvalidInput("channel: a call sheet is entered with channel hotline", "channel")
     answers = dict(entry.answers)
@@ -144,7 +147,7 @@ def as_item(entry: PaperEntry, serial: str, form: dict[str, Any], snapshot: Snap
                 raise InvalidInput("consent: a contact is kept only when its owner agreed to be called back", "consent")
             contact = contact or given.strip()
     submission = Submission(
-        id=paper_forms.response_id(serial),
+        id=response_id,
         touchpoint=form["touchpoint"],
         answers=answers,
         lang=form["lang"],
@@ -173,6 +176,7 @@ async def enter(
     entries: Sequence[PaperEntry],
     *,
     entered_by: str,
+    secret: str,
     may_enter: Callable[[str], bool] | None = None,
     default_action_days: int = 10,
 ) -> list[EntryOutcome]:
@@ -198,7 +202,8 @@ async def enter(
         try:
             if form is None or (may_enter is not None and not may_enter(form["unit"])):
                 raise unknown_form(serial)
-            items.append((index, as_item(entries[index], serial, form, snapshot, entered_by)))
+            response_id = paper_forms.response_id(secret, serial)
+            items.append((index, as_item(entries[index], serial, form, snapshot, entered_by, response_id=response_id)))
         except FeedbackError as error:
             outcomes[index] = EntryOutcome("rejected", serial, None, None, error)
     found = await ingest.ingest([item for _, item in items], store, snapshot, default_action_days=default_action_days)
@@ -290,14 +295,14 @@ async def start_call(store: Store, snapshot: Snapshot, token: str, *, lang: str 
 # -- reading a form back --------------------------------------------------------------------------------
 
 
-def form_state(conn: Connection, typed: str, may_see: Callable[[str], bool] | None) -> dict[str, Any]:
+def form_state(conn: Connection, typed: str, may_see: Callable[[str], bool] | None, secret: str) -> dict[str, Any]:
     """A form as the entry screen loads it: its record, and what is stored of it ("entry": answers, date,
     channel, receipt, who keyed it; None while it was never entered). InvalidInput/NotFound naming `serial`
     (a form of a unit the caller may not see is unknown)."""
     form = paper_forms.find_form(conn, typed)
     if may_see is not None and not may_see(form["unit"]):
         raise unknown_form(form["serial"])
-    row = responses.get(conn, paper_forms.response_id(form["serial"]))
+    row = responses.get(conn, paper_forms.response_id(secret, form["serial"]))
     return {**form, "entry": None if row is None else entry_view(row)}
 
 
@@ -389,7 +394,8 @@ async def take_second(
         consent=bool(conflict["contact"]),
         source=conflict["source"],
     )
-    item = as_item(entry, conflict["serial"], form, snapshot, conflict["entered_by"] or by)
+    entered_by = conflict["entered_by"] or by
+    item = as_item(entry, conflict["serial"], form, snapshot, entered_by, response_id=conflict["response_id"])
     prepared = ingest.prepare(item.submission, snapshot, plugins=store.plugins, keyed=item.keyed)
     await ingest.assign_owners([prepared])
 

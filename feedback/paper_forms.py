@@ -12,6 +12,7 @@ entry screen's serial field, and `serial_from_typed` accepts it as well as the b
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,8 +26,6 @@ QR_PREFIX = "FBP1"
 PAPER_SIZES = ("A4", "A5")
 Paper = Literal["A4", "A5"]
 MAX_FORMS_PER_PRINT = 500
-# Response ids of keyed forms live in their own UUID namespace (uuid5 of the serial).
-_RESPONSE_NAMESPACE = uuid.UUID("6f0e7d2a-4b7c-5e1f-9a3d-2c8b1e5f7a90")
 _INDEX = {symbol: i for i, symbol in enumerate(RECEIPT_ALPHABET)}
 _N = len(RECEIPT_ALPHABET)
 
@@ -73,9 +72,14 @@ def serial_from_typed(text: str) -> str | None:
     return normalise_serial(text)
 
 
-def response_id(serial: str) -> str:
-    """The id of the response keyed from this form: the same for every entry of the same form."""
-    return str(uuid.uuid5(_RESPONSE_NAMESPACE, serial))
+def response_id(secret: str, serial: str) -> str:
+    """The id of the response keyed from this form: the same for every entry of the same form. It is an
+    HMAC of the serial with the installation's secret (laid out as a version 8 UUID): serials are printed
+    on blank forms, and an id anyone could derive from one could be taken first through the public API."""
+    digest = bytearray(hmac.digest(secret.encode(), b"paper-response:" + serial.encode(), "sha256")[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8 (custom)
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return str(uuid.UUID(bytes=bytes(digest)))
 
 
 def new_forms(

@@ -29,6 +29,7 @@ from feedback import audit, paper_entry, paper_forms
 from feedback.catalog import Snapshot
 from feedback.db import Store
 from feedback.errors import Conflict, FeedbackError, InvalidInput, NotFound
+from feedback.paper_layout import PAPER_MM
 from feedback.store import Connection
 from feedback.store import paper as paper_store
 from feedback.store import paper_scans as scan_store
@@ -120,6 +121,7 @@ async def read_scans(
     *,
     by: str,
     unit: str | None,
+    secret: str,
     may_enter: MaySee | None = None,
 ) -> Summary:
     """Read every page: store the confident ones, queue the rest, refuse forms outside `may_enter`
@@ -162,7 +164,7 @@ async def read_scans(
             )
             for reading in to_store
         ]
-        outcomes = await paper_entry.enter(store, snapshot, entries, entered_by=by, may_enter=may_enter)
+        outcomes = await paper_entry.enter(store, snapshot, entries, entered_by=by, secret=secret, may_enter=may_enter)
         for reading, outcome in zip(to_store, outcomes, strict=True):
             if outcome.status == "stored":
                 summary.stored += 1
@@ -279,6 +281,8 @@ async def read_with_serial(
         form = paper_forms.find_form(conn, typed)
         if not may_see(form["unit"]):
             raise paper_entry.unknown_form(form["serial"])
+        if form["paper"] not in PAPER_MM:  # a hotline call sheet: no printed page has its serial
+            raise InvalidInput(f"serial: {form['serial']} is a call sheet, not a printed form", "serial")
         return found, form, image_of(conn, scan_id, may_see, whole)
 
     found, form, image = await store.read(load)
@@ -322,6 +326,7 @@ async def confirm(
     by: str,
     may_see: MaySee,
     whole: bool,
+    secret: str,
 ) -> dict[str, Any]:
     """Store a queued page as a person confirmed or corrected it (`entry`, source `scanned`), and close it
     with who and when. The entry's error (naming its field) when it is refused; a second entry with other
@@ -329,7 +334,7 @@ async def confirm(
     found = await store.read(lambda conn: _waiting(conn, scan_id, may_see, whole))
     if not entry.serial:
         raise InvalidInput("serial: type the form's serial (printed under its title)", "serial")
-    [outcome] = await paper_entry.enter(store, snapshot, [entry], entered_by=by, may_enter=may_see)
+    [outcome] = await paper_entry.enter(store, snapshot, [entry], entered_by=by, secret=secret, may_enter=may_see)
     if outcome.status == "rejected":
         assert outcome.error is not None
         raise outcome.error

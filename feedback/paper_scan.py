@@ -488,6 +488,8 @@ def read_located(
 ) -> PageReading:
     """Step 2: the page read against its serial's record (`form`, None when no form has that serial),
     its survey version (`definition`) and the first and last possible date of service (`days`)."""
+    if form is not None and form["paper"] not in PAPER_MM:
+        form = None  # a serial of no printed form (a hotline call sheet): read as an unknown serial
     reading = PageReading(located.source, serial=located.serial, form=form)
     if located.marks is None:
         reading.add_reason(NO_MARKS)
@@ -533,6 +535,9 @@ def reread(image: bytes, form: dict[str, Any], definition: SurveyDefinition, day
     """A reviewed page read again once a person has typed its serial: the stored review image, aligned to
     the form's paper, against the serial's layout (its answers are proposals for the person to check)."""
     reading = PageReading("review", serial=form["serial"], form=form, image=image, aligned=form["paper"])
+    if form["paper"] not in PAPER_MM:  # no printed form (a hotline call sheet): nothing to read against
+        reading.add_reason(NO_SURVEY)
+        return reading
     gray = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_GRAYSCALE)
     try:
         layout = form_layout(definition, form["paper"], printed_year(form))

@@ -29,6 +29,8 @@ from feedback.catalog import Snapshot
 from feedback.jobs import Job, JobContext
 from feedback.store import Connection
 from feedback.store import kiosks as kiosk_store
+from feedback.store import paper_entries as entry_store
+from feedback.store import paper_scans as scan_store
 from feedback.store import responses as response_store
 
 JOB = "retention.erase"
@@ -47,6 +49,7 @@ COUNT_NAMES = {
     "officers_days": "officers",
     "responses_days": "responses",
     "invitations": "invitations",  # kiosk invitations (a case reference and an officer code each)
+    "paper": "paper_copies",  # decided scanned pages' images and second entries of paper forms
 }
 
 
@@ -92,6 +95,9 @@ async def _run_unit(ctx: JobContext, code: str, tz: str) -> dict[str, int]:
     if days is not None:
         found["contacts"] = await _erase_contacts(ctx, code, cutoff_day(ctx.now, tz, days))
     found["invitations"] = await _delete_invitations(ctx, code, rules)
+    days = rules["comments_days"]["days"]
+    if days is not None:
+        found["paper_copies"] = await _forget_paper_copies(ctx, code, days)
     return {name: n for name, n in found.items() if n}
 
 
@@ -192,6 +198,17 @@ async def _delete_invitations(ctx: JobContext, unit: str, rules: dict[str, dict[
         return 0
     before = (ctx.now - timedelta(days=min(kept))).isoformat()
     return await ctx.store.write(lambda conn: kiosk_store.delete_invitations_before(conn, touchpoints, before))
+
+
+async def _forget_paper_copies(ctx: JobContext, unit: str, days: int) -> int:
+    """Once a decision on a scanned page or a second entry is as old as the unit keeps comments, the
+    copies it kept (the page's image, the entry's answers) go: the stored response holds what was taken."""
+    before = (ctx.now - timedelta(days=days)).isoformat()
+
+    def job(conn: Connection) -> int:
+        return scan_store.drop_decided_images(conn, unit, before) + entry_store.delete_decided(conn, unit, before)
+
+    return await ctx.store.write(job)
 
 
 def _erase_batch(conn: Connection, snapshot: Snapshot, ids: list[str], field: str) -> tuple[int, list[str]]:

@@ -22,6 +22,13 @@ from typing import Any
 from feedback.errors import InvalidInput
 
 MAX_BYTES = 64 * 1024 * 1024
+#: What a workbook may hold unpacked (its parts as the ZIP's directory declares them), so a small file
+#: cannot unpack into gigabytes.
+MAX_UNPACKED = 256 * 1024 * 1024
+#: Lines read from a file, blank ones included: a workbook may declare a million rows around one cell.
+MAX_LINES = 200_000
+#: Cells read to the right of the known columns (enough to report a line with values past its header).
+EXTRA_COLUMNS = 8
 MAX_PROBLEMS = 100  # enough to fix a file by; a file wrong on every line says so in its first lines
 
 
@@ -64,7 +71,7 @@ def read_table(data: bytes, filename: str, columns: Sequence[str], required: Seq
     if name.endswith(".xls"):
         raise Rejected([Problem("file", "an .xls workbook is not read; save it as .xlsx or .csv")])
     if name.endswith(".xlsx") or (not name.endswith(".csv") and data.startswith(b"PK\x03\x04")):
-        rows = _xlsx_rows(data, sheet)
+        rows = _xlsx_rows(data, sheet, len(columns) + EXTRA_COLUMNS)
     else:
         rows = _csv_rows(data)
     return _lines(rows, columns, required)
@@ -101,6 +108,8 @@ def _csv_rows(data: bytes) -> list[tuple[int, list[Cell]]]:
             return rows
         except csv.Error as error:
             raise Rejected([Problem(where(line), f"not CSV: {error}")]) from None
+        if line > MAX_LINES:
+            raise _too_many_lines()
         rows.append((line, [_text(value) for value in values]))
 
 
@@ -123,11 +132,22 @@ def _xlsx_cell(cell: Any) -> Cell:
     return _text(str(value))
 
 
-def _xlsx_rows(data: bytes, sheet: str) -> list[tuple[int, list[Cell]]]:
+def _too_many_lines() -> Rejected:
+    return Rejected([Problem("file", f"more than {MAX_LINES:,} lines (blank ones included); split it")])
+
+
+def _xlsx_rows(data: bytes, sheet: str, width: int) -> list[tuple[int, list[Cell]]]:
+    """The sheet's lines, each at most `width` cells: the size a workbook declares is not trusted (openpyxl
+    would pad every row to it), rows are read as they are stored and no further than MAX_LINES."""
     import openpyxl
+    from openpyxl.cell.read_only import EMPTY_CELL
     from openpyxl.utils.exceptions import InvalidFileException
 
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_UNPACKED:
+            raise Rejected([Problem("file", f"the workbook unpacks to more than {MAX_UNPACKED // (1024 * 1024)} MB")])
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
@@ -137,7 +157,14 @@ def _xlsx_rows(data: bytes, sheet: str) -> list[tuple[int, list[Cell]]]:
         if not names:
             raise Rejected([Problem("file", "the workbook has no sheet")])
         found = workbook[names.get(sheet, workbook.sheetnames[0])]
-        return [(line, [_xlsx_cell(cell) for cell in row]) for line, row in enumerate(found.iter_rows(), start=1)]
+        found.reset_dimensions()
+        rows = []
+        for line, row in enumerate(found.iter_rows(max_col=width), start=1):
+            if line > MAX_LINES:
+                raise _too_many_lines()
+            # A missing row comes as empty cells: kept as a blank line without reading each cell.
+            rows.append((line, [] if all(cell is EMPTY_CELL for cell in row) else [_xlsx_cell(cell) for cell in row]))
+        return rows
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as error:
         raise Rejected([Problem("file", f"not an .xlsx workbook that can be read ({str(error)[:200]})")]) from None
     finally:

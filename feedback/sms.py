@@ -5,7 +5,8 @@ A row is queued once per key (`invitation:<id>`, `callback:<response id>`), in t
 decides it, and sent by the "sms.deliver" job and, inside the server, at once after queueing. The row
 names whom it is for (`target`: `invitation:<id>` or `contact:<response id>`) rather than holding the
 number: the number is read where it lives when the message is sent, so a number erased meanwhile (STOP,
-the end of an invitation, an erasure) is never sent to, and no copy of it outlives its record. A number
+the end of an invitation, an erasure) is never sent to, and no copy of it outlives its record. An
+invitation's number is erased once its SMS is delivered or given up (a reply is matched by its keyed hash). A number
 that sent STOP gets nothing more. Failures are retried with the outbox's backoff and given up after its
 last attempt. A call-back message ("what we did", `feedback.sms_callbacks`) records on its action what
 became of it (`feedback.callbacks.record_attempt`, via "sms": reached once the gateway took it, not
@@ -163,10 +164,12 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
     def delivered(conn: Connection, row: dict[str, Any]) -> None:
         if row["dedupe_key"].startswith(CALLBACK):
             settle_callback(conn, row, "reached", row["delivered_at"])
+        settle_invitation(conn, row)
 
     def given_up(conn: Connection, row: dict[str, Any]) -> None:
         if row["dedupe_key"].startswith(CALLBACK):
             settle_callback(conn, row, "not_reached", row["failed_at"])
+        settle_invitation(conn, row)
 
     return await deliver_due(
         store,
@@ -179,6 +182,14 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
         concurrency=CONCURRENCY,
         batch=CONCURRENCY * 4,
     )
+
+
+def settle_invitation(conn: Connection, row: dict[str, Any]) -> None:
+    """An invitation's SMS was delivered or given up: nothing more goes to its number, and a reply is matched
+    by the number's keyed hash alone, so the number itself goes now."""
+    kind, _, invitation_id = (row["target"] or "").partition(":")
+    if kind == "invitation":
+        sms_store.erase_phone(conn, invitation_id)
 
 
 def settle_callback(conn: Connection, row: dict[str, Any], outcome: str, at: str) -> None:

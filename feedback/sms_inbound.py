@@ -73,7 +73,7 @@ def parse(value: Any) -> Inbound:
         raise InvalidInput(f"id: the gateway's message id, text of 1 to {MAX_ID} characters", "id")
     if not isinstance(text, str) or len(text) > MAX_TEXT:
         raise InvalidInput(f"text: the message, text of at most {MAX_TEXT} characters", "text")
-    return Inbound(message_id, normalise_phone(sender, "from"), text)
+    return Inbound(message_id, normalise_phone(sender, "from", prefixed=False), text)
 
 
 def digit_of(text: str) -> int | None:

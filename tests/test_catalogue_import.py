@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -345,6 +346,35 @@ def test_a_workbook_that_unpacks_too_large_or_chains_too_deep_is_refused(tmp_pat
         handle.close()
     depth = catalogue_import.MAX_DEPTH
     assert [(p.line, p.column, p.template) for p in plan.problems] == [(depth + 2, "parent", catalogue_import.TOO_DEEP)]
+
+
+def sprawling_workbook(title: str, header: list[str]) -> bytes:
+    """A small workbook whose sheet declares every cell a spreadsheet can hold (A1:XFD1048576) and has one
+    value on its last row: read as declared, that is 17 billion cells."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    sheet.append(header)
+    sheet.cell(1048576, 1).value = "last"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    patched = io.BytesIO()
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(patched, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename.startswith("xl/worksheets/"):
+                content = re.sub(rb'<dimension ref="[A-Z0-9:]+"', b'<dimension ref="A1:XFD1048576"', content)
+                assert b"A1:XFD1048576" in content
+            target.writestr(info, content)
+    return patched.getvalue()
+
+
+def test_a_workbook_declaring_every_cell_is_refused_quickly() -> None:
+    data = sprawling_workbook("services", ["code", "name_en"])
+    started = time.monotonic()
+    read = catalogue_import.read_catalogue(data, "sprawl.xlsx")
+    assert time.monotonic() - started < 10
+    assert [(p.sheet, p.template) for p in read.problems] == [("services", catalogue_import.TOO_MANY_ROWS)]
 
 
 # -- the admin page -----------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ import io
 import json
 import re
 import uuid
+import zipfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic as time_now
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +21,10 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, rows, run_cli
+from feedback import dossiers, sheets
+from feedback.catalog import load_snapshot
+from feedback.db import open_database
+from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, default_plugins, rows, run_cli
 from tests.manage_helpers import add_user, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -116,6 +121,9 @@ def test_an_rfc3339_time_is_the_day_it_is_in_the_units_zone(fresh) -> None:
         ([case("X"), case("Y", returned="2025-03-01")], "items[1].returned"),  # returned before received
         ([case("X", unit="ZZ")], "items[0].unit"),
         ([case("X", service="S9")], "items[0].service"),
+        ([case("X"), case("Y", unit="B", service="S1")], "items[1].service"),  # another agency's service
+        ([case("X", received="0001-01-01T00:00:00+01:00")], "items[0].received"),  # leaves the calendar
+        ([case("X", due="9999-12-31T23:00:00-05:00")], "items[0].due"),
         ([case("X", received="03/03/2025")], "items[0].received"),
         ([case("X", received="2025-03-03T10:00:00")], "items[0].received"),  # a time without its offset
         ([case("X", received=(date.today() + timedelta(days=3)).isoformat())], "items[0].received"),
@@ -319,6 +327,11 @@ def test_a_csv_import_is_all_or_nothing_and_a_second_import_updates(tmp_path: Pa
     refused = import_cases(org, unknown)
     assert refused.returncode == 2 and "line 1, column deadline: unknown column" in refused.stderr
     assert "the header lacks the column 'due'" in refused.stderr
+    edge = tmp_path / "edge.csv"
+    edge.write_text("ref,unit,received,due\nHS-8,A1,0001-01-01T00:00:00+01:00,9999-12-31T23:00:00-05:00\n")
+    refused = import_cases(org, edge)
+    assert refused.returncode == 2, refused.stderr
+    assert "line 2, column received:" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def workbook(rows_: list[list[Any]], *, formula_at: tuple[int, int] | None = None) -> bytes:
@@ -357,6 +370,44 @@ def test_an_xlsx_import_reads_date_cells_and_refuses_formulas(tmp_path: Path, or
         "2025-04-07",
     )
     assert stored["X-2"]["status"] == "open"
+
+
+def test_an_xlsx_declaring_every_cell_or_unpacking_too_large_is_refused_quickly(tmp_path: Path, org: Org) -> None:
+    """A small workbook whose sheet declares A1:XFD1048576 with one value on its last row (17 billion cells
+    as declared), and one that would unpack into more than MAX_UNPACKED: each refused in seconds."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "cases"
+    sheet.append(["ref", "unit", "received", "due"])
+    sheet.cell(1048576, 1).value = "last"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    sprawl = io.BytesIO()
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(sprawl, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename.startswith("xl/worksheets/"):
+                content = re.sub(rb'<dimension ref="[A-Z0-9:]+"', b'<dimension ref="A1:XFD1048576"', content)
+            target.writestr(info, content)
+    path = tmp_path / "sprawl.xlsx"
+    path.write_bytes(sprawl.getvalue())
+    started = time_now()
+    refused = import_cases(org, path)
+    assert refused.returncode == 2, refused.stderr
+    assert f"file: more than {sheets.MAX_LINES:,} lines" in refused.stderr
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w") as archive:
+        archive.writestr("xl/sharedStrings.xml", b"a")
+    # The ZIP's directory declares what the part unpacks to: here 4 GB (what a bomb's directory says).
+    data = bomb.getvalue()
+    directory = data.index(b"PK\x01\x02")
+    data = data[: directory + 24] + (0xFFFFFFF0).to_bytes(4, "little") + data[directory + 28 :]
+    assert zipfile.ZipFile(io.BytesIO(data)).infolist()[0].file_size > sheets.MAX_UNPACKED
+    path.write_bytes(data)
+    refused = import_cases(org, path)
+    assert refused.returncode == 2 and "file: the workbook unpacks to more than" in refused.stderr, refused.stderr
+    assert time_now() - started < 30
+    assert count_cases(org) == 0
 
 
 # -- the objective ------------------------------------------------------------------------------------------
@@ -520,6 +571,42 @@ def test_ratings_show_whether_their_dossier_was_late_and_the_unit_page_compares_
     assert "37.6" in figures("on_time")[2] and "96.4" in figures("on_time")[2]
     assert figures("late")[0].startswith("25") and figures("late")[1] == "4"
     assert "4.6" in figures("late")[2] and "69.9" in figures("late")[2]
+
+
+def test_a_case_reference_names_only_a_dossier_of_the_ratings_own_tree(fresh) -> None:
+    """Agency B's system stores a dossier under a reference a rating at A1 also gives: it is not A1's dossier,
+    so it shows nothing on the rating and does not move A's on-time vs late comparison."""
+    org, server = fresh
+    received, due = days_ago(20), days_ago(6)
+    items = [
+        {"ref": "OWN-1", "unit": "A1", "received": received, "due": due, "returned": days_ago(8)},
+        {"ref": "THEIRS-1", "unit": "B", "received": received, "due": due, "returned": days_ago(2)},
+    ]
+    assert post_cases(server, org.tokens["admin"], items).json()["added"] == 2
+    rate(server, "OWN-1", 5)
+    rate(server, "THEIRS-1", 1)
+    params = {"unit": "A", "from": days_ago(5), "to": days_ago(0)}
+    reply = httpx.get(
+        f"{server.url}/api/v1/exports/responses.csv", params=params, headers=auth_header(org.tokens["admin"])
+    )
+    exported = list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    assert {row["case_ref"]: row["dossier_late"] for row in exported} == {"OWN-1": "0", "THEIRS-1": ""}
+    db = open_database(str(org.db))
+    try:
+        snapshot = load_snapshot(db.conn, default_plugins())
+        compared = dossiers.satisfaction_by_timeliness(db.conn, snapshot, "A", days_ago(5), days_ago(0), 1)
+    finally:
+        db.close()
+    assert (compared["on_time"]["n"], compared["late"]["n"]) == (1, 0)
+    add_user(org.db, "mai", PASSWORD, "manager", "A1", lang="en")
+    with httpx.Client(base_url=server.url, timeout=30) as manager:
+        sign_in(manager, server, "mai", PASSWORD)
+        listing = manager.get("/manage/units/A1/responses", params=params).text
+    shown = {
+        re.sub(r"<.*", "", cell, flags=re.S).strip(): re.findall(r'data-dossier="(\w+)"', cell)
+        for cell in re.findall(r'<td class="dash-case">(.*?)</td>', listing, re.S)
+    }
+    assert shown == {"OWN-1": ["on_time"], "THEIRS-1": []}
 
 
 @pytest.mark.parametrize("lang", ("vi", "zh"))

@@ -533,6 +533,50 @@ def test_a_report_outside_the_childs_own_tree_is_refused(paired: Federation) -> 
     assert stored_days(fed) == before
 
 
+def test_a_signed_report_with_impossible_counts_or_moments_is_refused(paired: Federation) -> None:
+    """The child's own key signs it, yet its figures cannot come from responses: satisfied above n would make a
+    share above 1 (and the Wilson interval a square root of a negative) on the parent's pages."""
+    fed = paired
+    north = fed.children["north"]
+    day = day_with_figures(fed, north)
+    before = stored_days(fed)
+
+    def changed(**fields: Any):
+        def change(content: dict[str, Any]) -> None:
+            content["rollups"][0].update({key: value(content["rollups"][0]) for key, value in fields.items()})
+
+        return change
+
+    def moved(day_: str):
+        def change(content: dict[str, Any]) -> None:
+            content["day"] = day_
+
+        return change
+
+    beyond = (datetime.now(UTC) + timedelta(hours=14, days=1)).date()
+    cases = [
+        (changed(satisfied=lambda row: row["n"] + 1), None, "rollups"),
+        (changed(dissatisfied=lambda row: row["n"] - row["satisfied"] + 1), None, "rollups"),
+        (changed(l5=lambda row: row["l5"] + 1), None, "rollups"),  # the levels no longer add up to n
+        (changed(n=lambda row: row["n"] + 1), None, "rollups"),
+        (changed(score_sum=lambda row: 100.0 * row["score_n"] + 1), None, "rollups"),
+        (changed(score_sum=lambda row: -1.0), None, "rollups"),
+        (moved(day.replace("-", "")), None, "day"),  # 20260101: not the strict form
+        (moved(date.fromisoformat(day).strftime("%G-W%V-%u")), None, "day"),  # an ISO week date
+        (moved(beyond.isoformat()), None, "day"),
+        (None, (datetime.now(UTC) + timedelta(minutes=10)).isoformat(), "sent_at"),
+        (None, day, "sent_at"),  # a day, not a time
+    ]
+    for change, sent_at, field_name in cases:
+        body, headers = signed_report(fed, north, day, change, sent_at=sent_at)
+        refused = post_report(fed, body, headers)
+        assert refused.status_code == 400 and refused.json()["field"] == field_name, (field_name, refused.text)
+    assert stored_days(fed) == before
+    # A child whose clock runs a minute ahead is still heard.
+    body, headers = signed_report(fed, north, day, sent_at=(datetime.now(UTC) + timedelta(minutes=1)).isoformat())
+    assert post_report(fed, body, headers).status_code == 200
+
+
 # -- what the parent does with the reports ------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
 PASSWORD = "correct horse 1"
+SECRET = "test-secret"  # the test servers' FEEDBACK_SECRET
 ZONES = {"A": "Asia/Ho_Chi_Minh", "A1": "Asia/Ho_Chi_Minh", "A1a": "Asia/Ho_Chi_Minh", "B": "Asia/Sakhalin"}
 VASH = ("service_time", "waiting_time", "staff_courtesy", "premises", "information")
 
@@ -84,7 +86,7 @@ def post(server: Server, token: str, body: Any) -> httpx.Response:
 
 
 def response_row(org: Org, serial: str) -> dict | None:
-    found = rows(org, "SELECT * FROM responses WHERE id = ?", (paper_forms.response_id(serial),))
+    found = rows(org, "SELECT * FROM responses WHERE id = ?", (paper_forms.response_id(SECRET, serial),))
     return found[0] if found else None
 
 
@@ -99,7 +101,7 @@ def test_a_keyed_form_is_stored_once_with_its_date_its_clerk_and_no_clock_skew(s
     body = {"serial": serial.replace("-", "").lower(), "answers": {"overall": 4}, "occurred_on": day}
     first = post(server, token, body)
     assert first.status_code == 201, first.text
-    assert first.json()["id"] == paper_forms.response_id(serial)
+    assert first.json()["id"] == paper_forms.response_id(SECRET, serial)
     assert first.json()["serial"] == serial
     again = post(server, token, {**body, "serial": serial})
     assert again.status_code == 200 and again.json() == first.json()
@@ -133,6 +135,29 @@ def test_a_keyed_form_is_stored_once_with_its_date_its_clerk_and_no_clock_skew(s
     loaded = httpx.get(f"{server.url}/api/v1/paper-forms/{serial}", headers=auth_header(token), timeout=30).json()
     assert loaded["entered"] is True and loaded["entry"]["receipt"] == first.json()["receipt"]
     assert loaded["entry"]["occurred_on"] == day and loaded["survey"]["slug"] == "csat"
+
+
+def test_an_id_guessed_from_a_blank_forms_serial_does_not_block_its_entry(served) -> None:
+    org, server = served
+    [serial] = print_forms(org, "tp-a1")
+    keyed_id = paper_forms.response_id(SECRET, serial)
+    # What anyone could derive from the serial printed on a blank form (the former public uuid5 ids).
+    guessed = str(uuid.uuid5(uuid.UUID("6f0e7d2a-4b7c-5e1f-9a3d-2c8b1e5f7a90"), serial))
+    assert keyed_id != guessed and uuid.UUID(keyed_id).version == 8
+    assert paper_forms.response_id("another installation's secret", serial) != keyed_id
+    public = httpx.post(
+        f"{server.url}/api/v1/responses",
+        json={"id": guessed, "touchpoint": "tp-a1", "answers": {"overall": 1}},
+        timeout=30,
+    )
+    assert public.status_code == 201, public.text
+    keyed = post(
+        server, org.tokens["manager_a1"], {"serial": serial, "answers": {"overall": 5}, "occurred_on": local_day("A1")}
+    )
+    assert keyed.status_code == 201, keyed.text
+    assert keyed.json()["id"] == keyed_id
+    row = response_row(org, serial)
+    assert row is not None and row["entered_by"] == "lan" and msgspec.json.decode(row["answers"]) == {"overall": 5}
 
 
 def test_other_answers_are_kept_for_review_and_change_nothing(served) -> None:
@@ -396,6 +421,28 @@ def test_taking_the_second_entry_replaces_the_stored_one_and_its_rates(served) -
     assert audit_verify.verify_database(str(org.db)).days >= 2
 
 
+def test_a_decided_second_entry_keeps_no_copy_of_its_contact(served) -> None:
+    org, server = served
+    token = org.tokens["manager_a1"]
+    day = local_day("A1", 1)
+    decisions = {}
+    for decision in ("take-second", "keep-first"):
+        [serial] = print_forms(org, "tp-a1")
+        assert post(server, token, {"serial": serial, "answers": {"overall": 4}, "occurred_on": day}).status_code == 201
+        second = {"serial": serial, "answers": {"overall": 5}, "occurred_on": day, "contact": "+84 90 555 0101"}
+        reply = post(server, token, {**second, "consent": True})
+        assert reply.status_code == 409, reply.text
+        review = reply.json()["review"]
+        assert decide(server, "mai", review, decision).status_code == 303
+        decisions[decision] = (review, response_row(org, serial))
+    for review, _ in decisions.values():
+        assert rows(org, "SELECT contact FROM paper_entry_conflicts WHERE id = ?", (review,)) == [{"contact": None}]
+    taken = decisions["take-second"][1]
+    assert rows(org, "SELECT contact FROM contacts WHERE response_id = ?", (taken["id"],)) == [
+        {"contact": "+84 90 555 0101"}
+    ]
+
+
 def seal(org: Org, day: str) -> int | None:
     """Seal what unit A1 holds of a day so far, as the daily job does once the day has closed."""
     conn = connect_writer(str(org.db))
@@ -523,7 +570,7 @@ def test_twenty_forms_keyed_by_keyboard_alone(served, browser, backend: str) -> 
         for row in rows(org, "SELECT id, answers, day, channel, entered_by FROM responses WHERE channel = 'paper'")
     }
     for n, (serial, digits) in enumerate(expected.items()):
-        row = stored[paper_forms.response_id(serial)]
+        row = stored[paper_forms.response_id(SECRET, serial)]
         answers = dict(zip(VASH, digits, strict=True)) | ({"comment": COMMENT} if n == 2 else {})
         assert msgspec.json.decode(row["answers"]) == answers, serial
         assert (row["day"], row["entered_by"]) == (day, "boris")

@@ -140,6 +140,9 @@ def test_forms_need_a_writer_of_the_touchpoints_subtree(server: Server, shared_o
     assert get(server, PDF_PATH.format(token="tp-a1")).status_code == 401
     other_unit = get(server, PDF_PATH.format(token="tp-b"), shared_org.tokens["manager_a1"])
     assert other_unit.status_code == 403 and other_unit.json()["field"] == "unit"
+    # Scope first: a bad parameter for another unit's touchpoint tells nothing of its languages or state.
+    probing = get(server, PDF_PATH.format(token="tp-b"), shared_org.tokens["manager_a1"], lang="xx")
+    assert probing.status_code == 403 and probing.json()["field"] == "unit", probing.text
     viewer = get(server, PDF_PATH.format(token="tp-b"), shared_org.tokens["viewer_b"])
     assert viewer.status_code == 403 and viewer.json()["field"] == "role"
     unknown = get(server, PDF_PATH.format(token="nope"), shared_org.tokens["admin"])

@@ -8,9 +8,10 @@ review queue with its reason, where a person confirms it (in Chromium), types a 
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from feedback import paper_forms, paper_review, paper_scan
+from feedback import paper_forms, paper_pages, paper_review, paper_scan
 from feedback.paper_layout import FormLayout, form_layout
 from feedback_plugins.templates import register_survey_templates
 from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, rows, run_cli
@@ -32,6 +33,7 @@ pytestmark = BOTH_BACKENDS
 TEMPLATES = {survey.slug: survey for survey in register_survey_templates()}
 CRITERIA = ["service_time", "waiting_time", "staff_courtesy", "premises", "information"]  # vash_kontrol
 PASSWORD = "correct horse 1"
+SECRET = "test-secret"  # the test servers' FEEDBACK_SECRET, given to the command line too
 
 
 @dataclass
@@ -159,7 +161,7 @@ def stored_answers(org: Org, serial: str) -> dict[str, Any] | None:
     found = rows(
         org,
         "SELECT answers, day, channel, entered_by, survey_version FROM responses WHERE id = ?",
-        (paper_forms.response_id(serial),),
+        (paper_forms.response_id(SECRET, serial),),
     )
     if not found:
         return None
@@ -173,7 +175,7 @@ def queue(org: Org) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def read_by_cli(scans: Scans, shared_org: Org) -> dict:
-    result = run_cli("paper", "read", "--db", str(shared_org.db), str(scans.pdf))
+    result = run_cli("paper", "read", "--db", str(shared_org.db), str(scans.pdf), env={"FEEDBACK_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -208,7 +210,7 @@ def test_the_command_line_stores_what_is_sure_and_queues_the_rest_with_nothing_w
 def test_the_same_pages_again_from_a_folder_store_nothing_twice(
     scans: Scans, read_by_cli: dict, shared_org: Org
 ) -> None:
-    result = run_cli("paper", "read", "--db", str(shared_org.db), str(scans.folder))
+    result = run_cli("paper", "read", "--db", str(shared_org.db), str(scans.folder), env={"FEEDBACK_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["pages"], summary["stored"], summary["duplicates"]) == (9, 0, 5)
@@ -369,6 +371,35 @@ def test_a_typed_serial_reads_a_page_whose_qr_code_was_smudged(
     assert found is not None and found["answers"] == smudged.answers
 
 
+def test_a_call_sheets_serial_is_no_printed_form_to_read_against(
+    server: Server, scans: Scans, read_by_cli: dict, shared_org: Org
+) -> None:
+    sheet = httpx.post(
+        f"{server.url}/api/v1/touchpoints/tp-b/call-sheets",
+        json={},
+        headers=auth_header(shared_org.tokens["admin"]),
+        timeout=30,
+    )
+    assert sheet.status_code == 201, sheet.text
+    serial = sheet.json()["serial"]
+    [record] = rows(shared_org, "SELECT * FROM paper_forms WHERE serial = ?", (serial,))
+    assert record["paper"] == "call"
+    # A page whose code names a call sheet (a copied or forged code): an unknown serial, queued.
+    gray = np.asarray(Image.open(scans.folder / "page-01.png").convert("L"))
+    located = paper_scan.locate(gray, "page-01.png")
+    reading = paper_scan.read_located(located, record, TEMPLATES["vash_kontrol"], (date.min, date.max))
+    assert reading.reasons == [paper_scan.UNKNOWN_SERIAL] and reading.form is None
+    # Typed for a queued page, it is refused naming the serial, and the page still waits.
+    row = next(item for item in queue(shared_org) if item["status"] == "waiting")
+    add_user(shared_org.db, "root3", PASSWORD, "admin")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        sign_in(client, server, "root3", PASSWORD)
+        token = csrf_token(client, f"/manage/entry/review/{row['id']}")
+        typed = client.post(f"/manage/entry/review/{row['id']}/serial", data={"_csrf_token": token, "serial": serial})
+    assert typed.status_code == 400 and "review-error" in typed.text, typed.text[:1000]
+    assert next(item for item in queue(shared_org) if item["id"] == row["id"]) == row
+
+
 def test_a_page_is_discarded_with_a_reason_and_a_decided_page_stays_decided(
     server: Server, scans: Scans, read_by_cli: dict, shared_org: Org
 ) -> None:
@@ -392,6 +423,84 @@ def test_a_page_is_discarded_with_a_reason_and_a_decided_page_stays_decided(
         shared_org, "SELECT action FROM audit_log WHERE kind = 'paper_scan' AND record_id = ?", (str(row["id"]),)
     )
     assert audit == [{"action": "discard"}]
+
+
+def _pdf(*sizes_pt: tuple[float, float]) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt", format=sizes_pt[0])
+    for size in sizes_pt:
+        pdf.add_page(format=size)
+    return bytes(pdf.output())
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _unreadable(data: bytes, name: str) -> paper_pages.UnreadableInput:
+    """The error reading every page of the file gives (check_file passing or not)."""
+    with pytest.raises(paper_pages.UnreadableInput) as caught:
+        paper_pages.check_file(data, name)
+        list(paper_pages.file_pages(data, name))
+    return caught.value
+
+
+def test_files_that_hold_no_scanned_page_are_unreadable_never_a_server_error() -> None:
+    page = Image.new("L", (400, 560), 255)
+    # A decompression bomb (PIL's own limit), and an image over our pixel limit, both small files.
+    assert _unreadable(_png(Image.new("1", (14000, 14000))), "bomb.png").name == "bomb.png"
+    assert "pixels" in _unreadable(_png(Image.new("1", (8000, 8000))), "huge.png").why
+    # A strip no form fits on (it broke the reader's resizing), as an image and as a PDF page.
+    assert _unreadable(_png(Image.new("L", (1, 8000), 255)), "strip.png").name == "strip.png"
+    assert _unreadable(_pdf((10, 4000)), "strip.pdf").name == "strip.pdf p. 1"
+    # Formats no scanner writes are not decoded at all.
+    gif = io.BytesIO()
+    page.save(gif, format="GIF")
+    assert _unreadable(gif.getvalue(), "page.gif").name == "page.gif"
+    # A TIFF whose second page is damaged: the first is read, the second named.
+    tiff = io.BytesIO()
+    page.save(tiff, format="TIFF", save_all=True, append_images=[page.copy()], compression="tiff_deflate")
+    damaged = bytearray(tiff.getvalue())
+    with Image.open(io.BytesIO(bytes(damaged))) as opened:
+        opened.seek(1)
+        start = opened.tag_v2[273][0]  # the second page's first strip
+    damaged[start : start + 20] = b"\xab" * 20
+    assert paper_pages.check_file(bytes(damaged), "two.tif") == 2
+    read = paper_pages.image_pages(bytes(damaged), "two.tif")
+    assert next(read)[0] == "two.tif p. 1"
+    with pytest.raises(paper_pages.UnreadableInput) as caught:
+        next(read)
+    assert caught.value.name == "two.tif p. 2"
+    # A large PDF page is rendered no larger than the reader reads; too many pages are refused whole.
+    [(_, big)] = list(paper_pages.file_pages(_pdf((4000, 5600)), "poster.pdf"))
+    assert max(big.shape) <= paper_pages.MAX_SIDE
+    many = _pdf(*[(595, 842)] * (paper_pages.MAX_PAGES + 1))
+    with pytest.raises(paper_pages.TooManyPages):
+        paper_pages.check_file(many, "many.pdf")
+
+
+def test_the_upload_refuses_too_many_pages_and_a_rating_no_ascii_number(
+    server: Server, scans: Scans, read_by_cli: dict, shared_org: Org
+) -> None:
+    add_user(shared_org.db, "root4", PASSWORD, "admin")
+    row = next(item for item in queue(shared_org) if item["status"] == "waiting" and item["serial"])
+    half = _pdf(*[(595, 842)] * (paper_pages.MAX_PAGES // 2 + 1))
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        sign_in(client, server, "root4", PASSWORD)
+        token = csrf_token(client, "/manage/entry/scans")
+        too_many = client.post(
+            "/manage/entry/scans",
+            data={"_csrf_token": token},
+            files=[("files", ("one.pdf", half, "application/pdf")), ("files", ("two.pdf", half, "application/pdf"))],
+        )
+        form = {"_csrf_token": token, "occurred_on": "2026-01-01", "q.service_time": "\u00b2"}
+        superscript = client.post(f"/manage/entry/review/{row['id']}", data=form)
+    assert too_many.status_code == 400 and f"more than {paper_pages.MAX_PAGES} pages" in too_many.text
+    assert superscript.status_code == 400 and "review-error" in superscript.text, superscript.text[:1000]
+    assert next(item for item in queue(shared_org) if item["id"] == row["id"]) == row
 
 
 def test_every_reason_a_page_waits_for_has_words_on_the_pages() -> None:

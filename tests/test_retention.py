@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from feedback.erasure import MARKER
-from tests.conftest import BOTH_BACKENDS, Org, auth_header, enrollment_code, rows, run_cli
+from tests.conftest import BOTH_BACKENDS, Org, auth_header, connect, enrollment_code, rows, run_cli
 
 pytestmark = BOTH_BACKENDS
 
@@ -256,7 +256,7 @@ def test_a_retention_run_a_fortnight_later(org: Org, start_server) -> None:
     assert (entry["action"], entry["actor_kind"], entry["actor_id"]) == ("erase", "job", JOB)
     change = json.loads(entry["change"])["after"]
     assert change["units"] == {"A1": counts}
-    assert change["totals"] == {**counts, "invitations": 0}
+    assert change["totals"] == {**counts, "invitations": 0, "paper_copies": 0}
     log = " ".join(row["change"] for row in rows(org, "SELECT change FROM audit_log"))
     for body in sent.values():
         assert body["answers"].get("comment", "∅") not in log and body["answers"].get("contact", "∅") not in log
@@ -309,4 +309,50 @@ def test_the_job_runs_daily_and_ends_kiosk_invitations_too(org: Org, start_serve
         "officers": 0,
         "responses": 0,
         "invitations": 1,
+        "paper_copies": 0,
     }
+
+
+def test_decided_paper_pages_and_second_entries_go_with_the_comments(org: Org) -> None:
+    """A scanned page's image and a second entry's copy of the answers are personal data too: once their
+    decision is as old as the unit keeps comments (365 days by default), the image is emptied and the
+    entry deleted; what still waits for a person stays."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    at = now.isoformat()
+    conn = connect(org.db)
+    try:
+        with conn:
+            for n, status in enumerate(("stored", "waiting")):
+                conn.execute(
+                    "INSERT INTO paper_scans (digest, source, uploaded_at, uploaded_by, unit, serial, paper, image,"
+                    " proposed, reasons, status, resolved_by, resolved_at) VALUES (?, 'scan.pdf p. 1', ?, 'lan',"
+                    " 'A1', NULL, 'A4', ?, '{}', '[]', ?, ?, ?)",
+                    (f"page-{n}", at, b"\x89PNG page", status, "lan" if n == 0 else None, at if n == 0 else None),
+                )
+                conn.execute(
+                    "INSERT INTO paper_entry_conflicts (digest, serial, response_id, unit, answers, occurred_on,"
+                    " channel, contact, source, entered_by, entered_at, status, resolved_by, resolved_at)"
+                    " VALUES (?, 'ABCDE-FGHJK', 'r', 'A1', '{}', '2026-01-01', 'paper', NULL, 'keyed', 'lan', ?, ?,"
+                    " ?, ?)",
+                    (
+                        f"entry-{n}",
+                        at,
+                        "kept_first" if n == 0 else "waiting",
+                        "lan" if n == 0 else None,
+                        at if n == 0 else None,
+                    ),
+                )
+    finally:
+        conn.close()
+
+    def left() -> tuple[list, list]:
+        pages = rows(org, "SELECT digest, length(image) AS size FROM paper_scans ORDER BY digest")
+        entries = rows(org, "SELECT digest FROM paper_entry_conflicts ORDER BY digest")
+        return [(row["digest"], row["size"] > 0) for row in pages], [row["digest"] for row in entries]
+
+    _tick(org, now + timedelta(days=364))
+    assert left() == ([("page-0", True), ("page-1", True)], ["entry-0", "entry-1"])
+    _tick(org, now + timedelta(days=366))
+    assert left() == ([("page-0", False), ("page-1", True)], ["entry-1"])
+    [entry] = rows(org, "SELECT change FROM audit_log WHERE kind = 'retention'")
+    assert json.loads(entry["change"])["after"]["units"] == {"A1": {"paper_copies": 2}}

@@ -6,12 +6,14 @@ messages of closed actions, the template variant and the `sms_gateway` hook."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import textwrap
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -27,9 +29,9 @@ from babel.messages.pofile import read_po
 
 from feedback import invitations
 from feedback.errors import InvalidInput
-from feedback.phones import find_phone, normalise_phone
+from feedback.phones import find_phone, normalise_phone, phone_key
 from feedback.settings import SettingsError, load_settings
-from feedback_plugins.sms import parse_template
+from feedback_plugins.sms import HttpGateway, parse_template
 from tests.conftest import (
     BOTH_BACKENDS,
     ROOT,
@@ -56,6 +58,7 @@ class Gateway:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.fail_next = 0
+        self.refuse_next = 0  # answered 400: the message is given up at once
         self.lock = threading.Lock()
         gateway = self
 
@@ -63,12 +66,14 @@ class Gateway:
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with gateway.lock:
-                    failing = gateway.fail_next > 0
+                    failing, refusing = gateway.fail_next > 0, gateway.fail_next <= 0 < gateway.refuse_next
                     if failing:
                         gateway.fail_next -= 1
+                    elif refusing:
+                        gateway.refuse_next -= 1
                     else:
                         gateway.requests.append({"path": self.path, "headers": self.headers, "body": body})
-                self.send_response(503 if failing else 202)
+                self.send_response(503 if failing else 400 if refusing else 202)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -193,7 +198,9 @@ def test_an_invitation_goes_to_the_gateway_with_its_token_as_json(server: Server
         what="the delivery recorded",
     )
     assert row["target"] == f"invitation:{body['id']}" and "900000001" not in row["payload"]
-    assert invitation(shared_org, body["id"])["phone"] == "+84900000001"
+    # Delivered: the number goes in that write (a reply is matched by its keyed hash), the invitation stays open.
+    found = invitation(shared_org, body["id"])
+    assert found["phone"] is None and found["phone_key"] and found["answered_at"] is None
     assert "+84900000001" not in server.log.read_text()
     # The audit log has the invitation, without the number or the case.
     [entry] = rows(shared_org, "SELECT * FROM audit_log WHERE kind = 'invitation' AND record_id = ?", (body["id"],))
@@ -348,6 +355,20 @@ def test_stop_opts_the_number_out_and_erases_it_from_a_pending_invitation(
     assert invite(server, shared_org, "+84900000055").status_code == 409
 
 
+def test_an_invitation_sms_given_up_erases_the_number(server: Server, shared_org: Org, gateway) -> None:
+    gateway.refuse_next = 1  # 400: the gateway will never take it
+    reply = invite(server, shared_org, "+84900000012")
+    assert reply.status_code == 201, reply.text
+    key = f"invitation:{reply.json()['id']}"
+    poll_until(
+        lambda: rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ? AND failed_at IS NOT NULL", (key,)),
+        what="the SMS given up",
+    )
+    found = invitation(shared_org, reply.json()["id"])
+    assert found["phone"] is None and found["phone_key"]
+    assert gateway.to("+84900000012") == []
+
+
 # -- the rules of inviting ---------------------------------------------------------------------------------------
 
 
@@ -359,7 +380,34 @@ def test_one_invitation_per_number_a_day_even_when_two_arrive_at_once(server: Se
     assert refused.json()["field"] == "phone" and refused.json()["detail"].startswith("phone: ")
     # The same number written otherwise, at another touchpoint: still its second invitation today.
     assert invite(server, shared_org, "0084 900-000-006", touchpoint="tp-a1a").status_code == 429
-    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone = '+84900000006'") == [{"n": 1}]
+    key = phone_key("test-secret", "+84900000006")  # the number itself is gone once its SMS is delivered
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone_key = ?", (key,)) == [{"n": 1}]
+
+
+def test_the_link_is_the_public_urls_never_the_requests_host(
+    org: Org, start_server, server: Server, shared_org: Org, gateway
+) -> None:
+    # Without FEEDBACK_PUBLIC_URL no invitation is sent: its link would name whatever Host the caller sent.
+    bare = start_server(org.db, feedback_public_url="", **{k.lower(): v for k, v in sms_env(gateway).items()})
+    refused = httpx.post(
+        f"{bare.url}/api/v1/invitations",
+        json={"touchpoint": "tp-a1", "phone": "+84900000013"},
+        headers={**auth_header(org.tokens["manager_a1"]), "Host": "phish.example"},
+        timeout=30,
+    )
+    assert refused.status_code == 503 and refused.json()["field"] == "public_url", refused.text
+    assert rows(org, "SELECT count(*) AS n FROM sms_invitations") == [{"n": 0}]
+    # With it, a forged Host changes nothing.
+    reply = httpx.post(
+        f"{server.url}/api/v1/invitations",
+        json={"touchpoint": "tp-a1", "phone": "+84900000014"},
+        headers={**auth_header(shared_org.tokens["manager_a1"]), "Host": "phish.example"},
+        timeout=30,
+    )
+    assert reply.status_code == 201, reply.text
+    [message] = gateway.wait_for("+84900000014")
+    assert LINK.search(message["text"]).group(0).startswith(f"{server.url}/i/")
+    assert "phish.example" not in message["text"]
 
 
 def test_invitations_are_scoped_and_checked(server: Server, shared_org: Org) -> None:
@@ -377,24 +425,61 @@ def test_invitations_are_scoped_and_checked(server: Server, shared_org: Org) -> 
     assert invite(server, shared_org, "+84900000007", colour="red").status_code == 400
     no_token = httpx.post(f"{server.url}/api/v1/invitations", json={"touchpoint": "tp-a1", "phone": "+84900000007"})
     assert no_token.status_code == 401
-    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone = '+84900000007'") == [{"n": 0}]
+    key = phone_key("test-secret", "+84900000007")
+    assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone_key = ?", (key,)) == [{"n": 0}]
 
 
 # -- call-back messages -------------------------------------------------------------------------------------------
 
 
-def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org, gateway) -> None:
+def low_rating_with_contact(server: Server, org: Org, contact: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A low Ваш контроль rating with a consented contact at tp-b, and the action it opened."""
     stored = httpx.post(
         f"{server.url}/api/v1/responses",
-        json={"touchpoint": "tp-b", "lang": "ru", "answers": {**VASH_LOW, "contact": "Иван, +7 914 555-00-11"}},
+        json={"touchpoint": "tp-b", "lang": "ru", "answers": {**VASH_LOW, "contact": contact}},
         timeout=30,
     ).json()
-    admin = auth_header(shared_org.tokens["admin"])
+    admin = auth_header(org.tokens["admin"])
     [action] = [
         a
         for a in httpx.get(f"{server.url}/api/v1/actions", params={"unit": "B"}, headers=admin, timeout=30).json()
         if a["response_id"] == stored["id"]
     ]
+    return stored, action
+
+
+@pytest.mark.parametrize(
+    ("contact", "guesses"),
+    [
+        ("Lan, chiều 14/03/2026 15:30, 0912 345 678", ["+1403202615", "+14032026153", "+912345678"]),
+        ("912 345 678", ["+912345678"]),
+        ("Иван 8 914 555 00 11", ["+89145550011", "+79145550011"]),
+    ],
+)
+def test_no_call_back_sms_to_a_number_without_its_country_code(
+    server: Server, shared_org: Org, gateway, contact: str, guesses: list[str]
+) -> None:
+    stored, action = low_rating_with_contact(server, shared_org, contact)
+    admin = auth_header(shared_org.tokens["admin"])
+    steps = [
+        {"type": "verifying"},
+        {"type": "corrected", "correction": "Ок"},
+        {"type": "implemented", "action_taken": "Ок"},
+        {"type": "effectiveness_review"},
+        {"type": "closed", "result": "Ок"},
+    ]
+    for step in steps:
+        reply = httpx.post(f"{server.url}/api/v1/actions/{action['id']}/events", json=step, headers=admin, timeout=30)
+        assert reply.status_code == 201, reply.text
+    # Nothing to send to: the contact is purged when the action closes, and no SMS is queued.
+    poll_until(lambda: not rows(shared_org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)))
+    assert rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ?", (f"callback:{stored['id']}",)) == []
+    assert [message for message in gateway.messages() if message["to"] in guesses] == []
+
+
+def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org, gateway) -> None:
+    stored, action = low_rating_with_contact(server, shared_org, "Иван, +7 914 555-00-11")
+    admin = auth_header(shared_org.tokens["admin"])
     steps = [
         {"type": "verifying"},
         {"type": "corrected", "correction": "Перераспределили операторов"},
@@ -422,7 +507,7 @@ def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org,
     attempts = poll_until(
         lambda: rows(shared_org, "SELECT via, outcome, actor FROM callback_attempts WHERE action = ?", (action["id"],))
     )
-    assert attempts == [{"via": "sms", "outcome": "reached", "actor": "sms"}]
+    assert attempts == [{"via": "sms", "outcome": "reached", "actor": "system"}]
     [row] = rows(shared_org, "SELECT target, payload FROM outbox WHERE dedupe_key = ?", (f"callback:{stored['id']}",))
     assert row["target"] == "(purged)" and "Очередь" not in row["payload"]
     # No mail for it: the contact held no address.
@@ -476,9 +561,11 @@ def test_while_the_gateway_is_down_the_sms_waits_and_the_number_goes_when_it_is_
     assert rows(org, "SELECT attempts FROM outbox WHERE dedupe_key = ? AND delivered_at IS NOT NULL", (key,)) == [
         {"attempts": 2}
     ]
-    # Open for seven days: the number and the case stay; then they go, the keyed hash stays for a while.
+    # Delivered: the number went with it. Open for seven days: the case stays; then it goes, the keyed hash
+    # stays for a while.
+    assert invitation(org, invited["id"])["phone"] is None
     tick(org, now + timedelta(days=6), "sms.purge", env)
-    assert invitation(org, invited["id"])["phone"] == "+84900000008"
+    assert invitation(org, invited["id"])["case_ref"] == "HS-008"
     tick(org, now + timedelta(days=8), "sms.purge", env)
     found = invitation(org, invited["id"])
     assert (found["phone"], found["case_ref"]) == (None, None) and found["phone_key"]
@@ -550,12 +637,33 @@ def test_hook_sms_gateway(tmp_path: Path, org: Org, start_server, gateway) -> No
 def test_numbers_are_taken_in_international_form_only() -> None:
     assert normalise_phone("+84 (912) 345-678") == "+84912345678"
     assert normalise_phone("0084912345678") == "+84912345678"
-    assert normalise_phone("84912345678") == "+84912345678"
-    for bad in ("0912345678", "+0912345678", "+8491234", "+849123456789012345", "+84 912 ABC", "٠١٢٣٤٥٦٧٨٩"):
+    # What a gateway reports as the sender may lack the +; what a person typed may not.
+    assert normalise_phone("84912345678", "from", prefixed=False) == "+84912345678"
+    for bad in (
+        "84912345678",
+        "912 345 678",
+        "0912345678",
+        "+0912345678",
+        "+8491234",
+        "+849123456789012345",
+        "+84 912 ABC",
+        "٠١٢٣٤٥٦٧٨٩",
+    ):
         with pytest.raises(InvalidInput, match="^phone: "):
             normalise_phone(bad)
     assert find_phone("Иван Петров, +7 914 123-45-67, после 18:00") == "+79141234567"
-    assert find_phone("ivan.petrov@example.org") is None
+    assert find_phone("Lan, 14/03/2026 15:30, 0084 912 345 678") == "+84912345678"
+    assert find_phone("+84 912 345 678 / +84-912-345-678") == "+84912345678"  # one number written twice
+    for nothing in (
+        "ivan.petrov@example.org",
+        "Lan, chiều 14/03/2026 15:30, 0912 345 678",  # a date, a time and a national number
+        "912 345 678",
+        "Иван 8 914 555 00 11",
+        "8 914 0079 145 550",  # a 00 inside a longer run of digits is no prefix
+        "+84912345678 or +84900000001",  # two numbers: which is the respondent's is a guess
+        None,
+    ):
+        assert find_phone(nothing) is None, nothing
 
 
 def test_templates_and_gateway_urls_are_checked() -> None:
@@ -571,11 +679,45 @@ def test_templates_and_gateway_urls_are_checked() -> None:
         parse_template("to={phone}")
     with pytest.raises(ValueError, match="not JSON"):
         parse_template('{"to": {to}}')
+    with pytest.raises(ValueError, match="not JSON"):  # a message id is no JSON number
+        parse_template('{"to": "{to}", "text": "{text}", "ref": {id}}')
     for url in ("file:///etc/passwd", "ftp://gateway.example.org/", "gateway.example.org/send"):
         with pytest.raises(SettingsError, match="^FEEDBACK_SMS_URL: "):
             load_settings({"FEEDBACK_SMS_URL": url, "FEEDBACK_SECRET": "s"})
     with pytest.raises(SettingsError, match="^FEEDBACK_SMS_INVITATION_DAYS: "):
         load_settings({"FEEDBACK_SMS_INVITATION_DAYS": "0", "FEEDBACK_SECRET": "s"})
+
+
+def test_the_gateways_answer_is_read_only_so_far() -> None:
+    """A gateway that answers 202 with an endless body: the status is taken after a few KiB, not after the
+    whole body (which would fill memory, or here wait for the timeout and count as a failure)."""
+    release = threading.Event()
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(202)
+            self.send_header("content-length", str(1 << 30))
+            self.end_headers()
+            self.wfile.write(b"x" * (256 * 1024))
+            self.wfile.flush()
+            release.wait(30)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    endless = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    endless.daemon_threads = True
+    threading.Thread(target=endless.serve_forever, daemon=True).start()
+    try:
+        gateway = HttpGateway(f"http://127.0.0.1:{endless.server_port}/send", "", None)
+        started = time.monotonic()
+        asyncio.run(gateway.send("+84900000000", "text", "1.a"))
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        endless.shutdown()
+        endless.server_close()
 
 
 def test_every_sms_text_is_translated() -> None:

@@ -74,13 +74,14 @@ def open_counts(
 
 def rated(conn: Connection, units: Sequence[str], day_from: str, day_to: str) -> list[dict[str, Any]]:
     """The ratings of these units given between two local days whose case reference names a stored dossier:
-    `{satisfied, flags, unit, due, returned, status}` per response (the dossier's unit, due and return days)."""
+    `{satisfied, flags, unit, due, returned, status, rated_at}` per response (the dossier's unit, due and
+    return days; the rating's unit)."""
     if not units:
         return []
     return all_rows(
         conn,
         "SELECT r.satisfied AS satisfied, r.flags AS flags, c.unit AS unit, c.due AS due,"
-        " c.returned AS returned, c.status AS status"
+        " c.returned AS returned, c.status AS status, r.unit AS rated_at"
         " FROM responses r JOIN cases c ON c.ref = r.case_ref"
         f" WHERE r.unit IN ({marks(units)}) AND r.day BETWEEN ? AND ?"
         " AND r.case_ref IS NOT NULL AND r.satisfied IS NOT NULL",

@@ -75,13 +75,21 @@ def count_waiting(conn: Connection, units: Sequence[str] | None) -> int:
 
 def resolve(conn: Connection, conflict_id: int, status: str, by: str, at: str) -> bool:
     """Record the decision on a waiting entry (a compare-and-set: False when it was decided meanwhile).
-    An entry not taken keeps no contact."""
+    A decided entry keeps no contact: one taken is stored with the response (read before this), one not
+    taken is dropped."""
     return (
         conn.execute(
-            "UPDATE paper_entry_conflicts SET status = ?, resolved_by = ?, resolved_at = ?,"
-            " contact = CASE WHEN ? = 'took_second' THEN contact ELSE NULL END"
+            "UPDATE paper_entry_conflicts SET status = ?, resolved_by = ?, resolved_at = ?, contact = NULL"
             " WHERE id = ? AND status = 'waiting'",
-            (status, by, at, status, conflict_id),
+            (status, by, at, conflict_id),
         ).rowcount
         == 1
     )
+
+
+def delete_decided(conn: Connection, unit: str, before: str) -> int:
+    """Delete the unit's second entries decided before `before` (an ISO time): their answers are copies."""
+    return conn.execute(
+        "DELETE FROM paper_entry_conflicts WHERE unit = ? AND status <> 'waiting' AND resolved_at < ?",
+        (unit, before),
+    ).rowcount

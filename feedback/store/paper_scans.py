@@ -116,3 +116,13 @@ def count_waiting(conn: Connection, units: Sequence[str] | None, unitless: bool)
         return 0
     sql = f"SELECT count(*) FROM paper_scans WHERE status = 'waiting' AND ({' OR '.join(scope)})"
     return int(scalar(conn, sql, tuple(units), default=0))
+
+
+def drop_decided_images(conn: Connection, unit: str, before: str) -> int:
+    """Empty the images of the unit's pages decided before `before` (an ISO time): a scan shows the person
+    who filled the form in. The row stays (it keeps the page from being queued twice, and who decided it)."""
+    return conn.execute(
+        "UPDATE paper_scans SET image = ? WHERE unit = ? AND status <> 'waiting' AND resolved_at < ?"
+        " AND length(image) > 0",
+        (b"", unit, before),
+    ).rowcount

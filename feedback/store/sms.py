@@ -62,6 +62,16 @@ def close_invitation(conn: Connection, invitation_id: str, at: str) -> bool:
     )
 
 
+def erase_phone(conn: Connection, invitation_id: str) -> bool:
+    """Erase the number of one invitation (its SMS is delivered or given up); True when it held one."""
+    return (
+        conn.execute(
+            "UPDATE sms_invitations SET phone = NULL WHERE id = ? AND phone IS NOT NULL", (invitation_id,)
+        ).rowcount
+        == 1
+    )
+
+
 def erase_pending_phones(conn: Connection, phone_key: str) -> list[str]:
     """Erase the number from every invitation of it that still holds it; returns their ids."""
     return [

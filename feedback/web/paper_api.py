@@ -218,6 +218,7 @@ class PaperEntryController(Controller):
             snapshot,
             entries,
             entered_by=principal.user,
+            secret=state.settings.secret,
             may_enter=lambda unit: principal.may_see(unit, snapshot),
             default_action_days=state.settings.default_action_days,
         )
@@ -240,7 +241,8 @@ class PaperEntryController(Controller):
         def may_see(unit: str) -> bool:
             return principal.may_see(unit, snapshot)
 
-        found = await state.store.read(lambda conn: paper_entry.form_state(conn, serial[:200], may_see))
+        secret = state.settings.secret
+        found = await state.store.read(lambda conn: paper_entry.form_state(conn, serial[:200], may_see, secret))
         return form_body(found, snapshot)
 
     @post(

@@ -63,8 +63,10 @@ class PaperFormsController(Controller):
         count: Count = None,
         paper: Paper = None,
     ) -> Response[bytes]:
+        touchpoint = snapshot.touchpoint(token)
+        if touchpoint is not None:  # scope first: another unit's touchpoint tells nothing of itself
+            principal.require_unit(touchpoint.unit, snapshot)
         job = paper_pdf.plan_print(snapshot, token, lang=lang, count=count, paper=paper, printed_by=principal.user)
-        principal.require_unit(job.touchpoint.unit, snapshot)
         content = await asyncio.to_thread(paper_pdf.render_forms, snapshot, job)
         await state.store.write(paper_pdf.register_job(job))
         name = f"paper-forms-{filename_part(job.touchpoint.token)}-{job.lang}-{job.paper}.pdf"

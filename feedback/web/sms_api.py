@@ -17,7 +17,6 @@ from feedback.errors import NotFound
 from feedback.qr import MAX_CASE_LENGTH
 from feedback.web.access import TOKEN, requires_role
 from feedback.web.json_body import decode_json
-from feedback.web.qr_routes import public_base
 from feedback.web.schemas import success
 from feedback.web.security import Principal
 
@@ -64,13 +63,13 @@ class InvitationsController(Controller):
         "for a one-digit reply; one response per invitation. 400 naming `phone` for a number not in "
         "international form, 409 naming `phone` for a number that sent STOP, 429 naming `phone` for a "
         "second invitation of a number on one day, 404 for an unknown touchpoint, 403 outside the caller's "
-        "subtree, 503 naming `sms` when no gateway is configured.",
+        "subtree, 503 naming `sms` when no gateway is configured or `public_url` when FEEDBACK_PUBLIC_URL is not "
+        "set.",
         responses=success(Invitation, 201, "Invited"),
     )
     async def invite(
         self,
         data: JSONBody[InvitationRequest],
-        request: Request,
         state: State,
         principal: NamedDependency[Principal],
         snapshot: NamedDependency[Snapshot],
@@ -79,6 +78,11 @@ class InvitationsController(Controller):
         if touchpoint is None:
             raise NotFound(f"touchpoint: no touchpoint {data.touchpoint!r}", "touchpoint")
         principal.require_unit(touchpoint.unit, snapshot)
+        if not state.settings.public_url:
+            # The link an official SMS carries is never built from the request's Host header.
+            raise invitations.SmsOff(
+                "public_url: FEEDBACK_PUBLIC_URL is not set, so no invitation link can be made", "public_url"
+            )
         return await invitations.invite(
             state.store,
             snapshot,
@@ -87,7 +91,7 @@ class InvitationsController(Controller):
             phone=data.phone,
             case_ref=data.case_ref,
             lang=data.lang,
-            public_url=public_base(request, state),
+            public_url=state.settings.public_url,
         )
 
 

@@ -10,9 +10,10 @@ once filled in. `id` is the same on every retry of one message, so the gateway c
 
 FEEDBACK_SMS_TOKEN, when set, goes as `Authorization: Bearer <token>`. The URL is the operator's setting,
 but only http and https are ever used (`feedback.settings` refuses others at start-up, and so does this
-plugin); a request has a 10 s timeout, follows no redirect and ignores proxy variables. A 2xx answer is
-success; 400 and 422 say the gateway refuses this message (given up at once); anything else (another
-status, a refused connection, a timeout) is tried again later with the outbox's backoff.
+plugin); a request has a 10 s timeout, follows no redirect and ignores proxy variables, and at most
+`MAX_ANSWER` bytes of the answer are read. A 2xx answer is success; 400 and 422 say the gateway refuses
+this message (given up at once); anything else (another status, a refused connection, a timeout) is
+tried again later with the outbox's backoff.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ TIMEOUT = httpx.Timeout(10.0)
 PLACEHOLDERS = ("to", "text", "id")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 REFUSED = (400, 422)  # the gateway will not take this message, however often it is sent
+MAX_ANSWER = 4096  # bytes of the gateway's answer read: only its status counts, however long the body
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """At most `limit` bytes of a streamed answer's body (the rest is never read into memory)."""
+    taken = bytearray()
+    async for chunk in response.aiter_raw():
+        taken += chunk[: limit - len(taken)]
+        if len(taken) >= limit:
+            break
+    return bytes(taken)
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,9 @@ def parse_template(text: str) -> Template | None:
         )
     template = Template(text, "json" if text.lstrip().startswith(("{", "[")) else "form")
     if template.kind == "json":
-        sample = {"to": "+10000000000", "text": 'a "quoted"\nline', "id": "1.0"}
+        # Each sample is a JSON string's inside and nothing else: "1.a" is no JSON number, so an unquoted
+        # `{id}` is refused here rather than when a message id happens not to look like one.
+        sample = {"to": "+10000000000", "text": 'a "quoted"\nline', "id": "1.a"}
         try:
             json.loads(template.render(sample))
         except ValueError as error:
@@ -96,8 +110,11 @@ class HttpGateway:
         headers = {"Content-Type": f"{content_type}; charset=utf-8"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            response = await client.post(self.url, content=body, headers=headers)
+        async with (
+            httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            client.stream("POST", self.url, content=body, headers=headers) as response,
+        ):
+            await read_at_most(response, MAX_ANSWER)
         if 200 <= response.status_code < 300:
             return
         if response.status_code in REFUSED:

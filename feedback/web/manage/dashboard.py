@@ -331,9 +331,9 @@ async def responses_page(
     def read_page(conn) -> dict[str, Any]:
         found = dashboard_data.list_responses(conn, snapshot, code, start, end, **options)
         # What became of the dossier each rating's case reference names: late, on time, still open.
-        states = dossiers.states_of(conn, snapshot, (item["case_ref"] for item in found["items"]))
+        states = dossiers.states_of(conn, snapshot, ((item["case_ref"], item["unit"]) for item in found["items"]))
         for item in found["items"]:
-            item["dossier"] = states.get(item["case_ref"]) if item["case_ref"] else None
+            item["dossier"] = states.get((item["case_ref"], item["unit"])) if item["case_ref"] else None
         return found
 
     page = await state.store.read(read_page)

@@ -183,6 +183,9 @@ async def print_forms(request: Request, state: State, principal: NamedDependency
     snapshot = await fresh_snapshot(state)
     params = request.query_params
     try:
+        touchpoint = snapshot.touchpoint(params.get("touchpoint") or "")
+        if touchpoint is not None:  # scope first: another unit's touchpoint tells nothing of itself
+            principal.require_unit(touchpoint.unit, snapshot)
         job = paper_pdf.plan_print(
             snapshot,
             params.get("touchpoint") or "",
@@ -191,7 +194,6 @@ async def print_forms(request: Request, state: State, principal: NamedDependency
             paper=params.get("paper"),
             printed_by=principal.user,
         )
-        principal.require_unit(job.touchpoint.unit, snapshot)
     except FeedbackError as error:
         message = error_text(error, {}, layout.translator(request))
         return await _scans_page(request, state, principal, error=message, status=error.status_code)
@@ -227,8 +229,14 @@ async def upload_scans(request: Request, state: State, principal: NamedDependenc
         message = _("The upload is larger than %(mb)s MB: send the scans in parts.") % {"mb": UPLOAD_MB}
         return await _scans_page(request, state, principal, error=message, status=413)
     try:
-        for name, data in files:
-            paper_pages.check_file(data, name)
+        pages_in = 0
+        for name, data in files:  # parsing takes PDFium's process-wide lock: off the event loop
+            pages_in += await asyncio.to_thread(paper_pages.check_file, data, name)
+            if pages_in > paper_pages.MAX_PAGES:
+                raise paper_pages.TooManyPages(name)
+    except paper_pages.TooManyPages:
+        message = _("The upload has more than %(max)s pages: send the scans in parts.") % {"max": paper_pages.MAX_PAGES}
+        return await _scans_page(request, state, principal, error=message, status=400)
     except paper_pages.UnreadableInput as error:
         message = _("%(file)s cannot be read: it is neither a PDF nor an image.") % {"file": error.name}
         return await _scans_page(request, state, principal, error=message, status=400)
@@ -241,7 +249,13 @@ async def upload_scans(request: Request, state: State, principal: NamedDependenc
 
     try:
         summary = await paper_review.read_scans(
-            state.store, snapshot, pages(), by=principal.user, unit=principal.unit, may_enter=may_see
+            state.store,
+            snapshot,
+            pages(),
+            by=principal.user,
+            unit=principal.unit,
+            secret=state.settings.secret,
+            may_enter=may_see,
         )
     except paper_pages.UnreadableInput as error:
         message = _("%(file)s cannot be read: it is neither a PDF nor an image.") % {"file": error.name}
@@ -407,7 +421,7 @@ def _posted_answers(form: Any, definition) -> tuple[dict[str, Any], dict[str, An
         value = str(form.get(name) or "").strip() if name in form else ""
         if isinstance(question, RatingQuestion) and value:
             posted[question.key] = value
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit() and len(value) < 4):  # "²" is a digit int() refuses
                 raise InvalidInput(f"answers.{question.key}: must be a whole number", f"answers.{question.key}")
             answers[question.key] = int(value)
         elif value:
@@ -437,7 +451,14 @@ async def confirm_page(
         )
         may_see, whole = _scope(principal, snapshot)
         result = await paper_review.confirm(
-            state.store, snapshot, scan_id, entry, by=principal.user, may_see=may_see, whole=whole
+            state.store,
+            snapshot,
+            scan_id,
+            entry,
+            by=principal.user,
+            may_see=may_see,
+            whole=whole,
+            secret=state.settings.secret,
         )
     except FeedbackError as error:
         message = error_text(error, _numbers(snapshot, found), layout.translator(request))
