@@ -852,6 +852,21 @@ def federation_status(db_path: str) -> None:
     click.echo(json.dumps(in_transaction(db_path, read), ensure_ascii=False, indent=2))
 
 
+@federation_group.command("verify")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--child", default=None, help="Only this child installation's reports [default: every child's]")
+def federation_verify(db_path: str, child: str | None) -> None:
+    """On the parent: re-check every stored report's signature against the child's stored public key, and its
+    content hash. Reads only. Exit 0 with a JSON summary, or 2 naming each report (child/day) that fails."""
+    from feedback import federation
+
+    result = in_transaction(db_path, lambda conn: federation.verify_reports(conn, child))
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    if result["bad"]:
+        named = ", ".join(f"{item['child']}/{item['day']}: {item['problem']}" for item in result["bad"])
+        raise Refused(f"federation verify: {len(result['bad'])} report(s) do not hold: {named}")
+
+
 @cli.group("user")
 def user_group() -> None:
     """Users of the manager web app."""

@@ -482,10 +482,13 @@ def _summary(child: str, report: Report) -> str:
     ).decode()
 
 
-def receive_report(conn: Connection, child: dict[str, Any], report: Report) -> dict[str, Any]:
+def receive_report(
+    conn: Connection, child: dict[str, Any], report: Report, body: bytes | None = None, signature: str | None = None
+) -> dict[str, Any]:
     """Store a verified report of a child's day, in the caller's write: the same content again changes
     nothing ("unchanged"); other content replaces the day ("replaced"), unless a later report of the day is
-    stored already (409 naming `sent_at`: an old report replayed)."""
+    stored already (409 naming `sent_at`: an old report replayed). The exact body and its signature are kept
+    with it, so `verify_reports` can re-check it later."""
     if report.child != child["id"]:
         raise InvalidInput(f"child: the report names {report.child!r}, the signature {child['id']!r}", "child")
     roots = msgspec.json.decode(child["roots"])
@@ -505,13 +508,55 @@ def receive_report(conn: Connection, child: dict[str, Any], report: Report) -> d
     ]
     federation_store.replace_rollups(conn, child["id"], report.day, rollups)
     federation_store.put_report(
-        conn, child["id"], report.day, report.content_hash, report.sent_at, received, _summary(child["id"], report)
+        conn,
+        child["id"],
+        report.day,
+        report.content_hash,
+        report.sent_at,
+        received,
+        _summary(child["id"], report),
+        body.decode("utf-8") if body is not None else None,
+        signature,
     )
     federation_store.mark_reported(conn, child["id"], report.day, received)
     status = "stored" if stored is None else "replaced"
     after = {"day": report.day, "content_hash": report.content_hash, "units": len(units), "rollups": len(rollups)}
     audit.record(conn, "federation_report", f"{child['id']}/{report.day}", status, after=after, unit=child["unit"])
     return {**answer, "status": status, "units_changed": units_changed}
+
+
+def check_stored_report(row: dict[str, Any]) -> str | None:
+    """What is wrong with a stored report (`federation_store.stored_reports` row), or None when it holds: its
+    signature over the stored body by the child's stored key, and the body's content hash, child and day."""
+    if row["public_key"] is None:
+        return "its child is not paired here"
+    if row["body"] is None or row["signature"] is None:
+        return "no body or signature kept (stored before they were kept)"
+    body = row["body"].encode("utf-8")
+    if not signature_holds(body, row["signature"], row["public_key"]):
+        return "the signature does not hold for the stored body and the child's key"
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return "the stored body is not JSON"
+    if not isinstance(raw, dict) or raw.get("content_hash") != content_hash(raw):
+        return "the body's content hash does not match its content"
+    if raw["content_hash"] != row["content_hash"] or raw.get("child") != row["child"] or raw.get("day") != row["day"]:
+        return "the body's content hash, child or day differs from the stored row"
+    return None
+
+
+def verify_reports(conn: Connection, child: str | None = None) -> dict[str, Any]:
+    """Re-check every stored report (or one child's): `{"checked", "bad": [{"child", "day", "problem"}]}`."""
+    if child is not None and federation_store.get_child(conn, child) is None:
+        raise NotFound(f"child: no child installation {child!r} is paired here", "child")
+    rows = federation_store.stored_reports(conn, child)
+    bad = []
+    for row in rows:
+        problem = check_stored_report(row)
+        if problem is not None:
+            bad.append({"child": row["child"], "day": row["day"], "problem": problem})
+    return {"checked": len(rows), "bad": bad}
 
 
 # -- the parent: what is shown as reported -----------------------------------------------------------------------------

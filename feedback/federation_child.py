@@ -72,6 +72,24 @@ def _answer_text(response: httpx.Response) -> str:
     return f"{response.status_code} {detail or response.reason_phrase}"
 
 
+def _answer_object(response: httpx.Response, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The parent's JSON answer when it is an object with a text at each of `keys`, else None."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in keys):
+        return None
+    return answer
+
+
+def _unexpected(response: httpx.Response) -> str:
+    """The start of an answer the parent should not have given, for the message that names it."""
+    kind = response.headers.get("content-type", "no content type")
+    text = " ".join(response.text[:120].split())
+    return f"{response.status_code} ({kind}) {text!r}, not the JSON a feedback installation answers"
+
+
 # -- joining ------------------------------------------------------------------------------------------------------
 
 
@@ -107,7 +125,9 @@ def join_parent(parent_url: str, code: str, name: str, roots: list[str], secret:
         raise ParentRefused(f"parent: {url} cannot be reached: {error}", "parent") from None
     if response.status_code != 201:
         raise ParentRefused(f"parent: {url} answered {_answer_text(response)}", "parent")
-    answer = response.json()
+    answer = _answer_object(response, ("child", "unit"))
+    if answer is None:
+        raise ParentRefused(f"parent: {url} answered {_unexpected(response)}", "parent")
     return {
         "parent_url": url,
         "child_id": answer["child"],
@@ -311,7 +331,11 @@ async def send_reports(ctx: JobContext) -> dict[str, Any]:
             if response.status_code != 200:
                 failure = f"{day}: {link['parent_url']} answered {_answer_text(response)}"
                 break
-            status = response.json().get("status")
+            answer = _answer_object(response, ("status",))
+            if answer is None:
+                failure = f"{day}: {link['parent_url']} answered {_unexpected(response)}"
+                break
+            status = answer["status"]
             await ctx.store.write(lambda conn, d=day, h=report_hash, s=status: _acknowledged(conn, link, d, h, s))
             sent += 1
     await ctx.store.write(lambda conn: federation_store.note_attempt(conn, datetime.now(UTC).isoformat(), failure))

@@ -55,6 +55,9 @@ SHARE_METRICS = (
     "indicator_value",
 )
 MEAN_METRICS = ("mean_score", "indicator_mean")
+#: The metrics a child installation's reports can judge (they carry rollups only): the only ones a parent's
+#: objective on a reported unit ("<child>:<code>") may take.
+REPORTED_METRICS = ("satisfaction", "not_dissatisfied", "bad_review_rate", "mean_score")
 SPEC_FIELDS = (
     "metric",
     "comparator",
@@ -246,6 +249,16 @@ def _insert_version(
     )
 
 
+def check_reported_metric(unit: str, metric: str) -> None:
+    """A unit a child installation reports ("<child>:<code>") is judged on its reported rollups only: refuse
+    a metric they cannot judge (dossiers, indicators, actions, exposure never cross)."""
+    if response_store.REPORTED_MARK in unit and metric not in REPORTED_METRICS:
+        raise InvalidInput(
+            f"metric: {unit!r} is reported by a child installation, whose reports judge only {list(REPORTED_METRICS)}",
+            "metric",
+        )
+
+
 def create_objective(
     conn: Connection,
     unit: str,
@@ -260,6 +273,7 @@ def create_objective(
     if not isinstance(unit, str) or not organisation_store.unit_exists(conn, unit):
         raise InvalidInput(f"unit: no unit {unit!r}", "unit")
     checked = validate_spec(conn, spec, today=today, default_min_n=default_min_n, plugins=plugins)
+    check_reported_metric(unit, checked["metric"])
     with audit.tracked(conn, "objective", None, "create") as change:
         change.record_id = str(objective_store.insert_objective(conn, unit, _now(), actor))
         _insert_version(conn, int(change.record_id), 1, checked, actor)
@@ -294,6 +308,7 @@ def new_version(
     if latest.retired_from is not None:
         raise Conflict(f"id: objective {objective_id} is retired from {latest.retired_from}", "id")
     checked = validate_spec(conn, spec, today=today, previous=latest, plugins=plugins)
+    check_reported_metric(latest.unit, checked["metric"])
     with audit.tracked(conn, "objective", objective_id, "new_version"):
         _insert_version(conn, objective_id, latest.version + 1, checked, actor)
     return latest.version + 1

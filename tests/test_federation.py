@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +35,7 @@ from tests.conftest import (
     Org,
     Server,
     auth_header,
+    connect,
     default_plugins,
     make_org,
     rows,
@@ -652,3 +655,148 @@ def test_the_dashboard_unit_page_and_review_pack_mark_what_is_reported(paired: F
     text = " ".join(pdf_text(pack.content).split())
     assert "8. Reported by child installations" in text and "reported, as of" in text
     assert "Corrective actions:" in text
+
+
+# -- stored reports verify later; objectives only on what crosses; a parent answering garbage --------------------
+
+
+def test_stored_reports_verify_later_and_a_tampered_body_is_named(paired: Federation) -> None:
+    fed = paired
+    stored = rows(fed.parent, "SELECT child, day, content_hash, body, signature FROM federation_reports")
+    assert stored and all(row["body"] and row["signature"].startswith("ed25519=") for row in stored)
+    for row in stored:  # what the README shows: the signature over the stored body, by the child's key
+        key = rows(fed.parent, "SELECT public_key FROM federation_children WHERE id = ?", (row["child"],))[0]
+        assert federation.signature_holds(row["body"].encode(), row["signature"], key["public_key"])
+        assert json.loads(row["body"])["content_hash"] == row["content_hash"]
+    good = run_cli("federation", "verify", "--db", str(fed.parent.db), env=SECRET_ENV)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout) == {"checked": len(stored), "bad": []}
+    north = fed.children["north"]
+    day = day_with_figures(fed, north)
+    (original,) = [row["body"] for row in stored if row["child"] == north.id and row["day"] == day]
+    inflated = original.replace('"satisfied":', '"satisfied":1', 1)
+    assert inflated != original
+    conn = connect(fed.parent.db)
+    try:
+        conn.execute("UPDATE federation_reports SET body = ? WHERE child = ? AND day = ?", (inflated, north.id, day))
+        conn.commit()
+        bad = run_cli("federation", "verify", "--db", str(fed.parent.db), env=SECRET_ENV)
+        assert bad.returncode == 2, bad.stdout + bad.stderr
+        assert f"{north.id}/{day}" in bad.stderr and "signature" in bad.stderr
+        assert json.loads(bad.stdout)["bad"] == [
+            {
+                "child": north.id,
+                "day": day,
+                "problem": "the signature does not hold for the stored body and the child's key",
+            }
+        ]
+        south = fed.children["south"]
+        only_south = run_cli("federation", "verify", "--db", str(fed.parent.db), "--child", south.id, env=SECRET_ENV)
+        assert only_south.returncode == 0, only_south.stderr
+        unknown = run_cli("federation", "verify", "--db", str(fed.parent.db), "--child", "nobody", env=SECRET_ENV)
+        assert unknown.returncode == 1 and "child" in unknown.stderr
+    finally:
+        conn.execute("UPDATE federation_reports SET body = ? WHERE child = ? AND day = ?", (original, north.id, day))
+        conn.commit()
+        conn.close()
+
+
+def test_objectives_on_a_childs_units_take_only_metrics_its_reports_judge(paired: Federation) -> None:
+    fed = paired
+    north = fed.children["north"]
+    headers = auth_header(fed.parent.tokens["admin"])
+    for metric in ("dossier_on_time", "response_rate", "on_time_rectification", "callback_rate"):
+        refused = httpx.post(
+            f"{fed.server.url}/api/v1/objectives",
+            json={"unit": f"{north.id}:A1", "metric": metric, "target": 0.9},
+            headers=headers,
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "metric", refused.text
+    refused = httpx.post(
+        f"{fed.server.url}/api/v1/objectives",
+        json={"unit": f"{north.id}:A1", "metric": "indicator_mean", "indicator": "waiting_time", "target": 80},
+        headers=headers,
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "metric", refused.text
+    made = httpx.post(
+        f"{fed.server.url}/api/v1/objectives",
+        json={"unit": f"{north.id}:A1", "metric": "not_dissatisfied", "target": 0.9},
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
+    changed = httpx.put(
+        f"{fed.server.url}/api/v1/objectives/{made.json()['id']}",
+        json={"metric": "dossier_on_time", "target": 0.9},
+        headers=headers,
+    )
+    assert changed.status_code == 400 and changed.json()["field"] == "metric", changed.text
+    # The parent's own unit the child hangs under keeps every metric (its own figures).
+    own = httpx.post(
+        f"{fed.server.url}/api/v1/objectives",
+        json={"unit": north.hangs_under, "metric": "dossier_on_time", "target": 0.9},
+        headers=headers,
+    )
+    assert own.status_code == 201, own.text
+
+
+class HtmlParent(BaseHTTPRequestHandler):
+    """A "parent" that answers every POST with a web page (a proxy's error page, a wrong address)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        page = b"<html><body>Gateway login</body></html>"
+        self.send_response(201 if self.path.endswith("/join") else 200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def html_parent() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HtmlParent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_parent_answering_something_else_than_json_gives_a_clear_error(org: Org, html_parent: str) -> None:
+    joined = run_cli(
+        "federation", "join", "--db", str(org.db), "--parent", html_parent, "--code", "ABCDE", env=SECRET_ENV
+    )
+    assert joined.returncode == 1, joined.stderr
+    assert "text/html" in joined.stderr and "Gateway login" in joined.stderr and "Traceback" not in joined.stderr
+    assert rows(org, "SELECT * FROM federation_link") == []
+    # A link made earlier, to a parent that now answers reports with a page.
+    db = open_database(str(org.db))
+    try:
+        key = federation.new_private_key()
+        with db.conn:
+            federation_child.save_link(
+                db.conn,
+                {
+                    "parent_url": html_parent,
+                    "child_id": "abcdef",
+                    "name": "child",
+                    "public_key": federation.public_key_text(key),
+                    "private_key": federation.seal_private_key(key, "test-secret"),
+                    "units": json.dumps(["A"]),
+                    "joined_at": (datetime.now(UTC) - timedelta(days=4)).isoformat(),
+                },
+            )
+    finally:
+        db.close()
+    ticked = run_cli("tick", "--db", str(org.db), "--job", "federation.report", env=SECRET_ENV)
+    # The scheduler logs every failed job with its stack; the failure must be the job's own clear refusal.
+    assert ticked.returncode != 0 and "ParentRefused" in ticked.stderr and "JSONDecodeError" not in ticked.stderr
+    assert "federation.report" in ticked.stderr and "text/html" in ticked.stderr, ticked.stderr
+    (link,) = rows(org, "SELECT last_error FROM federation_link")
+    assert "text/html" in link["last_error"] and "Gateway login" in link["last_error"]
+    assert rows(org, "SELECT * FROM federation_sent") == []

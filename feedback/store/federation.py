@@ -95,14 +95,35 @@ def stored_report(conn: Connection, child: str, day: str) -> dict[str, Any] | No
 
 
 def put_report(
-    conn: Connection, child: str, day: str, content_hash: str, sent_at: str, received_at: str, summary: str
+    conn: Connection,
+    child: str,
+    day: str,
+    content_hash: str,
+    sent_at: str,
+    received_at: str,
+    summary: str,
+    body: str | None = None,
+    signature: str | None = None,
 ) -> None:
-    """Store (or replace) a child's report of one day."""
+    """Store (or replace) a child's report of one day, with the exact body received and its signature."""
     conn.execute(
-        "INSERT INTO federation_reports (child, day, content_hash, sent_at, received_at, summary)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (child, day) DO UPDATE SET content_hash = excluded.content_hash,"
-        " sent_at = excluded.sent_at, received_at = excluded.received_at, summary = excluded.summary",
-        (child, day, content_hash, sent_at, received_at, summary),
+        "INSERT INTO federation_reports (child, day, content_hash, sent_at, received_at, summary, body, signature)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child, day) DO UPDATE SET content_hash = excluded.content_hash,"
+        " sent_at = excluded.sent_at, received_at = excluded.received_at, summary = excluded.summary,"
+        " body = excluded.body, signature = excluded.signature",
+        (child, day, content_hash, sent_at, received_at, summary, body, signature),
+    )
+
+
+def stored_reports(conn: Connection, child: str | None = None) -> list[dict[str, Any]]:
+    """Every stored report (or one child's) with what re-checking it takes: child, day, content_hash, body,
+    signature and the child's public key, by child and day."""
+    where, params = ("WHERE r.child = ?", (child,)) if child is not None else ("", ())
+    return all_rows(
+        conn,
+        "SELECT r.child, r.day, r.content_hash, r.body, r.signature, c.public_key FROM federation_reports r"
+        f" LEFT JOIN federation_children c ON c.id = r.child {where} ORDER BY r.child, r.day",
+        params,
     )
 
 

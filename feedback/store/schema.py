@@ -856,6 +856,10 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("received_at", "text", nullable=False),
             # What the day's report said besides its rollups (JSON: objective statuses, action counts).
             Column("summary", "text", nullable=False),
+            # The exact body received and its X-Feedback-Signature, so `feedback federation verify` can
+            # re-check the report later (null for reports stored before they were kept).
+            Column("body", "text"),
+            Column("signature", "text"),
         ],
         core=True,
     ),

@@ -102,7 +102,7 @@ class FederationController(Controller):
         if not federation.signature_holds(body, signature, child["public_key"]):
             raise Forbidden("signature: does not hold for this body and the child's key", "signature")
         report = federation.parse_report(decode_json(body))
-        result = await state.store.write(lambda conn: federation.receive_report(conn, child, report))
+        result = await state.store.write(lambda conn: federation.receive_report(conn, child, report, body, signature))
         if result.get("units_changed"):
             state.catalog.invalidate()
         return result
