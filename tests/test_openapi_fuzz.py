@@ -498,7 +498,7 @@ def fuzz_config(world: World) -> dict[str, Any]:
             # Where a webhook could point: only ever the closed loopback port.
             "body.url": HOOK_URL,
         },
-        "generation": {"max-examples": 20, "mode": "all", "database": "none"},
+        "generation": {"max-examples": 10, "mode": "all", "database": "none"},
         "phases": {"stateful": {"enabled": False}},
         "checks": {
             "enabled": False,
@@ -563,7 +563,7 @@ def test_generated_requests_never_get_a_server_error_or_an_undocumented_answer(w
     assert run.returncode == 0, run.stdout[-30000:] + run.stderr[-5000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["complete"] and report["operations"]["tested"] == report["operations"]["total"] > 40
-    assert report["test_cases"]["generated"] > 1000 and report["failures"] == []
+    assert report["test_cases"]["generated"] > 600 and report["failures"] == []
 
 
 def test_the_generated_run_only_ever_targeted_loopback(world: World) -> None:
