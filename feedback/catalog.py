@@ -200,7 +200,6 @@ class Catalog:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
         self.reloading = False
-        self._reloading_from = 0  # the invalidation count when the reload under way was asked for
         self._snapshot_from = 0  # the invalidation count when the snapshot held began loading
 
     @property
@@ -208,15 +207,16 @@ class Catalog:
         return self._snapshot
 
     def needs_reload(self) -> bool:
-        """Stale and nobody reloading yet: only one request pays for a reload, the rest go on. A reload
-        begun before the latest invalidation may read what the change replaced, so the first request
-        after it starts one more (a caller's next request sees its own change)."""
-        if self.reloading and self._reloading_from == self._invalidations:
-            return False
-        if not self.reloading and time.monotonic() - self._loaded_at <= self.ttl:
+        """Whether this caller must reload before it reads the catalog.
+
+        Merely old (past the TTL): only one request pays for a reload, the rest go on with what is held.
+        Invalidated since the snapshot held began loading: every caller reloads for itself, since it may
+        be the one whose change it was, and its next request must see it (another request's reload,
+        still under way, would leave it reading the old snapshot meanwhile)."""
+        current = self._snapshot_from == self._invalidations and self._loaded_at
+        if current and (self.reloading or time.monotonic() - self._loaded_at <= self.ttl):
             return False
         self.reloading = True
-        self._reloading_from = self._invalidations
         return True
 
     def reload(self, conn: Connection) -> Snapshot:

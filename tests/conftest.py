@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import itertools
 import logging
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -130,10 +132,25 @@ def enrollment_code(org: Org, touchpoint: str = "tp-a1a") -> str:
     return code
 
 
+# Ports for the servers tests start: a block per xdist worker, below the kernel's ephemeral range (32768
+# and up), so a client connection of another worker (or a PostgreSQL connection) never holds the port a
+# server is about to bind; a random start keeps two pytest runs on one machine apart too.
+PORT_BLOCK = 1000
+_next_port = itertools.count(random.randrange(PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = 20000 + (int(worker) % 12 if worker.isdigit() else 0) * PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = start + next(_next_port) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still closing from an earlier server
+            return port
+    raise RuntimeError(f"no free port in {start}..{start + PORT_BLOCK - 1}")
 
 
 class ProcessServer:
