@@ -36,7 +36,7 @@ from feedback.i18n import gettext_for
 from feedback.jobs import Job, JobContext
 from feedback.models import ActionRequest, Event, is_suspect
 from feedback.plugins import PluginManager
-from feedback.rates import decimals, wilson
+from feedback.rates import decimals, proportion, wilson
 from feedback.store import actions as action_store
 from feedback.store import exposure as exposure_store
 from feedback.store import organisation as organisation_store
@@ -902,8 +902,6 @@ class _Tally:
 
     def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
         on_time_n = self.closed + self.overdue_open
-        on_time = wilson(self.closed_on_time, on_time_n)
-        callback = wilson(self.callbacks_reached, self.callbacks)
         return {
             "unit": key,
             "opened": self.opened,
@@ -911,17 +909,13 @@ class _Tally:
             "closed_on_time": self.closed_on_time,
             "overdue_open": self.overdue_open,
             "on_time_n": on_time_n,
-            "on_time_rate": self.closed_on_time / on_time_n if on_time_n else None,
-            "on_time_ci95": list(on_time) if on_time else None,
-            "on_time_sufficient": on_time_n >= min_n,
+            **proportion(self.closed_on_time, on_time_n, min_n, prefix="on_time_"),
             "callbacks": self.callbacks,
             "callbacks_reached": self.callbacks_reached,
             "callbacks_declined": self.callbacks_declined,
             "callbacks_not_reached": self.callbacks_not_reached,
             "callbacks_overdue": self.callbacks_overdue,
-            "callback_rate": self.callbacks_reached / self.callbacks if self.callbacks else None,
-            "callback_ci95": list(callback) if callback else None,
-            "callback_sufficient": self.callbacks >= min_n,
+            **proportion(self.callbacks_reached, self.callbacks, min_n, prefix="callback_"),
         }
 
 

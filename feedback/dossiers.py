@@ -28,7 +28,7 @@ from feedback import audit, sheets
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, InvalidInput
 from feedback.models import is_suspect
-from feedback.rates import child_of, wilson
+from feedback.rates import child_of, proportion
 from feedback.store import Connection
 from feedback.store import dossiers as dossier_store
 
@@ -282,16 +282,13 @@ class Tally:
         self.pending += other.pending
 
     def as_row(self, key: str | None, min_n: int) -> dict[str, Any]:
-        interval = wilson(self.on_time, self.n)
         return {
             "key": key,
             "n": self.n,
             "on_time": self.on_time,
             "late": self.late,
             "open_overdue": self.open_overdue,
-            "rate": self.on_time / self.n if self.n else None,
-            "ci95": list(interval) if interval else None,
-            "sufficient": self.n >= min_n,
+            **proportion(self.on_time, self.n, min_n),
             "pending": self.pending,  # open, not yet due: counted once its due day has passed
         }
 
@@ -447,14 +444,7 @@ def satisfaction_by_timeliness(
             counts[found][1] += int(row["satisfied"] or 0)
     result = {}
     for name, (n, satisfied) in counts.items():
-        interval = wilson(satisfied, n)
-        result[name] = {
-            "n": n,
-            "satisfied": satisfied,
-            "rate": satisfied / n if n else None,
-            "ci95": list(interval) if interval else None,
-            "sufficient": n >= min_n,
-        }
+        result[name] = {"n": n, "satisfied": satisfied, **proportion(satisfied, n, min_n)}
     return result
 
 

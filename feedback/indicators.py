@@ -29,7 +29,7 @@ from feedback.catalog import Snapshot
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import INDICATOR_DIRECTIONS, LANGUAGES, Indicator
 from feedback.plugins import PluginManager, flatten
-from feedback.rates import wilson
+from feedback.rates import proportion
 from feedback.store import Connection, unique
 from feedback.store import indicators as indicator_store
 
@@ -257,8 +257,7 @@ def check_value(
 
 def figure_document(figure: Figure | dict[str, Any], min_n: int | None = None) -> dict[str, Any]:
     row = asdict(figure) if isinstance(figure, Figure) else dict(figure)
-    interval = wilson(row["numerator"], row["denominator"])
-    doc = {
+    return {
         "indicator": row["indicator"],
         "unit": row["unit"],
         "period": row["period"],
@@ -266,12 +265,8 @@ def figure_document(figure: Figure | dict[str, Any], min_n: int | None = None) -
         "to": row["last_day"],
         "numerator": row["numerator"],
         "denominator": row["denominator"],
-        "value": row["numerator"] / row["denominator"] if row["denominator"] else None,
-        "ci95": list(interval) if interval else None,
+        **proportion(row["numerator"], row["denominator"], min_n, rate="value"),
     }
-    if min_n is not None:
-        doc["sufficient"] = row["denominator"] >= min_n
-    return doc
 
 
 def store_value(conn: Connection, figure: Figure, source: str) -> str:
@@ -414,7 +409,6 @@ def summary(
     rows = []
     for key, total in sorted(totals(conn, snapshot.subtree(unit), date_from, date_to).items()):
         n, numerator = total["denominator"], total["numerator"]
-        interval = wilson(numerator, n)
         indicator = known.get(key)
         rows.append(
             {
@@ -422,9 +416,7 @@ def summary(
                 "direction": indicator.direction if indicator else None,
                 "numerator": numerator,
                 "n": n,
-                "value": numerator / n if n else None,
-                "ci95": list(interval) if interval else None,
-                "sufficient": n >= min_n,
+                **proportion(numerator, n, min_n, rate="value"),
                 "first_day": total["first_day"],
                 "last_day": total["last_day"],
             }

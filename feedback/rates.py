@@ -35,6 +35,21 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return low, high
 
 
+def proportion(
+    successes: int, n: int, min_n: int | None = None, *, prefix: str = "", rate: str = "rate"
+) -> dict[str, Any]:
+    """A rate as every row shows it: the share (None without n), its Wilson 95 % interval (a list, or None)
+    and, given `min_n`, whether n is enough to judge it; `prefix` names several in one row."""
+    interval = wilson(successes, n)
+    found: dict[str, Any] = {
+        f"{prefix}{rate}": successes / n if n else None,
+        f"{prefix}ci95": list(interval) if interval else None,
+    }
+    if min_n is not None:
+        found[f"{prefix}sufficient"] = n >= min_n
+    return found
+
+
 def decimals(value: float | None, scale: float = 100.0, most: int = 4) -> int:
     """How many decimals `value × scale` was written with: at least one, at most `most`.
 
@@ -53,14 +68,11 @@ MEASURES = response_store.ROLLUP_MEASURES
 def rate_row(key: str | None, sums: Sequence[float], min_n: int) -> dict[str, Any]:
     """One ROW of the contract from summed MEASURES."""
     n, satisfied, dissatisfied, score_n, score_sum, l1, l2, l3, l4, l5, suspect = sums
-    interval = wilson(satisfied, n)
     return {
         "key": key,
         "n": n,
         "satisfied": satisfied,
-        "rate": satisfied / n if n else None,
-        "ci95": list(interval) if interval else None,
-        "sufficient": n >= min_n,
+        **proportion(satisfied, n, min_n),
         # Beyond the contract: the other honest views of the same responses.
         "dissatisfied": dissatisfied,
         "not_dissatisfied_rate": (n - dissatisfied) / n if n else None,

@@ -3,7 +3,6 @@ one-stop or customs system), `GET /api/v1/cases/timeliness` (on-time rates) and 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -14,12 +13,12 @@ from litestar.params import FromQuery
 from litestar.response import Stream
 from msgspec import Meta, Struct
 
-from feedback import dossiers, exports
+from feedback import dossiers
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, InvalidInput
 from feedback.web.access import TOKEN, requires_role, requires_unit
 from feedback.web.api import UnitPeriod, unit_period, whole_periods_from
-from feedback.web.exports_api import CSV_TYPE, XLSX_TYPE, attachment, stream_file
+from feedback.web.exports_api import CSV_TYPE, XLSX_TYPE, csv_download, download_name, xlsx_download
 from feedback.web.json_body import decode_json
 from feedback.web.manage.auth import TOKEN_OR_SESSION
 from feedback.web.schemas import binary, success
@@ -148,9 +147,7 @@ class TimelinessExportController(Controller):
     ) -> Response[bytes]:
         result = await read_timeliness(request, period, state, by, service)
         table = dossiers.timeliness_table(result, period.snapshot)
-        body = exports.iter_csv_bytes(list(dossiers.TIMELINESS_COLUMNS), table)
-        name = exports.filename(f"timeliness_by_{by}", result["unit"], result["from"], result["to"], "csv")
-        return Response(body, media_type=CSV_TYPE, headers=attachment(name))
+        return csv_download(dossiers.TIMELINESS_COLUMNS, table, download_name(f"timeliness_by_{by}", result, "csv"))
 
     @get(
         "/timeliness.xlsx",
@@ -168,11 +165,8 @@ class TimelinessExportController(Controller):
     ) -> Stream:
         result = await read_timeliness(request, period, state, by, service)
         table = dossiers.timeliness_table(result, period.snapshot)
-        handle = await asyncio.to_thread(
-            exports.write_xlsx, list(dossiers.TIMELINESS_COLUMNS), table, f"timeliness by {by}"
-        )
-        name = exports.filename(f"timeliness_by_{by}", result["unit"], result["from"], result["to"], "xlsx")
-        return Stream(stream_file(handle), media_type=XLSX_TYPE, headers=attachment(name))
+        name = download_name(f"timeliness_by_{by}", result, "xlsx")
+        return await xlsx_download(dossiers.TIMELINESS_COLUMNS, table, f"timeliness by {by}", name)
 
 
 DOSSIER_CONTROLLERS: list = [CasesController, TimelinessExportController]

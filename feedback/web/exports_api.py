@@ -9,7 +9,7 @@ built on a reader thread in openpyxl's write-only mode and streamed from a tempo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import IO, Any
 
 from litestar import Controller, Response, Router, get
@@ -50,6 +50,22 @@ async def stream_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         handle.close()
+
+
+def csv_download(columns: Sequence[str], table: Iterable[Sequence[Any]], name: str) -> Response[bytes]:
+    """A table as a CSV attachment (cells that a spreadsheet would run as formulas are escaped)."""
+    return Response(exports.iter_csv_bytes(list(columns), table), media_type=CSV_TYPE, headers=attachment(name))
+
+
+async def xlsx_download(columns: Sequence[str], table: Iterable[Sequence[Any]], sheet: str, name: str) -> Stream:
+    """A table as an XLSX attachment, written off the event loop to a temporary file and streamed."""
+    handle = await asyncio.to_thread(exports.write_xlsx, list(columns), table, sheet)
+    return Stream(stream_file(handle), media_type=XLSX_TYPE, headers=attachment(name))
+
+
+def download_name(stem: str, result: dict[str, Any], extension: str) -> str:
+    """The file name of a report's download: what, whose and which days."""
+    return exports.filename(stem, result["unit"], result["from"], result["to"], extension)
 
 
 def response_filter(
@@ -161,9 +177,8 @@ class ExportsController(Controller):
         touchpoint: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         result = await read_rates(period, state, by, service, touchpoint)
-        body = exports.iter_csv_bytes(list(exports.RATE_COLUMNS), exports.rate_table(result, period.snapshot))
-        name = exports.filename(f"rates_by_{by}", result["unit"], result["from"], result["to"], "csv")
-        return Response(body, media_type=CSV_TYPE, headers=attachment(name))
+        table = exports.rate_table(result, period.snapshot)
+        return csv_download(exports.RATE_COLUMNS, table, download_name(f"rates_by_{by}", result, "csv"))
 
     @get(
         "/rates.xlsx",
@@ -181,9 +196,8 @@ class ExportsController(Controller):
     ) -> Stream:
         result = await read_rates(period, state, by, service, touchpoint)
         table = exports.rate_table(result, period.snapshot)
-        handle = await asyncio.to_thread(exports.write_xlsx, list(exports.RATE_COLUMNS), table, f"rates by {by}")
-        name = exports.filename(f"rates_by_{by}", result["unit"], result["from"], result["to"], "xlsx")
-        return Stream(stream_file(handle), media_type=XLSX_TYPE, headers=attachment(name))
+        name = download_name(f"rates_by_{by}", result, "xlsx")
+        return await xlsx_download(exports.RATE_COLUMNS, table, f"rates by {by}", name)
 
 
 # The exports of the core itself; a plugin's exporter may not take these names.
@@ -198,9 +212,8 @@ def export_handler(exporter: exports.Exporter) -> HTTPRouteHandler:
         start, end = period.start.isoformat(), period.end.isoformat()
         units = sorted(snapshot.subtree(unit), key=lambda code: snapshot.units[code].path)
         table = await state.store.read(lambda conn: exporter.rows(conn, snapshot, units, start, end))
-        body = exports.iter_csv_bytes(exporter.header(), table)
         name = exports.filename(exporter.file_name or exporter.name, unit, start, end, "csv")
-        return Response(body, media_type=CSV_TYPE, headers=attachment(name))
+        return csv_download(exporter.header(), table, name)
 
     # The handler's name makes its OpenAPI operation id, as a method of the same name would.
     handler.__name__ = handler.__qualname__ = f"{exporter.name}_csv"
