@@ -194,6 +194,9 @@ def validate_spec(
     service = values.get("service") or None
     if service is not None and (not isinstance(service, str) or not organisation_store.service_exists(conn, service)):
         raise InvalidInput(f"service: no service {service!r}", "service")
+    if service is not None and metric == "indicator_value":
+        # An indicator's figures are kept per unit and period, never per service.
+        raise InvalidInput("service: an indicator_value objective covers the whole unit, not one service", "service")
     valid_from = _parse_day(values["valid_from"], "valid_from") if values.get("valid_from") else _day(today)
     if previous is not None and valid_from < previous.valid_from:
         raise InvalidInput(

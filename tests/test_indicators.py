@@ -300,6 +300,7 @@ def test_objectives_judge_an_indicator_in_the_direction_that_is_better(fresh) ->
         ({"indicator": "error_rate", "period": "rolling_30"}, "period"),
         ({"indicator": "mood"}, "indicator"),
         ({}, "indicator"),
+        ({"indicator": "error_rate", "service": "S1"}, "service"),  # figures are per unit, never per service
     ):
         body = {**common, "unit": "A1", "target": 0.01, "period": "quarter", **spec}
         reply = create_objective(server, admin, body)
