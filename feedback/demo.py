@@ -10,7 +10,9 @@ The story a manager should find in it:
   centre (en) with busy counters, 90-97 % satisfied;
 - Kien Giang Department of Finance with its 11 procedures, a few hundred ratings a month;
 - a Ben Tre commune with a handful of ratings a week: too few to judge (n < 30 a month);
-- one counter, HP-KV1 "Quầy 3", with a bad fortnight 30 to 16 days ago (about 60 % satisfied).
+- one counter, HP-KV1 "Quầy 3", with a bad fortnight 30 to 16 days ago (about 60 % satisfied);
+- the one-stop dossiers behind Kien Giang's and Ben Tre's ratings (about 1 % returned late, their
+  applicants less satisfied), and Guangxi's error rate, plan completion and case closure by month.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ import sqlite_utils
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from feedback import dossiers, indicators
 from feedback.auth import ensure_user, save_user
 from feedback.catalog import load_snapshot
+from feedback.dossiers import Dossier
 from feedback.events import stamp
+from feedback.indicators import Figure, period_bounds
 from feedback.ingest import prepare, store_job
 from feedback.models import Submission
 from feedback.organisation import add_service, add_touchpoint, add_unit, set_exposure
@@ -50,6 +55,20 @@ BAD_FROM, BAD_TO = 30, 16
 BAD_SATISFIED = 0.60
 # Bad reviews of the last this many days open corrective actions (the queue a manager finds).
 ACTIONS_FROM = 14
+# One-stop dossiers (Kien Giang, Ben Tre): the share returned late, how much less satisfied their
+# applicants are, the days a procedure allows, and the dossiers handled for each one rated.
+LATE_SHARE = 0.012
+LATE_PENALTY = 0.3
+DUE_DAYS = 10
+UNRATED_PER_RATED = 2
+# Figures kept outside the ratings, per month: (unit, indicator, denominator, share of the numerator).
+INDICATOR_FIGURES = (
+    ("GX", "error_rate", 12000, 0.0003),  # Guangxi: an error rate of 0.03 %
+    ("GX", "plan_completion", 650, 0.9908),  # plan completion 99.08 %
+    ("GX", "case_closure", 1400, 0.9571),  # case closure 95.71 %
+    ("KG", "error_rate", 450, 0.002),
+    ("HP", "plan_completion", 120, 0.97),
+)
 
 # Relative traffic by weekday (Monday first): a Monday peak, weekends near zero.
 WEEKDAY = (1.28, 1.06, 1.0, 0.98, 0.9, 0.035, 0.008)
@@ -889,6 +908,33 @@ OBJECTIVES: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "KG-MC",
+        {
+            "title": "Hồ sơ trả đúng hạn ≥ 98 %",
+            "titles": _n(
+                "Hồ sơ trả đúng hạn ≥ 98 %",
+                "Дела, возвращённые в срок, ≥ 98 %",
+                "按时办结率 ≥ 98 %",
+                "Dossiers returned on time ≥ 98 %",
+            ),
+            "metric": "dossier_on_time",
+            "target": 0.98,
+            "period": "month",
+        },
+    ),
+    (
+        "GX",
+        {
+            "title": "差错率 ≤ 0.05 %",
+            "titles": _n("Tỷ lệ sai sót ≤ 0,05 %", "Доля ошибок ≤ 0,05 %", "差错率 ≤ 0.05 %", "Error rate ≤ 0.05 %"),
+            "metric": "indicator_value",
+            "indicator": "error_rate",
+            "target": 0.0005,
+            "period": "quarter",
+            "min_n": 1000,
+        },
+    ),
+    (
         "BT",
         {
             "title": "Không hài lòng ≤ 5 % (QĐ 766)",
@@ -1099,6 +1145,18 @@ class Point:
     bad: bool = False
 
 
+@dataclass(frozen=True)
+class RatedCase:
+    """A one-stop dossier whose applicant rated the service, on the day they did."""
+
+    ref: str
+    unit: str
+    service: str
+    day: date
+    stage: str  # the transaction point of the rating: the dossier's intake, or its return
+    late: bool
+
+
 def _binomial(rng: random.Random, n: int, p: float) -> int:
     if n <= 0 or p <= 0:
         return 0
@@ -1249,15 +1307,64 @@ def _create_organisation(
     return points, unit_agency
 
 
-def _create_objectives(conn: sqlite3.Connection, since: date) -> int:
+def _create_objectives(conn: sqlite3.Connection, since: date, plugins: PluginManager) -> int:
     from feedback.objectives import create_objective
 
     for unit, spec in OBJECTIVES:
         owner = organisation_store.unit_owner(conn, unit)
-        create_objective(
-            conn, unit, {"owner": owner, "valid_from": since.isoformat(), **spec}, actor="admin", today=since
-        )
+        spec = {"owner": owner, "valid_from": since.isoformat(), **spec}
+        create_objective(conn, unit, spec, actor="admin", today=since, plugins=plugins)
     return len(OBJECTIVES)
+
+
+def _dossiers(cases: list[RatedCase], rng: random.Random, today: date) -> list[Dossier]:
+    """The one-stop dossiers behind the rated ones, and those handled beside them: received some days
+    before their return, due DUE_DAYS after receipt, a few returned late and fewer still open past due."""
+    yesterday = today - timedelta(days=1)
+    found = []
+    for case in cases:
+        head, _, seq = case.ref.rpartition("-")
+        for copy in range(UNRATED_PER_RATED + 1):
+            ref = case.ref if copy == 0 else f"{head}-{int(seq) + 5000 * copy:04d}"
+            late = case.late if copy == 0 else rng.random() < LATE_SHARE
+            channel = "online" if rng.random() < 0.35 else "offline"
+            if case.stage == "intake" and copy == 0:  # rated when handed in: returned later, or still open
+                returned = case.day + timedelta(days=rng.randint(3, 9))
+                done = returned if returned <= yesterday else None
+                received, due = case.day, case.day + timedelta(days=DUE_DAYS)
+            elif late and copy and rng.random() < 0.3:  # still open, past its due day
+                received, due, done = case.day - timedelta(days=DUE_DAYS + 3), case.day - timedelta(days=3), None
+            else:
+                received = case.day - timedelta(days=rng.randint(3, 9))
+                due = case.day - timedelta(days=rng.randint(1, 3)) if late else received + timedelta(days=DUE_DAYS)
+                done = case.day
+            found.append(
+                Dossier(
+                    ref=ref,
+                    unit=case.unit,
+                    service=case.service,
+                    received=received.isoformat(),
+                    due=due.isoformat(),
+                    returned=done.isoformat() if done else None,
+                    status="returned" if done else "open",
+                    channel=channel,
+                )
+            )
+    return found
+
+
+def _indicator_figures(rng: random.Random, since: date, today: date) -> list[Figure]:
+    """A figure of every INDICATOR_FIGURES row for each month of the history (the running one so far)."""
+    figures = []
+    month = date(since.year, since.month, 1)
+    while month < today:
+        key = f"{month.year}-{month.month:02d}"
+        for unit, indicator, denominator, share in INDICATOR_FIGURES:
+            _, first, last = period_bounds(key, "period")
+            n = max(1, round(denominator * rng.uniform(0.85, 1.15)))
+            figures.append(Figure(indicator, unit, key, first, last, _binomial(rng, n, share), n))
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return figures
 
 
 # Who signs in to /manage/ on the demo: the installation's admin, and the manager of the unit whose
@@ -1297,13 +1404,20 @@ def build_demo(
         _begin(conn)
         try:
             points, unit_agency = _create_organisation(conn, rng, plugins)
-            _create_objectives(conn, today - timedelta(days=days))
+            _create_objectives(conn, today - timedelta(days=days), plugins)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         snapshot = load_snapshot(conn, plugins)
-        _history(conn, rng, snapshot, points, unit_agency, days, today, plugins)
+        # A generator of its own for dossiers and figures, so the ratings' history stays as it was.
+        records_rng = random.Random(f"records-{seed}")
+        cases: list[RatedCase] = []
+        _history(conn, rng, records_rng, cases, snapshot, points, unit_agency, days, today, plugins)
+        _begin(conn)
+        dossiers.store_batch(conn, snapshot, _dossiers(cases, records_rng, today), source="demo")
+        indicators.store_figures(conn, _indicator_figures(records_rng, today - timedelta(days=days), today), "demo")
+        conn.execute("COMMIT")
         # The history's events are not news: nothing is sent about them.
         _begin(conn)
         event_store.mark_all_dispatched(conn, stamp(datetime.now(UTC)))
@@ -1322,6 +1436,8 @@ def build_demo(
 def _history(
     conn: sqlite3.Connection,
     rng: random.Random,
+    records_rng: random.Random,
+    cases: list[RatedCase],
     snapshot,
     points: list[Point],
     unit_agency: dict[str, Agency],
@@ -1402,6 +1518,10 @@ def _history(
                             satisfied -= 0.25
                     elif rng.random() < 0.04:
                         transaction_point = "post_service"
+                    # A dossier returned late: its applicant is less satisfied (the unit page compares them).
+                    late = agency.case_ref == "vn_dossier" and records_rng.random() < LATE_SHARE
+                    if late and transaction_point != "intake":
+                        satisfied -= LATE_PENALTY
                     lang = snapshot.touchpoints[point.token].lang
                     u = rng.random()
                     for other, share in agency.other_langs.items():
@@ -1419,6 +1539,10 @@ def _history(
                         sequences[key] = sequences.get(key, 0) + 1
                         base = ru_posts.get(point.unit, 0) if agency.case_ref == "ru_customs" else case_base[point.unit]
                         case_ref = _case_ref(agency, service, local, sequences[key], base)
+                        if agency.case_ref == "vn_dossier":
+                            stage = "intake" if transaction_point == "intake" else "return"
+                            late = late and stage == "return"
+                            cases.append(RatedCase(case_ref, point.unit, service, day, stage, late))
                     officer = rng.choice(point.officers) if point.officers and rng.random() < 0.85 else None
                     submission = Submission(
                         touchpoint=point.token,

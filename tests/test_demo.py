@@ -231,3 +231,34 @@ def test_the_same_seed_gives_the_same_history(demo, tmp_path: Path) -> None:
         assert [tuple(r) for r in conn2.execute(query)] == [tuple(r) for r in conn.execute(query)]
     finally:
         conn2.close()
+
+
+def test_one_stop_dossiers_and_other_indicators(demo) -> None:
+    _summary, conn = demo
+    by_unit = {
+        row["unit"]: row
+        for row in conn.execute(
+            "SELECT unit, count(*) AS n, sum(returned > due) AS late, sum(returned IS NULL) AS open"
+            " FROM cases GROUP BY unit"
+        )
+    }
+    assert set(by_unit) == {"KG-MC", "BT-MC"}
+    kg = by_unit["KG-MC"]
+    assert kg["n"] > 300 and 0 < kg["late"] < 0.03 * kg["n"] and kg["open"] < 0.05 * kg["n"]
+    # Every rated one-stop case has its dossier.
+    rated = conn.execute(
+        "SELECT count(*) FROM responses r WHERE r.unit = 'KG-MC' AND r.case_ref IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.ref = r.case_ref)"
+    ).fetchone()[0]
+    assert rated == 0
+    # Guangxi's figures for every month of the history, each its share of the denominator.
+    months = {
+        row[0]
+        for row in conn.execute("SELECT period FROM indicator_values WHERE unit = 'GX' AND indicator = 'error_rate'")
+    }
+    first = TODAY - timedelta(days=DAYS)
+    assert months == {f"{first:%Y-%m}", f"{TODAY:%Y-%m}"}
+    for numerator, denominator in conn.execute(
+        "SELECT numerator, denominator FROM indicator_values WHERE unit = 'GX' AND indicator = 'case_closure'"
+    ):
+        assert 0.9 < numerator / denominator < 0.99
