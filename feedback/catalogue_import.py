@@ -27,6 +27,7 @@ from feedback.catalog import Snapshot, decode_names
 from feedback.errors import FeedbackError, InvalidInput
 from feedback.models import LANGUAGES, Unit
 from feedback.plugins import PluginManager
+from feedback.reported_units import is_reported
 from feedback.store import Connection
 from feedback.store import organisation as organisation_store
 from feedback.store import surveys as survey_store
@@ -126,6 +127,7 @@ BAD_RETIRED = N_("%(column)s: yes or no")
 RETIRED_NEW = N_("%(column)s: a new touchpoint is not made retired")
 STAYS_RETIRED = N_("%(column)s: touchpoint %(code)s was retired at %(at)s and stays retired; give a new token")
 OUT_OF_SCOPE = N_("%(column)s: %(code)s is outside your unit %(scope)s")
+REPORTED_UNIT = N_("%(column)s: %(code)s is reported by a child installation; change it there")
 ROOT_NEEDS_ROOT_ADMIN = N_("%(column)s: a unit without a parent needs an administrator of the whole installation")
 SERVICE_NEEDS_UNIT = N_("%(column)s: required, as you administer one unit's subtree")
 REFUSED = N_("%(column)s: %(message)s")
@@ -511,6 +513,11 @@ class _Planner:
             return None
 
     def in_scope(self, row: Row, column: str, unit: str | None) -> bool:
+        """Whether the file may change `unit` or hang things from it: inside the importer's scope, and not a
+        child installation's unit (its reports overwrite those)."""
+        if is_reported(unit):
+            self.problem(row, column, REPORTED_UNIT, code=unit)
+            return False
         if self.scope is None or unit is None or unit not in self.tree.units:
             return True
         if self.tree.in_subtree(unit, self.scope):
@@ -684,6 +691,9 @@ class _Planner:
             self.problem(row, "unit", SERVICE_MOVED, code=code, current=existing["agency"] or "—")
             return
         owner = agency if existing is None else existing["agency"]
+        if is_reported(owner):
+            self.problem(row, "unit" if existing is None else "code", REPORTED_UNIT, code=owner)
+            return
         if self.scope is not None:
             if owner is None and existing is None:
                 self.problem(row, "unit", SERVICE_NEEDS_UNIT)

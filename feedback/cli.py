@@ -81,12 +81,15 @@ def open_migrated(path: str, plugins: PluginManager | None = None):
     return db
 
 
-def in_transaction(db_path: str, fn):
-    """Run `fn(conn)` in one transaction on a migrated database; our errors become CLI errors."""
+def in_transaction(db_path: str, fn, refused: tuple[type[FeedbackError], ...] = ()):
+    """Run `fn(conn)` in one transaction on a migrated database; our errors become CLI errors (those of the
+    `refused` kinds, which the command line is at fault for, exit 2)."""
     db = open_migrated(db_path)
     try:
         with db.conn:
             return fn(db.conn)
+    except refused as error:
+        raise Refused(error.message) from None
     except FeedbackError as error:
         raise click.ClickException(error.message) from None
     except DatabaseError as error:
@@ -774,11 +777,19 @@ def federation_group() -> None:
 @federation_group.command("invite")
 @click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
 @click.option("--unit", required=True, help="The unit of this installation the child's tree will hang under")
-def federation_invite(db_path: str, unit: str) -> None:
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="A child reports under the unit already: remove it when the new one joins (a child pairing again)",
+)
+def federation_invite(db_path: str, unit: str, replace: bool) -> None:
     """Print a one-time pairing code for a child installation, alone on the last line (valid 7 days)."""
     from feedback import federation
+    from feedback.errors import Conflict
 
-    code, expires = in_transaction(db_path, lambda conn: federation.create_invite(conn, unit, os_user()))
+    code, expires = in_transaction(
+        db_path, lambda conn: federation.create_invite(conn, unit, os_user(), replace), refused=(Conflict,)
+    )
     say(
         "Pairing code for a child installation whose units will hang under %(unit)s, valid until %(expires)s."
         " Give it to the child's administrator, who runs feedback federation join with it:",
@@ -850,6 +861,19 @@ def federation_status(db_path: str) -> None:
         }
 
     click.echo(json.dumps(in_transaction(db_path, read), ensure_ascii=False, indent=2))
+
+
+@federation_group.command("remove")
+@click.option("--db", "db_path", required=True, type=EXISTING_DATABASE, help=DB_HELP)
+@click.option("--child", required=True, help="The id of the child installation to remove (feedback federation status)")
+def federation_remove(db_path: str, child: str) -> None:
+    """On the parent: remove a child installation. Its reported figures stop counting in every rate, objective
+    and review pack, its reports are refused from then on; its stored reports stay for verify. Prints JSON."""
+    from feedback import federation
+    from feedback.errors import NotFound
+
+    result = in_transaction(db_path, lambda conn: federation.remove_child(conn, child), refused=(NotFound,))
+    click.echo(json.dumps(result, ensure_ascii=False))
 
 
 @federation_group.command("verify")

@@ -358,19 +358,29 @@ def normalise_code(text: str) -> str:
     return "".join(ch for ch in text.strip().upper() if ch not in " -")[:64]
 
 
-def create_invite(conn: Connection, unit: str, created_by: str | None = None) -> tuple[str, str]:
+def create_invite(conn: Connection, unit: str, created_by: str | None = None, replace: bool = False) -> tuple[str, str]:
     """A one-time pairing code for a child whose tree will hang under `unit`, valid INVITE_DAYS days.
+    Refused (409 naming `unit`) while a child already hangs there, unless `replace`: then the children
+    hanging there when the code is used are removed (a child pairing again must not count its past twice).
     Returns (code as printed, expires_at)."""
     if not organisation_store.unit_exists(conn, unit):
         raise NotFound(f"unit: no unit {unit!r}", "unit")
     if REPORTED_MARK in unit:
         raise InvalidInput(f"unit: {unit!r} is a child installation's unit; choose one of this installation's", "unit")
+    present = federation_store.children_under(conn, unit)
+    if present and not replace:
+        raise Conflict(
+            f"unit: child installation {', '.join(present)} reports under {unit} already; pass --replace to"
+            " replace it when the new child joins (or remove it first with feedback federation remove)",
+            "unit",
+        )
     issued = now()
     expires = (issued + timedelta(days=INVITE_DAYS)).isoformat()
     symbols = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_SYMBOLS))
     federation_store.drop_expired_invites(conn, issued.isoformat())
-    federation_store.insert_invite(conn, hash_code(symbols), unit, issued.isoformat(), created_by, expires)
-    audit.record(conn, "federation_invite", unit, "create", after={"unit": unit, "expires_at": expires}, unit=unit)
+    federation_store.insert_invite(conn, hash_code(symbols), unit, issued.isoformat(), created_by, expires, replace)
+    after = {"unit": unit, "expires_at": expires, "replace": replace}
+    audit.record(conn, "federation_invite", unit, "create", after=after, unit=unit)
     code = "-".join(symbols[i : i + CODE_GROUP] for i in range(0, CODE_SYMBOLS, CODE_GROUP))
     return code, expires
 
@@ -409,10 +419,14 @@ def accept_join(conn: Connection, attempt: int, request: JoinRequest) -> dict[st
         raise InvalidInput("units: the child's own root unit codes (without '/' or ':')", "units")
     child = new_child_id(federation_store.child_ids(conn))
     issued = now().isoformat()
-    unit = federation_store.spend_invite(conn, hash_code(normalise_code(request.code)), issued, child)
-    if unit is None:
+    invite = federation_store.spend_invite(conn, hash_code(normalise_code(request.code)), issued, child)
+    if invite is None:
         raise NotFound("code: unknown, expired or already used", "code")
+    unit = invite["unit"]
     user_store.release_attempt(conn, federation_store.JOIN_ATTEMPTS, attempt)
+    if invite["replace_children"]:
+        for old in federation_store.children_under(conn, unit):
+            remove_child(conn, old, replaced_by=child)
     row = {
         "id": child,
         "name": request.name.strip(),
@@ -425,6 +439,20 @@ def accept_join(conn: Connection, attempt: int, request: JoinRequest) -> dict[st
     after = {"name": row["name"], "unit": unit, "roots": roots, "public_key": request.public_key}
     audit.record(conn, "federation_child", child, "join", after=after, unit=unit)
     return {"child": child, "unit": unit, "prefix": child + REPORTED_MARK}
+
+
+def remove_child(conn: Connection, child: str, replaced_by: str | None = None) -> dict[str, Any]:
+    """Retire a child: its reported rollups are dropped and it is no longer shown, counted or heard (its
+    reports are 401 from now on); its stored reports stay for `verify_reports`, its units stay in the tree
+    (objectives may name them) without figures. Audited. NotFound naming `child` when unknown or removed."""
+    found = federation_store.get_child(conn, child)
+    if found is None:
+        raise NotFound(f"child: no child installation {child!r} reports here", "child")
+    dropped = federation_store.remove_child(conn, child, now().isoformat())
+    before = {"name": found["name"], "unit": found["unit"], "as_of": found["as_of"]}
+    after = {"removed": True, "rollups_dropped": dropped, "replaced_by": replaced_by}
+    audit.record(conn, "federation_child", child, "remove", before=before, after=after, unit=found["unit"])
+    return {"child": child, "unit": found["unit"], "rollups_dropped": dropped, "replaced_by": replaced_by}
 
 
 # -- the parent: reports ---------------------------------------------------------------------------------------------
@@ -548,7 +576,7 @@ def check_stored_report(row: dict[str, Any]) -> str | None:
 
 def verify_reports(conn: Connection, child: str | None = None) -> dict[str, Any]:
     """Re-check every stored report (or one child's): `{"checked", "bad": [{"child", "day", "problem"}]}`."""
-    if child is not None and federation_store.get_child(conn, child) is None:
+    if child is not None and federation_store.get_child(conn, child, removed=True) is None:
         raise NotFound(f"child: no child installation {child!r} is paired here", "child")
     rows = federation_store.stored_reports(conn, child)
     bad = []

@@ -5,9 +5,11 @@ A day is closed when it has ended in the time zone of every unit the child repor
 everywhere), so a day's figures are sent once they are whole. Each run sends the days not yet acknowledged,
 oldest first, at most REPORT_BATCH of them (after an outage, every missed day goes out over the next runs,
 none skipped), and sends again any of the last RECHECK_DAYS days whose figures changed since the parent
-acknowledged them (late kiosk syncs, keyed paper forms, an upheld appeal). A run that cannot reach the
-parent, or that the parent refuses, stops at that day, records the error on the link and fails (the job's
-run and `feedback tick` show it); nothing is marked sent that the parent did not acknowledge.
+acknowledged them (late kiosk syncs, keyed paper forms, an upheld appeal), and any older day a child of this
+installation reported (or was removed) after the parent acknowledged it (three tiers: a grandchild catching
+up). A run that cannot reach the parent, or that the parent refuses, stops at that day, records the error on
+the link and fails (the job's run and `feedback tick` show it); nothing is marked sent that the parent did not
+acknowledge.
 
 What a report holds, and nothing else: the unit tree (codes, names in each language, parent, language, time
 zone), the day's rollups by unit × service (`ROLLUP_MEASURES`, summed over touchpoints), the status of every
@@ -285,11 +287,14 @@ def plan(conn: Connection, snapshot: Snapshot, link: dict[str, Any], now: dateti
     first = min(joined, date.fromisoformat(first_figures)) if first_figures else joined
     acked = federation_store.acknowledged(conn)
     recheck_from = max(first, last - timedelta(days=RECHECK_DAYS - 1))
+    # Older days too when a child of this installation reported them (or was removed) since they were
+    # acknowledged: a middle tier passes a grandchild's catch-up on, however late it comes.
+    reported = federation_store.reported_since_acknowledged(conn) if acked else set()
     due = []
     for day in days_between(first, last):
         if len(due) >= REPORT_BATCH:
             break
-        if day in acked and day < recheck_from.isoformat():
+        if day in acked and day < recheck_from.isoformat() and day not in reported:
             continue
         content = report_content(conn, snapshot, link["child_id"], roots, day, now)
         digest = federation.content_hash(content)

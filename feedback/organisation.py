@@ -16,6 +16,7 @@ import msgspec
 from feedback import audit
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import LANGUAGES
+from feedback.reported_units import refuse_reported
 from feedback.store import Connection
 from feedback.store import exposure as exposure_store
 from feedback.store import organisation as organisation_store
@@ -95,6 +96,7 @@ def add_unit(
     if "/" in code or not code:
         raise InvalidInput("code: must be non-empty and without '/'", "code")
     path = f"/{code}/"
+    refuse_reported(conn, parent, "parent")
     if parent is not None:
         parent_path = organisation_store.unit_path(conn, parent)
         if parent_path is None:
@@ -116,6 +118,7 @@ def add_service(
 ) -> None:
     """A new service (Conflict naming `code` when the code is taken)."""
     check_service_kind(kind)
+    refuse_reported(conn, agency, "agency")
     encoded = msgspec.json.encode(names).decode() if names else None
     with audit.tracked(conn, "service", code, "create"):
         organisation_store.insert_service(conn, code, name, encoded, kind, agency, now_iso())
@@ -125,6 +128,7 @@ def update_unit_names(conn: Connection, code: str, names: dict[str, str], lang: 
     """Set a unit's names by language and its own language; its one `name` follows (`own_name`). Its code,
     place in the tree and time zone never change here. Logged only when something changed."""
     check_lang(lang)
+    refuse_reported(conn, code, "code")
     values = {"name": own_name(names, lang), "names": msgspec.json.encode(names).decode() if names else None}
     with audit.tracked(conn, "unit", code, "update"):
         organisation_store.update_unit(conn, code, {**values, "lang": lang})
@@ -179,6 +183,7 @@ def add_touchpoint(
     unit_lang = organisation_store.unit_lang(conn, unit)
     if unit_lang is None:
         raise NotFound(f"unit: no unit {unit!r}", "unit")
+    refuse_reported(conn, unit, "unit")
     if kind not in TOUCHPOINT_KINDS:
         raise InvalidInput("kind: must be 'qr' or 'kiosk'", "kind")
     if not survey_store.is_published(conn, survey):

@@ -6,7 +6,8 @@ them (`feedback.paper_scan`) a few at a time on a worker thread, stores every co
 and keeps every other page in the review queue (`paper_scans`): its image at about 100 dpi, what was
 read (proposed answers, each question's reason when uncertain) and why it is there. A page whose form
 belongs to a unit outside the uploader's subtree is refused and named in the summary; a form's page
-scanned again is kept once (by its serial; a page without a known serial by its image).
+scanned again while its page waits is kept once (by its serial; a page without a known serial by its image,
+within the uploader's unit); once decided or discarded, a new scan of the form waits anew.
 
 A person then confirms (correcting what needs it, typing the serial when the QR code could not be
 read) or discards each queued page: `confirm` stores it through `enter` like a keyed form,
@@ -90,6 +91,15 @@ def _read_chunk(pages: Iterator[Page]) -> list:
     return [paper_scan.locate(image, source) for source, image in itertools.islice(pages, CHUNK)]
 
 
+def _key(reading: Any, unit: str | None) -> str:
+    """What keeps a page waiting once (`paper_scans.digest`): its form's serial, however often it is scanned;
+    a page whose serial is unknown by its image within the uploader's unit (another unit's upload of the
+    same image is a page of its own, which it can see)."""
+    if reading.form:
+        return f"serial:{reading.serial}"
+    return f"image:{unit or '*'}:{hashlib.sha256(reading.image).hexdigest()}"
+
+
 def _queue_row(reading: Any, *, by: str, unit: str | None, at: str, error: FeedbackError | None = None) -> dict:
     proposed: dict[str, Any] = {
         "answers": reading.proposed(),
@@ -100,8 +110,7 @@ def _queue_row(reading: Any, *, by: str, unit: str | None, at: str, error: Feedb
     if error is not None:
         proposed["error"] = error.message
     return {
-        # A form's page is kept once, however often it is scanned; an unknown page once per image.
-        "digest": f"serial:{reading.serial}" if reading.form else f"image:{hashlib.sha256(reading.image).hexdigest()}",
+        "digest": _key(reading, unit),
         "source": reading.source[:300],
         "uploaded_at": at,
         "uploaded_by": by,

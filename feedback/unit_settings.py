@@ -12,6 +12,7 @@ import msgspec
 from feedback import audit
 from feedback.errors import InvalidInput, NotFound
 from feedback.models import DEFAULT_COMPLAINT_LEVELS
+from feedback.reported_units import refuse_reported
 from feedback.store import Connection
 from feedback.store import organisation as organisation_store
 from feedback.store import users as user_store
@@ -28,6 +29,7 @@ def update_unit_settings(conn: Connection, code: str, changes: dict[str, Any]) -
     """Validate and store the given fields (None clears owner, country or action_days); returns the unit's."""
     if not organisation_store.unit_exists(conn, code):
         raise NotFound(f"code: no unit {code!r}", "code")
+    refuse_reported(conn, code, "code")
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise InvalidInput(f"{unknown[0]}: not a unit setting (one of {list(FIELDS)})", unknown[0])

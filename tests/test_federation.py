@@ -739,6 +739,241 @@ def test_objectives_on_a_childs_units_take_only_metrics_its_reports_judge(paired
     assert own.status_code == 201, own.text
 
 
+# -- a child's units belong to the child; pairing again never counts twice -------------------------------------------
+
+CATALOGUE_COLUMNS = [
+    "record",
+    "code",
+    "parent",
+    "name_vi",
+    "name_ru",
+    "name_zh",
+    "name_en",
+    "lang",
+    "tz",
+    "country",
+    "action_days",
+    "kind",
+    "unit",
+    "token",
+    "name",
+    "survey",
+    "counter",
+    "service",
+    "retired",
+]
+
+
+def parent_records(fed: Federation) -> dict[str, list[dict[str, Any]]]:
+    """What an edit of the organisation would change on the parent, and its audit log."""
+    return {
+        table: rows(fed.parent, f"SELECT * FROM {table} ORDER BY 1")
+        for table in ("units", "services", "touchpoints", "audit_log")
+    }
+
+
+def test_a_childs_units_are_refused_to_every_edit_on_the_parent(paired: Federation, tmp_path) -> None:
+    from feedback import organisation
+    from feedback.errors import Conflict
+    from tests.manage_helpers import add_user, csrf_token, sign_in
+
+    fed = paired
+    north = fed.children["north"]
+    body, headers = signed_report(fed, north, closed_through(datetime.now(UTC)).isoformat())
+    assert post_report(fed, body, headers).status_code == 200  # the child's units are here, whatever ran before
+    unit = f"{north.id}:A1"
+    refusal = f"{unit} is reported by child installation Agency A, Пост Б ({north.id}); change it there"
+    add_user(fed.parent.db, "keeper", "correct horse 7", "admin")
+    file = tmp_path / "catalogue.csv"
+    lines = [
+        {"record": "unit", "code": "NEWU", "parent": unit, "name_en": "New unit"},
+        {"record": "service", "code": "NEWS", "name_en": "New service", "kind": "administrative", "unit": unit},
+        {"record": "touchpoint", "token": "tp-new", "unit": unit, "name": "Desk", "survey": "vash_kontrol"},
+    ]
+    file.write_text(
+        ",".join(CATALOGUE_COLUMNS)
+        + "\n"
+        + "".join(",".join(line.get(column, "") for column in CATALOGUE_COLUMNS) + "\n" for line in lines),
+        encoding="utf-8",
+    )
+    with httpx.Client(base_url=fed.server.url, timeout=30) as keeper:
+        sign_in(keeper, fed.server, "keeper", "correct horse 7")
+        token = csrf_token(keeper, "/manage/admin/units/")
+        before = parent_records(fed)
+        # The API: a unit's settings.
+        for change in ({"action_days": 3}, {"owner": None}, {"public_results": True}, {"retention": None}):
+            reply = httpx.patch(
+                f"{fed.server.url}/api/v1/units/{unit}", json=change, headers=auth_header(fed.parent.tokens["admin"])
+            )
+            assert reply.status_code == 409 and reply.json()["field"] == "code", reply.text
+            assert reply.json()["detail"] == f"code: {refusal}"
+        # The admin pages: its settings; a unit, a service, a touchpoint hung from it.
+        forms = {
+            f"/manage/admin/units/{unit}": {"action_days": "4", "country": "VN"},
+            "/manage/admin/units/": {"code": "NEWU", "parent": unit, "name_en": "New", "lang": "en", "tz": "UTC"},
+            "/manage/admin/services/": {"code": "NEWS", "agency": unit, "name_en": "Service", "kind": "other"},
+            "/manage/admin/touchpoints/": {"unit": unit, "name": "Desk", "survey": "vash_kontrol", "kind": "qr"},
+        }
+        for path, form in forms.items():
+            reply = keeper.post(path, data={**form, "_csrf_token": token})
+            assert reply.status_code == 409 and "change it there" in reply.text, (path, reply.status_code)
+    # The catalogue import: every line naming the child's unit is a problem of the file, and nothing is written.
+    imported = run_cli("import", "catalogue", "--db", str(fed.parent.db), str(file), env=SECRET_ENV)
+    assert imported.returncode == 2, imported.stdout + imported.stderr
+    assert (imported.stdout + imported.stderr).count(f"{unit} is reported by a child installation") >= 3
+    # The core itself: a rename (only a catalogue line reaches it) or a unit under the child's.
+    db = open_database(str(fed.parent.db))
+    try:
+        for attempt in (
+            lambda conn: organisation.update_unit_names(conn, unit, {"en": "Renamed"}, "en"),
+            lambda conn: organisation.add_unit(conn, "NEWU", "New", parent=unit),
+        ):
+            with pytest.raises(Conflict, match="change it there"), db.conn:
+                attempt(db.conn)
+    finally:
+        db.close()
+    assert parent_records(fed) == before
+
+
+def test_a_child_pairing_again_replaces_its_old_self_and_is_never_counted_twice(paired: Federation) -> None:
+    fed = paired
+    north, south = fed.children["north"], fed.children["south"]
+    parent_db, old = str(fed.parent.db), north.id
+    # A child reports under A1 already: a new code for A1 only with --replace.
+    refused = run_cli("federation", "invite", "--db", parent_db, "--unit", north.hangs_under, env=SECRET_ENV)
+    assert refused.returncode == 2 and "--replace" in refused.stderr and old in refused.stderr, refused.stderr
+    invite = run_cli(
+        "federation", "invite", "--db", parent_db, "--unit", north.hangs_under, "--replace", env=SECRET_ENV
+    )
+    assert invite.returncode == 0, invite.stderr
+    code = invite.stdout.strip().splitlines()[-1]
+    # The child pairs again (its secret changed, say): a new id; the old one is removed, its figures with it.
+    joined = run_cli(
+        "federation",
+        "join",
+        "--db",
+        str(north.org.db),
+        "--parent",
+        fed.server.url,
+        "--code",
+        code,
+        "--force",
+        env=SECRET_ENV,
+    )
+    assert joined.returncode == 0, joined.stderr
+    north.id = json.loads(joined.stdout)["child"]
+    assert north.id != old
+    assert rows(fed.parent, "SELECT count(*) AS n FROM federation_rollups WHERE child = ?", (old,))[0]["n"] == 0
+    (sent,) = run_all(("tick", "--db", str(north.org.db), "--job", "federation.report"))
+    assert sent.returncode == 0, sent.stderr
+    last = link_of(north)["acknowledged_through"]
+    assert link_of(south)["acknowledged_through"] == last
+    assert_parent_rates_equal_childrens(fed, last)  # the whole history once, not twice
+    listed = {item["child"] for item in fed.admin("/api/v1/federation/children").json()}
+    assert listed == {north.id, south.id}
+    # The old child is heard no more; its stored reports still verify.
+    body, headers = signed_report(fed, north, last)
+    assert post_report(fed, body, {**headers, federation.CHILD_HEADER: old}).status_code == 401
+    checked = run_cli("federation", "verify", "--db", parent_db, "--child", old, env=SECRET_ENV)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["bad"] == [], checked.stdout + checked.stderr
+
+    # Removing a child by hand: its figures leave every rate at once; unknown or removed twice: exit 2.
+    before = rates_of(fed, fed.server, fed.parent, south.hangs_under, last)["total"]["n"]
+    reported = sum(rates_of(fed, fed.server, fed.parent, f"{south.id}:{root}", last)["total"]["n"] for root in "AB")
+    assert reported > 0
+    removed = run_cli("federation", "remove", "--db", parent_db, "--child", south.id, env=SECRET_ENV)
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout)["child"] == south.id and json.loads(removed.stdout)["rollups_dropped"] > 0
+    under = rates_of(fed, fed.server, fed.parent, south.hangs_under, last)
+    assert "reported" not in under and under["total"]["n"] == before - reported
+    for child in (south.id, old, "nobody"):
+        again = run_cli("federation", "remove", "--db", parent_db, "--child", child, env=SECRET_ENV)
+        assert again.returncode == 2 and "child:" in again.stderr, again.stderr
+    entries = rows(
+        fed.parent, "SELECT record_id, change FROM audit_log WHERE kind = 'federation_child' AND action = 'remove'"
+    )
+    assert {entry["record_id"] for entry in entries} == {old, south.id}
+    assert {json.loads(entry["change"])["after"]["replaced_by"] for entry in entries} == {north.id, None}
+
+
+def acknowledge_all(db: Any, snapshot: Any, link: dict[str, Any], now: datetime) -> list[str]:
+    """Plan the middle installation's reports as its job would and take them as acknowledged; the days."""
+    days = []
+    with db.conn:
+        while due := federation_child.plan(db.conn, snapshot, link, now):
+            for day, _content, digest in due:
+                federation_store.acknowledge(db.conn, day, digest, datetime.now(UTC).isoformat())
+                days.append(day)
+    return days
+
+
+def test_a_middle_tier_passes_a_grandchilds_late_days_on(org: Org) -> None:
+    """Three tiers, in the middle installation's database: a day it reported upward long ago (older than the
+    recheck window) is due again once a child of its own reports it late, or is removed; no other old day is."""
+    now = datetime.now(UTC)
+    db = open_database(str(org.db))
+    try:
+        key = federation.new_private_key()
+        joined_at = (now - timedelta(days=30)).isoformat()
+        with db.conn:
+            federation_child.save_link(
+                db.conn,
+                {
+                    "parent_url": "http://127.0.0.1:9",
+                    "child_id": "middle",
+                    "name": "middle",
+                    "public_key": federation.public_key_text(key),
+                    "private_key": federation.seal_private_key(key, "test-secret"),
+                    "units": json.dumps(["A"]),
+                    "joined_at": joined_at,
+                },
+            )
+            link = federation_store.link(db.conn)
+        snapshot = load_snapshot(db.conn, default_plugins())
+        assert len(acknowledge_all(db, snapshot, link, now)) >= 30
+        with db.conn:
+            code, _expires = federation.create_invite(db.conn, "A1")
+            attempt = federation.reserve_join_attempt(db.conn, "grandchild")
+            grandchild_key = federation.public_key_text(federation.new_private_key())
+            request = federation.JoinRequest(code=code, public_key=grandchild_key, name="Grandchild", units=["G"])
+            grandchild = federation.accept_join(db.conn, attempt, request)["child"]
+        late = (now.date() - timedelta(days=20)).isoformat()
+        rollup = {"unit": "G", "service": None, "n": 2, "satisfied": 1, "dissatisfied": 1, "score_n": 0}
+        raw = {
+            "version": federation.REPORT_VERSION,
+            "child": grandchild,
+            "day": late,
+            "sent_at": now.isoformat(),
+            "units": [{"code": "G", "name": "Post G", "parent": None, "lang": "en", "tz": "UTC"}],
+            "rollups": [{**rollup, "score_sum": 0.0, "l1": 1, "l2": 0, "l3": 0, "l4": 0, "l5": 1, "suspect": 0}],
+            "objectives": [],
+            "actions": [],
+        }
+        raw["content_hash"] = federation.content_hash(raw)
+        with db.conn:
+            child = federation_store.get_child(db.conn, grandchild)
+            assert federation.receive_report(db.conn, child, federation.parse_report(raw))["status"] == "stored"
+        snapshot = load_snapshot(db.conn, default_plugins())
+        units = federation_child.reported_tree(snapshot, ["A"])
+        assert f"{grandchild}:G" in units
+        recheck_from = federation_child.closed_through(snapshot, units, now) - timedelta(
+            days=federation_child.RECHECK_DAYS - 1
+        )
+        with db.conn:
+            due = {day: content for day, content, _hash in federation_child.plan(db.conn, snapshot, link, now)}
+        # The late day goes up with the grandchild's figures; of the older days, no other.
+        assert late in due and late < recheck_from.isoformat()
+        assert [day for day in due if day < recheck_from.isoformat()] == [late]
+        assert [(r["unit"], r["n"]) for r in due[late]["rollups"]] == [(f"{grandchild}:G", 2)]
+        acknowledge_all(db, snapshot, link, now)
+        with db.conn:
+            federation.remove_child(db.conn, grandchild)
+            due = {day: content for day, content, _hash in federation_child.plan(db.conn, snapshot, link, now)}
+        assert [day for day in due if day < recheck_from.isoformat()] == [late] and due[late]["rollups"] == []
+    finally:
+        db.close()
+
+
 class HtmlParent(BaseHTTPRequestHandler):
     """A "parent" that answers every POST with a web page (a proxy's error page, a wrong address)."""
 

@@ -115,7 +115,7 @@ def populate(world: World) -> None:
     joined = {"code": pairing_code(world), "public_key": federation.public_key_text(world.ids["child_key"])}
     reply = httpx.post(f"{world.server.url}/api/v1/federation/join", json={**joined, "name": "Child", "units": ["X"]})
     world.ids["child"] = reply.json()["child"]
-    world.ids["pairing_code"] = pairing_code(world)
+    world.ids["pairing_code"] = pairing_code(world, "B")  # a child reports under A already
 
 
 @pytest.fixture(scope="module")
@@ -401,12 +401,12 @@ def valid_calls(world: World) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-def pairing_code(world: World) -> str:
-    """A one-time code for a child installation under unit A, as `feedback federation invite` makes it."""
+def pairing_code(world: World, unit: str = "A") -> str:
+    """A one-time code for a child installation under `unit`, as `feedback federation invite` makes it."""
     database = open_database(str(world.org.db))
     try:
         with database.conn:
-            return federation.create_invite(database.conn, "A")[0]
+            return federation.create_invite(database.conn, unit)[0]
     finally:
         database.close()
 

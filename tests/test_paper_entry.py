@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -24,10 +25,11 @@ import pytest
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
-from feedback import audit_seals, audit_verify, paper_forms, surveys
+from feedback import audit, audit_seals, audit_verify, organisation, paper_forms, surveys
 from feedback.db import connect_writer
 from feedback.rollup_rebuild import rebuild
 from feedback.store import dialect
+from feedback.store import organisation as organisation_store
 from feedback.store.responses import ROLLUP_MEASURES
 from feedback_plugins.templates import HAOCHAPING
 from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, ROOT, Org, Server, auth_header, connect, org_on, rows
@@ -227,6 +229,69 @@ def test_forms_of_another_subtree_look_unknown_and_viewers_may_not_key(served) -
     assert viewer.status_code == 403 and viewer.json()["field"] == "role"
     assert response_row(org, serial_b) is None
     assert post(server, org.tokens["admin"], {**body, "serial": serial_b}).status_code == 201
+
+
+def test_the_qr_text_a_handheld_scanner_types_names_the_form(served) -> None:
+    org, server = served
+    [serial] = print_forms(org, "tp-a1")
+    token = org.tokens["manager_a1"]
+    typed = paper_forms.qr_payload(serial, "csat", 1)
+    assert typed == f"FBP1:{serial}:csat:1"
+    loaded = httpx.get(
+        f"{server.url}/api/v1/paper-forms/{quote(typed, safe='')}", headers=auth_header(token), timeout=30
+    )
+    assert loaded.status_code == 200, loaded.text
+    form = loaded.json()
+    assert (form["serial"], form["survey"]["slug"], form["entered"]) == (serial, "csat", False)
+    stored = post(server, token, {"serial": typed, "answers": {"overall": 5}, "occurred_on": local_day("A1", 1)})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["serial"] == serial and stored.json()["id"] == paper_forms.response_id(SECRET, serial)
+    again = post(server, token, {"serial": serial, "answers": {"overall": 5}, "occurred_on": local_day("A1", 1)})
+    assert again.status_code == 200  # the same form, however its serial came in
+    # A QR text whose serial's check symbol fails is no serial.
+    other = "Z" if serial[-1] != "Z" else "Y"
+    body = {"serial": f"FBP1:{serial[:-1]}{other}:csat:1", "answers": {"overall": 5}, "occurred_on": local_day("A1")}
+    broken = post(server, token, body)
+    assert broken.status_code == 400 and broken.json()["field"] == "serial", broken.text
+
+
+def test_a_form_of_a_touchpoint_retired_before_its_date_of_service_is_gone(served) -> None:
+    org, server = served
+    zone = ZoneInfo(ZONES["A1"])
+    retired = datetime.combine(datetime.now(zone).date() - timedelta(days=2), datetime.min.time(), zone)
+    retired = retired.replace(hour=13)  # the afternoon of two days ago, after that day's noon
+    conn = connect(org.db)
+    try:
+        with conn:
+            organisation.add_touchpoint(conn, "A1", "Old hall", "csat", token="tp-old")
+            forms = paper_forms.new_forms(
+                touchpoint="tp-old",
+                unit="A1",
+                survey="csat",
+                survey_version=1,
+                lang="vi",
+                paper="A4",
+                count=3,
+                printed_by="printer",
+                now=datetime.now(UTC) - timedelta(days=6),
+            )
+            paper_forms.register(conn, forms)
+            # As `organisation.retire_touchpoint` does (audited), two days ago rather than now.
+            with audit.tracked(conn, "touchpoint", "tp-old", "retire"):
+                assert organisation_store.retire_touchpoint(conn, "tp-old", retired.astimezone(UTC).isoformat())
+    finally:
+        conn.close()
+    server.app.state.catalog.invalidate()
+    token = org.tokens["manager_a1"]
+    before, that_day, after = (form["serial"] for form in forms)
+    # A form is dated noon of its day of service: given before the retirement, it is taken.
+    kept = post(server, token, {"serial": before, "answers": {"overall": 4}, "occurred_on": local_day("A1", 3)})
+    assert kept.status_code == 201, kept.text
+    same_day = post(server, token, {"serial": that_day, "answers": {"overall": 4}, "occurred_on": local_day("A1", 2)})
+    assert same_day.status_code == 201, same_day.text
+    gone = post(server, token, {"serial": after, "answers": {"overall": 4}, "occurred_on": local_day("A1", 1)})
+    assert gone.status_code == 410 and gone.json()["field"] == "touchpoint", gone.text
+    assert response_row(org, after) is None and response_row(org, before) is not None
 
 
 def test_a_form_keeps_the_version_it_was_printed_with(served) -> None:
@@ -539,7 +604,11 @@ def test_twenty_forms_keyed_by_keyboard_alone(served, browser, backend: str) -> 
         started = time.monotonic()
         for n, serial in enumerate(serials):
             code = serial.replace("-", "")
-            page.keyboard.type(code)
+            if n == 1:  # a handheld scanner reads the QR code: it types the code's text and Enter itself
+                page.keyboard.type(paper_forms.qr_payload(serial, "vash_kontrol", 1))
+                keys -= len(code)  # one press of the scanner's trigger instead of the ten symbols
+            else:
+                page.keyboard.type(code)
             page.keyboard.press("Enter")
             for digit in expected[serial]:
                 page.keyboard.press(str(digit))
@@ -575,8 +644,9 @@ def test_twenty_forms_keyed_by_keyboard_alone(served, browser, backend: str) -> 
         assert msgspec.json.decode(row["answers"]) == answers, serial
         assert (row["day"], row["entered_by"]) == (day, "boris")
     # Ten serial symbols, Enter, five digits, Enter past the comment and the contact, Enter on the kept date:
-    # 19 keys (the first form adds the date's eight digits), well within 15 s for a trained clerk.
-    assert keys == FORMS * 19 + 8
+    # 19 keys (the first form adds the date's eight digits, the scanned one takes ten fewer), well within
+    # 15 s for a trained clerk.
+    assert keys == FORMS * 19 + 8 - 10
     assert keys / FORMS <= 25
     print(f"\nkeyed {FORMS} Ваш контроль forms: {keys / FORMS:.1f} keys and {seconds / FORMS:.2f} s per form")
 

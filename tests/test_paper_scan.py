@@ -1,6 +1,7 @@
 """Scanned paper forms, round trip: forms printed through the server, marked as a person would (ticks,
 crosses, a corrected mark, two ticks on one question, a faint mark, handwriting), one page turned 1.5°
-with noise and a shift, one page with its QR code smudged, scanned at 200 dpi into a PDF and a folder
+with noise and a shift, one fed upside down, the A5 page fed sideways (turned 90° and a little more), one
+page with its QR code smudged, scanned at 200 dpi into a PDF and a folder
 of images; read by `feedback paper read` and by the upload at `/manage/entry/scans`. Every page read
 with confidence is stored with exactly the answers drawn (wrong: 0); every other page waits in the
 review queue with its reason, where a person confirms it (in Chromium), types a serial or discards it.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,7 +27,20 @@ from PIL import Image
 from feedback import paper_forms, paper_pages, paper_review, paper_scan
 from feedback.paper_layout import FormLayout, form_layout
 from feedback_plugins.templates import register_survey_templates
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, rows, run_cli
+from tests.conftest import (
+    ARTIFACTS,
+    AXE,
+    BOTH_BACKENDS,
+    FEEDBACK,
+    Org,
+    Server,
+    auth_header,
+    connect,
+    poll_until,
+    rows,
+    run_cli,
+    source_env,
+)
 from tests.manage_helpers import add_user, csrf_token, sign_in
 from tests.paper_marks import FAINT_PEN, Pen, answer_box, as_pdf, date_boxes, render_pages, scanned
 
@@ -137,6 +153,8 @@ def scans(server: Server, shared_org: Org, tmp_path_factory: pytest.TempPathFact
         elif index == 7:  # a comment written by hand: the reviewer types it in
             pen.write(b_layout.question("comment").writing)
             page(serial, image, answers, b_day, "handwriting:comment", {**answers, "comment": "Долго ждал"})
+        elif index == 0:  # fed upside down (and a little askew): the QR code says where the top is
+            page(serial, scanned(image, degrees=180.6, noise=8), answers, b_day)
         else:
             page(serial, image, answers, b_day)
     # CSAT: a low rating with the reasons for it, several boxes ticked.
@@ -146,7 +164,9 @@ def scans(server: Server, shared_org: Org, tmp_path_factory: pytest.TempPathFact
     pen.tick(answer_box(a_layout, "overall", 2))
     pen.cross(answer_box(a_layout, "reasons", "waiting_time"))
     pen.tick(answer_box(a_layout, "reasons", "information"))
-    page(serial, image, {"overall": 2, "reasons": ["waiting_time", "information"]}, a_day)
+    # The A5 sheet fed sideways through the scanner, turned a little more, with noise.
+    sideways = scanned(image.transpose(Image.Transpose.ROTATE_90), degrees=-1.2, shift_mm=(1.5, 2.0), noise=10)
+    page(serial, sideways, {"overall": 2, "reasons": ["waiting_time", "information"]}, a_day)
 
     pdf = folder / "scans.pdf"
     pdf.write_bytes(as_pdf(images))
@@ -261,10 +281,12 @@ def test_the_upload_refuses_forms_of_other_units_and_keeps_the_queue_to_the_subt
     assert 'id="summary-duplicates">4<' in page and 'id="summary-refused">1<' in page
     assert 'id="summary-queued">4<' in page
     assert listing.status_code == 200
-    # The smudged page waits once, under the command line's scope (no unit) until its serial is typed.
+    # A form's page waits once (the command line's three); the smudged page, whose serial is unknown, is
+    # boris's own in his unit: the command line's (no unit) is one he cannot see.
     waiting = api.json()
-    assert api.status_code == 200 and len(waiting) == 3 and {row["status"] for row in waiting} == {"waiting"}
-    assert all(row["unit"] == "B" and row["serial"] for row in waiting)
+    assert api.status_code == 200 and len(waiting) == 4 and {row["status"] for row in waiting} == {"waiting"}
+    assert all(row["unit"] == "B" for row in waiting)
+    assert sorted(bool(row["serial"]) for row in waiting) == [False, True, True, True]
     for row in waiting:
         assert f'href="/manage/entry/review/{row["id"]}"' in listing.text
     assert junk.status_code == 400 and "notes.txt" in junk.text
@@ -425,6 +447,63 @@ def test_a_page_is_discarded_with_a_reason_and_a_decided_page_stays_decided(
     assert audit == [{"action": "discard"}]
 
 
+def _upload(server: Server, user: str, *paths: Path) -> str:
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        sign_in(client, server, user, PASSWORD)
+        files = [("files", (path.name, path.read_bytes(), "image/png")) for path in paths]
+        reply = client.post(
+            "/manage/entry/scans", data={"_csrf_token": csrf_token(client, "/manage/entry/scans")}, files=files
+        )
+    assert reply.status_code == 200, reply.text[:2000]
+    return reply.text
+
+
+def test_a_discarded_form_scanned_again_waits_anew_and_an_image_waits_once_per_unit(
+    server: Server, scans: Scans, read_by_cli: dict, shared_org: Org
+) -> None:
+    faint = next(page for page in scans.pages if page.queued == "faint:premises")
+    index = scans.pages.index(faint)
+    [discarded] = [row for row in queue(shared_org) if row["serial"] == faint.serial]
+    assert discarded["status"] == "discarded"  # by the test before
+    page = _upload(server, "dina", scans.folder / f"page-{index + 1:02d}.png")
+    assert 'id="summary-queued">1<' in page
+    again = [row for row in queue(shared_org) if row["serial"] == faint.serial]
+    assert [(row["id"], row["status"]) for row in again] == [
+        (discarded["id"], "discarded"),
+        (again[1]["id"], "waiting"),
+    ]
+    assert again[1]["id"] > discarded["id"] and json.loads(again[1]["reasons"]) == ["faint:premises"]
+    # Scanned once more while that page waits: it is that page.
+    _upload(server, "dina", scans.folder / f"page-{index + 1:02d}.png")
+    assert [row["id"] for row in queue(shared_org) if row["serial"] == faint.serial] == [row["id"] for row in again]
+    # A page decided while decided pages kept their keys (a database from before) gives its key up too.
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        sign_in(client, server, "dina", PASSWORD)
+        token = csrf_token(client, f"/manage/entry/review/{again[1]['id']}")
+        done = client.post(f"/manage/entry/review/{again[1]['id']}/discard", data={"_csrf_token": token, "reason": "x"})
+    assert done.status_code == 303
+    conn = connect(shared_org.db)
+    try:
+        with conn:
+            conn.execute("UPDATE paper_scans SET digest = ? WHERE id = ?", (f"serial:{faint.serial}", again[1]["id"]))
+    finally:
+        conn.close()
+    _upload(server, "dina", scans.folder / f"page-{index + 1:02d}.png")
+    third = [row["status"] for row in queue(shared_org) if row["serial"] == faint.serial]
+    assert third == ["discarded", "discarded", "waiting"]
+    # The smudged page (no serial read) uploaded in another unit is that unit's own page, not B's.
+    smudged = scans.pages.index(next(page for page in scans.pages if page.queued == "no_qr"))
+    add_user(shared_org.db, "anna", PASSWORD, "manager", "A1")
+    page = _upload(server, "anna", scans.folder / f"page-{smudged + 1:02d}.png")
+    assert 'id="summary-queued">1<' in page
+    headers = auth_header(shared_org.tokens["manager_a1"])
+    mine = httpx.get(f"{server.url}/api/v1/paper-scans", params={"status": "waiting"}, headers=headers).json()
+    assert [(row["unit"], row["serial"], row["uploaded_by"]) for row in mine] == [("A1", None, "anna")]
+    unknown = [row for row in queue(shared_org) if row["serial"] is None and row["status"] == "waiting"]
+    # anna's, boris's and the command line's (no unit; it read the folder's PNG, another image than the PDF's)
+    assert sorted(row["unit"] or "" for row in unknown) == ["", "A1", "B"]
+
+
 def _pdf(*sizes_pt: tuple[float, float]) -> bytes:
     from fpdf import FPDF
 
@@ -507,3 +586,48 @@ def test_every_reason_a_page_waits_for_has_words_on_the_pages() -> None:
     from feedback.web.manage import scan_pages
 
     assert set(scan_pages.REASONS) == {*paper_scan.PAGE_REASONS, *paper_scan.QUESTION_REASONS}
+
+
+def test_a_batch_killed_mid_read_and_read_again_stores_every_page_once(scans: Scans, shared_org: Org, org: Org) -> None:
+    """SIGKILL `feedback paper read` once its first chunk of pages is stored, then run it again: the module's
+    nine pages (eight in the first chunk), read into a fresh database holding their forms' records."""
+    serials = [page.serial for page in scans.pages]
+    records = rows(shared_org, f"SELECT * FROM paper_forms WHERE serial IN ({', '.join('?' * len(serials))})", serials)
+    conn = connect(org.db)
+    try:
+        with conn:
+            paper_forms.register(conn, records)
+    finally:
+        conn.close()
+    sure = [page for page in scans.pages if not page.queued]
+
+    def stored() -> list[dict]:
+        return rows(org, "SELECT id FROM responses WHERE channel = 'paper'")
+
+    command = [*FEEDBACK, "paper", "read", "--db", str(org.db), str(scans.pdf)]
+    env = source_env({"FEEDBACK_SECRET": SECRET})
+    reading = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll_until(stored, timeout=60, what="the first chunk stored")
+        reading.send_signal(signal.SIGKILL)
+    finally:
+        reading.kill()
+        reading.wait(30)
+    assert reading.returncode == -signal.SIGKILL  # killed, not finished: the ninth page was not stored yet
+    before = {row["id"] for row in stored()}
+    assert 0 < len(before) < len(sure)
+    if org.backend == "sqlite":  # the killed process had the file open for writing
+        assert rows(org, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    again = run_cli("paper", "read", "--db", str(org.db), str(scans.pdf), env={"FEEDBACK_SECRET": SECRET})
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["duplicates"], summary["stored"]) == (len(before), len(sure) - len(before))
+    assert (summary["conflicts"], summary["refused"]) == ([], [])
+    after = stored()
+    assert len(after) == len({row["id"] for row in after}) == len(sure) and before <= {row["id"] for row in after}
+    for page in sure:
+        found = stored_answers(org, page.serial)
+        assert found is not None and (found["answers"], found["day"]) == (page.answers, page.day), page.serial
+    # Each page that waits for a person waits once, whether it was queued before the kill or after it.
+    waiting = [row for row in queue(org) if row["status"] == "waiting"]
+    assert sorted(json.loads(row["reasons"])[0] for row in waiting) == sorted(p.queued for p in scans.pages if p.queued)

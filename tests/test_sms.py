@@ -27,7 +27,7 @@ import pytest
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
-from feedback import invitations
+from feedback import invitations, outbox, sms
 from feedback.errors import InvalidInput
 from feedback.phones import find_phone, normalise_phone, phone_key
 from feedback.settings import SettingsError, load_settings
@@ -517,6 +517,87 @@ def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org,
         )
         == []
     )
+
+
+def close_action(server: Server, org: Org, action_id: int) -> None:
+    admin = auth_header(org.tokens["admin"])
+    steps = [
+        {"type": "verifying"},
+        {"type": "corrected", "correction": "Ок"},
+        {"type": "implemented", "action_taken": "Ок"},
+        {"type": "effectiveness_review"},
+        {"type": "closed", "result": "Ок"},
+    ]
+    for step in steps:
+        reply = httpx.post(f"{server.url}/api/v1/actions/{action_id}/events", json=step, headers=admin, timeout=30)
+        assert reply.status_code == 201, reply.text
+
+
+def callback_on(server: Server, org: Org, action_id: int) -> dict[str, Any]:
+    reply = httpx.get(f"{server.url}/api/v1/actions/{action_id}", headers=auth_header(org.tokens["admin"]), timeout=30)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["callback"]
+
+
+def test_a_call_back_sms_the_outbox_gives_up_after_its_tries_is_not_reached_on_the_action(
+    server: Server, shared_org: Org, gateway
+) -> None:
+    stored, action = low_rating_with_contact(server, shared_org, "Пётр, +7 914 555-00-22")
+    key = f"callback:{stored['id']}"
+    store = server.app.state.store
+    gateway.fail_next = outbox.MAX_ATTEMPTS + 5  # 503 to every try
+    try:
+        close_action(server, shared_org, action["id"])
+        poll_until(lambda: rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ? AND attempts > 0", (key,)))
+        # Each later try at its time, as the delivery job would make it (on the server's own loop).
+        for _ in range(outbox.MAX_ATTEMPTS):
+            [row] = rows(shared_org, "SELECT next_attempt_at, failed_at FROM outbox WHERE dedupe_key = ?", (key,))
+            if row["failed_at"]:
+                break
+            due = datetime.fromisoformat(row["next_attempt_at"]) + timedelta(seconds=1)
+            tried = asyncio.run_coroutine_threadsafe(sms.deliver(store, due, sms.current_settings(store)), server._loop)
+            tried.result(30)
+    finally:
+        gateway.fail_next = 0
+    [row] = rows(shared_org, "SELECT attempts, failed_at, target FROM outbox WHERE dedupe_key = ?", (key,))
+    assert (row["attempts"], row["target"]) == (outbox.MAX_ATTEMPTS, "(purged)") and row["failed_at"]
+    attempts = poll_until(
+        lambda: rows(shared_org, "SELECT via, outcome, actor FROM callback_attempts WHERE action = ?", (action["id"],)),
+        what="the call-back recorded",
+    )
+    assert attempts == [{"via": "sms", "outcome": "not_reached", "actor": "system"}]
+    assert gateway.to("+79145550022") == []
+    assert rows(shared_org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)) == []
+    callback = callback_on(server, shared_org, action["id"])
+    assert [(a["via"], a["outcome"]) for a in callback["attempts"]] == [("sms", "not_reached")]
+    assert callback["state"] == "pending" and callback["tries"] == 1  # one of FEEDBACK_CALLBACK_TRIES
+
+
+def test_a_call_back_to_a_number_that_sent_stop_is_declined_on_the_action(
+    server: Server, shared_org: Org, gateway
+) -> None:
+    phone = "+79145550033"
+    assert inbound(server, {"id": "gw-cb-stop", "from": phone, "text": "STOP"}).json()["status"] == "opted_out"
+    stored, action = low_rating_with_contact(server, shared_org, f"Ольга, {phone}")
+    close_action(server, shared_org, action["id"])
+    attempts = poll_until(
+        lambda: rows(shared_org, "SELECT via, outcome, actor FROM callback_attempts WHERE action = ?", (action["id"],)),
+        what="the call-back recorded",
+    )
+    assert attempts == [{"via": "sms", "outcome": "declined", "actor": "system"}]
+    callback = callback_on(server, shared_org, action["id"])
+    assert callback["state"] == "declined" and callback["settled_at"]
+    assert rows(shared_org, "SELECT 1 FROM contacts WHERE response_id = ?", (stored["id"],)) == []
+    assert rows(shared_org, "SELECT 1 FROM outbox WHERE dedupe_key = ?", (f"callback:{stored['id']}",)) == []
+    assert gateway.to(phone) == []
+    # Final: a person cannot record another attempt on it.
+    later = httpx.post(
+        f"{server.url}/api/v1/actions/{action['id']}/callbacks",
+        json={"via": "phone", "outcome": "reached"},
+        headers=auth_header(shared_org.tokens["admin"]),
+        timeout=30,
+    )
+    assert later.status_code == 409, later.text
 
 
 # -- retries, retention, the template, the hook ---------------------------------------------------------------

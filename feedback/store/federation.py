@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from feedback.store import Connection, all_rows, first_row, marks, scalar
+from feedback.store import Connection, all_rows, first_row, marks
 from feedback.store.responses import ROLLUP_MEASURES
 from feedback.store.users import Ledger
 
@@ -22,12 +22,20 @@ JOIN_ATTEMPTS = Ledger("federation_join_attempts", "client", keep=timedelta(0))
 
 
 def insert_invite(
-    conn: Connection, code_hash: str, unit: str, created_at: str, created_by: str | None, expires_at: str
+    conn: Connection,
+    code_hash: str,
+    unit: str,
+    created_at: str,
+    created_by: str | None,
+    expires_at: str,
+    replace: bool = False,
 ) -> None:
-    """Store a new pairing code for a child whose tree will hang under `unit`."""
+    """Store a new pairing code for a child whose tree will hang under `unit` (`replace`: the children under
+    `unit` when it is used are removed)."""
     conn.execute(
-        "INSERT INTO federation_invites (code_hash, unit, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)",
-        (code_hash, unit, created_at, created_by, expires_at),
+        "INSERT INTO federation_invites (code_hash, unit, created_at, created_by, expires_at, replace_children)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (code_hash, unit, created_at, created_by, expires_at, int(replace)),
     )
 
 
@@ -36,12 +44,13 @@ def drop_expired_invites(conn: Connection, now: str) -> None:
     conn.execute("DELETE FROM federation_invites WHERE expires_at < ? AND used_at IS NULL", (now,))
 
 
-def spend_invite(conn: Connection, code_hash: str, now: str, child: str) -> str | None:
-    """Use an unused, unexpired code for `child` in one statement; returns the unit it names, or None."""
-    return scalar(
+def spend_invite(conn: Connection, code_hash: str, now: str, child: str) -> dict[str, Any] | None:
+    """Use an unused, unexpired code for `child` in one statement; returns the unit it names and whether it
+    replaces the children under it ({"unit", "replace_children"}), or None."""
+    return first_row(
         conn,
         "UPDATE federation_invites SET used_at = ?, child = ? WHERE code_hash = ? AND used_at IS NULL"
-        " AND expires_at >= ? RETURNING unit",
+        " AND expires_at >= ? RETURNING unit, replace_children",
         (now, child, code_hash, now),
     )
 
@@ -63,16 +72,38 @@ def child_ids(conn: Connection) -> set[str]:
     return {row["id"] for row in all_rows(conn, "SELECT id FROM federation_children")}
 
 
-def get_child(conn: Connection, child: str) -> dict[str, Any] | None:
-    """A child's row, or None."""
-    return first_row(conn, "SELECT * FROM federation_children WHERE id = ?", (child,))
+def get_child(conn: Connection, child: str, removed: bool = False) -> dict[str, Any] | None:
+    """A paired child's row (with `removed`, a removed one's too), or None."""
+    live = "" if removed else " AND removed_at IS NULL"
+    return first_row(conn, f"SELECT * FROM federation_children WHERE id = ?{live}", (child,))
 
 
 def children(conn: Connection) -> list[dict[str, Any]]:
-    """Every child: id, name, unit, roots (JSON), joined_at, as_of, last_report_at, by id."""
+    """Every child not removed: id, name, unit, roots (JSON), joined_at, as_of, last_report_at, by id."""
     return all_rows(
-        conn, "SELECT id, name, unit, roots, joined_at, as_of, last_report_at FROM federation_children ORDER BY id"
+        conn,
+        "SELECT id, name, unit, roots, joined_at, as_of, last_report_at FROM federation_children"
+        " WHERE removed_at IS NULL ORDER BY id",
     )
+
+
+def children_under(conn: Connection, unit: str) -> list[str]:
+    """The ids of the children not removed whose trees hang under `unit`."""
+    rows = all_rows(
+        conn, "SELECT id FROM federation_children WHERE unit = ? AND removed_at IS NULL ORDER BY id", (unit,)
+    )
+    return [row["id"] for row in rows]
+
+
+def remove_child(conn: Connection, child: str, at: str) -> int:
+    """Mark a child removed and drop its reported rollups (its reports stay, for `verify`); returns the
+    rollup rows dropped, or -1 when the child is unknown or removed already."""
+    cursor = conn.execute(
+        "UPDATE federation_children SET removed_at = ? WHERE id = ? AND removed_at IS NULL", (at, child)
+    )
+    if cursor.rowcount != 1:
+        return -1
+    return conn.execute("DELETE FROM federation_rollups WHERE child = ?", (child,)).rowcount
 
 
 def mark_reported(conn: Connection, child: str, day: str, at: str) -> None:
@@ -191,6 +222,19 @@ def note_attempt(conn: Connection, at: str, error: str | None) -> None:
 def acknowledged(conn: Connection) -> dict[str, str]:
     """day → content hash of every day the parent acknowledged."""
     return {row["day"]: row["content_hash"] for row in all_rows(conn, "SELECT day, content_hash FROM federation_sent")}
+
+
+def reported_since_acknowledged(conn: Connection) -> set[str]:
+    """Acknowledged days whose reported figures (this installation's own children's, when it is a middle tier)
+    changed after the parent acknowledged them: a child's report of the day stored or replaced since, or a
+    child with reports of the day removed since. A grandchild catching up after a long outage reaches the top."""
+    rows = all_rows(
+        conn,
+        "SELECT s.day FROM federation_sent s WHERE EXISTS (SELECT 1 FROM federation_reports r"
+        " LEFT JOIN federation_children c ON c.id = r.child WHERE r.day = s.day"
+        " AND (r.received_at > s.acked_at OR c.removed_at > s.acked_at))",
+    )
+    return {row["day"] for row in rows}
 
 
 def acknowledge(conn: Connection, day: str, content_hash: str, at: str) -> None:

@@ -31,16 +31,26 @@ _NEW = ("digest", "source", "uploaded_at", "uploaded_by", "unit", "serial", "pap
 
 
 def add(conn: Connection, page: dict[str, Any]) -> tuple[int, bool]:
-    """Keep a page (a dict of `_NEW`) unless one with its digest is kept already: (its id, whether it is new).
-    One statement decides, so the same page uploaded on two nodes at once is kept once."""
-    found = conn.execute(
-        f"INSERT INTO paper_scans ({', '.join(_NEW)}) VALUES ({marks(_NEW)})"
-        " ON CONFLICT (digest) DO NOTHING RETURNING id",
-        tuple(page[c] for c in _NEW),
-    ).fetchone()
-    if found is not None:
-        return int(found[0]), True
-    return int(scalar(conn, "SELECT id FROM paper_scans WHERE digest = ?", (page["digest"],))), False
+    """Keep a page (a dict of `_NEW`) unless a waiting one has its key (`digest`): (its id, whether it is new).
+    The unique key decides, so the same page uploaded on two nodes at once waits once; a page decided
+    meanwhile has given its key up, and the insert is tried again."""
+    for _ in range(3):
+        found = conn.execute(
+            f"INSERT INTO paper_scans ({', '.join(_NEW)}) VALUES ({marks(_NEW)})"
+            " ON CONFLICT (digest) DO NOTHING RETURNING id",
+            tuple(page[c] for c in _NEW),
+        ).fetchone()
+        if found is not None:
+            return int(found[0]), True
+        holder = first_row(conn, "SELECT id, status FROM paper_scans WHERE digest = ?", (page["digest"],))
+        if holder is not None and holder["status"] == "waiting":
+            return int(holder["id"]), False
+        if holder is not None:  # decided before decided pages gave their keys up: it gives it up now
+            conn.execute(
+                "UPDATE paper_scans SET digest = 'decided:' || CAST(id AS TEXT) WHERE id = ? AND status <> 'waiting'",
+                (holder["id"],),
+            )
+    raise RuntimeError(f"paper_scans: the key {page['digest']!r} is taken and given up over and over")
 
 
 def get(conn: Connection, scan_id: int) -> dict[str, Any] | None:
@@ -95,11 +105,12 @@ def resolve(
     serial: str | None = None,
     response_id: str | None = None,
 ) -> bool:
-    """Close a waiting page (compare-and-set: of two people deciding at once, one wins); False when it was
-    no longer waiting."""
+    """Close a waiting page (compare-and-set: of two people deciding at once, one wins), giving its key up
+    so that a later scan of the form waits anew; False when it was no longer waiting."""
     changed = conn.execute(
         "UPDATE paper_scans SET status = ?, resolved_by = ?, resolved_at = ?, note = ?,"
-        " serial = coalesce(?, serial), response_id = ? WHERE id = ? AND status = 'waiting'",
+        " serial = coalesce(?, serial), response_id = ?, digest = 'decided:' || CAST(id AS TEXT)"
+        " WHERE id = ? AND status = 'waiting'",
         (status, by, at, note, serial, response_id, scan_id),
     )
     return changed.rowcount == 1
@@ -120,7 +131,7 @@ def count_waiting(conn: Connection, units: Sequence[str] | None, unitless: bool)
 
 def drop_decided_images(conn: Connection, unit: str, before: str) -> int:
     """Empty the images of the unit's pages decided before `before` (an ISO time): a scan shows the person
-    who filled the form in. The row stays (it keeps the page from being queued twice, and who decided it)."""
+    who filled the form in. The row stays (who decided it, and how)."""
     return conn.execute(
         "UPDATE paper_scans SET image = ? WHERE unit = ? AND status <> 'waiting' AND resolved_at < ?"
         " AND length(image) > 0",

@@ -167,8 +167,10 @@ CORE_SCHEMA: tuple[Table, ...] = (
     Table(
         # Scanned pages of paper forms that were not read with confidence, waiting for a person
         # (feedback.paper_review): the page as a PNG of about 100 dpi, what was read of it and why it is
-        # here. `digest` names the form (or the image, while the serial is unknown), so a page is kept
-        # once. `unit` is the form's, or the uploader's while the serial is unknown (NULL: an
+        # here. `digest` is the key of a waiting page: the form (`serial:…`), or while the serial is
+        # unknown the uploader's unit and the image (`image:<unit>:…`), so a page waits once per unit; a
+        # page decided or discarded gives its key up (`decided:<id>`), and a later scan of that form is a
+        # new page. `unit` is the form's, or the uploader's while the serial is unknown (NULL: an
         # installation-wide user's).
         "paper_scans",
         [
@@ -819,6 +821,8 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("expires_at", "text", nullable=False),
             Column("used_at", "text"),
             Column("child", "text"),
+            # 1: the children under `unit` when the code is used are removed (`invite --replace`).
+            Column("replace_children", "integer"),
         ],
         core=True,
     ),
@@ -843,6 +847,9 @@ CORE_SCHEMA: tuple[Table, ...] = (
             Column("joined_at", "text", nullable=False),
             Column("as_of", "text"),
             Column("last_report_at", "text"),
+            # When the child was removed (`feedback federation remove`, or replaced by a new pairing): its
+            # rollups are gone and it is no longer shown or heard; its reports stay for `verify`.
+            Column("removed_at", "text"),
         ],
         core=True,
     ),
