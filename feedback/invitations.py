@@ -26,6 +26,7 @@ import base64
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -187,15 +188,25 @@ async def invite(
 
 class InvitationPolicy(Policy):
     """The one ingest path for an answer to an invitation: the write that stores it closes the invitation.
-    `primary_only`: a reply by SMS answers the primary rating alone."""
+    `primary_only`: a reply by SMS answers the primary rating alone. `when_closed` runs in that write when it
+    is the one that closes the invitation (so it is the one storing its response): a reply by SMS keeps its
+    answer there, committed with the rating or not at all."""
 
-    def __init__(self, invitation_id: str, *, primary_only: bool = False) -> None:
+    def __init__(
+        self,
+        invitation_id: str,
+        *,
+        primary_only: bool = False,
+        when_closed: Callable[[Connection], None] | None = None,
+    ) -> None:
         self.invitation_id = invitation_id
         self.primary_only = primary_only
+        self.when_closed = when_closed
 
     def flags_in_write(self, conn: Connection, prepared: list[Prepared]) -> dict[str, list[str]]:
-        if prepared:
-            sms_store.close_invitation(conn, self.invitation_id, stamp(datetime.now(UTC)))
+        closed = bool(prepared) and sms_store.close_invitation(conn, self.invitation_id, stamp(datetime.now(UTC)))
+        if closed and self.when_closed is not None:
+            self.when_closed(conn)
         return {}
 
 

@@ -4,8 +4,9 @@ The body is signed by the gateway: `X-Feedback-Signature: sha256=<hex HMAC-SHA25
 FEEDBACK_SMS_SECRET>`, compared in constant time before anything in the body is read (missing: 401,
 wrong: 403; without a secret configured the route answers 404, as if it were not there).
 
-Each message id is answered once: the answer is kept (`sms_inbound`) and a message delivered again gets
-the same answer and changes nothing. What a message does:
+Each message id is answered once: the answer is kept (`sms_inbound`; a rating's in the write that stores
+it, so a server killed after that commit still gives a redelivery the same answer) and a message delivered
+again gets the same answer and changes nothing. What a message does:
 
 - `STOP` (any case; also DỪNG/DUNG, СТОП, 退订, TD): the number's keyed hash joins the opt-outs, so it
   gets no further invitation or message, and every invitation still holding the number forgets it (its
@@ -117,6 +118,14 @@ async def answer(store: Store, snapshot: Snapshot, settings: Settings, message: 
         return ignored(message, "no_survey")
     if not 1 <= digit <= primary.scale:
         return ignored(message, "not_a_rating")
+    stored = {"id": message.id, "status": "stored", "response": invitation["response_id"]}
+
+    def keep_answer(conn: Connection) -> None:
+        # In the write that stores the rating and closes the invitation: were the answer kept in a write of
+        # its own, a server killed between the two would answer the gateway's redelivery of this message
+        # `no_open_invitation` though its rating is stored.
+        sms_store.record_inbound(conn, message.id, stamp(now), json.dumps(stored, ensure_ascii=False))
+
     submission = Submission(
         touchpoint=touchpoint.token,
         answers={primary.key: digit},
@@ -129,11 +138,11 @@ async def answer(store: Store, snapshot: Snapshot, settings: Settings, message: 
         [Item(submission, case_verified=True)],
         store,
         snapshot,
-        policy=InvitationPolicy(invitation["id"], primary_only=True),
+        policy=InvitationPolicy(invitation["id"], primary_only=True, when_closed=keep_answer),
         default_action_days=settings.default_action_days,
     )
     if outcome.status in ("stored", "duplicate"):
-        return {"id": message.id, "status": "stored", "response": outcome.id}
+        return stored
     if outcome.status == "conflict":
         return ignored(message, "already_answered")
     if outcome.status == "gone":
