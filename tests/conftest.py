@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import fcntl
 import gc
 import itertools
+import json
 import logging
 import os
 import random
@@ -658,12 +660,84 @@ def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+class CommandLine:
+    """`feedback …` for tests, forked from a process that has imported the app once (tests/cli_zygote.py):
+    each command is still a process of its own, without a fresh interpreter's second of imports. One per
+    test process; a command asked for while another runs (from another thread) gets a fresh interpreter."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "tests.cli_zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=source_env(),
+                cwd=ROOT,
+            )
+            atexit.register(self._stop, self._process)
+        return self._process
+
+    @staticmethod
+    def _stop(process: subprocess.Popen) -> None:
+        if process.stdin:
+            process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def run(
+        self, args: list[str], env: dict[str, str], input: str | None, timeout: float
+    ) -> subprocess.CompletedProcess | None:
+        """The finished command, or None when the forking process is busy or gone (run it afresh)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            process = self._started()
+            with tempfile.TemporaryDirectory(prefix="feedback-cli-") as folder:
+                files = {name: str(Path(folder) / name) for name in ("stdin", "stdout", "stderr")}
+                Path(files["stdin"]).write_text(input or "", encoding="utf-8")
+                request = {"args": list(args), "env": env, "cwd": os.getcwd(), "timeout": timeout, **files}
+                assert process.stdin and process.stdout
+                try:
+                    process.stdin.write(json.dumps(request).encode() + b"\n")
+                    process.stdin.flush()
+                except BrokenPipeError:
+                    return None
+                line = process.stdout.readline()
+                if not line:
+                    return None
+                answer = json.loads(line)
+                if answer.get("timeout"):
+                    raise subprocess.TimeoutExpired([*FEEDBACK, *args], timeout)
+                return subprocess.CompletedProcess(
+                    [*FEEDBACK, *args],
+                    answer["returncode"],
+                    Path(files["stdout"]).read_text(encoding="utf-8"),
+                    Path(files["stderr"]).read_text(encoding="utf-8"),
+                )
+        finally:
+            self._lock.release()
+
+
+COMMAND_LINE = CommandLine()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """`feedback ARGS` in a process of its own, with this process's environment and `env`."""
+    environment = source_env(env)
+    done = COMMAND_LINE.run(list(args), environment, input, timeout=300)
+    if done is not None:
+        return done
     return subprocess.run(
         [*FEEDBACK, *args],
         capture_output=True,
         text=True,
-        env=source_env(env),
+        env=environment,
         input=input,
         timeout=300,
         check=False,
