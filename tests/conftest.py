@@ -504,6 +504,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): the test module runs on each of these databases")
+    config.addinivalue_line(
+        "markers", "browser_on_postgresql: a browser test whose point is the store path, run on PostgreSQL too"
+    )
     chosen = [name.strip() for name in config.getoption("--backends").split(",") if name.strip()]
     unknown = set(chosen) - set(BACKENDS)
     if unknown or not chosen:
@@ -530,11 +533,17 @@ POSTGRES_PAGE_LANGUAGE = "en"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, drop what only the markup decides: a page in more than one language, and a browser
+    test (an audit, a screenshot, keys typed) unless it is marked `browser_on_postgresql` because its point
+    is the store path behind the page (a live update, a flow walked to its end)."""
     kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         other_language = params.get("lang", POSTGRES_PAGE_LANGUAGE) != POSTGRES_PAGE_LANGUAGE
-        if params.get("backend") == "postgresql" and other_language:
+        page_only = "browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "browser_on_postgresql"
+        )
+        if params.get("backend") == "postgresql" and (other_language or page_only):
             dropped.append(item)
         else:
             kept.append(item)

@@ -123,6 +123,7 @@ def walk_to_closed(page: Page, people: Org, action: dict[str, Any]) -> None:
     assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "closed"
 
 
+@pytest.mark.browser_on_postgresql
 def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     sign_in(page, site, "mai", PASSWORD)
@@ -361,6 +362,7 @@ def test_a_change_made_in_another_worker_reaches_the_stream(org: Org) -> None:
         srv.stop()
 
 
+@pytest.mark.browser_on_postgresql
 def test_the_list_updates_live_without_reload(page: Page, site: Server, people: Org) -> None:
     sign_in(page, site, "mai", PASSWORD)
     page.goto(f"{site.url}/manage/actions?lang=en")

@@ -72,6 +72,7 @@ def alert(html: str) -> str:
     return match.group(1).strip() if match else ""
 
 
+@pytest.mark.browser_on_postgresql
 def test_sign_in_through_the_form_lands_on_the_page_asked_for(page: Page, server: Server, people: Org) -> None:
     page.goto(f"{server.url}/manage/admin/users?lang=en")
     assert "/manage/login" in page.url and "next=" in page.url  # not signed in: the form, remembering the page
