@@ -26,6 +26,7 @@ from feedback.catalog import load_snapshot
 from feedback.db import open_database
 from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, default_plugins, rows, run_cli
 from tests.manage_helpers import add_user, sign_in
+from tests.test_catalogue_import import sprawling_workbook
 
 pytestmark = BOTH_BACKENDS
 
@@ -375,22 +376,8 @@ def test_an_xlsx_import_reads_date_cells_and_refuses_formulas(tmp_path: Path, or
 def test_an_xlsx_declaring_every_cell_or_unpacking_too_large_is_refused_quickly(tmp_path: Path, org: Org) -> None:
     """A small workbook whose sheet declares A1:XFD1048576 with one value on its last row (17 billion cells
     as declared), and one that would unpack into more than MAX_UNPACKED: each refused in seconds."""
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "cases"
-    sheet.append(["ref", "unit", "received", "due"])
-    sheet.cell(1048576, 1).value = "last"
-    buffer = io.BytesIO()
-    book.save(buffer)
-    sprawl = io.BytesIO()
-    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(sprawl, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            content = source.read(info)
-            if info.filename.startswith("xl/worksheets/"):
-                content = re.sub(rb'<dimension ref="[A-Z0-9:]+"', b'<dimension ref="A1:XFD1048576"', content)
-            target.writestr(info, content)
     path = tmp_path / "sprawl.xlsx"
-    path.write_bytes(sprawl.getvalue())
+    path.write_bytes(sprawling_workbook("cases", ["ref", "unit", "received", "due"]))
     started = time_now()
     refused = import_cases(org, path)
     assert refused.returncode == 2, refused.stderr
