@@ -36,6 +36,26 @@ from feedback.settings import Settings, load_settings
 from feedback.store import events as event_store
 from feedback.store.dialect import is_postgres_url
 
+# -- one TLS context for the test process's HTTP clients -------------------------------------------
+# httpx builds an SSL context for every client it makes (about 35 ms of reading the CA bundle), even
+# for a client that only speaks plain HTTP to 127.0.0.1, and the tests make thousands of clients. The
+# default context is made once per (trust_env, SSL_CERT_FILE, SSL_CERT_DIR) and shared; any other
+# `verify` or a client certificate is made as before.
+_make_ssl_context = httpx._transports.default.create_ssl_context
+_default_ssl_contexts: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+    if verify is not True or cert:
+        return _make_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if key not in _default_ssl_contexts:
+        _default_ssl_contexts[key] = _make_ssl_context(verify=True, trust_env=trust_env)
+    return _default_ssl_contexts[key]
+
+
+httpx._transports.default.create_ssl_context = _shared_ssl_context
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
