@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import msgspec
 
-from feedback import actions, audit, federation, objectives
+from feedback import actions, audit, federation, objectives, tls
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput
 from feedback.jobs import Job, JobContext
@@ -63,7 +63,7 @@ def check_parent_url(url: str) -> str:
 
 def _client() -> httpx.AsyncClient:
     # No redirects (a report goes where the operator said) and no proxy from the environment.
-    return httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=tls.client_context())
 
 
 def _answer_text(response: httpx.Response) -> str:
@@ -121,7 +121,8 @@ def join_parent(parent_url: str, code: str, name: str, roots: list[str], secret:
     public = federation.public_key_text(key)
     body = {"code": code, "public_key": public, "name": name, "units": roots}
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+        verify = tls.client_context()
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=verify) as client:
             response = client.post(url + JOIN_PATH, json=body)
     except httpx.HTTPError as error:
         raise ParentRefused(f"parent: {url} cannot be reached: {error}", "parent") from None

@@ -27,7 +27,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
-from feedback import hookimpl
+from feedback import hookimpl, tls
 from feedback.outbox import GiveUp
 from feedback.settings import Settings
 
@@ -111,7 +111,9 @@ class HttpGateway:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         async with (
-            httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            httpx.AsyncClient(
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=tls.client_context()
+            ) as client,
             client.stream("POST", self.url, content=body, headers=headers) as response,
         ):
             await read_at_most(response, MAX_ANSWER)

@@ -13,13 +13,11 @@ connects to an address that check saw, so a name that resolves elsewhere in betw
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import ipaddress
 import logging
 import socket
-import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +33,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
-from feedback import __version__, audit, hookimpl
+from feedback import __version__, audit, hookimpl, tls
 from feedback.db import Store
 from feedback.errors import Forbidden, InvalidInput, NotFound
 from feedback.jobs import Job
@@ -316,12 +314,6 @@ def track_event(event: Event, store: Store):
 # -- delivery --------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes a while: once per process, shared by every delivery's client.
-    return httpx.create_ssl_context()
-
-
 async def deliver(store: Store, now: datetime, settings: Settings) -> int:
     """One delivery round of the webhook outbox: every due delivery, `CONCURRENCY` at a time."""
     hooks: dict[int, asyncio.Future] = {}  # each webhook read once per round
@@ -335,7 +327,7 @@ async def deliver(store: Store, now: datetime, settings: Settings) -> int:
         key = (target.url.scheme, target.url.host, target.url.port, target.addresses)
         if key not in clients:
             clients[key] = httpx.AsyncClient(
-                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=_tls_context()
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=tls.client_context()
             )
         return clients[key]
 

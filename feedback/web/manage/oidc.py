@@ -30,7 +30,7 @@ from litestar import Request, Response, get
 from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
-from feedback import directory_login
+from feedback import directory_login, tls
 from feedback.directory_login import Refusal
 from feedback.store import users as user_store
 from feedback.web.manage import layout
@@ -268,7 +268,7 @@ async def oidc_start(request: Request, state: State) -> Response:
     if directory_login.provider_name(settings) is None or not settings.public_url:
         return Redirect(LOGIN_PATH, status_code=303)
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, verify=tls.client_context()) as client:
             meta = await metadata(state, client)
     except ProviderError as error:
         log.warning("sign-in through %s cannot start: %s", settings.oidc_issuer, error)
@@ -316,7 +316,7 @@ async def oidc_callback(request: Request, state: State) -> Response:
     if params.get("error") or not code:
         return _failed(request, 401)  # the person did not sign in at the provider (cancelled, refused)
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, verify=tls.client_context()) as client:
             claims = await _exchange(state, client, flow, code)
     except (ProviderError, ValueError) as error:
         log.warning("sign-in through %s failed: %s", settings.oidc_issuer, error)
