@@ -555,7 +555,8 @@ POSTGRES_PAGE_LANGUAGE = "en"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL, drop what only the markup decides: a page in more than one language, and a browser
     test (an audit, a screenshot, keys typed) unless it is marked `browser_on_postgresql` because its point
-    is the store path behind the page (a live update, a flow walked to its end)."""
+    is the store path behind the page (a live update, a flow walked to its end). Then put the longest
+    modules first (`LONGEST_FIRST`)."""
     kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -569,7 +570,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # The longest modules first (a stable sort: each module's own order is kept).
+    items[:] = sorted(kept, key=lambda item: LONGEST_FIRST.get(item.path.stem, len(LONGEST_FIRST)))
+
+
+# The modules that take longest (summed test durations of the whole suite, longest first). xdist hands
+# out whole modules in collection order (`--dist loadscope`), so these start first and no long module
+# starts last while the other workers sit idle. Only the order changes: a module left out, renamed or
+# grown runs all the same, just not first.
+LONGEST_FIRST = {
+    name: rank
+    for rank, name in enumerate(
+        (
+            "test_manage_auth",
+            "test_manage_dashboard",
+            "test_paper_scan",
+            "test_manage_actions",
+            "test_kiosk",
+            "test_user_admin_scope",
+            "test_federation",
+            "test_openapi_fuzz",
+            "test_two_factor",
+            "test_dossiers",
+            "test_actions",
+            "test_manage_admin",
+            "test_event_durability",
+            "test_exports",
+            "test_webhooks",
+            "test_maintenance",
+            "test_kiosk_api",
+            "test_objectives",
+        )
+    )
+}
 
 
 _cluster: Any = None
