@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import threading
@@ -259,12 +260,21 @@ def call_hooks(event: Event, store: Store) -> list[Any]:
 
 
 async def settle(event: Event, results: list[Any], store: Store) -> None:
-    for result in results:
-        try:
-            await asyncio.wait_for(await_me_maybe(result), HAND_OVER_SECONDS)
-        except TimeoutError:
-            late = TimeoutError(f"{event.id}: not done within {HAND_OVER_SECONDS:.0f} s")
-            store.plugins.failures.record("dispatch", "track_event", late)
+    pending = list(results)
+    try:
+        while pending:
+            result = pending.pop(0)
+            try:
+                await asyncio.wait_for(await_me_maybe(result), HAND_OVER_SECONDS)
+            except TimeoutError:
+                late = TimeoutError(f"{event.id}: not done within {HAND_OVER_SECONDS:.0f} s")
+                store.plugins.failures.record("dispatch", "track_event", late)
+    finally:
+        # Cancelled part-way (the server stopping): the event stays undispatched and is handed over
+        # again; the hand-overs not reached are closed, not left for the garbage collector to warn of.
+        for result in pending:
+            if inspect.iscoroutine(result):
+                result.close()
 
 
 PRUNE_BATCH = 500

@@ -131,8 +131,8 @@ def test_a_node_killed_under_load_loses_nothing_acknowledged(org: Org, backend: 
     for thread in threads:
         thread.start()
     poll_until(lambda: len(acknowledged) > 300, timeout=30, what="load on both nodes")
+    killed.set()  # before the kill: a client of node a may see its connection drop at once
     a.kill()
-    killed.set()
     at_kill = len(acknowledged)
     poll_until(lambda: len(acknowledged) > at_kill + 300, timeout=30, what="node B serving on after the kill")
     stop.set()

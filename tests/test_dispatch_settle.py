@@ -1,0 +1,35 @@
+"""A hand-over cancelled part-way (the server stopping while plugins take an event) leaves no coroutine
+behind for the garbage collector to warn of; the event stays undispatched and is handed over again."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+
+from feedback.dispatch import settle
+from feedback.models import Event
+
+
+def test_a_cancelled_hand_over_closes_the_hand_overs_it_did_not_reach() -> None:
+    reached: list[str] = []
+
+    async def slow(name: str) -> None:
+        reached.append(name)
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        event = Event(type="response.stored", id="e1", created_at="2026-12-02T00:00:00Z", data={})
+        results = [slow("first"), slow("second"), slow("third")]
+        task = asyncio.create_task(settle(event, results, store=None))  # type: ignore[arg-type]
+        while not reached:
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert reached == ["first"]  # one at a time: the others were never started
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
