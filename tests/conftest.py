@@ -520,6 +520,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("FEEDBACK_TEST_BACKENDS", "sqlite"),
         help="comma-separated databases to run the two-backend tests on: sqlite,postgresql (default sqlite)",
     )
+    parser.addoption(
+        "--postgres-everything",
+        action="store_true",
+        help="on PostgreSQL, run the tests marked postgres_covered_elsewhere too (tests/postgres_selection.py)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -527,11 +532,39 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "browser_on_postgresql: a browser test whose point is the store path, run on PostgreSQL too"
     )
+    config.addinivalue_line(
+        "markers",
+        "postgres_covered_elsewhere: on PostgreSQL every store line this test reaches is reached by other"
+        " tests (measured, see tests/README.md), and its point is not a value SQL computes: SQLite only",
+    )
     chosen = [name.strip() for name in config.getoption("--backends").split(",") if name.strip()]
     unknown = set(chosen) - set(BACKENDS)
     if unknown or not chosen:
         raise pytest.UsageError(f"--backends: choose from {', '.join(BACKENDS)}, got {sorted(unknown) or 'nothing'}")
     config.chosen_backends = chosen  # type: ignore[attr-defined]
+    if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
+        _temporary_files_in_memory()
+
+
+# Room the suite's temporary files need at most (databases, the PostgreSQL cluster, exports, logs).
+_MEMORY_TMP_ROOM = 4 * 1024**3
+
+
+def _temporary_files_in_memory() -> None:
+    """Put the suite's temporary files (each test's SQLite file, the throwaway PostgreSQL cluster,
+    server logs) on /dev/shm when it has room: an fsync there costs nothing, which saves the suite
+    a few percent. Durability is still tested: a SIGKILL kills the process, not the filesystem, and
+    tests/test_disk_full.py mounts its own. An explicit TMPDIR (or too little room) is left alone."""
+    if os.environ.get("TMPDIR") or not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        return
+    stats = os.statvfs("/dev/shm")
+    if stats.f_bavail * stats.f_frsize < _MEMORY_TMP_ROOM:
+        return
+    folder = tempfile.mkdtemp(prefix="feedback-tests-", dir="/dev/shm")
+    os.chmod(folder, 0o1777)  # as /tmp: the PostgreSQL cluster runs as the postgres user
+    atexit.register(subprocess.run, ["rm", "-rf", folder], check=False)
+    os.environ["TMPDIR"] = folder  # child processes (servers, the CLI, PostgreSQL's initdb) follow it
+    tempfile.tempdir = folder  # this process and pytest's tmp_path follow it
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -555,16 +588,18 @@ POSTGRES_PAGE_LANGUAGE = "en"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL, drop what only the markup decides: a page in more than one language, and a browser
     test (an audit, a screenshot, keys typed) unless it is marked `browser_on_postgresql` because its point
-    is the store path behind the page (a live update, a flow walked to its end). Then put the longest
-    modules first (`LONGEST_FIRST`)."""
+    is the store path behind the page (a live update, a flow walked to its end). Drop too the tests marked
+    `postgres_covered_elsewhere`. Then put the longest modules first (`LONGEST_FIRST`)."""
     kept, dropped = [], []
+    everything = config.getoption("--postgres-everything")
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         other_language = params.get("lang", POSTGRES_PAGE_LANGUAGE) != POSTGRES_PAGE_LANGUAGE
         page_only = "browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
             "browser_on_postgresql"
         )
-        if params.get("backend") == "postgresql" and (other_language or page_only):
+        covered_elsewhere = item.get_closest_marker("postgres_covered_elsewhere") is not None and not everything
+        if params.get("backend") == "postgresql" and (other_language or page_only or covered_elsewhere):
             dropped.append(item)
         else:
             kept.append(item)

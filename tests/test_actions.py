@@ -245,6 +245,7 @@ def test_manual_action_is_opened_listed_and_filtered(env: Env, server: Server) -
         ({"unit": "A1", "title": "x", "colour": "red"}, 400, "colour"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_manual_action_bad_input_names_the_field(env: Env, server: Server, body: dict, status: int, field: str) -> None:
     reply = api(server, "POST", "/api/v1/actions", env.org.tokens["admin"], json=body)
     assert reply.status_code == status, reply.text
@@ -252,6 +253,7 @@ def test_manual_action_bad_input_names_the_field(env: Env, server: Server, body:
     assert rows(env.org, "SELECT count(*) AS n FROM actions")[0]["n"] == 0
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_roles_and_scope(env: Env, server: Server) -> None:
     tokens = env.org.tokens
     in_b = api(server, "POST", "/api/v1/actions", tokens["admin"], json={"unit": "B", "title": "Queue"}).json()
@@ -301,6 +303,7 @@ def test_roles_and_scope(env: Env, server: Server) -> None:
 
 
 # -- the state machine --------------------------------------------------------------------------------------
+@pytest.mark.postgres_covered_elsewhere
 def test_every_legal_transition_and_the_record(env: Env, server: Server) -> None:
     admin, lan = env.org.tokens["admin"], env.org.tokens["manager_a1"]
     action = api(server, "POST", "/api/v1/actions", admin, json={"unit": "A1", "title": "Waiting time"}).json()
@@ -375,6 +378,7 @@ def test_every_legal_transition_and_the_record(env: Env, server: Server) -> None
     ]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_illegal_transitions_are_refused(env: Env, server: Server) -> None:
     admin, lan = env.org.tokens["admin"], env.org.tokens["manager_a1"]
     aid = api(server, "POST", "/api/v1/actions", admin, json={"unit": "A1", "title": "x"}).json()["id"]
@@ -545,6 +549,7 @@ def test_appeal_is_decided_by_someone_else_and_leaves_the_kpis_not_the_record(en
         assert step(server, tokens["boss"], aid, target).status_code == 409
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_contact_is_shown_while_open_and_callback_flagged_on_close(env: Env, server: Server) -> None:
     tokens = env.org.tokens
     reply = httpx.post(
@@ -658,6 +663,7 @@ def test_kpis_on_time_and_callback_rates(env: Env, server: Server) -> None:
 
 
 # -- jobs: deadlines and escalation ------------------------------------------------------------------------------
+@pytest.mark.postgres_covered_elsewhere
 def test_deadline_job_reminds_then_escalates_to_the_manager_above(env: Env, server: Server) -> None:
     admin = env.org.tokens["admin"]
 
@@ -721,6 +727,7 @@ def test_deadline_job_reminds_then_escalates_to_the_manager_above(env: Env, serv
 
 
 # -- jobs: effectiveness -------------------------------------------------------------------------------------------
+@pytest.mark.postgres_covered_elsewhere
 def test_effectiveness_review_closes_recovered_and_reopens_the_rest(env: Env, server: Server) -> None:
     now = datetime.now(UTC)
 

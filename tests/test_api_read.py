@@ -23,6 +23,7 @@ def submit(server: Server, touchpoint: str, **answers) -> None:
     assert httpx.post(f"{server.url}/api/v1/responses", json=body).status_code == 201
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_health_and_openapi(server: Server) -> None:
     health = get(server, "/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"

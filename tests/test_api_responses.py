@@ -29,6 +29,7 @@ def post(server: Server, body) -> httpx.Response:
     )
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_acknowledged_response_is_on_disk_with_its_context(server: Server, shared_org: Org) -> None:
     rid = str(uuid.uuid4())
     reply = post(
@@ -117,6 +118,7 @@ def test_unknown_touchpoint_is_404(server: Server) -> None:
         ({"touchpoint": "tp-b", "answers": {"service_time": 5}}, "answers.waiting_time"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_invalid_answers_are_400_naming_the_field(server: Server, shared_org: Org, body: dict, field: str) -> None:
     before = count(shared_org, "SELECT count(*) FROM responses")
     reply = post(server, body)

@@ -132,6 +132,7 @@ def raw_insert(org: Org, sql: str) -> None:
     conn.close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_only_a_database_from_before_the_log_gets_baseline_entries_at_start(org: Org) -> None:
     # A database from before the log: its records exist, its log is empty (made here by emptying it).
     conn = connect(org.db)
@@ -259,6 +260,7 @@ def history(tmp_path_factory: pytest.TempPathFactory, backend: str) -> History:
     return History(org, found["day"], sealed, sealed[2], late)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_seals_cover_late_arrivals_and_logged_appeals(history: History) -> None:
     org = history.org
     seals = entries(org, "kind = 'seal' AND record_id = ?", (f"A1/{history.day}",))
@@ -301,6 +303,7 @@ TAMPERS = ("edited response", "deleted response", "edited appealed response", "u
 
 
 @pytest.mark.parametrize("tamper", TAMPERS)
+@pytest.mark.postgres_covered_elsewhere
 def test_verify_names_what_was_changed_behind_the_log(history: History, tmp_path: Path, tamper: str) -> None:
     org = copy_of(history.org, tmp_path)
     conn = connect(org.db)
@@ -333,6 +336,7 @@ def test_verify_names_what_was_changed_behind_the_log(history: History, tmp_path
     assert f"audit verify failed: {expected}" in result.stderr, result.stderr
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_anchor_kept_elsewhere_must_still_be_in_the_chain(history: History) -> None:
     head = entries(history.org)[-1]
     assert verify(history.org, "--anchor", f"{head['seq']}:{head['hash']}").returncode == 0

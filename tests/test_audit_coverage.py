@@ -231,6 +231,7 @@ def test_objective_and_its_versions(env: Env) -> None:
 # -- users, roles, tokens -----------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_users_roles_and_tokens(env: Env) -> None:
     org = env.org
     admin = ("token", token_id(org, "admin"))
@@ -286,6 +287,7 @@ def test_users_roles_and_tokens(env: Env) -> None:
     assert (entry["kind"], entry["action"], entry["change"]["after"]["disabled"]) == ("user", "update", 1)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_command_line_changes_name_the_os_user(env: Env) -> None:
     org = env.org
     mark = head(org)

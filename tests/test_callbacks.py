@@ -149,6 +149,7 @@ def callback_action(site: Site, contact: str | None = None) -> int:
 # -- which actions owe a call-back -------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_call_back_actions_and_actions_with_a_consented_contact_owe_a_call_back(site: Site) -> None:
     vash = callback_action(site)
     assert site.detail(vash)["callback"] == {
@@ -256,6 +257,7 @@ def test_only_managers_of_the_actions_unit_record_attempts(site: Site) -> None:
 # -- the action page ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_phone_call_is_recorded_from_the_action_page(site: Site) -> None:
     action_id = callback_action(site)
     page = f"/manage/actions/{action_id}"
@@ -354,6 +356,7 @@ def callback_state(site: Site, action_id: int) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_delivered_call_back_mail_records_reached_and_a_refused_one_not_reached(site: Site) -> None:
     delivered = callback_action(site, "Иван, ivan.petrov@example.org")
     refused = callback_action(site, "nobody@example.org")

@@ -119,6 +119,7 @@ def test_the_example_files_are_what_their_script_makes() -> None:
 
 
 @pytest.mark.parametrize("name", ["catalogue-example.xlsx", "catalogue-example.csv"])
+@pytest.mark.postgres_covered_elsewhere
 def test_each_example_imports_into_a_fresh_database(backend: str, tmp_path: Path, name: str) -> None:
     db = fresh_database(backend, tmp_path)
     status, summary, _err = run_import(db, DOCS / name)
@@ -179,6 +180,7 @@ FILE_XLS_MESSAGE = "file: an .xls workbook is not read; save it as .xlsx or .csv
 # -- re-import ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_reimport_updates_by_code_adds_and_deletes_nothing(org: Org, tmp_path: Path) -> None:
     first = examples().example()
     status, _summary, _err = run_import(org.db, write_csv(tmp_path / "first.csv", first))
@@ -289,6 +291,7 @@ EXPECTED_PROBLEMS = {
 }
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_file_with_errors_is_refused_whole_with_every_error_placed(org: Org, tmp_path: Path) -> None:
     before = table_contents(org.db)
     status, problems, stderr = run_import(org.db, error_workbook(tmp_path / "errors.xlsx"))
@@ -405,6 +408,7 @@ def upload(client: httpx.Client, name: str, content: bytes, *, lang: str = "en",
     )
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_admin_page_imports_an_upload(people: Org, server: Server) -> None:
     with signed_in(server, "boss") as boss:
         assert 'href="/manage/admin/import"' in boss.get("/manage/admin").text
@@ -430,6 +434,7 @@ def test_the_admin_page_imports_an_upload(people: Org, server: Server) -> None:
         assert big.status_code == 413
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_admin_of_one_unit_imports_only_inside_it(people: Org, server: Server) -> None:
     lines = "\n".join(
         [
@@ -530,6 +535,7 @@ def test_every_text_of_the_page_and_its_problems_is_translated() -> None:
 # -- size ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_province_sized_catalogue_imports_in_under_30_seconds(backend: str, tmp_path: Path) -> None:
     """578 procedures across 30 units and a touchpoint per unit, as Ben Tre's catalogue: the whole command
     (start-up included) well under 30 s; bench/catalogue_import.py measures it beside a floor."""

@@ -74,6 +74,7 @@ def fresh(org: Org, start_server) -> tuple[Org, Server]:
 # -- the batch upsert --------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_batch_adds_then_updates_by_reference_and_logs_one_entry_per_batch(fresh) -> None:
     org, server = fresh
     admin = org.tokens["admin"]
@@ -106,6 +107,7 @@ def test_a_batch_adds_then_updates_by_reference_and_logs_one_entry_per_batch(fre
     assert second["unchanged"] == 1 and entries[1]["unit"] == "A1"  # the lowest unit holding the batch
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_rfc3339_time_is_the_day_it_is_in_the_units_zone(fresh) -> None:
     org, server = fresh
     # 20:00 UTC on 1 March is 03:00 on 2 March in Hanoi.
@@ -145,6 +147,7 @@ def test_an_rfc3339_time_is_the_day_it_is_in_the_units_zone(fresh) -> None:
         ("lots", "body"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_a_bad_item_names_its_field_and_stores_nothing(server: Server, shared_org: Org, items, field: str) -> None:
     before = count_cases(shared_org)
     reply = post_cases(server, shared_org.tokens["admin"], items)
@@ -284,6 +287,7 @@ def import_cases(org: Org, path: Path):
     return run_cli("cases", "import", "--db", str(org.db), str(path))
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_csv_import_is_all_or_nothing_and_a_second_import_updates(tmp_path: Path, org: Org) -> None:
     good = tmp_path / "cases.csv"
     good.write_text(
@@ -348,6 +352,7 @@ def workbook(rows_: list[list[Any]], *, formula_at: tuple[int, int] | None = Non
     return buffer.getvalue()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_xlsx_import_reads_date_cells_and_refuses_formulas(tmp_path: Path, org: Org) -> None:
     header = ["ref", "unit", "service", "received", "due", "returned"]
     lines = [
@@ -373,6 +378,7 @@ def test_an_xlsx_import_reads_date_cells_and_refuses_formulas(tmp_path: Path, or
     assert stored["X-2"]["status"] == "open"
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_xlsx_declaring_every_cell_or_unpacking_too_large_is_refused_quickly(tmp_path: Path, org: Org) -> None:
     """A small workbook whose sheet declares A1:XFD1048576 with one value on its last row (17 billion cells
     as declared), and one that would unpack into more than MAX_UNPACKED: each refused in seconds."""
@@ -500,6 +506,7 @@ def rated_dossiers(server: Server, org: Org) -> None:
     rate(server, None, 5)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_ratings_show_whether_their_dossier_was_late_and_the_unit_page_compares_them(fresh) -> None:
     org, server = fresh
     rated_dossiers(server, org)
@@ -560,6 +567,7 @@ def test_ratings_show_whether_their_dossier_was_late_and_the_unit_page_compares_
     assert "4.6" in figures("late")[2] and "69.9" in figures("late")[2]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_case_reference_names_only_a_dossier_of_the_ratings_own_tree(fresh) -> None:
     """Agency B's system stores a dossier under a reference a rating at A1 also gives: it is not A1's dossier,
     so it shows nothing on the rating and does not move A's on-time vs late comparison."""

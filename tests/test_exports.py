@@ -110,6 +110,7 @@ def _xlsx(response: httpx.Response) -> list[dict]:
     return [dict(zip(header, row, strict=True)) for row in values[1:]]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_responses_csv_and_xlsx_hold_every_response_of_the_subtree(setup) -> None:
     org, server, posted = setup
     expected = set(posted["a1"] + posted["a11"] + posted["a1a"])
@@ -460,6 +461,7 @@ def test_report_forms_download_with_the_session(setup, browser) -> None:
         context.close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_large_csv_export_streams_every_page(org: Org, start_server) -> None:
     """More rows than several pages: the streamed CSV and the XLSX still hold each response exactly once."""
     from feedback import exports

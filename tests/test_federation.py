@@ -207,6 +207,7 @@ def paired(fed: Federation) -> Federation:
 # -- pairing ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_pairing_stores_the_child_and_its_key_and_a_used_code_is_refused(paired: Federation) -> None:
     fed = paired
     children = {row["id"]: row for row in rows(fed.parent, "SELECT * FROM federation_children")}
@@ -255,6 +256,7 @@ def test_pairing_stores_the_child_and_its_key_and_a_used_code_is_refused(paired:
     assert "private_key" not in shown and "BEGIN" not in status.stdout
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_wrong_codes_are_limited_per_client_before_any_is_checked(org: Org, start_server) -> None:
     server = start_server(org.db)
     db = open_database(str(org.db))
@@ -660,6 +662,7 @@ def test_the_dashboard_unit_page_and_review_pack_mark_what_is_reported(paired: F
 # -- stored reports verify later; objectives only on what crosses; a parent answering garbage --------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_stored_reports_verify_later_and_a_tampered_body_is_named(paired: Federation) -> None:
     fed = paired
     stored = rows(fed.parent, "SELECT child, day, content_hash, body, signature FROM federation_reports")
@@ -1002,6 +1005,7 @@ def html_parent() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_parent_answering_something_else_than_json_gives_a_clear_error(org: Org, html_parent: str) -> None:
     joined = run_cli(
         "federation", "join", "--db", str(org.db), "--parent", html_parent, "--code", "ABCDE", env=SECRET_ENV

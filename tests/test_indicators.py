@@ -59,6 +59,7 @@ PLUGIN = """
 """
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_hook_register_indicators(tmp_path: Path, org: Org, start_server) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
@@ -164,6 +165,7 @@ def test_a_figure_is_added_replaced_and_logged(fresh) -> None:
         ([figure("A1", "2025-01", 1, 10)], "body"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_a_bad_figure_names_its_field_and_stores_nothing(server: Server, shared_org: Org, body, field: str) -> None:
     before = count_values(shared_org)
     reply = post_value(server, shared_org.tokens["admin"], "error_rate", body)
@@ -183,6 +185,7 @@ def test_figures_need_a_known_indicator_and_a_manager_of_the_unit(server: Server
     assert not rows(shared_org, "SELECT * FROM indicator_values WHERE unit = 'B'")
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_file_import_is_all_or_nothing_with_errors_by_line_and_column(tmp_path: Path, org: Org) -> None:
     good = tmp_path / "figures.csv"
     good.write_text(
@@ -325,6 +328,7 @@ def pdf_text(data: bytes) -> str:
         document.close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_review_pack_shows_indicators_and_dossiers(fresh) -> None:
     org, server = fresh
     admin = org.tokens["admin"]

@@ -71,6 +71,7 @@ def test_enrollment_code_is_six_digits_once_only_and_binds_the_touchpoint(start_
     assert first.json()["device_token"] not in stored[0][0]  # kept hashed
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_enrollment_refuses_unknown_touchpoints_and_guessers(start_server, org: Org) -> None:
     result = run_cli("kiosk", "enroll", "--db", str(org.db), "--touchpoint", "nope")
     assert result.returncode != 0 and "nope" in result.stderr
@@ -79,6 +80,7 @@ def test_enrollment_refuses_unknown_touchpoints_and_guessers(start_server, org: 
     assert codes[:10] == [404] * 10 and codes[10] == 429
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_expired_code_is_refused(start_server, org: Org) -> None:
     code = enroll_code(org)
     conn = connect(org.db)
@@ -90,6 +92,7 @@ def test_expired_code_is_refused(start_server, org: Org) -> None:
     assert httpx.post(f"{srv.url}/api/v1/kiosk/enroll", json={"code": code}).status_code == 404
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_device_endpoints_need_a_live_device_token(start_server, org: Org) -> None:
     srv = start_server(org.db)
     device, kiosk_id = enroll(srv.url, org)
@@ -126,6 +129,7 @@ def test_sync_gives_a_result_per_item_and_stores_each_once(start_server, org: Or
     assert all(r[3] != r[4] for r in rows)  # device time and receipt time both kept
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_only_the_primary_rating_is_required_on_a_kiosk(start_server, org: Org) -> None:
     srv = start_server(org.db)
     device, _ = enroll(srv.url, org, touchpoint="tp-b")  # Ваш контроль: five required criteria on the web
@@ -133,6 +137,7 @@ def test_only_the_primary_rating_is_required_on_a_kiosk(start_server, org: Org) 
     assert sync(srv.url, device, [first])[0]["status"] == "stored"
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_misuse_filter_flags_fast_repeats_and_bursts_but_stores_them(start_server, org: Org) -> None:
     srv = start_server(
         org.db, feedback_kiosk_min_interval="2", feedback_kiosk_burst_count="4", feedback_kiosk_burst_window="60"
@@ -150,6 +155,7 @@ def test_misuse_filter_flags_fast_repeats_and_bursts_but_stores_them(start_serve
     assert (total["n"], total["suspect"]) == (3, 2)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_min_interval_zero_turns_every_misuse_filter_off(start_server, org: Org) -> None:
     srv = start_server(org.db, feedback_kiosk_min_interval="0")
     device, _ = enroll(srv.url, org)
@@ -165,6 +171,7 @@ def test_misuse_flags_rules() -> None:
     assert misuse_flags(times[:3], [], 0.5, 3, 60) == [[], [], ["burst"]]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_device_clock_far_off_is_flagged(start_server, org: Org) -> None:
     srv = start_server(org.db)
     device, _ = enroll(srv.url, org)
@@ -205,6 +212,7 @@ def test_invitation_reaches_the_waiting_kiosk_within_two_seconds(start_server, o
     assert empty.json() == {"invitation": None}
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_invitations_are_for_managers_of_the_kiosk_unit(start_server, org: Org) -> None:
     srv = start_server(org.db)
     _, kiosk_id = enroll(srv.url, org)

@@ -124,6 +124,7 @@ def walk_to_closed(page: Page, people: Org, action: dict[str, Any]) -> None:
 
 
 @pytest.mark.browser_on_postgresql
+@pytest.mark.postgres_covered_elsewhere
 def test_a_bad_rating_is_followed_from_the_queue_and_walked_to_closed(page: Page, site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     sign_in(page, site, "mai", PASSWORD)
@@ -153,6 +154,7 @@ def test_markup_in_a_note_is_shown_escaped(page: Page, site: Server, people: Org
     assert page.evaluate("() => window.pwned") is None
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_refused_step_is_shown_on_the_page_in_its_language(site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     vi = client_for(site, "mai", lang="vi")
@@ -170,6 +172,7 @@ def test_a_refused_step_is_shown_on_the_page_in_its_language(site: Server, peopl
     assert rows(people, "SELECT status FROM actions WHERE id = ?", (action["id"],))[0]["status"] == "verifying"
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_appeal_cannot_be_decided_by_the_person_who_appealed(site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     en = client_for(site, "mai", lang="en")
@@ -316,6 +319,7 @@ class Stream:
         self.client.close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_stream_sends_the_subtree_events_only(site: Server, people: Org) -> None:
     mai = Stream(client_for(site, "mai"))
     olga = Stream(client_for(site, "olga"))
@@ -344,6 +348,7 @@ def test_stream_sends_the_subtree_events_only(site: Server, people: Org) -> None
         olga.close()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_change_made_in_another_worker_reaches_the_stream(org: Org) -> None:
     add_user(org.db, "mai", PASSWORD, "manager", "A1")
     srv = ProcessServer(org.db, workers=2).start()
@@ -363,6 +368,7 @@ def test_a_change_made_in_another_worker_reaches_the_stream(org: Org) -> None:
 
 
 @pytest.mark.browser_on_postgresql
+@pytest.mark.postgres_covered_elsewhere
 def test_the_list_updates_live_without_reload(page: Page, site: Server, people: Org) -> None:
     sign_in(page, site, "mai", PASSWORD)
     page.goto(f"{site.url}/manage/actions?lang=en")
@@ -499,6 +505,7 @@ def service_options(html: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_new_action_form_names_services_in_the_readers_language(site: Server, people: Org) -> None:
     names = {"vi": "Thông quan hàng hóa", "ru": "Таможенное оформление", "en": "Customs clearance"}
     boss = client_for(site, "boss")

@@ -44,6 +44,7 @@ def post_form(client: httpx.Client, form_page: str, action: str, data: dict) -> 
     return client.post(action, data={"_csrf_token": csrf_token(client, form_page), **data})
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_admin_creates_a_unit_and_a_touchpoint_through_the_forms(users: Org, server: Server) -> None:
     client = client_for(server, "boss")
     reply = post_form(
@@ -140,6 +141,7 @@ def test_retired_touchpoint_code_points_politely_to_the_live_one(users: Org, ser
     assert "This code is no longer in use" in english.text
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_poster_downloads_are_pdfs(users: Org, server: Server) -> None:
     client = client_for(server, "mai")
     for path in ("/manage/admin/touchpoints/tp-a1a/poster.pdf", "/manage/admin/units/A1/posters.pdf"):
@@ -212,6 +214,7 @@ def test_objective_is_created_changed_and_retired_through_forms(users: Org, serv
     )
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_manager_of_a1_cannot_open_b_and_viewer_gets_no_forms(users: Org, server: Server) -> None:
     manager = client_for(server, "mai")
     for path in (
@@ -324,6 +327,7 @@ def test_objective_pages_name_metrics_and_indicators_in_the_readers_language(use
     assert "<dd>Điểm trung bình tiêu chí (0–100) (Thời gian chờ)</dd>" in viewer
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_agencys_services_are_offered_to_its_whole_tree_and_to_no_other(users: Org, server: Server) -> None:
     boss = client_for(server, "boss")
     reply = post_form(

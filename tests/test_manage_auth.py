@@ -73,6 +73,7 @@ def alert(html: str) -> str:
 
 
 @pytest.mark.browser_on_postgresql
+@pytest.mark.postgres_covered_elsewhere
 def test_sign_in_through_the_form_lands_on_the_page_asked_for(page: Page, server: Server, people: Org) -> None:
     page.goto(f"{server.url}/manage/admin/users?lang=en")
     assert "/manage/login" in page.url and "next=" in page.url  # not signed in: the form, remembering the page
@@ -145,6 +146,7 @@ def test_the_default_lockout_is_five_failures_for_fifteen_minutes(client: httpx.
     assert reply.status_code == 429 and "15" in alert(reply.text)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_form_posted_without_its_csrf_token_is_refused(client: httpx.Client, server: Server, people: Org) -> None:
     sign_in(client, server, "boss", PASSWORD)
     new_user = {"name": "eve", "password": PASSWORD, "role": "viewer", "unit": "A1"}
@@ -162,6 +164,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(client: httpx.Client, s
     assert rows(people, "SELECT role, unit FROM users WHERE name = 'eve'") == [{"role": "viewer", "unit": "A1"}]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_sign_out_deletes_the_session(client: httpx.Client, server: Server, people: Org) -> None:
     sign_in(client, server, "mai", PASSWORD, next_path="/manage/login")
     value = client.cookies["fb_session"]
@@ -180,6 +183,7 @@ def test_sign_out_deletes_the_session(client: httpx.Client, server: Server, peop
         assert again.status_code == 303 and again.headers["location"].startswith("/manage/login?next=")
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_session_cookie_flags(client: httpx.Client, server: Server, org: Org, start_server) -> None:
     reply = sign_in(client, server, "wei", PASSWORD)
     cookie = [c for c in reply.headers.get_list("set-cookie") if c.startswith("fb_session=")][0]
@@ -198,6 +202,7 @@ def test_session_cookie_flags(client: httpx.Client, server: Server, org: Org, st
         assert cookie.startswith("fb_session=") and "Secure" in cookie and "HttpOnly" in cookie
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_manager_viewer_and_auditor_may_not_open_admin_pages(server: Server, people: Org) -> None:
     for name in ("mai", "olga", "wei"):
         with httpx.Client(base_url=server.url) as c:
@@ -240,6 +245,7 @@ def test_exports_take_a_session_or_a_token_and_keep_to_the_unit(
     assert httpx.get(f"{server.url}/api/v1/exports/rates.csv?unit=B", headers=bearer).status_code == 200
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_only_paths_of_the_app_are_followed_after_sign_in(client: httpx.Client, server: Server) -> None:
     for target in ("https://evil.example/", "//evil.example/manage", "/\\evil.example", "/s/tp-a"):
         token = csrf_token(client)
@@ -250,6 +256,7 @@ def test_only_paths_of_the_app_are_followed_after_sign_in(client: httpx.Client, 
         client.cookies.clear()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_feedback_user_add_on_the_cli(org: Org, start_server) -> None:
     done = run_cli(
         "user",

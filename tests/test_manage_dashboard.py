@@ -220,6 +220,7 @@ def test_filters_and_pages(setup) -> None:
     assert set(first).isdisjoint(second)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_officer_column_only_for_roles_that_may_see_it(setup) -> None:
     _, srv = setup
     assert ">Officer</th>" in client(srv, "mai").get("/manage/units/A1/responses?lang=en").text
@@ -368,6 +369,7 @@ def service_options(html: str) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_response_list_names_services_in_the_readers_language(org: Org) -> None:
     from feedback import organisation
     from feedback.i18n import gettext_for

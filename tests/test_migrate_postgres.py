@@ -63,7 +63,10 @@ def test_an_sqlite_installation_moves_to_postgresql_and_answers_as_before(tmp_pa
         expected = answers(before, demo["admin_token"], admin_password)
     finally:
         before.stop()
-    assert expected["search HƯỚNG DẪN"] and expected["search kiosk"], "the demo has comments to search"
+    # Which words HP's latest comments hold depends on the day the demo is built: a capitalised word with
+    # marks, and at least one other, must find something for the comparison below to mean anything.
+    others = [expected[f"search {word}"] for word in ("hẹn", "kiosk", "lỗi")]
+    assert expected["search HƯỚNG DẪN"] and any(others), "the demo has comments to search"
     assert len(expected["csv HP"]) > 100 and expected["actions HP"], "the period holds the demo's history"  # type: ignore[arg-type]
 
     target = new_postgres_database()

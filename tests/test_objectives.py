@@ -64,6 +64,7 @@ def org5(org: Org, start_server) -> tuple[Org, Server]:
 # -- definitions through the API ----------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_objective_is_created_versioned_and_retired_never_deleted(org5) -> None:
     org, server = org5
     admin = org.tokens["admin"]
@@ -121,6 +122,7 @@ def test_objective_is_created_versioned_and_retired_never_deleted(org5) -> None:
     assert len(rows(org, "SELECT * FROM objective_versions WHERE objective = ?", (oid,))) == 2
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_roles_and_scope_on_objectives(org5) -> None:
     org, server = org5
     admin, manager, viewer = org.tokens["admin"], org.tokens["manager_a1"], org.tokens["viewer_b"]

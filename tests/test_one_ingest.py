@@ -71,6 +71,7 @@ def timed_post(url: str, body: dict) -> tuple[int, float]:
     return reply.status_code, time.monotonic() - started
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_slow_assignee_plugin_stalls_no_other_write(tmp_path: Path, org: Org, start_server) -> None:
     mark = tmp_path / "asking"
     folder = write_plugin(tmp_path / "p", "slow_assignee", SLOW_ASSIGNEE.format(mark=str(mark)))
@@ -95,6 +96,7 @@ def test_a_slow_assignee_plugin_stalls_no_other_write(tmp_path: Path, org: Org, 
     ]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_ingest_route_documents_every_answer_it_gives(server: Server) -> None:
     doc = httpx.get(f"{server.url}/schema/openapi.json", timeout=30).json()
     operation = doc["paths"]["/api/v1/responses"]["post"]

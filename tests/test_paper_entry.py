@@ -417,6 +417,7 @@ def decide(server: Server, user: str, review: int, how: str) -> httpx.Response:
         return client.post(f"/manage/entry/conflicts/{review}/{how}", data={"_csrf_token": token})
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_person_keeps_the_first_entry(served) -> None:
     org, server = served
     [serial] = print_forms(org, "tp-a1")
@@ -486,6 +487,7 @@ def test_taking_the_second_entry_replaces_the_stored_one_and_its_rates(served) -
     assert audit_verify.verify_database(str(org.db)).days >= 2
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_decided_second_entry_keeps_no_copy_of_its_contact(served) -> None:
     org, server = served
     token = org.tokens["manager_a1"]

@@ -60,6 +60,7 @@ def forms_count(org: Org) -> int:
     return rows(org, "SELECT count(*) AS n FROM paper_forms")[0]["n"]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_each_form_carries_its_registered_serial_in_a_qr_code(server: Server, shared_org: Org) -> None:
     reply = get(server, PDF_PATH.format(token="tp-a1"), shared_org.tokens["manager_a1"], count=3, paper="a5", lang="vi")
     assert reply.status_code == 200, reply.text
@@ -83,6 +84,7 @@ def test_each_form_carries_its_registered_serial_in_a_qr_code(server: Server, sh
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.postgres_covered_elsewhere
 def test_every_question_and_option_is_printed_in_each_language(server: Server, shared_org: Org, lang: str) -> None:
     reply = get(server, PDF_PATH.format(token="tp-a1"), shared_org.tokens["admin"], lang=lang)
     assert reply.status_code == 200, reply.text
@@ -102,6 +104,7 @@ def test_every_question_and_option_is_printed_in_each_language(server: Server, s
     assert not missing, missing
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_ratings_print_their_numbers_and_words_and_the_touchpoints_language_is_the_default(
     server: Server, shared_org: Org
 ) -> None:
@@ -135,6 +138,7 @@ def test_bad_parameters_are_400_naming_the_field_and_register_nothing(
     assert forms_count(shared_org) == before
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_forms_need_a_writer_of_the_touchpoints_subtree(server: Server, shared_org: Org) -> None:
     before = forms_count(shared_org)
     assert get(server, PDF_PATH.format(token="tp-a1")).status_code == 401
@@ -152,6 +156,7 @@ def test_forms_need_a_writer_of_the_touchpoints_subtree(server: Server, shared_o
     assert get(server, PDF_PATH.format(token="tp-a1a"), shared_org.tokens["manager_a1"]).status_code == 200
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_signed_in_manager_prints_from_the_manager_app(server: Server, shared_org: Org) -> None:
     add_user(shared_org.db, "olga", "correct horse 1", "manager", "B")
     with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -166,6 +171,7 @@ def test_a_signed_in_manager_prints_from_the_manager_app(server: Server, shared_
     assert refused.status_code == 403 and "text/html" in refused.headers["content-type"]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_command_line_prints_the_same(shared_org: Org, tmp_path: Path) -> None:
     out = tmp_path / "forms.pdf"
     common = ["paper", "forms", "--db", str(shared_org.db), "--touchpoint", "tp-b", "--out", str(out)]

@@ -200,6 +200,7 @@ def read_by_cli(scans: Scans, shared_org: Org) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_command_line_stores_what_is_sure_and_queues_the_rest_with_nothing_wrong(
     scans: Scans, read_by_cli: dict, shared_org: Org
 ) -> None:
@@ -393,6 +394,7 @@ def test_a_typed_serial_reads_a_page_whose_qr_code_was_smudged(
     assert found is not None and found["answers"] == smudged.answers
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_call_sheets_serial_is_no_printed_form_to_read_against(
     server: Server, scans: Scans, read_by_cli: dict, shared_org: Org
 ) -> None:

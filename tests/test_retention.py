@@ -59,6 +59,7 @@ def units(server, token: str) -> dict[str, dict]:
         ("90", "retention"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_bad_retention_is_400_naming_the_field(shared_org: Org, server, retention, field) -> None:
     before = rows(shared_org, "SELECT retention FROM units WHERE code = 'A1'")
     reply = patch(server, shared_org.tokens["admin"], "A1", {"retention": retention})
@@ -167,6 +168,7 @@ def _verify(org: Org) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_retention_run_a_fortnight_later(org: Org, start_server) -> None:
     server = start_server(org.db, feedback_rate_limit="0", feedback_jobs="0")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -281,6 +283,7 @@ def test_a_retention_run_a_fortnight_later(org: Org, start_server) -> None:
     assert len(rows(org, "SELECT seq FROM audit_log WHERE kind = 'retention'")) == 1  # nothing done, nothing logged
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_job_runs_daily_and_ends_kiosk_invitations_too(org: Org, start_server) -> None:
     from feedback.retention import jobs
 
@@ -313,6 +316,7 @@ def test_the_job_runs_daily_and_ends_kiosk_invitations_too(org: Org, start_serve
     }
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_decided_paper_pages_and_second_entries_go_with_the_comments(org: Org) -> None:
     """A scanned page's image and a second entry's copy of the answers are personal data too: once their
     decision is as old as the unit keeps comments (365 days by default), the image is emptied and the

@@ -59,6 +59,7 @@ def listed(html: str) -> list[str]:
     return re.findall(r'<tr data-session="([^"]+)">', html)
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_own_sessions_are_listed_and_signed_out(server: Server, shared_org: Org, people: dict[str, str]) -> None:
     with browser(server, FIREFOX) as desk, browser(server, IPHONE) as phone:
         sign_in(desk, server, "mai", PASSWORD)
@@ -131,6 +132,7 @@ def test_a_session_revoked_on_one_node_stops_at_once_on_another(
     assert entry["actor_kind"] == "token"
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_admin_revokes_sessions_only_in_its_subtree(server: Server, shared_org: Org, people: dict[str, str]) -> None:
     anna = auth_header(people["anna"])
     with browser(server, FIREFOX) as olga, browser(server, FIREFOX) as mai, browser(server, FIREFOX) as admin:

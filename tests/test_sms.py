@@ -166,6 +166,7 @@ def form_id_of(page: str) -> str:
 # -- invitations ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_an_invitation_goes_to_the_gateway_with_its_token_as_json(server: Server, shared_org: Org, gateway) -> None:
     reply = invite(server, shared_org, "+84 900 000 001", case_ref="HS-001", lang="vi")
     assert reply.status_code == 201, reply.text
@@ -384,6 +385,7 @@ def test_one_invitation_per_number_a_day_even_when_two_arrive_at_once(server: Se
     assert rows(shared_org, "SELECT count(*) AS n FROM sms_invitations WHERE phone_key = ?", (key,)) == [{"n": 1}]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_the_link_is_the_public_urls_never_the_requests_host(
     org: Org, start_server, server: Server, shared_org: Org, gateway
 ) -> None:
@@ -607,6 +609,7 @@ def tick(org: Org, now: datetime, job: str, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_while_the_gateway_is_down_the_sms_waits_and_the_number_goes_when_it_is_done(
     org: Org, start_server, gateway
 ) -> None:
@@ -646,6 +649,7 @@ def test_while_the_gateway_is_down_the_sms_waits_and_the_number_goes_when_it_is_
     assert rows(org, "SELECT 1 FROM sms_invitations WHERE id = ?", (invited["id"],)) == []
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_form_template_and_no_inbound_without_a_secret(org: Org, start_server, gateway) -> None:
     server = start_server(org.db, feedback_sms_url=gateway.url, feedback_sms_template="to={to}&body={text}&ref={id}")
     reply = invite(server, org, "+84900000009", lang="en")
@@ -668,6 +672,7 @@ def test_a_form_template_and_no_inbound_without_a_secret(org: Org, start_server,
     assert httpx.post(f"{server.url}/api/v1/sms/inbound", content=raw, headers=headers).status_code == 404
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_hook_sms_gateway(tmp_path: Path, org: Org, start_server, gateway) -> None:
     """A plugin's gateway answers first; the built-in HTTP gateway, configured too, is not used."""
     sent = tmp_path / "sent.jsonl"

@@ -288,6 +288,7 @@ LINK = {
 
 
 @pytest.mark.parametrize("lang", sorted(LINK))
+@pytest.mark.postgres_covered_elsewhere
 def test_the_sign_in_page_offers_the_provider_in_each_language(site: Site, lang: str) -> None:
     site.need_provider()
     with client() as http:
@@ -299,6 +300,7 @@ def test_the_sign_in_page_offers_the_provider_in_each_language(site: Site, lang:
     assert link.group(2) == LINK[lang]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_without_a_provider_the_page_offers_none(start_server: Any, org: Org) -> None:
     server = start_server(org.db)
     with client() as http:
@@ -451,6 +453,7 @@ def test_the_request_sent_to_the_provider_carries_pkce_a_nonce_and_the_configure
     assert query["nonce"] and query["state"] and "openid" in query["scope"].split()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_role_and_unit_come_from_the_claims_when_configured(claims_site: Site) -> None:
     org = claims_site.org
     token_before = rows(org, "SELECT id, role, unit FROM api_tokens WHERE \"user\" = 'kim'")[0]

@@ -107,6 +107,7 @@ def password_step(client: httpx.Client, server: Server, name: str, next_path: st
     return reply.headers["location"]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_totp_enrolment_then_sign_in_with_a_code(server: Server, people: Org) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert password_step(client, server, "tam") == "/manage/actions"  # no second factor yet
@@ -274,6 +275,7 @@ def test_required_for_admins_forces_enrolment_before_anything_else(org: Org, sta
         assert client.get("/manage/admin/users").status_code == 200
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_set_up_does_not_sign_in_a_waiting_session_revoked_meanwhile(org: Org, start_server) -> None:
     add_user(org.db, "boss", PASSWORD, "admin", lang="en")
     srv = start_server(org.db, feedback_require_2fa="admin", feedback_jobs="0")

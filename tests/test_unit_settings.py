@@ -18,6 +18,7 @@ def patch(server, token: str, code: str, body) -> httpx.Response:
     return httpx.patch(f"{server.url}/api/v1/units/{code}", json=body, headers=auth_header(token))
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_settings_drive_the_next_work_order(org, start_server) -> None:
     server = start_server(org.db)
     reply = patch(server, org.tokens["admin"], "A1a", {"owner": "lan", "country": "cn", "action_days": 5})
@@ -67,6 +68,7 @@ def test_settings_drive_the_next_work_order(org, start_server) -> None:
         (["owner"], "body"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_bad_settings_name_the_field(shared_org, server, body, field) -> None:
     before = rows(shared_org, "SELECT * FROM units WHERE code = 'A1'")
     reply = patch(server, shared_org.tokens["admin"], "A1", body)

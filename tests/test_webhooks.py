@@ -161,6 +161,7 @@ def test_a_registered_webhook_gets_each_event_once_signed_and_promptly(org: Org,
     assert [(d["event_id"], d["status"], d["attempts"]) for d in deliveries] == [(event["id"], "delivered", 1)]
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_failed_delivery_is_retried_soon_with_the_same_body(org: Org, start_server, receiver) -> None:
     server = start_server(org.db, feedback_webhook_allow_private="1")
     hook = register(server, org, receiver.url).json()
@@ -227,6 +228,7 @@ def test_undelivered_webhooks_survive_a_crash_and_arrive_exactly_once(
         "http://[::ffff:127.0.0.1]/hook",
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_private_targets_are_refused_by_default(url: str, shared_org: Org, server: Server) -> None:
     reply = register(server, shared_org, url)
     assert reply.status_code == 400, reply.text
@@ -255,6 +257,7 @@ def test_bad_bodies_and_event_names_are_refused(shared_org: Org, server: Server)
         assert reply.json()["field"] == field, reply.json()
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_only_an_installation_admin_manages_webhooks(org: Org, start_server) -> None:
     from feedback import auth
     from feedback.db import open_database
@@ -278,6 +281,7 @@ def test_only_an_installation_admin_manages_webhooks(org: Org, start_server) -> 
     assert rows(org, "SELECT count(*) AS n FROM webhooks")[0]["n"] == 0
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_private_targets_with_the_setting_and_checked_again_at_delivery(org: Org, start_server, receiver) -> None:
     server = start_server(org.db, feedback_webhook_allow_private="1")
     created = register(server, org, receiver.url)
@@ -299,6 +303,7 @@ def test_private_targets_with_the_setting_and_checked_again_at_delivery(org: Org
     assert receiver.requests == []
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_events_filter_list_secrets_and_disable(org: Org, start_server, receiver) -> None:
     server = start_server(org.db, feedback_webhook_allow_private="1")
     admin = auth_header(org.tokens["admin"])
