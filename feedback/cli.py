@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
 import json
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from feedback import __version__, audit, serving
+from feedback import __version__, audit, passwords, serving
 from feedback.db import open_database
 from feedback.errors import FeedbackError
 from feedback.migrations import apply_all
@@ -147,6 +148,10 @@ def cli(context: click.Context) -> None:
     """Citizen and trader satisfaction for ISO 9001 quality systems."""
     # What a command changes, the audit log says the operating-system user did at the command line.
     context.with_resource(audit.acting_as(audit.Actor("cli", os_user())))
+    # The cost of the password hashes a command makes (users, the demo's sign-ins). A command that needs
+    # its settings says itself what is wrong with them.
+    with contextlib.suppress(SettingsError):
+        passwords.use_hashing(load_settings(keep_secret=False).password_hashing)
 
 
 def os_user() -> str:

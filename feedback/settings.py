@@ -90,6 +90,11 @@ class Settings(msgspec.Struct, kw_only=True):
     lockout_minutes: float = 15.0
     # Who must sign in with a second factor (TOTP): `none`, `admin` (administrators) or `all` users.
     require_2fa: str = "none"
+    # The cost of the argon2id password hashes (feedback.passwords.PROFILES): `standard` (RFC 9106's
+    # second recommendation: 64 MiB, 3 passes, 4 lanes) or `minimum` (OWASP's least: 19 MiB, 2 passes,
+    # 1 lane), for a host short of memory or CPU. A stored hash of the other cost is re-made at its
+    # user's next sign-in.
+    password_hashing: str = "standard"
     # What `feedback serve` logs: the service's own loggers (`feedback.*`) from this level, every other
     # library's (font subsetting, HTTP clients, …) from its own, so their chatter stays out unless asked.
     log_level: str = "INFO"
@@ -163,6 +168,7 @@ _ENV = {
     "FEEDBACK_LOCKOUT_ATTEMPTS": "lockout_attempts",
     "FEEDBACK_LOCKOUT_MINUTES": "lockout_minutes",
     "FEEDBACK_REQUIRE_2FA": "require_2fa",
+    "FEEDBACK_PASSWORD_HASHING": "password_hashing",
     "FEEDBACK_LOG_LEVEL": "log_level",
     "FEEDBACK_LIBRARY_LOG_LEVEL": "library_log_level",
     "FEEDBACK_LOG_FORMAT": "log_format",
@@ -182,6 +188,7 @@ _ENV = {
 }
 _BOOLEAN = {"webhook_allow_private", "jobs", "ldap_match_email", "ldap_starttls"}
 REQUIRE_2FA = ("none", "admin", "all")
+PASSWORD_HASHING = ("standard", "minimum")
 _LISTS = {"block_plugins", "trusted_proxies"}  # comma-separated in the environment
 
 
@@ -219,6 +226,10 @@ def load_settings(environ: dict[str, str] | None = None, *, keep_secret: bool = 
     settings.require_2fa = str(settings.require_2fa).strip().lower()
     if settings.require_2fa not in REQUIRE_2FA:
         raise SettingsError(f"FEEDBACK_REQUIRE_2FA: {settings.require_2fa!r} is not one of {', '.join(REQUIRE_2FA)}")
+    settings.password_hashing = str(settings.password_hashing).strip().lower()
+    if settings.password_hashing not in PASSWORD_HASHING:
+        choices = ", ".join(PASSWORD_HASHING)
+        raise SettingsError(f"FEEDBACK_PASSWORD_HASHING: {settings.password_hashing!r} is not one of {choices}")
     _check_sign_in(settings)
     _check_sms(settings)
     if not settings.secret and keep_secret:

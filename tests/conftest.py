@@ -28,13 +28,20 @@ from typing import Any
 import httpx
 import pytest
 
-from feedback import auth, kiosks, organisation, surveys
+from feedback import auth, kiosks, organisation, passwords, surveys
 from feedback.db import open_database
 from feedback.migrations import apply_all
 from feedback.plugins import PluginManager, build_plugin_manager
 from feedback.settings import Settings, load_settings
 from feedback.store import events as event_store
 from feedback.store.dialect import is_postgres_url
+
+# -- cheap password hashes -------------------------------------------------------------------------
+# The suite signs in thousands of times; at the standard cost each argon2 check takes 0.19 s of CPU.
+# OWASP's least argon2id cost (the `minimum` setting) takes about a sixth, and is still argon2id: every
+# server, command and helper of the suite uses it. tests/test_password_hashing.py checks both costs.
+os.environ.setdefault("FEEDBACK_PASSWORD_HASHING", "minimum")
+passwords.use_hashing(os.environ["FEEDBACK_PASSWORD_HASHING"])
 
 # -- one TLS context for the test process's HTTP clients -------------------------------------------
 # httpx builds an SSL context for every client it makes (about 35 ms of reading the CA bundle), even

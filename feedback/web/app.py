@@ -20,7 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from feedback import __version__, callbacks, indicators, logs, serving
+from feedback import __version__, callbacks, indicators, logs, passwords, serving
 from feedback.catalog import Catalog
 from feedback.db import Store, open_database
 from feedback.dispatch import Dispatcher
@@ -190,6 +190,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     plugins = build_plugin_manager(settings)
     store = Store(settings.db, max_batch=settings.max_batch, plugins=plugins)
     callbacks.configure(store, settings)  # FEEDBACK_CALLBACK_TRIES for the call-backs written through it
+    passwords.use_hashing(settings.password_hashing)  # process-wide, as the environment it comes from
     catalog = Catalog(plugins=plugins)
 
     @asynccontextmanager
