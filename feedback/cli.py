@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import ipaddress
 import json
@@ -148,10 +147,6 @@ def cli(context: click.Context) -> None:
     """Citizen and trader satisfaction for ISO 9001 quality systems."""
     # What a command changes, the audit log says the operating-system user did at the command line.
     context.with_resource(audit.acting_as(audit.Actor("cli", os_user())))
-    # The cost of the password hashes a command makes (users, the demo's sign-ins). A command that needs
-    # its settings says itself what is wrong with them.
-    with contextlib.suppress(SettingsError):
-        passwords.use_hashing(load_settings(keep_secret=False).password_hashing)
 
 
 def os_user() -> str:
@@ -1053,7 +1048,10 @@ def migrate_command(source: str, target: str) -> None:
 def main() -> None:
     try:
         # One plugin manager for the command, from the settings: plugins may add commands to the group.
-        plugins = build_plugin_manager(load_settings(keep_secret=False))
+        settings = load_settings(keep_secret=False)
+        plugins = build_plugin_manager(settings)
+        # The cost of the password hashes a command makes (users, the demo's sign-ins).
+        passwords.use_hashing(settings.password_hashing)
         plugins.hook.register_commands(cli=cli)
         cli(prog_name="feedback", obj=plugins)
     except SettingsError as error:  # a FEEDBACK_* variable or the config file: one line, not a traceback

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -542,7 +543,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "postgres_covered_elsewhere: on PostgreSQL every store line this test reaches is reached by other"
-        " tests (measured, see tests/README.md), and its point is not a value SQL computes: SQLite only",
+        " tests (measured by tests/postgres_selection.py), and its point is not a value SQL computes: SQLite only",
     )
     chosen = [name.strip() for name in config.getoption("--backends").split(",") if name.strip()]
     unknown = set(chosen) - set(BACKENDS)
@@ -569,7 +570,7 @@ def _temporary_files_in_memory() -> None:
         return
     folder = tempfile.mkdtemp(prefix="feedback-tests-", dir="/dev/shm")
     os.chmod(folder, 0o1777)  # as /tmp: the PostgreSQL cluster runs as the postgres user
-    atexit.register(subprocess.run, ["rm", "-rf", folder], check=False)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["TMPDIR"] = folder  # child processes (servers, the CLI, PostgreSQL's initdb) follow it
     tempfile.tempdir = folder  # this process and pytest's tmp_path follow it
 

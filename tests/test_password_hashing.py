@@ -61,3 +61,16 @@ def test_a_sign_in_remakes_a_hash_of_another_cost_with_the_servers(org: Org, sta
     [after] = rows(org, "SELECT password_hash FROM users WHERE name = 'hoa'")
     assert cost(after["password_hash"]) == (3, 65536, 4)
     assert passwords.verify_password(after["password_hash"], PASSWORD)
+
+
+@pytest.mark.parametrize(("profile", "expected"), [("standard", (3, 65536, 4)), ("minimum", (2, 19456, 1))])
+def test_the_command_line_hashes_at_the_configured_cost(org: Org, profile: str, expected: tuple) -> None:
+    added = run_cli(
+        "user", "add", "--db", str(org.db), "--user", "tuan", "--password-stdin", "--role", "viewer", "--unit", "A",
+        env={"FEEDBACK_PASSWORD_HASHING": profile},
+        input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    [user] = rows(org, "SELECT password_hash FROM users WHERE name = 'tuan'")
+    assert cost(user["password_hash"]) == expected
+    assert passwords.verify_password(user["password_hash"], PASSWORD)
