@@ -273,7 +273,7 @@ async def settle(event: Event, results: list[Any], store: Store) -> None:
         # Cancelled part-way (the server stopping): the event stays undispatched and is handed over
         # again; the hand-overs not reached are closed, not left for the garbage collector to warn of.
         for result in pending:
-            if inspect.iscoroutine(result):
+            if inspect.isawaitable(result) and hasattr(result, "close"):  # a coroutine, or a plugin's wrapped one
                 result.close()
 
 

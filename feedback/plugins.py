@@ -109,18 +109,35 @@ def isolate(impl: pluggy.HookImpl, hook: str, failures: PluginFailures) -> Calla
             failures.record(plugin, hook, error)
             return None  # pluggy skips None: the next implementation answers a firstresult hook
         if deferred and (callable(result) or inspect.isawaitable(result)):
-            return _resolved(result, plugin, hook, failures)
+            return _Resolved(result, plugin, hook, failures)
         return result
 
     return call
 
 
-async def _resolved(value: Any, plugin: str, hook: str, failures: PluginFailures) -> Any:
-    try:
-        return await await_me_maybe(value)
-    except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
-        failures.record(plugin, hook, error)
-        return None
+class _Resolved:
+    """A plugin's deferred answer, awaited with its failure recorded under the plugin's name. Closed
+    before it is awaited (a hand-over cancelled part-way), it closes the plugin's coroutine too, which
+    would otherwise be dropped unawaited and warned of."""
+
+    __slots__ = ("value", "plugin", "hook", "failures")
+
+    def __init__(self, value: Any, plugin: str, hook: str, failures: PluginFailures) -> None:
+        self.value, self.plugin, self.hook, self.failures = value, plugin, hook, failures
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._resolve().__await__()
+
+    async def _resolve(self) -> Any:
+        try:
+            return await await_me_maybe(self.value)
+        except Exception as error:  # noqa: BLE001 - a plugin must never take the core down
+            self.failures.record(self.plugin, self.hook, error)
+            return None
+
+    def close(self) -> None:
+        if inspect.iscoroutine(self.value):
+            self.value.close()
 
 
 def _isolated_wrapper(function: Callable[..., Any], plugin: str, hook: str, failures: PluginFailures) -> Callable:

@@ -33,3 +33,32 @@ def test_a_cancelled_hand_over_closes_the_hand_overs_it_did_not_reach() -> None:
         gc.collect()
     assert reached == ["first"]  # one at a time: the others were never started
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_a_plugins_coroutine_not_reached_is_closed_through_its_isolating_wrapper() -> None:
+    """What a track_event implementation returns reaches `settle` wrapped by the plugin manager (its
+    failure is recorded under its name): closing the wrapper closes the plugin's coroutine too."""
+    from feedback.plugins import PluginFailures, _Resolved
+
+    reached: list[str] = []
+
+    async def slow(name: str) -> None:
+        reached.append(name)
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        event = Event(type="response.stored", id="e2", created_at="2026-12-02T00:00:00Z", data={})
+        failures = PluginFailures()
+        results = [_Resolved(slow(name), f"plugin_{name}", "track_event", failures) for name in ("a", "b", "c")]
+        task = asyncio.create_task(settle(event, results, store=None))  # type: ignore[arg-type]
+        while not reached:
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert reached == ["a"]
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
