@@ -826,7 +826,7 @@ class _Planner:
 
 
 def _whole(raw: str) -> int:
-    if not raw.isdigit():
+    if not raw.isdecimal():
         raise InvalidInput("action_days: a whole number", "action_days")
     return int(raw)
 

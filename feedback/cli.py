@@ -1001,7 +1001,7 @@ def audit_verify(db_path: str, anchors: tuple[str, ...]) -> None:
     kept: dict[int, str] = {}
     for anchor in anchors:
         seq, _, digest = anchor.partition(":")
-        if not seq.isdigit() or len(digest.strip()) != 64:
+        if not seq.isdecimal() or len(digest.strip()) != 64:
             raise Refused(f"--anchor: SEQ:HASH, the entry's number and its 64-character hash, not {anchor!r}")
         kept[int(seq)] = digest.strip().lower()
     try:

@@ -119,7 +119,7 @@ def parse_flagged(value: str | None) -> bool | None:
 def parse_level(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.strip().isdigit() or not 1 <= int(value) <= 5:
+    if not value.strip().isdecimal() or not 1 <= int(value) <= 5:
         raise InvalidInput("level: must be a whole number from 1 to 5", "level")
     return int(value)
 

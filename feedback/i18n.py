@@ -191,7 +191,7 @@ def period_name(period: str, first: date | str, lang: str) -> str:
 def week_days(week: str) -> tuple[date, date] | None:
     """Monday and Sunday of an ISO week written "2026-W45", or None for anything else."""
     year, _, number = week.partition("-W")
-    if not (year.isdigit() and number.isdigit()):
+    if not (year.isdecimal() and number.isdecimal()):
         return None
     try:
         monday = date.fromisocalendar(int(year), int(number), 1)

@@ -210,7 +210,7 @@ def objective_window(period: str, at: date) -> tuple[date, date]:
 
 
 def _whole(value: Any, field: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         raise InvalidInput(f"{field}: a whole number from 0 to {MAX_COUNT}", field)

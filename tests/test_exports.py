@@ -220,6 +220,7 @@ def test_manager_of_a1_may_not_export_b(setup) -> None:
         ({"to": "yesterday"}, "to"),
         ({"from": "2026-05-01", "to": "2026-04-01"}, "from"),
         ({"level": "7"}, "level"),
+        ({"level": "\u00b3"}, "level"),  # "³" counts as a digit to str.isdigit, but int() refuses it
         ({"flagged": "maybe"}, "flagged"),
         ({"unit": "NOPE"}, "unit"),
     ],

@@ -153,7 +153,7 @@ _INTEGER_KEYS = frozenset({"objective", "webhook"})
 def state_row(conn: Connection, kind: str, record_id: str) -> dict[str, Any] | None:
     """The stored row of a tracked record (every column), or None when there is none."""
     table, key = RECORD_TABLES[kind] if kind in RECORD_TABLES else _OTHER_TABLES[kind]
-    value: Any = int(record_id) if kind in _INTEGER_KEYS and str(record_id).isdigit() else record_id
+    value: Any = int(record_id) if kind in _INTEGER_KEYS and str(record_id).isdecimal() else record_id
     row = first_row(conn, f'SELECT * FROM {table} WHERE "{key}" = ?', (value,))
     if row is None:
         return None

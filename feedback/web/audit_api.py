@@ -95,7 +95,7 @@ def parse_query(
         raise InvalidInput(f"limit: a whole number from 1 to {audit.MAX_PAGE}", "limit")
     after = None
     if cursor:
-        if not cursor.isdigit() or len(cursor) > 18:
+        if not cursor.isdecimal() or len(cursor) > 18:
             raise InvalidInput("cursor: the next_cursor of the page before", "cursor")
         after = int(cursor)
     return kind or None, actor or None, size, after

@@ -229,7 +229,7 @@ def confirmation(secret: str, receipt: str, issued: int | None = None) -> str:
 
 def confirmed(secret: str, receipt: str, token: str) -> bool:
     issued, _, _mac = token.partition(".")
-    if not issued.isdigit() or not 0 <= time.time() - int(issued) <= CONFIRM_SECONDS:
+    if not issued.isdecimal() or not 0 <= time.time() - int(issued) <= CONFIRM_SECONDS:
         return False
     return hmac.compare_digest(confirmation(secret, receipt, int(issued)), token)
 

@@ -465,7 +465,7 @@ def form_answers(version: SurveyVersion, form: dict[str, list[str]]) -> dict[str
             continue
         if isinstance(question, RatingQuestion):
             raw = values[0]
-            answers[question.key] = int(raw) if raw.isdigit() and len(raw) < 4 else raw
+            answers[question.key] = int(raw) if raw.isdecimal() and len(raw) < 4 else raw
         elif isinstance(question, ChoiceQuestion):
             answers[question.key] = values if question.multiple else values[0]
         elif isinstance(question, ContactQuestion):

@@ -212,7 +212,7 @@ class Filters(msgspec.Struct, kw_only=True):
         if sort not in action_queue.SORTS:
             raise InvalidInput(f"sort: must be one of {list(action_queue.SORTS)}", "sort")
         page = self.page or "1"
-        if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:
+        if not page.isdecimal() or not 1 <= int(page) <= MAX_PAGE:
             raise InvalidInput("page: must be a whole number from 1", "page")
         return action_queue.Queue(
             unit=unit,

@@ -144,7 +144,7 @@ def whole_number(values: dict[str, str], name: str, low: int, high: int) -> int 
     raw = values.get(name)
     if not raw:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdecimal() or not low <= int(raw) <= high:
         raise InvalidInput(f"{name}: must be a whole number from {low} to {high}", name)
     return int(raw)
 

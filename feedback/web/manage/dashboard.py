@@ -277,7 +277,7 @@ def service_choices(snapshot: Snapshot, subtree: set[str], lang: str) -> dict[st
 def _level(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 5:
+    if not value.isdecimal() or not 1 <= int(value) <= 5:
         raise InvalidInput("level: must be a whole number from 1 to 5", "level")
     return int(value)
 

@@ -125,7 +125,7 @@ def period_key_text(key: str | None, lang: str) -> str:
         year, _, part = key.partition("-")
         if part.startswith("Q") and part[1:] in ("1", "2", "3", "4"):
             return period_name("quarter", date(int(year), 3 * int(part[1:]) - 2, 1), lang)
-        if part.isdigit():
+        if part.isdecimal():
             return period_name("month", date(int(year), int(part), 1), lang)
     except ValueError:
         return key
