@@ -552,6 +552,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.chosen_backends = chosen  # type: ignore[attr-defined]
     if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
         _temporary_files_in_memory()
+        _compiled_code_kept()
+
+
+def _compiled_code_kept() -> None:
+    """Let every process of the run keep the bytecode it compiles, even where the environment says
+    not to (PYTHONDONTWRITEBYTECODE, common in container images): each of the run's hundreds of
+    interpreters (workers, `feedback serve`, its granian worker, the command line) would otherwise
+    compile the app again, and each worker would rewrite the asserts of every test module again.
+    What is written goes to __pycache__ folders, which git ignores."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        sys.dont_write_bytecode = False
 
 
 # Room the suite's temporary files need at most (databases, the PostgreSQL cluster, exports, logs).
