@@ -16,12 +16,25 @@ from typing import Any
 
 import httpx
 
+from feedback import passwords
 from feedback.auth import save_user
 from feedback.db import open_database
 from feedback.migrations import apply_all
 from tests.conftest import connect, default_plugins
 
 _CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
+_HASHES: dict[str, str] = {}
+
+
+def password_hash(password: str) -> str:
+    """One argon2 hash per password and cost for the whole test process: the tests give hundreds of
+    users the same few passwords, and each hash is as slow as a sign-in. Each hash still has its salt;
+    users given the same password here share it, which nothing in the app relies on either way."""
+    passwords.check_password(password)
+    known = _HASHES.get(password)
+    if known is None or passwords.needs_rehash(known):  # made at another cost (FEEDBACK_PASSWORD_HASHING)
+        known = _HASHES[password] = passwords.hash_password(password)
+    return known
 
 
 def add_user(
@@ -39,7 +52,7 @@ def add_user(
     try:
         apply_all(database, default_plugins())
         with database.conn:
-            save_user(database.conn, name, role, unit, password=password, email=email, lang=lang)
+            save_user(database.conn, name, role, unit, password_hash=password_hash(password), email=email, lang=lang)
     finally:
         database.close()
 
