@@ -868,6 +868,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
     )
 
 
+def resize(page: Any, width: int, height: int) -> None:
+    """Set a Playwright page's viewport and wait two frames (at most two seconds), so that the page's own
+    `resize` listeners (and what they change, e.g. manage.js making a scrolling table focusable) have run."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.evaluate(
+        "() => new Promise(done => {"
+        " requestAnimationFrame(() => requestAnimationFrame(done)); setTimeout(done, 2000); })"
+    )
+
+
 def poll_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "the condition") -> Any:
     """Wait for `condition()` to be true (polled every 20 ms) and return it; fail after `timeout` s."""
     deadline = time.monotonic() + timeout

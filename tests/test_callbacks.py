@@ -34,6 +34,7 @@ from tests.conftest import (
     default_plugins,
     free_port,
     poll_until,
+    resize,
     rows,
     wait_for_dispatch,
 )
@@ -332,7 +333,7 @@ def test_the_call_back_section_in_chromium_in_each_language(site: Site, browser:
             page.set_viewport_size({"width": 1280, "height": 900})
             page.goto(f"{site.server.url}/manage/actions/{action_id}?lang={lang}")
             for width in (1280, 320):
-                page.set_viewport_size({"width": width, "height": 900})
+                resize(page, width, 900)
                 assert page.locator("#act-callback-h").is_visible()
                 assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (lang, width)
                 assert axe_violations(page) == [], (lang, width)

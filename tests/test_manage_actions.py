@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, ProcessServer, Server, auth_header, connect, rows
+from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, ProcessServer, Server, auth_header, connect, resize, rows
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -428,7 +428,7 @@ def test_pages_pass_axe_in_each_language_with_screenshots(
             page.goto(f"{site.url}{path}?lang={lang}")
             assert page.locator("html").get_attribute("lang").startswith(lang)
             for width in (1280, 390, 320):
-                page.set_viewport_size({"width": width, "height": 900 if width > 390 else 844})
+                resize(page, width, 900 if width > 390 else 844)
                 suffix = "" if width > 390 else f"-{width}"
                 if width <= 390:  # a phone never scrolls sideways: the list becomes cards
                     assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (name, lang, width)

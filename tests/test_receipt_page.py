@@ -14,7 +14,7 @@ import pytest
 from babel.dates import format_date
 from playwright.sync_api import Browser
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, rows
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, resize, rows
 from tests.manage_helpers import add_user, sign_in
 
 LANGS = ("vi", "ru", "zh", "en")
@@ -222,7 +222,7 @@ def test_the_page_in_every_language_passes_axe_and_fits(browser: Browser, site: 
             page.goto(f"{site.url}/r/{site.closed['receipt']}?lang={lang}")
             assert page.locator("h1").inner_text() == HEADINGS[lang]
             for width in (320, 390, 1280):
-                page.set_viewport_size({"width": width, "height": 800})
+                resize(page, width, 800)
                 assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), (lang, width)
                 page.screenshot(path=str(ARTIFACTS / f"receipt-{lang}-{width}.png"), full_page=True)
                 assert audit(page) == [], (lang, width)
