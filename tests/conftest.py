@@ -452,14 +452,22 @@ class DatabaseLocks:
     """The shared flock() each in-process server holds on its database file, as `feedback serve` does
     (feedback.serving), so a command or server started meanwhile sees the file in use.
 
-    The lock files are opened once per database file and never closed: closing any descriptor of a
-    file drops every POSIX lock this process holds on it (fcntl(2)), SQLite's own among them, and
-    another process would then take this process's open connections for gone."""
+    The lock files are opened once per database file and closed only as the process exits: closing any
+    descriptor of a file drops every POSIX lock this process holds on it (fcntl(2)), SQLite's own among
+    them, and another process would then take this process's open connections for gone."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[tuple[str, int], tuple[Any, Any]] = {}  # (path, inode) -> (holder, prober)
         self._holders: dict[tuple[str, int], int] = {}
+        atexit.register(self._close_all)  # by then every server has stopped; left open, each warns
+
+    def _close_all(self) -> None:
+        with self._lock:
+            for files in self._files.values():
+                for file in files:
+                    file.close()
+            self._files.clear()
 
     def _key(self, path: str) -> tuple[str, int]:
         key = (str(Path(path).resolve()), os.stat(path).st_ino)
