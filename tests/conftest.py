@@ -876,6 +876,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
     )
 
 
+@cache
+def _axe_source() -> str:
+    return AXE.read_text(encoding="utf-8")
+
+
+def load_axe(page: Any) -> None:
+    """axe-core in a Playwright page, once per loaded page however often it is audited: brought in through
+    the DevTools protocol, which the page's strict CSP does not govern (a <script> tag it would refuse)."""
+    if page.evaluate("() => typeof axe") == "undefined":
+        page.evaluate(_axe_source())
+
+
 def resize(page: Any, width: int, height: int) -> None:
     """Set a Playwright page's viewport and wait two frames (at most two seconds), so that the page's own
     `resize` listeners (and what they change, e.g. manage.js making a scrolling table focusable) have run."""

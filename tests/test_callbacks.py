@@ -33,6 +33,7 @@ from tests.conftest import (
     auth_header,
     default_plugins,
     free_port,
+    load_axe,
     poll_until,
     resize,
     rows,
@@ -314,8 +315,7 @@ def test_a_phone_call_is_recorded_from_the_action_page(site: Site) -> None:
 
 
 def axe_violations(page: Any) -> list:
-    if page.evaluate("() => typeof axe") == "undefined":  # once per loaded page
-        page.add_script_tag(path=str(AXE))
+    load_axe(page)
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
     return [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in SERIOUS]
 

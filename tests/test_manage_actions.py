@@ -17,7 +17,19 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, ProcessServer, Server, auth_header, connect, resize, rows
+from tests.conftest import (
+    ARTIFACTS,
+    AXE,
+    BOTH_BACKENDS,
+    Org,
+    ProcessServer,
+    Server,
+    auth_header,
+    connect,
+    load_axe,
+    resize,
+    rows,
+)
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -390,10 +402,7 @@ BUTTON_STYLES = """() => [...document.querySelectorAll('main button')].filter(b 
 
 
 def axe_audit(page: Page) -> list:
-    # Through the DevTools protocol, which the page's strict CSP does not govern (a <script> tag it
-    # would refuse); once per loaded page, however often it is audited.
-    if page.evaluate("() => typeof axe") == "undefined":
-        page.evaluate(AXE.read_text(encoding="utf-8"))
+    load_axe(page)
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
     return [
         (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])

@@ -14,7 +14,7 @@ import pytest
 from babel.dates import format_date
 from playwright.sync_api import Browser
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, make_org, resize, rows
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, load_axe, make_org, resize, rows
 from tests.manage_helpers import add_user, sign_in
 
 LANGS = ("vi", "ru", "zh", "en")
@@ -200,8 +200,7 @@ def test_staff_find_a_response_by_its_receipt(site: Site) -> None:
 
 
 def audit(page) -> list:
-    if page.evaluate("() => typeof axe") == "undefined":  # once per loaded page
-        page.add_script_tag(path=str(AXE))
+    load_axe(page)
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
     return [
         (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
