@@ -41,6 +41,7 @@ def test_health_and_openapi(server: Server) -> None:
         assert path in paths
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_security_headers_on_every_response(server: Server) -> None:
     for reply in (get(server, "/healthz"), get(server, "/api/v1/units")):
         assert reply.headers["x-content-type-options"] == "nosniff"

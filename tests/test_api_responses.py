@@ -178,6 +178,7 @@ def test_client_time_far_in_the_future_is_flagged_and_server_time_used(server: S
     assert row["occurred_at"][:4] != "2099"
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_rate_limit_answers_429_on_public_posts_only(start_server, org: Org) -> None:
     srv = start_server(org.db, feedback_rate_limit="5")
     codes = [post(srv, {"touchpoint": "tp-a", "answers": {"overall": 5}}).status_code for _ in range(7)]

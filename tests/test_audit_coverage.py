@@ -428,6 +428,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.postgres_covered_elsewhere
 @pytest.mark.parametrize(("method", "path", "token", "kwargs", "status"), REFUSED)
 def test_a_refused_change_logs_nothing(env: Env, method: str, path: str, token: str, kwargs: dict, status: int) -> None:
     mark = head(env.org)

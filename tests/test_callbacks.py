@@ -31,9 +31,9 @@ from tests.conftest import (
     Org,
     Server,
     auth_header,
+    axe_violations,
     default_plugins,
     free_port,
-    load_axe,
     poll_until,
     resize,
     rows,
@@ -47,7 +47,6 @@ PASSWORD = "correct horse 1"
 SAKHALIN = ZoneInfo("Asia/Sakhalin")  # unit B
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")  # units A, A1, A1a
 TRIES = 2  # FEEDBACK_CALLBACK_TRIES of the module's server
-SERIOUS = ("serious", "critical")
 # «Ваш контроль» answers with criteria below 4: the rule opens a call-back.
 VASH_LOW = {"service_time": 2, "waiting_time": 3, "staff_courtesy": 5, "premises": 4, "information": 4}
 
@@ -237,6 +236,7 @@ def test_reached_and_declined_are_final_at_once(site: Site, outcome: str) -> Non
         ({"via": "phone", "outcome": "reached", "by": "someone else"}, "by"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(site: Site, body: dict, field: str) -> None:
     action_id = callback_action(site)
     reply = site.attempt(action_id, **body)
@@ -312,12 +312,6 @@ def test_a_phone_call_is_recorded_from_the_action_page(site: Site) -> None:
         )
         assert refused.status_code == 403
     assert rows(site.org, "SELECT count(*) AS n FROM callback_attempts WHERE action = ?", (other,)) == [{"n": 0}]
-
-
-def axe_violations(page: Any) -> list:
-    load_axe(page)
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in SERIOUS]
 
 
 def test_the_call_back_section_in_chromium_in_each_language(site: Site, browser: Any) -> None:

@@ -33,11 +33,11 @@ from feedback.db import open_database
 from feedback.migrations import apply_all
 from tests.conftest import (
     ARTIFACTS,
-    AXE,
     BOTH_BACKENDS,
     ROOT,
     Org,
     Server,
+    axe_violations,
     default_plugins,
     new_postgres_database,
     rows,
@@ -51,7 +51,6 @@ DOCS = ROOT / "docs"
 PASSWORD = "correct horse 1"
 #: The tables an import writes (and the audit log): compared before and after a refused one.
 TABLES = ("units", "services", "touchpoints", "surveys", "survey_versions", "audit_log")
-SERIOUS = ("serious", "critical")
 
 
 @cache
@@ -482,11 +481,7 @@ def test_the_page_in_a_browser(browser: Any, people: Org, server: Server, tmp_pa
         assert "không có đơn vị NOPE" in cells[0] and "name_en" in cells[1]
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "admin-import-problems-vi.png"), full_page=True)
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        serious = [
-            (v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in SERIOUS
-        ]
+        serious = axe_violations(page)
         assert serious == []
     finally:
         context.close()

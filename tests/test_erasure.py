@@ -24,7 +24,7 @@ from playwright.sync_api import Browser
 from feedback.backup import backup, restore
 from feedback.erasure import MARKER
 from feedback.web.receipt_page import confirmation
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, auth_header, make_org, rows, run_cli
+from tests.conftest import ARTIFACTS, BOTH_BACKENDS, Org, auth_header, axe_violations, make_org, rows, run_cli
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 SECRET = "test-secret"  # what the test servers sign with (tests.conftest.Server)
@@ -173,16 +173,6 @@ def test_an_erasure_post_needs_a_fresh_confirmation_from_the_page(org: Org, star
     assert rows(org, "SELECT erased FROM responses WHERE id = ?", (other["id"],))[0]["erased"] is None
 
 
-def audit_page(page) -> list:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [
-        (v["id"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 def test_a_citizen_erases_their_comment_and_contact_in_the_browser(tmp_path, start_server, browser: Browser) -> None:
     org = make_org(tmp_path / "feedback.db")
     add_user(org.db, "mai", "correct horse 1", "manager", "A1")
@@ -200,14 +190,14 @@ def test_a_citizen_erases_their_comment_and_contact_in_the_browser(tmp_path, sta
         page.wait_for_url(f"**/r/{given['receipt']}/erase?lang=vi")
         assert page.locator("h1").inner_text() == "Xóa góp ý và thông tin liên hệ của bạn?"
         assert rows(org, "SELECT erased FROM responses")[0]["erased"] is None  # the first step erases nothing
-        assert audit_page(page) == []
+        assert axe_violations(page) == []
         page.screenshot(path=str(ARTIFACTS / "receipt-erase-vi-360.png"), full_page=True)
         with page.expect_navigation():
             page.get_by_role("button", name="Có, xóa đi").click()
         assert page.url.endswith(f"/r/{given['receipt']}?lang=vi")
         assert "Góp ý và thông tin liên hệ của bạn đã được xóa." in page.locator(".erased-note").inner_text()
         assert page.get_by_role("link", name="Xóa góp ý và thông tin liên hệ của tôi").count() == 0
-        assert audit_page(page) == []
+        assert axe_violations(page) == []
         page.goto(f"{server.url}/r/{given['receipt']}?lang=en")  # and so it stays, in every language
         assert "Your comment and contact have been erased." in page.locator(".erased-note").inner_text()
     finally:

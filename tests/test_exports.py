@@ -14,7 +14,17 @@ from openpyxl import load_workbook
 
 from feedback import organisation, surveys
 from feedback.auth import save_user
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, connect, default_plugins, rows
+from tests.conftest import (
+    ARTIFACTS,
+    BOTH_BACKENDS,
+    Org,
+    Server,
+    auth_header,
+    axe_violations,
+    connect,
+    default_plugins,
+    rows,
+)
 
 pytestmark = BOTH_BACKENDS
 
@@ -414,14 +424,6 @@ def _sign_in(context, server: Server) -> None:
     page.close()
 
 
-def _axe(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']})"
-    )
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 @pytest.mark.parametrize("lang", ["vi", "ru", "zh", "en"])
 def test_pages_pass_axe_and_are_kept_as_screenshots(setup, browser, lang: str) -> None:
     org, server, _ = setup
@@ -432,13 +434,13 @@ def test_pages_pass_axe_and_are_kept_as_screenshots(setup, browser, lang: str) -
     try:
         page = context.new_page()
         page.goto(f"{server.url}/results/A1?lang={lang}")
-        assert _axe(page) == [], f"public page ({lang})"
+        assert axe_violations(page) == [], f"public page ({lang})"
         page.screenshot(path=str(ARTIFACTS / f"public_results_{lang}.png"), full_page=True)
         _sign_in(context, server)
         page.goto(f"{server.url}/manage/reports?lang={lang}")
         assert page.url.startswith(f"{server.url}/manage/reports"), page.url
         assert page.locator("form[action='/api/v1/reports/management-review.pdf']").count() == 1
-        assert _axe(page) == [], f"/manage/reports ({lang})"
+        assert axe_violations(page) == [], f"/manage/reports ({lang})"
         page.screenshot(path=str(ARTIFACTS / f"manage_reports_{lang}.png"), full_page=True)
     finally:
         context.close()

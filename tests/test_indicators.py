@@ -174,6 +174,7 @@ def test_a_bad_figure_names_its_field_and_stores_nothing(server: Server, shared_
     assert count_values(shared_org) == before
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_figures_need_a_known_indicator_and_a_manager_of_the_unit(server: Server, shared_org: Org) -> None:
     tokens = shared_org.tokens
     unknown = post_value(server, tokens["admin"], "happiness", figure("A1", "2025-01", 1, 2))

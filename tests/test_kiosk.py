@@ -29,6 +29,7 @@ from tests.conftest import (
     ProcessServer,
     Server,
     auth_header,
+    axe_violations,
     enrollment_code,
     poll_until,
     rows,
@@ -443,13 +444,7 @@ def test_accessibility_audit_of_rating_and_reasons(browser: Browser, servers, or
     shot(page, f"enroll-{name}")
 
     def audit(where: str) -> None:
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [
-            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in result["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
+        bad = axe_violations(page)
         assert bad == [], where
 
     audit("enroll")

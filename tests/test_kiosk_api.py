@@ -287,6 +287,7 @@ def test_silent_kiosk_fires_one_event(tmp_path: Path, start_server, org: Org) ->
     assert listed[0]["silent"] is True
 
 
+@pytest.mark.postgres_covered_elsewhere
 @pytest.mark.parametrize("body", [{"items": "x"}, {"items": [{"id": "a"}]}, {"nope": []}])
 def test_malformed_sync_is_400_naming_the_field(start_server, org: Org, body: dict) -> None:
     srv = start_server(org.db)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import AXE, Org, Server, auth_header, rows
+from tests.conftest import AXE, Org, Server, auth_header, axe_violations, rows
 from tests.manage_helpers import retire_touchpoint
 from tests.test_kiosk import FAST, kiosk_rows, kiosks, open_kiosk, shot, state, tap, wait_until
 from tests.test_kiosk import enroll as enroll_tablet
@@ -84,13 +84,7 @@ def tablet_store(page: Page) -> dict[str, int]:
 def assert_accessible(page: Page) -> None:
     """No serious or critical WCAG 2.1 AA finding by axe-core on the page as it stands."""
     assert AXE.exists(), "run `npm install` in tests/browser (the CI script does)"
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    bad = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    bad = axe_violations(page)
     assert bad == []
 
 

@@ -25,8 +25,8 @@ from tests.conftest import (
     ProcessServer,
     Server,
     auth_header,
+    axe_violations,
     connect,
-    load_axe,
     resize,
     rows,
 )
@@ -197,6 +197,7 @@ def test_an_appeal_cannot_be_decided_by_the_person_who_appealed(site: Server, pe
     assert step(boss, action["id"], "appeal_rejected", note="the rating stands").status_code == 303
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_manager_of_another_unit_is_refused(site: Server, people: Org) -> None:
     action = bad_rating(site, people)
     olga = client_for(site, "olga", lang="en")
@@ -401,16 +402,6 @@ BUTTON_STYLES = """() => [...document.querySelectorAll('main button')].filter(b 
     .map(b => { const s = getComputedStyle(b); return [b.textContent.trim(), s.cursor, s.borderTopLeftRadius]; })"""
 
 
-def axe_audit(page: Page) -> list:
-    load_axe(page)
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 @pytest.mark.parametrize("lang", LANGS)
 def test_pages_pass_axe_in_each_language_with_screenshots(
     browser: Browser, site: Server, people: Org, lang: str
@@ -444,7 +435,7 @@ def test_pages_pass_axe_in_each_language_with_screenshots(
                 styles = page.evaluate(BUTTON_STYLES)
                 assert styles and all(c == "pointer" and r != "0px" for _, c, r in styles), (name, lang, styles)
                 if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only
-                    assert axe_audit(page) == [], (name, lang, width)
+                    assert axe_violations(page) == [], (name, lang, width)
                 page.screenshot(path=str(ARTIFACTS / f"manage-actions-{name}-{lang}{suffix}.png"), full_page=True)
     finally:
         context.close()

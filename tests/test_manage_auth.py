@@ -22,6 +22,7 @@ from tests.conftest import (
     Org,
     ProcessServer,
     Server,
+    axe_violations,
     connect,
     default_plugins,
     rows,
@@ -438,13 +439,7 @@ def test_pages_pass_axe_and_are_captured_in_each_language(
         if name == "login":
             assert page.locator("h1").inner_text() == SIGN_IN[lang]
         shot(page, f"manage-auth-{name}-{lang}")
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [
-            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in result["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
+        bad = axe_violations(page)
         assert bad == [], (name, lang, bad)
     context.close()
 

@@ -13,7 +13,18 @@ import httpx
 import pytest
 from playwright.sync_api import Browser
 
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, auth_header, connect, load_axe, resize, rows
+from tests.conftest import (
+    ARTIFACTS,
+    AXE,
+    BOTH_BACKENDS,
+    Org,
+    Server,
+    auth_header,
+    axe_violations,
+    connect,
+    resize,
+    rows,
+)
 from tests.manage_helpers import add_user, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -236,16 +247,6 @@ BUTTON_STYLES = """() => [...document.querySelectorAll('main button')].filter(b 
     .map(b => { const s = getComputedStyle(b); return [b.textContent.trim(), s.cursor, s.borderTopLeftRadius]; })"""
 
 
-def audit(page, name: str) -> list:
-    load_axe(page)
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 @pytest.mark.parametrize("lang", LANGS)
 def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser: Browser, lang: str) -> None:
     """At 1280 px and on a 390 px phone: the axe audit, no sideways scrolling, styled buttons, charts."""
@@ -297,7 +298,7 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
             for text, cursor, radius in page.evaluate(BUTTON_STYLES):
                 assert cursor == "pointer" and radius != "0px", (name, lang, text)
             if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only
-                assert audit(page, name) == [], (name, lang, width)
+                assert axe_violations(page) == [], (name, lang, width)
     assert errors == []  # Chart.js runs under the strict CSP
     context.close()
 

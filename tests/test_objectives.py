@@ -170,6 +170,7 @@ def test_roles_and_scope_on_objectives(org5) -> None:
         ({"unit": "ZZ", "metric": "satisfaction", "target": 0.9}, "unit"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_bad_objective_fields_are_named(server: Server, shared_org: Org, body: dict, field: str) -> None:
     reply = create(server, shared_org.tokens["admin"], **{"unit": "A", **body})
     assert reply.status_code == 400, reply.text

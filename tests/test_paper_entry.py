@@ -32,7 +32,18 @@ from feedback.store import dialect
 from feedback.store import organisation as organisation_store
 from feedback.store.responses import ROLLUP_MEASURES
 from feedback_plugins.templates import HAOCHAPING
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, ROOT, Org, Server, auth_header, connect, org_on, rows
+from tests.conftest import (
+    ARTIFACTS,
+    BOTH_BACKENDS,
+    ROOT,
+    Org,
+    Server,
+    auth_header,
+    axe_violations,
+    connect,
+    org_on,
+    rows,
+)
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -695,12 +706,7 @@ def test_a_hotline_call_from_the_screen(served, browser, backend: str) -> None:
 
 def assert_accessible(page) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    if not page.evaluate("typeof axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']})"
-    )
-    serious = [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    serious = axe_violations(page)
     assert serious == []
 
 

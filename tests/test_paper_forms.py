@@ -129,6 +129,7 @@ def test_ratings_print_their_numbers_and_words_and_the_touchpoints_language_is_t
         ({"lang": "de"}, "lang"),
     ],
 )
+@pytest.mark.postgres_covered_elsewhere
 def test_bad_parameters_are_400_naming_the_field_and_register_nothing(
     server: Server, shared_org: Org, params: dict, field: str
 ) -> None:

@@ -29,12 +29,12 @@ from feedback.paper_layout import FormLayout, form_layout
 from feedback_plugins.templates import register_survey_templates
 from tests.conftest import (
     ARTIFACTS,
-    AXE,
     BOTH_BACKENDS,
     FEEDBACK,
     Org,
     Server,
     auth_header,
+    axe_violations,
     connect,
     poll_until,
     rows,
@@ -296,17 +296,6 @@ def test_the_upload_refuses_forms_of_other_units_and_keeps_the_queue_to_the_subt
     # Another unit's manager sees none of B's pages.
     other = httpx.get(f"{server.url}/api/v1/paper-scans", headers=auth_header(shared_org.tokens["manager_a1"]))
     assert other.status_code == 200 and other.json() == []
-
-
-def axe_violations(page) -> list:
-    """Serious and critical WCAG 2.1 A/AA violations on the page (axe-core)."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [
-        (v["id"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def _waiting_with(org: Org, reason: str) -> dict:

@@ -14,7 +14,7 @@ import pytest
 from babel.dates import format_date
 from playwright.sync_api import Browser
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, load_axe, make_org, resize, rows
+from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, axe_violations, make_org, resize, rows
 from tests.manage_helpers import add_user, sign_in
 
 LANGS = ("vi", "ru", "zh", "en")
@@ -199,16 +199,6 @@ def test_staff_find_a_response_by_its_receipt(site: Site) -> None:
 # -- in the browser ------------------------------------------------------------------------------------
 
 
-def audit(page) -> list:
-    load_axe(page)
-    result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-    return [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 def test_the_page_in_every_language_passes_axe_and_fits(browser: Browser, site: Site) -> None:
     """Each language's page is loaded once and laid out again at each width."""
     assert AXE.exists(), "run `npm install` in tests/browser"
@@ -224,7 +214,7 @@ def test_the_page_in_every_language_passes_axe_and_fits(browser: Browser, site: 
                 resize(page, width, 800)
                 assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), (lang, width)
                 page.screenshot(path=str(ARTIFACTS / f"receipt-{lang}-{width}.png"), full_page=True)
-                assert audit(page) == [], (lang, width)
+                assert axe_violations(page) == [], (lang, width)
     finally:
         context.close()
 

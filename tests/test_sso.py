@@ -313,6 +313,7 @@ def test_without_a_provider_the_page_offers_none(start_server: Any, org: Org) ->
 # -- OpenID Connect -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_a_person_signed_in_at_the_provider_gets_a_session_of_the_matching_account(site: Site) -> None:
     before = sessions_of(site.org, "minh")
     with client() as http:
@@ -470,6 +471,7 @@ def test_role_and_unit_come_from_the_claims_when_configured(claims_site: Site) -
     assert last_logged_state(org, "token", token["id"]) == stored_state(org, "token", token["id"])
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_autocreate_makes_an_account_with_the_claims_role_and_unit(claims_site: Site) -> None:
     org = claims_site.org
     assert user_row(org, "sam") is None

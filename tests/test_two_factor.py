@@ -26,7 +26,7 @@ from feedback.settings import SettingsError, load_settings
 from feedback.store import users as user_store
 from feedback.web.manage import account, users
 from feedback.web.manage.layout import TEMPLATES
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, poll_until, rows, run_cli
+from tests.conftest import ARTIFACTS, BOTH_BACKENDS, Org, Server, axe_violations, poll_until, rows, run_cli
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -34,7 +34,6 @@ pytestmark = BOTH_BACKENDS
 PASSWORD = "correct horse 1"
 WRONG_CODE = "The code is wrong."
 USED_CODE = "This code was used already. Wait for the next code and enter it."
-SERIOUS = ("serious", "critical")
 PAGE_TEMPLATES = ("account.html", "account_codes.html", "login_code.html", "sessions_table.html", "auth_user.html")
 
 
@@ -180,6 +179,7 @@ def test_a_recovery_code_signs_in_once(server: Server, people: Org) -> None:
     assert user["recovery_codes"].count("$argon2id$") == 8
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_turning_two_factor_off_needs_a_code_or_the_password(server: Server, people: Org) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         password_step(client, server, "dis")
@@ -354,9 +354,7 @@ def test_the_set_up_page_in_a_browser(browser: Browser, server: Server, people: 
         page.wait_for_selector("#totp-qr")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "account-2fa-setup.png"), full_page=True)
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})")
-        bad = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in SERIOUS]
+        bad = axe_violations(page)
         assert bad == []
         # The QR code on the page holds the otpauth URI of the key printed beside it.
         assert page.evaluate("document.getElementById('totp-qr').naturalWidth") == 264

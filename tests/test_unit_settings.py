@@ -76,6 +76,7 @@ def test_bad_settings_name_the_field(shared_org, server, body, field) -> None:
     assert rows(shared_org, "SELECT * FROM units WHERE code = 'A1'") == before
 
 
+@pytest.mark.postgres_covered_elsewhere
 def test_scope_and_roles(shared_org, server) -> None:
     assert patch(server, shared_org.tokens["manager_a1"], "B", {"action_days": 3}).status_code == 403
     assert patch(server, shared_org.tokens["viewer_b"], "B", {"action_days": 3}).status_code == 403

@@ -236,6 +236,7 @@ def test_private_targets_are_refused_by_default(url: str, shared_org: Org, serve
     assert "url" in reply.json()["detail"]
 
 
+@pytest.mark.postgres_covered_elsewhere
 @pytest.mark.parametrize("url", ["ftp://example.org/hook", "not a url", "http:///nohost", "http://h:99999/"])
 def test_malformed_targets_are_refused(url: str, shared_org: Org, server: Server) -> None:
     reply = register(server, shared_org, url)
