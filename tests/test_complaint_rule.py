@@ -22,7 +22,7 @@ from feedback.db import open_utils
 from feedback.models import ChoiceQuestion, RatingQuestion, SurveyDefinition, TextQuestion
 from feedback.plugins import build_plugin_manager
 from feedback.settings import Settings
-from tests.conftest import Org, auth_header, default_plugins, make_org, rows
+from tests.conftest import Org, Server, auth_header, default_plugins, make_org, rows
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 # Preset → (touchpoint, the kind of action a level-1 rating opens there). The jurisdiction presets keep
@@ -230,23 +230,21 @@ def test_a_third_party_rule_for_the_response_takes_precedence(tmp_path: Path, or
     "value",
     [[0], [6], [1, 1], "1,2", [True], {"1": True}, [1.5], 2, [None]],
 )
-def test_bad_complaint_levels_name_the_field(shared_org: Org, start_server, value: Any) -> None:
-    srv = start_server(shared_org.db)
+def test_bad_complaint_levels_name_the_field(shared_org: Org, server: Server, value: Any) -> None:
     before = rows(shared_org, "SELECT * FROM units ORDER BY code")
-    reply = patch(srv.url, shared_org.tokens["admin"], "A1", {"complaint_levels": value})
+    reply = patch(server.url, shared_org.tokens["admin"], "A1", {"complaint_levels": value})
     assert reply.status_code == 400, reply.text
     assert reply.json()["field"] == "complaint_levels" and reply.json()["detail"].startswith("complaint_levels")
     assert rows(shared_org, "SELECT * FROM units ORDER BY code") == before
 
 
-def test_complaint_levels_are_set_by_admins_and_managers_of_the_subtree(shared_org: Org, start_server) -> None:
-    srv = start_server(shared_org.db)
+def test_complaint_levels_are_set_by_admins_and_managers_of_the_subtree(shared_org: Org, server: Server) -> None:
     tokens = shared_org.tokens
-    assert patch(srv.url, tokens["manager_a1"], "A1a", {"complaint_levels": [1]}).status_code == 200
-    assert patch(srv.url, tokens["manager_a1"], "A", {"complaint_levels": [1]}).status_code == 403
-    assert patch(srv.url, tokens["manager_a1"], "B", {"complaint_levels": [1]}).status_code == 403
-    assert patch(srv.url, tokens["viewer_b"], "B", {"complaint_levels": [1]}).status_code == 403
-    assert httpx.patch(f"{srv.url}/api/v1/units/B", json={"complaint_levels": [1]}).status_code == 401
+    assert patch(server.url, tokens["manager_a1"], "A1a", {"complaint_levels": [1]}).status_code == 200
+    assert patch(server.url, tokens["manager_a1"], "A", {"complaint_levels": [1]}).status_code == 403
+    assert patch(server.url, tokens["manager_a1"], "B", {"complaint_levels": [1]}).status_code == 403
+    assert patch(server.url, tokens["viewer_b"], "B", {"complaint_levels": [1]}).status_code == 403
+    assert httpx.patch(f"{server.url}/api/v1/units/B", json={"complaint_levels": [1]}).status_code == 401
     assert rows(shared_org, "SELECT code, complaint_levels FROM units WHERE complaint_levels IS NOT NULL") == [
         {"code": "A1a", "complaint_levels": "[1]"}
     ]

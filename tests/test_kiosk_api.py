@@ -15,7 +15,7 @@ import pytest
 
 from feedback.kiosks import misuse_flags
 from feedback.web import kiosk_api
-from tests.conftest import BOTH_BACKENDS, Org, auth_header, connect, enrollment_code, poll_until, run_cli
+from tests.conftest import BOTH_BACKENDS, Org, Server, auth_header, connect, enrollment_code, poll_until, run_cli
 
 pytestmark = BOTH_BACKENDS
 
@@ -289,10 +289,9 @@ def test_silent_kiosk_fires_one_event(tmp_path: Path, start_server, org: Org) ->
 
 @pytest.mark.postgres_covered_elsewhere
 @pytest.mark.parametrize("body", [{"items": "x"}, {"items": [{"id": "a"}]}, {"nope": []}])
-def test_malformed_sync_is_400_naming_the_field(start_server, org: Org, body: dict) -> None:
-    srv = start_server(org.db)
-    device, _ = enroll(srv.url, org)
-    reply = httpx.post(f"{srv.url}/api/v1/kiosk/sync", json=body, headers=auth_header(device))
+def test_malformed_sync_is_400_naming_the_field(server: Server, shared_org: Org, body: dict) -> None:
+    device, _ = enroll(server.url, shared_org)
+    reply = httpx.post(f"{server.url}/api/v1/kiosk/sync", json=body, headers=auth_header(device))
     assert reply.status_code == 400
     assert reply.json()["field"]
 
