@@ -291,6 +291,14 @@ def jobs() -> list[Job]:
     return [Job("outbox.prune", every=3600, run=run_prune)]
 
 
+# How long a stopping server lets its prompt delivery rounds finish (well within serving's grace).
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+# The prompt delivery rounds under way in this process (each on its app's event loop), for
+# `finish_rounds` at shutdown.
+_ROUNDS: set[asyncio.Task] = set()
+
+
 class Nudger:
     """Runs a delivery round soon after something is queued, so a healthy receiver need not wait for
     the next job run. Nudges that arrive during a round coalesce into one more round."""
@@ -303,7 +311,10 @@ class Nudger:
         if channel in self._running:
             self._again.add(channel)
             return
-        self._running[channel] = asyncio.get_running_loop().create_task(self._rounds(channel, round_))
+        task = asyncio.get_running_loop().create_task(self._rounds(channel, round_))
+        self._running[channel] = task
+        _ROUNDS.add(task)
+        task.add_done_callback(_ROUNDS.discard)
 
     async def _rounds(self, channel: str, round_: Callable[[], Awaitable[Any]]) -> None:
         try:
@@ -317,3 +328,19 @@ class Nudger:
                     return
         finally:
             self._running.pop(channel, None)
+
+
+async def finish_rounds(timeout: float) -> None:
+    """Let the prompt delivery rounds under way on this event loop end before the store closes, so
+    that a message its receiver has taken is recorded as delivered and not sent again after a restart.
+    A round still running after `timeout` seconds is cancelled: what it had in flight is sent again by
+    the next round (at least once, as after a crash)."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _ROUNDS if task.get_loop() is loop]
+    if not mine:
+        return
+    _done, late = await asyncio.wait(mine, timeout=timeout)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)

@@ -4,13 +4,14 @@ purge of the respondent's contact, and contact retention."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
 import threading
 import time
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from email.message import EmailMessage
 from pathlib import Path
@@ -47,12 +48,14 @@ SAKHALIN = ZoneInfo("Asia/Sakhalin")  # unit B
 
 
 class Sink:
-    """An SMTP server that keeps every message; it can answer the next N messages with a 451."""
+    """An SMTP server that keeps every message; it can answer the next N messages with a 451, and take
+    each message `answer_after` seconds before it answers (the sender waits for the 250 meanwhile)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[list[str]] = []
         self.fail_next = 0
+        self.answer_after = 0.0
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - the aiosmtpd API
@@ -62,6 +65,7 @@ class Sink:
                 return "451 4.3.0 try again later"
             self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
             self.envelopes.append(list(envelope.rcpt_tos))
+        await asyncio.sleep(self.answer_after)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -256,6 +260,21 @@ def test_deadline_reminder_and_overdue_escalation(org: Org, start_server, smtp: 
 
     tick(org, later + timedelta(hours=1), "actions.deadlines", "mail.deliver", env=env)
     assert len(smtp.to("lan@example.org")) == 3 and len(smtp.to("mai@example.org")) == 1
+
+
+def test_a_mail_in_flight_when_the_server_stops_is_recorded_and_never_sent_again(
+    org: Org, start_server, smtp: Sink
+) -> None:
+    smtp.answer_after = 1.0  # the receiver has the message a second before the server hears its 250
+    server = serve(start_server, org, feedback_smtp_url=smtp.url, feedback_jobs="0")
+    open_action(server, org, "A1", "Sửa quy trình tiếp nhận", owner="lan")
+    smtp.wait_for("lan@example.org")  # taken, not yet answered
+    server.stop()  # the delivery round ends, and its outcome is written, before the store closes
+    assert all_mail_delivered(org)
+    smtp.answer_after = 0.0
+    # A day later (every lease long over), a delivery round finds nothing to send again.
+    tick(org, datetime.now(UTC) + timedelta(days=1), "mail.deliver", env={"FEEDBACK_SMTP_URL": smtp.url})
+    assert len(smtp.to("lan@example.org")) == 1
 
 
 def next_monday(day: date) -> date:

@@ -10,8 +10,6 @@ way the route's own principal dependency does and leaves the result on the reque
 hands the handler the same Principal without a second look-up. The snapshot is kept the same way.
 """
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from typing import Literal
 

@@ -1,7 +1,5 @@
 """The JSON API of corrective actions: the queue, one action with its events, transitions, KPIs."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """The JSON API of the public contract (DESIGN.md): responses, surveys, units, touchpoints, rates."""
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta

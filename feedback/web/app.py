@@ -1,7 +1,5 @@
 """The Litestar app factory: store, catalog, plugins, routes, limits and headers in one place."""
 
-from __future__ import annotations
-
 import asyncio
 import gc
 import logging
@@ -20,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from feedback import __version__, callbacks, indicators, logs, passwords, serving
+from feedback import __version__, callbacks, indicators, logs, outbox, passwords, serving
 from feedback.catalog import Catalog
 from feedback.db import Store, open_database
 from feedback.dispatch import Dispatcher
@@ -225,6 +223,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             for task in background:
                 task.cancel()
             await dispatcher.stop()
+            # A mail, webhook or SMS its receiver took is recorded before the store closes.
+            await outbox.finish_rounds(outbox.SHUTDOWN_GRACE_SECONDS)
             await asyncio.to_thread(store.close)
             access.flush()
             if own_process:

@@ -1,8 +1,6 @@
 """The audit log over HTTP: `GET /api/v1/audit` (admin and auditor, their unit's subtree) and
 `GET /api/v1/audit/head` (the newest hash, which a copy held elsewhere anchors)."""
 
-from __future__ import annotations
-
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any

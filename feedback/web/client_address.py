@@ -8,8 +8,6 @@ name itself someone else to get past a limit. Of `X-Forwarded-For` (or, when it 
 trusted proxy appends the address it saw, and everything left of that is whatever the client sent.
 """
 
-from __future__ import annotations
-
 import hashlib
 import ipaddress
 from functools import lru_cache

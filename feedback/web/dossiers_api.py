@@ -1,8 +1,6 @@
 """Dossiers and their deadlines over HTTP: `POST /api/v1/cases` (a batch upsert by case reference, from the
 one-stop or customs system), `GET /api/v1/cases/timeliness` (on-time rates) and the timeliness export."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 import msgspec

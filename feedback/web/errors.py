@@ -1,7 +1,5 @@
 """Every error leaves as JSON whose message names the offending field; never a 500 for bad input."""
 
-from __future__ import annotations
-
 import logging
 import re
 

@@ -6,8 +6,6 @@ Scope and days work as in `/api/v1/satisfaction`: the unit's subtree (403 outsid
 built on a reader thread in openpyxl's write-only mode and streamed from a temporary file.
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import IO, Any

@@ -1,8 +1,6 @@
 """Reporting upward between installations, the parent's routes: a child pairs with a one-time code and then
 sends one signed report per closed day (see `feedback.federation`); an administrator lists the children."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post

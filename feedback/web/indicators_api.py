@@ -1,8 +1,6 @@
 """Other indicators over HTTP: their definitions (`GET`/`POST /api/v1/indicators`) and their figures per unit
 and period (`POST`/`GET /api/v1/indicators/{key}/values`)."""
 
-from __future__ import annotations
-
 from datetime import date
 from typing import Annotated, Any, Literal
 

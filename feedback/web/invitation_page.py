@@ -7,8 +7,6 @@ conflict of the first, never a second rating. The case reference is the invitati
 the page posts; the channel is `sms`; the write that stores the answer closes the invitation.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Any
 

@@ -6,8 +6,6 @@ and a key given twice in one object (msgspec silently keeps the last copy, so `{
 "touchpoint": "b"}` would mean whatever the last copy says, unseen by anyone reading the body).
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any
 

@@ -1,8 +1,6 @@
 """Kiosk endpoints: `/api/v1/kiosk/…` for the tablet itself (device token), `/api/v1/kiosks/…` for
 managers and counter systems (API token), and the app's shell at `/kiosk/`."""
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging

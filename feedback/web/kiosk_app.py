@@ -1,7 +1,5 @@
 """The tablet app's files at /kiosk/: only the app's own, GET and HEAD alike, /kiosk redirected to /kiosk/."""
 
-from __future__ import annotations
-
 from pathlib import Path, PurePath
 
 from litestar import HttpMethod, Request, Router, route

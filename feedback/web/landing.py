@@ -1,8 +1,6 @@
 """`GET /`: a small page that says where to go — the manager app, the API document and, on a demo
 database, one survey page per agency — in the reader's language, instead of a JSON 404."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from litestar import Request, Response, get

@@ -7,8 +7,6 @@ on changes it did not see itself; on PostgreSQL another node's change is notifie
 (`Store.listen`), so the poll runs at once.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging

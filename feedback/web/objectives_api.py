@@ -1,7 +1,5 @@
 """The JSON API of quality objectives, their status and control charts, and exposure counts."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post, put

@@ -9,8 +9,6 @@ so it stays small: no objects per request but the id and one closure, the labell
 cached, the access line a tuple appended to a list (`feedback.logs.AccessLog`).
 """
 
-from __future__ import annotations
-
 import asyncio
 import itertools
 import re

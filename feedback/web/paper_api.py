@@ -10,8 +10,6 @@ for a serial never printed, so a token cannot learn whether another unit's seria
 may not key forms is a 403 naming `role`.
 """
 
-from __future__ import annotations
-
 from secrets import compare_digest
 from typing import Annotated, Any, Literal
 

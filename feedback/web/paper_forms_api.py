@@ -6,8 +6,6 @@ scoped to the unit subtree: a touchpoint of another unit is a 403 naming `unit`.
 every serial it prints (`feedback.paper_pdf`); the PDF is drawn on a worker thread.
 """
 
-from __future__ import annotations
-
 import asyncio
 from typing import Annotated, Any
 

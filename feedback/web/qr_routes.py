@@ -1,7 +1,5 @@
 """QR images (public) and printable posters (token) for touchpoints and units."""
 
-from __future__ import annotations
-
 import asyncio
 import re
 from typing import Annotated

@@ -9,8 +9,6 @@ answer is kept for `CACHE_SECONDS` and one check runs at a time, so however ofte
 monitor asks, the writer sees at most one test write a second.
 """
 
-from __future__ import annotations
-
 import asyncio
 import shutil
 import time

@@ -15,8 +15,6 @@ before the look-up (a receipt that is found gives its count back). An unknown re
 malformed one get the same page after the same look-up.
 """
 
-from __future__ import annotations
-
 import hashlib
 import hmac
 import threading

@@ -8,8 +8,6 @@ names it in a class `fit-N` (N rem, even); the survey CSS holds one container qu
 below are the CSS's (feedback/web/static/survey.css): change both together.
 """
 
-from __future__ import annotations
-
 import math
 import re
 from functools import cache

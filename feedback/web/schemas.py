@@ -6,8 +6,6 @@ OpenAPI fuzz test checks every answer against them. A key that is sometimes left
 a key that is always there but may be null is `X | None`.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 import msgspec

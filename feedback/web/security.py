@@ -1,7 +1,5 @@
 """Bearer-token authentication and unit-subtree scope for the JSON API."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 

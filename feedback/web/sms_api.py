@@ -1,8 +1,6 @@
 """The SMS routes of the JSON API: invitations (a manager's or an integration's token) and the gateway's
 inbound messages (signed by the gateway). See `feedback.invitations` and `feedback.sms_inbound`."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, post

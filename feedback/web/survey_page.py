@@ -10,8 +10,6 @@ server secret. So a form opened while its touchpoint was live is still taken aft
 retired, and only a form this server handed out can claim that.
 """
 
-from __future__ import annotations
-
 import hmac
 import re
 import uuid

@@ -6,8 +6,6 @@ sets them. A revocation or a change of a user takes effect at once in the server
 and within `TOKEN_CACHE_SECONDS` (30 s) in the others, which cache token look-ups that long.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 import msgspec

@@ -3,8 +3,6 @@
 Each module exports `ROUTES`, the Litestar handlers or routers it serves.
 """
 
-from __future__ import annotations
-
 from feedback.web.manage import (
     account,
     actions_pages,

@@ -12,8 +12,6 @@
 - The user's own sessions (`feedback.sessions`), each revocable; revoking this browser's signs it out.
 """
 
-from __future__ import annotations
-
 import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta

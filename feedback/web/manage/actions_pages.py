@@ -5,8 +5,6 @@ machine and its checks live in one place. A step is a plain HTML form per allowe
 refused step is shown on the page in the page's language, never as a server error.
 """
 
-from __future__ import annotations
-
 import asyncio
 import uuid
 from collections.abc import AsyncIterator

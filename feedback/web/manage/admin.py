@@ -5,8 +5,6 @@ Admins see everything; managers only their unit's subtree; auditors and viewers 
 shown no forms and are refused (403) if they post.
 """
 
-from __future__ import annotations
-
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 

@@ -1,7 +1,5 @@
 """What every admin page shares: scope checks, form reading, flash messages and errors in the page language."""
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any

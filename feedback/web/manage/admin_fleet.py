@@ -1,7 +1,5 @@
 """Admin pages for kiosks (health, enrollment, revocation)."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 from litestar import Request, Response, get, post

@@ -5,8 +5,6 @@ Admins only. An admin of one unit imports inside that unit's subtree: a line out
 without a parent, is a problem of the file like any other (`feedback.catalogue_import`, `scope`).
 """
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 

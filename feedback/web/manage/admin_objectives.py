@@ -1,7 +1,5 @@
 """Admin pages for quality objectives (ISO 9001 6.2): list with status, create, new version, retire."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 

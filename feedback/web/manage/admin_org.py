@@ -1,7 +1,5 @@
 """Admin pages for the organisation: units, services, touchpoints, their QR codes and posters."""
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 

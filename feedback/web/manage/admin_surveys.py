@@ -6,8 +6,6 @@ and publishes it as the next immutable version. Keys, kinds, scales and indicato
 draft: responses of every version are compared by them.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Any
 

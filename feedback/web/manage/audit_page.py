@@ -1,8 +1,6 @@
 """`/manage/audit`: the audit log for administrators and auditors, newest first, filtered by period, record
 kind and actor, within the user's unit subtree (the same page of entries as `GET /api/v1/audit`)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 from urllib.parse import urlencode
 

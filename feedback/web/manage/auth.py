@@ -16,8 +16,6 @@ Not signed in → 303 to /manage/login?next=<path>. Errors raised under /manage 
 a missing CSRF token…) leave as an HTML page in the user's language unless the client asked for JSON.
 """
 
-from __future__ import annotations
-
 import asyncio
 import hashlib
 import secrets

@@ -5,8 +5,6 @@ as a JSON data block that /static/dashboard.js hands to Chart.js, and every char
 text equivalent beside it.
 """
 
-from __future__ import annotations
-
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode

@@ -9,8 +9,6 @@ call-back question, thanks) come from the catalogues in each of the four languag
 reads them in the caller's language whatever the page's own.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from litestar import Request, Response, get, post

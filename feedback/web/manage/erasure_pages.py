@@ -6,8 +6,6 @@ into the audit log (never the erased content). The work is `feedback.erasure.era
 `POST /api/v1/responses/{id}/erasure`.
 """
 
-from __future__ import annotations
-
 from typing import Any
 from urllib.parse import urlencode
 

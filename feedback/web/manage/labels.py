@@ -3,8 +3,6 @@ kinds, surveys and kiosks, each in the reader's language (never a raw key such a
 `customs` or `csat`).
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any

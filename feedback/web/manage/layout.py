@@ -10,8 +10,6 @@ form), `unit_name(code)`, `fmt_percent(x, digits=1)`, `fmt_number(x, digits=None
 `role_label(role)`, `may_see_officers`, `is_writer`, `is_admin`, `path`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal

@@ -14,8 +14,6 @@ The provider's metadata (discovery, `<issuer>/.well-known/openid-configuration`)
 for an hour per app; a token signed with a key not yet seen fetches the keys again once.
 """
 
-from __future__ import annotations
-
 import base64
 import hmac
 import json

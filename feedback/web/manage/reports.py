@@ -7,8 +7,6 @@ satisfaction rates of the last three months by month and the corrective actions 
 without personal data (no contact, officer, case reference or comment).
 """
 
-from __future__ import annotations
-
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any

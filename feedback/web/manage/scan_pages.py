@@ -13,8 +13,6 @@
 For admins and managers; every form posts its CSRF token.
 """
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 from urllib.parse import urlencode

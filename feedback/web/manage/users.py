@@ -7,8 +7,6 @@ invalid input re-renders the form with a message and 400, a change the admin may
 A new API token is shown once, on the page that answers the POST that made it.
 """
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 from urllib.parse import quote
