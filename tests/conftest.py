@@ -762,9 +762,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS + os.environ.get("CHROMIUM_EXTRA", "").split()
-        )
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -891,7 +889,7 @@ def load_axe(page: Any) -> None:
 
 
 # axe-core's WCAG 2.1 A and AA rules, reporting violations only: the passes and the rules that do not
-# apply are neither collected per node nor sent back, which halves an audit's time on a large page.
+# apply are neither collected per node nor sent back, which halves axe's time on a large page.
 # Each violation comes back as [rule, impact, the first three nodes' selectors].
 _AXE_RUN = """impacts => axe.run(document, {
     runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']

@@ -11,8 +11,6 @@ Open to clients on this host (the connection's own peer address on loopback, not
 proxy); from anywhere else only with `Authorization: Bearer <FEEDBACK_METRICS_TOKEN>`.
 """
 
-from __future__ import annotations
-
 import hmac
 import ipaddress
 from collections.abc import Iterator
@@ -186,7 +184,7 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple] = {}
 
     @staticmethod
-    def of(store: Store) -> Metrics:
+    def of(store: Store) -> "Metrics":
         """The app's metrics (made on first use, kept with the app's store)."""
         return store.local("feedback.metrics", lambda: Metrics(store))
 
