@@ -42,7 +42,9 @@ def register_survey_templates():
 
 @hookspec
 def register_routes(settings):
-    """Return a list of Litestar route handlers or routers to mount in the app."""
+    """Return a list of Litestar route handlers or routers to mount in the app, each given itself or
+    named as "module:attribute" (imported when an app is built, so a command that loads the plugin
+    never imports its routes)."""
 
 
 @hookspec

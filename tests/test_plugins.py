@@ -6,6 +6,7 @@ import inspect
 import json
 import re
 import sqlite3
+import sys
 import textwrap
 from pathlib import Path
 
@@ -506,6 +507,59 @@ def test_two_apps_in_one_process_have_their_own_plugins(tmp_path: Path) -> None:
     stored = [sqlite3.connect(org.db).execute("SELECT level, flags FROM responses").fetchall() for org in (one, two)]
     assert stored == [[(5, "[]")], [(5, "[]")]]
 
+
+def test_a_plugin_may_name_its_routes_so_that_only_an_app_imports_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`register_routes` may return "module:attribute": the app imports it when it is built, so loading
+    the plugin (as every command does) imports neither the routes nor Litestar."""
+    from litestar.testing import TestClient
+
+    from feedback.web.app import create_app
+
+    # The routes in a module of the plugin's package (here: on the path), the hooks in the plugin.
+    monkeypatch.syspath_prepend(str(write_plugin(tmp_path / "package", "greeting_routes", GREETING_ROUTES)))
+    monkeypatch.delitem(sys.modules, "greeting_routes", raising=False)
+    folder = write_plugin(
+        tmp_path / "p",
+        "greeting",
+        """
+        from feedback import hookimpl
+
+        @hookimpl
+        def register_routes(settings):
+            return ["greeting_routes:greeting"]
+    """,
+    )
+    org = make_org(tmp_path / "f.db")
+    settings = Settings(db=str(org.db), plugins_dir=str(folder), secret="s" * 32, jobs=False, rate_limit=0)
+    build_plugin_manager(settings)
+    assert "greeting_routes" not in sys.modules
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/greeting").json() == {"greeting": "xin chào"}
+    write_plugin(
+        folder,
+        "greeting",
+        """
+        from feedback import hookimpl
+
+        @hookimpl
+        def register_routes(settings):
+            return ["greeting_routes"]  # no attribute named
+    """,
+    )
+    with pytest.raises(ValueError, match=r"register_routes: 'greeting_routes' is not \"module:attribute\""):
+        create_app(settings)
+
+
+GREETING_ROUTES = """
+from litestar import get
+
+
+@get("/greeting")
+async def greeting() -> dict:
+    return {"greeting": "xin chào"}
+"""
 
 # -- exporters and catalogues from a plugin --------------------------------------------------------------------
 

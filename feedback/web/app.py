@@ -2,10 +2,12 @@
 
 import asyncio
 import gc
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, Request, Router
 from litestar.config.csrf import CSRFConfig
@@ -262,7 +264,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     ]
     route_handlers.extend(export_routes(flatten(plugins.hook.register_exporters())))
     indicators.registered(plugins)  # a plugin's indicator that is not valid stops the start, naming it
-    route_handlers.extend(flatten(plugins.hook.register_routes(settings=settings)))
+    route_handlers.extend(map(route_of, flatten(plugins.hook.register_routes(settings=settings))))
     rate_limit = rate_limit_config(settings)
     app = Litestar(
         route_handlers=route_handlers,
@@ -294,6 +296,16 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     store.on_batch = metrics.observe_batch
     access = observe(app, metrics)
     return app
+
+
+def route_of(item: Any) -> Any:
+    """A plugin's route handler, router or controller, given itself or named as "module:attribute"."""
+    if not isinstance(item, str):
+        return item
+    module, colon, attribute = item.partition(":")
+    if not (colon and module and attribute):
+        raise ValueError(f'register_routes: {item!r} is not "module:attribute"')
+    return getattr(importlib.import_module(module), attribute)
 
 
 def create_app_from_env() -> Litestar:
