@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import logging
@@ -206,13 +207,23 @@ def _isolated_old_wrapper(function: Callable[..., Any], plugin: str, hook: str, 
     return call
 
 
+class PluginFileLoader(importlib.machinery.SourceFileLoader):
+    """Runs a plugins-folder file from its source every time it is loaded, never from `__pycache__`:
+    Python trusts a cached compile while the file's mtime (in whole seconds) and size are unchanged, so
+    a plugin rewritten within the second at the same size (a deployment templating one constant) would
+    run its old code. It writes no `__pycache__` into the folder either, which may be read-only."""
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def load_plugins_dir(pm: pluggy.PluginManager, folder: str) -> None:
     """Register every `*.py` file of a folder as a plugin named after the file."""
     for path in sorted(Path(folder).glob("*.py")):
         name = f"plugins_dir.{path.stem}"
         if pm.is_blocked(name) or pm.is_blocked(path.stem):
             continue
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(name, path, loader=PluginFileLoader(name, str(path)))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # frameworks resolve type hints through the module
         spec.loader.exec_module(module)

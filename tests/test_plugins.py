@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -560,6 +561,29 @@ from litestar import get
 async def greeting() -> dict:
     return {"greeting": "xin chào"}
 """
+
+
+def test_a_plugin_file_rewritten_within_the_second_at_the_same_size_runs_its_new_code(tmp_path: Path) -> None:
+    """Python's bytecode cache trusts a file whose mtime and size are unchanged; a plugins-folder file is
+    compiled from its source on every load instead, and leaves no __pycache__ in the folder."""
+    folder = tmp_path / "p"
+    source = """
+        from feedback import hookimpl
+
+        @hookimpl
+        def register_survey_templates():
+            return []
+
+        ANSWER = {answer}
+    """
+    plugin = write_plugin(folder, "answer", source.format(answer=111)) / "answer.py"
+    stamp = plugin.stat().st_mtime_ns
+    assert build_plugin_manager(Settings(plugins_dir=str(folder))).get_plugin("answer").ANSWER == 111
+    write_plugin(folder, "answer", source.format(answer=222))
+    os.utime(plugin, ns=(stamp, stamp))  # the same second, the same size: only the content differs
+    assert build_plugin_manager(Settings(plugins_dir=str(folder))).get_plugin("answer").ANSWER == 222
+    assert not (folder / "__pycache__").exists()
+
 
 # -- exporters and catalogues from a plugin --------------------------------------------------------------------
 
