@@ -18,10 +18,20 @@ from tests.conftest import Server, auth_header, make_org, rows, run_cli
 from tests.manage_helpers import add_user, sign_in
 
 PASSWORD = "correct horse 1"
-TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date()
-MONTH_START = TODAY.replace(day=1)
-PREVIOUS_END = MONTH_START - timedelta(days=1)
-PREVIOUS_START = PREVIOUS_END.replace(day=1)
+
+
+def local_today() -> date:
+    """A1's day now (it keeps Vietnam's time), read when used: the suite may pass A1's midnight (17:00 UTC)
+    between collecting this module and running it, and the server judges by the day it is asked on."""
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+
+
+def previous_month(today: date) -> tuple[date, date]:
+    """The first and last day of the month before `today`'s."""
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end
+
+
 LOCALES = {"en": "en", "ru": "ru", "vi": "vi", "zh": "zh_Hans_CN"}
 
 
@@ -58,8 +68,10 @@ def insert_responses(db, day: date, levels: list[int]) -> None:
 def site(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("badges") / "feedback.db")
     add_user(org.db, "boss", PASSWORD, "admin", None)
-    insert_responses(org.db, PREVIOUS_START + timedelta(days=14), [5] * 25)  # last month: plenty
-    insert_responses(org.db, TODAY, [5, 1])  # this month: two so far
+    today = local_today()
+    previous_start, _ = previous_month(today)
+    insert_responses(org.db, previous_start + timedelta(days=14), [5] * 25)  # last month: plenty
+    insert_responses(org.db, today, [5, 1])  # this month: two so far
     result = run_cli("rebuild-rollups", "--db", str(org.db))
     assert result.returncode == 0, result.stderr
     srv = Server(org.db, env={"FEEDBACK_JOBS": "0"}).start()
@@ -71,7 +83,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     ):
         reply = httpx.post(
             f"{srv.url}/api/v1/objectives",
-            json={"unit": "A1", "valid_from": PREVIOUS_START.isoformat(), **spec},
+            json={"unit": "A1", "valid_from": previous_start.isoformat(), **spec},
             headers=admin,
         )
         assert reply.status_code == 201, reply.text
@@ -112,8 +124,11 @@ def test_a_young_month_shows_its_days_and_n_and_the_last_complete_month(site, la
     too_few = {"en": "Too few responses", "ru": "Слишком мало ответов"}[lang]
     met = {"en": "Met", "ru": "Выполнена"}[lang]
     last_complete = {"en": "Last complete period", "ru": "Последний полный период"}[lang]
-    this_month = f"{month(MONTH_START, lang)}: {days(MONTH_START, TODAY, lang)}"
-    previous = f"{month(PREVIOUS_START, lang)}: {days(PREVIOUS_START, PREVIOUS_END, lang)}"
+    today = local_today()
+    month_start = today.replace(day=1)
+    previous_start, previous_end = previous_month(today)
+    this_month = f"{month(month_start, lang)}: {days(month_start, today, lang)}"
+    previous = f"{month(previous_start, lang)}: {days(previous_start, previous_end, lang)}"
     for path in ("/manage/", "/manage/units/A1"):
         html = session.get(f"{path}?lang={lang}").text
         badge = judgement(html, ids["young"])
@@ -139,7 +154,8 @@ def test_a_breach_shows_its_window_and_the_nonconformity_it_opened(site) -> None
         assert "R30:" not in html
         assert f'href="/manage/actions/{action}"' in html
     dashboard = session.get("/manage/?lang=en").text
-    assert f"30 days: {days(TODAY - timedelta(days=29), TODAY, 'en')}" in judgement(dashboard, ids["strict"])
+    today = local_today()
+    assert f"30 days: {days(today - timedelta(days=29), today, 'en')}" in judgement(dashboard, ids["strict"])
     # The target reads as a sign and a percentage with the precision it was set with.
     unit = session.get("/manage/units/A1?lang=en").text
     row = text(re.search(rf'<tr data-objective="{ids["strict"]}">(.*?)</tr>', unit, re.S).group(1))
