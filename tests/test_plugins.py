@@ -551,6 +551,19 @@ def test_a_plugin_may_name_its_routes_so_that_only_an_app_imports_them(
     )
     with pytest.raises(ValueError, match=r"register_routes: 'greeting_routes' is not \"module:attribute\""):
         create_app(settings)
+    write_plugin(
+        folder,
+        "greeting",
+        """
+        from feedback import hookimpl
+
+        @hookimpl
+        def register_routes(settings):
+            return ["greeting_routes:farewell"]  # no such attribute
+    """,
+    )
+    with pytest.raises(ValueError, match=r"register_routes: 'greeting_routes:farewell' cannot be imported: .*farewell"):
+        create_app(settings)
 
 
 GREETING_ROUTES = """

@@ -305,7 +305,10 @@ def route_of(item: Any) -> Any:
     module, colon, attribute = item.partition(":")
     if not (colon and module and attribute):
         raise ValueError(f'register_routes: {item!r} is not "module:attribute"')
-    return getattr(importlib.import_module(module), attribute)
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:  # a plugin author's typo: say which name it was
+        raise ValueError(f"register_routes: {item!r} cannot be imported: {error}") from error
 
 
 def create_app_from_env() -> Litestar:
