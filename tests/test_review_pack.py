@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -15,11 +16,22 @@ from feedback.review_pack import fmt_day, fmt_share
 from tests.conftest import ARTIFACTS, Server, auth_header, make_org
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-TODAY = datetime.now(UTC).astimezone(TZ).date()
-FROM = (TODAY - timedelta(days=27)).isoformat()
-TO = TODAY.isoformat()
 TARGET = 0.9
 LEVELS = (5, 5, 4, 5, 2, 5, 4, 1, 5, 5)
+
+
+class Period(NamedTuple):
+    """A1's day when a fixture stored its responses, and the 28 days ending on it: read when the fixture
+    runs, not when the module is collected (a run may pass A1's midnight, 17:00 UTC, in between)."""
+
+    today: date
+    start: str
+    end: str
+
+    @classmethod
+    def now(cls) -> Period:
+        today = datetime.now(UTC).astimezone(TZ).date()
+        return cls(today, (today - timedelta(days=27)).isoformat(), today.isoformat())
 
 
 def pdf_text(data: bytes) -> str:
@@ -45,6 +57,7 @@ def squash(text: str) -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("pack") / "feedback.db")
+    period = Period.now()
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
     objective = objectives.create_objective(
@@ -56,12 +69,12 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             "period": "month",
             "min_n": 5,
             "title": "Satisfaction A1",
-            "valid_from": (TODAY - timedelta(days=40)).isoformat(),
+            "valid_from": (period.today - timedelta(days=40)).isoformat(),
         },
         actor="root",
-        today=TODAY,
+        today=period.today,
     )
-    organisation.set_exposure(conn, "A1", "S1", TO, served=50, offered=50)
+    organisation.set_exposure(conn, "A1", "S1", period.end, served=50, offered=50)
     conn.execute("COMMIT")
     conn.close()
     server = Server(org.db).start()
@@ -72,16 +85,16 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             json={"touchpoint": "tp-a1", "answers": {"overall": level}, "service": "S1"},
         )
         assert response.status_code == 201, response.text
-    yield org, server, objective
+    yield org, server, objective, period
     server.stop()
 
 
 def _pdf(served, lang: str) -> tuple[bytes, str]:
-    org, server, _ = served
+    org, server, _, period = served
     response = httpx.get(
         f"{server.url}/api/v1/reports/management-review.pdf",
         headers=auth_header(org.tokens["admin"]),
-        params={"unit": "A1", "from": FROM, "to": TO, "lang": lang},
+        params={"unit": "A1", "from": period.start, "to": period.end, "lang": lang},
         timeout=60,
     )
     assert response.status_code == 200, response.text
@@ -103,15 +116,15 @@ def _pdf(served, lang: str) -> tuple[bytes, str]:
     ],
 )
 def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, unit_name: str, title: str) -> None:
-    org, server, objective = served
+    org, server, objective, period = served
     _, text = _pdf(served, lang)
     flat = squash(text)
     assert squash(unit_name) in flat
     assert squash(title) in flat
-    assert squash(fmt_day(FROM, lang)) in flat and squash(fmt_day(TO, lang)) in flat
+    assert squash(fmt_day(period.start, lang)) in flat and squash(fmt_day(period.end, lang)) in flat
     status = httpx.get(
         f"{server.url}/api/v1/objectives/{objective}/status",
-        params={"at": TO},
+        params={"at": period.end},
         headers=auth_header(org.tokens["admin"]),
         timeout=10,
     ).json()
@@ -123,11 +136,11 @@ def test_pdf_text_holds_unit_period_and_objective_figures(served, lang: str, uni
 
 
 def test_pdf_language_defaults_to_the_unit_language(served) -> None:
-    org, server, _ = served
+    org, server, _, period = served
     response = httpx.get(
         f"{server.url}/api/v1/reports/management-review.pdf",
         headers=auth_header(org.tokens["admin"]),
-        params={"unit": "A1", "from": FROM, "to": TO},
+        params={"unit": "A1", "from": period.start, "to": period.end},
         timeout=60,
     )
     assert response.status_code == 200
@@ -145,11 +158,11 @@ def test_pdf_counts_response_rates_and_actions(served) -> None:
 
 
 def test_pdf_for_a_unit_without_data_still_renders(served) -> None:
-    org, server, _ = served
+    org, server, _, period = served
     response = httpx.get(
         f"{server.url}/api/v1/reports/management-review.pdf",
         headers=auth_header(org.tokens["admin"]),
-        params={"unit": "B", "from": FROM, "to": TO, "lang": "ru"},
+        params={"unit": "B", "from": period.start, "to": period.end, "lang": "ru"},
         timeout=60,
     )
     assert response.status_code == 200
@@ -166,6 +179,7 @@ PRECISE_LEVELS = (5, 5, 4, 5, 2, 5, 4, 1, 5, 5, 5, 4)
 @pytest.fixture(scope="module")
 def precise(tmp_path_factory: pytest.TempPathFactory):
     org = make_org(tmp_path_factory.mktemp("precise") / "feedback.db")
+    period = Period.now()
     conn = sqlite3.connect(org.db)
     conn.execute("BEGIN")
     objectives.create_objective(
@@ -177,10 +191,10 @@ def precise(tmp_path_factory: pytest.TempPathFactory):
             "period": "month",
             "min_n": 5,
             "title": PRECISE_TITLE,
-            "valid_from": (TODAY - timedelta(days=40)).isoformat(),
+            "valid_from": (period.today - timedelta(days=40)).isoformat(),
         },
         actor="root",
-        today=TODAY,
+        today=period.today,
     )
     conn.execute("COMMIT")
     conn.close()
@@ -192,7 +206,7 @@ def precise(tmp_path_factory: pytest.TempPathFactory):
             json={"touchpoint": "tp-a1", "answers": {"overall": level}, "service": "S1"},
         )
         assert response.status_code == 201, response.text
-    yield org, server
+    yield org, server, period
     server.stop()
 
 
@@ -209,11 +223,11 @@ def test_pdf_prints_every_character_and_the_target_as_set(precise, lang: str) ->
     from feedback.i18n import gettext_for
     from feedback.rates import wilson
 
-    org, server = precise
+    org, server, period = precise
     response = httpx.get(
         f"{server.url}/api/v1/reports/management-review.pdf",
         headers=auth_header(org.tokens["admin"]),
-        params={"unit": "A1", "from": FROM, "to": TO, "lang": lang},
+        params={"unit": "A1", "from": period.start, "to": period.end, "lang": lang},
         timeout=60,
     )
     assert response.status_code == 200, response.text
