@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from babel.messages.pofile import read_po
 from feedback import auth
 from feedback.db import open_database
 from feedback_plugins import LOCALES
-from feedback_plugins.mail import parse_smtp_url
+from feedback_plugins.mail import parse_smtp_url, send_message, tls_context
 from tests.conftest import (
     ROOT,
     Org,
@@ -449,6 +450,20 @@ def test_smtp_urls() -> None:
     for bad in ("http://mail.example.org", "smtp://", "mail.example.org:25"):
         with pytest.raises(ValueError, match="smtp_url"):
             parse_smtp_url(bad)
+
+
+def test_plain_smtp_builds_no_tls_context_and_tls_servers_share_one(smtp: Sink) -> None:
+    """A TLS context costs tens of milliseconds to build (the CA store): a plain SMTP server gets none, and
+    the TLS schemes share the process's one."""
+    tls_context.cache_clear()
+    for number in range(3):
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "feedback@127.0.0.1", "lan@example.org", f"n{number}"
+        message.set_content("body")
+        send_message(parse_smtp_url(smtp.url), message)
+    assert [mail["Subject"] for mail in smtp.wait_for("lan@example.org", count=3)] == ["n0", "n1", "n2"]
+    assert tls_context.cache_info().currsize == 0
+    assert tls_context() is tls_context() and tls_context().verify_mode == ssl.CERT_REQUIRED
 
 
 def test_every_mail_text_is_translated() -> None:
