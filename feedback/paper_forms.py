@@ -22,6 +22,16 @@ from feedback.ingest import RECEIPT_ALPHABET, random_bytes
 from feedback.store import Connection
 from feedback.store import paper as paper_store
 
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is shown."""
+    return message
+
+
+#: The consent line of a contact question that gives none of its own: printed on the form
+#: (`feedback.paper_pdf`) and shown beside the box when a form is keyed in.
+CONSENT = N_("I agree to be contacted about this feedback")
+
 QR_PREFIX = "FBP1"
 PAPER_SIZES = ("A4", "A5")
 Paper = Literal["A4", "A5"]

@@ -53,7 +53,6 @@ ONLY_IF_AT_MOST = N_("only if your answer to question %(number)s was %(high)s or
 ONLY_IF_AT_LEAST = N_("only if your answer to question %(number)s was %(low)s or higher")
 WRITE_HERE = N_("write on the lines below")
 CONTACT_HINT = N_("write your phone number or e-mail address in the box")
-CONSENT = N_("I agree to be contacted about this feedback")
 OTHER_LANGUAGE = N_("This form is available in your language: ask at the counter.")
 
 
@@ -372,7 +371,7 @@ def draw_question(
                 pdf.line(block.writing.x + 2, y, block.writing.right - 2, y)
         for box in block.boxes:  # the consent box of a contact question
             pdf.box(box.rect)
-            consent = text_in(getattr(question, "consent_text", None), lang) or _(CONSENT)
+            consent = text_in(getattr(question, "consent_text", None), lang) or _(paper_forms.CONSENT)
             pdf.fit(box.label, consent, 8, middle=True, least=4.5)
 
 

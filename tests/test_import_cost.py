@@ -61,3 +61,17 @@ def test_the_web_app_loads_the_identity_provider_and_directory_libraries_only_wh
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_the_web_app_loads_the_pdf_library_with_its_first_pdf_only() -> None:
+    """fpdf and fontTools cost ~0.45 s of CPU to import: a worker pays for them when it first draws a
+    PDF (a poster, paper forms, the review pack), not when it starts."""
+    probe = (
+        "import json, sys; import feedback.web.app, feedback.web.manage.reports, feedback.web.manage.scan_pages;"
+        " print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'fpdf', 'fontTools'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=source_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

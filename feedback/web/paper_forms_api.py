@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
-from feedback import paper_forms, paper_pdf, paper_review
+from feedback import paper_forms, paper_review
 from feedback.catalog import Snapshot
 from feedback.web.access import requires_role
 from feedback.web.manage.auth import TOKEN_OR_SESSION, WRITER_ROLES
@@ -61,6 +61,10 @@ class PaperFormsController(Controller):
         count: Count = None,
         paper: Paper = None,
     ) -> Response[bytes]:
+        from feedback import (
+            paper_pdf,
+        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+
         touchpoint = snapshot.touchpoint(token)
         if touchpoint is not None:  # scope first: another unit's touchpoint tells nothing of itself
             principal.require_unit(touchpoint.unit, snapshot)

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
-from feedback import posters, qr
+from feedback import qr
 from feedback.case_links import case_link, case_sig, case_sig_valid
 from feedback.catalog import Snapshot
 from feedback.errors import Forbidden, Gone, InvalidInput, NotFound
@@ -219,6 +219,10 @@ class TouchpointQRController(Controller):
         token: FromPath[str],
         paper: Paper = None,
     ) -> Response[bytes]:
+        from feedback import (
+            posters,
+        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+
         size = posters.parse_paper(paper)
         touchpoint = find_touchpoint(snapshot, token)
         principal.require_unit(touchpoint.unit, snapshot)
@@ -246,6 +250,10 @@ class UnitPostersController(Controller):
         code: FromPath[str],
         paper: Paper = None,
     ) -> Response[bytes]:
+        from feedback import (
+            posters,
+        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+
         size = posters.parse_paper(paper)
         tokens = posters.unit_tokens(snapshot, code)
         if not tokens:

@@ -26,7 +26,7 @@ from feedback.i18n import gettext_for
 from feedback.models import ActionRequest
 from feedback.objectives import SHARE_METRICS
 from feedback.rates import decimals
-from feedback.review_pack import METRIC_TEXT
+from feedback.report_text import METRIC_TEXT
 from feedback.store import actions as action_store
 from feedback.store import objectives as objective_store
 from feedback.store import responses as response_store

@@ -13,7 +13,7 @@ from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput, NotFound
 from feedback.models import INDICATORS, LANGUAGES, OBJECTIVE_METRICS, OBJECTIVE_PERIODS
 from feedback.plugins import PluginManager
-from feedback.review_pack import METRIC_TEXT
+from feedback.report_text import METRIC_TEXT
 from feedback.store import objectives as objective_store
 from feedback.web.access import requires_unit
 from feedback.web.api import fresh_snapshot, local_today

@@ -8,7 +8,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from feedback import organisation, posters
+from feedback import organisation
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, Forbidden, InvalidInput, NotFound
 from feedback.i18n import ENDONYMS, counter_label, gettext_for
@@ -239,6 +239,10 @@ class UnitAdmin(AdminController):
         code: FromPath[str],
         paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
+        from feedback import (
+            posters,
+        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+
         size = posters.parse_paper(paper)
         tokens = posters.unit_tokens(snapshot, code)
         if not tokens:
@@ -462,6 +466,10 @@ class TouchpointAdmin(AdminController):
         token: FromPath[str],
         paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
+        from feedback import (
+            posters,
+        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+
         size = posters.parse_paper(paper)
         touchpoint = snapshot.touchpoints.get(token)
         if touchpoint is None:

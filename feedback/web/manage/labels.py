@@ -9,7 +9,7 @@ from typing import Any
 
 from feedback.catalog import Snapshot
 from feedback.i18n import days_text, format_mean, format_share, gettext_for, period_name, text_in
-from feedback.review_pack import METRIC_TEXT
+from feedback.report_text import METRIC_TEXT
 
 
 def N_(message: str) -> str:

@@ -24,7 +24,7 @@ from feedback.i18n import ENDONYMS, HTML_LANG, gettext_for, negotiate
 from feedback.models import LANGUAGES
 from feedback.plugins import flatten
 from feedback.rates import satisfaction
-from feedback.review_pack import fmt_share, service_label, unit_name
+from feedback.report_text import fmt_share, service_label, unit_name
 from feedback.store import Connection
 from feedback.store import actions as action_store
 from feedback.web.api import fresh_snapshot, local_today

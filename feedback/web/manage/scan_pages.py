@@ -23,7 +23,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect
 
-from feedback import paper_entry, paper_pdf, paper_review
+from feedback import paper_entry, paper_forms, paper_review
 from feedback.catalog import Snapshot
 from feedback.errors import FeedbackError, InvalidInput
 from feedback.i18n import ENDONYMS, text_in
@@ -178,6 +178,9 @@ async def scans_page(request: Request, state: State, principal: NamedDependency[
 @get(PRINT_PATH, include_in_schema=False, **GUARDED)
 async def print_forms(request: Request, state: State, principal: NamedDependency[Principal]) -> Response:
     """The PDF of the print form on the scans page (errors as that page, naming the field)."""
+    # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+    from feedback import paper_pdf
+
     snapshot = await fresh_snapshot(state)
     params = request.query_params
     try:
@@ -344,7 +347,7 @@ def _questions(snapshot: Snapshot, found: dict[str, Any], lang: str, values: dic
             row["kind"] = "text"
         elif isinstance(question, ContactQuestion):
             row["kind"] = "contact"
-            row["consent_text"] = text_in(question.consent_text, lang) or _(paper_pdf.CONSENT)
+            row["consent_text"] = text_in(question.consent_text, lang) or _(paper_forms.CONSENT)
         else:
             continue
         rows.append(row)
