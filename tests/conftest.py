@@ -666,9 +666,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # The modules that take longest (summed test durations of the whole suite, longest first). xdist hands
-# out whole modules in collection order (`--dist loadscope`), so these start first and no long module
-# starts last while the other workers sit idle. Only the order changes: a module left out, renamed or
-# grown runs all the same, just not first.
+# out whole modules (`--dist loadscope`) in collection order, which `--no-loadscope-reorder` in
+# pyproject.toml's addopts keeps (by default xdist sorts modules by their number of tests, which put
+# the long modules of few tests, the SIGKILL, migration and scenario ones, last), so these start first
+# and no long module starts last while the other workers sit idle. Only the order changes: a module
+# left out, renamed or grown runs all the same, just not first.
 LONGEST_FIRST = {
     name: rank
     for rank, name in enumerate(
@@ -676,23 +678,34 @@ LONGEST_FIRST = {
             "test_paper_scan",
             "test_openapi_fuzz",
             "test_user_admin_scope",
-            "test_manage_actions",
             "test_kiosk",
             "test_manage_auth",
             "test_manage_dashboard",
-            "test_event_durability",
-            "test_two_factor",
             "test_federation",
+            "test_manage_actions",
+            "test_maintenance",
+            "test_event_durability",
             "test_dossiers",
-            "test_manage_admin",
-            "test_serve_guards",
+            "test_webhooks",
+            "test_exports",
             "test_actions",
             "test_two_nodes",
-            "test_exports",
+            "test_quick_start",
+            "test_serve_guards",
+            "test_demo",
+            "test_kiosk_api",
+            "test_manage_admin",
             "test_survey_page",
-            "test_webhooks",
-            "test_survey_phones",
             "test_objectives",
+            "test_two_factor",
+            "test_backup",
+            "test_sso",
+            "test_kiosk_retired",
+            "test_migrate_postgres",
+            "test_survey_phones",
+            "test_scenario_quality_loop",
+            "test_crash",
+            "test_sms_crash",
         )
     )
 }
