@@ -51,27 +51,29 @@ def test_a_command_that_writes_no_workbook_never_loads_openpyxl_nor_the_web_fram
     assert not {name for name in imported if name.split(".")[0] == "litestar"}
 
 
-def test_the_web_app_loads_the_identity_provider_and_directory_libraries_only_when_used() -> None:
+def packages_loaded_by(modules: str, packages: set[str]) -> list[str]:
+    """Which of `packages` (top-level names) a fresh interpreter has loaded once it imported `modules`."""
     probe = (
-        "import json, sys; import feedback.web.app;"
-        " print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'authlib', 'joserfc', 'ldap3'})))"
+        f"import json, sys; import {modules};"
+        f" print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(packages)!r}))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], env=source_env(), capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    return json.loads(result.stdout)
+
+
+def test_the_web_app_loads_the_identity_provider_and_directory_libraries_only_when_used() -> None:
+    assert packages_loaded_by("feedback.web.app", {"authlib", "joserfc", "ldap3"}) == []
 
 
 def test_the_web_app_loads_the_pdf_library_with_its_first_pdf_only() -> None:
     """fpdf and fontTools cost ~0.45 s of CPU to import: a worker pays for them when it first draws a
     PDF (a poster, paper forms, the review pack), not when it starts."""
-    probe = (
-        "import json, sys; import feedback.web.app, feedback.web.manage.reports, feedback.web.manage.scan_pages;"
-        " print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'fpdf', 'fontTools'})))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], env=source_env(), capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    pages = "feedback.web.app, feedback.web.manage.reports, feedback.web.manage.scan_pages"
+    assert packages_loaded_by(pages, {"fpdf", "fontTools"}) == []
+    assert packages_loaded_by("feedback.review_pack", {"fpdf", "fontTools"}) == [
+        "fontTools",
+        "fpdf",
+    ]  # the probe sees them
