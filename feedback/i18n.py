@@ -37,6 +37,11 @@ ENDONYMS = {"vi": "Tiếng Việt", "ru": "Русский", "zh": "中文", "en"
 HTML_LANG = {"vi": "vi", "ru": "ru", "zh": "zh-Hans", "en": "en"}
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; it is translated where it is shown."""
+    return message
+
+
 # Plugins' locales folders, in the order they were added (after the core's own).
 _plugin_locales: list[Path] = []
 _plugin_locales_lock = threading.Lock()

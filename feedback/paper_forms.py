@@ -18,15 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from feedback.errors import InvalidInput, NotFound
+from feedback.i18n import N_
 from feedback.ingest import RECEIPT_ALPHABET, random_bytes
 from feedback.store import Connection
 from feedback.store import paper as paper_store
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; translated where it is shown."""
-    return message
-
 
 #: The consent line of a contact question that gives none of its own: printed on the form
 #: (`feedback.paper_pdf`) and shown beside the box when a form is keyed in.

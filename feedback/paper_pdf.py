@@ -20,7 +20,7 @@ from typing import Any
 from feedback import audit, paper_forms, qr
 from feedback.catalog import Snapshot
 from feedback.errors import Gone, InvalidInput, NotFound
-from feedback.i18n import counter_label, gettext_for, text_in
+from feedback.i18n import N_, counter_label, gettext_for, text_in
 from feedback.models import LANGUAGES, ChoiceQuestion, ContactQuestion, RatingQuestion, SurveyVersion, Touchpoint
 from feedback.paper_layout import DoesNotFit, FormLayout, QuestionBlock, Rect, form_layout
 from feedback.posters import GREY, INK, PDF_LANG, Poster, service_name
@@ -28,11 +28,6 @@ from feedback.store import Connection
 
 FORM_ECC = "Q"  # a quarter of the code may be smudged or folded away
 RULE_GREY = (215, 215, 215)  # ruled lines and writing frames: light enough not to count as ink
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; translated at render time."""
-    return message
 
 
 FORM_NUMBER = N_("Form no. %(serial)s")

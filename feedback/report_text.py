@@ -13,15 +13,10 @@ from babel.numbers import format_decimal, format_percent
 
 from feedback import objectives
 from feedback.catalog import Snapshot
-from feedback.i18n import CATALOGUE
+from feedback.i18n import CATALOGUE, N_
 from feedback.rates import decimals
 
 COMPARATOR = {">=": "≥", "<=": "≤"}  # drawn from the DejaVu Sans fallback: Noto Sans here has neither
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; translated at render time."""
-    return message
 
 
 STATUS_TEXT = {

@@ -521,49 +521,31 @@ def test_a_plugin_may_name_its_routes_so_that_only_an_app_imports_them(
     # The routes in a module of the plugin's package (here: on the path), the hooks in the plugin.
     monkeypatch.syspath_prepend(str(write_plugin(tmp_path / "package", "greeting_routes", GREETING_ROUTES)))
     monkeypatch.delitem(sys.modules, "greeting_routes", raising=False)
-    folder = write_plugin(
-        tmp_path / "p",
-        "greeting",
-        """
-        from feedback import hookimpl
-
-        @hookimpl
-        def register_routes(settings):
-            return ["greeting_routes:greeting"]
-    """,
-    )
+    folder = write_plugin(tmp_path / "p", "greeting", naming_routes('"greeting_routes:greeting"'))
     org = make_org(tmp_path / "f.db")
     settings = Settings(db=str(org.db), plugins_dir=str(folder), secret="s" * 32, jobs=False, rate_limit=0)
     build_plugin_manager(settings)
     assert "greeting_routes" not in sys.modules
     with TestClient(create_app(settings)) as client:
         assert client.get("/greeting").json() == {"greeting": "xin chào"}
-    write_plugin(
-        folder,
-        "greeting",
-        """
+    for named, refused in (
+        ('"greeting_routes"', r"register_routes: 'greeting_routes' is not \"module:attribute\""),  # no attribute
+        ('"greeting_routes:farewell"', r"register_routes: 'greeting_routes:farewell' cannot be imported: .*farewell"),
+    ):
+        write_plugin(folder, "greeting", naming_routes(named))
+        with pytest.raises(ValueError, match=refused):
+            create_app(settings)
+
+
+def naming_routes(name: str) -> str:
+    """A plugin whose `register_routes` returns the one route `name` (a Python string literal)."""
+    return f"""
         from feedback import hookimpl
 
         @hookimpl
         def register_routes(settings):
-            return ["greeting_routes"]  # no attribute named
-    """,
-    )
-    with pytest.raises(ValueError, match=r"register_routes: 'greeting_routes' is not \"module:attribute\""):
-        create_app(settings)
-    write_plugin(
-        folder,
-        "greeting",
-        """
-        from feedback import hookimpl
-
-        @hookimpl
-        def register_routes(settings):
-            return ["greeting_routes:farewell"]  # no such attribute
-    """,
-    )
-    with pytest.raises(ValueError, match=r"register_routes: 'greeting_routes:farewell' cannot be imported: .*farewell"):
-        create_app(settings)
+            return [{name}]
+    """
 
 
 GREETING_ROUTES = """

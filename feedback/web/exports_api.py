@@ -268,9 +268,8 @@ class ReportsController(Controller):
             lang = (user.lang if user and user.lang in LANGUAGES else None) or snapshot.units[unit].lang
         if lang not in LANGUAGES:
             raise InvalidInput(f"lang: must be one of {list(LANGUAGES)}", "lang")
-        from feedback.review_pack import (
-            management_review_pdf,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback.review_pack import management_review_pdf
 
         min_n = state.settings.min_n
         pdf = await state.store.read(

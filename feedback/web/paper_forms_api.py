@@ -61,9 +61,8 @@ class PaperFormsController(Controller):
         count: Count = None,
         paper: Paper = None,
     ) -> Response[bytes]:
-        from feedback import (
-            paper_pdf,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback import paper_pdf
 
         touchpoint = snapshot.touchpoint(token)
         if touchpoint is not None:  # scope first: another unit's touchpoint tells nothing of itself

@@ -219,9 +219,8 @@ class TouchpointQRController(Controller):
         token: FromPath[str],
         paper: Paper = None,
     ) -> Response[bytes]:
-        from feedback import (
-            posters,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback import posters
 
         size = posters.parse_paper(paper)
         touchpoint = find_touchpoint(snapshot, token)
@@ -250,9 +249,8 @@ class UnitPostersController(Controller):
         code: FromPath[str],
         paper: Paper = None,
     ) -> Response[bytes]:
-        from feedback import (
-            posters,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback import posters
 
         size = posters.parse_paper(paper)
         tokens = posters.unit_tokens(snapshot, code)

@@ -239,9 +239,8 @@ class UnitAdmin(AdminController):
         code: FromPath[str],
         paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
-        from feedback import (
-            posters,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback import posters
 
         size = posters.parse_paper(paper)
         tokens = posters.unit_tokens(snapshot, code)
@@ -466,9 +465,8 @@ class TouchpointAdmin(AdminController):
         token: FromPath[str],
         paper: FromQuery[str | None] = None,
     ) -> Response[bytes]:
-        from feedback import (
-            posters,
-        )  # fpdf and fontTools (~0.45 s of CPU): loaded by the first PDF, not by every worker's start
+        # fpdf and fontTools (~0.45 s of CPU) load with the first PDF, not with every worker's start
+        from feedback import posters
 
         size = posters.parse_paper(paper)
         touchpoint = snapshot.touchpoints.get(token)
