@@ -25,6 +25,7 @@ pages come from `feedback.paper_pages` (PDFs and images).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -270,6 +271,21 @@ def align(located: Located, layout: FormLayout, scale: float = PX_PER_MM) -> np.
     return cv2.warpPerspective(located.gray, matrix, size, flags=cv2.INTER_LINEAR, borderValue=255)
 
 
+def percentile(image: np.ndarray, q: float) -> float:
+    """`np.percentile(image, q)` (its default, linear method) of an 8-bit image, from its histogram: the
+    same value at less than half the time of sorting a few million pixels."""
+    counts = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    n = image.size
+    virtual = (n - 1) * (q / 100)  # where the value lies in the sorted pixels, as numpy places it
+    below = math.floor(virtual)
+    gamma = virtual - below
+    low = int(np.searchsorted(counts, below, side="right"))  # the pixel value at sorted index `below`
+    high = int(np.searchsorted(counts, min(below + 1, n - 1), side="right"))
+    diff = high - low
+    # numpy's interpolation, step for step (from the nearer end), so that the float is the same
+    return float(high - diff * (1 - gamma) if gamma >= 0.5 else low + diff * gamma)
+
+
 def review_image(aligned: np.ndarray | None, gray: np.ndarray, scale: float = PX_PER_MM) -> bytes:
     """A PNG of the page for a person: the aligned page at about 100 dpi, else the scan at a similar size."""
     if aligned is not None:
@@ -280,9 +296,12 @@ def review_image(aligned: np.ndarray | None, gray: np.ndarray, scale: float = PX
         small = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
     # Paper white, and the scanner's speckle on it, become pure white (they cost bytes and help no reader);
     # ink keeps 16 greys, faint marks included.
-    white = max(64.0, float(np.percentile(small, 90)))
+    white = max(64.0, percentile(small, 90))
     levels = np.where(small > 0.86 * white, 255, (small // 16) * 16 + 8)
-    ok, encoded = cv2.imencode(".png", levels.astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    # Run-length matching suits these long runs of white: as small as zlib's default search at level 9
+    # (within 0.1 % over the suite's pages) at an eighth of its time (10 ms a page instead of 85).
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 9, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, encoded = cv2.imencode(".png", levels.astype(np.uint8), options)
     return encoded.tobytes() if ok else b""
 
 
@@ -293,7 +312,7 @@ class Sheet:
         self.scale = scale
         # Speckle out at scanning resolution; at review resolution (4 px/mm) a median would wipe out frames.
         clean = cv2.medianBlur(aligned, 3) if scale >= 6 else aligned
-        white = max(64.0, float(np.percentile(clean, 90)))
+        white = max(64.0, percentile(clean, 90))
         self.dark = cv2.integral((clean < 0.55 * white).astype(np.uint8))
         self.light = cv2.integral((clean < 0.80 * white).astype(np.uint8))
         self.height, self.width = aligned.shape
@@ -316,26 +335,48 @@ class Sheet:
             return 0.0
         return self._sum(self.light if light else self.dark, x0, y0, x1, y1) / area
 
-    def frame(self, rect: Rect, dx: int, dy: int) -> float:
-        """The share of dark pixels in a ring 0.8 mm wide around a box's printed frame."""
-        outer = self._px(_grow(rect, 0.4), dx, dy)
-        inner = self._px(_grow(rect, -0.4), dx, dy)
+    def _shifted(self, rect: Rect, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+        """`_px` of a rectangle under each of the shifts `dx[i], dy[i]` at once (arrays of corners)."""
+        x0, y0 = round(rect.x * self.scale), round(rect.y * self.scale)
+        x1, y1 = round(rect.right * self.scale), round(rect.bottom * self.scale)
+        return (
+            np.clip(x0 + dx, 0, self.width),
+            np.clip(y0 + dy, 0, self.height),
+            np.clip(x1 + dx, 0, self.width),
+            np.clip(y1 + dy, 0, self.height),
+        )
+
+    def _sums(self, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+        table = self.dark
+        return table[y1, x1].astype(np.int64) - table[y0, x1] - table[y1, x0] + table[y0, x0]
+
+    def frame(self, rect: Rect, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """The share of dark pixels in a ring 0.8 mm wide around a box's printed frame, under each shift
+        (0 where the shift leaves no ring on the page)."""
+        outer = self._shifted(_grow(rect, 0.4), dx, dy)
+        inner = self._shifted(_grow(rect, -0.4), dx, dy)
         ring = (outer[2] - outer[0]) * (outer[3] - outer[1]) - (inner[2] - inner[0]) * (inner[3] - inner[1])
-        if ring <= 0:
-            return 0.0
-        return (self._sum(self.dark, *outer) - self._sum(self.dark, *inner)) / ring
+        dark = self._sums(*outer) - self._sums(*inner)
+        return np.divide(dark, ring, out=np.zeros(len(ring)), where=ring > 0)
 
     def settle(self, boxes: tuple[Box, ...] | list[Box]) -> tuple[int, int, float]:
         """The shift (px, within a millimetre) that puts these boxes on their printed frames, and how
-        well they then match (the mean share of dark pixels on the frames)."""
+        well they then match (the mean share of dark pixels on the frames).
+
+        Every shift's frames are measured at once (a page has ten groups of boxes, each tried at 289
+        shifts); the choice then walks the shifts in order, preferring the nearer of equal scores."""
         reach = round(self.scale)
+        steps = np.arange(-reach, reach + 1)
+        dy, dx = (grid.ravel() for grid in np.meshgrid(steps, steps, indexing="ij"))  # dy the outer loop
+        total = np.zeros(len(dx))
+        for box in boxes:  # added box by box, in order, as a running sum would
+            total = total + self.frame(box.rect, dx, dy)
+        scores = (total / max(1, len(boxes))).tolist()
         best = (0, 0, -1.0)
-        for dy in range(-reach, reach + 1):
-            for dx in range(-reach, reach + 1):
-                score = sum(self.frame(box.rect, dx, dy) for box in boxes) / max(1, len(boxes))
-                nearer = abs(dx) + abs(dy) < abs(best[0]) + abs(best[1])
-                if score > best[2] + 1e-9 or (score > best[2] - 1e-9 and nearer):
-                    best = (dx, dy, score)
+        for sx, sy, score in zip(dx.tolist(), dy.tolist(), scores, strict=True):
+            nearer = abs(sx) + abs(sy) < abs(best[0]) + abs(best[1])
+            if score > best[2] + 1e-9 or (score > best[2] - 1e-9 and nearer):
+                best = (sx, sy, score)
         return best
 
     def ink(self, box: Box, dx: int, dy: int) -> str:

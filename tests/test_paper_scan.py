@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from feedback import paper_forms, paper_pages, paper_review, paper_scan
+from feedback import paper_forms, paper_layout, paper_pages, paper_review, paper_scan
 from feedback.paper_layout import FormLayout, form_layout
 from feedback_plugins.templates import register_survey_templates
 from tests.conftest import (
@@ -577,6 +577,64 @@ def test_every_reason_a_page_waits_for_has_words_on_the_pages() -> None:
     from feedback.web.manage import scan_pages
 
     assert set(scan_pages.REASONS) == {*paper_scan.PAGE_REASONS, *paper_scan.QUESTION_REASONS}
+
+
+def _settle_one_shift_at_a_time(sheet: paper_scan.Sheet, boxes: list) -> tuple[int, int, float]:
+    """What `Sheet.settle` must find, written as the plain loop: each shift in turn, each box's frame
+    ring measured from the page's table of dark pixels."""
+
+    def frame(rect: Any, dx: int, dy: int) -> float:
+        outer = sheet._px(paper_scan._grow(rect, 0.4), dx, dy)
+        inner = sheet._px(paper_scan._grow(rect, -0.4), dx, dy)
+        ring = (outer[2] - outer[0]) * (outer[3] - outer[1]) - (inner[2] - inner[0]) * (inner[3] - inner[1])
+        return (sheet._sum(sheet.dark, *outer) - sheet._sum(sheet.dark, *inner)) / ring if ring > 0 else 0.0
+
+    reach = round(sheet.scale)
+    best = (0, 0, -1.0)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            score = sum(frame(box.rect, dx, dy) for box in boxes) / max(1, len(boxes))
+            nearer = abs(dx) + abs(dy) < abs(best[0]) + abs(best[1])
+            if score > best[2] + 1e-9 or (score > best[2] - 1e-9 and nearer):
+                best = (dx, dy, score)
+    return best
+
+
+def test_settling_boxes_on_their_frames_finds_what_trying_each_shift_in_turn_finds() -> None:
+    """`Sheet.settle` measures every shift at once: the same shift and score as the plain loop, exactly,
+    on pages of dark blocks and noise with boxes anywhere, across the page's edges and of no size too."""
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        scale = (8.0, 4.0, 6.0)[trial % 3]
+        height, width = rng.integers(40, 300, size=2)
+        page = np.full((height, width), 255, np.uint8)
+        for _ in range(rng.integers(0, 30)):
+            x, y, w, h = rng.integers(0, width), rng.integers(0, height), *rng.integers(1, 30, size=2)
+            page[y : y + h, x : x + w] = rng.integers(0, 200)
+        page = np.clip(page + rng.normal(0, (0, 10, 40)[trial % 3], page.shape), 0, 255).astype(np.uint8)
+        sheet = paper_scan.Sheet(page, scale)
+        boxes = [
+            paper_layout.Box(rect=rect, value=index, label=rect)
+            for index in range(rng.integers(0, 12))
+            for rect in [
+                paper_layout.Rect(*rng.uniform(-5, (width / scale + 2, height / scale + 2)), *rng.uniform(0, 8, 2))
+            ]
+        ]
+        assert sheet.settle(boxes) == _settle_one_shift_at_a_time(sheet, boxes), trial
+
+
+def test_the_histogram_percentile_is_numpys() -> None:
+    """`paper_scan.percentile` gives the very float `np.percentile` gives (the reader's thresholds hang on it)."""
+    rng = np.random.default_rng(11)
+    for trial in range(1500):
+        shape = tuple(rng.integers(1, 50, size=2))
+        image = (
+            rng.integers(0, 256, shape, dtype=np.uint8)
+            if trial % 3 == 0
+            else np.clip(rng.normal(rng.uniform(0, 255), rng.uniform(0, 60), shape), 0, 255).astype(np.uint8)
+        )
+        for q in (0, 10, 33.3, 50, 90, 99.5, 100):
+            assert paper_scan.percentile(image, q) == float(np.percentile(image, q)), (trial, q)
 
 
 def test_a_batch_killed_mid_read_and_read_again_stores_every_page_once(scans: Scans, shared_org: Org, org: Org) -> None:
