@@ -172,8 +172,8 @@ def scans(server: Server, shared_org: Org, tmp_path_factory: pytest.TempPathFact
     pdf.write_bytes(as_pdf(images))
     pages_folder = folder / "pages"
     pages_folder.mkdir()
-    for index, image in enumerate(images):
-        image.save(pages_folder / f"page-{index + 1:02d}.png")
+    for index, image in enumerate(images):  # zlib's quickest level: a scan's size is not under test here
+        image.save(pages_folder / f"page-{index + 1:02d}.png", compress_level=1)
     return Scans(pdf, pages_folder, drawn, {"tp-b": "B", "tp-a1": "A1"})
 
 
@@ -506,7 +506,7 @@ def _pdf(*sizes_pt: tuple[float, float]) -> bytes:
 
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
