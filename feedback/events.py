@@ -121,7 +121,7 @@ def record_response_stored(
     data = _json.encode({"objectives": list(objectives)}).decode() if objectives else None
     sink = _sink()
     if sink is None:
-        event_store.insert_event(conn, (event_id, "response.stored", aggregate, created_at, data, "", ""))
+        event_store.add_event(conn, (event_id, "response.stored", aggregate, created_at, data, "", ""))
         return
     pending = deferred("response_stored", lambda: _StoredEvents(sink))
     if not _wanted_in_transaction(sink)("response.stored"):

@@ -46,6 +46,18 @@ def test_summary_matches_the_database(demo) -> None:
     assert summary["responses"] > 5000
 
 
+def test_every_response_has_its_stored_event_and_nothing_waits_for_dispatch(demo) -> None:
+    """The history is logged as the server logs it (one `response.stored` per response, its aggregate
+    the response) and handed over already: a server started on the demo replays none of it."""
+    _summary, conn = demo
+    missing = conn.execute(
+        "SELECT count(*) FROM responses r LEFT JOIN event_log e ON e.id = 'response.stored:' || r.id"
+        " AND e.aggregate = 'response:' || r.id WHERE e.id IS NULL"
+    ).fetchone()[0]
+    assert missing == 0
+    assert conn.execute("SELECT count(*) FROM event_log WHERE dispatched_at IS NULL").fetchone()[0] == 0
+
+
 def test_six_roots_in_four_languages(demo) -> None:
     summary, conn = demo
     roots = {row["code"]: row["lang"] for row in conn.execute("SELECT code, lang FROM units WHERE parent IS NULL")}

@@ -30,6 +30,12 @@ def insert_event(conn: Connection, row: tuple[str, str, str, str, str | None, st
     return found["seq"] if found is not None else None
 
 
+def add_event(conn: Connection, row: tuple[str, str, str, str, str | None, str, str]) -> None:
+    """`insert_event` for a caller that does not need the seq: one statement, nothing read back (a bulk
+    loader writing outside a server, such as the demo, writes one per response)."""
+    conn.execute(INSERT_EVENT, row)
+
+
 INSERT_DISPATCHED_EVENT = (
     "INSERT INTO event_log (id, type, aggregate, created_at, data, claimed_by, claimed_until, dispatched_at)"
     " VALUES (?, ?, ?, ?, ?, '', '', ?) ON CONFLICT (id) DO NOTHING"
