@@ -325,15 +325,17 @@ class Sheet:
         return x0, y0, x1, y1
 
     @staticmethod
-    def _sum(table: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> int:
-        return int(table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0])
+    def _sum(table: np.ndarray, x0: Any, y0: Any, x1: Any, y1: Any) -> Any:
+        """The pixels counted in a rectangle [x0, x1) × [y0, y1) of an integral table: of one rectangle
+        (numbers), or of one per shift (arrays of corners)."""
+        return table[y1, x1].astype(np.int64) - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
     def share(self, rect: Rect, *, light: bool = False, dx: int = 0, dy: int = 0) -> float:
         x0, y0, x1, y1 = self._px(rect, dx, dy)
         area = (x1 - x0) * (y1 - y0)
         if area <= 0:
             return 0.0
-        return self._sum(self.light if light else self.dark, x0, y0, x1, y1) / area
+        return int(self._sum(self.light if light else self.dark, x0, y0, x1, y1)) / area
 
     def _shifted(self, rect: Rect, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
         """`_px` of a rectangle under each of the shifts `dx[i], dy[i]` at once (arrays of corners)."""
@@ -346,17 +348,13 @@ class Sheet:
             np.clip(y1 + dy, 0, self.height),
         )
 
-    def _sums(self, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
-        table = self.dark
-        return table[y1, x1].astype(np.int64) - table[y0, x1] - table[y1, x0] + table[y0, x0]
-
     def frame(self, rect: Rect, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """The share of dark pixels in a ring 0.8 mm wide around a box's printed frame, under each shift
         (0 where the shift leaves no ring on the page)."""
         outer = self._shifted(_grow(rect, 0.4), dx, dy)
         inner = self._shifted(_grow(rect, -0.4), dx, dy)
         ring = (outer[2] - outer[0]) * (outer[3] - outer[1]) - (inner[2] - inner[0]) * (inner[3] - inner[1])
-        dark = self._sums(*outer) - self._sums(*inner)
+        dark = self._sum(self.dark, *outer) - self._sum(self.dark, *inner)
         return np.divide(dark, ring, out=np.zeros(len(ring)), where=ring > 0)
 
     def settle(self, boxes: tuple[Box, ...] | list[Box]) -> tuple[int, int, float]:
@@ -403,7 +401,7 @@ class Sheet:
                 continue
             x0, y0, x1, y1 = self._px(strip, dx, dy)
             total += max(0, (x1 - x0) * (y1 - y0))
-            marked += self._sum(self.light, x0, y0, x1, y1) if x1 > x0 and y1 > y0 else 0
+            marked += int(self._sum(self.light, x0, y0, x1, y1)) if x1 > x0 and y1 > y0 else 0
         return total > 0 and marked / total >= WRITING_AT
 
 
