@@ -12,13 +12,14 @@ returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -89,6 +90,21 @@ def optimistic(key: str, make: Callable[[], D]) -> D | None:
     job-by-job replay and outside the writer. For work put off on a guess, whose `flush` raises
     `feedback.store.errors.GuessedWrong` when the guess proves wrong (the batch is then replayed)."""
     return deferred(key, make) if getattr(_in_writer, "optimistic", False) else None
+
+
+@contextlib.contextmanager
+def holding_deferred() -> Iterator[Callable[[sqlite3.Connection], None]]:
+    """For a loader that writes in a transaction of its own, outside any Store's writer (`feedback demo`):
+    inside, `deferred` holds the jobs' work as in a group commit (a day's responses to a few touchpoints
+    update each rollup row once), and the caller writes it with the function it is given, before it
+    commits and before anything reads what is held. On leaving, whatever is still held is dropped."""
+    if getattr(_in_writer, "deferred", None) is not None:
+        raise RuntimeError("holding_deferred: already inside a writer's transaction")
+    _in_writer.deferred = {}
+    try:
+        yield _flush_deferred
+    finally:
+        del _in_writer.deferred
 
 
 def _flush_deferred(conn: sqlite3.Connection) -> None:

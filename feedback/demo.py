@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from feedback import dossiers, indicators
 from feedback.auth import ensure_user, save_user
 from feedback.catalog import load_snapshot
+from feedback.db import holding_deferred
 from feedback.dossiers import Dossier
 from feedback.events import stamp
 from feedback.indicators import Figure, period_bounds
@@ -1477,7 +1478,9 @@ def _history(
     stored = 0
     _begin(conn)
     try:
-        with progress:
+        # As in a group commit, a day's responses add to each rollup row once; what is held is written
+        # before each commit and before a response that opens an action (its baseline reads rollups).
+        with progress, holding_deferred() as write_held:
             task = progress.add_task("history", total=days, responses=0)
             for ago in range(days, 0, -1):
                 day = today - timedelta(days=ago)
@@ -1560,14 +1563,18 @@ def _history(
                     prepared = prepare(submission, snapshot, plugins=plugins, now=utc, case_verified=True)
                     if ago > ACTIONS_FROM:
                         prepared.requests = []  # before the system ran: no corrective-action queue yet
+                    if prepared.requests:
+                        write_held(conn)
                     result, _row = store_job(prepared)(conn)
                     stored += result.created
                     pending += 1
                 if pending >= COMMIT_EVERY:
+                    write_held(conn)
                     conn.execute("COMMIT")
                     conn.execute("BEGIN")
                     pending = 0
                 progress.update(task, advance=1, responses=stored)
+            write_held(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

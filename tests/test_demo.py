@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from feedback.actions import BASELINE_DAYS, effect_rate, effect_spec
+from feedback.catalog import load_snapshot
 from feedback.cli import open_migrated
 from feedback.demo import BAD_FROM, BAD_TO, build_demo
 from feedback.models import is_suspect
@@ -276,3 +279,36 @@ def test_one_stop_dossiers_and_other_indicators(demo) -> None:
         "SELECT numerator, denominator FROM indicator_values WHERE unit = 'GX' AND indicator = 'case_closure'"
     ):
         assert 0.9 < numerator / denominator < 0.99
+
+
+# Rates read from the responses' rollups alone (the others also read actions or dossiers, which change later).
+ROLLUP_METRICS = ("satisfaction", "not_dissatisfied", "bad_review_rate", "mean_score", "indicator_mean")
+
+
+def test_each_action_baseline_is_the_rate_of_the_days_stored_before_it(demo) -> None:
+    """An action's baseline is its unit's rate over the 90 days before the day it opened. The history
+    is stored day by day in order, so those days' rollups are now what they were then: a baseline that
+    differs was read from rollups still missing some of those days' responses."""
+    _summary, conn = demo
+    snapshot = load_snapshot(conn, default_plugins())
+    checked = 0
+    for action in conn.execute("SELECT * FROM actions ORDER BY id"):
+        row = dict(action)
+        spec = effect_spec(row, snapshot)
+        if spec["metric"] not in ROLLUP_METRICS:
+            continue
+        tz = ZoneInfo(snapshot.units[row["unit"]].tz)
+        opened = datetime.fromisoformat(row["opened_at"]).astimezone(tz).date()
+        successes, n = effect_rate(
+            conn,
+            snapshot,
+            row["unit"],
+            spec["metric"],
+            (opened - timedelta(days=BASELINE_DAYS)).isoformat(),
+            (opened - timedelta(days=1)).isoformat(),
+            service=row["service"],
+            indicator=row["indicator"],
+        )
+        assert row["baseline"] == (successes / n if n else None), (row["id"], spec["metric"], opened)
+        checked += 1
+    assert checked >= 50
