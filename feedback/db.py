@@ -69,7 +69,7 @@ D = TypeVar("D", bound=Deferred)
 
 def deferred(key: str, make: Callable[[], D]) -> D | None:
     """The running transaction's `Deferred` under `key`, made on first use; None outside a Store's
-    writer thread (the caller then writes at once).
+    writer thread and `holding_deferred` (the caller then writes at once).
 
     The writer flushes it before the transaction commits and before any job that does not declare
     `fn.defers = True` (so a job that reads what it holds always sees it written), and, when a
