@@ -267,7 +267,7 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
     # A worker that dies is started again; one that dies again within seconds of that makes this
     # process exit with status 1, for systemd to restart the whole server. On SIGTERM each worker
     # finishes its requests and flushes its writer, or is killed after STOP_GRACE_SECONDS.
-    Granian(
+    server = Granian(
         "feedback.web.app:create_app_from_env",
         factory=True,
         interface=Interfaces.ASGI,
@@ -278,7 +278,13 @@ def serve(db_path: str | None, host: str, port: int, workers: int) -> None:
         log_dictconfig=granian_log_config(settings.log_format),
         respawn_failed_workers=True,
         workers_kill_timeout=serving.STOP_GRACE_SECONDS,
-    ).serve()
+    )
+    # A worker that ends on the stop signal before granian's main process tells it to is no crash.
+    if serving.serve_to_a_clean_stop(server):
+        announce(
+            settings.log_format,
+            "a worker ended on the stop signal before granian's main process told it to: a clean stop, status 0",
+        )
 
 
 def announce(log_format: str, text: str, *, warning: bool = False) -> None:

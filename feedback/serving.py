@@ -93,6 +93,26 @@ def stopping(store: Any) -> asyncio.Event:
     return store.local("stopping", asyncio.Event)
 
 
+def serve_to_a_clean_stop(server: Any) -> bool:
+    """Run granian's `server.serve()`; True when it stopped on a signal yet reported a crash (status 1).
+
+    systemd stops a unit by signalling every process of it at once (`KillMode=control-group`), so a
+    worker may finish its graceful stop before granian's main process has told it to stop; granian's
+    watcher then takes the worker for crashed, and the main process exits with status 1, which systemd
+    logs as a failed stop. A stop asked for by a signal is a clean one however the two race: that
+    status 1 becomes 0 here. Without a signal (a worker crash loop) it stays 1."""
+    signalled: list[int] = []
+    # granian installs its signal handlers just before it calls its startup hooks: this one chains to them.
+    server.on_startup(lambda: on_stop_signal(lambda: signalled.append(1)))
+    try:
+        server.serve()
+    except SystemExit as exit:
+        if exit.code == 1 and signalled:
+            return True
+        raise
+    return False
+
+
 def on_stop_signal(callback: Callable[[], None]) -> bool:
     """Call `callback` when this process is told to stop (SIGTERM, or SIGINT), then the handler the ASGI
     server installed for it. Only in the main thread of a process of our own; False where it cannot.

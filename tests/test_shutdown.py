@@ -196,3 +196,39 @@ def test_a_worker_that_keeps_dying_makes_the_server_exit_non_zero(org: Org) -> N
         server.stop()
     assert exit_status == 1
     assert not healthy(server.url)
+
+
+# A plugin for the race below: in `feedback serve`'s main process it holds granian back for two seconds
+# between hearing the stop signal and telling its workers to stop, as a loaded machine may.
+SLOW_TO_STOP_WORKERS = """
+import time
+
+from granian.server.common import AbstractServer
+
+_stop_workers = AbstractServer._stop_workers
+
+
+def _late(self):
+    time.sleep(2)
+    _stop_workers(self)
+
+
+AbstractServer._stop_workers = _late
+"""
+
+
+def test_a_worker_that_ends_before_the_main_process_tells_it_to_is_still_a_clean_stop(org: Org, tmp_path) -> None:
+    """systemd signals every process of the unit at once (`KillMode=control-group`), so a worker may end
+    its graceful stop before granian's main process has told it to stop; granian then takes it for a
+    crash. A stop asked for by a signal still exits 0 (a crash loop without one still exits 1, above)."""
+    (tmp_path / "slow_to_stop_workers.py").write_text(SLOW_TO_STOP_WORKERS)
+    server = ProcessServer(org.db, env={"FEEDBACK_PLUGINS_DIR": str(tmp_path)}).start()
+    try:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        exit_status = server.process.wait(STOP_WITHIN + 5)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Unexpected exit from worker-1" in log, log[-2000:]  # the race did happen
+    assert exit_status == 0, log[-2000:]
+    assert "ended on the stop signal before granian's main process told it to" in log, log[-2000:]
