@@ -198,8 +198,9 @@ def test_a_worker_that_keeps_dying_makes_the_server_exit_non_zero(org: Org) -> N
     assert not healthy(server.url)
 
 
-# A plugin for the race below: in `feedback serve`'s main process it holds granian back for two seconds
-# between hearing the stop signal and telling its workers to stop, as a loaded machine may.
+# A plugin for the race below: in `feedback serve`'s main process it holds granian back between hearing
+# the stop signal and telling its workers to stop until they have ended by themselves (at most 8 s), as
+# a loaded machine may, so the race goes the same way every time.
 SLOW_TO_STOP_WORKERS = """
 import time
 
@@ -209,7 +210,9 @@ _stop_workers = AbstractServer._stop_workers
 
 
 def _late(self):
-    time.sleep(2)
+    deadline = time.monotonic() + 8
+    while any(worker.is_alive() for worker in self.wrks) and time.monotonic() < deadline:
+        time.sleep(0.02)
     _stop_workers(self)
 
 
