@@ -29,7 +29,7 @@ import msgspec
 from feedback import audit, callbacks, dossiers
 from feedback.calendars import add_working_days, working_days_between
 from feedback.catalog import Snapshot
-from feedback.db import Store
+from feedback.db import Store, held
 from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
 from feedback.events import record
 from feedback.i18n import gettext_for
@@ -412,6 +412,12 @@ def _baseline(conn: sqlite3.Connection, snapshot: Snapshot, row: dict[str, Any],
     """The rate over the 90 days before the action opened (None without any response then)."""
     opened = _local_day_of(row["opened_at"], _tz(snapshot, row["unit"]))
     start, end = opened - timedelta(days=BASELINE_DAYS), opened - timedelta(days=1)
+    # In a group commit, responses stored before this one may still be held unwritten (an offline
+    # kiosk's queue, last week's paper forms): the baseline counts them. Live traffic, of the opening
+    # day itself, lies outside the window and is left held.
+    unwritten = held("rollups")
+    if unwritten is not None and unwritten.holds_day_between(start.isoformat(), end.isoformat()):
+        unwritten.flush(conn)
     successes, n = effect_rate(
         conn,
         snapshot,

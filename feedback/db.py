@@ -75,7 +75,8 @@ def deferred(key: str, make: Callable[[], D]) -> D | None:
     `fn.defers = True` (so a job that reads what it holds always sees it written), and, when a
     batch is replayed job by job, at the end of each job inside its savepoint (so a failing job
     takes its share with it). Jobs that declare `defers` (ingest's) share it: a group commit of many
-    responses to a few touchpoints updates each rollup row once."""
+    responses to a few touchpoints updates each rollup row once. Such a job that reads what may be
+    held writes it first (`held`: an action's baseline reads the rollups of earlier days)."""
     held = getattr(_in_writer, "deferred", None)
     if held is None:
         return None
@@ -83,6 +84,12 @@ def deferred(key: str, make: Callable[[], D]) -> D | None:
     if found is None:
         found = held[key] = make()
     return found
+
+
+def held(key: str) -> Any | None:
+    """What the running transaction holds under `key` (`deferred`), without making it; None when
+    nothing is held there."""
+    return (getattr(_in_writer, "deferred", None) or {}).get(key)
 
 
 def optimistic(key: str, make: Callable[[], D]) -> D | None:
@@ -96,8 +103,9 @@ def optimistic(key: str, make: Callable[[], D]) -> D | None:
 def holding_deferred() -> Iterator[Callable[[sqlite3.Connection], None]]:
     """For a loader that writes in a transaction of its own, outside any Store's writer (`feedback demo`):
     inside, `deferred` holds the jobs' work as in a group commit (a day's responses to a few touchpoints
-    update each rollup row once), and the caller writes it with the function it is given, before it
-    commits and before anything reads what is held. On leaving, whatever is still held is dropped."""
+    update each rollup row once), and the caller writes it with the function it is given before it
+    commits (a job that reads what may be held writes it first, as in the writer). On leaving,
+    whatever is still held is dropped."""
     if getattr(_in_writer, "deferred", None) is not None:
         raise RuntimeError("holding_deferred: already inside a writer's transaction")
     _in_writer.deferred = {}

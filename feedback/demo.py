@@ -1479,7 +1479,7 @@ def _history(
     _begin(conn)
     try:
         # As in a group commit, a day's responses add to each rollup row once; what is held is written
-        # before each commit and before a response that opens an action (its baseline reads rollups).
+        # before each commit (and by an opening action's baseline, when it holds a day the baseline reads).
         with progress, holding_deferred() as write_held:
             task = progress.add_task("history", total=days, responses=0)
             for ago in range(days, 0, -1):
@@ -1563,8 +1563,6 @@ def _history(
                     prepared = prepare(submission, snapshot, plugins=plugins, now=utc, case_verified=True)
                     if ago > ACTIONS_FROM:
                         prepared.requests = []  # before the system ran: no corrective-action queue yet
-                    if prepared.requests:
-                        write_held(conn)
                     result, _row = store_job(prepared)(conn)
                     stored += result.created
                     pending += 1

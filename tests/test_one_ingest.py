@@ -387,3 +387,23 @@ def test_the_kiosk_policy_judges_presses_across_batches_on_the_device_clock(org:
     assert {r["device"] for r in rows(org, "SELECT device FROM responses")} == {"k1"}
     kiosk = rows(org, "SELECT recent_presses, last_sync FROM kiosks WHERE id = 'k1'")[0]
     assert len(json.loads(kiosk["recent_presses"])) == 4 and kiosk["last_sync"] is not None
+
+
+def test_an_action_opened_in_a_batch_counts_the_earlier_days_stored_before_it_in_its_baseline(org: Org) -> None:
+    """A kiosk's offline queue or a batch of paper forms stores earlier days' responses in the same
+    group commit as a bad one of today: the baseline of the action that one opens (the 90 days
+    before its opening day) counts them, though the writer still holds their rollups unwritten."""
+    now = datetime.now(UTC)
+    last_week = [
+        Item(submission("tp-a1a", answers={"overall": overall}, submitted_at=(now - timedelta(days=6)).isoformat()))
+        for overall in (5, 5, 5, 2)
+    ]
+    today = [Item(submission("tp-a1a", answers={"overall": 4})) for _ in range(3)]
+    bad = Item(submission("tp-a1a", answers={"overall": 1}))  # opens a work order
+
+    outcomes = run(with_store(org, lambda store, snapshot: ingest([*last_week, *today, bad], store, snapshot)))
+    assert [o.status for o in outcomes] == ["stored"] * 8
+    (opened,) = outcomes[-1].result.actions
+    # 3 of last week's 4 were satisfied; today's responses are outside the window, held as before.
+    assert rows(org, "SELECT baseline FROM actions WHERE id = ?", (opened["id"],)) == [{"baseline": 0.75}]
+    assert rows(org, "SELECT sum(n) AS n FROM rollups_unit_day") == [{"n": 8}]

@@ -239,6 +239,10 @@ class RollupBatch:
                 sums[0] += 1
                 sums[1] += value
 
+    def holds_day_between(self, day_from: str, day_to: str) -> bool:
+        """Whether a response of a local day from `day_from` to `day_to` is counted here, unwritten."""
+        return any(day_from <= day <= day_to for _unit, day in self.unit_day)
+
     def flush(self, conn: Connection) -> None:
         """Write what was added (one statement per table) and start again from nothing."""
         for sql, table in (
