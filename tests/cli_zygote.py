@@ -9,6 +9,11 @@ and answers one JSON line on stdout:
 
     {"args": [...], "env": {...}, "cwd": "...", "stdin": PATH, "stdout": PATH, "stderr": PATH, "timeout": s}
     -> {"returncode": int} or {"timeout": true}
+
+A long-running command (`feedback serve` under `tests.conftest.ProcessServer`) is asked for with
+`"status": PATH` instead of a timeout, and `"append": true` to add to its log (stdout and stderr may
+be one file): the answer comes at once, `{"pid": int}`, and when the process ends its exit status is
+written to PATH, before the process is reaped (so a pid that is gone always has its status written).
 """
 
 from __future__ import annotations
@@ -31,12 +36,9 @@ def _child(request: dict, channel: tuple[int, int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
+    writing = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request.get("append") else os.O_TRUNC)
     for fd, (path, flags) in enumerate(
-        (
-            (request["stdin"], os.O_RDONLY),
-            (request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-            (request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-        )
+        ((request["stdin"], os.O_RDONLY), (request["stdout"], writing), (request["stderr"], writing))
     ):
         opened = os.open(path, flags, 0o600)
         os.dup2(opened, fd)
@@ -79,6 +81,28 @@ def _wait(pid: int, timeout: float) -> dict:
         time.sleep(0.005)
 
 
+# Detached children (pid -> where their exit status goes), reaped when they end.
+_detached: dict[int, str] = {}
+
+
+def _reap_detached(*_signal_args: object) -> None:
+    # SIGCHLD held back meanwhile: a second run inside this one would reap a child twice.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        for pid, path in list(_detached.items()):
+            found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if found is None:
+                continue
+            status = found.si_status if found.si_code == os.CLD_EXITED else -found.si_status
+            with open(path + ".part", "w") as out:
+                out.write(str(status))
+            os.replace(path + ".part", path)
+            os.waitpid(pid, 0)
+            del _detached[pid]
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
 def serve() -> None:
     import feedback.cli  # noqa: F401 - the imports every child would otherwise pay for
     import feedback.web.app  # noqa: F401
@@ -86,14 +110,22 @@ def serve() -> None:
     requests = os.dup(0)
     answers = os.dup(1)
     reader = os.fdopen(requests, "rb", buffering=0)
+    signal.signal(signal.SIGCHLD, _reap_detached)
     for line in iter(reader.readline, b""):
         request = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _child(request, (requests, answers))
-        os.write(answers, json.dumps(_wait(pid, request["timeout"])).encode() + b"\n")
+        if "status" in request:
+            _detached[pid] = request["status"]
+            _reap_detached()  # it may have ended before it was listed
+            answer = {"pid": pid}
+        else:
+            answer = _wait(pid, request["timeout"])
+        os.write(answers, json.dumps(answer).encode() + b"\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from feedback.rates import wilson
 from feedback.store import federation as federation_store
 from tests.conftest import (
     BOTH_BACKENDS,
-    FEEDBACK,
     Org,
     Server,
     auth_header,
@@ -40,7 +39,7 @@ from tests.conftest import (
     make_org,
     rows,
     run_cli,
-    source_env,
+    run_cli_together,
 )
 
 pytestmark = BOTH_BACKENDS
@@ -100,22 +99,8 @@ def respond(server: Server, touchpoint: str, level: int, days_ago: int, **extra:
 
 
 def run_all(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
-    """Commands of `feedback` run at the same time (each child's own), with the servers' secret."""
-    started = [
-        subprocess.Popen(
-            [*FEEDBACK, *args],
-            env=source_env(SECRET_ENV),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in commands
-    ]
-    done = []
-    for process in started:
-        out, err = process.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
-    return done
+    """Commands of `feedback` run at the same time (each a process of its own), with the servers' secret."""
+    return run_cli_together(*commands, env=SECRET_ENV)
 
 
 def tick_children(fed: Federation, now: datetime | None = None) -> list[subprocess.CompletedProcess]:

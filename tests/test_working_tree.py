@@ -5,9 +5,11 @@ installed earlier."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 import feedback
 import feedback_kiosk
@@ -44,12 +46,17 @@ def test_the_test_process_imports_the_working_tree() -> None:
         assert inside_checkout(module.__file__), module.__file__
 
 
-def test_a_server_process_under_test_runs_the_working_tree(org: Org, start_process_server, tmp_path: Path) -> None:
-    """In-process servers run what this process imported (above); a `feedback serve` process must too."""
+@pytest.mark.parametrize("fresh", [False, True], ids=["forked", "fresh-interpreter"])
+def test_a_server_process_under_test_runs_the_working_tree(
+    org: Org, start_process_server, tmp_path: Path, fresh: bool
+) -> None:
+    """In-process servers run what this process imported (above); a `feedback serve` process must too,
+    whether forked from the command line's pre-imported process (the default) or started afresh."""
     folder = tmp_path / "site-plugins"
     folder.mkdir()
     (folder / "site_where.py").write_text(WHERE_PLUGIN, encoding="utf-8")
-    server = start_process_server(org.db, feedback_plugins_dir=str(folder))
+    server = start_process_server(org.db, fresh=fresh, feedback_plugins_dir=str(folder))
+    assert isinstance(server.process, subprocess.Popen) == fresh
 
     found = httpx.get(f"{server.url}/site/where", timeout=10).json()
 
