@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import fcntl
 import gc
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -1028,6 +1030,25 @@ _AXE_RUN = """impacts => axe.run(document, {
     .map(v => [v.id, v.impact, v.nodes.slice(0, 3).map(n => n.target.join(' '))]))"""
 
 SERIOUS_IMPACTS = ("serious", "critical")
+
+
+def save_screenshot(page: Any, path: Path | str, full_page: bool = True) -> None:
+    """A PNG of the page as it stands (the whole page, else the viewport) at `path`, for a person to look
+    at. Taken through the DevTools protocol with Chromium's quicker PNG encoding (`optimizeForSpeed`):
+    about half the browser's CPU of Playwright's screenshot for a file about a quarter bigger."""
+    session = page.context.new_cdp_session(page)
+    try:
+        params: dict[str, Any] = {"format": "png", "optimizeForSpeed": True}
+        if full_page:
+            metrics = session.send("Page.getLayoutMetrics")
+            width = max(metrics["cssContentSize"]["width"], metrics["cssLayoutViewport"]["clientWidth"])
+            height = max(metrics["cssContentSize"]["height"], metrics["cssLayoutViewport"]["clientHeight"])
+            clip = {"x": 0, "y": 0, "width": math.ceil(width), "height": math.ceil(height), "scale": 1}
+            params |= {"captureBeyondViewport": True, "clip": clip}
+        data = session.send("Page.captureScreenshot", params)["data"]
+    finally:
+        session.detach()
+    Path(path).write_bytes(base64.b64decode(data))
 
 
 def axe_violations(page: Any, impacts: tuple[str, ...] | None = SERIOUS_IMPACTS) -> list[list]:

@@ -37,6 +37,7 @@ from tests.conftest import (
     poll_until,
     resize,
     rows,
+    save_screenshot,
     wait_for_dispatch,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
@@ -332,7 +333,7 @@ def test_the_call_back_section_in_chromium_in_each_language(site: Site, browser:
                 assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (lang, width)
                 assert axe_violations(page) == [], (lang, width)
                 suffix = "-320" if width == 320 else ""
-                page.screenshot(path=str(ARTIFACTS / f"manage-action-callback-{lang}{suffix}.png"), full_page=True)
+                save_screenshot(page, ARTIFACTS / f"manage-action-callback-{lang}{suffix}.png")
         # The form, as a person uses it: the outcome chosen by its label, then the button.
         page.set_viewport_size({"width": 1280, "height": 900})
         page.get_by_label("Outcome").select_option("declined")

@@ -42,6 +42,7 @@ from tests.conftest import (
     new_postgres_database,
     rows,
     run_cli,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
@@ -480,7 +481,7 @@ def test_the_page_in_a_browser(browser: Any, people: Org, server: Server, tmp_pa
         assert len(cells) == 2
         assert "không có đơn vị NOPE" in cells[0] and "name_en" in cells[1]
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "admin-import-problems-vi.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "admin-import-problems-vi.png")
         serious = axe_violations(page)
         assert serious == []
     finally:

@@ -34,6 +34,7 @@ from tests.conftest import (
     default_plugins,
     rows,
     run_cli,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, sign_in
 from tests.test_catalogue_import import sprawling_workbook
@@ -632,7 +633,7 @@ def test_the_unit_pages_dossier_section_passes_the_accessibility_audit(fresh, br
         page.goto(f"{server.url}{path}?lang={lang}&from={days_ago(7)}&to={days_ago(0)}")
         page.wait_for_load_state("load")
         assert page.locator("#dossier-satisfaction").count() == (1 if path.endswith("A1") else 0)
-        page.screenshot(path=str(ARTIFACTS / f"dossiers-{path.rsplit('/', 1)[1]}-{lang}-{width}.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / f"dossiers-{path.rsplit('/', 1)[1]}-{lang}-{width}.png")
         assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (path, width)
         serious = axe_violations(page)
         assert serious == [], (path, width)

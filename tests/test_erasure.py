@@ -24,7 +24,17 @@ from playwright.sync_api import Browser
 from feedback.backup import backup, restore
 from feedback.erasure import MARKER
 from feedback.web.receipt_page import confirmation
-from tests.conftest import ARTIFACTS, BOTH_BACKENDS, Org, auth_header, axe_violations, make_org, rows, run_cli
+from tests.conftest import (
+    ARTIFACTS,
+    BOTH_BACKENDS,
+    Org,
+    auth_header,
+    axe_violations,
+    make_org,
+    rows,
+    run_cli,
+    save_screenshot,
+)
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 SECRET = "test-secret"  # what the test servers sign with (tests.conftest.Server)
@@ -191,7 +201,7 @@ def test_a_citizen_erases_their_comment_and_contact_in_the_browser(tmp_path, sta
         assert page.locator("h1").inner_text() == "Xóa góp ý và thông tin liên hệ của bạn?"
         assert rows(org, "SELECT erased FROM responses")[0]["erased"] is None  # the first step erases nothing
         assert axe_violations(page) == []
-        page.screenshot(path=str(ARTIFACTS / "receipt-erase-vi-360.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "receipt-erase-vi-360.png")
         with page.expect_navigation():
             page.get_by_role("button", name="Có, xóa đi").click()
         assert page.url.endswith(f"/r/{given['receipt']}?lang=vi")

@@ -24,6 +24,7 @@ from tests.conftest import (
     connect,
     default_plugins,
     rows,
+    save_screenshot,
 )
 
 pytestmark = BOTH_BACKENDS
@@ -435,13 +436,13 @@ def test_pages_pass_axe_and_are_kept_as_screenshots(setup, browser, lang: str) -
         page = context.new_page()
         page.goto(f"{server.url}/results/A1?lang={lang}")
         assert axe_violations(page) == [], f"public page ({lang})"
-        page.screenshot(path=str(ARTIFACTS / f"public_results_{lang}.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / f"public_results_{lang}.png")
         _sign_in(context, server)
         page.goto(f"{server.url}/manage/reports?lang={lang}")
         assert page.url.startswith(f"{server.url}/manage/reports"), page.url
         assert page.locator("form[action='/api/v1/reports/management-review.pdf']").count() == 1
         assert axe_violations(page) == [], f"/manage/reports ({lang})"
-        page.screenshot(path=str(ARTIFACTS / f"manage_reports_{lang}.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / f"manage_reports_{lang}.png")
     finally:
         context.close()
 

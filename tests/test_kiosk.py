@@ -33,6 +33,7 @@ from tests.conftest import (
     enrollment_code,
     poll_until,
     rows,
+    save_screenshot,
 )
 
 PORTRAIT = {"width": 800, "height": 1280}
@@ -90,7 +91,7 @@ def wait_until(check, timeout: float = 15.0, page: Page | None = None):
 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"kiosk-{name}.png"))
+    save_screenshot(page, ARTIFACTS / f"kiosk-{name}.png", full_page=False)
 
 
 def state(page: Page, name: str, timeout: float = 10_000) -> None:

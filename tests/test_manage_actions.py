@@ -29,6 +29,7 @@ from tests.conftest import (
     connect,
     resize,
     rows,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
@@ -436,7 +437,7 @@ def test_pages_pass_axe_in_each_language_with_screenshots(
                 assert styles and all(c == "pointer" and r != "0px" for _, c, r in styles), (name, lang, styles)
                 if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only
                     assert axe_violations(page) == [], (name, lang, width)
-                page.screenshot(path=str(ARTIFACTS / f"manage-actions-{name}-{lang}{suffix}.png"), full_page=True)
+                save_screenshot(page, ARTIFACTS / f"manage-actions-{name}-{lang}{suffix}.png")
     finally:
         context.close()
 

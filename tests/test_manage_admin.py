@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, axe_violations, rows
+from tests.conftest import ARTIFACTS, AXE, BOTH_BACKENDS, Org, Server, axe_violations, rows, save_screenshot
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -257,9 +257,9 @@ def test_admin_pages_pass_axe_and_are_screenshotted_in_each_language(users: Org,
                 bad = axe_violations(page)
                 assert not bad, (path, bad)
             name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
-            page.screenshot(path=str(ARTIFACTS / f"admin-{name}-{lang}.png"), full_page=True)
+            save_screenshot(page, ARTIFACTS / f"admin-{name}-{lang}.png")
     page.goto(f"{server.url}/s/tp-a1?lang=vi")
-    page.screenshot(path=str(ARTIFACTS / "retired-touchpoint-vi.png"), full_page=True)
+    save_screenshot(page, ARTIFACTS / "retired-touchpoint-vi.png")
     context.close()
 
 

@@ -27,6 +27,7 @@ from tests.conftest import (
     default_plugins,
     rows,
     run_cli,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
@@ -65,7 +66,7 @@ def client(server: Server, people: Org):
 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    save_screenshot(page, ARTIFACTS / f"{name}.png")
 
 
 def alert(html: str) -> str:

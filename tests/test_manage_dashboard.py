@@ -24,6 +24,7 @@ from tests.conftest import (
     connect,
     resize,
     rows,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, sign_in
 
@@ -294,7 +295,7 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
                 )
                 assert page.evaluate("() => document.documentElement.scrollWidth") <= width, (name, lang, width, wide)
             suffix = "" if width > 390 else f"-{width}"
-            page.screenshot(path=str(ARTIFACTS / f"manage-{name}-{lang}{suffix}.png"), full_page=True)
+            save_screenshot(page, ARTIFACTS / f"manage-{name}-{lang}{suffix}.png")
             for text, cursor, radius in page.evaluate(BUTTON_STYLES):
                 assert cursor == "pointer" and radius != "0px", (name, lang, text)
             if width != 320:  # the audit at 390 covers the phone layout; 320 checks the width only

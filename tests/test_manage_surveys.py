@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, axe_violations, rows
+from tests.conftest import ARTIFACTS, AXE, Org, Server, axe_violations, rows, save_screenshot
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 PASSWORD = "correct horse 1"
@@ -136,7 +136,7 @@ def test_edit_page_passes_axe_and_is_screenshotted(users: Org, server: Server, b
         assert page.locator("html").get_attribute("lang").startswith(lang[:2])
         bad = axe_violations(page)
         assert not bad, (lang, bad)
-        page.screenshot(path=str(ARTIFACTS / f"admin-survey-draft-edit-{lang}.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / f"admin-survey-draft-edit-{lang}.png")
     # The browser's own form: change a text and save.
     page.fill("#f-overall-en", "How satisfied are you today?")
     with page.expect_navigation():

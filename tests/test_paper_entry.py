@@ -43,6 +43,7 @@ from tests.conftest import (
     connect,
     org_on,
     rows,
+    save_screenshot,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
@@ -644,7 +645,7 @@ def test_twenty_forms_keyed_by_keyboard_alone(served, browser, backend: str) -> 
         page.wait_for_function("document.activeElement && document.activeElement.id === 'q-service_time'")
         assert "квитанция" in page.inner_text("#entry-status").lower()
         assert_accessible(page)
-        page.screenshot(path=str(ARTIFACTS / "manage_entry.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "manage_entry.png")
     finally:
         context.close()
     stored = {
@@ -681,7 +682,7 @@ def test_a_hotline_call_from_the_screen(served, browser, backend: str) -> None:
         greeting = page.inner_text("#entry-script-greeting")
         assert "Здравствуйте" in greeting and page.get_attribute("#entry-script-greeting", "lang") == "ru"
         assert_accessible(page)
-        page.screenshot(path=str(ARTIFACTS / "manage_entry_hotline.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "manage_entry_hotline.png")
         page.keyboard.press("2")  # overall: dissatisfied, so the reasons are asked
         page.keyboard.press("1")  # reasons: the first option ticked
         page.keyboard.press("Enter")

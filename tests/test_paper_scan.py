@@ -39,6 +39,7 @@ from tests.conftest import (
     poll_until,
     rows,
     run_cli,
+    save_screenshot,
     source_env,
 )
 from tests.manage_helpers import add_user, csrf_token, sign_in
@@ -330,7 +331,7 @@ def test_a_person_confirms_a_queued_page_with_a_correction_in_chromium(
         assert page.locator("#occurred-on").input_value() == meant.day
         page.check("input[name='q.staff_courtesy'][value='4']")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "paper-scan-review.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "paper-scan-review.png")
         with page.expect_navigation():
             page.click("#confirm-button")
         assert "done=stored" in page.url

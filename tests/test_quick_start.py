@@ -13,7 +13,7 @@ from datetime import date
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, Server, axe_violations, run_cli
+from tests.conftest import ARTIFACTS, ROOT, Server, axe_violations, run_cli, save_screenshot
 from tests.manage_helpers import sign_in
 
 README = ROOT / "README.md"
@@ -130,7 +130,7 @@ def test_the_landing_page_passes_axe_on_a_small_phone(demo, browser) -> None:
         page.goto(f"{server.url}/")
         assert page.evaluate("document.documentElement.scrollWidth") <= 320  # no sideways scrolling
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "landing_vi_320.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "landing_vi_320.png")
         assert axe_violations(page, impacts=None) == []
     finally:
         context.close()

@@ -14,7 +14,18 @@ import pytest
 from babel.dates import format_date
 from playwright.sync_api import Browser
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, auth_header, axe_violations, make_org, resize, rows
+from tests.conftest import (
+    ARTIFACTS,
+    AXE,
+    Org,
+    Server,
+    auth_header,
+    axe_violations,
+    make_org,
+    resize,
+    rows,
+    save_screenshot,
+)
 from tests.manage_helpers import add_user, sign_in
 
 LANGS = ("vi", "ru", "zh", "en")
@@ -213,7 +224,7 @@ def test_the_page_in_every_language_passes_axe_and_fits(browser: Browser, site: 
             for width in (320, 390, 1280):
                 resize(page, width, 800)
                 assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), (lang, width)
-                page.screenshot(path=str(ARTIFACTS / f"receipt-{lang}-{width}.png"), full_page=True)
+                save_screenshot(page, ARTIFACTS / f"receipt-{lang}-{width}.png")
                 assert axe_violations(page) == [], (lang, width)
     finally:
         context.close()

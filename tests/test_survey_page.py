@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.conftest import ARTIFACTS, AXE, Org, Server, axe_violations, rows
+from tests.conftest import ARTIFACTS, AXE, Org, Server, axe_violations, rows, save_screenshot
 
 PHONE = {"width": 360, "height": 640}
 THANKS = {"vi": "Cảm ơn bạn!", "ru": "Спасибо!", "zh": "谢谢您！", "en": "Thank you!"}
@@ -25,7 +25,7 @@ def page(browser: Browser):
 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    save_screenshot(page, ARTIFACTS / f"{name}.png")
 
 
 def rate(page: Page, key: str, value: int) -> None:

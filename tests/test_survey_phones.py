@@ -20,7 +20,7 @@ from feedback import organisation, surveys
 from feedback.models import LANGUAGES
 from feedback.surveys import survey_templates
 from feedback.web.scale_layout import FIT_MAX, FIT_MIN, FIT_STEP, scale_fit
-from tests.conftest import ARTIFACTS, Org, Server, default_plugins, make_org
+from tests.conftest import ARTIFACTS, Org, Server, default_plugins, make_org, save_screenshot
 
 WIDTHS = (320, 360, 390, 1280)
 SHOT_WIDTHS = (320, 390)
@@ -151,7 +151,7 @@ def test_every_preset_fits_a_phone_in_every_language(
                         found[f"{slug}/{lang} at {width} px"] = problems
                     if width in SHOT_WIDTHS:
                         ARTIFACTS.mkdir(exist_ok=True)
-                        page.screenshot(path=str(ARTIFACTS / f"phone-{width}-{slug}-{lang}.png"), full_page=True)
+                        save_screenshot(page, ARTIFACTS / f"phone-{width}-{slug}-{lang}.png")
                 page.set_viewport_size({"width": WIDTHS[0], "height": 720})
     finally:
         context.close()

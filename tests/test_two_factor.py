@@ -26,7 +26,17 @@ from feedback.settings import SettingsError, load_settings
 from feedback.store import users as user_store
 from feedback.web.manage import account, users
 from feedback.web.manage.layout import TEMPLATES
-from tests.conftest import ARTIFACTS, BOTH_BACKENDS, Org, Server, axe_violations, poll_until, rows, run_cli
+from tests.conftest import (
+    ARTIFACTS,
+    BOTH_BACKENDS,
+    Org,
+    Server,
+    axe_violations,
+    poll_until,
+    rows,
+    run_cli,
+    save_screenshot,
+)
 from tests.manage_helpers import add_user, csrf_token, sign_in
 
 pytestmark = BOTH_BACKENDS
@@ -353,7 +363,7 @@ def test_the_set_up_page_in_a_browser(browser: Browser, server: Server, people: 
         page.click("#start-2fa button[type=submit]")
         page.wait_for_selector("#totp-qr")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "account-2fa-setup.png"), full_page=True)
+        save_screenshot(page, ARTIFACTS / "account-2fa-setup.png")
         bad = axe_violations(page)
         assert bad == []
         # The QR code on the page holds the otpauth URI of the key printed beside it.

@@ -30,6 +30,7 @@ from tests.conftest import (
     connect,
     rows,
     run_cli,
+    save_screenshot,
 )
 from tests.manage_helpers import csrf_token, sign_in
 
@@ -497,7 +498,7 @@ def test_the_token_section_works_and_passes_axe_in_each_language(world: World, b
     shown = page.locator("#new-token-value").inner_text()
     assert shown.startswith("fbk_") and page.locator("#tokens tbody tr").count() == 2
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"manage-user-tokens-{lang}.png"), full_page=True)
+    save_screenshot(page, ARTIFACTS / f"manage-user-tokens-{lang}.png")
     bad = axe_violations(page)
     assert bad == [], (lang, bad)
     # Revoke the new one after confirming; the page then says so and shows the token nowhere.
