@@ -257,8 +257,10 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
         pytest.skip("the markup does not depend on the database: checked once, on SQLite")
     ARTIFACTS.mkdir(exist_ok=True)
     # One context with the strict CSP in force: Chart.js must run under it, and axe comes in through
-    # the DevTools protocol. Each page is loaded once and laid out again at each width.
-    context = browser.new_context(viewport=DESKTOP)
+    # the DevTools protocol. Each page is loaded once and laid out again at each width. The charts
+    # are drawn at once, as for a person who asks for less motion: the screenshots show them whole
+    # (and the browser draws no animation frames; the next test covers the animated default).
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
     page = context.new_page()
     sign_in(page, srv, "boss", PASSWORD)
     errors: list[str] = []
@@ -273,6 +275,8 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
         page.set_viewport_size(DESKTOP)
         page.goto(f"{srv.url}{path}?lang={lang}")
         page.wait_for_load_state("load")
+        if name in CHART_PAGES:
+            assert page.evaluate("() => Chart.defaults.animation") is False
         if name == "unit":
             assert page.evaluate("() => !!Chart.getChart(document.getElementById('chart-p'))")
         if name == "dashboard":
@@ -302,6 +306,21 @@ def test_pages_pass_the_accessibility_audit_and_draw_their_charts(setup, browser
                 assert axe_violations(page) == [], (name, lang, width)
     assert errors == []  # Chart.js runs under the strict CSP
     context.close()
+
+
+def test_charts_animate_unless_less_motion_is_asked_for(setup, browser: Browser) -> None:
+    org, srv = setup
+    if org.backend == "postgresql":
+        pytest.skip("the markup does not depend on the database: checked once, on SQLite")
+    for motion, animated in (("no-preference", True), ("reduce", False)):
+        context = browser.new_context(viewport=DESKTOP, reduced_motion=motion)
+        page = context.new_page()
+        sign_in(page, srv, "boss", PASSWORD)
+        page.goto(f"{srv.url}/manage/units/A")
+        page.wait_for_load_state("load")
+        assert page.evaluate("() => !!Chart.getChart(document.getElementById('chart-p'))")
+        assert (page.evaluate("() => Chart.defaults.animation") is not False) == animated, motion
+        context.close()
 
 
 def test_the_control_chart_starts_at_the_first_week_with_responses(setup) -> None:
