@@ -908,28 +908,34 @@ class CommandLine:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            process = self._started()
             status = Path(tempfile.mkdtemp(prefix="feedback-cli-")) / "status"
-            request = {
-                "args": list(args),
-                "env": env,
-                "cwd": os.getcwd(),
-                "stdin": os.devnull,
-                "stdout": str(log),
-                "stderr": str(errors or log),
-                "append": True,
-                "status": str(status),
-            }
-            assert process.stdin and process.stdout
-            try:
-                process.stdin.write(json.dumps(request).encode() + b"\n")
-                process.stdin.flush()
-            except BrokenPipeError:
-                return None
-            line = process.stdout.readline()
-            return ForkedProcess(json.loads(line)["pid"], status) if line else None
+            answer = self._ask(
+                {
+                    "args": list(args),
+                    "env": env,
+                    "cwd": os.getcwd(),
+                    "stdin": os.devnull,
+                    "stdout": str(log),
+                    "stderr": str(errors or log),
+                    "append": True,
+                    "status": str(status),
+                }
+            )
+            return ForkedProcess(answer["pid"], status) if answer else None
         finally:
             self._lock.release()
+
+    def _ask(self, request: dict) -> dict | None:
+        """One request to the forking process (the caller holds the lock) and its answer; None when it is gone."""
+        process = self._started()
+        assert process.stdin and process.stdout
+        try:
+            process.stdin.write(json.dumps(request).encode() + b"\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            return None
+        line = process.stdout.readline()
+        return json.loads(line) if line else None
 
     def run(
         self, args: list[str], env: dict[str, str], input: str | None, timeout: float
@@ -938,21 +944,12 @@ class CommandLine:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            process = self._started()
             with tempfile.TemporaryDirectory(prefix="feedback-cli-") as folder:
                 files = {name: str(Path(folder) / name) for name in ("stdin", "stdout", "stderr")}
                 Path(files["stdin"]).write_text(input or "", encoding="utf-8")
-                request = {"args": list(args), "env": env, "cwd": os.getcwd(), "timeout": timeout, **files}
-                assert process.stdin and process.stdout
-                try:
-                    process.stdin.write(json.dumps(request).encode() + b"\n")
-                    process.stdin.flush()
-                except BrokenPipeError:
+                answer = self._ask({"args": list(args), "env": env, "cwd": os.getcwd(), "timeout": timeout, **files})
+                if answer is None:
                     return None
-                line = process.stdout.readline()
-                if not line:
-                    return None
-                answer = json.loads(line)
                 if answer.get("timeout"):
                     raise subprocess.TimeoutExpired([*FEEDBACK, *args], timeout)
                 return subprocess.CompletedProcess(
