@@ -103,9 +103,22 @@ def _reap_detached(*_signal_args: object) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
-def serve() -> None:
-    import feedback.cli  # noqa: F401 - the imports every child would otherwise pay for
+def _warm_up() -> None:
+    """What every child would otherwise do again: the imports, and the merged gettext catalogues of the
+    core and the built-in plugins (parsed from their .po files: 0.4 s of CPU for the four languages)."""
+    import feedback.cli  # noqa: F401
     import feedback.web.app  # noqa: F401
+    from feedback import i18n
+    from feedback.plugins import build_plugin_manager
+    from feedback.settings import Settings
+
+    build_plugin_manager(Settings())  # adds the built-in plugins' catalogues
+    for lang in i18n.LANGUAGES:
+        i18n.translations(lang)
+
+
+def serve() -> None:
+    _warm_up()
 
     requests = os.dup(0)
     answers = os.dup(1)
