@@ -38,6 +38,7 @@ from feedback.plugins import PluginManager, build_plugin_manager
 from feedback.settings import Settings, load_settings
 from feedback.store import events as event_store
 from feedback.store.dialect import is_postgres_url
+from tests.shared_signatures import share_handler_signatures
 
 # -- cheap password hashes -------------------------------------------------------------------------
 # The suite signs in thousands of times; at the standard cost each argon2 check takes 0.19 s of CPU.
@@ -479,6 +480,10 @@ COLLECTOR = Collector()
 # (one after every ten collections of the middle generation) it took a fifth of a worker's CPU. At a
 # tenth of that pace the cycles a module leaves behind are still collected, only later.
 gc.set_threshold(700, 10, 100)
+
+# For the same reason, later apps reuse the handler signatures the first app of the process parsed
+# (a third of an app's build; tests/shared_signatures.py says why that is safe).
+share_handler_signatures()
 
 
 class DatabaseLocks:

@@ -7,16 +7,20 @@ body marker, each with a LitestarDeprecationWarning at app creation; Litestar 3 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
 
 from feedback.settings import load_settings
 from feedback.web.access import route_authenticator
 from feedback.web.app import create_app
 from tests.conftest import Org, Server, auth_header, source_env
+from tests.shared_signatures import unshared_handler_signatures
 
 # Builds the app and its OpenAPI document, as `feedback serve` and `/schema` do.
 BUILD = (
@@ -75,3 +79,37 @@ def test_the_web_modules_annotations_are_objects_not_strings() -> None:
         if "from __future__ import annotations" in module.read_text(encoding="utf-8")
     )
     assert postponed == []
+
+
+def _built_shape(app: Any) -> tuple[list, str]:
+    """Each route handler's path, methods, name, parameters and parameter model (in a stable order: the
+    order of a route's handlers varies from one build to the next), and the OpenAPI document."""
+    handlers = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            model = handler.signature_model
+            handlers.append(
+                (
+                    route.path,
+                    sorted(getattr(handler, "http_methods", ())),
+                    handler.handler_name,
+                    {name: repr(field.annotation) for name, field in handler.parsed_fn_signature.parameters.items()},
+                    model.__name__,
+                    [(f.name, repr(f.type), repr(f.default)) for f in msgspec.structs.fields(model)],
+                    sorted(model._dependency_name_set),
+                )
+            )
+    return sorted(handlers, key=repr), json.dumps(app.openapi_schema.to_schema(), sort_keys=True)
+
+
+def test_apps_built_with_shared_handler_signatures_are_built_as_litestar_builds_them(tmp_path: Path) -> None:
+    """The test processes share handler signatures between the apps they build (tests/shared_signatures.py):
+    an app built so has the same routes, parameters, parameter models and OpenAPI document as one built
+    by Litestar alone."""
+    settings = load_settings({"FEEDBACK_DB": str(tmp_path / "feedback.db"), "FEEDBACK_SECRET": "test-secret"})
+    create_app(settings)  # so that the next one reuses what this one parsed
+    shared = _built_shape(create_app(settings))
+    with unshared_handler_signatures():
+        alone = _built_shape(create_app(settings))
+    assert len(shared[0]) > 300
+    assert shared == alone
