@@ -230,7 +230,11 @@ def test_metrics_are_per_app(tmp_path: Path, start_server) -> None:
     for _ in range(3):
         assert httpx.get(f"{first.url}/no/such/page").status_code == 404
     requests = {"method": "GET", "route": "(unmatched)", "status": "404"}
-    assert value(scrape(first.url)[1], "feedback_http_requests_total", **requests) == 3
+    # A request is counted once its answer has gone out: the third may be counted a moment after.
+    poll_until(
+        lambda: value(scrape(first.url)[1], "feedback_http_requests_total", **requests) == 3,
+        what="the first app counting its three requests",
+    )
     assert value(scrape(second.url)[1], "feedback_http_requests_total", **requests) is None
 
 
