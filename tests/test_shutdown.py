@@ -213,6 +213,10 @@ def _late(self):
     deadline = time.monotonic() + 8
     while any(worker.is_alive() for worker in self.wrks) and time.monotonic() < deadline:
         time.sleep(0.02)
+    # Granian notices a worker's exit on a watcher thread of each worker, which a busy machine may not
+    # have run yet: let it, as it has when the worker ended well before the main process stops it.
+    while len(self.interrupt_children) < len(self.wrks) and time.monotonic() < deadline:
+        time.sleep(0.02)
     _stop_workers(self)
 
 
