@@ -94,20 +94,23 @@ def _shared_model(
     return found[0]
 
 
+def _install(parse: Callable[..., Any], create: Callable[..., Any]) -> None:
+    ParsedSignature.from_fn = classmethod(parse)  # type: ignore[method-assign, assignment]
+    SignatureModel.create = classmethod(create)  # type: ignore[method-assign, assignment]
+
+
 def share_handler_signatures() -> None:
     """From now on, apps built in this process reuse the handler signatures and parameter models of
     the apps built before them."""
-    ParsedSignature.from_fn = classmethod(_shared_parse)  # type: ignore[method-assign, assignment]
-    SignatureModel.create = classmethod(_shared_model)  # type: ignore[method-assign, assignment]
+    _install(_shared_parse, _shared_model)
 
 
 @contextmanager
 def unshared_handler_signatures() -> Iterator[None]:
     """Build apps meanwhile as Litestar does by itself (each computes its own)."""
-    shared = ParsedSignature.__dict__["from_fn"], SignatureModel.__dict__["create"]
-    ParsedSignature.from_fn = classmethod(_ORIGINAL_PARSE)  # type: ignore[method-assign, assignment]
-    SignatureModel.create = classmethod(_ORIGINAL_MODEL)  # type: ignore[method-assign, assignment]
+    before = ParsedSignature.__dict__["from_fn"].__func__, SignatureModel.__dict__["create"].__func__
+    _install(_ORIGINAL_PARSE, _ORIGINAL_MODEL)
     try:
         yield
     finally:
-        ParsedSignature.from_fn, SignatureModel.create = shared  # type: ignore[method-assign]
+        _install(*before)
