@@ -7,9 +7,12 @@ anything one app kept for the whole process would show up in the other."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,8 @@ import pytest
 from litestar.testing import TestClient
 
 from feedback.settings import load_settings
-from feedback.web.app import create_app
-from tests.conftest import Org, Server, auth_header, make_org, rows, wait_for_dispatch
+from feedback.web.app import COLLECTOR_THRESHOLDS, create_app
+from tests.conftest import Org, Server, auth_header, make_org, rows, source_env, wait_for_dispatch
 from tests.manage_helpers import add_user, sign_in
 from tests.test_mail import Sink, smtp, staffed_org  # noqa: F401 - smtp is a fixture
 from tests.test_manage_actions import Stream
@@ -147,12 +150,48 @@ def test_an_in_process_server_stops_clean_and_cannot_be_killed(org: Org) -> None
 
 def test_an_app_sharing_the_process_leaves_its_logging_and_collector_alone(org: Org) -> None:
     """Litestar's logging set-up and the collector freeze are for a process of the app's own."""
-    handlers, frozen = list(logging.getLogger().handlers), gc.get_freeze_count()
+    handlers, frozen, thresholds = list(logging.getLogger().handlers), gc.get_freeze_count(), gc.get_threshold()
     app = create_app(load_settings({"FEEDBACK_DB": str(org.db), "FEEDBACK_SECRET": "s", "FEEDBACK_JOBS": "0"}))
     with TestClient(app) as client:  # the lifespan runs: start-up done, serving
         assert client.get("/healthz").status_code == 200
         assert logging.getLogger().handlers == handlers
         assert gc.get_freeze_count() == frozen
+        assert gc.get_threshold() == thresholds
+
+
+OWN_PROCESS_PROBE = """
+import gc, json, sys
+from litestar.testing import TestClient
+from feedback.settings import load_settings
+from feedback.web.app import create_app
+before = gc.get_threshold()
+settings = load_settings({"FEEDBACK_DB": sys.argv[1], "FEEDBACK_SECRET": "s", "FEEDBACK_JOBS": "0"})
+with TestClient(create_app(settings, own_process=True)) as client:
+    status = client.get("/healthz").status_code
+    during, frozen = gc.get_threshold(), gc.get_freeze_count()
+    print(json.dumps({"status": status, "before": before, "during": during, "frozen": frozen}))
+"""
+
+
+def test_an_app_with_a_process_of_its_own_freezes_its_start_up_and_collects_young_objects_less_often(
+    org: Org,
+) -> None:
+    """What `feedback serve` does in each worker: the start-up objects frozen, and the young generation's
+    threshold raised (bench/ingest.py measured the difference in the README)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", OWN_PROCESS_PROBE, str(org.db)],
+        env=source_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert found["status"] == 200
+    assert tuple(found["before"]) == (700, 10, 10)  # Python's own, until the app has started
+    assert tuple(found["during"]) == COLLECTOR_THRESHOLDS
+    assert found["frozen"] > 10_000  # the app, its plugins and the catalog, out of the collector's scans
 
 
 def test_several_workers_need_a_process(org: Org) -> None:
