@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import threading
 import time
 import uuid
@@ -309,10 +310,7 @@ def prepare(
         version = keyed.version_in(snapshot)
     survey = version.definition
     if submission.id is not None:
-        try:
-            response_id = str(uuid.UUID(submission.id))
-        except ValueError:
-            raise InvalidInput("id: not a UUID", "id") from None
+        response_id = submission.id if _CANONICAL_UUID.fullmatch(submission.id) else canonical_uuid(submission.id)
     else:
         response_id = new_response_id()
     lang = submission.lang or touchpoint.lang
@@ -352,7 +350,7 @@ def prepare(
     if failed:
         flags.append("scoring_failed")
     unit = snapshot.units[touchpoint.unit]
-    day = occurred.astimezone(ZoneInfo(unit.tz)).date().isoformat()
+    day = local_day_text(occurred, unit.tz)
     digest = content_hash(submission)
     if keyed is not None:
         digest = keyed.digest(digest)
@@ -373,8 +371,8 @@ def prepare(
         "lang": lang,
         "answers": _json.encode(answers).decode(),
         "client_time": client_time,
-        "server_time": now.isoformat(),
-        "occurred_at": occurred.isoformat(),
+        "server_time": (server_time := now.isoformat()),
+        "occurred_at": server_time if occurred is now else occurred.isoformat(),
         "day": day,
         "level": result.level,
         "satisfied": int(result.satisfied),
@@ -400,6 +398,45 @@ def prepare(
     if plugins.has_impls("map_response") or plugins.has_impls("evaluate_triggers"):
         prepared.hits, prepared.requests = evaluate_response(prepared, answers, result, snapshot, plugins)
     return prepared
+
+
+# The form `str(uuid.UUID(...))` gives: an id a client already sends so is taken as it is.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_uuid(text: str) -> str:
+    """A client's response id in its one stored form (lower case, hyphenated), or InvalidInput naming `id`."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidInput("id: not a UUID", "id") from None
+
+
+# Each time zone's last minute seen: (minute since the epoch, the local day throughout it).
+_days_by_minute: dict[str, tuple[int, str]] = {}
+
+
+def local_day_text(moment: datetime, tz: str) -> str:
+    """The day (YYYY-MM-DD) in zone `tz` at `moment`. Every response of a minute asks the same, so each
+    zone keeps the answer for its last minute: the local day is the same all through a UTC minute whose
+    start and end have the same offset, a whole number of minutes (true of every zone today; an offset in
+    seconds, such as a local mean time, is never kept)."""
+    minute = int(moment.timestamp() // 60)
+    kept = _days_by_minute.get(tz)
+    if kept is not None and kept[0] == minute:
+        return kept[1]
+    zone = ZoneInfo(tz)
+    local = moment.astimezone(zone)
+    start = datetime.fromtimestamp(minute * 60, UTC)
+    offset = local.utcoffset()
+    steady = (
+        offset is not None
+        and offset.total_seconds() % 60 == 0
+        and start.astimezone(zone).utcoffset() == offset == (start + timedelta(seconds=59)).astimezone(zone).utcoffset()
+    )
+    if steady:
+        _days_by_minute[tz] = (minute, local.date().isoformat())
+    return local.date().isoformat()
 
 
 def refuse_if_retired(snapshot: Snapshot, token: str, occurred: datetime) -> None:
