@@ -23,7 +23,7 @@ from feedback.models import Submission, SurveyVersion
 from feedback.rates import Grouping, satisfaction
 from feedback.unit_settings import update_unit_settings
 from feedback.web.access import TOKEN, fresh_snapshot, requires_role, requires_unit
-from feedback.web.json_body import TOO_DEEP, decode_json, refuse_repeated_keys
+from feedback.web.json_body import TOO_DEEP, decode_json, keys_in, refuse_repeated_keys
 from feedback.web.schemas import (
     Erasure,
     ErrorBody,
@@ -201,8 +201,22 @@ def decode_submission(body: bytes) -> Submission:
         raise InvalidInput(f"{field}: {path[0]}", field) from None
     except msgspec.DecodeError as error:
         raise InvalidInput(f"body: {error}", "body") from None
-    refuse_repeated_keys(body)
+    refuse_repeated_keys(body, submission_keys(submission))
     return submission
+
+
+# A Submission's optional fields: each one set (not its default) was a key of the body.
+_OPTIONAL_FIELDS = tuple(f for f in Submission.__struct_fields__ if f not in ("touchpoint", "answers", "channel"))
+
+
+def submission_keys(submission: Submission) -> int | None:
+    """At least how many distinct keys the body of `submission` held (see `refuse_repeated_keys`): the two
+    required ones, each optional field that is not its default, and the keys inside the answers."""
+    inner = keys_in(submission.answers)
+    if inner is None:
+        return None
+    present = sum(getattr(submission, name) is not None for name in _OPTIONAL_FIELDS)
+    return 2 + present + (submission.channel != "api") + inner
 
 
 def survey_document(version: SurveyVersion) -> dict[str, Any]:

@@ -7,6 +7,7 @@ and a key given twice in one object (msgspec silently keeps the last copy, so `{
 """
 
 import json
+import sys
 from typing import Any
 
 import msgspec
@@ -37,9 +38,17 @@ _pairs_scanner = json.JSONDecoder(object_pairs_hook=_Pairs)
 _any_decoder = msgspec.json.Decoder()
 
 
-def refuse_repeated_keys(raw: bytes) -> None:
+def refuse_repeated_keys(raw: bytes, keys_found: int | None = None) -> None:
     """Raise InvalidInput naming the repeated key (as a path, e.g. `answers.overall`) if any object in
-    `raw`, which msgspec has already accepted as JSON, gives a key twice."""
+    `raw`, which msgspec has already accepted as JSON, gives a key twice.
+
+    `keys_found`: at least how many distinct keys the caller's decoding of `raw` found (see `keys_in`).
+    Every key in JSON is followed by a colon, so when `raw` has exactly that many colons, no key can
+    have been given twice, and the scan is skipped (the busiest route's bodies, which put no colon
+    inside a string). A body too long to rule out an integer past Python's digit limit, which the scan
+    refuses, is scanned all the same."""
+    if keys_found is not None and raw.count(b":") == keys_found and _no_overlong_integer(raw):
+        return
     try:
         _repeat_scanner.decode(raw.decode())
     except _Repeated:
@@ -49,6 +58,37 @@ def refuse_repeated_keys(raw: bytes) -> None:
         raise InvalidInput(TOO_DEEP, "body") from None
     except ValueError as error:  # e.g. an integer longer than Python parses; msgspec took it as a float
         raise InvalidInput(f"body: {error}", "body") from None
+
+
+def _no_overlong_integer(raw: bytes) -> bool:
+    limit = sys.get_int_max_str_digits()
+    return limit == 0 or len(raw) < limit
+
+
+# Deeper than this, `keys_in` gives up and the caller's body is scanned (which refuses what is too deep).
+_COUNTED_DEPTH = 32
+
+
+def keys_in(value: Any, depth: int = 0) -> int | None:
+    """The keys of every object in a decoded JSON value (a dict's keys are distinct: a key given twice
+    counts once), or None when the value nests deeper than `_COUNTED_DEPTH`."""
+    if depth > _COUNTED_DEPTH:
+        return None
+    if isinstance(value, dict):
+        total = len(value)
+        items = value.values()
+    elif isinstance(value, list):
+        total = 0
+        items = value
+    else:
+        return 0
+    for item in items:
+        if isinstance(item, dict | list):
+            inner = keys_in(item, depth + 1)
+            if inner is None:
+                return None
+            total += inner
+    return total
 
 
 def _repeated_path(value: Any, path: str) -> str | None:
