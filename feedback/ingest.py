@@ -13,7 +13,6 @@ submission, which the channel maps to its own reply.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import os
@@ -125,14 +124,19 @@ def new_response_id() -> str:
     return str(uuid.UUID(bytes=new_response_id_bytes()))
 
 
-# Base32 reads 5 bits per symbol, most significant first: the same symbols as indexing the alphabet by
-# each 5-bit group of the 40 bits, at a fraction of the cost on the busiest path.
-_TO_RECEIPT_ALPHABET = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", RECEIPT_ALPHABET.encode())
+# Each pair of receipt symbols for 10 bits, most significant first: the same symbols as Base32 over the
+# 40 bits with RECEIPT_ALPHABET for its alphabet, at half the cost on the busiest path.
+_RECEIPT_PAIRS = tuple(first + second for first in RECEIPT_ALPHABET for second in RECEIPT_ALPHABET)
 
 
 def new_receipt() -> str:
-    code = base64.b32encode(_random.take(5)).translate(_TO_RECEIPT_ALPHABET).decode()  # 40 random bits
-    return f"{code[:4]}-{code[4:]}"
+    return receipt_from(int.from_bytes(_random.take(5)))  # 40 random bits
+
+
+def receipt_from(bits: int) -> str:
+    """The receipt of 40 bits, ABCD-EFGH: each symbol 5 of them, most significant first (Base32's order)."""
+    pairs = _RECEIPT_PAIRS
+    return f"{pairs[bits >> 30]}{pairs[bits >> 20 & 1023]}-{pairs[bits >> 10 & 1023]}{pairs[bits & 1023]}"
 
 
 def normalise_receipt(text: str) -> str | None:

@@ -1,8 +1,10 @@
-"""What `prepare` derives from a response's moment and id on its hot path: the unit's local day (kept
-per zone for a minute at a time) and the id's one stored form (a canonical id taken as sent)."""
+"""What `prepare` derives on its hot path: the unit's local day from a response's moment (kept per zone
+for a minute at a time), the id's one stored form (a canonical id taken as sent) and the receipt."""
 
 from __future__ import annotations
 
+import base64
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -108,3 +110,14 @@ def test_an_id_that_is_no_uuid_is_a_400_naming_the_id(server: Server, shared_org
     assert reply.status_code == 400, reply.text
     assert reply.json()["field"] == "id"
     assert rows(shared_org, "SELECT count(*) AS n FROM responses")[0]["n"] == before
+
+
+def test_a_receipt_is_base32_of_its_forty_bits_in_the_receipt_alphabet() -> None:
+    """The symbols a receipt has always had (Base32, most significant bits first), drawn by pairs."""
+    rng = random.Random(4)
+    to_alphabet = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ingest.RECEIPT_ALPHABET.encode())
+    for five in [b"\x00" * 5, b"\xff" * 5, *(rng.randbytes(5) for _ in range(2_000))]:
+        code = base64.b32encode(five).translate(to_alphabet).decode()
+        assert ingest.receipt_from(int.from_bytes(five)) == f"{code[:4]}-{code[4:]}"
+    drawn = {ingest.new_receipt() for _ in range(1_000)}
+    assert len(drawn) == 1_000 and all(ingest.normalise_receipt(r) == r for r in drawn)
