@@ -1,0 +1,152 @@
+"""A committed batch's answers are held while the next batch's quick jobs run, and given out just
+before that batch commits (`Store._run_batch`): never before their own commit, never behind a job that
+is not ingest's kind, never for longer than `HOLD_ANSWERS_SECONDS` of the next batch's jobs, and never
+left unanswered when nothing follows, when the next batch fails or when the store closes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from feedback.db import HOLD_ANSWERS_SECONDS, Store
+from feedback.store import Connection
+from tests.conftest import BOTH_BACKENDS, connect, new_postgres_database
+
+pytestmark = BOTH_BACKENDS
+
+
+@pytest.fixture
+def store(tmp_path: Path, backend: str) -> Iterator[Store]:
+    path = new_postgres_database() if backend == "postgresql" else str(tmp_path / "s.db")
+    setup = connect(path)
+    setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    setup.commit()
+    setup.close()
+    made = Store(path)
+    made.start()
+    yield made
+    made.close()
+
+
+def stored(store: Store) -> list[str]:
+    conn = connect(store.path)
+    try:
+        return sorted(row[0] for row in conn.execute("SELECT k FROM t"))
+    finally:
+        conn.close()
+
+
+class First:
+    """A job that holds the writer until told to go on: what is queued meanwhile makes the next batch."""
+
+    def __init__(self) -> None:
+        self.running, self.go_on = threading.Event(), threading.Event()
+
+    def __call__(self, conn: Connection) -> str:
+        self.running.set()
+        assert self.go_on.wait(10)
+        conn.execute("INSERT INTO t (k) VALUES ('first')")
+        return "first"
+
+
+def job(key: str, *, defers: bool, look: Callable[[], None] = lambda: None, pause: float = 0.0):
+    def run(conn: Connection) -> str:
+        look()
+        time.sleep(pause)
+        conn.execute("INSERT INTO t (k) VALUES (?)", (key,))
+        if key == "bad":
+            raise ValueError("refused")
+        return key
+
+    run.defers = defers  # type: ignore[attr-defined]  # as ingest's job says it
+    return run
+
+
+def answered_in_order(futures: dict[str, Future]) -> list[str]:
+    order: list[str] = []
+    for name, future in futures.items():
+        future.add_done_callback(lambda _f, name=name: order.append(name))
+    return order
+
+
+def test_answers_wait_while_the_next_batch_of_ingest_jobs_runs_and_go_out_before_its_commit(store: Store) -> None:
+    first = First()
+    a = store.submit_write(first)
+    assert first.running.wait(10)
+    seen: dict[str, bool] = {}
+    b = store.submit_write(job("b", defers=True, look=lambda: seen.setdefault("first answered", a.done())))
+    order = answered_in_order({"first": a, "b": b})
+    first.go_on.set()
+    assert a.result(10) == "first" and b.result(10) == "b"
+    assert seen == {"first answered": False}  # held while b ran
+    assert order == ["first", "b"]  # and answered before b's commit, which answered b
+    assert stored(store) == ["b", "first"]
+
+
+def test_a_job_of_another_kind_finds_the_answers_given(store: Store) -> None:
+    first = First()
+    a = store.submit_write(first)
+    assert first.running.wait(10)
+    seen: dict[str, bool] = {}
+    b = store.submit_write(job("b", defers=False, look=lambda: seen.setdefault("first answered", a.done())))
+    first.go_on.set()
+    assert b.result(10) == "b" and a.result(10) == "first"
+    assert seen == {"first answered": True}
+
+
+def test_answers_are_held_for_no_longer_than_the_limit_of_the_next_batchs_jobs(store: Store) -> None:
+    first = First()
+    a = store.submit_write(first)
+    assert first.running.wait(10)
+    seen: dict[str, bool] = {}
+    slow = store.submit_write(
+        job("slow", defers=True, look=lambda: seen.setdefault("before slow", a.done()), pause=3 * HOLD_ANSWERS_SECONDS)
+    )
+    later = store.submit_write(job("later", defers=True, look=lambda: seen.setdefault("before later", a.done())))
+    first.go_on.set()
+    assert [f.result(10) for f in (a, slow, later)] == ["first", "slow", "later"]
+    assert seen == {"before slow": False, "before later": True}
+
+
+def test_nothing_following_means_answered_at_once(store: Store) -> None:
+    started = time.monotonic()
+    assert store.submit_write(job("alone", defers=True)).result(10) == "alone"
+    assert time.monotonic() - started < 5
+
+
+def test_a_next_batch_that_fails_still_lets_the_held_answers_out(store: Store) -> None:
+    first = First()
+    a = store.submit_write(first)
+    assert first.running.wait(10)
+    bad = store.submit_write(job("bad", defers=True))
+    good = store.submit_write(job("good", defers=True))
+    first.go_on.set()
+    assert a.result(10) == "first" and good.result(10) == "good"
+    with pytest.raises(ValueError, match="refused"):
+        bad.result(10)
+    assert stored(store) == ["first", "good"]
+
+
+def test_closing_the_store_gives_the_held_answers(tmp_path: Path, backend: str) -> None:
+    path = new_postgres_database() if backend == "postgresql" else str(tmp_path / "s.db")
+    setup = connect(path)
+    setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    setup.commit()
+    setup.close()
+    store = Store(path)
+    store.start()
+    first = First()
+    a = store.submit_write(first)
+    assert first.running.wait(10)
+    closing = threading.Thread(target=store.close)
+    closing.start()  # the stop is queued behind the running job
+    time.sleep(0.1)
+    first.go_on.set()
+    closing.join(30)
+    assert not closing.is_alive()
+    assert a.result(0) == "first"
