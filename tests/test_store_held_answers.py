@@ -20,8 +20,8 @@ from tests.conftest import BOTH_BACKENDS, connect, new_postgres_database
 pytestmark = BOTH_BACKENDS
 
 
-@pytest.fixture
-def store(tmp_path: Path, backend: str) -> Iterator[Store]:
+def started_store(tmp_path: Path, backend: str) -> Store:
+    """A running store over a new database holding one table, `t`."""
     path = new_postgres_database() if backend == "postgresql" else str(tmp_path / "s.db")
     setup = connect(path)
     setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
@@ -29,6 +29,12 @@ def store(tmp_path: Path, backend: str) -> Iterator[Store]:
     setup.close()
     made = Store(path)
     made.start()
+    return made
+
+
+@pytest.fixture
+def store(tmp_path: Path, backend: str) -> Iterator[Store]:
+    made = started_store(tmp_path, backend)
     yield made
     made.close()
 
@@ -133,13 +139,7 @@ def test_a_next_batch_that_fails_still_lets_the_held_answers_out(store: Store) -
 
 
 def test_closing_the_store_gives_the_held_answers(tmp_path: Path, backend: str) -> None:
-    path = new_postgres_database() if backend == "postgresql" else str(tmp_path / "s.db")
-    setup = connect(path)
-    setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
-    setup.commit()
-    setup.close()
-    store = Store(path)
-    store.start()
+    store = started_store(tmp_path, backend)
     first = First()
     a = store.submit_write(first)
     assert first.running.wait(10)
