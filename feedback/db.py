@@ -210,14 +210,15 @@ HOLD_ANSWERS_SECONDS = 0.010
 class InCallerContext:
     """A write job that runs on the writer thread in the context of the code that queued it, so what it
     reads from context variables (who is acting, for the audit log) is the caller's. One context copy
-    per write; `defers` is the job's own (the writer checks it on every job)."""
+    per write; `defers` and `quick` are the job's own (the writer checks them on every job)."""
 
-    __slots__ = ("fn", "context", "defers")
+    __slots__ = ("fn", "context", "defers", "quick")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         self.fn = fn
         self.context = contextvars.copy_context()
         self.defers = getattr(fn, "defers", False)
+        self.quick = getattr(fn, "quick", False)
 
     def __call__(self, conn: sqlite3.Connection) -> Any:
         return self.context.run(self.fn, conn)
@@ -399,9 +400,9 @@ class Store:
         then, waited for the interpreter lock on every statement. Held, the answers go out just before
         the next `COMMIT`, whose fsync holds no lock, so the loop's burst and the writer's wait on the
         disk overlap instead (bench/ingest.py: 9 % more responses a second, p99 4 ms lower). Only jobs
-        that defer their writes (ingest's: a few at a time, each quick) start while answers are held,
-        and only within `HOLD_ANSWERS_SECONDS` of the batch's start: any other job (a bulk update, a
-        rebuild) finds them answered. Nothing is answered before its commit."""
+        that say they are `quick` (ingest's of a few responses) start while answers are held, and only
+        within `HOLD_ANSWERS_SECONDS` of the batch's start: any other job (a kiosk's queue of hundreds,
+        a bulk update, a rebuild) finds them answered. Nothing is answered before its commit."""
         batch = [(fn, future) for fn, future in batch if future.set_running_or_notify_cancel()]
         if not batch:
             self._answer_held()
@@ -416,11 +417,10 @@ class Store:
             self._begin(conn)
             values = []
             for fn, _ in batch:
-                defers = getattr(fn, "defers", False)
-                if not defers:
+                if not getattr(fn, "defers", False):
                     _flush_deferred(conn)
-                if self._held and (not defers or time.perf_counter() > held_until):
-                    self._answer_held()  # only quick jobs (ingest's) run before them
+                if self._held and (not getattr(fn, "quick", False) or time.perf_counter() > held_until):
+                    self._answer_held()  # only quick jobs run before them
                 values.append(fn(conn))
             _flush_deferred(conn)
             _in_writer.optimistic = False

@@ -806,6 +806,10 @@ async def assign_owners(prepared: list[Prepared]) -> None:
     await asyncio.to_thread(choose)
 
 
+# The most responses a write job may hold and still be `quick` (see `write_job`).
+QUICK_JOB_RESPONSES = 16
+
+
 def write_job(
     planned: list[tuple[int, Prepared]], refused: list[tuple[int, Refused]], policy: Policy, default_action_days: int
 ):
@@ -833,4 +837,7 @@ def write_job(
         return outcomes
 
     job.defers = True  # its rollups join the transaction's RollupBatch (see feedback.db.deferred)
+    # A few responses' job is quick: the writer may run it before answering the batch it committed
+    # last (see feedback.db.Store._run_batch); a kiosk's queue of hundreds is not.
+    job.quick = len(planned) + len(refused) <= QUICK_JOB_RESPONSES
     return job

@@ -1,7 +1,8 @@
 """A committed batch's answers are held while the next batch's quick jobs run, and given out just
 before that batch commits (`Store._run_batch`): never before their own commit, never behind a job that
-is not ingest's kind, never for longer than `HOLD_ANSWERS_SECONDS` of the next batch's jobs, and never
-left unanswered when nothing follows, when the next batch fails or when the store closes."""
+does not say it is quick (ingest's of a few responses does), never for longer than
+`HOLD_ANSWERS_SECONDS` of the next batch's jobs, and never left unanswered when nothing follows, when
+the next batch fails or when the store closes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from feedback.db import HOLD_ANSWERS_SECONDS, Store
+from feedback.ingest import DEFAULT_POLICY, QUICK_JOB_RESPONSES, write_job
 from feedback.store import Connection
 from tests.conftest import BOTH_BACKENDS, connect, new_postgres_database
 
@@ -60,7 +62,7 @@ class First:
         return "first"
 
 
-def job(key: str, *, defers: bool, look: Callable[[], None] = lambda: None, pause: float = 0.0):
+def job(key: str, *, quick: bool, look: Callable[[], None] = lambda: None, pause: float = 0.0):
     def run(conn: Connection) -> str:
         look()
         time.sleep(pause)
@@ -69,7 +71,7 @@ def job(key: str, *, defers: bool, look: Callable[[], None] = lambda: None, paus
             raise ValueError("refused")
         return key
 
-    run.defers = defers  # type: ignore[attr-defined]  # as ingest's job says it
+    run.quick = quick  # type: ignore[attr-defined]  # as ingest's job of a few responses says it
     return run
 
 
@@ -85,7 +87,7 @@ def test_answers_wait_while_the_next_batch_of_ingest_jobs_runs_and_go_out_before
     a = store.submit_write(first)
     assert first.running.wait(10)
     seen: dict[str, bool] = {}
-    b = store.submit_write(job("b", defers=True, look=lambda: seen.setdefault("first answered", a.done())))
+    b = store.submit_write(job("b", quick=True, look=lambda: seen.setdefault("first answered", a.done())))
     order = answered_in_order({"first": a, "b": b})
     first.go_on.set()
     assert a.result(10) == "first" and b.result(10) == "b"
@@ -99,7 +101,7 @@ def test_a_job_of_another_kind_finds_the_answers_given(store: Store) -> None:
     a = store.submit_write(first)
     assert first.running.wait(10)
     seen: dict[str, bool] = {}
-    b = store.submit_write(job("b", defers=False, look=lambda: seen.setdefault("first answered", a.done())))
+    b = store.submit_write(job("b", quick=False, look=lambda: seen.setdefault("first answered", a.done())))
     first.go_on.set()
     assert b.result(10) == "b" and a.result(10) == "first"
     assert seen == {"first answered": True}
@@ -111,9 +113,9 @@ def test_answers_are_held_for_no_longer_than_the_limit_of_the_next_batchs_jobs(s
     assert first.running.wait(10)
     seen: dict[str, bool] = {}
     slow = store.submit_write(
-        job("slow", defers=True, look=lambda: seen.setdefault("before slow", a.done()), pause=3 * HOLD_ANSWERS_SECONDS)
+        job("slow", quick=True, look=lambda: seen.setdefault("before slow", a.done()), pause=3 * HOLD_ANSWERS_SECONDS)
     )
-    later = store.submit_write(job("later", defers=True, look=lambda: seen.setdefault("before later", a.done())))
+    later = store.submit_write(job("later", quick=True, look=lambda: seen.setdefault("before later", a.done())))
     first.go_on.set()
     assert [f.result(10) for f in (a, slow, later)] == ["first", "slow", "later"]
     assert seen == {"before slow": False, "before later": True}
@@ -121,7 +123,7 @@ def test_answers_are_held_for_no_longer_than_the_limit_of_the_next_batchs_jobs(s
 
 def test_nothing_following_means_answered_at_once(store: Store) -> None:
     started = time.monotonic()
-    assert store.submit_write(job("alone", defers=True)).result(10) == "alone"
+    assert store.submit_write(job("alone", quick=True)).result(10) == "alone"
     assert time.monotonic() - started < 5
 
 
@@ -129,8 +131,8 @@ def test_a_next_batch_that_fails_still_lets_the_held_answers_out(store: Store) -
     first = First()
     a = store.submit_write(first)
     assert first.running.wait(10)
-    bad = store.submit_write(job("bad", defers=True))
-    good = store.submit_write(job("good", defers=True))
+    bad = store.submit_write(job("bad", quick=True))
+    good = store.submit_write(job("good", quick=True))
     first.go_on.set()
     assert a.result(10) == "first" and good.result(10) == "good"
     with pytest.raises(ValueError, match="refused"):
@@ -150,3 +152,13 @@ def test_closing_the_store_gives_the_held_answers(tmp_path: Path, backend: str) 
     closing.join(30)
     assert not closing.is_alive()
     assert a.result(0) == "first"
+
+
+@pytest.mark.parametrize(
+    ("responses", "quick"), [(1, True), (QUICK_JOB_RESPONSES, True), (QUICK_JOB_RESPONSES + 1, False)]
+)
+def test_ingests_job_is_quick_for_a_few_responses_only(responses: int, quick: bool) -> None:
+    """A kiosk's queue of hundreds is one job: answers held behind it would wait for all of them."""
+    planned = [(index, None) for index in range(responses)]  # counted only until the job runs
+    made = write_job(planned, [], DEFAULT_POLICY, 10)  # type: ignore[arg-type]
+    assert made.quick is quick and made.defers is True
