@@ -146,8 +146,11 @@ def test_closing_the_store_gives_the_held_answers(tmp_path: Path, backend: str) 
     a = store.submit_write(first)
     assert first.running.wait(10)
     closing = threading.Thread(target=store.close)
-    closing.start()  # the stop is queued behind the running job
-    time.sleep(0.1)
+    closing.start()
+    deadline = time.monotonic() + 10
+    while store.queue_depth == 0 and time.monotonic() < deadline:  # the stop, queued behind the running job
+        time.sleep(0.005)
+    assert store.queue_depth == 1
     first.go_on.set()
     closing.join(30)
     assert not closing.is_alive()
