@@ -123,11 +123,13 @@ def test_retired_tablet_shows_out_of_service_takes_no_tap_and_still_sends_its_qu
     assert tablet_store(page) == {"queue": 0, "dead": 0}
 
     # Taps now record nothing: on the screen, and even on a face left hidden in the page.
+    before_taps = kiosks(srv, org)[0]["last_seen"]
     box = page.viewport_size
     for x, y in ((box["width"] // 2, box["height"] // 2), (box["width"] // 4, box["height"] * 2 // 3)):
         page.mouse.click(x, y)
     page.evaluate("""() => document.querySelectorAll('[data-score]').forEach(face => face.click())""")
-    page.wait_for_timeout(2_500)  # a sync round and a heartbeat
+    # A heartbeat since the taps: time enough for a tap wrongly queued to have been sent (a tap is sent at once).
+    assert wait_until(lambda: kiosks(srv, org)[0]["last_seen"] > before_taps, timeout=10, page=page)
     state(page, "retired")
     assert tablet_store(page) == {"queue": 0, "dead": 0}
     expect(page.locator("[data-queue]")).to_have_text("0")
