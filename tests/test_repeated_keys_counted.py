@@ -9,10 +9,12 @@ import json
 import random
 import sys
 
+import msgspec
 import pytest
 
 from feedback.errors import InvalidInput
-from feedback.web.api import decode_submission
+from feedback.models import Submission
+from feedback.web.api import _defaults_of, decode_submission
 from feedback.web.json_body import keys_in, refuse_repeated_keys
 
 
@@ -130,3 +132,15 @@ def test_nesting_past_the_counted_depth_is_left_to_the_scan() -> None:
     with pytest.raises(InvalidInput) as refused:
         decode_submission(('{"touchpoint": "tp-a", "answers": {"overall": 5, "m": ' + deep + "}}").encode())
     assert refused.value.field.startswith("answers.m[0]") and refused.value.field.endswith(".x")
+
+
+def test_the_count_refuses_a_body_struct_whose_default_is_not_a_plain_value() -> None:
+    """A default factory's value differs from the factory: counted as given, it would let a repeat through."""
+
+    class Later(msgspec.Struct, kw_only=True):
+        touchpoint: str
+        tags: list[str] = msgspec.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="plain defaults"):
+        _defaults_of(Later)
+    assert _defaults_of(Submission)[0] == 2  # touchpoint and answers

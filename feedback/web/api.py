@@ -205,18 +205,29 @@ def decode_submission(body: bytes) -> Submission:
     return submission
 
 
-# A Submission's optional fields: each one set (not its default) was a key of the body.
-_OPTIONAL_FIELDS = tuple(f for f in Submission.__struct_fields__ if f not in ("touchpoint", "answers", "channel"))
+def _defaults_of(struct: type[msgspec.Struct]) -> tuple[int, tuple[tuple[str, Any], ...]]:
+    """(how many fields a body must give, (name, default) of the others). A field that differs from its
+    default was a key of the body, which `submission_keys` counts on: so every default must be a plain
+    value (a default factory's value would differ from the factory and count a key never given)."""
+    fields, defaults = struct.__struct_fields__, struct.__struct_defaults__
+    for default in defaults:
+        if default is not None and not isinstance(default, str | int):
+            raise TypeError(f"{struct.__name__}: submission_keys counts on plain defaults, not {default!r}")
+    return len(fields) - len(defaults), tuple(zip(fields[len(fields) - len(defaults) :], defaults, strict=True))
+
+
+_REQUIRED_KEYS, _DEFAULTED_FIELDS = _defaults_of(Submission)
 
 
 def submission_keys(submission: Submission) -> int | None:
-    """At least how many distinct keys the body of `submission` held (see `refuse_repeated_keys`): the two
-    required ones, each optional field that is not its default, and the keys inside the answers."""
+    """At least how many distinct keys the body of `submission` held (see `refuse_repeated_keys`): the
+    required ones, each other field that is not its default, and the keys inside the answers (None when
+    they nest too deep to count)."""
     inner = keys_in(submission.answers)
     if inner is None:
         return None
-    present = sum(getattr(submission, name) is not None for name in _OPTIONAL_FIELDS)
-    return 2 + present + (submission.channel != "api") + inner
+    given = sum(getattr(submission, name) != default for name, default in _DEFAULTED_FIELDS)
+    return _REQUIRED_KEYS + given + inner
 
 
 def survey_document(version: SurveyVersion) -> dict[str, Any]:
