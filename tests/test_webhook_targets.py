@@ -20,7 +20,7 @@ import pytest
 
 from feedback_plugins.webhooks import not_routable_reason
 from tests.conftest import Org, Server, auth_header, free_port, rows
-from tests.test_webhooks import Receiver, register, respond
+from tests.test_webhooks import Receiver, register, respond, settled
 from tests.tls_helpers import self_signed
 
 REFUSED = [
@@ -184,6 +184,7 @@ def test_delivery_keeps_the_host_name_for_host_header_and_tls(org: Org, start_pr
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not (tls.requests and plain.requests):
             time.sleep(0.05)
+        settled(org)  # every delivery recorded: a second request to either would be here by now
         [secure] = tls.requests
         [request] = plain.requests
         assert secure["headers"]["host"] == f"localhost:{tls.port}"
