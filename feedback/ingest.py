@@ -313,10 +313,7 @@ def prepare(
     else:
         version = keyed.version_in(snapshot)
     survey = version.definition
-    if submission.id is not None:
-        response_id = submission.id if _CANONICAL_UUID.fullmatch(submission.id) else canonical_uuid(submission.id)
-    else:
-        response_id = new_response_id()
+    response_id = canonical_uuid(submission.id) if submission.id is not None else new_response_id()
     lang = submission.lang or touchpoint.lang
     if lang not in survey.languages:
         raise InvalidInput(f"lang: must be one of {survey.languages}", "lang")
@@ -409,7 +406,10 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 
 def canonical_uuid(text: str) -> str:
-    """A client's response id in its one stored form (lower case, hyphenated), or InvalidInput naming `id`."""
+    """A client's response id in its one stored form (lower case, hyphenated), or InvalidInput naming `id`.
+    An id already in that form (what clients send) is taken as it is, without parsing it."""
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
     try:
         return str(uuid.UUID(text))
     except ValueError:
@@ -604,8 +604,8 @@ def replay_key(submission: Submission) -> tuple[str, str] | None:
     if submission.id is None:
         return None
     try:
-        return str(uuid.UUID(submission.id)), content_hash(submission)
-    except ValueError:
+        return canonical_uuid(submission.id), content_hash(submission)
+    except InvalidInput:
         return None
 
 

@@ -62,6 +62,14 @@ class First:
         return "first"
 
 
+def running_first(store: Store) -> tuple[First, Future]:
+    """A `First` queued and running: what is queued next makes the writer's next batch."""
+    first = First()
+    queued = store.submit_write(first)
+    assert first.running.wait(10)
+    return first, queued
+
+
 def job(key: str, *, quick: bool, look: Callable[[], None] = lambda: None, pause: float = 0.0):
     def run(conn: Connection) -> str:
         look()
@@ -83,9 +91,7 @@ def answered_in_order(futures: dict[str, Future]) -> list[str]:
 
 
 def test_answers_wait_while_the_next_batch_of_ingest_jobs_runs_and_go_out_before_its_commit(store: Store) -> None:
-    first = First()
-    a = store.submit_write(first)
-    assert first.running.wait(10)
+    first, a = running_first(store)
     seen: dict[str, bool] = {}
     b = store.submit_write(job("b", quick=True, look=lambda: seen.setdefault("first answered", a.done())))
     order = answered_in_order({"first": a, "b": b})
@@ -97,9 +103,7 @@ def test_answers_wait_while_the_next_batch_of_ingest_jobs_runs_and_go_out_before
 
 
 def test_a_job_of_another_kind_finds_the_answers_given(store: Store) -> None:
-    first = First()
-    a = store.submit_write(first)
-    assert first.running.wait(10)
+    first, a = running_first(store)
     seen: dict[str, bool] = {}
     b = store.submit_write(job("b", quick=False, look=lambda: seen.setdefault("first answered", a.done())))
     first.go_on.set()
@@ -108,9 +112,7 @@ def test_a_job_of_another_kind_finds_the_answers_given(store: Store) -> None:
 
 
 def test_answers_are_held_for_no_longer_than_the_limit_of_the_next_batchs_jobs(store: Store) -> None:
-    first = First()
-    a = store.submit_write(first)
-    assert first.running.wait(10)
+    first, a = running_first(store)
     seen: dict[str, bool] = {}
     slow = store.submit_write(
         job("slow", quick=True, look=lambda: seen.setdefault("before slow", a.done()), pause=3 * HOLD_ANSWERS_SECONDS)
@@ -128,9 +130,7 @@ def test_nothing_following_means_answered_at_once(store: Store) -> None:
 
 
 def test_a_next_batch_that_fails_still_lets_the_held_answers_out(store: Store) -> None:
-    first = First()
-    a = store.submit_write(first)
-    assert first.running.wait(10)
+    first, a = running_first(store)
     bad = store.submit_write(job("bad", quick=True))
     good = store.submit_write(job("good", quick=True))
     first.go_on.set()
@@ -142,9 +142,7 @@ def test_a_next_batch_that_fails_still_lets_the_held_answers_out(store: Store) -
 
 def test_closing_the_store_gives_the_held_answers(tmp_path: Path, backend: str) -> None:
     store = started_store(tmp_path, backend)
-    first = First()
-    a = store.submit_write(first)
-    assert first.running.wait(10)
+    first, a = running_first(store)
     closing = threading.Thread(target=store.close)
     closing.start()
     deadline = time.monotonic() + 10
