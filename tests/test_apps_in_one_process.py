@@ -27,7 +27,7 @@ from tests.conftest import Org, Server, auth_header, make_org, rows, source_env,
 from tests.manage_helpers import add_user, sign_in
 from tests.test_mail import Sink, smtp, staffed_org  # noqa: F401 - smtp is a fixture
 from tests.test_manage_actions import Stream
-from tests.test_webhooks import Receiver, register, respond
+from tests.test_webhooks import Receiver, register, respond, settled
 
 PASSWORD = "correct horse 1"
 
@@ -113,6 +113,7 @@ def test_webhook_settings_and_hooks_belong_to_each_app(twins: tuple[Org, Org], s
         respond(two)  # the second app has no webhook
         wait_for_dispatch(second)
         assert rows(second, "SELECT count(*) AS n FROM outbox WHERE channel = 'webhook'") == [{"n": 0}]
+        settled(first)  # the first app's delivery recorded: a copy of it could not come later
         assert [r["body"] for r in receiver.requests] == [request["body"]]
         assert stored["id"].encode() in request["body"]
     finally:

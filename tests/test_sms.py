@@ -101,6 +101,16 @@ class Gateway:
     def wait_for(self, phone: str, count: int = 1) -> list[dict[str, Any]]:
         return poll_until(lambda: len(self.to(phone)) >= count and self.to(phone), what=f"{count} SMS to {phone}")
 
+    def only_message_to(self, phone: str, org: Org) -> dict[str, Any]:
+        """The one message to `phone`, checked once the outbox row that sent it is recorded as delivered or
+        given up: a message goes out before its row is recorded, so no copy of it can come later."""
+        first = self.wait_for(phone)[0]
+        row_id = int(first["id"].partition(".")[0])  # `sms.message_id`: the row's id, then its key's hash
+        done = "SELECT 1 FROM outbox WHERE id = ? AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)"
+        poll_until(lambda: rows(org, done, (row_id,)), what=f"the outbox row of the SMS to {phone} recorded")
+        [message] = self.to(phone)
+        return message
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -176,7 +186,7 @@ def test_an_invitation_goes_to_the_gateway_with_its_token_as_json(server: Server
     expires = datetime.fromisoformat(body["expires_at"])
     assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
 
-    [message] = gateway.wait_for("+84900000001")
+    message = gateway.only_message_to("+84900000001", shared_org)
     request = message["request"]
     assert request["path"] == "/send"
     assert request["headers"]["authorization"] == f"Bearer {SMS_TOKEN}"
@@ -214,7 +224,7 @@ def test_the_link_opens_the_survey_for_the_case_and_takes_one_response(
     reply = invite(server, shared_org, "+84900000002", case_ref="HS-002")
     assert reply.status_code == 201, reply.text
     invited = reply.json()
-    [message] = gateway.wait_for("+84900000002")
+    message = gateway.only_message_to("+84900000002", shared_org)
     link = LINK.search(message["text"]).group(0)
     with httpx.Client(timeout=30) as browser:
         page = browser.get(link)
@@ -266,7 +276,7 @@ def test_a_one_digit_reply_is_the_primary_rating_and_a_replay_is_stored_once(
     reply = invite(server, shared_org, "+79140000003", token="admin", touchpoint="tp-b", case_ref="ДТ-3", lang="ru")
     assert reply.status_code == 201, reply.text
     invited = reply.json()
-    [message] = gateway.wait_for("+79140000003")
+    message = gateway.only_message_to("+79140000003", shared_org)
     assert message["text"].startswith("Пост Б: довольны ли вы нашим обслуживанием?")
     before = rows(shared_org, "SELECT count(*) AS n FROM responses")[0]["n"]
 
@@ -407,7 +417,7 @@ def test_the_link_is_the_public_urls_never_the_requests_host(
         timeout=30,
     )
     assert reply.status_code == 201, reply.text
-    [message] = gateway.wait_for("+84900000014")
+    message = gateway.only_message_to("+84900000014", shared_org)
     assert LINK.search(message["text"]).group(0).startswith(f"{server.url}/i/")
     assert "phish.example" not in message["text"]
 
@@ -490,7 +500,7 @@ def test_a_call_back_sms_when_the_action_closes(server: Server, shared_org: Org,
         timeout=30,
     )
     assert closed.status_code == 201, closed.text
-    [message] = gateway.wait_for("+79145550011")
+    message = gateway.only_message_to("+79145550011", shared_org)
     assert message["text"] == (
         f"Пост Б: мы рассмотрели ваш отзыв (номер {stored['receipt']}), дело закрыто."
         " Что сделано: Очередь сократилась до 10 минут. Спасибо."
@@ -631,7 +641,7 @@ def test_while_the_gateway_is_down_the_sms_waits_and_the_number_goes_when_it_is_
     server.stop()
     now = datetime.now(UTC)
     tick(org, now + timedelta(minutes=1), "sms.deliver", env)  # past the first backoff
-    [message] = gateway.wait_for("+84900000008")
+    message = gateway.only_message_to("+84900000008", org)
     assert LINK.search(message["text"])
     assert rows(org, "SELECT attempts FROM outbox WHERE dedupe_key = ? AND delivered_at IS NOT NULL", (key,)) == [
         {"attempts": 2}
