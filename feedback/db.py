@@ -117,9 +117,15 @@ def holding_deferred() -> Iterator[Callable[[sqlite3.Connection], None]]:
 
 def _flush_deferred(conn: sqlite3.Connection) -> None:
     held = _in_writer.deferred
-    while held:
-        _key, work = held.popitem()
-        work.flush(conn)
+    if not held:
+        return
+    # On PostgreSQL the flushes' statements go out together: one round trip instead of one each (the
+    # writer thread waits for every answer, and gets the interpreter back after each). The last one
+    # held flushes first: a flush that reads its result back (`NewResponses`, held first) comes last.
+    with getattr(conn, "sent_together", contextlib.nullcontext)():
+        while held:
+            _key, work = held.popitem()
+            work.flush(conn)
 
 
 def connect_writer(database: str) -> Connection:

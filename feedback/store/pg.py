@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -99,13 +100,29 @@ def _raise(error: psycopg.Error) -> None:
 
 
 class Cursor:
-    """The parts of `sqlite3.Cursor` the store uses."""
+    """The parts of `sqlite3.Cursor` the store uses. Made while statements are sent together
+    (`Connection.sent_together`), its results are there only once the pipeline has synced: the first
+    look at them (rows, rowcount, description) syncs it."""
 
-    __slots__ = ("_cursor", "row_factory")
+    __slots__ = ("_connection", "_cursor", "_unsynced", "row_factory")
 
-    def __init__(self, cursor: psycopg.Cursor) -> None:
+    def __init__(self, cursor: psycopg.Cursor, connection: Connection | None = None) -> None:
         self._cursor = cursor
+        self._connection = connection
+        self._unsynced = connection is not None and connection.pipeline is not None
         self.row_factory: Any = None  # rows are always `Row`s; setting it is accepted and ignored
+
+    def _results(self) -> psycopg.Cursor:
+        """The psycopg cursor, its results received (a pipeline still open is synced first)."""
+        if self._unsynced:
+            self._unsynced = False
+            pipeline = self._connection.pipeline if self._connection is not None else None
+            if pipeline is not None:
+                try:
+                    pipeline.sync()
+                except psycopg.Error as error:
+                    _raise(error)
+        return self._cursor
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         try:
@@ -122,24 +139,27 @@ class Cursor:
         return self
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        cursor = self._results()
+        return cursor.fetchone() if cursor.description is not None else None
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        cursor = self._results()
+        return cursor.fetchall() if cursor.description is not None else []
 
     def fetchmany(self, size: int = 1) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+        cursor = self._results()
+        return cursor.fetchmany(size) if cursor.description is not None else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return self._results().rowcount
 
     @property
     def description(self) -> Any:
-        return self._cursor.description
+        return self._results().description
 
     def close(self) -> None:
         self._cursor.close()
@@ -175,6 +195,7 @@ class Connection:
 
     def __init__(self, raw: psycopg.Connection) -> None:
         self.raw = raw
+        self.pipeline: psycopg.Pipeline | None = None  # while statements are sent together
         if raw.row_factory is not _named_rows:
             configure(raw)
 
@@ -206,13 +227,33 @@ class Connection:
         pass  # rows are always `Row`s (by index and by name)
 
     def cursor(self) -> Cursor:
-        return Cursor(self.raw.cursor())
+        return Cursor(self.raw.cursor(), self)
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
-        return Cursor(self.raw.cursor()).execute(sql, params)
+        return Cursor(self.raw.cursor(), self).execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
-        return Cursor(self.raw.cursor()).executemany(sql, rows)
+        return Cursor(self.raw.cursor(), self).executemany(sql, rows)
+
+    @contextmanager
+    def sent_together(self) -> Iterator[None]:
+        """Inside, statements go out without waiting for each one's answer (psycopg's pipeline mode);
+        the answers are read when a result is first looked at, or on leaving. A group commit's flush,
+        several statements whose results nobody reads, then takes one round trip instead of one per
+        statement. An error is raised there, as the store names it; inside a transaction it fails the
+        transaction as it would have statement by statement. Nested, the outer block sends."""
+        if self.pipeline is not None:
+            yield
+            return
+        try:
+            with self.raw.pipeline() as pipeline:
+                self.pipeline = pipeline
+                try:
+                    yield
+                finally:
+                    self.pipeline = None
+        except psycopg.Error as error:
+            _raise(error)
 
     def execute_script(self, sql: str) -> None:
         """Several statements without parameters in one round trip (psycopg sends a query without
