@@ -29,7 +29,7 @@ import msgspec
 from feedback import audit, callbacks, dossiers
 from feedback.calendars import add_working_days, working_days_between
 from feedback.catalog import Snapshot
-from feedback.db import Store, held
+from feedback.db import Store, deferred, held
 from feedback.errors import Conflict, Forbidden, InvalidInput, NotFound
 from feedback.events import record
 from feedback.i18n import gettext_for
@@ -97,6 +97,9 @@ EFFECT_METRICS = frozenset(
         "dossier_on_time",
     }
 )
+#: The metrics an action's baseline reads from the rollups alone (the others read actions, call-backs,
+#: dossiers or exposure, which a group commit's other jobs may change).
+ROLLUP_METRICS = frozenset({"satisfaction", "not_dissatisfied", "bad_review_rate", "mean_score", "indicator_mean"})
 
 _json = msgspec.json.Encoder()
 
@@ -416,8 +419,17 @@ def _baseline(conn: sqlite3.Connection, snapshot: Snapshot, row: dict[str, Any],
     # kiosk's queue, last week's paper forms): the baseline counts them. Live traffic, of the opening
     # day itself, lies outside the window and is left held.
     unwritten = held("rollups")
+    read = deferred("baselines", _BaselinesRead)  # None outside a writer's transaction
     if unwritten is not None and unwritten.holds_day_between(start.isoformat(), end.isoformat()):
         unwritten.flush(conn)
+        if read is not None:
+            read.rates.clear()  # those days' rollups just changed
+    key = None
+    if read is not None and spec["metric"] in ROLLUP_METRICS:
+        units = tuple(snapshot.subtree(row["unit"])) if row["unit"] in snapshot.units else (row["unit"],)
+        key = (units, spec["metric"], start, end, row.get("service"), row.get("indicator"))
+        if key in read.rates:
+            return read.rates[key]
     successes, n = effect_rate(
         conn,
         snapshot,
@@ -428,7 +440,27 @@ def _baseline(conn: sqlite3.Connection, snapshot: Snapshot, row: dict[str, Any],
         service=row.get("service"),
         indicator=row.get("indicator"),
     )
-    return successes / n if n else None
+    rate = successes / n if n else None
+    if key is not None and read is not None:
+        read.rates[key] = rate
+    return rate
+
+
+class _BaselinesRead:
+    """The baselines a group commit has read, by subtree, metric, window, service and indicator: a burst
+    of bad reviews for one counter opens an action each, and each would read the same 90 days of
+    rollups again (a round trip each on PostgreSQL). The window ends the day before the opening, so
+    the commit's own live responses never fall in it; held rollups that do are written first, and
+    the rates read so far forgotten. A `Deferred` with nothing to write: it lasts until the writer
+    next flushes (before any job that does not defer, and before the commit)."""
+
+    __slots__ = ("rates",)
+
+    def __init__(self) -> None:
+        self.rates: dict[tuple, float | None] = {}
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        self.rates.clear()
 
 
 # -- opening ---------------------------------------------------------------------------------------------
@@ -444,6 +476,7 @@ def open_action(
     note: str | None = None,
     plugins: PluginManager | None = None,
     assigned: bool = False,
+    response_contact: bool | None = None,
 ) -> dict[str, Any] | None:
     """Open one action in the caller's write transaction; None when its `source_key` was opened before.
 
@@ -451,6 +484,8 @@ def open_action(
     `choose_owner`) the answer of `plugins`' `corrective_action_assignee`, else the unit's owner or
     the nearest one above. The deadline is `request.due`, else the `working_days`-th working day
     (the request's, else the unit's `action_days`, else `default_days`) after the local opening day.
+    `response_contact`: whether the response behind it left a consented contact, when the caller has
+    just stored that response and knows (None: looked up).
     """
     unit = snapshot.units.get(request.unit)
     if unit is None:
@@ -517,7 +552,9 @@ def open_action(
         data=opening,
         unit=unit.code,
     )
-    callbacks.register(conn, stored, stamp)  # the call-back it owes the respondent, if any
+    # The call-back it owes the respondent, if any (whether the response left a contact: as the caller
+    # knows it, storing that response in this job, else looked up).
+    callbacks.register(conn, stored, stamp, has_contact=response_contact)
     action = action_json(stored, snapshot, now)
     record(conn, [opened_event(action, now)], new_aggregates=True)  # in the opening's own transaction
     return action

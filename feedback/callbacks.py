@@ -55,10 +55,13 @@ def needs_callback(kind: str, has_contact: bool) -> bool:
     return kind == KIND or has_contact
 
 
-def register(conn: Connection, action: dict[str, Any], at: str) -> bool:
+def register(conn: Connection, action: dict[str, Any], at: str, *, has_contact: bool | None = None) -> bool:
     """In the write that opens `action` (a stored `actions` row): note the call-back it owes, if any.
-    True when one was registered now."""
-    has_contact = bool(action.get("response_id")) and response_store.contact_of(conn, action["response_id"]) is not None
+    `has_contact`: whether its response left a consented contact, when the caller knows (None: looked
+    up). True when one was registered now."""
+    if has_contact is None:
+        response_id = action.get("response_id")
+        has_contact = bool(response_id) and response_store.contact_of(conn, response_id) is not None
     if not needs_callback(action["kind"], has_contact):
         return False
     return callback_store.register(conn, action["id"], action["unit"], action["due"], at)

@@ -502,6 +502,8 @@ def open_requested_actions(
             plugins=prepared.plugins,
             owner=owner,
             assigned=prepared.owners is not None,
+            # This job stored the response and its contact (if any): no need to read it back.
+            response_contact=bool(prepared.contact) if request.response_id == prepared.row["id"] else None,
         )
         if action is not None:
             opened.append(action)

@@ -407,3 +407,24 @@ def test_an_action_opened_in_a_batch_counts_the_earlier_days_stored_before_it_in
     # 3 of last week's 4 were satisfied; today's responses are outside the window, held as before.
     assert rows(org, "SELECT baseline FROM actions WHERE id = ?", (opened["id"],)) == [{"baseline": 0.75}]
     assert rows(org, "SELECT sum(n) AS n FROM rollups_unit_day") == [{"n": 8}]
+
+
+def test_a_baseline_read_earlier_in_a_group_commit_is_read_again_once_earlier_days_join_it(org: Org) -> None:
+    """A group commit reads each baseline once for the bad reviews of one counter, and reads it again
+    when earlier days' responses held in the same commit are written before a later opening."""
+    now = datetime.now(UTC)
+
+    def bad() -> Item:
+        return Item(submission("tp-a1a", answers={"overall": 1}))
+
+    last_week = [
+        Item(submission("tp-a1a", answers={"overall": overall}, submitted_at=(now - timedelta(days=6)).isoformat()))
+        for overall in (5, 5, 5, 3)  # a 3 opens nothing
+    ]
+    batch = [bad(), *last_week, bad(), bad()]
+    outcomes = run(with_store(org, lambda store, snapshot: ingest(batch, store, snapshot)))
+    assert [o.status for o in outcomes] == ["stored"] * 7
+    opened = [outcome.result.actions[0]["id"] for outcome in outcomes if outcome.result.actions]
+    baselines = [rows(org, "SELECT baseline FROM actions WHERE id = ?", (i,))[0]["baseline"] for i in opened]
+    # Nothing in the window for the first; last week's four (3 satisfied) for the two after them.
+    assert baselines == [None, 0.75, 0.75]
