@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from feedback.db import after_commit, deferred, writing_store
+from feedback.db import after_commit, deferred, held, writing_store
 from feedback.models import Event
 from feedback.store import Connection
 from feedback.store import events as event_store
@@ -84,6 +84,15 @@ def record(conn: Connection, events: Sequence[Event], *, new_aggregates: bool = 
     if sink is None:
         event_store.insert_events(conn, [(*row, "", "") for row in rows])
         return
+    if new_aggregates and (batch := deferred(HELD_EVENTS, lambda: _HeldEvents(sink))) is not None:
+        # In a writer's transaction: written with the group commit's others just before it commits (a
+        # new aggregate has no earlier event to follow; see `_HeldEvents`).
+        for event, row in zip(events, rows, strict=True):
+            batch.add(row, event)
+        return
+    earlier = held(HELD_EVENTS)
+    if earlier is not None and earlier.holds_any({row[2] for row in rows}):
+        earlier.flush(conn)  # an aggregate's first event, still held, goes in before these
     until = _hot_until()
     waiting: set[str] = set()
     claimed = []
@@ -113,7 +122,7 @@ def record_response_stored(
     the row when the event is dispatched. `build` makes the event for the in-process dispatcher.
 
     In a server the row joins the group commit's others and is written with them in one statement
-    just before the commit (`_StoredEvents`); its place in the log is then after the events of the
+    just before the commit (`_HeldEvents`); its place in the log is then after the events of the
     same transaction, which is fine: a new response's aggregate has no other event to precede.
     (On every response's path: kept to no more Python than needed.)"""
     event_id = "response.stored:" + response_id
@@ -123,33 +132,60 @@ def record_response_stored(
     if sink is None:
         event_store.add_event(conn, (event_id, "response.stored", aggregate, created_at, data, "", ""))
         return
-    pending = deferred("response_stored", lambda: _StoredEvents(sink))
+    pending = deferred(HELD_EVENTS, lambda: _HeldEvents(sink))
+    pending.aggregates.add(aggregate)
     if not _wanted_in_transaction(sink)("response.stored"):
         # Nobody listens: logged as handed over already, so the dispatcher never builds, hands over or
         # marks it (what it would do with it a moment later anyway).
         pending.quiet.append((event_id, "response.stored", aggregate, created_at, data, created_at))
     else:
         pending.handed.append((event_id, "response.stored", aggregate, created_at, data, sink.holder, _hot_until()))
-        pending.builds[event_id] = (aggregate, build)
+        pending.builds[event_id] = ("response.stored", aggregate, build)
 
 
-class _StoredEvents:
-    """The `response.stored` rows of one group commit, written a few statements for all of them
-    (one INSERT per response cost as much as the rest of the response's writing)."""
+#: The writer's `deferred` key of a transaction's held events.
+HELD_EVENTS = "held_events"
 
-    __slots__ = ("builds", "handed", "quiet", "sink")
+
+class _HeldEvents:
+    """The first events of new aggregates in one group commit (each `response.stored`, each
+    `action.opened`), written a few statements for all of them just before the commit: one INSERT
+    each cost as much as the rest of a response's writing, and on PostgreSQL a round trip.
+
+    Held, they take their place in the log after the transaction's other events, which is fine while
+    nothing else of their aggregate comes before them: `record` writes a held one first when it is
+    asked to write a later event of the same aggregate in the same transaction."""
+
+    __slots__ = ("aggregates", "builds", "handed", "quiet", "sink")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.quiet: list[tuple[str, str, str, str, str | None, str]] = []
         self.handed: list[tuple[str, str, str, str, str | None, str, str]] = []
-        self.builds: dict[str, tuple[str, Callable[[], Event]]] = {}  # event id → (aggregate, build)
+        # event id → (type, aggregate, the event or what builds it)
+        self.builds: dict[str, tuple[str, str, Event | Callable[[], Event]]] = {}
+        self.aggregates: set[str] = set()
+
+    def add(self, row: tuple[str, str, str, str, str], event: Event) -> None:
+        """One event of `record` (its log row without the lease), as `record_response_stored` adds its."""
+        self.aggregates.add(row[2])
+        if not _wanted_in_transaction(self.sink)(row[1]):
+            self.quiet.append((*row, row[3]))
+        else:
+            self.handed.append((*row, self.sink.holder, _hot_until()))
+            self.builds[row[0]] = (row[1], row[2], event)
+
+    def holds_any(self, aggregates: set[str]) -> bool:
+        return not self.aggregates.isdisjoint(aggregates)
 
     def flush(self, conn: Connection) -> None:
-        event_store.insert_dispatched_events(conn, self.quiet)
-        for event_id, seq in event_store.insert_events(conn, self.handed):
-            aggregate, build = self.builds[event_id]
-            after_commit(self.sink.accept, Logged(event_id, "response.stored", aggregate, build, seq))
+        """Write what is held and start again from nothing (it may be flushed early, then again)."""
+        quiet, handed, builds = self.quiet, self.handed, self.builds
+        self.quiet, self.handed, self.builds, self.aggregates = [], [], {}, set()
+        event_store.insert_dispatched_events(conn, quiet)
+        for event_id, seq in event_store.insert_events(conn, handed):
+            event_type, aggregate, build = builds[event_id]
+            after_commit(self.sink.accept, Logged(event_id, event_type, aggregate, build, seq))
 
 
 class _Wanted:

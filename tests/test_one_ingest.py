@@ -428,3 +428,39 @@ def test_a_baseline_read_earlier_in_a_group_commit_is_read_again_once_earlier_da
     baselines = [rows(org, "SELECT baseline FROM actions WHERE id = ?", (i,))[0]["baseline"] for i in opened]
     # Nothing in the window for the first; last week's four (3 satisfied) for the two after them.
     assert baselines == [None, 0.75, 0.75]
+
+
+def test_a_held_first_event_goes_in_before_a_later_event_of_its_aggregate(org: Org) -> None:
+    """The first events of new aggregates are held and written just before the commit; a later event of
+    the same aggregate in the same transaction writes them first, so the log keeps each aggregate's
+    order (and the dispatcher hands them over in it)."""
+    from feedback import events
+    from feedback.dispatch import Dispatcher
+    from feedback.models import Event
+
+    now = datetime.now(UTC).isoformat()
+    opened = Event(type="action.opened", id="action.opened:9001", created_at=now, data={"id": 9001})
+    changed = Event(type="action.changed", id="action.changed:9001:2", created_at=now, data={"id": 9001})
+    other = Event(type="action.opened", id="action.opened:9002", created_at=now, data={"id": 9002})
+
+    def job(conn) -> None:
+        events.record(conn, [opened], new_aggregates=True)
+        events.record(conn, [other], new_aggregates=True)
+        events.record(conn, [changed])
+
+    async def body(store: Store, _snapshot) -> None:
+        dispatcher = Dispatcher(store)
+        dispatcher.start()
+        try:
+            await store.write(job)
+            for _ in range(500):  # handed over after the commit (none left leased at the stop)
+                if dispatcher.dispatched >= 3:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await dispatcher.stop()
+        assert dispatcher.dispatched == 3
+
+    run(with_store(org, body))
+    logged = [r["id"] for r in rows(org, "SELECT id FROM event_log WHERE type LIKE 'action.%' ORDER BY seq")]
+    assert logged == [opened.id, other.id, changed.id]
