@@ -1040,7 +1040,27 @@ SERIOUS_IMPACTS = ("serious", "critical")
 def save_screenshot(page: Any, path: Path | str, full_page: bool = True) -> None:
     """A PNG of the page as it stands (the whole page, else the viewport) at `path`, for a person to look
     at. Taken through the DevTools protocol with Chromium's quicker PNG encoding (`optimizeForSpeed`):
-    about half the browser's CPU of Playwright's screenshot for a file about a quarter bigger."""
+    about half the browser's CPU of Playwright's screenshot for a file about a quarter bigger. Now and
+    then, on a loaded machine, Chromium answers "Unable to capture screenshot": tried again after two
+    frames, then through Playwright's own screenshot, which waits for the page to be ready."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(2):
+        try:
+            data = _capture_screenshot(page, full_page)
+        except PlaywrightError as error:
+            if "Unable to capture screenshot" not in str(error):
+                raise
+            if attempt == 0:
+                page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+            continue
+        Path(path).write_bytes(base64.b64decode(data))
+        return
+    page.screenshot(path=str(path), full_page=full_page)
+
+
+def _capture_screenshot(page: Any, full_page: bool) -> str:
+    """Page.captureScreenshot's base64 PNG, through a DevTools session of its own."""
     session = page.context.new_cdp_session(page)
     try:
         params: dict[str, Any] = {"format": "png", "optimizeForSpeed": True}
@@ -1050,10 +1070,9 @@ def save_screenshot(page: Any, path: Path | str, full_page: bool = True) -> None
             height = max(metrics["cssContentSize"]["height"], metrics["cssLayoutViewport"]["clientHeight"])
             clip = {"x": 0, "y": 0, "width": math.ceil(width), "height": math.ceil(height), "scale": 1}
             params |= {"captureBeyondViewport": True, "clip": clip}
-        data = session.send("Page.captureScreenshot", params)["data"]
+        return session.send("Page.captureScreenshot", params)["data"]
     finally:
         session.detach()
-    Path(path).write_bytes(base64.b64decode(data))
 
 
 def axe_violations(page: Any, impacts: tuple[str, ...] | None = SERIOUS_IMPACTS) -> list[list]:
