@@ -121,7 +121,8 @@ def _flush_deferred(conn: sqlite3.Connection) -> None:
         return
     # On PostgreSQL the flushes' statements go out together: one round trip instead of one each (the
     # writer thread waits for every answer, and gets the interpreter back after each). The last one
-    # held flushes first: a flush that reads its result back (`NewResponses`, held first) comes last.
+    # held flushes first, so the flushes that read results back, held by a response's first steps
+    # (`NewResponses`, then the held events when they hand some over), come after the rollups'.
     with getattr(conn, "sent_together", contextlib.nullcontext)():
         while held:
             _key, work = held.popitem()

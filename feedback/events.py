@@ -132,15 +132,8 @@ def record_response_stored(
     if sink is None:
         event_store.add_event(conn, (event_id, "response.stored", aggregate, created_at, data, "", ""))
         return
-    pending = deferred(HELD_EVENTS, lambda: _HeldEvents(sink))
-    pending.aggregates.add(aggregate)
-    if not _wanted_in_transaction(sink)("response.stored"):
-        # Nobody listens: logged as handed over already, so the dispatcher never builds, hands over or
-        # marks it (what it would do with it a moment later anyway).
-        pending.quiet.append((event_id, "response.stored", aggregate, created_at, data, created_at))
-    else:
-        pending.handed.append((event_id, "response.stored", aggregate, created_at, data, sink.holder, _hot_until()))
-        pending.builds[event_id] = ("response.stored", aggregate, build)
+    row = (event_id, "response.stored", aggregate, created_at, data)
+    deferred(HELD_EVENTS, lambda: _HeldEvents(sink)).add(row, build)
 
 
 #: The writer's `deferred` key of a transaction's held events.
@@ -166,10 +159,13 @@ class _HeldEvents:
         self.builds: dict[str, tuple[str, str, Event | Callable[[], Event]]] = {}
         self.aggregates: set[str] = set()
 
-    def add(self, row: tuple[str, str, str, str, str], event: Event) -> None:
-        """One event of `record` (its log row without the lease), as `record_response_stored` adds its."""
+    def add(self, row: tuple[str, str, str, str, str | None], event: Event | Callable[[], Event]) -> None:
+        """One event: its log row without the lease (id, type, aggregate, created_at, data), and the
+        event or what builds it for the dispatcher."""
         self.aggregates.add(row[2])
         if not _wanted_in_transaction(self.sink)(row[1]):
+            # Nobody listens: logged as handed over already, so the dispatcher never builds, hands over
+            # or marks it (what it would do with it a moment later anyway).
             self.quiet.append((*row, row[3]))
         else:
             self.handed.append((*row, self.sink.holder, _hot_until()))

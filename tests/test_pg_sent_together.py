@@ -51,7 +51,7 @@ class SyncCounter:
     def count(self) -> int:
         self.file.flush()
         lines = self.path.read_text().splitlines()
-        return sum(1 for line in lines if line.split("\t")[1:2] == ["F"] and line.split("\t")[3] == "Sync")
+        return sum(1 for line in lines if line.split("\t")[1:4:2] == ["F", "Sync"])
 
     def __exit__(self, *_exc: object) -> None:
         self.pgconn.untrace()
